@@ -1,0 +1,596 @@
+//! The environment contract (DESIGN.md section 3): every key the portal reads, typed and
+//! validated once at startup. Nothing else in the crate reads the process environment.
+//!
+//! Keys follow the .NET double-underscore convention of the original deployment files
+//! (`Section__Key`) and, like .NET configuration, are matched case-insensitively. Every secret
+//! also accepts a `<KEY>_FILE` variant naming a file that holds the value (Docker/Kubernetes
+//! secrets). An empty value counts as unset, because `KEY=` lines in a compose `.env` file
+//! arrive as empty strings.
+
+mod npgsql;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use url::Url;
+
+pub use npgsql::parse_npgsql;
+
+/// One documented environment key. The table [`KEYS`] is the single source for `--help`, the
+/// README's configuration table and `.env.example` (tests keep the last two in step).
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn key(key: &'static str, default: &'static str, help: &'static str) -> KeySpec {
+    KeySpec { key, default, secret: false, help }
+}
+
+const fn secret(key: &'static str, help: &'static str) -> KeySpec {
+    KeySpec { key, default: "", secret: true, help }
+}
+
+pub const KEYS: &[KeySpec] = &[
+    key("Application__RunMode", "Client", "`Client` (a customer's portal) or `Admin` (the fleet aggregator)."),
+    key("Application__Environment", "Production", "`Production` or `Development`; `ASPNETCORE_ENVIRONMENT` is read when this is unset."),
+    key("Application__PublicUrl", "", "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect."),
+    key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
+    key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
+    key("Application__ShutdownTimeoutSeconds", "8", "On SIGTERM/SIGINT, how long in-flight requests and background tasks may take to finish (1-300)."),
+    secret("Database__ConnectionString", "Database, as Npgsql `Host=…;Port=…;Database=…;Username=…;Password=…` or a `postgres://` URL. Takes precedence over `DATABASE_URL` and the `POSTGRES_*` parts."),
+    secret("DATABASE_URL", "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset."),
+    key("POSTGRES_HOST", "timescaledb", "Database host, used when neither of the above is set (the compose file's parts)."),
+    key("POSTGRES_PORT", "5432", "Database port for the `POSTGRES_*` parts."),
+    key("POSTGRES_DB", "", "Database name for the `POSTGRES_*` parts (required in that form)."),
+    key("POSTGRES_USER", "", "Database user for the `POSTGRES_*` parts (required in that form)."),
+    secret("POSTGRES_PASSWORD", "Database password for the `POSTGRES_*` parts."),
+    key("Database__StartupTimeoutSeconds", "60", "How long startup keeps retrying an unreachable database before it gives up (1-3600)."),
+    key("Database__MaxConnections", "10", "Size of the connection pool (1-500); an Npgsql `Maximum Pool Size` in the connection string overrides it."),
+    key("Authentication__DefaultAdminEmail", "admin@example.com", "Email of the admin account seeded on first start (only when no account with that email exists)."),
+    secret("Authentication__DefaultAdminPassword", "Password of the seeded admin, at least 12 characters. Required in Production; in Development a missing one is generated and written to `<data dir>/default-admin-password`."),
+    key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana."),
+    key("WhiteLabel__ApplicationName", "Tau Acuvim Portal", "Application name shown in every page (first boot only; later via Settings → Branding)."),
+    key("WhiteLabel__PrimaryColor", "#0c4a6e", "Primary brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__SecondaryColor", "#0e7490", "Secondary brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__AccentColor", "#06b6d4", "Accent brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__FooterText", "", "Footer text (first boot only)."),
+    key("FleetIngest__Enabled", "false", "Client mode: push this portal's data to an Admin (fleet) portal."),
+    key("FleetIngest__Url", "", "Base URL of the Admin portal (required when enabled)."),
+    secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled)."),
+    key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400)."),
+    key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000)."),
+    key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`."),
+];
+
+/// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
+const SECTIONS: &[&str] = &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest"];
+
+/// The minimum length of any account password, the seeded admin's included.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Client,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Production,
+    Development,
+}
+
+/// A colour in canonical lowercase `#rrggbb` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Color(String);
+
+impl Color {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Color {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok { Ok(Color(s.to_ascii_lowercase())) } else { Err(format!("expected #rrggbb, got {s:?}")) }
+    }
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    pub connect: PgConnectOptions,
+    pub max_connections: u32,
+    /// Which key(s) the settings came from, for `Database connection resolved via …`.
+    pub source: String,
+    pub startup_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// `user@host:port/database`, safe to log (no password).
+    pub fn describe(&self) -> String {
+        let c = &self.connect;
+        let host = match c.get_socket() {
+            Some(dir) => dir.display().to_string(),
+            None => c.get_host().to_string(),
+        };
+        format!("{}@{}:{}/{}", c.get_username(), host, c.get_port(), c.get_database().unwrap_or("(default)"))
+    }
+}
+
+// PgConnectOptions' derived Debug prints the password: show only the safe description.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("target", &self.describe())
+            .field("max_connections", &self.max_connections)
+            .field("source", &self.source)
+            .field("startup_timeout", &self.startup_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DefaultAdmin {
+    pub email: String,
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhiteLabel {
+    pub application_name: String,
+    pub primary_color: Color,
+    pub secondary_color: Color,
+    pub accent_color: Color,
+    pub footer_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetIngest {
+    pub enabled: bool,
+    pub url: Option<Url>,
+    pub token: Option<SecretString>,
+    pub interval: Duration,
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub run_mode: RunMode,
+    pub environment: Environment,
+    pub public_url: Option<Url>,
+    pub listen_address: SocketAddr,
+    pub data_directory: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub database: DatabaseConfig,
+    pub default_admin: DefaultAdmin,
+    pub grafana_embed_path_prefix: String,
+    pub white_label: WhiteLabel,
+    pub fleet_ingest: FleetIngest,
+}
+
+/// One invalid key: `<key>: <what was expected and what was found>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), message: message.into() }
+}
+
+/// Every problem found, so an operator fixes the `.env` file in one go.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+/// The raw environment: a snapshot of the process environment, or pairs given by a test.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// The value of `key` (exact name first, then case-insensitively); empty counts as unset.
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = self
+            .vars
+            .get(key)
+            .or_else(|| self.vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))?;
+        let value = value.trim();
+        (!value.is_empty()).then_some(value)
+    }
+
+    /// A secret from `key` or from the file named by `<key>_FILE` (one trailing newline
+    /// stripped, as `echo` and most secret stores add one).
+    fn secret(&self, key: &str) -> Result<Option<SecretString>, ConfigError> {
+        let file_key = format!("{key}_FILE");
+        match (self.get(key), self.get(&file_key)) {
+            (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {file_key}, not both"))),
+            (Some(v), None) => Ok(Some(SecretString::from(v.to_string()))),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(&file_key, format!("cannot read secret file {path:?}: {e}")))?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                if text.is_empty() {
+                    return Err(err(&file_key, format!("secret file {path:?} is empty")));
+                }
+                Ok(Some(SecretString::from(text.to_string())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The log filter, read before the rest so that configuration errors can be logged.
+    pub fn log_filter(&self) -> String {
+        self.get("RUST_LOG").unwrap_or("info").to_string()
+    }
+
+    /// Keys of a known section that this build does not know (typos, or keys of a newer version).
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.vars
+            .keys()
+            .filter(|k| {
+                let Some((section, _)) = k.split_once("__") else { return false };
+                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+                    && !KEYS.iter().any(|spec| {
+                        k.eq_ignore_ascii_case(spec.key)
+                            || (spec.secret && k.eq_ignore_ascii_case(&format!("{}_FILE", spec.key)))
+                    })
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Collects values and errors while a [`Config`] is assembled.
+struct Reader<'a> {
+    env: &'a Env,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn default_of(key: &str) -> &'static str {
+        KEYS.iter().find(|k| k.key == key).map(|k| k.default).unwrap_or("")
+    }
+
+    /// The key's value, or its documented default.
+    fn text(&self, key: &str) -> String {
+        self.env.get(key).unwrap_or(Self::default_of(key)).to_string()
+    }
+
+    fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let raw = self.text(key);
+        match parse(&raw) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.errors.push(err(key, message));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        self.parse(key, |raw| match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!("expected a whole number from {min} to {max}, got {raw:?}")),
+        })
+    }
+
+    fn seconds(&mut self, key: &str, min: u64, max: u64) -> Option<Duration> {
+        self.number(key, min, max).map(Duration::from_secs)
+    }
+
+    /// Whether `key` (or its `_FILE` variant) already has an error, so a follow-up check such as
+    /// "required" does not pile a second, misleading message on the first.
+    fn has_error(&self, key: &str) -> bool {
+        self.errors.iter().any(|e| e.key == key || e.key == format!("{key}_FILE"))
+    }
+
+    fn secret(&mut self, key: &str) -> Option<SecretString> {
+        self.env.secret(key).unwrap_or_else(|e| {
+            self.errors.push(e);
+            None
+        })
+    }
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {raw:?}")),
+    }
+}
+
+fn parse_http_url(raw: &str) -> Result<Url, String> {
+    match Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        _ => Err(format!("expected an absolute http:// or https:// URL, got {raw:?}")),
+    }
+}
+
+fn parse_email(raw: &str) -> Result<String, String> {
+    let valid = match raw.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !raw.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if valid { Ok(raw.to_string()) } else { Err(format!("expected an email address, got {raw:?}")) }
+}
+
+fn parse_path_prefix(raw: &str) -> Result<String, String> {
+    let valid = raw.starts_with('/')
+        && raw.len() > 1
+        && !raw.ends_with('/')
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(format!("expected a path such as /grafana (leading slash, no trailing slash), got {raw:?}"))
+    }
+}
+
+impl Config {
+    /// Reads and validates the whole contract. Warnings (unknown keys, ignored values) come back
+    /// beside the config because logging is set up by the caller.
+    pub fn from_env(env: &Env) -> Result<(Config, Vec<String>), ConfigErrors> {
+        let mut r = Reader { env, errors: Vec::new() };
+        let mut warnings: Vec<String> = env
+            .unknown_keys()
+            .into_iter()
+            .map(|k| format!("Unknown configuration key {k} is ignored (see `tau-portal --help` for the known keys)"))
+            .collect();
+
+        let run_mode = r.parse("Application__RunMode", |raw| match raw.to_ascii_lowercase().as_str() {
+            "client" => Ok(RunMode::Client),
+            "admin" => Ok(RunMode::Admin),
+            _ => Err(format!("expected Client or Admin, got {raw:?}")),
+        });
+        let environment_key = match (env.get("Application__Environment"), env.get("ASPNETCORE_ENVIRONMENT")) {
+            (None, Some(_)) => "ASPNETCORE_ENVIRONMENT",
+            _ => "Application__Environment",
+        };
+        let environment = r.parse(environment_key, |raw| match raw.to_ascii_lowercase().as_str() {
+            "production" => Ok(Environment::Production),
+            "development" => Ok(Environment::Development),
+            _ => Err(format!("expected Production or Development, got {raw:?}")),
+        });
+        let public_url = match env.get("Application__PublicUrl") {
+            Some(_) => r.parse("Application__PublicUrl", parse_http_url),
+            None => None,
+        };
+        let listen_address = r.parse("Application__ListenAddress", |raw| {
+            raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
+        });
+        let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
+        let shutdown_timeout = r.seconds("Application__ShutdownTimeoutSeconds", 1, 300);
+        let database = resolve_database(&mut r, &mut warnings);
+
+        let admin_email = r.parse("Authentication__DefaultAdminEmail", parse_email);
+        let admin_password = r.secret("Authentication__DefaultAdminPassword");
+        let key = "Authentication__DefaultAdminPassword";
+        if environment == Some(Environment::Production) && !r.has_error(key) {
+            match &admin_password {
+                None => r.errors.push(err(
+                    key,
+                    "required in Production (the password of the admin account seeded on first start; \
+                     also accepted as Authentication__DefaultAdminPassword_FILE)",
+                )),
+                Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_LEN => r.errors.push(err(
+                    key,
+                    format!("expected at least {MIN_PASSWORD_LEN} characters, got {}", p.expose_secret().chars().count()),
+                )),
+                Some(_) => {}
+            }
+        }
+
+        let grafana_embed_path_prefix = r.parse("Grafana__EmbedPathPrefix", parse_path_prefix);
+        let application_name = r.parse("WhiteLabel__ApplicationName", |raw| {
+            if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
+        });
+        let primary_color = r.parse("WhiteLabel__PrimaryColor", Color::from_str);
+        let secondary_color = r.parse("WhiteLabel__SecondaryColor", Color::from_str);
+        let accent_color = r.parse("WhiteLabel__AccentColor", Color::from_str);
+        let footer_text = r.text("WhiteLabel__FooterText");
+
+        let fleet_enabled = r.parse("FleetIngest__Enabled", parse_bool);
+        let fleet_url = match env.get("FleetIngest__Url") {
+            Some(_) => r.parse("FleetIngest__Url", parse_http_url),
+            None => None,
+        };
+        let fleet_token = r.secret("FleetIngest__Token");
+        let fleet_interval = r.seconds("FleetIngest__IntervalSeconds", 5, 86_400);
+        let fleet_batch = r.number("FleetIngest__BatchSize", 1, 50_000);
+        if fleet_enabled == Some(true) {
+            if env.get("FleetIngest__Url").is_none() {
+                r.errors.push(err("FleetIngest__Url", "required when FleetIngest__Enabled is true"));
+            }
+            if fleet_token.is_none() && !r.has_error("FleetIngest__Token") {
+                r.errors.push(err("FleetIngest__Token", "required when FleetIngest__Enabled is true"));
+            }
+            if run_mode == Some(RunMode::Admin) {
+                warnings.push("FleetIngest__Enabled is ignored in Admin run mode (the Admin portal receives pushes)".into());
+            }
+        }
+
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        // Every `None` above pushed an error, so these cannot fail once `errors` is empty.
+        let missing = || ConfigErrors(vec![err("(internal)", "value missing without an error")]);
+        let environment = environment.ok_or_else(missing)?;
+        let listen_address = listen_address.ok_or_else(missing)?;
+        let public_url = match (public_url, environment) {
+            (Some(url), _) => Some(url),
+            (None, Environment::Development) => {
+                Url::parse(&format!("http://localhost:{}", listen_address.port())).ok()
+            }
+            (None, Environment::Production) => {
+                warnings.push(
+                    "Application__PublicUrl is not set: redirects to the login page will be built from the \
+                     request's forwarded host"
+                        .into(),
+                );
+                None
+            }
+        };
+        let config = Config {
+            run_mode: run_mode.ok_or_else(missing)?,
+            environment,
+            public_url,
+            listen_address,
+            data_directory,
+            shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
+            database: database.ok_or_else(missing)?,
+            default_admin: DefaultAdmin { email: admin_email.ok_or_else(missing)?, password: admin_password },
+            grafana_embed_path_prefix: grafana_embed_path_prefix.ok_or_else(missing)?,
+            white_label: WhiteLabel {
+                application_name: application_name.ok_or_else(missing)?,
+                primary_color: primary_color.ok_or_else(missing)?,
+                secondary_color: secondary_color.ok_or_else(missing)?,
+                accent_color: accent_color.ok_or_else(missing)?,
+                footer_text,
+            },
+            fleet_ingest: FleetIngest {
+                enabled: fleet_enabled.ok_or_else(missing)?,
+                url: fleet_url,
+                token: fleet_token,
+                interval: fleet_interval.ok_or_else(missing)?,
+                batch_size: fleet_batch.ok_or_else(missing)? as u32,
+            },
+        };
+        Ok((config, warnings))
+    }
+}
+
+/// Picks the database source in contract order: `Database__ConnectionString`, `DATABASE_URL`,
+/// then the `POSTGRES_*` parts.
+fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<DatabaseConfig> {
+    let startup_timeout = r.seconds("Database__StartupTimeoutSeconds", 1, 3600);
+    let max_connections = r.number("Database__MaxConnections", 1, 500).map(|n| n as u32);
+    let (connect, pool_override, source) = if let Some(cs) = r.secret("Database__ConnectionString") {
+        let key = "Database__ConnectionString";
+        parse_connection_string(r, key, cs.expose_secret(), warnings)?
+    } else if let Some(url) = r.secret("DATABASE_URL") {
+        parse_connection_string(r, "DATABASE_URL", url.expose_secret(), warnings)?
+    } else {
+        let env = r.env;
+        if env.get("POSTGRES_DB").is_none() && env.get("POSTGRES_USER").is_none() && env.get("POSTGRES_HOST").is_none() {
+            r.errors.push(err(
+                "Database__ConnectionString",
+                "no database configured: set Database__ConnectionString, DATABASE_URL, or POSTGRES_HOST/POSTGRES_DB/\
+                 POSTGRES_USER/POSTGRES_PASSWORD",
+            ));
+            return None;
+        }
+        let host = r.text("POSTGRES_HOST");
+        let port = r.number("POSTGRES_PORT", 1, 65_535);
+        let database = env.get("POSTGRES_DB").map(str::to_string);
+        let user = env.get("POSTGRES_USER").map(str::to_string);
+        for (k, v) in [("POSTGRES_DB", &database), ("POSTGRES_USER", &user)] {
+            if v.is_none() {
+                r.errors.push(err(k, "required when the database is configured by POSTGRES_* parts"));
+            }
+        }
+        let password = r.secret("POSTGRES_PASSWORD");
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(&host)
+            .port(port? as u16)
+            .database(&database?)
+            .username(&user?);
+        if let Some(p) = password {
+            options = options.password(p.expose_secret());
+        }
+        (options, None, "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD".to_string())
+    };
+    Some(DatabaseConfig {
+        connect: connect.application_name("tau-portal"),
+        max_connections: pool_override.or(max_connections)?,
+        source,
+        startup_timeout: startup_timeout?,
+    })
+}
+
+/// A `postgres://` URL or an Npgsql key=value string → options, an optional pool size, and the
+/// description of the source for the startup log line.
+fn parse_connection_string(
+    r: &mut Reader<'_>,
+    key: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Option<(PgConnectOptions, Option<u32>, String)> {
+    let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
+    let parsed = if is_url {
+        PgConnectOptions::from_str(value)
+            .map(|o| (o, None, format!("{key} (URL)")))
+            .map_err(|e| format!("expected a postgres:// URL: {e}"))
+    } else if key == "DATABASE_URL" {
+        Err("expected a postgres:// or postgresql:// URL".to_string())
+    } else {
+        parse_npgsql(value).map(|parsed| {
+            warnings.extend(parsed.ignored.iter().map(|k| {
+                format!("{key}: the Npgsql keyword {k:?} has no meaning for this implementation and is ignored")
+            }));
+            (parsed.options, parsed.max_pool_size, format!("{key} (Npgsql key=value form)"))
+        })
+    };
+    // The message never repeats the value: it holds the password.
+    parsed.map_err(|message| r.errors.push(err(key, message))).ok()
+}
+
+/// The whole key table as Markdown, for the README (a test checks that they match).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Key | Default | Secret | Meaning |\n|---|---|---|---|\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() { String::new() } else { format!("`{}`", k.default) };
+        let secret = if k.secret { "yes (`_FILE` too)" } else { "" };
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", k.key, default, secret, k.help));
+    }
+    out
+}
+
+/// The key table as plain text for `tau-portal --help`.
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "Configuration is read from the environment (keys are case-insensitive; secrets also accept <KEY>_FILE):\n",
+    );
+    for k in KEYS {
+        let default = if k.default.is_empty() { String::new() } else { format!(" [default: {}]", k.default) };
+        let secret = if k.secret { " [secret]" } else { "" };
+        out.push_str(&format!("\n  {}{}{}\n      {}\n", k.key, default, secret, k.help.replace('`', "")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
