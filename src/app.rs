@@ -46,7 +46,10 @@ pub enum StartupError {
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -59,13 +62,18 @@ impl StartupError {
 }
 
 /// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
-async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<PgPool, StartupError> {
+async fn prepare_database(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<PgPool, StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
     if applied.is_empty() {
         tracing::info!("Database schema is up to date");
     }
-    timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    timescale::bootstrap(&pool)
+        .await
+        .map_err(StartupError::Timescale)?;
     Ok(pool)
 }
 
@@ -84,9 +92,14 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     seed::seed_default_admin(&pool, &config).await?;
 
     let addr = config.listen_address;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
     let shutdown_timeout = config.shutdown_timeout;
-    let state = AppState { db: pool.clone(), config: Arc::new(config) };
+    let state = AppState {
+        db: pool.clone(),
+        config: Arc::new(config),
+    };
     tracing::info!(
         address = %addr,
         run_mode = ?state.config.run_mode,
@@ -95,8 +108,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         "Portal listening on http://{addr}"
     );
 
-    let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drain_deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(shutdown_timeout).await;
@@ -120,7 +136,10 @@ fn shutdown_on_signal() -> CancellationToken {
     let trigger = token.clone();
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
-        tracing::info!(signal, "Shutdown signal received; draining in-flight requests");
+        tracing::info!(
+            signal,
+            "Shutdown signal received; draining in-flight requests"
+        );
         trigger.cancel();
     });
     token
@@ -128,7 +147,10 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process can still be killed; never resolve.
         tracing::error!("Could not install signal handlers; graceful shutdown is unavailable");
         return std::future::pending().await;

@@ -45,7 +45,10 @@ pub struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &Request<B>) -> Span {
-        let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
         let request_id = req
             .extensions()
             .get::<RequestId>()
@@ -78,7 +81,8 @@ impl<B> OnResponse<B> for LogResponse {
     }
 }
 
-pub type HttpTraceLayer = TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
+pub type HttpTraceLayer =
+    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
 
 pub fn http_trace_layer() -> HttpTraceLayer {
     TraceLayer::new_for_http()

@@ -4,7 +4,10 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-pub async fn user_id_by_email(db: impl PgExecutor<'_>, email: &str) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn user_id_by_email(
+    db: impl PgExecutor<'_>,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(r#"SELECT "Id" FROM identity."Users" WHERE lower("Email") = lower($1)"#)
         .bind(email)
         .fetch_optional(db)
@@ -19,7 +22,10 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts unless an account with that email (case-insensitively) exists; `None` then.
-pub async fn insert_user_if_absent(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn insert_user_if_absent(
+    db: impl PgExecutor<'_>,
+    user: &NewUser<'_>,
+) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         r#"INSERT INTO identity."Users" ("Email", "DisplayName", "PasswordHash", "IsAdmin")
            VALUES ($1, $2, $3, $4)

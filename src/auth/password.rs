@@ -14,7 +14,11 @@ pub struct HashParams {
 }
 
 impl HashParams {
-    pub const PRODUCTION: HashParams = HashParams { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+    pub const PRODUCTION: HashParams = HashParams {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
 
     fn hasher(self) -> Result<Argon2<'static>, PasswordError> {
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
@@ -49,11 +53,24 @@ mod tests {
 
     #[tokio::test]
     async fn production_parameters_are_the_owasp_argon2id_ones() {
-        let phc = hash(SecretString::from("a long enough password"), HashParams::PRODUCTION).await.unwrap();
+        let phc = hash(
+            SecretString::from("a long enough password"),
+            HashParams::PRODUCTION,
+        )
+        .await
+        .unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         let parsed = PasswordHash::new(&phc).unwrap();
         let hasher = HashParams::PRODUCTION.hasher().unwrap();
-        assert!(hasher.verify_password(b"a long enough password", &parsed).is_ok());
-        assert!(hasher.verify_password(b"another password", &parsed).is_err());
+        assert!(
+            hasher
+                .verify_password(b"a long enough password", &parsed)
+                .is_ok()
+        );
+        assert!(
+            hasher
+                .verify_password(b"another password", &parsed)
+                .is_err()
+        );
     }
 }

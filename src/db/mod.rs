@@ -5,8 +5,8 @@ pub mod timescale;
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,8 @@ use crate::config::DatabaseConfig;
 /// Health probes and request handlers must fail fast when the database is gone rather than
 /// queue behind a pool that cannot connect.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A host that drops packets (rather than refusing) must not eat the whole startup budget.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -24,7 +26,12 @@ pub enum ConnectError {
         "could not connect to the database at {target} within {waited}s ({attempts} attempts; \
          set Database__StartupTimeoutSeconds to wait longer): {last_error}"
     )]
-    GaveUp { target: String, waited: u64, attempts: u32, last_error: String },
+    GaveUp {
+        target: String,
+        waited: u64,
+        attempts: u32,
+        last_error: String,
+    },
     #[error("shutdown requested while waiting for the database")]
     Cancelled,
 }
@@ -39,7 +46,10 @@ pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
 /// Connects, retrying with capped exponential backoff until the configured deadline: in a
 /// compose stack the database container often accepts connections seconds after the portal
 /// starts.
-pub async fn connect(config: &DatabaseConfig, shutdown: &CancellationToken) -> Result<PgPool, ConnectError> {
+pub async fn connect(
+    config: &DatabaseConfig,
+    shutdown: &CancellationToken,
+) -> Result<PgPool, ConnectError> {
     let target = config.describe();
     tracing::info!(database = %target, "Database connection resolved via {}", config.source);
     let started = Instant::now();
@@ -48,16 +58,20 @@ pub async fn connect(config: &DatabaseConfig, shutdown: &CancellationToken) -> R
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let attempt = pool_options(config).connect_with(config.connect.clone());
+        // One plain connection per attempt: the pool's own connect retries internally until its
+        // acquire timeout, which would hide the attempts from the log.
+        let attempt_deadline = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
+        let attempt = PgConnection::connect_with(&config.connect);
         let error = tokio::select! {
-            result = tokio::time::timeout_at(deadline, attempt) => match result {
-                Ok(Ok(pool)) => {
+            result = tokio::time::timeout_at(attempt_deadline, attempt) => match result {
+                Ok(Ok(mut conn)) => {
                     let version: String = sqlx::query_scalar("SHOW server_version")
-                        .fetch_one(&pool)
+                        .fetch_one(&mut conn)
                         .await
                         .unwrap_or_else(|_| "unknown".into());
+                    conn.close().await.ok();
                     tracing::info!(database = %target, server_version = %version, attempts, "Connected to PostgreSQL");
-                    return Ok(pool);
+                    return Ok(pool_options(config).connect_lazy_with(config.connect.clone()));
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "connection attempt timed out".to_string(),

@@ -1,0 +1,64 @@
+//! The README's configuration table and `.env.example` are generated from / checked against the
+//! key table in `config.rs`, so documentation and code cannot drift apart.
+
+use std::path::Path;
+
+use tau_acuvim_portal::config::{KEYS, markdown_table};
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn readme_configuration_table_matches_config_rs() {
+    let readme = read("README.md");
+    let start = "<!-- env-keys:start -->\n";
+    let end = "<!-- env-keys:end -->";
+    let from = readme
+        .find(start)
+        .expect("README has the env-keys:start marker")
+        + start.len();
+    let to = readme[from..]
+        .find(end)
+        .expect("README has the env-keys:end marker")
+        + from;
+    let expected = markdown_table();
+    assert!(
+        readme[from..to] == expected,
+        "README's configuration table is out of date; replace the text between the markers with:\n{expected}"
+    );
+}
+
+#[test]
+fn env_example_lists_every_key_and_only_known_keys() {
+    let example = read(".env.example");
+    let keys_in_file: Vec<&str> = example
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim())
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| !k.is_empty() && !k.contains(' '))
+        .collect();
+    for k in KEYS {
+        assert!(
+            keys_in_file.contains(&k.key),
+            ".env.example does not mention {}",
+            k.key
+        );
+    }
+    // Keys the compose file itself uses (not read by the binary).
+    let compose_only = [
+        "COMPOSE_PROJECT_NAME",
+        "CUSTOMER_HOST",
+        "GRAFANA_ADMIN_PASSWORD",
+    ];
+    for k in keys_in_file {
+        let known = KEYS
+            .iter()
+            .any(|s| s.key == k || (s.secret && format!("{}_FILE", s.key) == k));
+        assert!(
+            known || compose_only.contains(&k),
+            ".env.example mentions {k}, which nothing reads"
+        );
+    }
+}

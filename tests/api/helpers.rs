@@ -1,0 +1,351 @@
+//! Shared test plumbing: throwaway databases on the private test cluster, the real binary as a
+//! child process with its JSON log captured, a TCP proxy that can cut and restore the database
+//! link, and polling with a deadline (never sleeps as synchronisation).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tau_acuvim_portal::app::AppState;
+use tau_acuvim_portal::config::{Config, Env};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// The superuser URL of the private cluster started by `scripts/test.sh`.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests through scripts/test.sh, which starts a private PostgreSQL")
+}
+
+pub fn admin_options() -> PgConnectOptions {
+    database_url()
+        .parse()
+        .expect("DATABASE_URL is a valid postgres:// URL")
+}
+
+/// A fresh, empty database for one process-level test (the cluster is thrown away afterwards).
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = format!("tau_proc_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect_with(&admin_options())
+            .await
+            .expect("connect to the test cluster");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        conn.close().await.ok();
+        TestDb { name }
+    }
+
+    pub fn options(&self) -> PgConnectOptions {
+        admin_options().database(&self.name)
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect_with(self.options())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// The database in the Npgsql form the runbook's `.env` files use.
+    pub fn npgsql(&self) -> String {
+        let o = admin_options();
+        format!(
+            "Host={};Port={};Database={};Username={};Password=unused",
+            o.get_host(),
+            o.get_port(),
+            self.name,
+            o.get_username()
+        )
+    }
+}
+
+/// A free loopback port (bound then released; good enough for tests on a private machine).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A valid Development configuration for in-process tests against `db`.
+pub fn test_config(db: &PgConnectOptions) -> Config {
+    let url = format!(
+        "postgres://{}@{}:{}/{}?sslmode=disable",
+        db.get_username(),
+        db.get_host(),
+        db.get_port(),
+        db.get_database().unwrap_or("postgres")
+    );
+    let env = Env::from_pairs([
+        ("DATABASE_URL", url.as_str()),
+        ("Application__Environment", "Development"),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD),
+    ]);
+    Config::from_env(&env).expect("test config is valid").0
+}
+
+pub fn test_app(pool: PgPool, config: Config) -> Router {
+    tau_acuvim_portal::app::router(AppState {
+        db: pool,
+        config: Arc::new(config),
+    })
+}
+
+/// Sends a GET through the real router; returns status and body text.
+pub async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+// ---------------------------------------------------------------- the real binary
+
+/// The portal binary running as a child process; killed on drop.
+pub struct Portal {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    pub port: u16,
+}
+
+pub fn portal_command(env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tau-portal"));
+    // Only what the test gives: the developer's own environment must not leak into the config.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Portal {
+    /// Starts `tau-portal <args>` on a free port with `env` (plus listen address and data dir).
+    pub fn start(args: &[&str], env: &[(&str, String)], data_dir: &std::path::Path) -> Portal {
+        let port = free_port();
+        let mut cmd = portal_command(env);
+        cmd.args(args)
+            .env("Application__ListenAddress", format!("127.0.0.1:{port}"))
+            .env("Application__DataDirectory", data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn tau-portal");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let readers = [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ]
+        .into_iter()
+        .map(|stream| {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        })
+        .collect();
+        Portal {
+            child,
+            lines,
+            readers,
+            port,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn raw_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every stdout line parsed as JSON (a non-JSON line fails the test: the contract is JSON logs).
+    pub fn logs(&self) -> Vec<Value> {
+        self.raw_lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.logs()
+            .iter()
+            .map(|v| v["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub async fn wait_for_message(&self, needle: &str, timeout: Duration) -> Value {
+        let what = format!(
+            "log message containing {needle:?}; logs so far:\n{}",
+            self.raw_lines().join("\n")
+        );
+        wait_for(&what, timeout, || async {
+            self.logs()
+                .into_iter()
+                .find(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
+        })
+        .await
+    }
+
+    /// Waits until the HTTP server answers.
+    pub async fn wait_listening(&self) {
+        self.wait_for_message("Portal listening on", Duration::from_secs(60))
+            .await;
+    }
+
+    /// Waits for the process to exit and for its output to be read to the end.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let what = format!("the portal to exit; logs:\n{}", self.raw_lines().join("\n"));
+        let child = &mut self.child;
+        let status = wait_for(&what, timeout, || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+        for reader in self.readers.drain(..) {
+            reader.join().expect("log reader thread");
+        }
+        status
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the portal");
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn production_env(db: &TestDb) -> Vec<(&'static str, String)> {
+    vec![
+        ("Database__ConnectionString", db.npgsql()),
+        (
+            "Authentication__DefaultAdminEmail",
+            "admin@abc0001.example.com".into(),
+        ),
+        (
+            "Authentication__DefaultAdminPassword",
+            ADMIN_PASSWORD.into(),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- a cuttable link to PostgreSQL
+
+/// Forwards a loopback port to the test cluster. `cut()` closes the listener AND every open
+/// connection, as a database host that goes away would; `restore()` listens again.
+pub struct Proxy {
+    pub port: u16,
+    target: String,
+    running: Option<CancellationToken>,
+}
+
+impl Proxy {
+    pub fn new() -> Proxy {
+        let o = admin_options();
+        Proxy {
+            port: free_port(),
+            target: format!("{}:{}", o.get_host(), o.get_port()),
+            running: None,
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        assert!(self.running.is_none(), "proxy already running");
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind proxy port");
+        let stop = CancellationToken::new();
+        let (target, token) = (self.target.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    () = token.cancelled() => return,
+                };
+                let (target, token) = (target.clone(), token.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = token.cancelled() => {}
+                    }
+                });
+            }
+        });
+        self.running = Some(stop);
+    }
+
+    pub fn cut(&mut self) {
+        if let Some(token) = self.running.take() {
+            token.cancel();
+        }
+    }
+
+    pub fn options(&self) -> PgConnectOptions {
+        admin_options().host("127.0.0.1").port(self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

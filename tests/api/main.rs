@@ -1,0 +1,11 @@
+//! All integration tests in one binary (linking one binary per file is slow). They run against
+//! the private PostgreSQL cluster that `scripts/test.sh` starts (`DATABASE_URL`), and, for the
+//! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
+
+mod docs;
+mod health;
+mod helpers;
+mod migrations;
+mod seed;
+mod startup;
+mod timescale;
