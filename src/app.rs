@@ -5,28 +5,84 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::auth::keyring::{KeyRing, KeyRingError};
+use crate::auth::password::Passwords;
 use crate::auth::seed::{self, SeedError};
-use crate::config::Config;
+use crate::auth::sessions::Sessions;
+use crate::auth::throttle::Throttle;
+use crate::clock::Clock;
+use crate::config::{Config, Environment};
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{self, ConnectError, timescale};
-use crate::{health, telemetry};
+use crate::error::AppError;
+use crate::web::cookies::CookieNames;
+use crate::web::{csrf, errors, headers, session, static_files};
+use crate::{auth, dashboards, health, telemetry};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    pub clock: Clock,
+    pub keys: KeyRing,
+    pub passwords: Passwords,
+    pub sessions: Sessions,
+    pub throttle: Arc<Throttle>,
+    pub cookies: CookieNames,
+}
+
+impl AppState {
+    /// Loads the key ring from `<data dir>/keys` and prepares the identity services.
+    pub async fn new(db: PgPool, config: Config, clock: Clock) -> Result<AppState, StartupError> {
+        let keys = KeyRing::load_or_create(&config.data_directory.join("keys"))?;
+        let passwords =
+            Passwords::new(config.auth.password_hash).await.map_err(|e| StartupError::Other(e.to_string()))?;
+        let sessions = Sessions::new(db.clone(), clock.clone(), config.auth.session_idle, config.auth.session_absolute);
+        let cookies = CookieNames::new(config.environment == Environment::Production);
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            throttle: Arc::new(Throttle::new(clock.clone())),
+            clock,
+            keys,
+            passwords,
+            sessions,
+            cookies,
+        })
+    }
 }
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(auth::routes::router())
+        .merge(auth::users::router())
+        .merge(auth::forward::router())
+        .merge(dashboards::router())
+        .route("/static/{name}", get(static_files::serve))
+        .fallback(|| async { AppError::NotFound })
+        // Innermost first: CSRF needs the session; error pages need the session the resolver
+        // leaves on the response; every response gets the security headers.
+        .layer(from_fn_with_state(state.clone(), csrf::guard))
+        .layer(from_fn_with_state(state.clone(), session::resolve))
+        .layer(from_fn_with_state(state.clone(), errors::render_errors))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response()))
         .with_state(state)
         // Outermost last: the request id exists before the trace span reads it, and is echoed
         // in the response so a user can quote it.
@@ -45,11 +101,12 @@ pub enum StartupError {
     Timescale(sqlx::Error),
     #[error(transparent)]
     Seed(#[from] SeedError),
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
+    #[error("{0}")]
+    Other(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -62,18 +119,13 @@ impl StartupError {
 }
 
 /// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
-async fn prepare_database(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<PgPool, StartupError> {
+async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<PgPool, StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
     if applied.is_empty() {
         tracing::info!("Database schema is up to date");
     }
-    timescale::bootstrap(&pool)
-        .await
-        .map_err(StartupError::Timescale)?;
+    timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
     Ok(pool)
 }
 
@@ -89,17 +141,15 @@ pub async fn migrate(config: Config) -> Result<(), StartupError> {
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     let shutdown = shutdown_on_signal();
     let pool = prepare_database(&config, &shutdown).await?;
-    seed::seed_default_admin(&pool, &config).await?;
+    let state = AppState::new(pool.clone(), config, Clock::default()).await?;
+    seed::seed_default_admin(&pool, &state.config, &state.passwords).await?;
 
-    let addr = config.listen_address;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })?;
-    let shutdown_timeout = config.shutdown_timeout;
-    let state = AppState {
-        db: pool.clone(),
-        config: Arc::new(config),
-    };
+    let addr = state.config.listen_address;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+    let shutdown_timeout = state.config.shutdown_timeout;
+    // Background tasks join this tracker and stop on `shutdown`.
+    let tasks = TaskTracker::new();
+    tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tracing::info!(
         address = %addr,
         run_mode = ?state.config.run_mode,
@@ -108,11 +158,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         "Portal listening on http://{addr}"
     );
 
-    let server = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drain_deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(shutdown_timeout).await;
@@ -125,9 +172,30 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         ),
     }
 
+    tasks.close();
+    if tokio::time::timeout(shutdown_timeout, tasks.wait()).await.is_err() {
+        tracing::warn!("Background tasks did not stop within the shutdown deadline");
+    }
     pool.close().await;
     tracing::info!("Shutdown complete");
     Ok(())
+}
+
+/// Deletes expired sessions every few minutes; a failure (database away) is logged and retried
+/// at the next tick.
+async fn purge_sessions(sessions: Sessions, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match sessions.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "Purged expired sessions"),
+                Err(e) => tracing::warn!("Could not purge expired sessions: {e}"),
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.
@@ -136,10 +204,7 @@ fn shutdown_on_signal() -> CancellationToken {
     let trigger = token.clone();
     tokio::spawn(async move {
         let signal = wait_for_signal().await;
-        tracing::info!(
-            signal,
-            "Shutdown signal received; draining in-flight requests"
-        );
+        tracing::info!(signal, "Shutdown signal received; draining in-flight requests");
         trigger.cancel();
     });
     token
@@ -147,10 +212,7 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         // Without signal handlers the process can still be killed; never resolve.
         tracing::error!("Could not install signal handlers; graceful shutdown is unavailable");
         return std::future::pending().await;

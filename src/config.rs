@@ -33,29 +33,15 @@ pub struct KeySpec {
 }
 
 const fn key(key: &'static str, default: &'static str, help: &'static str) -> KeySpec {
-    KeySpec {
-        key,
-        default,
-        secret: false,
-        help,
-    }
+    KeySpec { key, default, secret: false, help }
 }
 
 const fn secret(key: &'static str, help: &'static str) -> KeySpec {
-    KeySpec {
-        key,
-        default: "",
-        secret: true,
-        help,
-    }
+    KeySpec { key, default: "", secret: true, help }
 }
 
 pub const KEYS: &[KeySpec] = &[
-    key(
-        "Application__RunMode",
-        "Client",
-        "`Client` (a customer's portal) or `Admin` (the fleet aggregator).",
-    ),
+    key("Application__RunMode", "Client", "`Client` (a customer's portal) or `Admin` (the fleet aggregator)."),
     key(
         "Application__Environment",
         "Production",
@@ -66,16 +52,8 @@ pub const KEYS: &[KeySpec] = &[
         "",
         "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect.",
     ),
-    key(
-        "Application__ListenAddress",
-        "0.0.0.0:8080",
-        "Address and port the HTTP server binds.",
-    ),
-    key(
-        "Application__DataDirectory",
-        "/data",
-        "Folder for the key ring (`keys/`) and uploaded logos (`branding/`).",
-    ),
+    key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
+    key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
     key(
         "Application__ShutdownTimeoutSeconds",
         "8",
@@ -85,34 +63,16 @@ pub const KEYS: &[KeySpec] = &[
         "Database__ConnectionString",
         "Database, as Npgsql `Host=…;Port=…;Database=…;Username=…;Password=…` or a `postgres://` URL. Takes precedence over `DATABASE_URL` and the `POSTGRES_*` parts.",
     ),
-    secret(
-        "DATABASE_URL",
-        "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset.",
-    ),
+    secret("DATABASE_URL", "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset."),
     key(
         "POSTGRES_HOST",
         "timescaledb",
         "Database host, used when neither of the above is set (the compose file's parts).",
     ),
-    key(
-        "POSTGRES_PORT",
-        "5432",
-        "Database port for the `POSTGRES_*` parts.",
-    ),
-    key(
-        "POSTGRES_DB",
-        "",
-        "Database name for the `POSTGRES_*` parts (required in that form).",
-    ),
-    key(
-        "POSTGRES_USER",
-        "",
-        "Database user for the `POSTGRES_*` parts (required in that form).",
-    ),
-    secret(
-        "POSTGRES_PASSWORD",
-        "Database password for the `POSTGRES_*` parts.",
-    ),
+    key("POSTGRES_PORT", "5432", "Database port for the `POSTGRES_*` parts."),
+    key("POSTGRES_DB", "", "Database name for the `POSTGRES_*` parts (required in that form)."),
+    key("POSTGRES_USER", "", "Database user for the `POSTGRES_*` parts (required in that form)."),
+    secret("POSTGRES_PASSWORD", "Database password for the `POSTGRES_*` parts."),
     key(
         "Database__StartupTimeoutSeconds",
         "60",
@@ -132,76 +92,40 @@ pub const KEYS: &[KeySpec] = &[
         "Authentication__DefaultAdminPassword",
         "Password of the seeded admin, at least 12 characters. Required in Production; in Development a missing one is generated and written to `<data dir>/default-admin-password`.",
     ),
+    key("Authentication__SessionIdleMinutes", "30", "A session unused this long ends (sliding; 1-1440)."),
+    key("Authentication__SessionAbsoluteHours", "12", "A session ends this long after sign-in, used or not (1-720)."),
     key(
-        "Grafana__EmbedPathPrefix",
-        "/grafana",
-        "Path under which Traefik serves the embedded Grafana.",
+        "Authentication__TrustedProxies",
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+        "Comma-separated addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy.",
     ),
+    key(
+        "Authentication__PasswordHashMemoryKib",
+        "19456",
+        "argon2id memory cost in KiB (OWASP: 19456; lower only for tests).",
+    ),
+    key("Authentication__PasswordHashIterations", "2", "argon2id time cost (OWASP: 2)."),
+    key("Authentication__PasswordHashParallelism", "1", "argon2id lanes (OWASP: 1)."),
+    key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana."),
     key(
         "WhiteLabel__ApplicationName",
         "Tau Acuvim Portal",
         "Application name shown in every page (first boot only; later via Settings → Branding).",
     ),
-    key(
-        "WhiteLabel__PrimaryColor",
-        "#0c4a6e",
-        "Primary brand colour, `#rrggbb` (first boot only).",
-    ),
-    key(
-        "WhiteLabel__SecondaryColor",
-        "#0e7490",
-        "Secondary brand colour, `#rrggbb` (first boot only).",
-    ),
-    key(
-        "WhiteLabel__AccentColor",
-        "#06b6d4",
-        "Accent brand colour, `#rrggbb` (first boot only).",
-    ),
-    key(
-        "WhiteLabel__FooterText",
-        "",
-        "Footer text (first boot only).",
-    ),
-    key(
-        "FleetIngest__Enabled",
-        "false",
-        "Client mode: push this portal's data to an Admin (fleet) portal.",
-    ),
-    key(
-        "FleetIngest__Url",
-        "",
-        "Base URL of the Admin portal (required when enabled).",
-    ),
-    secret(
-        "FleetIngest__Token",
-        "Push token shown once by the Admin portal's Customers page (required when enabled).",
-    ),
-    key(
-        "FleetIngest__IntervalSeconds",
-        "60",
-        "Seconds between pushes (5-86400).",
-    ),
-    key(
-        "FleetIngest__BatchSize",
-        "5000",
-        "Measurement rows per push request (1-50000).",
-    ),
-    key(
-        "RUST_LOG",
-        "info",
-        "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`.",
-    ),
+    key("WhiteLabel__PrimaryColor", "#0c4a6e", "Primary brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__SecondaryColor", "#0e7490", "Secondary brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__AccentColor", "#06b6d4", "Accent brand colour, `#rrggbb` (first boot only)."),
+    key("WhiteLabel__FooterText", "", "Footer text (first boot only)."),
+    key("FleetIngest__Enabled", "false", "Client mode: push this portal's data to an Admin (fleet) portal."),
+    key("FleetIngest__Url", "", "Base URL of the Admin portal (required when enabled)."),
+    secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled)."),
+    key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400)."),
+    key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000)."),
+    key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`."),
 ];
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
-const SECTIONS: &[&str] = &[
-    "Application",
-    "Database",
-    "Authentication",
-    "Grafana",
-    "WhiteLabel",
-    "FleetIngest",
-];
+const SECTIONS: &[&str] = &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest"];
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -231,13 +155,8 @@ impl Color {
 impl FromStr for Color {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let ok =
-            s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit());
-        if ok {
-            Ok(Color(s.to_ascii_lowercase()))
-        } else {
-            Err(format!("expected #rrggbb, got {s:?}"))
-        }
+        let ok = s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok { Ok(Color(s.to_ascii_lowercase())) } else { Err(format!("expected #rrggbb, got {s:?}")) }
     }
 }
 
@@ -258,13 +177,7 @@ impl DatabaseConfig {
             Some(dir) => dir.display().to_string(),
             None => c.get_host().to_string(),
         };
-        format!(
-            "{}@{}:{}/{}",
-            c.get_username(),
-            host,
-            c.get_port(),
-            c.get_database().unwrap_or("(default)")
-        )
+        format!("{}@{}:{}/{}", c.get_username(), host, c.get_port(), c.get_database().unwrap_or("(default)"))
     }
 }
 
@@ -284,6 +197,27 @@ impl fmt::Debug for DatabaseConfig {
 pub struct DefaultAdmin {
     pub email: String,
     pub password: Option<SecretString>,
+}
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl PasswordHashParams {
+    /// OWASP's argon2id recommendation, DESIGN.md's security baseline.
+    pub const PRODUCTION: PasswordHashParams = PasswordHashParams { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub password_hash: PasswordHashParams,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +248,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub database: DatabaseConfig,
     pub default_admin: DefaultAdmin,
+    pub auth: AuthSettings,
     pub grafana_embed_path_prefix: String,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
@@ -328,10 +263,7 @@ pub struct ConfigError {
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError { key: key.to_string(), message: message.into() }
 }
 
 /// Every problem found, so an operator fixes the `.env` file in one go.
@@ -356,25 +288,16 @@ impl Env {
         Self::from_pairs(std::env::vars())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Env {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// The value of `key` (exact name first, then case-insensitively); empty counts as unset.
     fn get(&self, key: &str) -> Option<&str> {
-        let value = self.vars.get(key).or_else(|| {
-            self.vars
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v)
-        })?;
+        let value = self
+            .vars
+            .get(key)
+            .or_else(|| self.vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))?;
         let value = value.trim();
         (!value.is_empty()).then_some(value)
     }
@@ -384,15 +307,11 @@ impl Env {
     fn secret(&self, key: &str) -> Result<Option<SecretString>, ConfigError> {
         let file_key = format!("{key}_FILE");
         match (self.get(key), self.get(&file_key)) {
-            (Some(_), Some(_)) => Err(err(
-                key,
-                format!("set either {key} or {file_key}, not both"),
-            )),
+            (Some(_), Some(_)) => Err(err(key, format!("set either {key} or {file_key}, not both"))),
             (Some(v), None) => Ok(Some(SecretString::from(v.to_string()))),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    err(&file_key, format!("cannot read secret file {path:?}: {e}"))
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(&file_key, format!("cannot read secret file {path:?}: {e}")))?;
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 let text = text.strip_suffix('\r').unwrap_or(text);
                 if text.is_empty() {
@@ -420,8 +339,7 @@ impl Env {
                 SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
                     && !KEYS.iter().any(|spec| {
                         k.eq_ignore_ascii_case(spec.key)
-                            || (spec.secret
-                                && k.eq_ignore_ascii_case(&format!("{}_FILE", spec.key)))
+                            || (spec.secret && k.eq_ignore_ascii_case(&format!("{}_FILE", spec.key)))
                     })
             })
             .cloned()
@@ -437,18 +355,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn default_of(key: &str) -> &'static str {
-        KEYS.iter()
-            .find(|k| k.key == key)
-            .map(|k| k.default)
-            .unwrap_or("")
+        KEYS.iter().find(|k| k.key == key).map(|k| k.default).unwrap_or("")
     }
 
     /// The key's value, or its documented default.
     fn text(&self, key: &str) -> String {
-        self.env
-            .get(key)
-            .unwrap_or(Self::default_of(key))
-            .to_string()
+        self.env.get(key).unwrap_or(Self::default_of(key)).to_string()
     }
 
     fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
@@ -465,9 +377,7 @@ impl Reader<'_> {
     fn number(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
         self.parse(key, |raw| match raw.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "expected a whole number from {min} to {max}, got {raw:?}"
-            )),
+            _ => Err(format!("expected a whole number from {min} to {max}, got {raw:?}")),
         })
     }
 
@@ -478,9 +388,7 @@ impl Reader<'_> {
     /// Whether `key` (or its `_FILE` variant) already has an error, so a follow-up check such as
     /// "required" does not pile a second, misleading message on the first.
     fn has_error(&self, key: &str) -> bool {
-        self.errors
-            .iter()
-            .any(|e| e.key == key || e.key == format!("{key}_FILE"))
+        self.errors.iter().any(|e| e.key == key || e.key == format!("{key}_FILE"))
     }
 
     fn secret(&mut self, key: &str) -> Option<SecretString> {
@@ -502,42 +410,45 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
 fn parse_http_url(raw: &str) -> Result<Url, String> {
     match Url::parse(raw) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
-        _ => Err(format!(
-            "expected an absolute http:// or https:// URL, got {raw:?}"
-        )),
+        _ => Err(format!("expected an absolute http:// or https:// URL, got {raw:?}")),
     }
 }
 
-fn parse_email(raw: &str) -> Result<String, String> {
+pub fn parse_email(raw: &str) -> Result<String, String> {
     let valid = match raw.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !raw.chars().any(char::is_whitespace)
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !raw.chars().any(char::is_whitespace)
         }
         None => false,
     };
-    if valid {
-        Ok(raw.to_string())
-    } else {
-        Err(format!("expected an email address, got {raw:?}"))
+    if valid { Ok(raw.to_string()) } else { Err(format!("expected an email address, got {raw:?}")) }
+}
+
+/// `10.0.0.0/8,::1` → networks (a bare address is a /32 or /128); `none` → no proxy trusted.
+fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    if raw.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
     }
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("expected comma-separated IP addresses or CIDRs (or none), got {item:?}"))
+        })
+        .collect()
 }
 
 fn parse_path_prefix(raw: &str) -> Result<String, String> {
     let valid = raw.starts_with('/')
         && raw.len() > 1
         && !raw.ends_with('/')
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
     if valid {
         Ok(raw.to_string())
     } else {
-        Err(format!(
-            "expected a path such as /grafana (leading slash, no trailing slash), got {raw:?}"
-        ))
+        Err(format!("expected a path such as /grafana (leading slash, no trailing slash), got {raw:?}"))
     }
 }
 
@@ -545,44 +456,33 @@ impl Config {
     /// Reads and validates the whole contract. Warnings (unknown keys, ignored values) come back
     /// beside the config because logging is set up by the caller.
     pub fn from_env(env: &Env) -> Result<(Config, Vec<String>), ConfigErrors> {
-        let mut r = Reader {
-            env,
-            errors: Vec::new(),
-        };
+        let mut r = Reader { env, errors: Vec::new() };
         let mut warnings: Vec<String> = env
             .unknown_keys()
             .into_iter()
             .map(|k| format!("Unknown configuration key {k} is ignored (see `tau-portal --help` for the known keys)"))
             .collect();
 
-        let run_mode = r.parse("Application__RunMode", |raw| {
-            match raw.to_ascii_lowercase().as_str() {
-                "client" => Ok(RunMode::Client),
-                "admin" => Ok(RunMode::Admin),
-                _ => Err(format!("expected Client or Admin, got {raw:?}")),
-            }
+        let run_mode = r.parse("Application__RunMode", |raw| match raw.to_ascii_lowercase().as_str() {
+            "client" => Ok(RunMode::Client),
+            "admin" => Ok(RunMode::Admin),
+            _ => Err(format!("expected Client or Admin, got {raw:?}")),
         });
-        let environment_key = match (
-            env.get("Application__Environment"),
-            env.get("ASPNETCORE_ENVIRONMENT"),
-        ) {
+        let environment_key = match (env.get("Application__Environment"), env.get("ASPNETCORE_ENVIRONMENT")) {
             (None, Some(_)) => "ASPNETCORE_ENVIRONMENT",
             _ => "Application__Environment",
         };
-        let environment = r.parse(environment_key, |raw| {
-            match raw.to_ascii_lowercase().as_str() {
-                "production" => Ok(Environment::Production),
-                "development" => Ok(Environment::Development),
-                _ => Err(format!("expected Production or Development, got {raw:?}")),
-            }
+        let environment = r.parse(environment_key, |raw| match raw.to_ascii_lowercase().as_str() {
+            "production" => Ok(Environment::Production),
+            "development" => Ok(Environment::Development),
+            _ => Err(format!("expected Production or Development, got {raw:?}")),
         });
         let public_url = match env.get("Application__PublicUrl") {
             Some(_) => r.parse("Application__PublicUrl", parse_http_url),
             None => None,
         };
         let listen_address = r.parse("Application__ListenAddress", |raw| {
-            raw.parse::<SocketAddr>()
-                .map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
+            raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
         });
         let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
         let shutdown_timeout = r.seconds("Application__ShutdownTimeoutSeconds", 1, 300);
@@ -600,19 +500,43 @@ impl Config {
                 )),
                 Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_LEN => r.errors.push(err(
                     key,
-                    format!("expected at least {MIN_PASSWORD_LEN} characters, got {}", p.expose_secret().chars().count()),
+                    format!(
+                        "expected at least {MIN_PASSWORD_LEN} characters, got {}",
+                        p.expose_secret().chars().count()
+                    ),
                 )),
                 Some(_) => {}
             }
         }
 
+        let session_idle = r.number("Authentication__SessionIdleMinutes", 1, 1440).map(|m| Duration::from_secs(m * 60));
+        let session_absolute =
+            r.number("Authentication__SessionAbsoluteHours", 1, 720).map(|h| Duration::from_secs(h * 3600));
+        let trusted_proxies = r.parse("Authentication__TrustedProxies", parse_networks);
+        let memory_kib = r.number("Authentication__PasswordHashMemoryKib", 8, 4_194_304);
+        let iterations = r.number("Authentication__PasswordHashIterations", 1, 64);
+        let parallelism = r.number("Authentication__PasswordHashParallelism", 1, 64);
+        let password_hash = match (memory_kib, iterations, parallelism) {
+            (Some(m), Some(t), Some(p)) => {
+                let params = PasswordHashParams { memory_kib: m as u32, iterations: t as u32, parallelism: p as u32 };
+                if environment == Some(Environment::Production)
+                    && (params.memory_kib < PasswordHashParams::PRODUCTION.memory_kib
+                        || params.iterations < PasswordHashParams::PRODUCTION.iterations)
+                {
+                    warnings.push(
+                        "Authentication__PasswordHash*: cost parameters below OWASP's argon2id recommendation \
+                         (m=19456, t=2) in Production"
+                            .into(),
+                    );
+                }
+                Some(params)
+            }
+            _ => None,
+        };
+
         let grafana_embed_path_prefix = r.parse("Grafana__EmbedPathPrefix", parse_path_prefix);
         let application_name = r.parse("WhiteLabel__ApplicationName", |raw| {
-            if raw.chars().count() <= 100 {
-                Ok(raw.to_string())
-            } else {
-                Err("expected at most 100 characters".into())
-            }
+            if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
         });
         let primary_color = r.parse("WhiteLabel__PrimaryColor", Color::from_str);
         let secondary_color = r.parse("WhiteLabel__SecondaryColor", Color::from_str);
@@ -629,19 +553,15 @@ impl Config {
         let fleet_batch = r.number("FleetIngest__BatchSize", 1, 50_000);
         if fleet_enabled == Some(true) {
             if env.get("FleetIngest__Url").is_none() {
-                r.errors.push(err(
-                    "FleetIngest__Url",
-                    "required when FleetIngest__Enabled is true",
-                ));
+                r.errors.push(err("FleetIngest__Url", "required when FleetIngest__Enabled is true"));
             }
             if fleet_token.is_none() && !r.has_error("FleetIngest__Token") {
-                r.errors.push(err(
-                    "FleetIngest__Token",
-                    "required when FleetIngest__Enabled is true",
-                ));
+                r.errors.push(err("FleetIngest__Token", "required when FleetIngest__Enabled is true"));
             }
             if run_mode == Some(RunMode::Admin) {
-                warnings.push("FleetIngest__Enabled is ignored in Admin run mode (the Admin portal receives pushes)".into());
+                warnings.push(
+                    "FleetIngest__Enabled is ignored in Admin run mode (the Admin portal receives pushes)".into(),
+                );
             }
         }
 
@@ -654,9 +574,7 @@ impl Config {
         let listen_address = listen_address.ok_or_else(missing)?;
         let public_url = match (public_url, environment) {
             (Some(url), _) => Some(url),
-            (None, Environment::Development) => {
-                Url::parse(&format!("http://localhost:{}", listen_address.port())).ok()
-            }
+            (None, Environment::Development) => Url::parse(&format!("http://localhost:{}", listen_address.port())).ok(),
             (None, Environment::Production) => {
                 warnings.push(
                     "Application__PublicUrl is not set: redirects to the login page will be built from the \
@@ -674,9 +592,12 @@ impl Config {
             data_directory,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
             database: database.ok_or_else(missing)?,
-            default_admin: DefaultAdmin {
-                email: admin_email.ok_or_else(missing)?,
-                password: admin_password,
+            default_admin: DefaultAdmin { email: admin_email.ok_or_else(missing)?, password: admin_password },
+            auth: AuthSettings {
+                session_idle: session_idle.ok_or_else(missing)?,
+                session_absolute: session_absolute.ok_or_else(missing)?,
+                trusted_proxies: trusted_proxies.ok_or_else(missing)?,
+                password_hash: password_hash.ok_or_else(missing)?,
             },
             grafana_embed_path_prefix: grafana_embed_path_prefix.ok_or_else(missing)?,
             white_label: WhiteLabel {
@@ -702,20 +623,15 @@ impl Config {
 /// then the `POSTGRES_*` parts.
 fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<DatabaseConfig> {
     let startup_timeout = r.seconds("Database__StartupTimeoutSeconds", 1, 3600);
-    let max_connections = r
-        .number("Database__MaxConnections", 1, 500)
-        .map(|n| n as u32);
-    let (connect, pool_override, source) = if let Some(cs) = r.secret("Database__ConnectionString")
-    {
+    let max_connections = r.number("Database__MaxConnections", 1, 500).map(|n| n as u32);
+    let (connect, pool_override, source) = if let Some(cs) = r.secret("Database__ConnectionString") {
         let key = "Database__ConnectionString";
         parse_connection_string(r, key, cs.expose_secret(), warnings)?
     } else if let Some(url) = r.secret("DATABASE_URL") {
         parse_connection_string(r, "DATABASE_URL", url.expose_secret(), warnings)?
     } else {
         let env = r.env;
-        if env.get("POSTGRES_DB").is_none()
-            && env.get("POSTGRES_USER").is_none()
-            && env.get("POSTGRES_HOST").is_none()
+        if env.get("POSTGRES_DB").is_none() && env.get("POSTGRES_USER").is_none() && env.get("POSTGRES_HOST").is_none()
         {
             r.errors.push(err(
                 "Database__ConnectionString",
@@ -730,26 +646,16 @@ fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Da
         let user = env.get("POSTGRES_USER").map(str::to_string);
         for (k, v) in [("POSTGRES_DB", &database), ("POSTGRES_USER", &user)] {
             if v.is_none() {
-                r.errors.push(err(
-                    k,
-                    "required when the database is configured by POSTGRES_* parts",
-                ));
+                r.errors.push(err(k, "required when the database is configured by POSTGRES_* parts"));
             }
         }
         let password = r.secret("POSTGRES_PASSWORD");
-        let mut options = PgConnectOptions::new_without_pgpass()
-            .host(&host)
-            .port(port? as u16)
-            .database(&database?)
-            .username(&user?);
+        let mut options =
+            PgConnectOptions::new_without_pgpass().host(&host).port(port? as u16).database(&database?).username(&user?);
         if let Some(p) = password {
             options = options.password(p.expose_secret());
         }
-        (
-            options,
-            None,
-            "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD".to_string(),
-        )
+        (options, None, "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD".to_string())
     };
     Some(DatabaseConfig {
         connect: connect.application_name("tau-portal"),
@@ -783,25 +689,16 @@ fn parse_connection_string(
         })
     };
     // The message never repeats the value: it holds the password.
-    parsed
-        .map_err(|message| r.errors.push(err(key, message)))
-        .ok()
+    parsed.map_err(|message| r.errors.push(err(key, message))).ok()
 }
 
 /// The whole key table as Markdown, for the README (a test checks that they match).
 pub fn markdown_table() -> String {
     let mut out = String::from("| Key | Default | Secret | Meaning |\n|---|---|---|---|\n");
     for k in KEYS {
-        let default = if k.default.is_empty() {
-            String::new()
-        } else {
-            format!("`{}`", k.default)
-        };
+        let default = if k.default.is_empty() { String::new() } else { format!("`{}`", k.default) };
         let secret = if k.secret { "yes (`_FILE` too)" } else { "" };
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            k.key, default, secret, k.help
-        ));
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", k.key, default, secret, k.help));
     }
     out
 }
@@ -812,19 +709,9 @@ pub fn help_text() -> String {
         "Configuration is read from the environment (keys are case-insensitive; secrets also accept <KEY>_FILE):\n",
     );
     for k in KEYS {
-        let default = if k.default.is_empty() {
-            String::new()
-        } else {
-            format!(" [default: {}]", k.default)
-        };
+        let default = if k.default.is_empty() { String::new() } else { format!(" [default: {}]", k.default) };
         let secret = if k.secret { " [secret]" } else { "" };
-        out.push_str(&format!(
-            "\n  {}{}{}\n      {}\n",
-            k.key,
-            default,
-            secret,
-            k.help.replace('`', "")
-        ));
+        out.push_str(&format!("\n  {}{}{}\n      {}\n", k.key, default, secret, k.help.replace('`', "")));
     }
     out
 }

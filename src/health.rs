@@ -14,9 +14,7 @@ use crate::app::AppState;
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(live))
-        .route("/health/ready", get(ready))
+    Router::new().route("/health", get(live)).route("/health/ready", get(ready))
 }
 
 /// The process is up and serving HTTP.
@@ -35,9 +33,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "Unhealthy")
         }
         Err(_) => {
-            tracing::warn!(
-                "Readiness check failed: the database did not answer within {READY_TIMEOUT:?}"
-            );
+            tracing::warn!("Readiness check failed: the database did not answer within {READY_TIMEOUT:?}");
             (StatusCode::SERVICE_UNAVAILABLE, "Unhealthy")
         }
     }

@@ -1,6 +1,10 @@
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
+pub mod dashboards;
 pub mod db;
+pub mod error;
 pub mod health;
 pub mod telemetry;
+pub mod web;

@@ -29,9 +29,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let matches = Cli::command()
-        .after_long_help(config::help_text())
-        .get_matches();
+    let matches = Cli::command().after_long_help(config::help_text()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

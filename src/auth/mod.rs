@@ -1,5 +1,12 @@
-//! Identity: password hashing, the user store and the default-admin seed.
+//! Identity: passwords, sessions, login throttling, the users UI, the audit log, and the
+//! forwardAuth gate for Grafana.
 
 pub mod db;
+pub mod forward;
+pub mod keyring;
 pub mod password;
+pub mod routes;
 pub mod seed;
+pub mod sessions;
+pub mod throttle;
+pub mod users;

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 use super::db::{self, AuditEntry, NewUser};
-use super::password::{self, HashParams, PasswordError};
+use super::password::{PasswordError, Passwords};
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +20,7 @@ pub enum SeedError {
     #[error("could not seed the default admin: {0}")]
     Hash(#[from] PasswordError),
     #[error("could not write the generated default admin password to {path}: {source}")]
-    WritePassword {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    WritePassword { path: PathBuf, source: std::io::Error },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +31,7 @@ pub enum Seeded {
 
 pub const GENERATED_PASSWORD_FILE: &str = "default-admin-password";
 
-pub async fn seed_default_admin(pool: &PgPool, config: &Config) -> Result<Seeded, SeedError> {
+pub async fn seed_default_admin(pool: &PgPool, config: &Config, passwords: &Passwords) -> Result<Seeded, SeedError> {
     let email = config.default_admin.email.as_str();
     if db::user_id_by_email(pool, email).await?.is_some() {
         return Ok(Seeded::AlreadyPresent);
@@ -47,14 +44,9 @@ pub async fn seed_default_admin(pool: &PgPool, config: &Config) -> Result<Seeded
             (write_generated_password(&path)?, Some(path))
         }
     };
-    let hash = password::hash(secret, HashParams::PRODUCTION).await?;
+    let hash = passwords.hash(secret).await?;
     let mut tx = pool.begin().await?;
-    let user = NewUser {
-        email,
-        display_name: "Administrator",
-        password_hash: &hash,
-        is_admin: true,
-    };
+    let user = NewUser { email, display_name: "Administrator", password_hash: &hash, is_admin: true };
     // Another instance may have seeded it between the check above and now: then nothing happens.
     let Some(id) = db::insert_user_if_absent(&mut *tx, &user).await? else {
         return Ok(Seeded::AlreadyPresent);
@@ -85,27 +77,15 @@ fn write_generated_password(path: &Path) -> Result<SecretString, SeedError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
-    let password: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
+    let password: String = rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         file.write_all(password.as_bytes())?;
         file.write_all(b"\n")
     };
-    write().map_err(|source| SeedError::WritePassword {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    write().map_err(|source| SeedError::WritePassword { path: path.to_path_buf(), source })?;
     Ok(SecretString::from(password))
 }

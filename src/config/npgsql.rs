@@ -37,9 +37,8 @@ pub(super) fn split_pairs(input: &str) -> Result<Vec<(String, String)>, String> 
         rest = rest[eq + 1..].trim_start();
         let value = match rest.chars().next() {
             Some(quote @ ('"' | '\'')) => {
-                let (value, after) = read_quoted(&rest[1..], quote).ok_or_else(|| {
-                    format!("the value of {key:?} has an opening {quote} but no closing one")
-                })?;
+                let (value, after) = read_quoted(&rest[1..], quote)
+                    .ok_or_else(|| format!("the value of {key:?} has an opening {quote} but no closing one"))?;
                 let after = after.trim_start();
                 if !(after.is_empty() || after.starts_with(';')) {
                     return Err(format!("unexpected text after the quoted value of {key:?}"));
@@ -118,21 +117,19 @@ pub fn parse_npgsql(input: &str) -> Result<NpgsqlParsed, String> {
         match key.as_str() {
             "host" | "server" | "data source" | "address" => {
                 if value.contains(',') {
-                    return Err(
-                        "Host: several hosts (failover) are not supported; give one host".into(),
-                    );
+                    return Err("Host: several hosts (failover) are not supported; give one host".into());
                 }
                 host = Some(value);
             }
             "port" => {
-                port = value.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-                    format!("Port: expected a number from 1 to 65535, got {value:?}")
-                })?;
+                port = value
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("Port: expected a number from 1 to 65535, got {value:?}"))?;
             }
             "database" | "db" | "initial catalog" => database = Some(value),
-            "username" | "user name" | "user id" | "userid" | "user" | "uid" => {
-                username = Some(value)
-            }
+            "username" | "user name" | "user id" | "userid" | "user" | "uid" => username = Some(value),
             "password" | "pwd" | "psw" => password = Some(value),
             "ssl mode" | "sslmode" => {
                 let normalized = value.to_ascii_lowercase().replace(['-', '_', ' '], "");
@@ -158,9 +155,7 @@ pub fn parse_npgsql(input: &str) -> Result<NpgsqlParsed, String> {
                         .parse::<u32>()
                         .ok()
                         .filter(|n| (1..=500).contains(n))
-                        .ok_or_else(|| {
-                            format!("Maximum Pool Size: expected 1 to 500, got {value:?}")
-                        })?,
+                        .ok_or_else(|| format!("Maximum Pool Size: expected 1 to 500, got {value:?}"))?,
                 );
             }
             k if IGNORED.contains(&k) => ignored.push(k.to_string()),
@@ -172,16 +167,9 @@ pub fn parse_npgsql(input: &str) -> Result<NpgsqlParsed, String> {
     let username = username.ok_or("Username is required")?;
     // Npgsql's default database is the user name.
     let database = database.unwrap_or_else(|| username.clone());
-    let mut options = PgConnectOptions::new_without_pgpass()
-        .port(port)
-        .username(&username)
-        .database(&database)
-        .ssl_mode(ssl_mode);
-    options = if host.starts_with('/') {
-        options.socket(&host)
-    } else {
-        options.host(&host)
-    };
+    let mut options =
+        PgConnectOptions::new_without_pgpass().port(port).username(&username).database(&database).ssl_mode(ssl_mode);
+    options = if host.starts_with('/') { options.socket(&host) } else { options.host(&host) };
     if let Some(p) = password {
         options = options.password(&p);
     }
@@ -191,9 +179,5 @@ pub fn parse_npgsql(input: &str) -> Result<NpgsqlParsed, String> {
     if let Some(path) = search_path {
         options = options.options([("search_path", path.as_str())]);
     }
-    Ok(NpgsqlParsed {
-        options,
-        max_pool_size,
-        ignored,
-    })
+    Ok(NpgsqlParsed { options, max_pool_size, ignored })
 }

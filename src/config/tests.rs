@@ -28,9 +28,7 @@ fn ok(extra: &[(&str, &str)]) -> (Config, Vec<String>) {
 
 /// The single error message for `key`, asserting it is the only error.
 fn only_error(extra: &[(&str, &str)]) -> String {
-    let errors = Config::from_env(&env(extra))
-        .expect_err("expected a configuration error")
-        .0;
+    let errors = Config::from_env(&env(extra)).expect_err("expected a configuration error").0;
     assert_eq!(errors.len(), 1, "expected one error, got {errors:?}");
     errors[0].to_string()
 }
@@ -53,12 +51,7 @@ fn defaults_match_the_contract() {
     assert_eq!(c.database.startup_timeout, Duration::from_secs(60));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(8));
     assert!(c.public_url.is_none());
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("Application__PublicUrl is not set")),
-        "{warnings:?}"
-    );
+    assert!(warnings.iter().any(|w| w.contains("Application__PublicUrl is not set")), "{warnings:?}");
 }
 
 #[test]
@@ -66,21 +59,14 @@ fn every_key_has_a_default_in_the_table_or_is_optional() {
     for k in KEYS {
         assert!(!k.help.is_empty(), "{} has no help text", k.key);
         if k.secret {
-            assert!(
-                k.default.is_empty(),
-                "secret {} must not have a default",
-                k.key
-            );
+            assert!(k.default.is_empty(), "secret {} must not have a default", k.key);
         }
     }
 }
 
 #[test]
 fn run_mode_and_environment_are_case_insensitive() {
-    let (c, _) = ok(&[
-        ("Application__RunMode", "admin"),
-        ("Application__Environment", "development"),
-    ]);
+    let (c, _) = ok(&[("Application__RunMode", "admin"), ("Application__Environment", "development")]);
     assert_eq!(c.run_mode, RunMode::Admin);
     assert_eq!(c.environment, Environment::Development);
 }
@@ -89,20 +75,14 @@ fn run_mode_and_environment_are_case_insensitive() {
 fn keys_are_matched_case_insensitively() {
     let (c, warnings) = ok(&[("APPLICATION__RUNMODE", "Admin")]);
     assert_eq!(c.run_mode, RunMode::Admin);
-    assert!(
-        warnings.iter().all(|w| !w.contains("APPLICATION__RUNMODE")),
-        "{warnings:?}"
-    );
+    assert!(warnings.iter().all(|w| !w.contains("APPLICATION__RUNMODE")), "{warnings:?}");
 }
 
 #[test]
 fn aspnetcore_environment_is_read_when_application_environment_is_unset() {
     let (c, _) = ok(&[("ASPNETCORE_ENVIRONMENT", "Development")]);
     assert_eq!(c.environment, Environment::Development);
-    let (c, _) = ok(&[
-        ("ASPNETCORE_ENVIRONMENT", "Development"),
-        ("Application__Environment", "Production"),
-    ]);
+    let (c, _) = ok(&[("ASPNETCORE_ENVIRONMENT", "Development"), ("Application__Environment", "Production")]);
     assert_eq!(c.environment, Environment::Production);
     assert_eq!(
         only_error(&[("ASPNETCORE_ENVIRONMENT", "Staging")]),
@@ -112,21 +92,14 @@ fn aspnetcore_environment_is_read_when_application_environment_is_unset() {
 
 #[test]
 fn development_derives_a_local_public_url() {
-    let (c, _) = ok(&[
-        ("Application__Environment", "Development"),
-        ("Application__ListenAddress", "127.0.0.1:9090"),
-    ]);
+    let (c, _) = ok(&[("Application__Environment", "Development"), ("Application__ListenAddress", "127.0.0.1:9090")]);
     assert_eq!(c.public_url.unwrap().as_str(), "http://localhost:9090/");
 }
 
 #[test]
 fn invalid_values_name_the_key_and_what_is_expected() {
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "Application__RunMode",
-            "Fleet",
-            "Application__RunMode: expected Client or Admin, got \"Fleet\"",
-        ),
+        ("Application__RunMode", "Fleet", "Application__RunMode: expected Client or Admin, got \"Fleet\""),
         (
             "Application__Environment",
             "Prod",
@@ -157,11 +130,7 @@ fn invalid_values_name_the_key_and_what_is_expected() {
             "soon",
             "Database__StartupTimeoutSeconds: expected a whole number from 1 to 3600, got \"soon\"",
         ),
-        (
-            "Database__MaxConnections",
-            "0",
-            "Database__MaxConnections: expected a whole number from 1 to 500, got \"0\"",
-        ),
+        ("Database__MaxConnections", "0", "Database__MaxConnections: expected a whole number from 1 to 500, got \"0\""),
         (
             "Authentication__DefaultAdminEmail",
             "admin",
@@ -182,26 +151,10 @@ fn invalid_values_name_the_key_and_what_is_expected() {
             "/grafana/",
             "Grafana__EmbedPathPrefix: expected a path such as /grafana (leading slash, no trailing slash), got \"/grafana/\"",
         ),
-        (
-            "WhiteLabel__PrimaryColor",
-            "blue",
-            "WhiteLabel__PrimaryColor: expected #rrggbb, got \"blue\"",
-        ),
-        (
-            "WhiteLabel__SecondaryColor",
-            "#12345",
-            "WhiteLabel__SecondaryColor: expected #rrggbb, got \"#12345\"",
-        ),
-        (
-            "WhiteLabel__AccentColor",
-            "#12345g",
-            "WhiteLabel__AccentColor: expected #rrggbb, got \"#12345g\"",
-        ),
-        (
-            "FleetIngest__Enabled",
-            "maybe",
-            "FleetIngest__Enabled: expected true or false, got \"maybe\"",
-        ),
+        ("WhiteLabel__PrimaryColor", "blue", "WhiteLabel__PrimaryColor: expected #rrggbb, got \"blue\""),
+        ("WhiteLabel__SecondaryColor", "#12345", "WhiteLabel__SecondaryColor: expected #rrggbb, got \"#12345\""),
+        ("WhiteLabel__AccentColor", "#12345g", "WhiteLabel__AccentColor: expected #rrggbb, got \"#12345g\""),
+        ("FleetIngest__Enabled", "maybe", "FleetIngest__Enabled: expected true or false, got \"maybe\""),
         (
             "FleetIngest__Url",
             "admin.example.com",
@@ -243,14 +196,7 @@ fn all_errors_are_reported_at_once() {
     ]))
     .unwrap_err();
     let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(
-        keys,
-        [
-            "Application__RunMode",
-            "WhiteLabel__PrimaryColor",
-            "FleetIngest__BatchSize"
-        ]
-    );
+    assert_eq!(keys, ["Application__RunMode", "WhiteLabel__PrimaryColor", "FleetIngest__BatchSize"]);
     assert!(errors.to_string().contains("; "), "{errors}");
 }
 
@@ -260,11 +206,7 @@ fn production_requires_a_long_enough_default_admin_password() {
     let errors = Config::from_env(&missing).unwrap_err().0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].key, "Authentication__DefaultAdminPassword");
-    assert!(
-        errors[0].message.starts_with("required in Production"),
-        "{}",
-        errors[0].message
-    );
+    assert!(errors[0].message.starts_with("required in Production"), "{}", errors[0].message);
 
     assert_eq!(
         only_error(&[("Authentication__DefaultAdminPassword", "short")]),
@@ -274,10 +216,7 @@ fn production_requires_a_long_enough_default_admin_password() {
 
 #[test]
 fn development_accepts_a_missing_default_admin_password() {
-    let dev = Env::from_pairs([
-        ("DATABASE_URL", "postgres://u:p@db/x"),
-        ("Application__Environment", "Development"),
-    ]);
+    let dev = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x"), ("Application__Environment", "Development")]);
     let (c, _) = Config::from_env(&dev).unwrap();
     assert!(c.default_admin.password.is_none());
 }
@@ -288,19 +227,11 @@ fn secrets_are_read_from_file_variants() {
     let path = dir.path().join("admin-password");
     std::fs::write(&path, "from a file, long enough\n").unwrap();
     let path = path.to_str().unwrap();
-    let e = Env::from_pairs([
-        ("DATABASE_URL", "postgres://u:p@db/x"),
-        ("Authentication__DefaultAdminPassword_FILE", path),
-    ]);
+    let e =
+        Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x"), ("Authentication__DefaultAdminPassword_FILE", path)]);
     let (c, warnings) = Config::from_env(&e).unwrap();
-    assert_eq!(
-        c.default_admin.password.unwrap().expose_secret(),
-        "from a file, long enough"
-    );
-    assert!(
-        warnings.iter().all(|w| !w.contains("_FILE")),
-        "{warnings:?}"
-    );
+    assert_eq!(c.default_admin.password.unwrap().expose_secret(), "from a file, long enough");
+    assert!(warnings.iter().all(|w| !w.contains("_FILE")), "{warnings:?}");
 }
 
 #[test]
@@ -309,33 +240,21 @@ fn secret_file_problems_are_errors() {
     let missing = dir.path().join("nope");
     let msg = only_error(&[
         ("Authentication__DefaultAdminPassword", ""),
-        (
-            "Authentication__DefaultAdminPassword_FILE",
-            missing.to_str().unwrap(),
-        ),
+        ("Authentication__DefaultAdminPassword_FILE", missing.to_str().unwrap()),
     ]);
-    assert!(
-        msg.starts_with("Authentication__DefaultAdminPassword_FILE: cannot read secret file"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("Authentication__DefaultAdminPassword_FILE: cannot read secret file"), "{msg}");
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
     let msg = only_error(&[
         ("Authentication__DefaultAdminPassword", ""),
-        (
-            "Authentication__DefaultAdminPassword_FILE",
-            empty.to_str().unwrap(),
-        ),
+        ("Authentication__DefaultAdminPassword_FILE", empty.to_str().unwrap()),
     ]);
     assert!(msg.ends_with("is empty"), "{msg}");
 
     let file = dir.path().join("pw");
     std::fs::write(&file, ADMIN_PW).unwrap();
-    let msg = only_error(&[(
-        "Authentication__DefaultAdminPassword_FILE",
-        file.to_str().unwrap(),
-    )]);
+    let msg = only_error(&[("Authentication__DefaultAdminPassword_FILE", file.to_str().unwrap())]);
     assert_eq!(
         msg,
         "Authentication__DefaultAdminPassword: set either Authentication__DefaultAdminPassword or \
@@ -354,48 +273,27 @@ fn secrets_never_appear_in_debug_output() {
     for secret in ["s3cret", ADMIN_PW, "tok-very-secret"] {
         assert!(!debug.contains(secret), "{secret} leaked into {debug}");
     }
-    assert!(
-        debug.contains("power_user@db:5432/power_monitoring"),
-        "{debug}"
-    );
+    assert!(debug.contains("power_user@db:5432/power_monitoring"), "{debug}");
 }
 
 #[test]
 fn unknown_keys_of_known_sections_are_warned_about() {
-    let (_, warnings) = ok(&[
-        ("Application__RunMdoe", "Admin"),
-        ("Logging__LogLevel__Default", "Debug"),
-        ("HOME", "/root"),
-    ]);
-    assert_eq!(
-        warnings
-            .iter()
-            .filter(|w| w.starts_with("Unknown configuration key"))
-            .count(),
-        1,
-        "{warnings:?}"
-    );
-    assert!(
-        warnings.iter().any(|w| w.contains("Application__RunMdoe")),
-        "{warnings:?}"
-    );
+    let (_, warnings) =
+        ok(&[("Application__RunMdoe", "Admin"), ("Logging__LogLevel__Default", "Debug"), ("HOME", "/root")]);
+    assert_eq!(warnings.iter().filter(|w| w.starts_with("Unknown configuration key")).count(), 1, "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("Application__RunMdoe")), "{warnings:?}");
 }
 
 #[test]
 fn empty_values_count_as_unset() {
-    let (c, _) = ok(&[
-        ("WhiteLabel__PrimaryColor", ""),
-        ("Application__RunMode", " "),
-    ]);
+    let (c, _) = ok(&[("WhiteLabel__PrimaryColor", ""), ("Application__RunMode", " ")]);
     assert_eq!(c.white_label.primary_color.as_str(), "#0c4a6e");
     assert_eq!(c.run_mode, RunMode::Client);
 }
 
 #[test]
 fn fleet_ingest_requires_url_and_token_when_enabled() {
-    let errors = Config::from_env(&env(&[("FleetIngest__Enabled", "true")]))
-        .unwrap_err()
-        .0;
+    let errors = Config::from_env(&env(&[("FleetIngest__Enabled", "true")])).unwrap_err().0;
     let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(
         msgs,
@@ -412,10 +310,7 @@ fn fleet_ingest_requires_url_and_token_when_enabled() {
         ("FleetIngest__BatchSize", "100"),
     ]);
     assert!(c.fleet_ingest.enabled);
-    assert_eq!(
-        c.fleet_ingest.url.unwrap().host_str(),
-        Some("admin.portal.example.com")
-    );
+    assert_eq!(c.fleet_ingest.url.unwrap().host_str(), Some("admin.portal.example.com"));
     assert_eq!(c.fleet_ingest.interval, Duration::from_secs(30));
     assert_eq!(c.fleet_ingest.batch_size, 100);
 }
@@ -425,50 +320,35 @@ fn fleet_ingest_requires_url_and_token_when_enabled() {
 fn db_only(pairs: &[(&str, &str)]) -> Result<DatabaseConfig, Vec<ConfigError>> {
     let mut all: Vec<(&str, &str)> = vec![("Authentication__DefaultAdminPassword", ADMIN_PW)];
     all.extend_from_slice(pairs);
-    Config::from_env(&Env::from_pairs(all.iter().copied()))
-        .map(|(c, _)| c.database)
-        .map_err(|e| e.0)
+    Config::from_env(&Env::from_pairs(all.iter().copied())).map(|(c, _)| c.database).map_err(|e| e.0)
 }
 
 #[test]
 fn connection_string_wins_over_database_url_and_parts() {
     let db = db_only(&[
-        (
-            "Database__ConnectionString",
-            "Host=a;Database=one;Username=u",
-        ),
+        ("Database__ConnectionString", "Host=a;Database=one;Username=u"),
         ("DATABASE_URL", "postgres://u@b/two"),
         ("POSTGRES_HOST", "c"),
         ("POSTGRES_DB", "three"),
         ("POSTGRES_USER", "u"),
     ])
     .unwrap();
-    assert_eq!(
-        db.source,
-        "Database__ConnectionString (Npgsql key=value form)"
-    );
+    assert_eq!(db.source, "Database__ConnectionString (Npgsql key=value form)");
     assert_eq!(db.describe(), "u@a:5432/one");
 }
 
 #[test]
 fn database_url_wins_over_parts() {
-    let db = db_only(&[
-        ("DATABASE_URL", "postgres://u:pw@b:6543/two"),
-        ("POSTGRES_DB", "three"),
-        ("POSTGRES_USER", "u"),
-    ])
-    .unwrap();
+    let db =
+        db_only(&[("DATABASE_URL", "postgres://u:pw@b:6543/two"), ("POSTGRES_DB", "three"), ("POSTGRES_USER", "u")])
+            .unwrap();
     assert_eq!(db.source, "DATABASE_URL (URL)");
     assert_eq!(db.describe(), "u@b:6543/two");
 }
 
 #[test]
 fn connection_string_may_be_a_url() {
-    let db = db_only(&[(
-        "Database__ConnectionString",
-        "postgresql://u:pw@b/x?sslmode=disable",
-    )])
-    .unwrap();
+    let db = db_only(&[("Database__ConnectionString", "postgresql://u:pw@b/x?sslmode=disable")]).unwrap();
     assert_eq!(db.source, "Database__ConnectionString (URL)");
     assert!(matches!(db.connect.get_ssl_mode(), PgSslMode::Disable));
 }
@@ -482,14 +362,8 @@ fn compose_parts_are_the_last_resort() {
         ("POSTGRES_PASSWORD", "pw"),
     ])
     .unwrap();
-    assert_eq!(
-        db.source,
-        "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD"
-    );
-    assert_eq!(
-        db.describe(),
-        "power_user@timescaledb:5432/power_monitoring"
-    );
+    assert_eq!(db.source, "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD");
+    assert_eq!(db.describe(), "power_user@timescaledb:5432/power_monitoring");
 
     // The host defaults to the compose service name.
     let db = db_only(&[("POSTGRES_DB", "d"), ("POSTGRES_USER", "u")]).unwrap();
@@ -514,60 +388,34 @@ fn incomplete_compose_parts_name_the_missing_key() {
 fn no_database_at_all_is_a_clear_error() {
     let errors = db_only(&[]).unwrap_err();
     assert_eq!(errors.len(), 1);
-    assert!(
-        errors[0]
-            .to_string()
-            .starts_with("Database__ConnectionString: no database configured"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].to_string().starts_with("Database__ConnectionString: no database configured"), "{}", errors[0]);
 }
 
 #[test]
 fn database_url_must_be_a_url() {
     let errors = db_only(&[("DATABASE_URL", "Host=a;Username=u")]).unwrap_err();
-    assert_eq!(
-        errors[0].to_string(),
-        "DATABASE_URL: expected a postgres:// or postgresql:// URL"
-    );
+    assert_eq!(errors[0].to_string(), "DATABASE_URL: expected a postgres:// or postgresql:// URL");
 }
 
 #[test]
 fn connection_string_errors_never_echo_the_password() {
-    let errors = db_only(&[(
-        "Database__ConnectionString",
-        "Host=a;Username=u;Password=hunter2-secret;Bogus=1",
-    )])
-    .unwrap_err();
+    let errors =
+        db_only(&[("Database__ConnectionString", "Host=a;Username=u;Password=hunter2-secret;Bogus=1")]).unwrap_err();
     let text = errors[0].to_string();
-    assert_eq!(
-        text,
-        "Database__ConnectionString: unknown keyword \"bogus\""
-    );
-    let errors = db_only(&[(
-        "Database__ConnectionString",
-        "Host=a;Username=u;Password=\"hunter2-secret",
-    )])
-    .unwrap_err();
+    assert_eq!(text, "Database__ConnectionString: unknown keyword \"bogus\"");
+    let errors = db_only(&[("Database__ConnectionString", "Host=a;Username=u;Password=\"hunter2-secret")]).unwrap_err();
     assert!(!errors[0].to_string().contains("hunter2"), "{}", errors[0]);
 }
 
 #[test]
 fn pool_size_from_the_connection_string_overrides_the_key() {
     let db = db_only(&[
-        (
-            "Database__ConnectionString",
-            "Host=a;Username=u;Maximum Pool Size=42",
-        ),
+        ("Database__ConnectionString", "Host=a;Username=u;Maximum Pool Size=42"),
         ("Database__MaxConnections", "5"),
     ])
     .unwrap();
     assert_eq!(db.max_connections, 42);
-    let db = db_only(&[
-        ("DATABASE_URL", "postgres://u@a/x"),
-        ("Database__MaxConnections", "5"),
-    ])
-    .unwrap();
+    let db = db_only(&[("DATABASE_URL", "postgres://u@a/x"), ("Database__MaxConnections", "5")]).unwrap();
     assert_eq!(db.max_connections, 5);
 }
 
@@ -575,9 +423,7 @@ fn pool_size_from_the_connection_string_overrides_the_key() {
 
 #[test]
 fn npgsql_basic_form() {
-    let p =
-        parse_npgsql("Host=db;Port=5433;Database=power_monitoring;Username=power_user;Password=pw")
-            .unwrap();
+    let p = parse_npgsql("Host=db;Port=5433;Database=power_monitoring;Username=power_user;Password=pw").unwrap();
     assert_eq!(p.options.get_host(), "db");
     assert_eq!(p.options.get_port(), 5433);
     assert_eq!(p.options.get_database(), Some("power_monitoring"));
@@ -595,8 +441,7 @@ fn npgsql_keys_are_case_insensitive_with_synonyms_and_spaces() {
 
 #[test]
 fn npgsql_quoted_values_keep_semicolons_equals_and_doubled_quotes() {
-    let pairs =
-        split_pairs(r#"Host=db;Password="a;b=c""d";Username='o''brien';Database=x"#).unwrap();
+    let pairs = split_pairs(r#"Host=db;Password="a;b=c""d";Username='o''brien';Database=x"#).unwrap();
     assert_eq!(
         pairs,
         [
@@ -635,11 +480,7 @@ fn npgsql_ssl_mode_values() {
         ("verify-ca", PgSslMode::VerifyCa),
     ] {
         let p = parse_npgsql(&format!("Host=a;Username=u;SSL Mode={raw}")).unwrap();
-        assert_eq!(
-            format!("{:?}", p.options.get_ssl_mode()),
-            format!("{mode:?}"),
-            "{raw}"
-        );
+        assert_eq!(format!("{:?}", p.options.get_ssl_mode()), format!("{mode:?}"), "{raw}");
     }
     let e = parse_npgsql("Host=a;Username=u;SslMode=sometimes").unwrap_err();
     assert!(e.starts_with("SSL Mode: expected"), "{e}");
@@ -648,25 +489,18 @@ fn npgsql_ssl_mode_values() {
 #[test]
 fn npgsql_unix_socket_host() {
     let p = parse_npgsql("Host=/var/run/postgresql;Username=u").unwrap();
-    assert_eq!(
-        p.options.get_socket().unwrap().to_str(),
-        Some("/var/run/postgresql")
-    );
+    assert_eq!(p.options.get_socket().unwrap().to_str(), Some("/var/run/postgresql"));
 }
 
 #[test]
 fn npgsql_known_but_unused_keywords_are_reported_not_refused() {
-    let p = parse_npgsql("Host=a;Username=u;Timeout=15;Include Error Detail=true;Pooling=true")
-        .unwrap();
+    let p = parse_npgsql("Host=a;Username=u;Timeout=15;Include Error Detail=true;Pooling=true").unwrap();
     assert_eq!(p.ignored, ["timeout", "include error detail", "pooling"]);
 }
 
 #[test]
 fn npgsql_unknown_keywords_are_refused_by_name() {
-    assert_eq!(
-        parse_npgsql("Host=a;Username=u;Colour=blue").unwrap_err(),
-        "unknown keyword \"colour\""
-    );
+    assert_eq!(parse_npgsql("Host=a;Username=u;Colour=blue").unwrap_err(), "unknown keyword \"colour\"");
 }
 
 #[test]
@@ -675,10 +509,7 @@ fn npgsql_malformed_input() {
         parse_npgsql("Host=a;Username").unwrap_err(),
         "expected key=value pairs separated by ';', found \"Username\" without '='"
     );
-    assert_eq!(
-        parse_npgsql("=a;Host=b").unwrap_err(),
-        "expected key=value pairs separated by ';', found an empty key"
-    );
+    assert_eq!(parse_npgsql("=a;Host=b").unwrap_err(), "expected key=value pairs separated by ';', found an empty key");
     assert_eq!(
         parse_npgsql("Host=a;Password=\"open").unwrap_err(),
         "the value of \"password\" has an opening \" but no closing one"
@@ -713,10 +544,6 @@ fn help_and_markdown_list_every_key() {
     let table = markdown_table();
     for k in KEYS {
         assert!(help.contains(k.key), "--help misses {}", k.key);
-        assert!(
-            table.contains(&format!("`{}`", k.key)),
-            "table misses {}",
-            k.key
-        );
+        assert!(table.contains(&format!("`{}`", k.key)), "table misses {}", k.key);
     }
 }

@@ -16,11 +16,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     #[error("Migration '{name}' (version {version}) failed: {source}")]
-    Failed {
-        name: String,
-        version: i64,
-        source: MigrateError,
-    },
+    Failed { name: String, version: i64, source: MigrateError },
     #[error(
         "Migration '{name}' (version {version}) was changed after it was applied (checksum mismatch); \
          migrations are append-only: restore the original file and add a new migration"
@@ -51,53 +47,34 @@ pub async fn run(pool: &PgPool, migrator: &Migrator) -> Result<Vec<String>, Migr
     Ok(applied)
 }
 
-async fn apply_pending(
-    conn: &mut PgConnection,
-    migrator: &Migrator,
-) -> Result<Vec<String>, MigrationError> {
+async fn apply_pending(conn: &mut PgConnection, migrator: &Migrator) -> Result<Vec<String>, MigrationError> {
     let table = &migrator.table_name;
     conn.lock().await?;
     conn.ensure_migrations_table(table).await?;
     if let Some(version) = conn.dirty_version(table).await? {
         return Err(MigrationError::Dirty { version });
     }
-    let applied: HashMap<i64, Vec<u8>> = conn
-        .list_applied_migrations(table)
-        .await?
-        .into_iter()
-        .map(|m| (m.version, m.checksum.into_owned()))
-        .collect();
-    let known = |v: i64| {
-        migrator
-            .iter()
-            .any(|m| m.version == v && !m.migration_type.is_down_migration())
-    };
+    let applied: HashMap<i64, Vec<u8>> =
+        conn.list_applied_migrations(table).await?.into_iter().map(|m| (m.version, m.checksum.into_owned())).collect();
+    let known = |v: i64| migrator.iter().any(|m| m.version == v && !m.migration_type.is_down_migration());
     if let Some(version) = applied.keys().copied().filter(|v| !known(*v)).min() {
         return Err(MigrationError::Unknown { version });
     }
 
     let mut newly_applied = Vec::new();
-    for migration in migrator
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-    {
+    for migration in migrator.iter().filter(|m| !m.migration_type.is_down_migration()) {
         let name = name_of(migration);
         match applied.get(&migration.version) {
             Some(checksum) if checksum.as_slice() != &*migration.checksum => {
-                return Err(MigrationError::Edited {
-                    name,
-                    version: migration.version,
-                });
+                return Err(MigrationError::Edited { name, version: migration.version });
             }
             Some(_) => {}
             None => {
-                conn.apply(table, migration)
-                    .await
-                    .map_err(|source| MigrationError::Failed {
-                        name: name.clone(),
-                        version: migration.version,
-                        source,
-                    })?;
+                conn.apply(table, migration).await.map_err(|source| MigrationError::Failed {
+                    name: name.clone(),
+                    version: migration.version,
+                    source,
+                })?;
                 tracing::info!(version = migration.version, "Applied migration '{name}'");
                 newly_applied.push(name);
             }

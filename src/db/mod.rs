@@ -26,12 +26,7 @@ pub enum ConnectError {
         "could not connect to the database at {target} within {waited}s ({attempts} attempts; \
          set Database__StartupTimeoutSeconds to wait longer): {last_error}"
     )]
-    GaveUp {
-        target: String,
-        waited: u64,
-        attempts: u32,
-        last_error: String,
-    },
+    GaveUp { target: String, waited: u64, attempts: u32, last_error: String },
     #[error("shutdown requested while waiting for the database")]
     Cancelled,
 }
@@ -46,10 +41,7 @@ pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
 /// Connects, retrying with capped exponential backoff until the configured deadline: in a
 /// compose stack the database container often accepts connections seconds after the portal
 /// starts.
-pub async fn connect(
-    config: &DatabaseConfig,
-    shutdown: &CancellationToken,
-) -> Result<PgPool, ConnectError> {
+pub async fn connect(config: &DatabaseConfig, shutdown: &CancellationToken) -> Result<PgPool, ConnectError> {
     let target = config.describe();
     tracing::info!(database = %target, "Database connection resolved via {}", config.source);
     let started = Instant::now();

@@ -25,17 +25,11 @@ pub enum Outcome {
 
 pub async fn bootstrap(pool: &PgPool) -> Result<Outcome, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut conn)
-        .await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK_KEY).execute(&mut conn).await?;
     let outcome = run_locked(&mut conn).await;
     // On error the session is closed below, which releases the lock as well.
     if outcome.is_ok() {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LOCK_KEY)
-            .execute(&mut conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK_KEY).execute(&mut conn).await?;
     }
     conn.close().await.ok();
     let outcome = outcome?;
@@ -97,9 +91,7 @@ async fn run_locked(conn: &mut PgConnection) -> Result<Outcome, sqlx::Error> {
     .bind(COMPRESS_AFTER)
     .execute(&mut *conn)
     .await?;
-    Ok(Outcome::Hypertable {
-        extension_version: version,
-    })
+    Ok(Outcome::Hypertable { extension_version: version })
 }
 
 /// `Ok(Ok(version))` when TimescaleDB is (now) installed in this database, `Ok(Err(reason))`
@@ -112,33 +104,25 @@ async fn enable_extension(conn: &mut PgConnection) -> Result<Result<String, Stri
     if let Some(version) = installed {
         return Ok(Ok(version));
     }
-    let available: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let available: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')")
+            .fetch_one(&mut *conn)
+            .await?;
     if !available {
-        return Ok(Err(
-            "the timescaledb extension is not installed on this PostgreSQL server".into(),
-        ));
+        return Ok(Err("the timescaledb extension is not installed on this PostgreSQL server".into()));
     }
     // Available but possibly not preloaded, or our role may not create extensions: either way
     // the server says why, and the portal still works on plain tables.
-    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        .execute(&mut *conn)
-        .await
-    {
+    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb").execute(&mut *conn).await {
         return match e {
-            sqlx::Error::Database(db) => Ok(Err(format!(
-                "the timescaledb extension could not be enabled: {}",
-                db.message()
-            ))),
+            sqlx::Error::Database(db) => {
+                Ok(Err(format!("the timescaledb extension could not be enabled: {}", db.message())))
+            }
             other => Err(other),
         };
     }
-    let version =
-        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-            .fetch_one(&mut *conn)
-            .await?;
+    let version = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(Ok(version))
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 use tau_acuvim_portal::config::{KEYS, markdown_table};
 
 fn read(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -15,18 +14,17 @@ fn readme_configuration_table_matches_config_rs() {
     let readme = read("README.md");
     let start = "<!-- env-keys:start -->\n";
     let end = "<!-- env-keys:end -->";
-    let from = readme
-        .find(start)
-        .expect("README has the env-keys:start marker")
-        + start.len();
-    let to = readme[from..]
-        .find(end)
-        .expect("README has the env-keys:end marker")
-        + from;
+    let from = readme.find(start).expect("README has the env-keys:start marker") + start.len();
+    let to = readme[from..].find(end).expect("README has the env-keys:end marker") + from;
     let expected = markdown_table();
+    if std::env::var_os("TAU_UPDATE_DOCS").is_some() {
+        let updated = format!("{}{expected}{}", &readme[..from], &readme[to..]);
+        std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"), updated).unwrap();
+        return;
+    }
     assert!(
         readme[from..to] == expected,
-        "README's configuration table is out of date; replace the text between the markers with:\n{expected}"
+        "README's configuration table is out of date: run `TAU_UPDATE_DOCS=1 scripts/test.sh docs::` or paste:\n{expected}"
     );
 }
 
@@ -40,25 +38,12 @@ fn env_example_lists_every_key_and_only_known_keys() {
         .filter(|k| !k.is_empty() && !k.contains(' '))
         .collect();
     for k in KEYS {
-        assert!(
-            keys_in_file.contains(&k.key),
-            ".env.example does not mention {}",
-            k.key
-        );
+        assert!(keys_in_file.contains(&k.key), ".env.example does not mention {}", k.key);
     }
     // Keys the compose file itself uses (not read by the binary).
-    let compose_only = [
-        "COMPOSE_PROJECT_NAME",
-        "CUSTOMER_HOST",
-        "GRAFANA_ADMIN_PASSWORD",
-    ];
+    let compose_only = ["COMPOSE_PROJECT_NAME", "CUSTOMER_HOST", "GRAFANA_ADMIN_PASSWORD"];
     for k in keys_in_file {
-        let known = KEYS
-            .iter()
-            .any(|s| s.key == k || (s.secret && format!("{}_FILE", s.key) == k));
-        assert!(
-            known || compose_only.contains(&k),
-            ".env.example mentions {k}, which nothing reads"
-        );
+        let known = KEYS.iter().any(|s| s.key == k || (s.secret && format!("{}_FILE", s.key) == k));
+        assert!(known || compose_only.contains(&k), ".env.example mentions {k}, which nothing reads");
     }
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tau_acuvim_portal::app::AppState;
+use tau_acuvim_portal::clock::Clock;
 use tau_acuvim_portal::config::{Config, Env};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -30,9 +31,7 @@ pub fn database_url() -> String {
 }
 
 pub fn admin_options() -> PgConnectOptions {
-    database_url()
-        .parse()
-        .expect("DATABASE_URL is a valid postgres:// URL")
+    database_url().parse().expect("DATABASE_URL is a valid postgres:// URL")
 }
 
 /// A fresh, empty database for one process-level test (the cluster is thrown away afterwards).
@@ -43,9 +42,7 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> TestDb {
         let name = format!("tau_proc_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect_with(&admin_options())
-            .await
-            .expect("connect to the test cluster");
+        let mut conn = PgConnection::connect_with(&admin_options()).await.expect("connect to the test cluster");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -59,9 +56,7 @@ impl TestDb {
     }
 
     pub async fn pool(&self) -> PgPool {
-        PgPool::connect_with(self.options())
-            .await
-            .expect("connect to the test database")
+        PgPool::connect_with(self.options()).await.expect("connect to the test database")
     }
 
     /// The database in the Npgsql form the runbook's `.env` files use.
@@ -79,11 +74,7 @@ impl TestDb {
 
 /// A free loopback port (bound then released; good enough for tests on a private machine).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`.
@@ -97,15 +88,13 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// A valid Development configuration for in-process tests against `db`.
+/// A valid Development configuration for in-process tests against `db`, with cheap password
+/// hashing (the production parameters are asserted by a unit test).
 pub fn test_config(db: &PgConnectOptions) -> Config {
     let url = format!(
         "postgres://{}@{}:{}/{}?sslmode=disable",
@@ -118,27 +107,131 @@ pub fn test_config(db: &PgConnectOptions) -> Config {
         ("DATABASE_URL", url.as_str()),
         ("Application__Environment", "Development"),
         ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD),
+        ("Authentication__PasswordHashMemoryKib", "256"),
+        ("Authentication__PasswordHashIterations", "1"),
     ]);
     Config::from_env(&env).expect("test config is valid").0
 }
 
-pub fn test_app(pool: PgPool, config: Config) -> Router {
-    tau_acuvim_portal::app::router(AppState {
-        db: pool,
-        config: Arc::new(config),
-    })
+/// The real router on a test database, with its own data directory and a clock tests can move.
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub clock: Clock,
+    _data: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn new(pool: PgPool) -> TestApp {
+        Self::with_config(pool, test_config(&admin_options())).await
+    }
+
+    pub async fn with_config(pool: PgPool, mut config: Config) -> TestApp {
+        let data = tempfile::tempdir().unwrap();
+        config.data_directory = data.path().to_path_buf();
+        let clock = Clock::default();
+        let state = AppState::new(pool, config, clock.clone()).await.expect("app state");
+        TestApp { router: tau_acuvim_portal::app::router(state.clone()), state, clock, _data: data }
+    }
+
+    /// Seeds the default admin (`admin@example.com` / [`ADMIN_PASSWORD`]).
+    pub async fn seed_admin(&self) {
+        tau_acuvim_portal::auth::seed::seed_default_admin(&self.state.db, &self.state.config, &self.state.passwords)
+            .await
+            .unwrap();
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser { app: self.router.clone(), cookies: Default::default(), headers: Vec::new() }
+    }
+}
+
+pub async fn test_app(pool: PgPool, config: Config) -> Router {
+    TestApp::with_config(pool, config).await.router
 }
 
 /// Sends a GET through the real router; returns status and body text.
 pub async fn get(app: &Router, path: &str) -> (StatusCode, String) {
-    let res = app
-        .clone()
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> &str {
+        self.headers.get("location").map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The `csrf` hidden field of the page's first form.
+    pub fn csrf(&self) -> String {
+        let at = self.body.find(r#"name="csrf" value=""#).unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+/// A minimal cookie-keeping client over the real router (no network, no redirects followed).
+pub struct Browser {
+    app: Router,
+    pub cookies: std::collections::BTreeMap<String, String>,
+    /// Extra headers sent with every request.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub async fn send(&mut self, req: axum::http::request::Builder, body: Body) -> Reply {
+        let mut req = req;
+        if !self.cookies.is_empty() {
+            let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+            req = req.header("cookie", cookie);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let res = self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        for set in res.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let (pair, attrs) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path), Body::empty()).await
+    }
+
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let req = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+        self.send(req, Body::from(body)).await
+    }
+
+    /// Opens the sign-in page and submits it; returns the reply to the POST.
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Reply {
+        let form = self.get("/login").await;
+        let csrf = form.csrf();
+        self.post("/login", &[("csrf", &csrf), ("email", email), ("password", password), ("next", "/")]).await
+    }
+
+    pub fn session_cookie(&self) -> Option<&String> {
+        self.cookies.get("tau_session")
+    }
 }
 
 // ---------------------------------------------------------------- the real binary
@@ -154,9 +247,7 @@ pub struct Portal {
 pub fn portal_command(env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tau-portal"));
     // Only what the test gives: the developer's own environment must not leak into the config.
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info");
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -190,12 +281,7 @@ impl Portal {
             })
         })
         .collect();
-        Portal {
-            child,
-            lines,
-            readers,
-            port,
-        }
+        Portal { child, lines, readers, port }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -210,37 +296,25 @@ impl Portal {
     pub fn logs(&self) -> Vec<Value> {
         self.raw_lines()
             .iter()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
             .collect()
     }
 
     pub fn messages(&self) -> Vec<String> {
-        self.logs()
-            .iter()
-            .map(|v| v["message"].as_str().unwrap_or_default().to_string())
-            .collect()
+        self.logs().iter().map(|v| v["message"].as_str().unwrap_or_default().to_string()).collect()
     }
 
     pub async fn wait_for_message(&self, needle: &str, timeout: Duration) -> Value {
-        let what = format!(
-            "log message containing {needle:?}; logs so far:\n{}",
-            self.raw_lines().join("\n")
-        );
+        let what = format!("log message containing {needle:?}; logs so far:\n{}", self.raw_lines().join("\n"));
         wait_for(&what, timeout, || async {
-            self.logs()
-                .into_iter()
-                .find(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
+            self.logs().into_iter().find(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
         })
         .await
     }
 
     /// Waits until the HTTP server answers.
     pub async fn wait_listening(&self) {
-        self.wait_for_message("Portal listening on", Duration::from_secs(60))
-            .await;
+        self.wait_for_message("Portal listening on", Duration::from_secs(60)).await;
     }
 
     /// Waits for the process to exit and for its output to be read to the end.
@@ -274,14 +348,8 @@ impl Drop for Portal {
 pub fn production_env(db: &TestDb) -> Vec<(&'static str, String)> {
     vec![
         ("Database__ConnectionString", db.npgsql()),
-        (
-            "Authentication__DefaultAdminEmail",
-            "admin@abc0001.example.com".into(),
-        ),
-        (
-            "Authentication__DefaultAdminPassword",
-            ADMIN_PASSWORD.into(),
-        ),
+        ("Authentication__DefaultAdminEmail", "admin@abc0001.example.com".into()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.into()),
     ]
 }
 
@@ -298,18 +366,12 @@ pub struct Proxy {
 impl Proxy {
     pub fn new() -> Proxy {
         let o = admin_options();
-        Proxy {
-            port: free_port(),
-            target: format!("{}:{}", o.get_host(), o.get_port()),
-            running: None,
-        }
+        Proxy { port: free_port(), target: format!("{}:{}", o.get_host(), o.get_port()), running: None }
     }
 
     pub async fn restore(&mut self) {
         assert!(self.running.is_none(), "proxy already running");
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("bind proxy port");
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("bind proxy port");
         let stop = CancellationToken::new();
         let (target, token) = (self.target.clone(), stop.clone());
         tokio::spawn(async move {

@@ -34,11 +34,8 @@ async fn creates_the_tables_the_runbook_and_grafana_query(pool: PgPool) {
         r#"monitoring."Devices""#,
         r#"monitoring."PowerMeasurements""#,
     ] {
-        let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(table)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass($1)::text").bind(table).fetch_one(&pool).await.unwrap();
         assert_eq!(found.as_deref(), Some(table), "missing table {table}");
     }
     let pk: Vec<String> = sqlx::query_scalar(
@@ -56,30 +53,15 @@ async fn creates_the_tables_the_runbook_and_grafana_query(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_failing_migration_is_named_with_the_database_error(pool: PgPool) {
     let (_dir, broken) = migrator_from(&[
-        (
-            "20990101000000_AddWidgets.sql",
-            "CREATE TABLE widgets (id int);",
-        ),
-        (
-            "20990102000000_BrokenStep.sql",
-            "SELECT * FROM no_such_table;",
-        ),
+        ("20990101000000_AddWidgets.sql", "CREATE TABLE widgets (id int);"),
+        ("20990102000000_BrokenStep.sql", "SELECT * FROM no_such_table;"),
     ])
     .await;
     let err = migrate::run(&pool, &broken).await.unwrap_err();
     let text = err.to_string();
-    assert!(
-        matches!(&err, MigrationError::Failed { name, .. } if name == "BrokenStep"),
-        "{text}"
-    );
-    assert!(
-        text.starts_with("Migration 'BrokenStep' (version 20990102000000) failed"),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"relation "no_such_table" does not exist"#),
-        "{text}"
-    );
+    assert!(matches!(&err, MigrationError::Failed { name, .. } if name == "BrokenStep"), "{text}");
+    assert!(text.starts_with("Migration 'BrokenStep' (version 20990102000000) failed"), "{text}");
+    assert!(text.contains(r#"relation "no_such_table" does not exist"#), "{text}");
     // The migration before it stays applied; the lock was released (a second run proceeds).
     let err = migrate::run(&pool, &broken).await.unwrap_err();
     assert!(matches!(err, MigrationError::Failed { .. }), "{err}");
@@ -92,10 +74,7 @@ async fn an_edited_applied_migration_is_refused(pool: PgPool) {
     let file = format!("{}_InitialCreate.sql", first.version);
     let (_dir, edited) = migrator_from(&[(&file, "-- edited\nSELECT 1;")]).await;
     let err = migrate::run(&pool, &edited).await.unwrap_err();
-    assert!(
-        matches!(err, MigrationError::Edited { ref name, .. } if name == "InitialCreate"),
-        "{err}"
-    );
+    assert!(matches!(err, MigrationError::Edited { ref name, .. } if name == "InitialCreate"), "{err}");
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
@@ -110,15 +89,7 @@ async fn a_database_from_a_newer_build_is_refused(pool: PgPool) {
     .await
     .unwrap();
     let err = migrate::run(&pool, &MIGRATOR).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MigrationError::Unknown {
-                version: 29991231000000
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, MigrationError::Unknown { version: 29991231000000 }), "{err}");
 }
 
 /// On plain PostgreSQL the bootstrapper keeps a plain table with a BRIN index, twice over.
@@ -144,27 +115,12 @@ async fn bootstrapper_on_plain_postgres_is_idempotent(pool: PgPool) {
 #[test]
 fn migration_files_follow_the_naming_convention() {
     // `<14-digit UTC timestamp>_<PascalCaseName>.sql`: the name is what the runbook greps for.
-    for entry in
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")).unwrap()
-    {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let (version, rest) = name
-            .split_once('_')
-            .unwrap_or_else(|| panic!("{name}: no version prefix"));
-        assert!(
-            version.len() == 14 && version.chars().all(|c| c.is_ascii_digit()),
-            "{name}: version"
-        );
-        let stem = rest
-            .strip_suffix(".sql")
-            .unwrap_or_else(|| panic!("{name}: not .sql"));
-        assert!(
-            stem.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
-            "{name}: PascalCase name"
-        );
-        assert!(
-            stem.chars().all(|c| c.is_ascii_alphanumeric()),
-            "{name}: PascalCase name"
-        );
+        let (version, rest) = name.split_once('_').unwrap_or_else(|| panic!("{name}: no version prefix"));
+        assert!(version.len() == 14 && version.chars().all(|c| c.is_ascii_digit()), "{name}: version");
+        let stem = rest.strip_suffix(".sql").unwrap_or_else(|| panic!("{name}: not .sql"));
+        assert!(stem.chars().next().is_some_and(|c| c.is_ascii_uppercase()), "{name}: PascalCase name");
+        assert!(stem.chars().all(|c| c.is_ascii_alphanumeric()), "{name}: PascalCase name");
     }
 }

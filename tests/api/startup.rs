@@ -19,40 +19,23 @@ async fn first_start_logs_the_runbook_lines_serves_health_and_stops_on_sigterm()
 
     let messages = portal.messages();
     let position = |needle: &str| {
-        messages
-            .iter()
-            .position(|m| m.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?} in {messages:#?}"))
+        messages.iter().position(|m| m.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {messages:#?}"))
     };
     // In the order of the startup sequence.
     let order = [
-        position(
-            "Database connection resolved via Database__ConnectionString (Npgsql key=value form)",
-        ),
+        position("Database connection resolved via Database__ConnectionString (Npgsql key=value form)"),
         position("Applied migration 'InitialCreate'"),
         position("stays a plain PostgreSQL table"),
         position("Seeded default admin admin@abc0001.example.com"),
         position("Portal listening on"),
     ];
-    assert!(
-        order.is_sorted(),
-        "startup lines out of order: {order:?} in {messages:#?}"
-    );
-    assert_eq!(
-        messages
-            .iter()
-            .filter(|m| m.starts_with("Applied migration '"))
-            .count(),
-        1
-    );
+    assert!(order.is_sorted(), "startup lines out of order: {order:?} in {messages:#?}");
+    assert_eq!(messages.iter().filter(|m| m.starts_with("Applied migration '")).count(), 1);
 
     // JSON with the fields a log pipeline keys on.
     let resolved = &portal.logs()[order[0]];
     assert_eq!(resolved["level"], "INFO");
-    assert!(
-        resolved["timestamp"].is_string() && resolved["target"].is_string(),
-        "{resolved}"
-    );
+    assert!(resolved["timestamp"].is_string() && resolved["target"].is_string(), "{resolved}");
     let timescale = &portal.logs()[order[2]];
     assert_eq!(timescale["level"], "WARN", "{timescale}");
 
@@ -60,20 +43,12 @@ async fn first_start_logs_the_runbook_lines_serves_health_and_stops_on_sigterm()
     let res = client.get(portal.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "Healthy");
-    let res = client
-        .get(portal.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let res = client.get(portal.url("/health/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "Healthy");
 
     // A request is logged with its matched route and request id (unknown paths: "unmatched").
-    let res = client
-        .get(portal.url("/no/such/page?token=abc"))
-        .send()
-        .await
-        .unwrap();
+    let res = client.get(portal.url("/no/such/page?token=abc")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let line = portal.wait_for_message("request completed", START).await;
@@ -83,20 +58,12 @@ async fn first_start_logs_the_runbook_lines_serves_health_and_stops_on_sigterm()
 
     portal.signal(Signal::SIGTERM);
     let status = portal.wait_exit(EXIT).await;
-    assert!(
-        status.success(),
-        "graceful shutdown exits 0, got {status:?}"
-    );
-    portal
-        .wait_for_message("Shutdown signal received", START)
-        .await;
+    assert!(status.success(), "graceful shutdown exits 0, got {status:?}");
+    portal.wait_for_message("Shutdown signal received", START).await;
     portal.wait_for_message("Shutdown complete", START).await;
 
     let everything = portal.raw_lines().join("\n");
-    assert!(
-        !everything.contains(ADMIN_PASSWORD),
-        "the admin password leaked into the logs"
-    );
+    assert!(!everything.contains(ADMIN_PASSWORD), "the admin password leaked into the logs");
 }
 
 #[tokio::test]
@@ -109,40 +76,20 @@ async fn a_second_start_neither_migrates_nor_reseeds() {
     first.signal(Signal::SIGTERM);
     assert!(first.wait_exit(EXIT).await.success());
     let pool = db.pool().await;
-    let hash_before: String = sqlx::query_scalar(r#"SELECT "PasswordHash" FROM identity."Users""#)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let hash_before: String =
+        sqlx::query_scalar(r#"SELECT "PasswordHash" FROM identity."Users""#).fetch_one(&pool).await.unwrap();
 
     let mut env = env;
     env.retain(|(k, _)| *k != "Authentication__DefaultAdminPassword");
-    env.push((
-        "Authentication__DefaultAdminPassword",
-        "another password of some length".into(),
-    ));
+    env.push(("Authentication__DefaultAdminPassword", "another password of some length".into()));
     let second = Portal::start(&[], &env, data.path());
     second.wait_listening().await;
     let messages = second.messages();
-    assert!(
-        messages.iter().all(|m| !m.starts_with("Applied migration")),
-        "{messages:#?}"
-    );
-    assert!(
-        messages
-            .iter()
-            .all(|m| !m.starts_with("Seeded default admin")),
-        "{messages:#?}"
-    );
-    assert!(
-        messages
-            .iter()
-            .any(|m| m == "Database schema is up to date"),
-        "{messages:#?}"
-    );
-    let hash_after: String = sqlx::query_scalar(r#"SELECT "PasswordHash" FROM identity."Users""#)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert!(messages.iter().all(|m| !m.starts_with("Applied migration")), "{messages:#?}");
+    assert!(messages.iter().all(|m| !m.starts_with("Seeded default admin")), "{messages:#?}");
+    assert!(messages.iter().any(|m| m == "Database schema is up to date"), "{messages:#?}");
+    let hash_after: String =
+        sqlx::query_scalar(r#"SELECT "PasswordHash" FROM identity."Users""#).fetch_one(&pool).await.unwrap();
     assert_eq!(hash_before, hash_after);
 }
 
@@ -153,16 +100,11 @@ async fn production_without_an_admin_password_exits_naming_the_key() {
     let mut portal = Portal::start(&[], &env, data.path());
     let status = portal.wait_exit(EXIT).await;
     assert_eq!(status.code(), Some(2), "{:?}", portal.raw_lines());
-    let line = portal
-        .wait_for_message("Invalid configuration", START)
-        .await;
+    let line = portal.wait_for_message("Invalid configuration", START).await;
     assert_eq!(line["level"], "ERROR");
     assert_eq!(line["key"], "Authentication__DefaultAdminPassword");
     assert!(
-        line["message"]
-            .as_str()
-            .unwrap()
-            .contains("Authentication__DefaultAdminPassword: required in Production"),
+        line["message"].as_str().unwrap().contains("Authentication__DefaultAdminPassword: required in Production"),
         "{line}"
     );
 }
@@ -172,20 +114,12 @@ async fn an_invalid_value_exits_naming_the_key_and_the_expectation() {
     let data = tempfile::tempdir().unwrap();
     let env = [
         ("DATABASE_URL", "postgres://u@127.0.0.1:1/x".to_string()),
-        (
-            "Authentication__DefaultAdminPassword",
-            ADMIN_PASSWORD.to_string(),
-        ),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
         ("WhiteLabel__PrimaryColor", "blue".to_string()),
     ];
     let mut portal = Portal::start(&[], &env, data.path());
     assert_eq!(portal.wait_exit(EXIT).await.code(), Some(2));
-    portal
-        .wait_for_message(
-            r#"WhiteLabel__PrimaryColor: expected #rrggbb, got "blue""#,
-            START,
-        )
-        .await;
+    portal.wait_for_message(r#"WhiteLabel__PrimaryColor: expected #rrggbb, got "blue""#, START).await;
 }
 
 #[tokio::test]
@@ -193,45 +127,23 @@ async fn an_unreachable_database_is_retried_then_reported_clearly() {
     let data = tempfile::tempdir().unwrap();
     let port = crate::helpers::free_port();
     let env = [
-        (
-            "Database__ConnectionString",
-            format!("Host=127.0.0.1;Port={port};Database=x;Username=u;Password=pw"),
-        ),
-        (
-            "Authentication__DefaultAdminPassword",
-            ADMIN_PASSWORD.to_string(),
-        ),
+        ("Database__ConnectionString", format!("Host=127.0.0.1;Port={port};Database=x;Username=u;Password=pw")),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
         ("Database__StartupTimeoutSeconds", "3".to_string()),
     ];
     let mut portal = Portal::start(&[], &env, data.path());
     let status = portal.wait_exit(EXIT).await;
     assert_eq!(status.code(), Some(1));
     let line = portal.wait_for_message("Startup failed", START).await;
-    let retries = portal
-        .messages()
-        .iter()
-        .filter(|m| m.starts_with("Database not reachable yet"))
-        .count();
-    assert!(
-        retries >= 2,
-        "expected retries before giving up: {:#?}",
-        portal.messages()
-    );
+    let retries = portal.messages().iter().filter(|m| m.starts_with("Database not reachable yet")).count();
+    assert!(retries >= 2, "expected retries before giving up: {:#?}", portal.messages());
     let message = line["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!(
-            "could not connect to the database at u@127.0.0.1:{port}/x within"
-        )),
+        message.contains(&format!("could not connect to the database at u@127.0.0.1:{port}/x within")),
         "{message}"
     );
-    assert!(
-        message.contains("Database__StartupTimeoutSeconds"),
-        "{message}"
-    );
-    assert!(
-        !portal.raw_lines().join("\n").contains("pw;"),
-        "no connection string in the logs"
-    );
+    assert!(message.contains("Database__StartupTimeoutSeconds"), "{message}");
+    assert!(!portal.raw_lines().join("\n").contains("pw;"), "no connection string in the logs");
 }
 
 #[tokio::test]
@@ -241,16 +153,9 @@ async fn a_database_that_comes_up_late_is_waited_for() {
     let mut proxy = Proxy::new();
     let o = proxy.options();
     let mut env = production_env(&db);
-    env[0].1 = format!(
-        "Host=127.0.0.1;Port={};Database={};Username={}",
-        o.get_port(),
-        db.name,
-        o.get_username()
-    );
+    env[0].1 = format!("Host=127.0.0.1;Port={};Database={};Username={}", o.get_port(), db.name, o.get_username());
     let portal = Portal::start(&[], &env, data.path());
-    portal
-        .wait_for_message("Database not reachable yet", START)
-        .await;
+    portal.wait_for_message("Database not reachable yet", START).await;
     proxy.restore().await;
     portal.wait_listening().await;
     portal.wait_for_message("Seeded default admin", START).await;
@@ -262,20 +167,13 @@ async fn sigterm_while_waiting_for_the_database_exits_promptly() {
     let port = crate::helpers::free_port();
     let env = [
         ("DATABASE_URL", format!("postgres://u@127.0.0.1:{port}/x")),
-        (
-            "Authentication__DefaultAdminPassword",
-            ADMIN_PASSWORD.to_string(),
-        ),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
     ];
     let mut portal = Portal::start(&[], &env, data.path());
-    portal
-        .wait_for_message("Database not reachable yet", START)
-        .await;
+    portal.wait_for_message("Database not reachable yet", START).await;
     portal.signal(Signal::SIGTERM);
     assert!(portal.wait_exit(EXIT).await.success());
-    portal
-        .wait_for_message("Startup interrupted by a shutdown signal", START)
-        .await;
+    portal.wait_for_message("Startup interrupted by a shutdown signal", START).await;
 }
 
 #[tokio::test]
@@ -283,23 +181,14 @@ async fn a_failing_migration_exits_with_its_name_and_the_database_error() {
     let db = TestDb::create().await;
     // A leftover object the first migration collides with, as after a botched manual restore.
     let pool = db.pool().await;
-    sqlx::raw_sql(r#"CREATE SCHEMA identity; CREATE TABLE identity."Users" (x int);"#)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(r#"CREATE SCHEMA identity; CREATE TABLE identity."Users" (x int);"#).execute(&pool).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut portal = Portal::start(&[], &production_env(&db), data.path());
     assert_eq!(portal.wait_exit(EXIT).await.code(), Some(1));
     let line = portal.wait_for_message("Startup failed", START).await;
     let message = line["message"].as_str().unwrap();
-    assert!(
-        message.contains("Migration 'InitialCreate' (version 20261123000000) failed"),
-        "{message}"
-    );
-    assert!(
-        message.contains(r#"relation "Users" already exists"#),
-        "{message}"
-    );
+    assert!(message.contains("Migration 'InitialCreate' (version 20261123000000) failed"), "{message}");
+    assert!(message.contains(r#"relation "Users" already exists"#), "{message}");
 }
 
 #[tokio::test]
@@ -307,24 +196,10 @@ async fn the_migrate_command_applies_the_schema_and_exits() {
     let db = TestDb::create().await;
     let data = tempfile::tempdir().unwrap();
     let mut portal = Portal::start(&["migrate"], &production_env(&db), data.path());
-    assert!(
-        portal.wait_exit(EXIT).await.success(),
-        "{:#?}",
-        portal.raw_lines()
-    );
+    assert!(portal.wait_exit(EXIT).await.success(), "{:#?}", portal.raw_lines());
     let messages = portal.messages();
-    assert!(
-        messages
-            .iter()
-            .any(|m| m == "Applied migration 'InitialCreate'"),
-        "{messages:#?}"
-    );
-    assert!(
-        messages
-            .iter()
-            .all(|m| !m.contains("Seeded") && !m.contains("listening")),
-        "{messages:#?}"
-    );
+    assert!(messages.iter().any(|m| m == "Applied migration 'InitialCreate'"), "{messages:#?}");
+    assert!(messages.iter().all(|m| !m.contains("Seeded") && !m.contains("listening")), "{messages:#?}");
 }
 
 #[test]

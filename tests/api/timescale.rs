@@ -12,25 +12,16 @@ use tau_acuvim_portal::db::timescale::{self, Outcome};
 use crate::helpers::{ADMIN_PASSWORD, Portal};
 
 async fn scalar_i64(pool: &PgPool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 #[tokio::test]
 async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     let Ok(url) = std::env::var("TAU_TEST_TIMESCALE_URL") else {
-        eprintln!(
-            "SKIPPED: TimescaleDB leg (TAU_TEST_TIMESCALE_URL is not set; scripts/test.sh sets it)"
-        );
+        eprintln!("SKIPPED: TimescaleDB leg (TAU_TEST_TIMESCALE_URL is not set; scripts/test.sh sets it)");
         return;
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .expect("connect to TimescaleDB");
+    let pool = PgPoolOptions::new().max_connections(1).connect(&url).await.expect("connect to TimescaleDB");
     // The server may be reused by a developer between runs: start from an empty schema.
     sqlx::raw_sql(
         "DROP SCHEMA IF EXISTS monitoring CASCADE; DROP SCHEMA IF EXISTS identity CASCADE;
@@ -66,14 +57,7 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     )
     .await;
     assert_eq!(hypertables, 1, "a compressed hypertable");
-    assert_eq!(
-        scalar_i64(
-            &pool,
-            r#"SELECT count(*) FROM monitoring."PowerMeasurements""#
-        )
-        .await,
-        457
-    );
+    assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
     type Setting = (String, Option<i16>, Option<i16>, Option<bool>);
     let settings: Vec<Setting> = sqlx::query_as(
         "SELECT attname::text, segmentby_column_index, orderby_column_index, orderby_asc
@@ -85,10 +69,7 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     .unwrap();
     assert_eq!(
         settings,
-        [
-            ("DeviceId".to_string(), Some(1), None, None),
-            ("Time".to_string(), None, Some(1), Some(false))
-        ],
+        [("DeviceId".to_string(), Some(1), None, None), ("Time".to_string(), None, Some(1), Some(false))],
         "segment by device, order by time descending"
     );
     let policy = "SELECT count(*) FROM timescaledb_information.jobs
@@ -103,39 +84,21 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::query("CALL run_job($1)")
-        .bind(job)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query("CALL run_job($1)").bind(job).execute(&pool).await.unwrap();
     let compressed = scalar_i64(
         &pool,
         r#"SELECT count(*) FROM timescaledb_information.chunks
            WHERE hypertable_schema = 'monitoring' AND hypertable_name = 'PowerMeasurements' AND is_compressed"#,
     )
     .await;
-    assert!(
-        compressed > 0,
-        "the compression policy compressed the January chunks"
-    );
+    assert!(compressed > 0, "the compression policy compressed the January chunks");
 
     for _ in 0..2 {
         let again = timescale::bootstrap(&pool).await.unwrap();
         assert_eq!(again, outcome);
     }
-    assert_eq!(
-        scalar_i64(&pool, policy).await,
-        1,
-        "still exactly one compression policy"
-    );
-    assert_eq!(
-        scalar_i64(
-            &pool,
-            r#"SELECT count(*) FROM monitoring."PowerMeasurements""#
-        )
-        .await,
-        457
-    );
+    assert_eq!(scalar_i64(&pool, policy).await, 1, "still exactly one compression policy");
+    assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
     assert!(migrate::run(&pool, &MIGRATOR).await.unwrap().is_empty());
     // Free the server's single session for the binary.
     pool.close().await;
@@ -146,24 +109,13 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     let env = [
         ("DATABASE_URL", url.clone()),
         ("Database__MaxConnections", "1".to_string()),
-        (
-            "Authentication__DefaultAdminPassword",
-            ADMIN_PASSWORD.to_string(),
-        ),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
     ];
     let portal = Portal::start(&[], &env, data.path());
     portal.wait_listening().await;
     let line = portal
-        .wait_for_message(
-            "TimescaleDB hypertable for monitoring.PowerMeasurements is ready",
-            Duration::from_secs(5),
-        )
+        .wait_for_message("TimescaleDB hypertable for monitoring.PowerMeasurements is ready", Duration::from_secs(5))
         .await;
     assert_eq!(line["level"], "INFO");
-    portal
-        .wait_for_message(
-            "Seeded default admin admin@example.com",
-            Duration::from_secs(5),
-        )
-        .await;
+    portal.wait_for_message("Seeded default admin admin@example.com", Duration::from_secs(5)).await;
 }

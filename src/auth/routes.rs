@@ -1,0 +1,271 @@
+//! Sign in, sign out, change own password.
+
+use std::net::IpAddr;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::CookieJar;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::db::{self, AuditEntry};
+use super::password::{Verification, check_policy};
+use super::sessions::{Origin, SessionUser};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::web::client::ClientAddr;
+use crate::web::page::Page;
+use crate::web::session::{CurrentSession, CurrentUser};
+use crate::web::{csrf, render};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/account/password", get(password_page).post(change_password))
+}
+
+/// Where to go after sign-in: only a local path, never another site (`//evil`, `/\evil`,
+/// `https://evil`), whatever `next` says.
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    if local { next } else { "/" }
+}
+
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
+/// Writes one audit entry for an action by `actor` (or an anonymous attempt).
+pub(crate) async fn audit(
+    state: &AppState,
+    actor: Option<&SessionUser>,
+    actor_email: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: serde_json::Value,
+    ip: Option<IpAddr>,
+) -> AppResult<()> {
+    let ip = ip.map(|ip| ip.to_string());
+    let entry = AuditEntry {
+        actor_user_id: actor.map(|a| a.user_id),
+        actor_email,
+        action,
+        target,
+        detail,
+        ip_address: ip.as_deref(),
+    };
+    Ok(db::audit(&state.db, &entry).await?)
+}
+
+#[derive(Template)]
+#[template(path = "auth/login.html")]
+struct LoginPage {
+    page: Page,
+    next: String,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// The sign-in form. Its CSRF token is bound to a random nonce cookie, because there is no
+/// session yet.
+async fn login_page(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+    jar: CookieJar,
+    mut page: Page,
+    Query(q): Query<NextQuery>,
+) -> AppResult<Response> {
+    if user.is_some() {
+        return Ok(Redirect::to(safe_next(&q.next)).into_response());
+    }
+    let (jar, nonce) = match jar.get(state.cookies.login) {
+        Some(c) => (jar.clone(), c.value().to_string()),
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let nonce = URL_SAFE_NO_PAD.encode(bytes);
+            (jar.add(state.cookies.build(state.cookies.login, nonce.clone())), nonce)
+        }
+    };
+    page.csrf = csrf::login_token(&state.keys, &nonce);
+    let html = render(&LoginPage { page, next: safe_next(&q.next).to_string(), email: String::new(), error: None })?;
+    Ok((jar, html).into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+const BAD_CREDENTIALS: &str = "The email or password is not correct.";
+
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    ClientAddr(ip): ClientAddr,
+    headers: HeaderMap,
+    mut page: Page,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> AppResult<Response> {
+    let email = form.email.trim().to_string();
+    let address = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let next = safe_next(&form.next).to_string();
+    let nonce = jar.get(state.cookies.login).map(|c| c.value().to_string()).unwrap_or_default();
+    page.csrf = csrf::login_token(&state.keys, &nonce);
+    let refuse = |page: Page, status: StatusCode, error: String| -> AppResult<Response> {
+        let html = render(&LoginPage { page, next: next.clone(), email: email.clone(), error: Some(error) })?;
+        Ok((status, html).into_response())
+    };
+
+    if let Some(wait) = state.throttle.check(&email, &address) {
+        let secs = wait.as_secs().max(1);
+        let msg = format!("Too many failed sign-in attempts. Wait {secs} seconds, then try again.");
+        return refuse(page, StatusCode::TOO_MANY_REQUESTS, msg);
+    }
+    let password = SecretString::from(form.password);
+    let account = if email.is_empty() { None } else { db::user_for_login(&state.db, &email).await? };
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    let verdict = state.passwords.verify(password.clone(), stored).await.map_err(AppError::internal)?;
+    let account = match (account, verdict) {
+        (Some(a), Verification::Valid { rehash }) if !a.is_disabled => {
+            if rehash {
+                let hash = state.passwords.hash(password).await.map_err(AppError::internal)?;
+                db::replace_hash(&state.db, a.id, &hash).await?;
+            }
+            a
+        }
+        _ => {
+            state.throttle.failed(&email, &address);
+            let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
+            audit(&state, None, &email, "login.failed", Some(&email), detail, ip).await?;
+            return refuse(page, StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string());
+        }
+    };
+
+    state.throttle.succeeded(&email);
+    db::record_login(&state.db, account.id).await?;
+    let origin = Origin { ip: Some(&address), user_agent: user_agent(&headers) };
+    let token = state.sessions.create(account.id, &origin).await?;
+    audit(&state, None, &account.email, "login", Some(&account.email), serde_json::json!({}), ip).await?;
+    let jar =
+        jar.add(state.cookies.build(state.cookies.session, token)).remove(state.cookies.removal(state.cookies.login));
+    Ok((jar, Redirect::to(&next)).into_response())
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    ClientAddr(ip): ClientAddr,
+    axum::Extension(session): axum::Extension<CurrentSession>,
+) -> AppResult<Response> {
+    if let Some(token) = &session.token {
+        state.sessions.revoke(token).await?;
+    }
+    if let Some(user) = &session.user {
+        audit(&state, Some(user), &user.email, "logout", Some(&user.email), serde_json::json!({}), ip).await?;
+    }
+    let jar = jar.remove(state.cookies.removal(state.cookies.session));
+    Ok((jar, Redirect::to("/login?notice=signed-out")).into_response())
+}
+
+#[derive(Default)]
+pub(crate) struct PasswordErrors {
+    current: Option<String>,
+    new: Option<String>,
+    confirm: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "auth/password.html")]
+struct PasswordPage {
+    page: Page,
+    errors: PasswordErrors,
+}
+
+async fn password_page(CurrentUser(_): CurrentUser, page: Page) -> AppResult<Html<String>> {
+    render(&PasswordPage { page, errors: PasswordErrors::default() })
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+/// Changing one's password ends every session of the account (a thief's included) and opens a
+/// fresh one for this browser.
+async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    jar: CookieJar,
+    ClientAddr(ip): ClientAddr,
+    headers: HeaderMap,
+    page: Page,
+    axum::Form(form): axum::Form<PasswordForm>,
+) -> AppResult<Response> {
+    let mut errors = PasswordErrors::default();
+    let stored = db::password_hash(&state.db, user.user_id).await?;
+    let verdict = state.passwords.verify(SecretString::from(form.current), stored).await.map_err(AppError::internal)?;
+    if verdict == Verification::Invalid {
+        errors.current = Some("This is not your current password.".into());
+    }
+    if let Err(e) = check_policy(&form.new, &user.email) {
+        errors.new = Some(e);
+    } else if form.new != form.confirm {
+        errors.confirm = Some("The two new passwords differ.".into());
+    }
+    if errors.current.is_some() || errors.new.is_some() || errors.confirm.is_some() {
+        let html = render(&PasswordPage { page, errors })?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    }
+
+    let hash = state.passwords.hash(SecretString::from(form.new)).await.map_err(AppError::internal)?;
+    db::set_password(&state.db, user.user_id, &hash).await?;
+    state.sessions.revoke_user(user.user_id).await?;
+    let address = ip.map(|ip| ip.to_string());
+    let token = state
+        .sessions
+        .create(user.user_id, &Origin { ip: address.as_deref(), user_agent: user_agent(&headers) })
+        .await?;
+    audit(&state, Some(&user), &user.email, "password.changed", Some(&user.email), serde_json::json!({}), ip).await?;
+    let jar = jar.add(state.cookies.build(state.cookies.session, token));
+    Ok((jar, Redirect::to("/?notice=password-changed")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_only_accepts_local_paths() {
+        for ok in ["/", "/grafana/d/abc?orgId=1", "/settings/users"] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in
+            ["", "https://evil.example", "//evil.example", "/\\evil.example", "evil", "/ok\r\nSet-Cookie: x", "/a\\b"]
+        {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
+}

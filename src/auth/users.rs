@@ -1,0 +1,350 @@
+//! Settings → Users and Settings → Audit log (admins only).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use secrecy::SecretString;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::db::{self, UserRow};
+use super::password::check_policy;
+use super::routes::audit;
+use crate::app::AppState;
+use crate::config::parse_email;
+use crate::error::{AppError, AppResult};
+use crate::web::client::ClientAddr;
+use crate::web::page::Page;
+use crate::web::render;
+use crate::web::session::RequireAdmin;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/settings/users", get(list).post(create))
+        .route("/settings/users/{id}/admin", post(toggle_admin))
+        .route("/settings/users/{id}/disabled", post(toggle_disabled))
+        .route("/settings/users/{id}/reset-password", post(reset_password))
+        .route("/settings/users/{id}/delete", post(delete))
+        .route("/settings/audit", get(audit_log))
+}
+
+pub struct UserView {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    is_admin: bool,
+    is_disabled: bool,
+    last_login: String,
+}
+
+impl From<UserRow> for UserView {
+    fn from(u: UserRow) -> Self {
+        UserView {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            is_admin: u.is_admin,
+            is_disabled: u.is_disabled,
+            last_login: u.last_login_at.map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct CreateForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    display_name: String,
+    is_admin: Option<String>,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Default)]
+struct CreateErrors {
+    email: Option<String>,
+    display_name: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "auth/users.html")]
+struct UsersPage {
+    page: Page,
+    users: Vec<UserView>,
+    form: CreateForm,
+    errors: CreateErrors,
+    action_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "auth/secret.html")]
+struct SecretPage {
+    page: Page,
+    heading: &'static str,
+    email: String,
+    password: String,
+}
+
+async fn users_page(
+    state: &AppState,
+    page: Page,
+    form: CreateForm,
+    errors: CreateErrors,
+    action_error: Option<String>,
+) -> AppResult<Html<String>> {
+    let users = db::list_users(&state.db).await?.into_iter().map(UserView::from).collect();
+    render(&UsersPage { page, users, form, errors, action_error })
+}
+
+async fn list(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
+    users_page(&state, page, CreateForm::default(), CreateErrors::default(), None).await
+}
+
+fn generate_password() -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
+}
+
+async fn create(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    axum::Form(form): axum::Form<CreateForm>,
+) -> AppResult<Response> {
+    let mut errors = CreateErrors::default();
+    let email = form.email.trim().to_string();
+    if let Err(e) = parse_email(&email) {
+        errors.email = Some(if email.is_empty() {
+            "Enter an email address.".into()
+        } else {
+            format!("This is not an email address ({e}).")
+        });
+    }
+    let display_name = form.display_name.trim().to_string();
+    if display_name.chars().count() > 100 {
+        errors.display_name = Some("Use at most 100 characters.".into());
+    }
+    let generated = form.password.is_empty();
+    let password = if generated { generate_password() } else { form.password.clone() };
+    if let Err(e) = check_policy(&password, &email) {
+        errors.password = Some(e);
+    }
+    if errors.email.is_none() && db::user_id_by_email(&state.db, &email).await?.is_some() {
+        errors.email = Some("An account with this email already exists.".into());
+    }
+    if errors.email.is_some() || errors.display_name.is_some() || errors.password.is_some() {
+        let form = CreateForm { password: String::new(), ..form };
+        let html = users_page(&state, page, form, errors, None).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    }
+
+    let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
+    let display = if display_name.is_empty() { email.clone() } else { display_name };
+    let is_admin = form.is_admin.is_some();
+    let new = db::NewUser { email: &email, display_name: &display, password_hash: &hash, is_admin };
+    let Some(_) = db::insert_user_if_absent(&state.db, &new).await? else {
+        // Created by someone else between the check and the insert.
+        let errors =
+            CreateErrors { email: Some("An account with this email already exists.".into()), ..Default::default() };
+        let html = users_page(&state, page, CreateForm { password: String::new(), ..form }, errors, None).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    };
+    audit(
+        &state,
+        Some(&admin),
+        &admin.email,
+        "user.created",
+        Some(&email),
+        serde_json::json!({ "isAdmin": is_admin }),
+        ip,
+    )
+    .await?;
+    if generated {
+        return Ok(render(&SecretPage { page, heading: "User created", email, password })?.into_response());
+    }
+    Ok(Redirect::to("/settings/users?notice=user-updated").into_response())
+}
+
+/// A change to a user's role or status, checked against the rules inside one transaction.
+enum Change {
+    ToggleAdmin,
+    ToggleDisabled,
+    Delete,
+}
+
+async fn apply(
+    state: &AppState,
+    admin: &crate::auth::sessions::SessionUser,
+    id: Uuid,
+    change: Change,
+) -> AppResult<Result<UserRow, String>> {
+    let mut tx = state.db.begin().await?;
+    let admins = db::active_admins_for_update(&mut *tx).await?;
+    let Some(user) = db::user_for_update(&mut *tx, id).await? else { return Err(AppError::NotFound) };
+    let (is_admin, is_disabled) = match change {
+        Change::ToggleAdmin => (!user.is_admin, user.is_disabled),
+        Change::ToggleDisabled => (user.is_admin, !user.is_disabled),
+        Change::Delete => (false, true),
+    };
+    let self_action = user.id == admin.user_id;
+    if self_action && matches!(change, Change::Delete) {
+        return Ok(Err("You cannot delete your own account; ask another administrator.".into()));
+    }
+    if self_action && matches!(change, Change::ToggleDisabled) && !user.is_disabled {
+        return Ok(Err("You cannot disable your own account; ask another administrator.".into()));
+    }
+    let still_active_admin = is_admin && !is_disabled;
+    let loses_admin = admins.contains(&user.id) && !still_active_admin;
+    if loses_admin && admins.len() == 1 {
+        return Ok(Err(format!(
+            "{} is the last active administrator. Make another user an administrator first.",
+            user.email
+        )));
+    }
+    match change {
+        Change::Delete => db::delete_user(&mut *tx, id).await?,
+        _ => db::set_flags(&mut *tx, id, is_admin, is_disabled).await?,
+    }
+    tx.commit().await?;
+    Ok(Ok(UserRow { is_admin, is_disabled, ..user }))
+}
+
+async fn change_user(
+    state: AppState,
+    admin: crate::auth::sessions::SessionUser,
+    ip: Option<std::net::IpAddr>,
+    page: Page,
+    id: Uuid,
+    change: Change,
+) -> AppResult<Response> {
+    let action = match change {
+        Change::ToggleAdmin => "user.role-changed",
+        Change::ToggleDisabled => "user.status-changed",
+        Change::Delete => "user.deleted",
+    };
+    let deleted = matches!(change, Change::Delete);
+    match apply(&state, &admin, id, change).await? {
+        Err(refusal) => {
+            let html = users_page(&state, page, CreateForm::default(), CreateErrors::default(), Some(refusal)).await?;
+            Ok((StatusCode::CONFLICT, html).into_response())
+        }
+        Ok(user) => {
+            if deleted || user.is_disabled {
+                // The database cascade removed or the rule revokes the sessions; the cache must
+                // forget them too, so the Grafana gate refuses them at once.
+                state.sessions.revoke_user(user.id).await?;
+            } else {
+                state.sessions.forget_user(user.id);
+            }
+            let detail =
+                serde_json::json!({ "isAdmin": user.is_admin, "isDisabled": user.is_disabled, "deleted": deleted });
+            audit(&state, Some(&admin), &admin.email, action, Some(&user.email), detail, ip).await?;
+            let notice = if deleted { "user-deleted" } else { "user-updated" };
+            Ok(Redirect::to(&format!("/settings/users?notice={notice}")).into_response())
+        }
+    }
+}
+
+async fn toggle_admin(
+    State(s): State<AppState>,
+    RequireAdmin(a): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<Uuid>,
+) -> AppResult<Response> {
+    change_user(s, a, ip, page, id, Change::ToggleAdmin).await
+}
+
+async fn toggle_disabled(
+    State(s): State<AppState>,
+    RequireAdmin(a): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<Uuid>,
+) -> AppResult<Response> {
+    change_user(s, a, ip, page, id, Change::ToggleDisabled).await
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    RequireAdmin(a): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<Uuid>,
+) -> AppResult<Response> {
+    change_user(s, a, ip, page, id, Change::Delete).await
+}
+
+/// Sets a generated password, shown once, and signs the user out everywhere.
+async fn reset_password(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<Uuid>,
+) -> AppResult<Response> {
+    let users = db::list_users(&state.db).await?;
+    let user = users.into_iter().find(|u| u.id == id).ok_or(AppError::NotFound)?;
+    let password = generate_password();
+    let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
+    if !db::set_password(&state.db, id, &hash).await? {
+        return Err(AppError::NotFound);
+    }
+    state.sessions.revoke_user(id).await?;
+    audit(&state, Some(&admin), &admin.email, "user.password-reset", Some(&user.email), serde_json::json!({}), ip)
+        .await?;
+    Ok(render(&SecretPage { page, heading: "Password reset", email: user.email, password })?.into_response())
+}
+
+pub struct AuditView {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    ip: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "auth/audit.html")]
+struct AuditPage {
+    page: Page,
+    entries: Vec<AuditView>,
+    older: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    before: Option<i64>,
+}
+
+const AUDIT_PAGE_SIZE: i64 = 100;
+
+async fn audit_log(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Query(q): Query<AuditQuery>,
+) -> AppResult<Html<String>> {
+    let rows = db::audit_page(&state.db, q.before, AUDIT_PAGE_SIZE).await?;
+    let older = (rows.len() as i64 == AUDIT_PAGE_SIZE).then(|| rows.last().map(|r| r.id)).flatten();
+    let entries = rows
+        .into_iter()
+        .map(|r| AuditView {
+            at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            actor: r.actor_email,
+            action: r.action,
+            target: r.target.unwrap_or_default(),
+            ip: r.ip_address.unwrap_or_default(),
+            detail: if r.detail == serde_json::json!({}) { String::new() } else { r.detail.to_string() },
+        })
+        .collect();
+    render(&AuditPage { page, entries, older })
+}

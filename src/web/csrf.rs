@@ -1,0 +1,113 @@
+//! CSRF protection for every state-changing browser request, in one middleware so that no form
+//! handler can forget it:
+//! 1. the request must come from our own origin (`Sec-Fetch-Site`, else `Origin`, when the
+//!    browser sends them);
+//! 2. it must carry the synchronizer token: the `csrf` form field (or `csrf` query parameter for
+//!    multipart uploads), an HMAC of the session id under the key ring; before sign-in, an HMAC
+//!    of a random nonce held in a cookie (so the sign-in form is protected too).
+//!
+//! `/api/` routes are exempt: they authenticate with bearer tokens, never cookies.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use url::Url;
+
+use crate::app::AppState;
+use crate::auth::keyring::KeyRing;
+use crate::auth::sessions::SessionUser;
+use crate::error::AppError;
+use crate::web::session::CurrentSession;
+
+/// Form bodies larger than this are refused before parsing (uploads are multipart and exempt).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+const SESSION_PURPOSE: &str = "csrf";
+const LOGIN_PURPOSE: &str = "login-csrf";
+
+/// The token a page's forms must carry for this session.
+pub fn session_token(keys: &KeyRing, user: &SessionUser) -> String {
+    keys.sign(SESSION_PURPOSE, user.session_id.as_bytes())
+}
+
+/// The sign-in form's token, bound to the anonymous nonce cookie.
+pub fn login_token(keys: &KeyRing, nonce: &str) -> String {
+    keys.sign(LOGIN_PURPOSE, nonce.as_bytes())
+}
+
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    match check(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(reason = %e, "CSRF check failed");
+            e.into_response()
+        }
+    }
+}
+
+async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
+    check_origin(req.headers(), state.config.public_url.as_ref())?;
+    let session = req.extensions().get::<CurrentSession>().cloned().unwrap_or_default();
+    let (purpose, data) = match &session.user {
+        Some(user) => (SESSION_PURPOSE, user.session_id.as_bytes().to_vec()),
+        None => match CookieJar::from_headers(req.headers()).get(state.cookies.login) {
+            Some(nonce) => (LOGIN_PURPOSE, nonce.value().as_bytes().to_vec()),
+            None => return Err(AppError::Csrf("Your session has ended.")),
+        },
+    };
+
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    let (req, token) = if is_multipart {
+        let token = req.uri().query().and_then(|q| field(q.as_bytes(), "csrf"));
+        (req, token)
+    } else {
+        let (parts, body) = req.into_parts();
+        let bytes = to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| AppError::BadRequest(format!("The form is larger than {} KiB.", MAX_FORM_BYTES / 1024)))?;
+        let token = field(&bytes, "csrf");
+        (Request::from_parts(parts, Body::from(bytes)), token)
+    };
+    match token {
+        Some(t) if state.keys.verify(purpose, &data, &t) => Ok(req),
+        Some(_) => Err(AppError::Csrf("The form's security token does not match your session.")),
+        None => Err(AppError::Csrf("The form has no security token.")),
+    }
+}
+
+fn field(urlencoded: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(urlencoded).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// Browsers say where a request comes from; refuse cross-site ones. Requests without these
+/// headers (old browsers, curl) still need the token.
+fn check_origin(headers: &HeaderMap, public_url: Option<&Url>) -> Result<(), AppError> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(AppError::Csrf("The form was sent from another site.")),
+        };
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let same = match public_url {
+        Some(url) => url.origin().ascii_serialization() == origin,
+        None => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            Url::parse(origin).ok().and_then(|o| {
+                let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
+                o.host_str().map(|h| format!("{h}{port}") == host)
+            }) == Some(true)
+        }
+    };
+    if same { Ok(()) } else { Err(AppError::Csrf("The form was sent from another site.")) }
+}

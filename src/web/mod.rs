@@ -1,0 +1,21 @@
+//! What every browser route shares: the request's session and client address, CSRF and origin
+//! checks, security headers, cookies, error pages and the page context templates render with.
+
+pub mod client;
+pub mod cookies;
+pub mod csrf;
+pub mod errors;
+pub mod headers;
+pub mod page;
+pub mod session;
+pub mod static_files;
+
+use askama::Template;
+use axum::response::Html;
+
+use crate::error::{AppError, AppResult};
+
+/// Renders a page template; a template error is an internal error, logged by the error layer.
+pub fn render(template: &impl Template) -> AppResult<Html<String>> {
+    template.render().map(Html).map_err(AppError::internal)
+}

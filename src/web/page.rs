@@ -1,0 +1,66 @@
+//! The context every page template renders with: branding, the signed-in user, the CSRF token
+//! for its forms, and a notice left by the previous action (`?notice=<code>`, a fixed message per
+//! code, so nothing a link carries is ever rendered as text).
+
+use axum::extract::FromRequestParts;
+use axum::http::Uri;
+use axum::http::request::Parts;
+
+use crate::app::AppState;
+use crate::auth::sessions::SessionUser;
+use crate::config::WhiteLabel;
+use crate::web::{csrf, session, static_files};
+
+pub struct Page {
+    pub brand: WhiteLabel,
+    pub user: Option<SessionUser>,
+    pub csrf: String,
+    pub notice: Option<&'static str>,
+    pub css_url: &'static str,
+    /// The current path, to mark the active navigation entry.
+    pub path: String,
+}
+
+const NOTICES: &[(&str, &str)] = &[
+    ("signed-out", "You have signed out."),
+    ("password-changed", "Your password was changed. Other sessions of your account were signed out."),
+    ("session-expired", "Your session has ended. Please sign in again."),
+    ("user-updated", "The user was updated."),
+    ("user-deleted", "The user was deleted."),
+];
+
+impl Page {
+    pub fn new(state: &AppState, uri: &Uri, user: Option<SessionUser>) -> Page {
+        let csrf = user.as_ref().map(|u| csrf::session_token(&state.keys, u)).unwrap_or_default();
+        let notice = uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "notice")
+                .and_then(|(_, code)| NOTICES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text))
+        });
+        Page {
+            brand: state.config.white_label.clone(),
+            user,
+            csrf,
+            notice,
+            css_url: static_files::css_url(),
+            path: uri.path().to_string(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_admin)
+    }
+
+    /// `aria-current` for a navigation link.
+    pub fn current(&self, prefix: &str) -> &'static str {
+        let here = if prefix == "/" { self.path == "/" } else { self.path.starts_with(prefix) };
+        if here { "page" } else { "false" }
+    }
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Page::new(state, &parts.uri, session::current(parts).user))
+    }
+}

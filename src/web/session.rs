@@ -1,0 +1,84 @@
+//! Resolves the session cookie once per request (through the session cache) and offers the
+//! result to handlers as extractors.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+
+use crate::app::AppState;
+use crate::auth::sessions::SessionUser;
+use crate::error::AppError;
+
+/// The request's session, as resolved by [`resolve`].
+#[derive(Debug, Clone, Default)]
+pub struct CurrentSession {
+    pub user: Option<SessionUser>,
+    pub token: Option<String>,
+}
+
+pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let jar = CookieJar::from_headers(req.headers());
+    let token = jar.get(state.cookies.session).map(|c| c.value().to_string());
+    let user = match &token {
+        Some(t) => match state.sessions.validate(t).await {
+            Ok(user) => user,
+            Err(e) => return AppError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let current = CurrentSession { user, token };
+    req.extensions_mut().insert(current.clone());
+    let mut res = next.run(req).await;
+    // For the error-page renderer, which runs outside this layer.
+    res.extensions_mut().insert(current);
+    res
+}
+
+pub fn current(parts: &Parts) -> CurrentSession {
+    parts.extensions.get::<CurrentSession>().cloned().unwrap_or_default()
+}
+
+/// A signed-in user; anonymous browsers are sent to the sign-in page and back afterwards.
+pub struct CurrentUser(pub SessionUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        match current(parts).user {
+            Some(user) => Ok(CurrentUser(user)),
+            None => {
+                let next = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let target = format!("/login?next={}", urlencode(next));
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(current(parts).user.map(CurrentUser))
+    }
+}
+
+/// A signed-in admin (Settings pages).
+pub struct RequireAdmin(pub SessionUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let CurrentUser(user) = <CurrentUser as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        if user.is_admin {
+            Ok(RequireAdmin(user))
+        } else {
+            Err(AppError::Forbidden("This page is for administrators.".into()).into_response())
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
