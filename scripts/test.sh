@@ -1,99 +1,223 @@
 #!/usr/bin/env bash
-# The project's one test command (README "Quick start"; .ci/run calls exactly this).
+# The project's test command: cargo fmt --check, clippy -D warnings, then the test suite
+# against a throwaway PostgreSQL 15 cluster and (when available) a TimescaleDB test double.
 #
-# On a fresh machine it installs what is missing, starts a private throwaway PostgreSQL 15
-# cluster and, when ../shared/tools/timescale-pglite exists, a real TimescaleDB; then runs
-# rustfmt, clippy and the tests; and stops both servers whatever happens. Extra arguments go to
-# the test runner (e.g. `scripts/test.sh startup::`).
+#   scripts/test.sh [ARGS...]     ARGS go to the test runner, e.g. `scripts/test.sh config::`
 #
-# Environment: CARGO_TARGET_DIR (default target/), TAU_SKIP_TIMESCALE=1 to skip the
-# TimescaleDB leg on purpose, TAU_TEST_THREADS (default 4).
+# Works on a fresh Debian 12 machine as root (installs what is missing with apt-get) and
+# non-interactively (CI=true, no tty). Everything it starts is stopped on exit.
+#
+# Environment:
+#   CARGO_TARGET_DIR      cargo's target directory (default: target)
+#   TAU_SKIP_TIMESCALE=1  skip the TimescaleDB leg (TAU_TEST_TIMESCALE_URL stays unset)
+#   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
+# Exported to the tests:
+#   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
+#   TAU_TEST_PG_BINDIR      directory of the PostgreSQL 15 binaries
+#   TAU_TEST_TIMESCALE_URL  PGlite + TimescaleDB (one shared session: use a pool of 1 connection)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+REPO_ROOT=$PWD
+
+# shellcheck source=scripts/lib/ensure.sh
+source scripts/lib/ensure.sh
 # shellcheck source=scripts/lib/pg.sh
 source scripts/lib/pg.sh
 
-phase() { printf '\n==> %s\n' "$*"; }
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+TIMESCALE_SRC=$REPO_ROOT/../shared/tools/timescale-pglite
+TIMESCALE_DIR=$TARGET_DIR/timescale-pglite # npm install is cached here between runs
 
-ensure_system_packages postgres node
-ensure_rust_components
+TMP_ROOT=""       # everything temporary lives below this directory
+PG_BASE=""        # the throwaway cluster (see scripts/lib/pg.sh for its layout)
+PGLITE_PID=""     # the TimescaleDB test double (node)
+PGLITE_LOG=""
+CURRENT_PHASE=setup
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-test.XXXXXX")
-chmod 755 "$WORK"
-PG_BASE=$WORK/pg
-PGLITE_PID=
-status=0
+# ---------------------------------------------------------------------------------------------
+# Cleanup: runs on every exit (success, failure, Ctrl-C, SIGTERM).
+# ---------------------------------------------------------------------------------------------
+stop_pglite() {
+    [[ -n $PGLITE_PID ]] || return 0
+    if kill -0 "$PGLITE_PID" 2>/dev/null; then
+        kill -TERM "$PGLITE_PID" 2>/dev/null || true
+        # server.mjs closes its socket server and exits on SIGTERM; give it up to 10 s.
+        local deadline=$((SECONDS + 10))
+        while kill -0 "$PGLITE_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL "$PGLITE_PID" 2>/dev/null || true
+    fi
+    wait "$PGLITE_PID" 2>/dev/null || true
+    PGLITE_PID=""
+}
 
 cleanup() {
     local rc=$?
-    [[ $status -ne 0 ]] || status=$rc
-    if [[ -n $PGLITE_PID ]]; then
-        kill "$PGLITE_PID" 2>/dev/null || true
-        wait "$PGLITE_PID" 2>/dev/null || true
+    set +e
+    trap - EXIT INT TERM
+    # Server logs only help when the databases were involved in the failure.
+    if ((rc != 0)); then
+        case $CURRENT_PHASE in
+            postgres | timescaledb | tests)
+                if [[ -n $PG_BASE && -s $PG_BASE/postgres.log ]]; then
+                    echo "---- PostgreSQL log (last 40 lines) ----" >&2
+                    tail -n 40 "$PG_BASE/postgres.log" >&2
+                fi
+                if [[ -n $PGLITE_LOG && -s $PGLITE_LOG ]]; then
+                    echo "---- TimescaleDB (PGlite) log (last 40 lines) ----" >&2
+                    tail -n 40 "$PGLITE_LOG" >&2
+                fi
+                ;;
+        esac
     fi
-    pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1 || true
-    if [[ $status -ne 0 && -f $PG_BASE/postgres.log ]]; then
-        echo "--- last lines of the PostgreSQL log ($status) ---"
-        tail -n 20 "$PG_BASE/postgres.log" || true
+    stop_pglite
+    if [[ -n $PG_BASE ]]; then
+        pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1
     fi
-    rm -rf "$WORK"
-    exit "$status"
+    if [[ -n $TMP_ROOT ]]; then
+        rm -rf "$TMP_ROOT"
+    fi
+    exit "$rc"
 }
 trap cleanup EXIT
-trap 'status=130; exit 130' INT TERM
+# A foreground cargo gets the same Ctrl-C; bash runs these once it has returned.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-phase "PostgreSQL 15 (private cluster)"
+# run_phase NAME CMD... : banner, run, and on failure exit with the command's status.
+run_phase() {
+    local name=$1 rc=0
+    shift
+    CURRENT_PHASE=$name
+    echo "==> $name"
+    "$@" || rc=$?
+    if ((rc != 0)); then
+        echo "FAILED: $name (exit status $rc)" >&2
+        exit "$rc"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# TimescaleDB leg: PGlite + TimescaleDB from ../shared/tools/timescale-pglite
+# ---------------------------------------------------------------------------------------------
+timescale_skip_reason() {
+    if [[ ${TAU_SKIP_TIMESCALE:-} == 1 ]]; then
+        echo "TAU_SKIP_TIMESCALE=1"
+    elif [[ ! -f $TIMESCALE_SRC/server.mjs || ! -f $TIMESCALE_SRC/package.json ]]; then
+        echo "$(realpath -m "$TIMESCALE_SRC") not found"
+    fi
+}
+
+# The shared folder is read-only: install into a cached copy under the target directory.
+# node_modules is reinstalled only when package.json changed; the stamp is written after a
+# successful install, so an interrupted install is redone next time.
+prepare_pglite() {
+    mkdir -p "$TIMESCALE_DIR"
+    cp "$TIMESCALE_SRC/server.mjs" "$TIMESCALE_DIR/server.mjs"
+    local stamp=$TIMESCALE_DIR/.installed-package.json
+    if [[ -d $TIMESCALE_DIR/node_modules ]] && cmp -s "$TIMESCALE_SRC/package.json" "$stamp"; then
+        return 0
+    fi
+    echo "installing the PGlite + TimescaleDB test double into $TIMESCALE_DIR"
+    rm -rf "$TIMESCALE_DIR/node_modules" "$TIMESCALE_DIR/package-lock.json" "$stamp"
+    cp "$TIMESCALE_SRC/package.json" "$TIMESCALE_DIR/package.json"
+    (cd "$TIMESCALE_DIR" && npm install --no-audit --no-fund --no-progress </dev/null)
+    cp "$TIMESCALE_SRC/package.json" "$stamp"
+}
+
+# Starts server.mjs on a free port and waits (bounded) until it accepts connections.
+# Sets PGLITE_PID and TAU_TEST_TIMESCALE_URL. Retries on a new port if the port was taken.
+start_pglite() {
+    local attempt port url deadline
+    PGLITE_LOG=$TMP_ROOT/pglite.log
+    for attempt in 1 2 3; do
+        port=$(tau_free_port) || return 1
+        url="postgres://postgres:x@127.0.0.1:$port/postgres?sslmode=disable"
+        : >"$PGLITE_LOG"
+        PGLITE_PORT=$port node "$TIMESCALE_DIR/server.mjs" </dev/null >>"$PGLITE_LOG" 2>&1 &
+        PGLITE_PID=$!
+        # Ready = server.mjs logged its "listening on" line (after server.start() resolved)
+        # and a real connection succeeds. pg_isready needs the URL: with its default
+        # sslmode=prefer, PGlite refuses the SSL request and pg_isready reports "no response".
+        deadline=$((SECONDS + 60))
+        while ((SECONDS < deadline)) && kill -0 "$PGLITE_PID" 2>/dev/null; do
+            if grep -q "listening on" "$PGLITE_LOG" &&
+                "$(tau_pg_bindir)/pg_isready" -q -t 5 -d "$url" >/dev/null 2>&1; then
+                export TAU_TEST_TIMESCALE_URL=$url
+                echo "TimescaleDB test double (PGlite) on 127.0.0.1:$port"
+                return 0
+            fi
+            sleep 0.2
+        done
+        if kill -0 "$PGLITE_PID" 2>/dev/null; then
+            echo "error: PGlite did not accept connections within 60 s" >&2
+            stop_pglite
+            return 1
+        fi
+        stop_pglite
+        if grep -q EADDRINUSE "$PGLITE_LOG"; then
+            echo "warning: port $port was taken, retrying (attempt $attempt/3)" >&2
+            continue
+        fi
+        echo "error: PGlite exited during startup" >&2
+        return 1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+TIMESCALE_SKIP=$(timescale_skip_reason)
+
+CURRENT_PHASE=setup
+components=(postgres)
+[[ -z $TIMESCALE_SKIP ]] && components+=(node)
+ensure_system_packages "${components[@]}"
+ensure_rust_components
+
+TMP_ROOT=$(mktemp -d -t tau-test.XXXXXXXX)
+chmod 711 "$TMP_ROOT" # the postgres user must reach the cluster directory below it
+
+CURRENT_PHASE=postgres
+echo "==> postgres"
+PG_BASE=$TMP_ROOT/pg
 pg_cluster_init "$PG_BASE"
-pg_cluster_start_on_free_port "$PG_BASE" -c max_connections=300 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off -c shared_buffers=128MB
-export DATABASE_URL="postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/postgres"
+# Durability is pointless for a throwaway cluster; many tests run in parallel, each with a pool.
+pg_cluster_start_on_free_port "$PG_BASE" \
+    -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_CLUSTER_PORT/postgres"
 TAU_TEST_PG_BINDIR=$(tau_pg_bindir)
 export TAU_TEST_PG_BINDIR
-echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
+echo "PostgreSQL 15 on 127.0.0.1:$PG_CLUSTER_PORT"
 
-phase "TimescaleDB (timescale-pglite)"
-PGLITE_SRC=$ROOT/../shared/tools/timescale-pglite
-if [[ ${TAU_SKIP_TIMESCALE:-} == 1 ]]; then
-    echo "SKIPPED: TimescaleDB leg (TAU_SKIP_TIMESCALE=1)"
-elif [[ ! -d $PGLITE_SRC ]]; then
-    echo "SKIPPED: TimescaleDB leg ($PGLITE_SRC does not exist)"
+CURRENT_PHASE=timescaledb
+if [[ -n $TIMESCALE_SKIP ]]; then
+    echo "SKIPPED: TimescaleDB leg ($TIMESCALE_SKIP)"
+    unset TAU_TEST_TIMESCALE_URL
 else
-    # The shared folder is read-only: install into the build cache, once per package.json.
-    PGLITE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/timescale-pglite
-    mkdir -p "$PGLITE_DIR"
-    if ! cmp -s "$PGLITE_SRC/package.json" "$PGLITE_DIR/package.json" || [[ ! -d $PGLITE_DIR/node_modules ]]; then
-        cp "$PGLITE_SRC/package.json" "$PGLITE_DIR/"
-        (cd "$PGLITE_DIR" && npm install --no-audit --no-fund --loglevel=error)
-    fi
-    cp "$PGLITE_SRC/server.mjs" "$PGLITE_DIR/"
-    PGLITE_PORT=$(tau_free_port)
-    PGLITE_PORT=$PGLITE_PORT node "$PGLITE_DIR/server.mjs" >"$WORK/pglite.log" 2>&1 &
-    PGLITE_PID=$!
-    deadline=$((SECONDS + 60))
-    until grep -q "listening on" "$WORK/pglite.log" 2>/dev/null; do
-        if ! kill -0 "$PGLITE_PID" 2>/dev/null || ((SECONDS > deadline)); then
-            echo "error: the TimescaleDB test server did not start:" >&2
-            cat "$WORK/pglite.log" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-    export TAU_TEST_TIMESCALE_URL="postgres://postgres:x@127.0.0.1:${PGLITE_PORT}/postgres?sslmode=disable"
-    echo "listening on 127.0.0.1:${PGLITE_PORT}"
+    echo "==> timescaledb"
+    unset TAU_TEST_TIMESCALE_URL
+    # A concurrent run of this script must not install into the same folder at the same time.
+    mkdir -p "$TIMESCALE_DIR"
+    (
+        flock 9
+        prepare_pglite
+    ) 9>"$TIMESCALE_DIR/.lock"
+    start_pglite
 fi
 
-phase "fmt"
-cargo fmt --all --check
-
-phase "clippy"
-cargo clippy --all-targets --locked -- -D warnings
-
-phase "tests"
-threads=${TAU_TEST_THREADS:-4}
+run_phase fmt cargo fmt --all --check
+run_phase clippy cargo clippy --all-targets --locked -- -D warnings
+# Test parallelism goes through the runners' environment variables rather than
+# --test-threads, so that a --test-threads in "$@" overrides it instead of clashing with it.
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast --test-threads "$threads" "$@"
+    run_phase tests env NEXTEST_TEST_THREADS="${NEXTEST_TEST_THREADS:-4}" \
+        cargo nextest run --locked --no-fail-fast "$@"
 else
-    cargo test --locked -- --test-threads "$threads" "$@"
+    echo "cargo-nextest not found: running cargo test"
+    run_phase tests env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" \
+        cargo test --locked --no-fail-fast "$@"
 fi
+CURRENT_PHASE=done
+echo "==> all passed"

@@ -3,6 +3,7 @@
 # Sourced by scripts/test.sh and scripts/dev.sh; defines functions only.
 #
 #   ensure_system_packages [postgres] [node]   apt-get the missing pieces (root only)
+#   ensure_apt_packages CMD:PKG...              apt-get PKG when command CMD is missing (root only)
 #   ensure_rust_components                      rustfmt + clippy through rustup
 #   tau_pg_bindir                               prints the PostgreSQL 15 bin directory
 #
@@ -94,6 +95,27 @@ ensure_system_packages() {
     fi
 }
 
+# ensure_apt_packages CMD:PKG... : installs Debian package PKG for every command CMD that is not
+# found (on PATH, or in /usr/sbin and /sbin, which a non-root PATH may lack), e.g.
+# `ensure_apt_packages wrk:wrk nginx:nginx`.
+ensure_apt_packages() {
+    local missing=() spec cmd pkg
+    for spec in "$@"; do
+        cmd=${spec%%:*}
+        pkg=${spec#*:}
+        if [[ -z $cmd || -z $pkg || $spec != *:* ]]; then
+            echo "ensure_apt_packages: expected CMD:PKG, got '$spec'" >&2
+            return 2
+        fi
+        if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        _ensure_apt_install "${missing[@]}" || return 1
+    fi
+}
+
 ensure_rust_components() {
     local comps=()
     cargo fmt --version >/dev/null 2>&1 || comps+=(rustfmt)
@@ -105,4 +127,10 @@ ensure_rust_components() {
     fi
     echo "==> rustup component add ${comps[*]}"
     rustup component add "${comps[@]}"
+}
+
+# Debian's python3 lacks the venv module until python3-venv is installed (pyenv builds have it).
+ensure_python_venv() {
+    command -v python3 >/dev/null 2>&1 || _ensure_apt_install python3 || return 1
+    python3 -c 'import ensurepip, venv' 2>/dev/null || _ensure_apt_install python3-venv
 }

@@ -10,3 +10,4 @@ mod migrations;
 mod seed;
 mod startup;
 mod timescale;
+mod traefik;
