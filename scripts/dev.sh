@@ -4,74 +4,121 @@
 # .local/admin-password, the portal's data directory in .local/data, and the portal itself in
 # Development mode at http://127.0.0.1:${TAU_DEV_PORT:-8080}. Ctrl-C stops the portal and the
 # cluster; the data stays for the next run (delete .local/ to start over).
+#
+# Environment: TAU_DEV_PORT (portal, default 8080), TAU_DEV_PG_PORT (PostgreSQL, default 54329;
+# when something else holds it, a free port is used instead), CARGO_TARGET_DIR, RUST_LOG.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 # shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
+source scripts/lib/pg.sh # also sources scripts/lib/ensure.sh
 
 LOCAL=$ROOT/.local
 PG_BASE=$LOCAL/pg
 PORTAL_PORT=${TAU_DEV_PORT:-8080}
+WANTED_PG_PORT=${TAU_DEV_PG_PORT:-54329}
 ADMIN_EMAIL=admin@example.com
+ADMIN_PASSWORD_FILE=$LOCAL/admin-password
 DATABASE=power_monitoring
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/tau-portal
 
+PORTAL_PID=""
+PG_STARTED=0
+
+# Runs on every exit: Ctrl-C, SIGTERM, the portal exiting by itself, or a failed step.
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n $PORTAL_PID ]] && kill -0 "$PORTAL_PID" 2>/dev/null; then
+        echo "stopping the portal"
+        kill -TERM "$PORTAL_PID" 2>/dev/null
+        # The portal shuts down gracefully on SIGTERM; don't hang forever if it does not.
+        local deadline=$((SECONDS + 30))
+        while kill -0 "$PORTAL_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+        kill -KILL "$PORTAL_PID" 2>/dev/null
+    fi
+    [[ -n $PORTAL_PID ]] && wait "$PORTAL_PID" 2>/dev/null
+    if ((PG_STARTED)); then
+        echo "stopping the local PostgreSQL"
+        pg_cluster_stop "$PG_BASE" fast
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- system packages and the portal's port -----------------------------------------------------
 ensure_system_packages postgres
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found: install a Rust toolchain (https://rustup.rs)" >&2
+    exit 1
+fi
+if ! tau_port_is_free "$PORTAL_PORT"; then
+    echo "error: port $PORTAL_PORT on 127.0.0.1 is in use; set TAU_DEV_PORT to another port" >&2
+    exit 1
+fi
 
+# --- the local PostgreSQL cluster ----------------------------------------------------------------
 mkdir -p "$LOCAL/data"
-chmod 755 "$LOCAL"
+chmod 755 "$LOCAL" # the postgres OS user must reach .local/pg (when we run as root)
 pg_cluster_init "$PG_BASE"
+# The cluster is stopped on exit, but one left over by a killed run is simply reused.
+PG_STARTED=1
 if pg_cluster_is_running "$PG_BASE"; then
     PG_PORT=$(pg_cluster_port "$PG_BASE")
+    echo "local PostgreSQL already running on 127.0.0.1:$PG_PORT"
 else
-    PG_PORT=${TAU_DEV_PG_PORT:-54329}
+    PG_PORT=$WANTED_PG_PORT
     if ! tau_port_is_free "$PG_PORT"; then
         PG_PORT=$(tau_free_port)
-        echo "Port ${TAU_DEV_PG_PORT:-54329} is taken; the local PostgreSQL uses $PG_PORT instead."
+        echo "port $WANTED_PG_PORT is in use by something else; the local PostgreSQL uses $PG_PORT instead"
     fi
-    pg_cluster_start "$PG_BASE" "$PG_PORT"
+    echo "starting the local PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_BASE/postgres.log)"
+    if ! pg_cluster_start "$PG_BASE" "$PG_PORT"; then
+        echo "error: PostgreSQL did not start; log tail:" >&2
+        tail -n 20 "$PG_BASE/postgres.log" >&2 || true
+        exit 1
+    fi
 fi
 if [[ -z $(pg_psql "$PG_BASE" "$PG_PORT" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'") ]]; then
     pg_psql "$PG_BASE" "$PG_PORT" -d postgres -qc "CREATE DATABASE $DATABASE"
 fi
 
-# One password for the life of .local/, readable by the owner only.
-if [[ ! -s $LOCAL/admin-password ]]; then
-    (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(18))' >"$LOCAL/admin-password")
+# --- the admin password: generated once, kept for the life of .local/ ----------------------------
+if [[ ! -s $ADMIN_PASSWORD_FILE ]]; then
+    # 18 random bytes = 24 URL-safe base64 characters.
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$ADMIN_PASSWORD_FILE")
 fi
+chmod 600 "$ADMIN_PASSWORD_FILE"
 
+# --- build and run ---------------------------------------------------------------------------
+# Dev profile: shares the build cache with scripts/test.sh.
 cargo build --locked --bin tau-portal
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/tau-portal
 
 cat <<BANNER
 
   Tau Acuvim Portal is starting at  http://127.0.0.1:${PORTAL_PORT}
   Sign in as                        ${ADMIN_EMAIL}
-  Password                          $(cat "$LOCAL/admin-password")
+  Password                          $(cat "$ADMIN_PASSWORD_FILE")
   Database                          postgres://postgres@127.0.0.1:${PG_PORT}/${DATABASE}
-  Stop with Ctrl-C (stops the portal and the local PostgreSQL).
+  Stop with Ctrl-C (stops the portal and the local PostgreSQL; the data stays in .local/).
 
 BANNER
 
-PORTAL_PID=
-stop() {
-    if [[ -n $PORTAL_PID ]]; then
-        kill -TERM "$PORTAL_PID" 2>/dev/null || true
-        wait "$PORTAL_PID" 2>/dev/null || true
-    fi
-    pg_cluster_stop "$PG_BASE" fast || true
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
+# Not exec: the EXIT trap must run afterwards to stop the cluster. The portal runs in the
+# background so that a SIGTERM sent to this script is handled at once (cleanup forwards it).
 Application__Environment=Development \
 Application__ListenAddress=127.0.0.1:${PORTAL_PORT} \
 Application__PublicUrl=http://127.0.0.1:${PORTAL_PORT} \
 Application__DataDirectory=$LOCAL/data \
-Database__ConnectionString="Host=127.0.0.1;Port=${PG_PORT};Database=${DATABASE};Username=postgres" \
+Database__ConnectionString="Host=127.0.0.1;Port=${PG_PORT};Database=${DATABASE};Username=postgres;Password=unused" \
 Authentication__DefaultAdminEmail=$ADMIN_EMAIL \
-Authentication__DefaultAdminPassword_FILE=$LOCAL/admin-password \
-    "$BIN" serve &
+Authentication__DefaultAdminPassword_FILE=$ADMIN_PASSWORD_FILE \
+    "$BIN" serve </dev/null &
 PORTAL_PID=$!
+# Returns the portal's status when it exits by itself (set -e then exits with it); a trapped
+# signal interrupts the wait and exits through cleanup, which stops the portal.
 wait "$PORTAL_PID"

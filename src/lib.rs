@@ -1,5 +1,6 @@
 pub mod app;
 pub mod auth;
+pub mod branding;
 pub mod clock;
 pub mod config;
 pub mod dashboards;

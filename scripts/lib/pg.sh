@@ -110,6 +110,7 @@ pg_cluster_start_on_free_port() {
     for attempt in 1 2 3; do
         port=$(tau_free_port) || return 1
         if pg_cluster_start "$base" "$port" "$@"; then
+            # shellcheck disable=SC2034 # read by the caller
             PG_CLUSTER_PORT=$port
             return 0
         fi

@@ -8,11 +8,13 @@ use axum::http::request::Parts;
 
 use crate::app::AppState;
 use crate::auth::sessions::SessionUser;
-use crate::config::WhiteLabel;
+use std::sync::Arc;
+
+use crate::branding::Theme;
 use crate::web::{csrf, session, static_files};
 
 pub struct Page {
-    pub brand: WhiteLabel,
+    pub theme: Arc<Theme>,
     pub user: Option<SessionUser>,
     pub csrf: String,
     pub notice: Option<&'static str>,
@@ -27,6 +29,9 @@ const NOTICES: &[(&str, &str)] = &[
     ("session-expired", "Your session has ended. Please sign in again."),
     ("user-updated", "The user was updated."),
     ("user-deleted", "The user was deleted."),
+    ("branding-saved", "The branding was saved."),
+    ("logo-saved", "The logo was uploaded."),
+    ("logo-removed", "The logo was removed."),
 ];
 
 impl Page {
@@ -38,7 +43,7 @@ impl Page {
                 .and_then(|(_, code)| NOTICES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text))
         });
         Page {
-            brand: state.config.white_label.clone(),
+            theme: state.branding.theme(),
             user,
             csrf,
             notice,

@@ -222,6 +222,20 @@ impl Browser {
         self.send(req, Body::from(body)).await
     }
 
+    /// Uploads one file as `multipart/form-data` field `field`.
+    pub async fn upload(&mut self, path: &str, field: &str, file_name: &str, bytes: &[u8]) -> Reply {
+        let boundary = "----tau-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n\
+             Content-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let req = Request::post(path).header("content-type", format!("multipart/form-data; boundary={boundary}"));
+        self.send(req, Body::from(body)).await
+    }
+
     /// Opens the sign-in page and submits it; returns the reply to the POST.
     pub async fn sign_in(&mut self, email: &str, password: &str) -> Reply {
         let form = self.get("/login").await;

@@ -3,6 +3,7 @@
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
 mod auth;
+mod branding;
 mod docs;
 mod health;
 mod helpers;

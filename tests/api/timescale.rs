@@ -24,7 +24,7 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     let pool = PgPoolOptions::new().max_connections(1).connect(&url).await.expect("connect to TimescaleDB");
     // The server may be reused by a developer between runs: start from an empty schema.
     sqlx::raw_sql(
-        "DROP SCHEMA IF EXISTS monitoring CASCADE; DROP SCHEMA IF EXISTS identity CASCADE;
+        "DROP SCHEMA IF EXISTS monitoring CASCADE; DROP SCHEMA IF EXISTS identity CASCADE; DROP SCHEMA IF EXISTS portal CASCADE;
          DROP TABLE IF EXISTS _sqlx_migrations;",
     )
     .execute(&pool)

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Benchmark of the forwardAuth gate, GET /api/auth/check (the request Traefik makes for every
+# request of an embedded Grafana dashboard), against a static nginx `return 200` as the baseline
+# of what this machine can serve at all.
+#
+# In one run, everything on 127.0.0.1: installs what is missing (wrk, nginx, curl, PostgreSQL 15),
+# builds the portal in release mode, starts a throwaway PostgreSQL cluster, the portal
+# (Development mode, RUST_LOG=warn) and an nginx instance, signs in with curl to get a session
+# cookie, then runs wrk against both (a short warm-up, then the measured run) and prints req/s,
+# p99 latency, the ratio portal/nginx and PASS / TARGET MISSED against the targets
+# (ratio >= 0.5, portal p99 < 5 ms). Everything it started is stopped on any exit.
+#
+# It is a measurement, not a test: it exits 0 when a target is missed (and says so on a
+# `TARGET MISSED:` line), and non-zero only when the benchmark itself could not run or its
+# figures would be meaningless (e.g. the session did not hold and wrk measured 401s).
+#
+# Fairness: wrk, nginx and the portal share the machine's cores. The portal runs on Tokio's
+# multi-threaded runtime (one worker per core), so nginx gets `worker_processes` = the number
+# of cores too, and `keepalive_requests` is raised so that nginx, like the portal, keeps wrk's
+# connections open for the whole run.
+#
+# Environment: BENCH_DURATION (seconds of the measured run, default 10), BENCH_CONNECTIONS
+# (default 64), BENCH_SKIP_BUILD=1 to use the existing target/release/tau-portal as is,
+# CARGO_TARGET_DIR (default target/).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+# shellcheck source=scripts/lib/pg.sh
+source scripts/lib/pg.sh
+
+DURATION=${BENCH_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=2
+WARMUP_SECONDS=2
+TARGET_RATIO=0.5
+TARGET_P99_MS=5
+ADMIN_EMAIL=bench@example.com
+
+phase() { printf '\n==> %s\n' "$*"; }
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a positive number of seconds, got '$DURATION'"
+if [[ ! $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || ((CONNECTIONS < THREADS)); then
+    die "BENCH_CONNECTIONS must be a whole number >= $THREADS, got '$CONNECTIONS'"
+fi
+
+phase "tools"
+ensure_system_packages postgres
+ensure_apt_packages wrk:wrk nginx:nginx curl:curl
+NGINX=$(command -v nginx || true)
+[[ -n $NGINX ]] || NGINX=/usr/sbin/nginx
+CPUS=$(nproc)
+# The portal is measured with as many nginx workers as it has runtime threads.
+NGINX_WORKERS=$CPUS
+echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
+echo "nginx: $("$NGINX" -v 2>&1)"
+
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
+if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
+    phase "build: skipped (BENCH_SKIP_BUILD=1), using $BIN"
+    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
+else
+    phase "build (release)"
+    cargo build --release --locked --bin tau-portal
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench.XXXXXX")
+# The postgres user (cluster) and nginx's workers (nobody, when we are root) traverse it.
+chmod 755 "$WORK"
+PG_BASE=$WORK/pg
+PORTAL_PID=
+NGINX_PID=
+status=0
+
+# stop_process PID: SIGTERM, then wait up to 15 s for it to exit, then SIGKILL.
+stop_process() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    [[ $status -ne 0 ]] || status=$rc
+    if [[ -n $NGINX_PID ]]; then stop_process "$NGINX_PID"; fi
+    if [[ -n $PORTAL_PID ]]; then stop_process "$PORTAL_PID"; fi
+    pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1 || true
+    if [[ $status -ne 0 ]]; then
+        local log
+        for log in "$WORK/portal.log" "$WORK/nginx/error.log" "$PG_BASE/postgres.log"; do
+            if [[ -s $log ]]; then
+                echo "--- last lines of $(basename "$log") ---" >&2
+                tail -n 20 "$log" >&2 || true
+            fi
+        done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'status=130; exit 130' INT TERM
+
+# wait_http URL PID WHAT SECONDS: polls URL until it answers 2xx, failing when PID dies or the
+# deadline passes.
+wait_http() {
+    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + $4))
+    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || die "$what exited before it answered $url"
+        ((SECONDS < deadline)) || die "$what did not answer $url within $4 s"
+        sleep 0.1
+    done
+}
+
+phase "PostgreSQL 15 (throwaway cluster)"
+pg_cluster_init "$PG_BASE"
+pg_cluster_start_on_free_port "$PG_BASE" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
+
+phase "portal (release, Development, RUST_LOG=warn)"
+# 64 hex characters: no shell, URL or form escaping concerns.
+ADMIN_PASSWORD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PORTAL_PORT=$(tau_free_port)
+PORTAL=http://127.0.0.1:$PORTAL_PORT
+mkdir -p "$WORK/data"
+env Application__Environment=Development \
+    Application__ListenAddress="127.0.0.1:$PORTAL_PORT" \
+    Application__DataDirectory="$WORK/data" \
+    DATABASE_URL="postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/postgres" \
+    Authentication__DefaultAdminEmail="$ADMIN_EMAIL" \
+    Authentication__DefaultAdminPassword="$ADMIN_PASSWORD" \
+    RUST_LOG=warn \
+    "$BIN" serve >"$WORK/portal.log" 2>&1 &
+PORTAL_PID=$!
+wait_http "$PORTAL/health" "$PORTAL_PID" "the portal" 120
+echo "listening on $PORTAL"
+
+phase "sign in as $ADMIN_EMAIL"
+JAR=$WORK/cookies.txt
+curl -fsS -c "$JAR" -b "$JAR" -o "$WORK/login.html" "$PORTAL/login"
+CSRF=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$WORK/login.html" | head -n 1)
+[[ -n $CSRF ]] || die "GET /login: no csrf field in the sign-in page"
+code=$(curl -sS -c "$JAR" -b "$JAR" -o "$WORK/login-post.html" -w '%{http_code}' \
+    --data-urlencode "csrf=$CSRF" --data-urlencode "email=$ADMIN_EMAIL" \
+    --data-urlencode "password=$ADMIN_PASSWORD" --data-urlencode "next=/" "$PORTAL/login")
+[[ $code == 303 ]] || die "POST /login answered $code, expected 303"
+# Netscape cookie jar: name in field 6, value in field 7 (HttpOnly lines start with #HttpOnly_).
+SESSION=$(awk -F'\t' '$6 == "tau_session" { v = $7 } END { print v }' "$JAR")
+[[ -n $SESSION ]] || die "POST /login answered 303 but set no tau_session cookie"
+COOKIE="Cookie: tau_session=$SESSION"
+code=$(curl -sS -D "$WORK/check-headers.txt" -o /dev/null -w '%{http_code}' -H "$COOKIE" "$PORTAL/api/auth/check")
+[[ $code == 200 ]] || die "GET /api/auth/check with the session answered $code, expected 200"
+USER_HEADER=$(tr -d '\r' <"$WORK/check-headers.txt" | sed -n 's/^[Xx]-[Ww][Ee][Bb][Aa][Uu][Tt][Hh]-[Uu][Ss][Ee][Rr]: *//p')
+[[ -n $USER_HEADER ]] || die "GET /api/auth/check answered 200 without an X-WEBAUTH-USER header"
+echo "GET /api/auth/check -> 200, X-WEBAUTH-USER: $USER_HEADER"
+
+phase "nginx baseline (worker_processes $NGINX_WORKERS, return 200)"
+NGINX_PORT=$(tau_free_port)
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<NGINX_CONF
+daemon off;
+master_process on;
+worker_processes $NGINX_WORKERS;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    # The default (1000) would make nginx close every wrk connection after 1000 requests; the
+    # portal never does.
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            default_type text/plain;
+            return 200 "ok";
+        }
+    }
+}
+NGINX_CONF
+# -e: the error log before the configuration is read (else the compiled-in /var/log/nginx).
+"$NGINX" -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+NGINX_PID=$!
+NGINX_URL=http://127.0.0.1:$NGINX_PORT/
+wait_http "$NGINX_URL" "$NGINX_PID" "nginx" 30
+echo "listening on $NGINX_URL"
+
+# run_wrk NAME URL [wrk args...]: a warm-up, then the measured run; its output goes to
+# $WORK/wrk-NAME.txt and to the screen. timeout bounds wrk should it ever hang.
+run_wrk() {
+    local name=$1 url=$2
+    shift 2
+    phase "wrk: $name (warm-up ${WARMUP_SECONDS}s, then ${DURATION}s)"
+    timeout -k 5 $((WARMUP_SECONDS + 30)) \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "$@" "$url" >/dev/null
+    timeout -k 5 $((DURATION + 30)) \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk-$name.txt"
+    sed 's/^/    /' "$WORK/wrk-$name.txt"
+}
+
+# wrk_rps FILE / wrk_p99_ms FILE / wrk_non2xx FILE: figures from wrk's report. Latencies are
+# printed with a unit (us, ms, s, m, h); p99 is converted to milliseconds.
+wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
+wrk_p99_ms() {
+    awk '$1 == "99%" {
+        v = $2; n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : (u == "h") ? 3600000 : -1
+        if (f < 0) { exit 1 }
+        printf "%.3f\n", n * f
+    }' "$1"
+}
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF }' "$1"; }
+
+# Anything else busy on the machine (a build, tests) skews both figures; the summary shows it.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+run_wrk nginx "$NGINX_URL"
+run_wrk portal "$PORTAL/api/auth/check" -H "$COOKIE"
+
+NGINX_RPS=$(wrk_rps "$WORK/wrk-nginx.txt")
+NGINX_P99=$(wrk_p99_ms "$WORK/wrk-nginx.txt")
+PORTAL_RPS=$(wrk_rps "$WORK/wrk-portal.txt")
+PORTAL_P99=$(wrk_p99_ms "$WORK/wrk-portal.txt")
+for v in "$NGINX_RPS" "$NGINX_P99" "$PORTAL_RPS" "$PORTAL_P99"; do
+    [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "could not read req/s and p99 from wrk's output (got '$v')"
+done
+for name in nginx portal; do
+    bad=$(wrk_non2xx "$WORK/wrk-$name.txt")
+    [[ -z $bad ]] || die "$bad responses from $name were not 2xx/3xx: the figures are void"
+done
+awk -v p="$PORTAL_RPS" 'BEGIN { exit !(p > 0) }' || die "wrk completed no request against the portal"
+awk -v n="$NGINX_RPS" 'BEGIN { exit !(n > 0) }' || die "wrk completed no request against nginx"
+RATIO=$(awk -v p="$PORTAL_RPS" -v n="$NGINX_RPS" 'BEGIN { printf "%.2f", p / n }')
+errors=$(grep -h 'Socket errors:' "$WORK/wrk-nginx.txt" "$WORK/wrk-portal.txt" || true)
+
+phase "summary"
+printf '  %s, %s CPUs, wrk -t%s -c%s -d%ss --latency (after a %ss warm-up), all on 127.0.0.1\n' \
+    "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$CPUS" \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP_SECONDS"
+printf '  %-40s %12s %10s\n' "" "req/s" "p99"
+printf '  %-40s %12.2f %7.2f ms\n' "nginx return 200 ($NGINX_WORKERS workers, baseline)" "$NGINX_RPS" "$NGINX_P99"
+printf '  %-40s %12.2f %7.2f ms\n' "portal GET /api/auth/check" "$PORTAL_RPS" "$PORTAL_P99"
+printf '  %-40s %12s\n' "ratio portal/nginx" "$RATIO"
+echo "  load average just before the runs: $LOAD_BEFORE (1, 5, 15 min)"
+if [[ -n $errors ]]; then
+    echo "  note: wrk reported $errors"
+fi
+if awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { exit !(r >= t) }'; then
+    echo "PASS: ratio portal/nginx $RATIO >= $TARGET_RATIO"
+else
+    echo "TARGET MISSED: ratio portal/nginx $RATIO < $TARGET_RATIO"
+fi
+if awk -v p="$PORTAL_P99" -v t="$TARGET_P99_MS" 'BEGIN { exit !(p < t) }'; then
+    printf 'PASS: portal p99 %.2f ms < %s ms\n' "$PORTAL_P99" "$TARGET_P99_MS"
+else
+    printf 'TARGET MISSED: portal p99 %.2f ms >= %s ms\n' "$PORTAL_P99" "$TARGET_P99_MS"
+fi

@@ -1,0 +1,258 @@
+//! Settings → Branding, the generated theme stylesheet and the logo file.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::logo::{self, LogoError};
+use super::{Brand, contrast, db};
+use crate::app::AppState;
+use crate::auth::routes::audit;
+use crate::config::Color;
+use crate::error::{AppError, AppResult};
+use crate::web::client::ClientAddr;
+use crate::web::page::Page;
+use crate::web::render;
+use crate::web::session::RequireAdmin;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/settings/branding", get(settings).post(save))
+        .route(
+            "/settings/branding/logo",
+            // Room for the multipart framing around a file at the limit; the file itself is
+            // checked against logo::MAX_BYTES with a clear message.
+            post(upload_logo).layer(DefaultBodyLimit::max(logo::MAX_BYTES + 64 * 1024)),
+        )
+        .route("/settings/branding/logo/delete", post(delete_logo))
+        .route("/branding/{file}", get(theme_css))
+        .route("/branding/logo/{file}", get(logo_file))
+}
+
+#[derive(Deserialize, Default)]
+struct BrandForm {
+    #[serde(default)]
+    application_name: String,
+    #[serde(default)]
+    primary_color: String,
+    #[serde(default)]
+    secondary_color: String,
+    #[serde(default)]
+    accent_color: String,
+    #[serde(default)]
+    footer_text: String,
+}
+
+impl From<&Brand> for BrandForm {
+    fn from(b: &Brand) -> Self {
+        BrandForm {
+            application_name: b.application_name.clone(),
+            primary_color: b.primary_color.as_str().to_string(),
+            secondary_color: b.secondary_color.as_str().to_string(),
+            accent_color: b.accent_color.as_str().to_string(),
+            footer_text: b.footer_text.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct BrandErrors {
+    application_name: Option<String>,
+    primary_color: Option<String>,
+    secondary_color: Option<String>,
+    accent_color: Option<String>,
+    footer_text: Option<String>,
+    logo: Option<String>,
+}
+
+impl BrandErrors {
+    fn any(&self) -> bool {
+        [&self.application_name, &self.primary_color, &self.secondary_color, &self.accent_color, &self.footer_text]
+            .iter()
+            .any(|e| e.is_some())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "branding/settings.html")]
+struct SettingsPage {
+    page: Page,
+    form: BrandForm,
+    errors: BrandErrors,
+    has_logo: bool,
+}
+
+fn settings_page(state: &AppState, page: Page, form: BrandForm, errors: BrandErrors) -> AppResult<Html<String>> {
+    let has_logo = state.branding.theme().logo_url.is_some();
+    render(&SettingsPage { page, form, errors, has_logo })
+}
+
+async fn settings(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
+    let form = BrandForm::from(&state.branding.theme().brand);
+    settings_page(&state, page, form, BrandErrors::default())
+}
+
+async fn save(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    axum::Form(form): axum::Form<BrandForm>,
+) -> AppResult<Response> {
+    let mut errors = BrandErrors::default();
+    let name = form.application_name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.application_name = Some("Enter a name of 1 to 100 characters.".into());
+    }
+    let footer = form.footer_text.trim().to_string();
+    if footer.chars().count() > 200 {
+        errors.footer_text = Some("Use at most 200 characters.".into());
+    }
+    let parse = |raw: &str, slot: &mut Option<String>, role: Option<contrast::Use>| match raw.trim().parse::<Color>() {
+        Ok(c) => {
+            *slot = role.and_then(|role| contrast::problem(&c, role));
+            slot.is_none().then_some(c)
+        }
+        Err(e) => {
+            *slot = Some(format!("Colour: {e}."));
+            None
+        }
+    };
+    let primary = parse(&form.primary_color, &mut errors.primary_color, Some(contrast::Use::HeaderBackground));
+    let secondary = parse(&form.secondary_color, &mut errors.secondary_color, Some(contrast::Use::LinksAndButtons));
+    let accent = parse(&form.accent_color, &mut errors.accent_color, None);
+    let (Some(primary_color), Some(secondary_color), Some(accent_color)) = (primary, secondary, accent) else {
+        let html = settings_page(&state, page, form, errors)?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    };
+    if errors.any() {
+        let html = settings_page(&state, page, form, errors)?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    }
+    let current = state.branding.theme().brand.clone();
+    let brand =
+        Brand { application_name: name, primary_color, secondary_color, accent_color, footer_text: footer, ..current };
+    db::update_texts_and_colors(&state.db, &brand).await?;
+    state.branding.reload().await?;
+    let detail = serde_json::json!({
+        "applicationName": brand.application_name,
+        "colors": [brand.primary_color.as_str(), brand.secondary_color.as_str(), brand.accent_color.as_str()],
+    });
+    audit(&state, Some(&admin), &admin.email, "branding.updated", None, detail, ip).await?;
+    Ok(Redirect::to("/settings/branding?notice=branding-saved").into_response())
+}
+
+/// Reads the `logo` field of the upload.
+async fn read_upload(mut multipart: Multipart) -> Result<Vec<u8>, LogoError> {
+    let too_large = |_| LogoError::TooLarge(logo::MAX_BYTES / 1024 + 1);
+    while let Some(field) = multipart.next_field().await.map_err(too_large)? {
+        if field.name() == Some("logo") {
+            return Ok(field.bytes().await.map_err(too_large)?.to_vec());
+        }
+    }
+    Err(LogoError::Empty)
+}
+
+async fn upload_logo(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    multipart: Multipart,
+) -> AppResult<Response> {
+    let refuse = |state: &AppState, page: Page, message: String| -> AppResult<Response> {
+        let errors = BrandErrors { logo: Some(message), ..Default::default() };
+        let form = BrandForm::from(&state.branding.theme().brand);
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, settings_page(state, page, form, errors)?).into_response())
+    };
+    let processed = match read_upload(multipart).await {
+        Ok(bytes) => tokio::task::spawn_blocking(move || logo::process(&bytes)).await.map_err(AppError::internal)?,
+        Err(e) => Err(e),
+    };
+    let logo = match processed {
+        Ok(logo) => logo,
+        Err(e) => return refuse(&state, page, e.to_string()),
+    };
+    let folder = state.branding.folder().to_path_buf();
+    let file = logo.file_name.clone();
+    // Write to a temporary name, then rename: a crash never leaves a half-written logo.
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&folder)?;
+        let tmp = folder.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, &logo.png)?;
+        std::fs::rename(&tmp, folder.join(&file))
+    })
+    .await
+    .map_err(AppError::internal)?;
+    if let Err(e) = written {
+        tracing::error!(folder = %state.branding.folder().display(), "Cannot store the logo: {e}");
+        let message = format!(
+            "The logo could not be saved: the folder {} is not writable by the portal ({e}). \
+             Check that the branding volume is mounted and owned by uid 1000.",
+            state.branding.folder().display()
+        );
+        return refuse(&state, page, message);
+    }
+    let previous = db::set_logo(&state.db, Some(&logo.file_name)).await?;
+    remove_old(&state, previous.as_deref(), Some(&logo.file_name)).await;
+    state.branding.reload().await?;
+    audit(
+        &state,
+        Some(&admin),
+        &admin.email,
+        "branding.logo-uploaded",
+        Some(&logo.file_name),
+        serde_json::json!({}),
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to("/settings/branding?notice=logo-saved").into_response())
+}
+
+async fn delete_logo(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+) -> AppResult<Response> {
+    let previous = db::set_logo(&state.db, None).await?;
+    remove_old(&state, previous.as_deref(), None).await;
+    state.branding.reload().await?;
+    audit(&state, Some(&admin), &admin.email, "branding.logo-removed", previous.as_deref(), serde_json::json!({}), ip)
+        .await?;
+    Ok(Redirect::to("/settings/branding?notice=logo-removed").into_response())
+}
+
+/// Removes the replaced logo file (after the database points at the new one).
+async fn remove_old(state: &AppState, previous: Option<&str>, current: Option<&str>) {
+    let Some(old) = previous.filter(|old| Some(*old) != current) else { return };
+    if let Err(e) = tokio::fs::remove_file(state.branding.folder().join(old)).await {
+        tracing::warn!(file = old, "Could not remove the previous logo: {e}");
+    }
+}
+
+async fn theme_css(State(state): State<AppState>, Path(file): Path<String>) -> AppResult<Response> {
+    let theme = state.branding.theme();
+    if format!("/branding/{file}") != theme.css_url {
+        return Err(AppError::NotFound);
+    }
+    let headers = [
+        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+    ];
+    Ok((headers, theme.css.clone()).into_response())
+}
+
+async fn logo_file(State(state): State<AppState>, Path(file): Path<String>) -> AppResult<Response> {
+    let valid = file.len() == 36 && file.ends_with(".png") && file[..32].chars().all(|c| c.is_ascii_hexdigit());
+    if !valid {
+        return Err(AppError::NotFound);
+    }
+    let bytes = tokio::fs::read(state.branding.folder().join(&file)).await.map_err(|_| AppError::NotFound)?;
+    // The name is the content's hash: it never changes, so caches may keep it for good.
+    let headers = [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")];
+    Ok((headers, bytes).into_response())
+}
