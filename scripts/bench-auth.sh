@@ -206,6 +206,7 @@ run_wrk() {
     local name=$1 url=$2
     shift 2
     phase "wrk: $name (warm-up ${WARMUP_SECONDS}s, then ${DURATION}s)"
+    IDLE_BEFORE[$name]=$(cpu_idle_percent 2>/dev/null || echo unknown)
     timeout -k 5 $((WARMUP_SECONDS + 30)) \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "$@" "$url" >/dev/null
     timeout -k 5 $((DURATION + 30)) \
@@ -226,8 +227,19 @@ wrk_p99_ms() {
 }
 wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ { print $NF }' "$1"; }
 
-# Anything else busy on the machine (a build, tests) skews both figures; the summary shows it.
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+# cpu_idle_percent: how idle the CPUs were over the next second (from /proc/stat). Anything
+# else busy on the machine (a build, tests) skews both figures; the summary says so.
+cpu_idle_percent() {
+    local a b
+    a=$(awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    sleep 1
+    b=$(awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "%.0f\n", (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 100
+    }'
+}
+declare -A IDLE_BEFORE=()
 run_wrk nginx "$NGINX_URL"
 run_wrk portal "$PORTAL/api/auth/check" -H "$COOKIE"
 
@@ -255,7 +267,12 @@ printf '  %-40s %12s %10s\n' "" "req/s" "p99"
 printf '  %-40s %12.2f %7.2f ms\n' "nginx return 200 ($NGINX_WORKERS workers, baseline)" "$NGINX_RPS" "$NGINX_P99"
 printf '  %-40s %12.2f %7.2f ms\n' "portal GET /api/auth/check" "$PORTAL_RPS" "$PORTAL_P99"
 printf '  %-40s %12s\n' "ratio portal/nginx" "$RATIO"
-echo "  load average just before the runs: $LOAD_BEFORE (1, 5, 15 min)"
+echo "  CPU idle just before each run: nginx ${IDLE_BEFORE[nginx]}%, portal ${IDLE_BEFORE[portal]}%"
+for name in nginx portal; do
+    if [[ ${IDLE_BEFORE[$name]} =~ ^[0-9]+$ ]] && ((IDLE_BEFORE[$name] < 90)); then
+        echo "  warning: something else was using the CPUs before the $name run; the figures are skewed (rerun on a quiet machine)"
+    fi
+done
 if [[ -n $errors ]]; then
     echo "  note: wrk reported $errors"
 fi

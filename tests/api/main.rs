@@ -4,6 +4,7 @@
 
 mod auth;
 mod branding;
+mod browser;
 mod docs;
 mod health;
 mod helpers;

@@ -1,0 +1,66 @@
+//! Real-browser flows (Debian's Chromium driven by playwright-core, both installed by
+//! scripts/test.sh) against the real binary. Screenshots land in `test-artifacts/browser/`.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::Command;
+
+use image::{ImageFormat, Rgba, RgbaImage};
+
+use crate::helpers::{ADMIN_PASSWORD, Portal, TestDb};
+
+#[tokio::test]
+async fn branding_and_keyboard_sign_in_in_chromium() {
+    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
+    else {
+        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("test-artifacts/browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let logo = data.path().join("acme-logo.png");
+    let mut img = RgbaImage::from_pixel(240, 80, Rgba([124, 45, 18, 255]));
+    for x in 20..220 {
+        for y in 30..50 {
+            img.put_pixel(x, y, Rgba([245, 158, 11, 255]));
+        }
+    }
+    let mut bytes = Vec::new();
+    img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+    std::fs::write(&logo, bytes).unwrap();
+
+    let db = TestDb::create().await;
+    let env = [
+        ("Database__ConnectionString", db.npgsql()),
+        ("Application__Environment", "Development".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let portal = Portal::start(&[], &env, data.path());
+    portal.wait_listening().await;
+
+    let script = root.join("tests/browser/branding.cjs");
+    let base = portal.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
+            .arg(&artifacts)
+            .arg(&logo)
+            .env("NODE_PATH", node_path)
+            .env("TAU_TEST_CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
+        portal.raw_lines().join("\n")
+    );
+    assert!(stdout.contains("browser flow passed"), "{stdout}");
+}
