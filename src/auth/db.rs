@@ -135,6 +135,13 @@ pub async fn list_users(db: impl PgExecutor<'_>) -> Result<Vec<UserRow>, sqlx::E
     .await
 }
 
+pub async fn user_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(r#"SELECT {USER_COLUMNS} FROM identity."Users" WHERE "Id" = $1"#)))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
 /// The user, locked for the rest of the transaction.
 pub async fn user_for_update(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

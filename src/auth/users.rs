@@ -1,5 +1,7 @@
 //! Settings → Users and Settings → Audit log (admins only).
 
+use std::net::IpAddr;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -15,6 +17,7 @@ use uuid::Uuid;
 use super::db::{self, UserRow};
 use super::password::check_policy;
 use super::routes::audit;
+use super::sessions::SessionUser;
 use crate::app::AppState;
 use crate::config::parse_email;
 use crate::error::{AppError, AppResult};
@@ -26,10 +29,7 @@ use crate::web::session::RequireAdmin;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/settings/users", get(list).post(create))
-        .route("/settings/users/{id}/admin", post(toggle_admin))
-        .route("/settings/users/{id}/disabled", post(toggle_disabled))
-        .route("/settings/users/{id}/reset-password", post(reset_password))
-        .route("/settings/users/{id}/delete", post(delete))
+        .route("/settings/users/{id}/{action}", post(user_action))
         .route("/settings/audit", get(audit_log))
 }
 
@@ -179,12 +179,7 @@ enum Change {
     Delete,
 }
 
-async fn apply(
-    state: &AppState,
-    admin: &crate::auth::sessions::SessionUser,
-    id: Uuid,
-    change: Change,
-) -> AppResult<Result<UserRow, String>> {
+async fn apply(state: &AppState, admin: &SessionUser, id: Uuid, change: Change) -> AppResult<Result<UserRow, String>> {
     let mut tx = state.db.begin().await?;
     let admins = db::active_admins_for_update(&mut *tx).await?;
     let Some(user) = db::user_for_update(&mut *tx, id).await? else { return Err(AppError::NotFound) };
@@ -218,8 +213,8 @@ async fn apply(
 
 async fn change_user(
     state: AppState,
-    admin: crate::auth::sessions::SessionUser,
-    ip: Option<std::net::IpAddr>,
+    admin: SessionUser,
+    ip: Option<IpAddr>,
     page: Page,
     id: Uuid,
     change: Change,
@@ -252,46 +247,33 @@ async fn change_user(
     }
 }
 
-async fn toggle_admin(
-    State(s): State<AppState>,
-    RequireAdmin(a): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    page: Page,
-    Path(id): Path<Uuid>,
-) -> AppResult<Response> {
-    change_user(s, a, ip, page, id, Change::ToggleAdmin).await
-}
-
-async fn toggle_disabled(
-    State(s): State<AppState>,
-    RequireAdmin(a): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    page: Page,
-    Path(id): Path<Uuid>,
-) -> AppResult<Response> {
-    change_user(s, a, ip, page, id, Change::ToggleDisabled).await
-}
-
-async fn delete(
-    State(s): State<AppState>,
-    RequireAdmin(a): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    page: Page,
-    Path(id): Path<Uuid>,
-) -> AppResult<Response> {
-    change_user(s, a, ip, page, id, Change::Delete).await
-}
-
-/// Sets a generated password, shown once, and signs the user out everywhere.
-async fn reset_password(
+/// `POST /settings/users/{id}/{action}`: one of the row buttons of the users table.
+async fn user_action(
     State(state): State<AppState>,
     RequireAdmin(admin): RequireAdmin,
     ClientAddr(ip): ClientAddr,
     page: Page,
-    Path(id): Path<Uuid>,
+    Path((id, action)): Path<(Uuid, String)>,
 ) -> AppResult<Response> {
-    let users = db::list_users(&state.db).await?;
-    let user = users.into_iter().find(|u| u.id == id).ok_or(AppError::NotFound)?;
+    let change = match action.as_str() {
+        "admin" => Change::ToggleAdmin,
+        "disabled" => Change::ToggleDisabled,
+        "delete" => Change::Delete,
+        "reset-password" => return reset_password(state, admin, ip, page, id).await,
+        _ => return Err(AppError::NotFound),
+    };
+    change_user(state, admin, ip, page, id, change).await
+}
+
+/// Sets a generated password, shown once, and signs the user out everywhere.
+async fn reset_password(
+    state: AppState,
+    admin: SessionUser,
+    ip: Option<IpAddr>,
+    page: Page,
+    id: Uuid,
+) -> AppResult<Response> {
+    let user = db::user_by_id(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let password = generate_password();
     let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
     if !db::set_password(&state.db, id, &hash).await? {
