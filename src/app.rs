@@ -83,13 +83,14 @@ pub fn router(state: AppState) -> Router {
         .merge(branding::router())
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
-        // Innermost first: CSRF needs the session; error pages need the session the resolver
-        // leaves on the response; every response gets the security headers.
+        // Innermost first: a panic becomes an error response the outer layers still dress;
+        // CSRF needs the session; error pages need the session the resolver leaves on the
+        // response; every response gets the security headers.
+        .layer(CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response()))
         .layer(from_fn_with_state(state.clone(), csrf::guard))
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
-        .layer(CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response()))
         .with_state(state)
         // Outermost last: the request id exists before the trace span reads it, and is echoed
         // in the response so a user can quote it.

@@ -473,3 +473,21 @@ async fn every_response_carries_the_security_headers(pool: PgPool) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.body.contains("Page not found") && missing.body.contains("request id"), "{}", missing.body);
 }
+
+/// A failure the user cannot fix gets the branded error page with a request id to quote, and the
+/// details go to the log only.
+#[sqlx::test]
+async fn an_internal_error_shows_a_page_with_the_request_id(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = signed_in_admin(&app).await;
+    app.state.db.close().await;
+    let res = b.get("/settings/users").await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let id = res.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(res.body.contains("Something went wrong") && res.body.contains(&id), "{}", res.body);
+    assert!(!res.body.to_lowercase().contains("pool"), "no internals in the page: {}", res.body);
+    let api = b.get("/api/auth/check").await;
+    assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["requestId"], api.headers["x-request-id"].to_str().unwrap());
+}
