@@ -30,9 +30,10 @@ use crate::config::{Config, Environment};
 use crate::db::migrate::{self, MigrationError};
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
+use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, telemetry};
+use crate::{auth, branding, dashboards, health, sites, telemetry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +46,7 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     pub cookies: CookieNames,
     pub branding: Branding,
+    pub devices: DeviceDirectory,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             .map_err(StartupError::Branding)?;
         Ok(AppState {
             branding,
+            devices: DeviceDirectory::new(db.clone()),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::forward::router())
         .merge(dashboards::router())
         .merge(branding::router())
+        .merge(sites::router())
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: a panic becomes an error response the outer layers still dress;

@@ -55,6 +55,11 @@ pub const KEYS: &[KeySpec] = &[
     key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
     key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
     key(
+        "Application__DefaultTimeZone",
+        "UTC",
+        "IANA time zone proposed for new sites (e.g. `Africa/Johannesburg`); each site has its own.",
+    ),
+    key(
         "Application__ShutdownTimeoutSeconds",
         "8",
         "On SIGTERM/SIGINT, how long in-flight requests and background tasks may take to finish (1-300).",
@@ -245,6 +250,7 @@ pub struct Config {
     pub public_url: Option<Url>,
     pub listen_address: SocketAddr,
     pub data_directory: PathBuf,
+    pub default_time_zone: chrono_tz::Tz,
     pub shutdown_timeout: Duration,
     pub database: DatabaseConfig,
     pub default_admin: DefaultAdmin,
@@ -485,6 +491,10 @@ impl Config {
             raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
         });
         let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
+        let default_time_zone = r.parse("Application__DefaultTimeZone", |raw| {
+            raw.parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("expected an IANA time zone such as Europe/London, got {raw:?}"))
+        });
         let shutdown_timeout = r.seconds("Application__ShutdownTimeoutSeconds", 1, 300);
         let database = resolve_database(&mut r, &mut warnings);
 
@@ -590,6 +600,7 @@ impl Config {
             public_url,
             listen_address,
             data_directory,
+            default_time_zone: default_time_zone.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
             database: database.ok_or_else(missing)?,
             default_admin: DefaultAdmin { email: admin_email.ok_or_else(missing)?, password: admin_password },

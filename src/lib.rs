@@ -7,5 +7,6 @@ pub mod dashboards;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod sites;
 pub mod telemetry;
 pub mod web;
