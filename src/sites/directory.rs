@@ -7,10 +7,13 @@ use std::sync::{Arc, RwLock};
 
 use sqlx::PgPool;
 
+/// `externalId → device id`.
+pub type DeviceMap = Arc<HashMap<String, i32>>;
+
 #[derive(Clone)]
 pub struct DeviceDirectory {
     db: PgPool,
-    map: Arc<RwLock<Option<Arc<HashMap<String, i32>>>>>,
+    map: Arc<RwLock<Option<DeviceMap>>>,
 }
 
 impl DeviceDirectory {
@@ -19,7 +22,7 @@ impl DeviceDirectory {
     }
 
     /// `externalId → device id` for every device.
-    pub async fn snapshot(&self) -> Result<Arc<HashMap<String, i32>>, sqlx::Error> {
+    pub async fn snapshot(&self) -> Result<DeviceMap, sqlx::Error> {
         if let Some(map) = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
             return Ok(map);
         }
