@@ -33,7 +33,7 @@ use crate::error::AppError;
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, sites, telemetry};
+use crate::{auth, branding, dashboards, health, ingest, sites, telemetry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboards::router())
         .merge(branding::router())
         .merge(sites::router())
+        .merge(ingest::router())
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: a panic becomes an error response the outer layers still dress;

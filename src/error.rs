@@ -20,6 +20,11 @@ pub enum AppError {
     Csrf(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// A missing or invalid API key.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("too many attempts; retry in {0:?}")]
     TooManyRequests(Duration),
     #[error(transparent)]
@@ -45,6 +50,8 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) | AppError::Csrf(_) => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +73,8 @@ impl IntoResponse for AppError {
                 ),
             },
             AppError::BadRequest(m) => ErrorInfo { title: "Bad request", message: m.clone() },
+            AppError::Unauthorized(m) => ErrorInfo { title: "Not signed in", message: m.clone() },
+            AppError::PayloadTooLarge(m) => ErrorInfo { title: "Too large", message: m.clone() },
             AppError::TooManyRequests(wait) => ErrorInfo {
                 title: "Too many attempts",
                 message: format!("Try again in {} seconds.", wait.as_secs().max(1)),
@@ -81,6 +90,10 @@ impl IntoResponse for AppError {
             }
         };
         let mut res = status.into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
         res.extensions_mut().insert(info);
         res
     }

@@ -7,6 +7,8 @@ pub mod dashboards;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod ingest;
+pub mod measurements;
 pub mod sites;
 pub mod telemetry;
 pub mod web;

@@ -24,6 +24,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
+use crate::web::secret::SecretPage;
 use crate::web::session::RequireAdmin;
 
 pub fn router() -> Router<AppState> {
@@ -83,15 +84,6 @@ struct UsersPage {
     action_error: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "auth/secret.html")]
-struct SecretPage {
-    page: Page,
-    heading: &'static str,
-    email: String,
-    password: String,
-}
-
 async fn users_page(
     state: &AppState,
     page: Page,
@@ -105,6 +97,19 @@ async fn users_page(
 
 async fn list(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
     users_page(&state, page, CreateForm::default(), CreateErrors::default(), None).await
+}
+
+fn shown_once(page: Page, heading: &'static str, email: String, password: String) -> SecretPage {
+    SecretPage {
+        page,
+        heading,
+        subject_label: "The password for",
+        subject: email,
+        secret: password,
+        hint: "hand it over securely. The user can change it under their account.",
+        back_url: "/settings/users",
+        back_label: "Back to users",
+    }
 }
 
 fn generate_password() -> String {
@@ -167,7 +172,7 @@ async fn create(
     )
     .await?;
     if generated {
-        return Ok(render(&SecretPage { page, heading: "User created", email, password })?.into_response());
+        return Ok(render(&shown_once(page, "User created", email, password))?.into_response());
     }
     Ok(Redirect::to("/settings/users?notice=user-updated").into_response())
 }
@@ -282,7 +287,7 @@ async fn reset_password(
     state.sessions.revoke_user(id).await?;
     audit(&state, Some(&admin), &admin.email, "user.password-reset", Some(&user.email), serde_json::json!({}), ip)
         .await?;
-    Ok(render(&SecretPage { page, heading: "Password reset", email: user.email, password })?.into_response())
+    Ok(render(&shown_once(page, "Password reset", user.email, password))?.into_response())
 }
 
 pub struct AuditView {

@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod errors;
 pub mod headers;
 pub mod page;
+pub mod secret;
 pub mod session;
 pub mod static_files;
 

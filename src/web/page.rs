@@ -32,6 +32,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("branding-saved", "The branding was saved."),
     ("logo-saved", "The logo was uploaded."),
     ("logo-removed", "The logo was removed."),
+    ("api-key-revoked", "The API key was revoked: requests with it are refused from now on."),
 ];
 
 impl Page {

@@ -8,6 +8,7 @@ mod browser;
 mod docs;
 mod health;
 mod helpers;
+mod ingest;
 mod migrations;
 mod seed;
 mod startup;

@@ -1,0 +1,114 @@
+//! The measurement store: the ONE write path every ingestion path (ingest API, Modbus poller,
+//! fleet push) goes through, and the quantities it stores, in SI units.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, PgExecutor};
+
+/// Instantaneous quantities, stored as float4: (JSON name, column, unit).
+pub const REAL_QUANTITIES: [(&str, &str, &str); 30] = [
+    ("frequency", "Frequency", "Hz"),
+    ("v1", "V1", "V"),
+    ("v2", "V2", "V"),
+    ("v3", "V3", "V"),
+    ("v12", "V12", "V"),
+    ("v23", "V23", "V"),
+    ("v31", "V31", "V"),
+    ("i1", "I1", "A"),
+    ("i2", "I2", "A"),
+    ("i3", "I3", "A"),
+    ("iN", "IN", "A"),
+    ("p1", "P1", "W"),
+    ("p2", "P2", "W"),
+    ("p3", "P3", "W"),
+    ("pTotal", "PTotal", "W"),
+    ("q1", "Q1", "var"),
+    ("q2", "Q2", "var"),
+    ("q3", "Q3", "var"),
+    ("qTotal", "QTotal", "var"),
+    ("s1", "S1", "VA"),
+    ("s2", "S2", "VA"),
+    ("s3", "S3", "VA"),
+    ("sTotal", "STotal", "VA"),
+    ("pf1", "PF1", ""),
+    ("pf2", "PF2", ""),
+    ("pf3", "PF3", ""),
+    ("pfTotal", "PFTotal", ""),
+    ("demandW", "DemandW", "W"),
+    ("demandVar", "DemandVar", "var"),
+    ("demandVA", "DemandVA", "VA"),
+];
+
+/// Cumulative counters, stored as float8: (JSON name, column, unit).
+pub const COUNTER_QUANTITIES: [(&str, &str, &str); 5] = [
+    ("energyImportWh", "EnergyImportWh", "Wh"),
+    ("energyExportWh", "EnergyExportWh", "Wh"),
+    ("reactiveImportVarh", "ReactiveImportVarh", "varh"),
+    ("reactiveExportVarh", "ReactiveExportVarh", "varh"),
+    ("apparentVAh", "ApparentVAh", "VAh"),
+];
+
+/// How far ahead of the server's clock a timestamp may be (meter clocks drift); beyond it the
+/// row is refused rather than stored where it would distort "latest" views.
+pub const MAX_FUTURE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// One reading of one device at one time. `None`, NaN and infinities are stored as NULL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device_id: i32,
+    pub time: DateTime<Utc>,
+    pub real: [Option<f32>; REAL_QUANTITIES.len()],
+    pub counters: [Option<f64>; COUNTER_QUANTITIES.len()],
+}
+
+impl Reading {
+    pub fn empty(device_id: i32, time: DateTime<Utc>) -> Reading {
+        Reading { device_id, time, real: [None; REAL_QUANTITIES.len()], counters: [None; COUNTER_QUANTITIES.len()] }
+    }
+}
+
+/// Why a timestamp cannot be stored, if it cannot.
+pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), &'static str> {
+    if time > now + MAX_FUTURE { Err("time is more than 5 minutes in the future") } else { Ok(()) }
+}
+
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let real = REAL_QUANTITIES.iter().map(|q| q.1);
+    let counters = COUNTER_QUANTITIES.iter().map(|q| q.1);
+    let columns: Vec<String> =
+        ["DeviceId", "Time"].into_iter().chain(real).chain(counters).map(|c| format!("\"{c}\"")).collect();
+    let mut params = vec!["$1::int4[]".to_string(), "$2::timestamptz[]".to_string()];
+    params.extend((0..REAL_QUANTITIES.len()).map(|i| format!("${}::float4[]", i + 3)));
+    params.extend((0..COUNTER_QUANTITIES.len()).map(|i| format!("${}::float8[]", i + 3 + REAL_QUANTITIES.len())));
+    format!(
+        "INSERT INTO monitoring.\"PowerMeasurements\" ({}) SELECT * FROM UNNEST({}) \
+         ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
+        columns.join(", "),
+        params.join(", ")
+    )
+});
+
+/// Stores a batch in one statement (column arrays through UNNEST). Rows already stored for the
+/// same device and time are skipped, so a retried batch never duplicates. Returns how many rows
+/// were new.
+pub async fn write(db: impl PgExecutor<'_>, readings: &[Reading]) -> Result<u64, sqlx::Error> {
+    if readings.is_empty() {
+        return Ok(0);
+    }
+    // A batch may repeat a (device, time): ON CONFLICT cannot touch one row twice in a statement.
+    let mut seen = std::collections::HashSet::with_capacity(readings.len());
+    let rows: Vec<&Reading> = readings.iter().filter(|r| seen.insert((r.device_id, r.time))).collect();
+    let finite32 = |v: Option<f32>| v.filter(|x| x.is_finite());
+    let finite64 = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let mut query = sqlx::query(AssertSqlSafe(INSERT.as_str()))
+        .bind(rows.iter().map(|r| r.device_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>());
+    for i in 0..REAL_QUANTITIES.len() {
+        query = query.bind(rows.iter().map(|r| finite32(r.real[i])).collect::<Vec<_>>());
+    }
+    for i in 0..COUNTER_QUANTITIES.len() {
+        query = query.bind(rows.iter().map(|r| finite64(r.counters[i])).collect::<Vec<_>>());
+    }
+    Ok(query.execute(db).await?.rows_affected())
+}
