@@ -2,12 +2,16 @@
 
 pub mod api;
 pub mod keys;
+pub mod openapi;
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/ingest", post(api::ingest)).merge(keys::router())
+    Router::new()
+        .route("/api/ingest", post(api::ingest))
+        .route("/api/openapi.json", get(openapi::document))
+        .merge(keys::router())
 }

@@ -49,6 +49,21 @@ pub const COUNTER_QUANTITIES: [(&str, &str, &str); 5] = [
     ("apparentVAh", "ApparentVAh", "VAh"),
 ];
 
+/// The quantities as a Markdown table for the README (a test keeps the two in step).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Field | Column | Unit | Stored as |\n|---|---|---|---|\n");
+    for (name, column, unit) in REAL_QUANTITIES {
+        out.push_str(&format!(
+            "| `{name}` | `\"{column}\"` | {} | float4 |\n",
+            if unit.is_empty() { "–" } else { unit }
+        ));
+    }
+    for (name, column, unit) in COUNTER_QUANTITIES {
+        out.push_str(&format!("| `{name}` | `\"{column}\"` | {unit} (cumulative) | float8 |\n"));
+    }
+    out
+}
+
 /// How far ahead of the server's clock a timestamp may be (meter clocks drift); beyond it the
 /// row is refused rather than stored where it would distort "latest" views.
 pub const MAX_FUTURE: chrono::Duration = chrono::Duration::minutes(5);

@@ -9,23 +9,32 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-#[test]
-fn readme_configuration_table_matches_config_rs() {
+/// Checks (or, with `TAU_UPDATE_DOCS=1`, rewrites) the README text between two markers.
+fn readme_section_matches(marker: &str, expected: &str) {
     let readme = read("README.md");
-    let start = "<!-- env-keys:start -->\n";
-    let end = "<!-- env-keys:end -->";
-    let from = readme.find(start).expect("README has the env-keys:start marker") + start.len();
-    let to = readme[from..].find(end).expect("README has the env-keys:end marker") + from;
-    let expected = markdown_table();
+    let start = format!("<!-- {marker}:start -->\n");
+    let end = format!("<!-- {marker}:end -->");
+    let from = readme.find(&start).unwrap_or_else(|| panic!("README has no {start:?} marker")) + start.len();
+    let to = readme[from..].find(&end).unwrap_or_else(|| panic!("README has no {end:?} marker")) + from;
     if std::env::var_os("TAU_UPDATE_DOCS").is_some() {
         let updated = format!("{}{expected}{}", &readme[..from], &readme[to..]);
         std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"), updated).unwrap();
         return;
     }
     assert!(
-        readme[from..to] == expected,
-        "README's configuration table is out of date: run `TAU_UPDATE_DOCS=1 scripts/test.sh docs::` or paste:\n{expected}"
+        readme[from..to] == *expected,
+        "README's {marker} section is out of date: run `TAU_UPDATE_DOCS=1 scripts/test.sh docs::` or paste:\n{expected}"
     );
+}
+
+#[test]
+fn readme_configuration_table_matches_config_rs() {
+    readme_section_matches("env-keys", &markdown_table());
+}
+
+#[test]
+fn readme_ingest_fields_match_the_measurement_store() {
+    readme_section_matches("ingest-fields", &tau_acuvim_portal::measurements::markdown_table());
 }
 
 #[test]

@@ -332,3 +332,44 @@ async fn the_store_writes_non_finite_values_as_null(pool: PgPool) {
             .unwrap();
     assert_eq!(row, (None, None, None, Some(230.0)));
 }
+
+/// The OpenAPI document is checked against the real handler: every documented measurement
+/// field is accepted, each required one is required, and the response has the documented keys.
+#[sqlx::test]
+async fn the_openapi_document_describes_the_real_handler(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    devices(&app).await;
+    let key = api_key(&app).await;
+    let doc: Value = serde_json::from_str(&app.browser().get("/api/openapi.json").await.body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let schema = &doc["components"]["schemas"]["Measurement"];
+    let mut row = serde_json::Map::new();
+    for (name, prop) in schema["properties"].as_object().unwrap() {
+        let value = match name.as_str() {
+            "externalId" => json!("meter-1"),
+            "time" => json!("2026-11-01T00:00:00Z"),
+            _ => {
+                assert_eq!(prop["type"], json!(["number", "null"]), "{name}");
+                json!(1.5)
+            }
+        };
+        row.insert(name.clone(), value);
+    }
+    let (status, res) = post(&app, Some(&key), json!({ "measurements": [row.clone()] }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "every documented field is accepted: {res}");
+    assert_eq!(res["accepted"], 1);
+    let documented: Vec<&str> =
+        doc["components"]["schemas"]["Result"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut returned: Vec<&str> = res.as_object().unwrap().keys().map(String::as_str).collect();
+    returned.sort();
+    let mut documented_sorted = documented.clone();
+    documented_sorted.sort();
+    assert_eq!(returned, documented_sorted);
+    for required in schema["required"].as_array().unwrap() {
+        let mut missing = row.clone();
+        missing.remove(required.as_str().unwrap());
+        let (status, res) = post(&app, Some(&key), json!({ "measurements": [missing] }).to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{required} is required: {res}");
+        assert!(res["error"].as_str().unwrap().contains(required.as_str().unwrap()), "{res}");
+    }
+}
