@@ -24,6 +24,8 @@ USER app
 ENV Application__DataDirectory=/data \
     Application__ListenAddress=0.0.0.0:8080
 EXPOSE 8080
+# The binary probes its own /health (the image has no curl).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["tau-portal", "healthcheck"]
 VOLUME ["/data/keys", "/data/branding"]
 ENTRYPOINT ["tau-portal"]
 CMD ["serve"]

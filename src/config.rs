@@ -430,6 +430,16 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     if valid { Ok(raw.to_string()) } else { Err(format!("expected an email address, got {raw:?}")) }
 }
 
+fn parse_listen_address(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
+}
+
+/// Only the listen address, for `tau-portal healthcheck`, which must not need the rest.
+pub fn listen_address(env: &Env) -> Result<SocketAddr, ConfigError> {
+    let mut r = Reader { env, errors: Vec::new() };
+    r.parse("Application__ListenAddress", parse_listen_address).ok_or_else(|| r.errors.remove(0))
+}
+
 /// `10.0.0.0/8,::1` → networks (a bare address is a /32 or /128); `none` → no proxy trusted.
 fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
     if raw.eq_ignore_ascii_case("none") {
@@ -487,9 +497,7 @@ impl Config {
             Some(_) => r.parse("Application__PublicUrl", parse_http_url),
             None => None,
         };
-        let listen_address = r.parse("Application__ListenAddress", |raw| {
-            raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
-        });
+        let listen_address = r.parse("Application__ListenAddress", parse_listen_address);
         let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
         let default_time_zone = r.parse("Application__DefaultTimeZone", |raw| {
             raw.parse::<chrono_tz::Tz>()

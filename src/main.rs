@@ -25,6 +25,25 @@ enum Command {
     Serve,
     /// Apply pending migrations and the TimescaleDB bootstrapper, then exit.
     Migrate,
+    /// Exit 0 when the portal on this host answers /health (the container's HEALTHCHECK).
+    Healthcheck,
+    /// Write a ready .env for a new customer stack, with fresh random secrets.
+    Provision {
+        /// Customer code, e.g. ABC0001 (letters and digits; the compose project is its lowercase).
+        code: String,
+        /// The customer's host name, e.g. abc0001.portal.example.com.
+        #[arg(long)]
+        host: String,
+        /// Email of the default admin [default: admin@<host>].
+        #[arg(long)]
+        admin_email: Option<String>,
+        /// Write to this file (created with mode 0600) instead of printing.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +55,14 @@ async fn main() -> ExitCode {
     };
 
     let env = Env::from_process();
+    // Commands that need no configuration and print for a human, not for the log pipeline.
+    match cli.command {
+        Some(Command::Healthcheck) => return healthcheck(&env).await,
+        Some(Command::Provision { code, host, admin_email, output, force }) => {
+            return provision(&code, &host, admin_email.as_deref(), output.as_deref(), force);
+        }
+        _ => {}
+    }
     tau_acuvim_portal::telemetry::init(&env.log_filter());
     let config = match Config::from_env(&env) {
         Ok((config, warnings)) => {
@@ -52,9 +79,9 @@ async fn main() -> ExitCode {
         }
     };
 
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => app::serve(config).await,
-        Command::Migrate => app::migrate(config).await,
+    let result = match cli.command {
+        Some(Command::Migrate) => app::migrate(config).await,
+        _ => app::serve(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +92,57 @@ async fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("Startup failed: {e}");
             ExitCode::from(EXIT_STARTUP)
+        }
+    }
+}
+
+async fn healthcheck(env: &Env) -> ExitCode {
+    let result = match config::listen_address(env) {
+        Ok(addr) => tau_acuvim_portal::health::probe(addr).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn provision(
+    code: &str,
+    host: &str,
+    admin_email: Option<&str>,
+    output: Option<&std::path::Path>,
+    force: bool,
+) -> ExitCode {
+    use tau_acuvim_portal::provision::{self, ProvisionError};
+    let written = provision::render(code, host, admin_email).and_then(|text| match output {
+        Some(path) => provision::write(path, &text, force).map(|()| Some(path)),
+        None => {
+            print!("{text}");
+            Ok(None)
+        }
+    });
+    match written {
+        Ok(path) => {
+            if let Some(path) = path {
+                eprintln!("Wrote {} (mode 0600).", path.display());
+            }
+            eprintln!(
+                "Next: check TRAEFIK_PUBLIC_SUBNET (docker network inspect traefik-public), then \
+                 docker compose --env-file .env -f docker-compose.prod.yml up -d"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ (ProvisionError::Code(_) | ProvisionError::Host(_) | ProvisionError::Email(_))) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -215,3 +215,79 @@ fn help_documents_every_environment_key() {
         assert!(help.contains(command), "--help does not list `{command}`");
     }
 }
+
+#[tokio::test]
+async fn healthcheck_command_reports_the_running_portal() {
+    let db = TestDb::create().await;
+    let data = tempfile::tempdir().unwrap();
+    let portal = Portal::start(&[], &production_env(&db), data.path());
+    portal.wait_listening().await;
+    let ok = portal_command(&[("Application__ListenAddress", format!("0.0.0.0:{}", portal.port))])
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let nobody = crate::helpers::free_port();
+    let down = portal_command(&[("Application__ListenAddress", format!("127.0.0.1:{nobody}"))])
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.starts_with(&format!("unhealthy: cannot connect to 127.0.0.1:{nobody}")), "{stderr}");
+}
+
+/// Parses a generated .env the way compose reads it (comments, inline `  # …` comments).
+fn read_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            let v = v.find(" #").map_or(v, |i| &v[..i]);
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn provision_writes_a_valid_private_env_file_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env");
+    let run = |args: &[&str]| portal_command(&[]).arg("provision").args(args).output().unwrap();
+    let out = run(&["ABC0001", "--host", "abc0001.portal.example.com", "--output", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pairs = read_env_file(&text);
+    let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(get("COMPOSE_PROJECT_NAME"), "abc0001");
+    assert_eq!(get("CUSTOMER_HOST"), "abc0001.portal.example.com");
+    assert_eq!(get("Authentication__DefaultAdminEmail"), "admin@abc0001.portal.example.com");
+    let secrets = ["POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "Authentication__DefaultAdminPassword"].map(get);
+    for s in &secrets {
+        assert!(s.len() >= 43 && !s.contains(['+', '/', '=', ' ']), "256-bit URL-safe secret: {s:?}");
+    }
+    assert!(secrets[0] != secrets[1] && secrets[1] != secrets[2], "each secret is fresh");
+
+    // The file is a valid Production configuration for the portal as compose would start it.
+    let mut env = pairs.clone();
+    env.push(("POSTGRES_HOST".into(), "timescaledb".into()));
+    let (config, _) = tau_acuvim_portal::config::Config::from_env(&tau_acuvim_portal::config::Env::from_pairs(env))
+        .unwrap_or_else(|e| panic!("generated .env is not a valid config: {e}"));
+    assert_eq!(config.database.describe(), "power_user@timescaledb:5432/power_monitoring");
+
+    let again = run(&["ABC0001", "--host", "abc0001.portal.example.com", "--output", path.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already; pass --force"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "the existing file is untouched");
+    let forced =
+        run(&["ABC0001", "--host", "abc0001.portal.example.com", "--output", path.to_str().unwrap(), "--force"]);
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), text, "new secrets");
+
+    let bad = run(&["abc-0001!", "--host", "x.example.com"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected 2 to 32 letters and digits"));
+}
