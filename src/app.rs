@@ -33,7 +33,7 @@ use crate::error::AppError;
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, ingest, sites, telemetry};
+use crate::{auth, branding, dashboards, health, ingest, metrics, sites, telemetry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -52,6 +52,7 @@ pub struct AppState {
 impl AppState {
     /// Loads the key ring from `<data dir>/keys` and prepares the identity services.
     pub async fn new(db: PgPool, config: Config, clock: Clock) -> Result<AppState, StartupError> {
+        metrics::handle();
         let keys = KeyRing::load_or_create(&config.data_directory.join("keys"))?;
         let passwords =
             Passwords::new(config.auth.password_hash).await.map_err(|e| StartupError::Other(e.to_string()))?;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         // Outermost last: the request id exists before the trace span reads it, and is echoed
         // in the response so a user can quote it.
@@ -173,6 +175,20 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         "Portal listening on http://{addr}"
     );
 
+    if let Some(metrics_addr) = state.config.metrics_address {
+        let metrics_listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: metrics_addr, source })?;
+        tracing::info!(address = %metrics_addr, "Metrics on http://{metrics_addr}/metrics");
+        let app = metrics::router(state.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(metrics_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!("Metrics listener failed: {e}");
+            }
+        });
+    }
     let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drain_deadline = async {

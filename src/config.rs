@@ -55,6 +55,11 @@ pub const KEYS: &[KeySpec] = &[
     key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
     key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
     key(
+        "Application__MetricsAddress",
+        "0.0.0.0:9090",
+        "Separate listener for Prometheus `GET /metrics` (keep it off the public host); `off` disables it.",
+    ),
+    key(
         "Application__DefaultTimeZone",
         "UTC",
         "IANA time zone proposed for new sites (e.g. `Africa/Johannesburg`); each site has its own.",
@@ -249,6 +254,8 @@ pub struct Config {
     pub environment: Environment,
     pub public_url: Option<Url>,
     pub listen_address: SocketAddr,
+    /// `None`: no metrics listener.
+    pub metrics_address: Option<SocketAddr>,
     pub data_directory: PathBuf,
     pub default_time_zone: chrono_tz::Tz,
     pub shutdown_timeout: Duration,
@@ -498,6 +505,9 @@ impl Config {
             None => None,
         };
         let listen_address = r.parse("Application__ListenAddress", parse_listen_address);
+        let metrics_address = r.parse("Application__MetricsAddress", |raw| {
+            if raw.eq_ignore_ascii_case("off") { Ok(None) } else { parse_listen_address(raw).map(Some) }
+        });
         let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
         let default_time_zone = r.parse("Application__DefaultTimeZone", |raw| {
             raw.parse::<chrono_tz::Tz>()
@@ -607,6 +617,7 @@ impl Config {
             environment,
             public_url,
             listen_address,
+            metrics_address: metrics_address.ok_or_else(missing)?,
             data_directory,
             default_time_zone: default_time_zone.ok_or_else(missing)?,
             shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod measurements;
+pub mod metrics;
 pub mod provision;
 pub mod sites;
 pub mod telemetry;

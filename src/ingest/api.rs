@@ -135,6 +135,8 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let valid = readings.len() as u64;
     let accepted = measurements::write(&state.db, &readings).await?;
     let rejected = errors.len();
+    metrics::counter!("tau_portal_readings_ingested_total", "source" => "api").increment(accepted);
+    metrics::counter!("tau_portal_ingest_rows_rejected_total").increment(rejected as u64);
     let errors_not_listed = rejected.saturating_sub(MAX_LISTED_ERRORS);
     errors.truncate(MAX_LISTED_ERRORS);
     Ok(Json(IngestResponse { accepted, duplicates: valid - accepted, rejected, errors, errors_not_listed }))

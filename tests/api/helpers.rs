@@ -253,6 +253,8 @@ impl Browser {
 /// The portal binary running as a child process; killed on drop.
 pub struct Portal {
     child: Child,
+    /// The separate Prometheus listener.
+    pub metrics_port: u16,
     lines: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
     pub port: u16,
@@ -272,9 +274,11 @@ impl Portal {
     /// Starts `tau-portal <args>` on a free port with `env` (plus listen address and data dir).
     pub fn start(args: &[&str], env: &[(&str, String)], data_dir: &std::path::Path) -> Portal {
         let port = free_port();
+        let metrics_port = free_port();
         let mut cmd = portal_command(env);
         cmd.args(args)
             .env("Application__ListenAddress", format!("127.0.0.1:{port}"))
+            .env("Application__MetricsAddress", format!("127.0.0.1:{metrics_port}"))
             .env("Application__DataDirectory", data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -295,7 +299,7 @@ impl Portal {
             })
         })
         .collect();
-        Portal { child, lines, readers, port }
+        Portal { child, metrics_port, lines, readers, port }
     }
 
     pub fn url(&self, path: &str) -> String {

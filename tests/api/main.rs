@@ -9,6 +9,7 @@ mod docs;
 mod health;
 mod helpers;
 mod ingest;
+mod metrics;
 mod migrations;
 mod seed;
 mod startup;

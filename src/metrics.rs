@@ -1,0 +1,128 @@
+//! Prometheus metrics on their own listener (`Application__MetricsAddress`, default
+//! `0.0.0.0:9090`), so they are reachable inside the stack's network and never through the
+//! public host the way the portal's pages are. Names follow Prometheus conventions
+//! (`tau_portal_` prefix, `_total` counters, base units); HTTP metrics are labelled by matched
+//! route, never by raw URI.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::app::AppState;
+use crate::error::AppResult;
+
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide recorder (one per process: the `metrics` facade is global).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("tau_portal_http_request_duration_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .expect("static, non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder was installed first; metrics then go there.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "tau_portal_http_requests_total",
+        "HTTP requests answered, by matched route, method and status."
+    );
+    metrics::describe_histogram!(
+        "tau_portal_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer HTTP requests, by matched route and method."
+    );
+    metrics::describe_counter!(
+        "tau_portal_readings_ingested_total",
+        "Readings stored, by source (api, modbus, fleet)."
+    );
+    metrics::describe_counter!(
+        "tau_portal_ingest_rows_rejected_total",
+        "Ingest rows refused (unknown device, bad time)."
+    );
+    metrics::describe_gauge!("tau_portal_build_info", "Always 1; the labels carry the version.");
+    metrics::describe_gauge!("tau_portal_sites", "Sites configured.");
+    metrics::describe_gauge!("tau_portal_devices", "Devices configured, by state (enabled, disabled).");
+    metrics::describe_gauge!(
+        "tau_portal_users",
+        "User accounts, by role (admin, viewer) and state (active, disabled)."
+    );
+    metrics::describe_gauge!("tau_portal_api_keys", "API keys, by state (active, revoked).");
+}
+
+/// Counts and times every request under its matched route.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("tau_portal_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tau_portal_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(scrape)).with_state(state)
+}
+
+/// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
+/// whichever process or admin changed the data.
+async fn scrape(State(state): State<AppState>) -> AppResult<Response> {
+    let (sites, enabled, disabled): (i64, i64, i64) = sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
+                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
+                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let users: Vec<(bool, bool, i64)> =
+        sqlx::query_as(r#"SELECT "IsAdmin", "IsDisabled", count(*) FROM identity."Users" GROUP BY 1, 2"#)
+            .fetch_all(&state.db)
+            .await?;
+    let (keys_active, keys_revoked): (i64, i64) = sqlx::query_as(
+        r#"SELECT count(*) FILTER (WHERE "RevokedAt" IS NULL), count(*) FILTER (WHERE "RevokedAt" IS NOT NULL)
+           FROM identity."ApiKeys""#,
+    )
+    .fetch_one(&state.db)
+    .await?;
+
+    metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("tau_portal_sites").set(sites as f64);
+    metrics::gauge!("tau_portal_devices", "state" => "enabled").set(enabled as f64);
+    metrics::gauge!("tau_portal_devices", "state" => "disabled").set(disabled as f64);
+    for admin in [true, false] {
+        for off in [false, true] {
+            let n = users.iter().find(|u| u.0 == admin && u.1 == off).map_or(0, |u| u.2);
+            let role = if admin { "admin" } else { "viewer" };
+            let state = if off { "disabled" } else { "active" };
+            metrics::gauge!("tau_portal_users", "role" => role, "state" => state).set(n as f64);
+        }
+    }
+    metrics::gauge!("tau_portal_api_keys", "state" => "active").set(keys_active as f64);
+    metrics::gauge!("tau_portal_api_keys", "state" => "revoked").set(keys_revoked as f64);
+
+    let body = handle().render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
