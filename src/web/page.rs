@@ -32,6 +32,12 @@ const NOTICES: &[(&str, &str)] = &[
     ("branding-saved", "The branding was saved."),
     ("logo-saved", "The logo was uploaded."),
     ("logo-removed", "The logo was removed."),
+    ("site-created", "The site was added. Add a device for each of its meters next."),
+    ("site-updated", "The site was saved."),
+    ("site-deleted", "The site was deleted, with its devices and their readings."),
+    ("device-created", "The device was added."),
+    ("device-updated", "The device was saved."),
+    ("device-deleted", "The device was deleted, with its readings."),
     ("api-key-revoked", "The API key was revoked: requests with it are refused from now on."),
 ];
 

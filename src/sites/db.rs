@@ -1,0 +1,353 @@
+//! SQL of `monitoring."Sites"` and `monitoring."Devices"` (the only module that writes them), and
+//! for now the two measurement queries the device page needs.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+/// The names of the unique indexes and constraints a write can run into.
+pub const SITE_NAME_UNIQUE: &str = "UX_Sites_Name";
+pub const DEVICE_EXTERNAL_ID_UNIQUE: &str = "Devices_ExternalId_key";
+pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
+
+/// The constraint a failed write violated (unique or foreign key), to turn it into a field error.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => db.constraint(),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- sites
+
+#[derive(sqlx::FromRow)]
+pub struct SiteRow {
+    #[sqlx(rename = "Id")]
+    pub id: i32,
+    #[sqlx(rename = "Name")]
+    pub name: String,
+    #[sqlx(rename = "Address")]
+    pub address: String,
+    #[sqlx(rename = "TimeZone")]
+    pub time_zone: String,
+    #[sqlx(rename = "Notes")]
+    pub notes: String,
+}
+
+pub struct SiteFields<'a> {
+    pub name: &'a str,
+    pub address: &'a str,
+    pub time_zone: &'a str,
+    pub notes: &'a str,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SiteListRow {
+    #[sqlx(rename = "Id")]
+    pub id: i32,
+    #[sqlx(rename = "Name")]
+    pub name: String,
+    #[sqlx(rename = "Address")]
+    pub address: String,
+    #[sqlx(rename = "TimeZone")]
+    pub time_zone: String,
+    #[sqlx(rename = "DeviceCount")]
+    pub device_count: i64,
+}
+
+pub async fn list_sites(db: impl PgExecutor<'_>) -> Result<Vec<SiteListRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT s."Id", s."Name", s."Address", s."TimeZone",
+                  (SELECT count(*) FROM monitoring."Devices" d WHERE d."SiteId" = s."Id") AS "DeviceCount"
+           FROM monitoring."Sites" s
+           ORDER BY lower(s."Name")"#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// `(id, name)` of every site, for the device form's site choice.
+pub async fn site_names(db: impl PgExecutor<'_>) -> Result<Vec<(i32, String)>, sqlx::Error> {
+    sqlx::query_as(r#"SELECT "Id", "Name" FROM monitoring."Sites" ORDER BY lower("Name")"#).fetch_all(db).await
+}
+
+pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, sqlx::Error> {
+    sqlx::query_as(r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = $1"#)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
+           VALUES ($1, $2, $3, $4) RETURNING "Id""#,
+    )
+    .bind(s.name)
+    .bind(s.address)
+    .bind(s.time_zone)
+    .bind(s.notes)
+    .fetch_one(db)
+    .await
+}
+
+/// False when the site does not exist (any more).
+pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5
+           WHERE "Id" = $1"#,
+    )
+    .bind(id)
+    .bind(s.name)
+    .bind(s.address)
+    .bind(s.time_zone)
+    .bind(s.notes)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the site, its devices and their readings (the foreign keys cascade); the deleted
+/// site's name and its devices' externalIds, `None` when it did not exist.
+pub async fn delete_site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<(String, Vec<String>)>, sqlx::Error> {
+    // The outer SELECT sees the devices as they were before the cascade, in the same statement.
+    sqlx::query_as(
+        r#"WITH gone AS (DELETE FROM monitoring."Sites" WHERE "Id" = $1 RETURNING "Id", "Name")
+           SELECT g."Name", array_remove(array_agg(d."ExternalId" ORDER BY d."ExternalId"), NULL)
+           FROM gone g LEFT JOIN monitoring."Devices" d ON d."SiteId" = g."Id"
+           GROUP BY g."Name""#,
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// What deleting a site takes with it: `(devices, readings)`.
+pub async fn site_contents(db: impl PgExecutor<'_>, id: i32) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM monitoring."Devices" WHERE "SiteId" = $1),
+                  (SELECT count(*) FROM monitoring."PowerMeasurements" m
+                   JOIN monitoring."Devices" d ON d."Id" = m."DeviceId" WHERE d."SiteId" = $1)"#,
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
+}
+
+// ---------------------------------------------------------------- devices
+
+#[derive(sqlx::FromRow)]
+pub struct DeviceRow {
+    #[sqlx(rename = "Id")]
+    pub id: i32,
+    #[sqlx(rename = "SiteId")]
+    pub site_id: i32,
+    #[sqlx(rename = "ExternalId")]
+    pub external_id: String,
+    #[sqlx(rename = "Name")]
+    pub name: String,
+    #[sqlx(rename = "Model")]
+    pub model: String,
+    #[sqlx(rename = "Source")]
+    pub source: String,
+    #[sqlx(rename = "ModbusHost")]
+    pub modbus_host: Option<String>,
+    #[sqlx(rename = "ModbusPort")]
+    pub modbus_port: i32,
+    #[sqlx(rename = "ModbusUnitId")]
+    pub modbus_unit_id: i16,
+    #[sqlx(rename = "PollIntervalSeconds")]
+    pub poll_interval_seconds: i32,
+    #[sqlx(rename = "Enabled")]
+    pub enabled: bool,
+    #[sqlx(rename = "LastError")]
+    pub last_error: Option<String>,
+    #[sqlx(rename = "LastErrorAt")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// The newest reading's time, from the measurement table.
+    #[sqlx(rename = "LastReadingAt")]
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+/// The newest reading per device comes from the measurements' primary key ("DeviceId", "Time"):
+/// one index probe per device.
+const DEVICE_COLUMNS: &str = r#"d."Id", d."SiteId", d."ExternalId", d."Name", d."Model", d."Source", d."ModbusHost",
+    d."ModbusPort", d."ModbusUnitId", d."PollIntervalSeconds", d."Enabled", d."LastError", d."LastErrorAt",
+    (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt""#;
+
+pub async fn devices_of_site(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<DeviceRow>, sqlx::Error> {
+    let sql = format!(
+        r#"SELECT {DEVICE_COLUMNS} FROM monitoring."Devices" d WHERE d."SiteId" = $1 ORDER BY lower(d."Name"), d."Id""#
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(site_id).fetch_all(db).await
+}
+
+pub async fn device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<DeviceRow>, sqlx::Error> {
+    let sql = format!(r#"SELECT {DEVICE_COLUMNS} FROM monitoring."Devices" d WHERE d."Id" = $1"#);
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await
+}
+
+pub struct DeviceFields<'a> {
+    pub site_id: i32,
+    pub external_id: &'a str,
+    pub name: &'a str,
+    pub model: &'a str,
+    pub source: &'a str,
+    pub modbus_host: Option<&'a str>,
+    pub modbus_port: i32,
+    pub modbus_unit_id: i16,
+    pub poll_interval_seconds: i32,
+    pub enabled: bool,
+}
+
+pub async fn insert_device(db: impl PgExecutor<'_>, d: &DeviceFields<'_>) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost",
+               "ModbusPort", "ModbusUnitId", "PollIntervalSeconds", "Enabled")
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING "Id""#,
+    )
+    .bind(d.site_id)
+    .bind(d.external_id)
+    .bind(d.name)
+    .bind(d.model)
+    .bind(d.source)
+    .bind(d.modbus_host)
+    .bind(d.modbus_port)
+    .bind(d.modbus_unit_id)
+    .bind(d.poll_interval_seconds)
+    .bind(d.enabled)
+    .fetch_one(db)
+    .await
+}
+
+/// False when the device does not exist (any more).
+pub async fn update_device(db: impl PgExecutor<'_>, id: i32, d: &DeviceFields<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        r#"UPDATE monitoring."Devices" SET "SiteId" = $2, "ExternalId" = $3, "Name" = $4, "Model" = $5, "Source" = $6,
+               "ModbusHost" = $7, "ModbusPort" = $8, "ModbusUnitId" = $9, "PollIntervalSeconds" = $10, "Enabled" = $11
+           WHERE "Id" = $1"#,
+    )
+    .bind(id)
+    .bind(d.site_id)
+    .bind(d.external_id)
+    .bind(d.name)
+    .bind(d.model)
+    .bind(d.source)
+    .bind(d.modbus_host)
+    .bind(d.modbus_port)
+    .bind(d.modbus_unit_id)
+    .bind(d.poll_interval_seconds)
+    .bind(d.enabled)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the device and its readings (cascade); `(externalId, site id)`, `None` when absent.
+pub async fn delete_device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<(String, i32)>, sqlx::Error> {
+    sqlx::query_as(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1 RETURNING "ExternalId", "SiteId""#)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn reading_count(db: impl PgExecutor<'_>, device_id: i32) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1"#)
+        .bind(device_id)
+        .fetch_one(db)
+        .await
+}
+
+// ---------------------------------------------------------------- readings
+
+/// Every stored quantity of a reading, by column name; float4 columns widened to f64.
+pub struct Reading {
+    pub time: DateTime<Utc>,
+    values: Vec<(&'static str, Option<f64>)>,
+}
+
+impl Reading {
+    pub fn get(&self, column: &str) -> Option<f64> {
+        self.values.iter().find(|(c, _)| *c == column).and_then(|(_, v)| *v)
+    }
+}
+
+const REAL_COLUMNS: [&str; 30] = [
+    "Frequency",
+    "V1",
+    "V2",
+    "V3",
+    "V12",
+    "V23",
+    "V31",
+    "I1",
+    "I2",
+    "I3",
+    "IN",
+    "P1",
+    "P2",
+    "P3",
+    "PTotal",
+    "Q1",
+    "Q2",
+    "Q3",
+    "QTotal",
+    "S1",
+    "S2",
+    "S3",
+    "STotal",
+    "PF1",
+    "PF2",
+    "PF3",
+    "PFTotal",
+    "DemandW",
+    "DemandVar",
+    "DemandVA",
+];
+const COUNTER_COLUMNS: [&str; 5] =
+    ["EnergyImportWh", "EnergyExportWh", "ReactiveImportVarh", "ReactiveExportVarh", "ApparentVAh"];
+
+fn reading_from(row: &PgRow) -> Result<Reading, sqlx::Error> {
+    let mut values = Vec::with_capacity(REAL_COLUMNS.len() + COUNTER_COLUMNS.len());
+    for c in REAL_COLUMNS {
+        values.push((c, row.try_get::<Option<f32>, _>(c)?.map(f64::from)));
+    }
+    for c in COUNTER_COLUMNS {
+        values.push((c, row.try_get::<Option<f64>, _>(c)?));
+    }
+    Ok(Reading { time: row.try_get("Time")?, values })
+}
+
+/// The device's newest reading.
+pub async fn latest_reading(db: impl PgExecutor<'_>, device_id: i32) -> Result<Option<Reading>, sqlx::Error> {
+    let row = sqlx::query(
+        r#"SELECT * FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 ORDER BY "Time" DESC LIMIT 1"#,
+    )
+    .bind(device_id)
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(reading_from).transpose()
+}
+
+/// Average active power (`PTotal`, W) per `bucket` in `[from, to)`, oldest first; buckets
+/// without a value are absent.
+pub async fn power_series(
+    db: impl PgExecutor<'_>,
+    device_id: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: TimeDelta,
+) -> Result<Vec<(DateTime<Utc>, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT date_bin($4, "Time", timestamptz '2000-01-01') AS bucket, avg("PTotal")::float8
+           FROM monitoring."PowerMeasurements"
+           WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3 AND "PTotal" IS NOT NULL
+           GROUP BY bucket ORDER BY bucket"#,
+    )
+    .bind(device_id)
+    .bind(from)
+    .bind(to)
+    .bind(bucket)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,271 @@
+//! The device pages: the latest reading and 24 hours of power, and create, edit and delete
+//! (admins). Every change to a device empties the externalId directory once it is committed.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::TimeDelta;
+
+use super::Editing;
+use super::db::{self, DeviceRow, SiteRow};
+use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOURCES, ValidDevice};
+use super::readings::{self, CHART_HEIGHT, CHART_WIDTH, Chart, ReadingView};
+use super::routes::{DeviceListView, device_list_view, zone};
+use crate::app::AppState;
+use crate::auth::routes::audit;
+use crate::error::{AppError, AppResult};
+use crate::web::client::ClientAddr;
+use crate::web::page::Page;
+use crate::web::render;
+use crate::web::session::{CurrentUser, RequireAdmin};
+
+/// The chart shows this much history, in buckets of `CHART_BUCKET` (at most 288 points).
+const CHART_SPAN: TimeDelta = TimeDelta::hours(24);
+const CHART_BUCKET: TimeDelta = TimeDelta::minutes(5);
+
+async fn device_and_site(state: &AppState, id: i32) -> AppResult<(DeviceRow, SiteRow)> {
+    let device = db::device(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let site = db::site(&state.db, device.site_id).await?.ok_or(AppError::NotFound)?;
+    Ok((device, site))
+}
+
+#[derive(Template)]
+#[template(path = "sites/device.html")]
+struct DevicePage {
+    page: Page,
+    site: SiteRow,
+    device: DeviceRow,
+    status: DeviceListView,
+    last_error_at: Option<String>,
+    reading: Option<ReadingView>,
+    chart: Option<Chart>,
+    chart_width: f64,
+    chart_height: f64,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let (device, site) = device_and_site(&state, id).await?;
+    let (tz, now) = (zone(&site), state.clock.now());
+    let reading = db::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
+    let from = now - CHART_SPAN;
+    let series = db::power_series(&state.db, id, from, now, CHART_BUCKET).await?;
+    let chart = readings::power_chart(&series, from, now, CHART_BUCKET, tz);
+    let status = device_list_view(&device, tz, now);
+    let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
+    render(&DevicePage {
+        page,
+        site,
+        device,
+        status,
+        last_error_at,
+        reading,
+        chart,
+        chart_width: CHART_WIDTH,
+        chart_height: CHART_HEIGHT,
+    })
+}
+
+/// An `<option>` of a select.
+pub struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+fn choices<'a>(options: impl IntoIterator<Item = (String, &'a str)>, current: &str) -> Vec<Choice> {
+    options
+        .into_iter()
+        .map(|(value, label)| Choice { selected: value == current.trim(), value, label: label.to_string() })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "sites/device_form.html")]
+struct DeviceFormPage {
+    page: Page,
+    /// The site the form was opened from (for the breadcrumb).
+    site: SiteRow,
+    /// The device being edited (`None`: a new device) and its stored name.
+    editing: Option<Editing>,
+    form: DeviceForm,
+    errors: DeviceErrors,
+    sites: Vec<Choice>,
+    models: Vec<Choice>,
+    sources: Vec<Choice>,
+}
+
+async fn device_form(
+    state: &AppState,
+    page: Page,
+    site: SiteRow,
+    editing: Option<Editing>,
+    form: DeviceForm,
+    errors: DeviceErrors,
+) -> AppResult<Html<String>> {
+    let sites = db::site_names(&state.db).await?;
+    let sites = choices(sites.iter().map(|(id, name)| (id.to_string(), name.as_str())), &form.site_id);
+    let models = choices(MODELS.iter().map(|(v, l)| (v.to_string(), *l)), &form.model);
+    let sources = choices(SOURCES.iter().map(|(v, l)| (v.to_string(), *l)), &form.source);
+    render(&DeviceFormPage { page, site, editing, form, errors, sites, models, sources })
+}
+
+async fn invalid(
+    state: &AppState,
+    page: Page,
+    site: SiteRow,
+    editing: Option<Editing>,
+    form: DeviceForm,
+    errors: DeviceErrors,
+) -> AppResult<Response> {
+    let html = device_form(state, page, site, editing, form, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+}
+
+/// The field a refused write is about, for the constraints a concurrent change can hit.
+fn constraint_error(e: &sqlx::Error) -> Option<DeviceErrors> {
+    match db::violated_constraint(e)? {
+        db::DEVICE_EXTERNAL_ID_UNIQUE => {
+            Some(DeviceErrors { external_id: Some(DUPLICATE_EXTERNAL_ID.into()), ..Default::default() })
+        }
+        db::DEVICE_SITE_FK => Some(DeviceErrors {
+            site_id: Some("This site no longer exists; choose another.".into()),
+            ..Default::default()
+        }),
+        _ => None,
+    }
+}
+
+fn device_detail(d: &ValidDevice) -> serde_json::Value {
+    serde_json::json!({
+        "siteId": d.site_id,
+        "name": d.name,
+        "model": d.model,
+        "source": d.source,
+        "modbusHost": d.modbus_host,
+        "modbusPort": d.modbus_port,
+        "modbusUnitId": d.modbus_unit_id,
+        "pollIntervalSeconds": d.poll_interval_seconds,
+        "enabled": d.enabled,
+    })
+}
+
+pub async fn new_device(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Path(site_id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let site = db::site(&state.db, site_id).await?.ok_or(AppError::NotFound)?;
+    device_form(&state, page, site, None, DeviceForm::new_on(site_id), DeviceErrors::default()).await
+}
+
+pub async fn create_device(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(site_id): Path<i32>,
+    axum::Form(mut form): axum::Form<DeviceForm>,
+) -> AppResult<Response> {
+    let site = db::site(&state.db, site_id).await?.ok_or(AppError::NotFound)?;
+    if form.site_id.trim().is_empty() {
+        form.site_id = site_id.to_string();
+    }
+    let device = match form.validate() {
+        Ok(device) => device,
+        Err(errors) => return invalid(&state, page, site, None, form, *errors).await,
+    };
+    let id = match db::insert_device(&state.db, &device.fields()).await {
+        Ok(id) => id,
+        Err(e) => match constraint_error(&e) {
+            Some(errors) => return invalid(&state, page, site, None, form, errors).await,
+            None => return Err(e.into()),
+        },
+    };
+    state.devices.invalidate();
+    let target = Some(device.external_id.as_str());
+    audit(&state, Some(&admin), &admin.email, "device.created", target, device_detail(&device), ip).await?;
+    Ok(Redirect::to(&format!("/devices/{id}?notice=device-created")).into_response())
+}
+
+pub async fn edit_device(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let (device, site) = device_and_site(&state, id).await?;
+    let form = DeviceForm::from(&device);
+    device_form(&state, page, site, Some(Editing { id, name: device.name }), form, DeviceErrors::default()).await
+}
+
+pub async fn update_device(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<i32>,
+    axum::Form(mut form): axum::Form<DeviceForm>,
+) -> AppResult<Response> {
+    let (current, site) = device_and_site(&state, id).await?;
+    if form.site_id.trim().is_empty() {
+        form.site_id = current.site_id.to_string();
+    }
+    let editing = Some(Editing { id, name: current.name });
+    let device = match form.validate() {
+        Ok(device) => device,
+        Err(errors) => return invalid(&state, page, site, editing, form, *errors).await,
+    };
+    match db::update_device(&state.db, id, &device.fields()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AppError::NotFound),
+        Err(e) => match constraint_error(&e) {
+            Some(errors) => return invalid(&state, page, site, editing, form, errors).await,
+            None => return Err(e.into()),
+        },
+    }
+    state.devices.invalidate();
+    let mut detail = device_detail(&device);
+    detail["previousExternalId"] = current.external_id.into();
+    let target = Some(device.external_id.as_str());
+    audit(&state, Some(&admin), &admin.email, "device.updated", target, detail, ip).await?;
+    Ok(Redirect::to(&format!("/devices/{id}?notice=device-updated")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "sites/delete_device.html")]
+struct DeleteDevicePage {
+    page: Page,
+    site: SiteRow,
+    device: DeviceRow,
+    readings: String,
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let (device, site) = device_and_site(&state, id).await?;
+    let readings = super::count(db::reading_count(&state.db, id).await?, "reading", "readings");
+    render(&DeleteDevicePage { page, site, device, readings })
+}
+
+pub async fn delete_device(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    Path(id): Path<i32>,
+) -> AppResult<Response> {
+    let (external_id, site_id) = db::delete_device(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    state.devices.invalidate();
+    audit(&state, Some(&admin), &admin.email, "device.deleted", Some(&external_id), serde_json::json!({}), ip).await?;
+    Ok(Redirect::to(&format!("/sites/{site_id}?notice=device-deleted")).into_response())
+}

@@ -1,0 +1,411 @@
+//! The site and device forms: what the browser sends (kept as typed, to show it again next to
+//! its errors) and its validation into the values stored.
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::db::{DeviceFields, DeviceRow, SiteFields, SiteRow};
+
+pub const DUPLICATE_SITE: &str = "A site with this name already exists.";
+pub const DUPLICATE_EXTERNAL_ID: &str = "A device with this external ID already exists.";
+
+/// `(value, label)` of the meter models and data sources the database accepts.
+pub const MODELS: [(&str, &str); 3] =
+    [("acuvim-ii", "Acuvim II"), ("acuvim-l", "Acuvim L"), ("generic", "Generic (pushed data)")];
+pub const SOURCES: [(&str, &str); 2] =
+    [("modbus-tcp", "Modbus TCP (the portal polls the meter)"), ("push", "Push (readings arrive via the ingest API)")];
+pub const MODBUS_TCP: &str = "modbus-tcp";
+
+pub fn model_label(model: &str) -> &str {
+    MODELS.iter().find(|(v, _)| *v == model).map_or(model, |(_, l)| l)
+}
+
+fn length_error(value: &str, max: usize) -> Option<String> {
+    (value.chars().count() > max).then(|| format!("Use at most {max} characters."))
+}
+
+fn name_error(name: &str) -> Option<String> {
+    (name.is_empty() || name.chars().count() > 100).then(|| "Enter a name of 1 to 100 characters.".to_string())
+}
+
+// ---------------------------------------------------------------- sites
+
+#[derive(Deserialize, Default)]
+pub struct SiteForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub time_zone: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Default)]
+pub struct SiteErrors {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub time_zone: Option<String>,
+    pub notes: Option<String>,
+}
+
+pub struct ValidSite {
+    pub name: String,
+    pub address: String,
+    pub time_zone: Tz,
+    pub notes: String,
+}
+
+impl ValidSite {
+    pub fn fields(&self) -> SiteFields<'_> {
+        SiteFields { name: &self.name, address: &self.address, time_zone: self.time_zone.name(), notes: &self.notes }
+    }
+}
+
+impl From<&SiteRow> for SiteForm {
+    fn from(s: &SiteRow) -> Self {
+        SiteForm {
+            name: s.name.clone(),
+            address: s.address.clone(),
+            time_zone: s.time_zone.clone(),
+            notes: s.notes.clone(),
+        }
+    }
+}
+
+/// An IANA zone name, case-insensitively (`africa/johannesburg` is stored as `Africa/Johannesburg`).
+pub fn parse_time_zone(raw: &str) -> Result<Tz, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("Enter a time zone, e.g. Africa/Johannesburg.".into());
+    }
+    raw.parse::<Tz>()
+        .ok()
+        .or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(raw)))
+        .ok_or_else(|| {
+            format!(
+                "{raw} is not an IANA time zone. Use a name from the list, e.g. Africa/Johannesburg or Europe/London."
+            )
+        })
+}
+
+impl SiteForm {
+    pub fn validate(&self) -> Result<ValidSite, SiteErrors> {
+        let name = self.name.trim().to_string();
+        let address = self.address.trim().to_string();
+        let notes = self.notes.trim().to_string();
+        let time_zone = parse_time_zone(&self.time_zone);
+        let errors = SiteErrors {
+            name: name_error(&name),
+            address: length_error(&address, 200),
+            time_zone: time_zone.as_ref().err().cloned(),
+            notes: length_error(&notes, 2000),
+        };
+        match time_zone {
+            Ok(time_zone) if errors.name.is_none() && errors.address.is_none() && errors.notes.is_none() => {
+                Ok(ValidSite { name, address, time_zone, notes })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- devices
+
+#[derive(Deserialize)]
+pub struct DeviceForm {
+    #[serde(default)]
+    pub site_id: String,
+    #[serde(default)]
+    pub external_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub modbus_host: String,
+    #[serde(default)]
+    pub modbus_port: String,
+    #[serde(default)]
+    pub modbus_unit_id: String,
+    #[serde(default)]
+    pub poll_interval_seconds: String,
+    /// A checkbox: present when ticked.
+    pub enabled: Option<String>,
+}
+
+impl DeviceForm {
+    /// A new device's form: the defaults of the table, on `site_id`.
+    pub fn new_on(site_id: i32) -> DeviceForm {
+        DeviceForm {
+            site_id: site_id.to_string(),
+            external_id: String::new(),
+            name: String::new(),
+            model: "acuvim-ii".into(),
+            source: MODBUS_TCP.into(),
+            modbus_host: String::new(),
+            modbus_port: "502".into(),
+            modbus_unit_id: "1".into(),
+            poll_interval_seconds: "60".into(),
+            enabled: Some("on".into()),
+        }
+    }
+}
+
+impl From<&DeviceRow> for DeviceForm {
+    fn from(d: &DeviceRow) -> Self {
+        DeviceForm {
+            site_id: d.site_id.to_string(),
+            external_id: d.external_id.clone(),
+            name: d.name.clone(),
+            model: d.model.clone(),
+            source: d.source.clone(),
+            modbus_host: d.modbus_host.clone().unwrap_or_default(),
+            modbus_port: d.modbus_port.to_string(),
+            modbus_unit_id: d.modbus_unit_id.to_string(),
+            poll_interval_seconds: d.poll_interval_seconds.to_string(),
+            enabled: d.enabled.then(|| "on".into()),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct DeviceErrors {
+    pub site_id: Option<String>,
+    pub external_id: Option<String>,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub source: Option<String>,
+    pub modbus_host: Option<String>,
+    pub modbus_port: Option<String>,
+    pub modbus_unit_id: Option<String>,
+    pub poll_interval_seconds: Option<String>,
+}
+
+impl DeviceErrors {
+    fn any(&self) -> bool {
+        [
+            &self.site_id,
+            &self.external_id,
+            &self.name,
+            &self.model,
+            &self.source,
+            &self.modbus_host,
+            &self.modbus_port,
+            &self.modbus_unit_id,
+            &self.poll_interval_seconds,
+        ]
+        .iter()
+        .any(|e| e.is_some())
+    }
+}
+
+pub struct ValidDevice {
+    pub site_id: i32,
+    pub external_id: String,
+    pub name: String,
+    pub model: &'static str,
+    pub source: &'static str,
+    pub modbus_host: Option<String>,
+    pub modbus_port: i32,
+    pub modbus_unit_id: i16,
+    pub poll_interval_seconds: i32,
+    pub enabled: bool,
+}
+
+impl ValidDevice {
+    pub fn fields(&self) -> DeviceFields<'_> {
+        DeviceFields {
+            site_id: self.site_id,
+            external_id: &self.external_id,
+            name: &self.name,
+            model: self.model,
+            source: self.source,
+            modbus_host: self.modbus_host.as_deref(),
+            modbus_port: self.modbus_port,
+            modbus_unit_id: self.modbus_unit_id,
+            poll_interval_seconds: self.poll_interval_seconds,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// A whole number in `min..=max`; an empty field takes `default`.
+fn number(raw: &str, default: i32, min: i32, max: i32, error: &str, slot: &mut Option<String>) -> i32 {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return default;
+    }
+    match raw.parse::<i32>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        _ => {
+            *slot = Some(error.to_string());
+            default
+        }
+    }
+}
+
+fn choice(raw: &str, choices: &[(&'static str, &str)], error: &str, slot: &mut Option<String>) -> &'static str {
+    match choices.iter().find(|(v, _)| *v == raw.trim()) {
+        Some((v, _)) => v,
+        None => {
+            *slot = Some(error.to_string());
+            ""
+        }
+    }
+}
+
+impl DeviceForm {
+    /// The errors are boxed: nine optional messages make a large `Err`.
+    pub fn validate(&self) -> Result<ValidDevice, Box<DeviceErrors>> {
+        let mut e = DeviceErrors::default();
+        let site_id = self.site_id.trim().parse::<i32>().unwrap_or_else(|_| {
+            e.site_id = Some("Choose the site this device belongs to.".into());
+            0
+        });
+        let external_id = self.external_id.trim().to_string();
+        e.external_id = if external_id.is_empty() {
+            Some("Enter the external ID its readings arrive with (e.g. the meter's serial number).".into())
+        } else if external_id.chars().any(char::is_whitespace) {
+            Some("An external ID cannot contain spaces.".into())
+        } else {
+            length_error(&external_id, 100)
+        };
+        let name = self.name.trim().to_string();
+        e.name = name_error(&name);
+        let model = choice(&self.model, &MODELS, "Choose a meter model.", &mut e.model);
+        let source = choice(&self.source, &SOURCES, "Choose how its readings arrive.", &mut e.source);
+        let host = self.modbus_host.trim().to_string();
+        e.modbus_host = if host.is_empty() {
+            (source == MODBUS_TCP).then(|| {
+                "Enter the meter's (or its gateway's) host name or IP address: Modbus TCP devices are polled there."
+                    .to_string()
+            })
+        } else if host.chars().any(char::is_whitespace) {
+            Some("A host name cannot contain spaces.".into())
+        } else {
+            length_error(&host, 253)
+        };
+        let modbus_port = number(&self.modbus_port, 502, 1, 65535, "Enter a port from 1 to 65535.", &mut e.modbus_port);
+        let unit_id = number(&self.modbus_unit_id, 1, 1, 247, "Enter a unit id from 1 to 247.", &mut e.modbus_unit_id);
+        let poll_interval_seconds = number(
+            &self.poll_interval_seconds,
+            60,
+            1,
+            3600,
+            "Enter an interval from 1 to 3600 seconds.",
+            &mut e.poll_interval_seconds,
+        );
+        if e.any() {
+            return Err(Box::new(e));
+        }
+        Ok(ValidDevice {
+            site_id,
+            external_id,
+            name,
+            model,
+            source,
+            modbus_host: (!host.is_empty()).then_some(host),
+            modbus_port,
+            modbus_unit_id: unit_id as i16,
+            poll_interval_seconds,
+            enabled: self.enabled.is_some(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> DeviceForm {
+        DeviceForm {
+            external_id: " MTR-1 ".into(),
+            name: "Main".into(),
+            modbus_host: "10.0.0.5".into(),
+            ..DeviceForm::new_on(3)
+        }
+    }
+
+    #[test]
+    fn a_valid_device_is_trimmed_and_takes_defaults_for_empty_numbers() {
+        let form = DeviceForm { modbus_port: "".into(), modbus_unit_id: " ".into(), enabled: None, ..device() };
+        let d = form.validate().ok().unwrap();
+        assert_eq!((d.site_id, d.external_id.as_str(), d.modbus_port, d.modbus_unit_id), (3, "MTR-1", 502, 1));
+        assert_eq!((d.poll_interval_seconds, d.enabled, d.modbus_host.as_deref()), (60, false, Some("10.0.0.5")));
+    }
+
+    #[test]
+    fn device_limits_are_enforced() {
+        for (port, unit, interval, bad) in [
+            ("0", "1", "60", "port"),
+            ("65536", "1", "60", "port"),
+            ("502", "0", "60", "unit"),
+            ("502", "248", "60", "unit"),
+        ]
+        .into_iter()
+        .chain([("502", "1", "0", "interval"), ("502", "1", "3601", "interval"), ("x", "1", "60", "port")])
+        {
+            let form = DeviceForm {
+                modbus_port: port.into(),
+                modbus_unit_id: unit.into(),
+                poll_interval_seconds: interval.into(),
+                ..device()
+            };
+            let e = form.validate().err().unwrap();
+            let got = [("port", &e.modbus_port), ("unit", &e.modbus_unit_id), ("interval", &e.poll_interval_seconds)]
+                .into_iter()
+                .filter(|(_, e)| e.is_some())
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>();
+            assert_eq!(got, [bad], "{port} {unit} {interval}");
+        }
+        for (port, unit, interval) in [("1", "1", "1"), ("65535", "247", "3600")] {
+            let form = DeviceForm {
+                modbus_port: port.into(),
+                modbus_unit_id: unit.into(),
+                poll_interval_seconds: interval.into(),
+                ..device()
+            };
+            assert!(form.validate().is_ok(), "{port} {unit} {interval} are allowed");
+        }
+    }
+
+    #[test]
+    fn host_is_required_for_modbus_tcp_only() {
+        let e = DeviceForm { modbus_host: " ".into(), ..device() }.validate().err().unwrap();
+        assert!(e.modbus_host.unwrap().starts_with("Enter the meter's"));
+        let d = DeviceForm { modbus_host: "".into(), source: "push".into(), ..device() }.validate().ok().unwrap();
+        assert_eq!(d.modbus_host, None);
+    }
+
+    #[test]
+    fn external_id_has_no_whitespace_and_at_most_100_characters() {
+        let e = DeviceForm { external_id: "MTR 1".into(), ..device() }.validate().err().unwrap();
+        assert_eq!(e.external_id.as_deref(), Some("An external ID cannot contain spaces."));
+        assert!(DeviceForm { external_id: "x".repeat(101), ..device() }.validate().is_err());
+        assert!(DeviceForm { external_id: "é".repeat(100), ..device() }.validate().is_ok());
+        let e = DeviceForm { model: "acuvim-x".into(), source: "".into(), ..device() }.validate().err().unwrap();
+        assert!(e.model.is_some() && e.source.is_some());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names_in_their_canonical_spelling() {
+        assert_eq!(parse_time_zone(" africa/johannesburg ").unwrap(), chrono_tz::Africa::Johannesburg);
+        assert_eq!(parse_time_zone("UTC").unwrap(), chrono_tz::UTC);
+        assert!(parse_time_zone("Mars/Olympus").unwrap_err().starts_with("Mars/Olympus is not an IANA time zone"));
+        assert!(parse_time_zone("").is_err() && parse_time_zone("+02:00").is_err());
+    }
+
+    #[test]
+    fn site_names_are_trimmed_and_limited() {
+        let site = |name: &str| SiteForm { name: name.into(), time_zone: "UTC".into(), ..Default::default() };
+        assert_eq!(site("  Plant A ").validate().ok().unwrap().name, "Plant A");
+        assert!(site("   ").validate().err().unwrap().name.is_some());
+        assert!(site(&"n".repeat(101)).validate().is_err());
+        assert!(site(&"n".repeat(100)).validate().is_ok());
+    }
+}

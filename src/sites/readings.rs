@@ -1,0 +1,314 @@
+//! How the device pages show what a meter measured: quantities with units at a sensible
+//! precision, a device's status, and the 24-hour power chart as SVG coordinates. Pure functions.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use super::db::Reading;
+
+/// Groups thousands with a narrow no-break space (the SI style; never a decimal comma).
+pub fn grouped(value: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, value.abs());
+    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    if let Some(frac) = frac {
+        out.push('.');
+        out.push_str(frac);
+    }
+    // No "-0.0": a value that rounds to zero has no sign.
+    if value < 0.0 && out.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// A value in SI units with its unit, e.g. `230.4 V`, `12.35 kW`, `1 234.6 kWh`, `0.985` (PF).
+pub fn format_quantity(value: f64, unit: &str) -> String {
+    if !value.is_finite() {
+        return "–".into();
+    }
+    match unit {
+        "V" => format!("{} V", grouped(value, 1)),
+        "A" => format!("{} A", grouped(value, 2)),
+        "Hz" => format!("{} Hz", grouped(value, 2)),
+        "" => grouped(value, 3),
+        "W" | "var" | "VA" => {
+            let magnitude = value.abs();
+            if magnitude < 1e3 {
+                format!("{} {unit}", grouped(value, 0))
+            } else if magnitude < 1e6 {
+                format!("{} k{unit}", grouped(value / 1e3, 2))
+            } else {
+                format!("{} M{unit}", grouped(value / 1e6, 3))
+            }
+        }
+        // Cumulative counters read as bills do: in kWh (kvarh, kVAh), to the tenth.
+        "Wh" | "varh" | "VAh" => format!("{} k{unit}", grouped(value / 1e3, 1)),
+        _ => format!("{} {unit}", grouped(value, 2)),
+    }
+}
+
+fn cell(reading: &Reading, column: &str, unit: &str) -> String {
+    reading.get(column).map_or_else(|| "–".into(), |v| format_quantity(v, unit))
+}
+
+/// A row of the per-phase table: label and L1, L2, L3, total (or neutral) cells.
+pub struct PhaseRow {
+    pub label: &'static str,
+    pub cells: [String; 4],
+}
+
+/// A single quantity: label and formatted value.
+pub struct Single {
+    pub label: &'static str,
+    pub value: String,
+}
+
+pub struct ReadingView {
+    pub at: String,
+    pub phases: Vec<PhaseRow>,
+    pub singles: Vec<Single>,
+}
+
+const PHASE_ROWS: [(&str, [&str; 4], &str); 7] = [
+    ("Voltage, line to neutral", ["V1", "V2", "V3", ""], "V"),
+    ("Voltage, line to line (L1-L2, L2-L3, L3-L1)", ["V12", "V23", "V31", ""], "V"),
+    ("Current (total column: neutral)", ["I1", "I2", "I3", "IN"], "A"),
+    ("Active power", ["P1", "P2", "P3", "PTotal"], "W"),
+    ("Reactive power", ["Q1", "Q2", "Q3", "QTotal"], "var"),
+    ("Apparent power", ["S1", "S2", "S3", "STotal"], "VA"),
+    ("Power factor", ["PF1", "PF2", "PF3", "PFTotal"], ""),
+];
+
+const SINGLES: [(&str, &str, &str); 9] = [
+    ("Frequency", "Frequency", "Hz"),
+    ("Demand, active", "DemandW", "W"),
+    ("Demand, reactive", "DemandVar", "var"),
+    ("Demand, apparent", "DemandVA", "VA"),
+    ("Active energy imported", "EnergyImportWh", "Wh"),
+    ("Active energy exported", "EnergyExportWh", "Wh"),
+    ("Reactive energy imported", "ReactiveImportVarh", "varh"),
+    ("Reactive energy exported", "ReactiveExportVarh", "varh"),
+    ("Apparent energy", "ApparentVAh", "VAh"),
+];
+
+pub fn reading_view(reading: &Reading, tz: Tz) -> ReadingView {
+    let phases = PHASE_ROWS
+        .iter()
+        .map(|(label, columns, unit)| PhaseRow {
+            label,
+            cells: columns.map(|c| if c.is_empty() { String::new() } else { cell(reading, c, unit) }),
+        })
+        .collect();
+    let singles =
+        SINGLES.iter().map(|(label, column, unit)| Single { label, value: cell(reading, column, unit) }).collect();
+    ReadingView { at: local_time(reading.time, tz), phases, singles }
+}
+
+pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Disabled,
+    NoReadings,
+    Online,
+    /// No reading for a while.
+    Offline,
+    /// The poller's last attempt failed (after the newest reading).
+    Failing,
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Disabled => "Disabled",
+            Status::NoReadings => "No readings yet",
+            Status::Online => "Online",
+            Status::Offline => "Offline",
+            Status::Failing => "Error",
+        }
+    }
+
+    /// The badge class (see `.badge` in app.css).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Status::Online => "on",
+            Status::Offline | Status::Failing => "off",
+            Status::Disabled | Status::NoReadings => "",
+        }
+    }
+}
+
+/// A device is online while readings keep arriving: the newest is at most three poll intervals
+/// (and at least five minutes, for pushed data that arrives in batches) old.
+pub fn status(
+    enabled: bool,
+    last_reading: Option<DateTime<Utc>>,
+    last_error: Option<DateTime<Utc>>,
+    poll_interval_seconds: i32,
+    now: DateTime<Utc>,
+) -> Status {
+    if !enabled {
+        return Status::Disabled;
+    }
+    if let Some(error) = last_error
+        && last_reading.is_none_or(|r| error > r)
+    {
+        return Status::Failing;
+    }
+    let Some(last) = last_reading else { return Status::NoReadings };
+    let grace = TimeDelta::seconds(i64::from(poll_interval_seconds) * 3).max(TimeDelta::minutes(5));
+    if now - last <= grace { Status::Online } else { Status::Offline }
+}
+
+// ---------------------------------------------------------------- chart
+
+pub const CHART_WIDTH: f64 = 720.0;
+pub const CHART_HEIGHT: f64 = 200.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = CHART_WIDTH - 10.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = CHART_HEIGHT - 24.0;
+
+/// An SVG line chart of power over time, in the `0 0 CHART_WIDTH CHART_HEIGHT` view box.
+pub struct Chart {
+    /// `points` attributes of the polylines; a gap in the data starts a new line.
+    pub lines: Vec<String>,
+    pub top_label: String,
+    pub bottom_label: String,
+    /// The y of the zero line, when zero is not the bottom edge (export shows below it).
+    pub zero_y: Option<String>,
+    pub start_label: String,
+    pub end_label: String,
+    pub left: f64,
+    pub right: f64,
+    pub top: f64,
+    pub bottom: f64,
+}
+
+/// Lays out `series` (bucket start, W) between `from` and `to`; `None` without data.
+pub fn power_chart(
+    series: &[(DateTime<Utc>, f64)],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: TimeDelta,
+    tz: Tz,
+) -> Option<Chart> {
+    let values = series.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
+    let (lo, hi) = values.fold(None, |acc: Option<(f64, f64)>, v| match acc {
+        None => Some((v.min(0.0), v.max(0.0))),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })?;
+    let hi = if hi > lo { hi } else { lo + 1.0 };
+    let span_ms = (to - from).num_milliseconds().max(1) as f64;
+    let x = |t: DateTime<Utc>| LEFT + (RIGHT - LEFT) * ((t - from).num_milliseconds() as f64 / span_ms).clamp(0.0, 1.0);
+    let y = |v: f64| BOTTOM - (BOTTOM - TOP) * (v - lo) / (hi - lo);
+    let mut lines = Vec::new();
+    let mut run: Vec<(f64, f64)> = Vec::new();
+    let mut previous: Option<DateTime<Utc>> = None;
+    let flush = |run: &mut Vec<(f64, f64)>, lines: &mut Vec<String>| {
+        // A lone point would draw nothing: give it a short horizontal tick.
+        if let [(px, py)] = run[..] {
+            *run = vec![(px - 1.5, py), (px + 1.5, py)];
+        }
+        if !run.is_empty() {
+            lines.push(run.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect::<Vec<_>>().join(" "));
+        }
+        run.clear();
+    };
+    for (t, v) in series.iter().filter(|(_, v)| v.is_finite()) {
+        if previous.is_some_and(|p| *t - p > bucket * 2) {
+            flush(&mut run, &mut lines);
+        }
+        run.push((x(*t), y(*v)));
+        previous = Some(*t);
+    }
+    flush(&mut run, &mut lines);
+    let time = |t: DateTime<Utc>| t.with_timezone(&tz).format("%a %H:%M").to_string();
+    Some(Chart {
+        lines,
+        top_label: format_quantity(hi, "W"),
+        bottom_label: format_quantity(lo, "W"),
+        zero_y: (lo < 0.0).then(|| format!("{:.1}", y(0.0))),
+        start_label: time(from),
+        end_label: time(to),
+        left: LEFT,
+        right: RIGHT,
+        top: TOP,
+        bottom: BOTTOM,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_have_units_and_sensible_precision() {
+        let cases = [
+            (230.44, "V", "230.4 V"),
+            (12.345, "A", "12.35 A"),
+            (50.004, "Hz", "50.00 Hz"),
+            (0.98456, "", "0.985"),
+            (-0.5, "", "-0.500"),
+            (850.4, "W", "850 W"),
+            (12_345.0, "W", "12.35 kW"),
+            (-1_500.0, "var", "-1.50 kvar"),
+            (2_345_678.0, "VA", "2.346 MVA"),
+            (12_345_678.0, "Wh", "12\u{202f}345.7 kWh"),
+            (999.0, "varh", "1.0 kvarh"),
+            (-0.0001, "V", "0.0 V"),
+            (f64::NAN, "W", "–"),
+        ];
+        for (value, unit, expected) in cases {
+            assert_eq!(format_quantity(value, unit), expected, "{value} {unit}");
+        }
+    }
+
+    #[test]
+    fn status_follows_readings_errors_and_the_poll_interval() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
+        let ago = |s: i64| Some(now - TimeDelta::seconds(s));
+        assert_eq!(status(false, ago(1), None, 60, now), Status::Disabled);
+        assert_eq!(status(true, None, None, 60, now), Status::NoReadings);
+        assert_eq!(status(true, ago(170), None, 60, now), Status::Online);
+        assert_eq!(status(true, ago(299), None, 1, now), Status::Online, "at least five minutes of grace");
+        assert_eq!(status(true, ago(301), None, 1, now), Status::Offline);
+        assert_eq!(status(true, ago(3 * 600 + 1), None, 600, now), Status::Offline);
+        assert_eq!(status(true, ago(60), ago(30), 60, now), Status::Failing, "an error after the newest reading");
+        assert_eq!(status(true, ago(30), ago(60), 60, now), Status::Online, "a reading after the error");
+        assert_eq!(status(true, None, ago(60), 60, now), Status::Failing);
+    }
+
+    #[test]
+    fn the_chart_scales_into_the_view_box_and_breaks_at_gaps() {
+        let from = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().to_utc();
+        let to = from + TimeDelta::hours(24);
+        let bucket = TimeDelta::minutes(5);
+        let at = |m: i64| from + TimeDelta::minutes(m);
+        let series = [(at(0), 1000.0), (at(5), 2000.0), (at(10), 1500.0), (at(60), -500.0)];
+        let chart = power_chart(&series, from, to, bucket, chrono_tz::UTC).unwrap();
+        assert_eq!(chart.lines.len(), 2, "the hour without data splits the line: {:?}", chart.lines);
+        assert_eq!(chart.lines[0].split(' ').count(), 3);
+        let first: Vec<f64> = chart.lines[0].split([' ', ',']).map(|n| n.parse().unwrap()).collect();
+        assert_eq!((first[0], first[3]), (LEFT, TOP), "the first point is at the left, the maximum at the top");
+        assert_eq!(chart.lines[1].split(' ').count(), 2, "a lone point becomes a short tick");
+        assert!(chart.lines[1].ends_with(&format!(",{BOTTOM:.1}")), "the minimum at the bottom: {}", chart.lines[1]);
+        assert_eq!((chart.top_label.as_str(), chart.bottom_label.as_str()), ("2.00 kW", "-500 W"));
+        assert!(chart.zero_y.is_some());
+        assert_eq!((chart.start_label.as_str(), chart.end_label.as_str()), ("Mon 00:00", "Tue 00:00"));
+        assert!(power_chart(&[], from, to, bucket, chrono_tz::UTC).is_none());
+        let flat = power_chart(&[(at(0), 0.0), (at(5), 0.0)], from, to, bucket, chrono_tz::UTC).unwrap();
+        assert!(flat.lines[0].ends_with(&format!(",{BOTTOM:.1}")) && flat.zero_y.is_none());
+    }
+}

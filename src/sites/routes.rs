@@ -1,0 +1,240 @@
+//! The sites pages: the list, a site with its devices, and create, edit and delete (admins).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono_tz::Tz;
+
+use super::Editing;
+use super::db::{self, DeviceRow, SiteRow};
+use super::forms::{self, DUPLICATE_SITE, SiteErrors, SiteForm, ValidSite};
+use super::readings::{self, local_time};
+use crate::app::AppState;
+use crate::auth::routes::audit;
+use crate::error::{AppError, AppResult};
+use crate::web::client::ClientAddr;
+use crate::web::page::Page;
+use crate::web::render;
+use crate::web::session::{CurrentUser, RequireAdmin};
+
+pub struct SiteListView {
+    id: i32,
+    name: String,
+    address: String,
+    time_zone: String,
+    devices: String,
+}
+
+#[derive(Template)]
+#[template(path = "sites/list.html")]
+struct ListPage {
+    page: Page,
+    sites: Vec<SiteListView>,
+}
+
+pub async fn list(State(state): State<AppState>, CurrentUser(_): CurrentUser, page: Page) -> AppResult<Html<String>> {
+    let sites = db::list_sites(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| SiteListView {
+            id: s.id,
+            name: s.name,
+            address: s.address,
+            time_zone: s.time_zone,
+            devices: super::count(s.device_count, "device", "devices"),
+        })
+        .collect();
+    render(&ListPage { page, sites })
+}
+
+/// The zone a site's times are shown in (UTC should a stored name ever stop parsing).
+pub fn zone(site: &SiteRow) -> Tz {
+    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
+}
+
+/// A device as a row of its site's table.
+pub struct DeviceListView {
+    pub id: i32,
+    pub name: String,
+    pub external_id: String,
+    pub model: String,
+    pub source: String,
+    pub status: &'static str,
+    pub status_class: &'static str,
+    pub last_reading: String,
+    pub last_error: Option<String>,
+}
+
+pub fn device_list_view(d: &DeviceRow, tz: Tz, now: chrono::DateTime<chrono::Utc>) -> DeviceListView {
+    let status = readings::status(d.enabled, d.last_reading_at, d.last_error_at, d.poll_interval_seconds, now);
+    let source = match &d.modbus_host {
+        Some(host) if d.source == forms::MODBUS_TCP => {
+            format!("Modbus TCP {host}:{}, unit {}", d.modbus_port, d.modbus_unit_id)
+        }
+        _ => "Push".into(),
+    };
+    DeviceListView {
+        id: d.id,
+        name: d.name.clone(),
+        external_id: d.external_id.clone(),
+        model: forms::model_label(&d.model).to_string(),
+        source,
+        status: status.label(),
+        status_class: status.class(),
+        last_reading: d.last_reading_at.map_or_else(|| "never".into(), |t| local_time(t, tz)),
+        last_error: d.last_error.clone().filter(|_| status == readings::Status::Failing),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sites/site.html")]
+struct SitePage {
+    page: Page,
+    site: SiteRow,
+    devices: Vec<DeviceListView>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (tz, now) = (zone(&site), state.clock.now());
+    let devices =
+        db::devices_of_site(&state.db, id).await?.into_iter().map(|d| device_list_view(&d, tz, now)).collect();
+    render(&SitePage { page, site, devices })
+}
+
+#[derive(Template)]
+#[template(path = "sites/site_form.html")]
+struct SiteFormPage {
+    page: Page,
+    /// The site being edited (`None`: a new site) and its stored name, for the breadcrumb.
+    editing: Option<Editing>,
+    form: SiteForm,
+    errors: SiteErrors,
+    time_zones: &'static [Tz],
+}
+
+fn site_form(page: Page, editing: Option<Editing>, form: SiteForm, errors: SiteErrors) -> AppResult<Html<String>> {
+    render(&SiteFormPage { page, editing, form, errors, time_zones: &chrono_tz::TZ_VARIANTS })
+}
+
+fn invalid(page: Page, editing: Option<Editing>, form: SiteForm, errors: SiteErrors) -> AppResult<Response> {
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, site_form(page, editing, form, errors)?).into_response())
+}
+
+pub async fn new_site(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+) -> AppResult<Html<String>> {
+    let form = SiteForm { time_zone: state.config.default_time_zone.name().to_string(), ..Default::default() };
+    site_form(page, None, form, SiteErrors::default())
+}
+
+fn site_detail(site: &ValidSite) -> serde_json::Value {
+    serde_json::json!({ "name": site.name, "timeZone": site.time_zone.name(), "address": site.address })
+}
+
+pub async fn create_site(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    axum::Form(form): axum::Form<SiteForm>,
+) -> AppResult<Response> {
+    let site = match form.validate() {
+        Ok(site) => site,
+        Err(errors) => return invalid(page, None, form, errors),
+    };
+    let id = match db::insert_site(&state.db, &site.fields()).await {
+        Ok(id) => id,
+        Err(e) if db::violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
+            return invalid(page, None, form, SiteErrors { name: Some(DUPLICATE_SITE.into()), ..Default::default() });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit(&state, Some(&admin), &admin.email, "site.created", Some(&site.name), site_detail(&site), ip).await?;
+    Ok(Redirect::to(&format!("/sites/{id}?notice=site-created")).into_response())
+}
+
+pub async fn edit_site(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    site_form(page, Some(Editing { id, name: site.name.clone() }), SiteForm::from(&site), SiteErrors::default())
+}
+
+pub async fn update_site(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    page: Page,
+    Path(id): Path<i32>,
+    axum::Form(form): axum::Form<SiteForm>,
+) -> AppResult<Response> {
+    let current = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let editing = Some(Editing { id, name: current.name });
+    let site = match form.validate() {
+        Ok(site) => site,
+        Err(errors) => return invalid(page, editing, form, errors),
+    };
+    match db::update_site(&state.db, id, &site.fields()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AppError::NotFound),
+        Err(e) if db::violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
+            return invalid(
+                page,
+                editing,
+                form,
+                SiteErrors { name: Some(DUPLICATE_SITE.into()), ..Default::default() },
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit(&state, Some(&admin), &admin.email, "site.updated", Some(&site.name), site_detail(&site), ip).await?;
+    Ok(Redirect::to(&format!("/sites/{id}?notice=site-updated")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "sites/delete_site.html")]
+struct DeleteSitePage {
+    page: Page,
+    site: SiteRow,
+    devices: String,
+    readings: String,
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    RequireAdmin(_): RequireAdmin,
+    page: Page,
+    Path(id): Path<i32>,
+) -> AppResult<Html<String>> {
+    let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (devices, readings) = db::site_contents(&state.db, id).await?;
+    let (devices, readings) =
+        (super::count(devices, "device", "devices"), super::count(readings, "reading", "readings"));
+    render(&DeleteSitePage { page, site, devices, readings })
+}
+
+pub async fn delete_site(
+    State(state): State<AppState>,
+    RequireAdmin(admin): RequireAdmin,
+    ClientAddr(ip): ClientAddr,
+    Path(id): Path<i32>,
+) -> AppResult<Response> {
+    let (name, devices) = db::delete_site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    // The cascade removed the site's devices: ingestion must stop resolving their externalIds.
+    state.devices.invalidate();
+    let detail = serde_json::json!({ "devices": devices });
+    audit(&state, Some(&admin), &admin.email, "site.deleted", Some(&name), detail, ip).await?;
+    Ok(Redirect::to("/sites?notice=site-deleted").into_response())
+}
