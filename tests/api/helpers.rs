@@ -273,9 +273,13 @@ pub fn portal_command(env: &[(&str, String)]) -> Command {
 impl Portal {
     /// Starts `tau-portal <args>` on a free port with `env` (plus listen address and data dir).
     pub fn start(args: &[&str], env: &[(&str, String)], data_dir: &std::path::Path) -> Portal {
+        Portal::spawn(portal_command(env), args, data_dir)
+    }
+
+    /// Starts a prepared command (e.g. one set to run as another user).
+    pub fn spawn(mut cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
         let port = free_port();
         let metrics_port = free_port();
-        let mut cmd = portal_command(env);
         cmd.args(args)
             .env("Application__ListenAddress", format!("127.0.0.1:{port}"))
             .env("Application__MetricsAddress", format!("127.0.0.1:{metrics_port}"))

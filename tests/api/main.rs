@@ -5,6 +5,7 @@
 mod auth;
 mod branding;
 mod browser;
+mod compose;
 mod docs;
 mod grafana;
 mod health;
