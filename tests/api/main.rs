@@ -9,6 +9,7 @@ mod compose;
 mod docs;
 mod grafana;
 mod health;
+mod helm;
 mod helpers;
 mod ingest;
 mod metrics;
