@@ -94,7 +94,7 @@ cleanup() {
     if [[ -n $NGINX_PID ]]; then stop_process "$NGINX_PID"; fi
     if [[ -n $PORTAL_PID ]]; then stop_process "$PORTAL_PID"; fi
     pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1 || true
-    if [[ $status -ne 0 ]]; then
+    if [[ $status -ne 0 && $status -ne 130 ]]; then
         local log
         for log in "$WORK/portal.log" "$WORK/nginx/error.log" "$PG_BASE/postgres.log"; do
             if [[ -s $log ]]; then
@@ -244,9 +244,9 @@ run_wrk nginx "$NGINX_URL"
 run_wrk portal "$PORTAL/api/auth/check" -H "$COOKIE"
 
 NGINX_RPS=$(wrk_rps "$WORK/wrk-nginx.txt")
-NGINX_P99=$(wrk_p99_ms "$WORK/wrk-nginx.txt")
+NGINX_P99=$(wrk_p99_ms "$WORK/wrk-nginx.txt" || true)
 PORTAL_RPS=$(wrk_rps "$WORK/wrk-portal.txt")
-PORTAL_P99=$(wrk_p99_ms "$WORK/wrk-portal.txt")
+PORTAL_P99=$(wrk_p99_ms "$WORK/wrk-portal.txt" || true)
 for v in "$NGINX_RPS" "$NGINX_P99" "$PORTAL_RPS" "$PORTAL_P99"; do
     [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "could not read req/s and p99 from wrk's output (got '$v')"
 done

@@ -17,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::keyring::{KeyRing, KeyRingError};
 use crate::auth::password::Passwords;
@@ -103,7 +103,7 @@ pub fn router(state: AppState) -> Router {
         // in the response so a user can quote it.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::http_trace_layer())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(telemetry::SequentialRequestId::default()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +167,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     // Background tasks join this tracker and stop on `shutdown`.
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
+    tasks.spawn(metrics::upkeep(shutdown.clone()));
     tracing::info!(
         address = %addr,
         run_mode = ?state.config.run_mode,

@@ -69,6 +69,23 @@ fn describe() {
     metrics::describe_gauge!("tau_portal_api_keys", "API keys, by state (active, revoked).");
 }
 
+/// How often recorded histogram samples are folded into their buckets. Without it the recorder
+/// keeps every raw sample until the next scrape, and memory grows while nobody scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples every few seconds until `shutdown`.
+pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Counts and times every request under its matched route.
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();

@@ -75,6 +75,28 @@ impl<B> OnResponse<B> for LogResponse {
     }
 }
 
+/// Request ids as UUID-shaped strings from a random per-process prefix and a counter: unique
+/// across restarts, and without the random-number syscall a UUIDv4 per request would cost.
+#[derive(Clone)]
+pub struct SequentialRequestId {
+    prefix: u64,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for SequentialRequestId {
+    fn default() -> Self {
+        SequentialRequestId { prefix: rand::random(), next: Default::default() }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = uuid::Uuid::from_u64_pair(self.prefix, n).hyphenated().to_string();
+        axum::http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
 pub type HttpTraceLayer =
     TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
 

@@ -38,6 +38,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     (!v.is_empty() && !v.starts_with("{http.")).then_some(v)
 }
 
+/// ingress-nginx's `auth_request` treats any answer but 2xx, 401 and 403 as a server error: it
+/// gets a 401 and redirects by itself (`auth-signin`). It marks its subrequests with these.
+fn from_ingress_nginx(headers: &HeaderMap) -> bool {
+    header(headers, "x-sent-from") == Some("nginx-ingress-controller") || header(headers, "x-original-url").is_some()
+}
+
 /// A top-level page load (to be redirected), as opposed to a script's request (to get a 401
 /// it can handle).
 fn is_navigation(headers: &HeaderMap) -> bool {
@@ -75,7 +81,7 @@ async fn check(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return res;
     }
-    if !is_navigation(&headers) {
+    if !is_navigation(&headers) || from_ingress_nginx(&headers) {
         return (StatusCode::UNAUTHORIZED, [(header::CACHE_CONTROL, "no-store")]).into_response();
     }
     // Back to where the user was going after sign-in (only a local path).

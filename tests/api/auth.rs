@@ -491,3 +491,18 @@ async fn an_internal_error_shows_a_page_with_the_request_id(pool: PgPool) {
     let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(json["requestId"], api.headers["x-request-id"].to_str().unwrap());
 }
+
+/// ingress-nginx (the Helm chart's ingress) cannot pass a redirect through `auth_request`: it
+/// gets a 401 even for page loads and redirects with its own `auth-signin`.
+#[sqlx::test]
+async fn forward_auth_answers_ingress_nginx_with_401_even_for_page_loads(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut anon = app.browser();
+    let nav = [("accept", "text/html"), ("sec-fetch-mode", "navigate")];
+    for marker in [("x-sent-from", "nginx-ingress-controller"), ("x-original-url", "https://abc.example.com/grafana/")]
+    {
+        let res = check(&mut anon, &[nav[0], nav[1], marker]).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{marker:?}");
+    }
+    assert_eq!(check(&mut anon, &nav).await.status, StatusCode::FOUND, "Traefik still gets the redirect");
+}
