@@ -126,6 +126,24 @@ fn the_portal_gets_only_known_keys_and_every_variable_comes_from_env_example() {
     }
 }
 
+/// A key uncommented in a customer's .env must reach the portal: the compose file passes keys one
+/// by one, so a missing one would be silently ignored.
+#[test]
+fn every_key_an_operator_may_set_reaches_the_portal() {
+    let passed: Vec<String> = env_of(&compose()["services"]["portal"]).into_iter().map(|(k, _)| k).collect();
+    // Fixed by the container (listen address, data volumes) or replaced by the POSTGRES_* parts.
+    let not_for_compose = [
+        "Application__ListenAddress",
+        "Application__DataDirectory",
+        "Database__ConnectionString",
+        "DATABASE_URL",
+        "POSTGRES_PORT",
+    ];
+    for k in KEYS.iter().filter(|k| !not_for_compose.contains(&k.key)) {
+        assert!(passed.iter().any(|p| p == k.key), "{} set in .env would never reach the portal", k.key);
+    }
+}
+
 #[test]
 fn the_dockerfile_runs_as_uid_1000_with_a_healthcheck() {
     let d = repo_file("Dockerfile");
