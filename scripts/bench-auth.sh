@@ -28,6 +28,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 # shellcheck source=scripts/lib/pg.sh
 source scripts/lib/pg.sh
+# shellcheck source=scripts/lib/proc.sh
+source scripts/lib/proc.sh
 
 DURATION=${BENCH_DURATION:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -76,17 +78,6 @@ PORTAL_PID=
 NGINX_PID=
 status=0
 
-# stop_process PID: SIGTERM, then wait up to 15 s for it to exit, then SIGKILL.
-stop_process() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
