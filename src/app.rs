@@ -173,6 +173,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let state = AppState::new(pool.clone(), config, Clock::default()).await?;
     seed::seed_default_admin(&pool, &state.config, &state.passwords).await?;
 
+    if state.config.run_mode == crate::config::RunMode::Admin {
+        tracing::warn!(
+            "Application__RunMode=Admin: the fleet aggregator (customer registry, push ingest) is not built in this \
+             version; the portal runs with the customer features only"
+        );
+    }
     let addr = state.config.listen_address;
     let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
     let shutdown_timeout = state.config.shutdown_timeout;
