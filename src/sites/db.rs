@@ -1,6 +1,7 @@
 //! SQL of `monitoring."Sites"` and `monitoring."Devices"` (the only module that writes them), and
 //! for now the two measurement queries the device page needs.
 
+use crate::measurements::{COUNTER_QUANTITIES, REAL_QUANTITIES};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
@@ -272,47 +273,13 @@ impl Reading {
     }
 }
 
-const REAL_COLUMNS: [&str; 30] = [
-    "Frequency",
-    "V1",
-    "V2",
-    "V3",
-    "V12",
-    "V23",
-    "V31",
-    "I1",
-    "I2",
-    "I3",
-    "IN",
-    "P1",
-    "P2",
-    "P3",
-    "PTotal",
-    "Q1",
-    "Q2",
-    "Q3",
-    "QTotal",
-    "S1",
-    "S2",
-    "S3",
-    "STotal",
-    "PF1",
-    "PF2",
-    "PF3",
-    "PFTotal",
-    "DemandW",
-    "DemandVar",
-    "DemandVA",
-];
-const COUNTER_COLUMNS: [&str; 5] =
-    ["EnergyImportWh", "EnergyExportWh", "ReactiveImportVarh", "ReactiveExportVarh", "ApparentVAh"];
-
 fn reading_from(row: &PgRow) -> Result<Reading, sqlx::Error> {
-    let mut values = Vec::with_capacity(REAL_COLUMNS.len() + COUNTER_COLUMNS.len());
-    for c in REAL_COLUMNS {
+    // The store's own quantity tables: one list of columns for writing and reading.
+    let mut values = Vec::with_capacity(REAL_QUANTITIES.len() + COUNTER_QUANTITIES.len());
+    for (_, c, _) in REAL_QUANTITIES {
         values.push((c, row.try_get::<Option<f32>, _>(c)?.map(f64::from)));
     }
-    for c in COUNTER_COLUMNS {
+    for (_, c, _) in COUNTER_QUANTITIES {
         values.push((c, row.try_get::<Option<f64>, _>(c)?));
     }
     Ok(Reading { time: row.try_get("Time")?, values })
