@@ -49,6 +49,46 @@ pub const COUNTER_QUANTITIES: [(&str, &str, &str); 5] = [
     ("apparentVAh", "ApparentVAh", "VAh"),
 ];
 
+/// Position of a stored quantity in [`Reading::real`], by its JSON name; a name that is not in
+/// [`REAL_QUANTITIES`] fails the build: callers use it in const tables only.
+pub const fn real_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < REAL_QUANTITIES.len() {
+        if str_eq(REAL_QUANTITIES[i].0, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a stored real quantity")
+}
+
+/// Position of a counter in [`Reading::counters`], by its JSON name (see [`real_index`]).
+pub const fn counter_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < COUNTER_QUANTITIES.len() {
+        if str_eq(COUNTER_QUANTITIES[i].0, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a stored counter")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The quantities as a Markdown table for the README (a test keeps the two in step).
 pub fn markdown_table() -> String {
     let mut out = String::from("| Field | Column | Unit | Stored as |\n|---|---|---|---|\n");
