@@ -186,6 +186,15 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tasks.spawn(metrics::upkeep(shutdown.clone()));
+    if state.config.run_mode == crate::config::RunMode::Client && state.config.modbus.enabled {
+        let poller = crate::modbus::poller::Poller {
+            db: state.db.clone(),
+            devices: state.devices.clone(),
+            clock: state.clock.clone(),
+            settings: state.config.modbus.clone(),
+        };
+        tasks.spawn(poller.run(shutdown.clone()));
+    }
     tracing::info!(
         address = %addr,
         run_mode = ?state.config.run_mode,

@@ -131,11 +131,28 @@ pub const KEYS: &[KeySpec] = &[
     secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled)."),
     key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400)."),
     key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000)."),
+    key("Modbus__Enabled", "true", "Client mode: poll the Modbus TCP devices configured under Sites."),
+    key(
+        "Modbus__RequestTimeoutMilliseconds",
+        "2000",
+        "A Modbus request without a reply this long counts as a failure and drops the connection (100-60000).",
+    ),
+    key(
+        "Modbus__MaxBackoffSeconds",
+        "60",
+        "Longest wait between reconnect attempts to an unreachable meter or gateway (1-3600).",
+    ),
+    key(
+        "Modbus__BufferReadings",
+        "100000",
+        "Polled readings held in memory while the database is unavailable (1000-10000000); beyond it the oldest are dropped and counted.",
+    ),
     key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`."),
 ];
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
-const SECTIONS: &[&str] = &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest"];
+const SECTIONS: &[&str] =
+    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Modbus"];
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -239,6 +256,15 @@ pub struct WhiteLabel {
     pub footer_text: String,
 }
 
+/// The Modbus poller's settings.
+#[derive(Debug, Clone)]
+pub struct ModbusSettings {
+    pub enabled: bool,
+    pub request_timeout: Duration,
+    pub max_backoff: Duration,
+    pub buffer_readings: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct FleetIngest {
     pub enabled: bool,
@@ -265,6 +291,7 @@ pub struct Config {
     pub grafana_embed_path_prefix: String,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
+    pub modbus: ModbusSettings,
 }
 
 /// One invalid key: `<key>: <what was expected and what was found>`.
@@ -593,6 +620,11 @@ impl Config {
             }
         }
 
+        let modbus_enabled = r.parse("Modbus__Enabled", parse_bool);
+        let modbus_timeout = r.number("Modbus__RequestTimeoutMilliseconds", 100, 60_000).map(Duration::from_millis);
+        let modbus_backoff = r.seconds("Modbus__MaxBackoffSeconds", 1, 3600);
+        let modbus_buffer = r.number("Modbus__BufferReadings", 1000, 10_000_000);
+
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -643,6 +675,12 @@ impl Config {
                 token: fleet_token,
                 interval: fleet_interval.ok_or_else(missing)?,
                 batch_size: fleet_batch.ok_or_else(missing)? as u32,
+            },
+            modbus: ModbusSettings {
+                enabled: modbus_enabled.ok_or_else(missing)?,
+                request_timeout: modbus_timeout.ok_or_else(missing)?,
+                max_backoff: modbus_backoff.ok_or_else(missing)?,
+                buffer_readings: modbus_buffer.ok_or_else(missing)? as usize,
             },
         };
         Ok((config, warnings))

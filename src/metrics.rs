@@ -59,6 +59,22 @@ fn describe() {
         "tau_portal_ingest_rows_rejected_total",
         "Ingest rows refused (unknown device, bad time)."
     );
+    metrics::describe_counter!(
+        "tau_portal_readings_dropped_total",
+        "Readings dropped because the write buffer was full while the database was unavailable, by source."
+    );
+    metrics::describe_counter!(
+        "tau_portal_polls_total",
+        "Modbus polls, by device (externalId) and result (ok, failed)."
+    );
+    metrics::describe_counter!(
+        "tau_portal_poll_missed_cycles_total",
+        "Poll intervals that passed without a poll of a healthy device (the poller falling behind)."
+    );
+    metrics::describe_counter!(
+        "tau_portal_poll_disconnects_total",
+        "Modbus connections dropped after a timeout or transport error."
+    );
     metrics::describe_gauge!("tau_portal_build_info", "Always 1; the labels carry the version.");
     metrics::describe_gauge!("tau_portal_sites", "Sites configured.");
     metrics::describe_gauge!("tau_portal_devices", "Devices configured, by state (enabled, disabled).");

@@ -151,6 +151,18 @@ pub struct MeterSettings {
 }
 
 impl MeterSettings {
+    /// For a meter that refuses its settings registers: values taken as they come.
+    pub const UNSCALED: MeterSettings = MeterSettings {
+        wiring: None,
+        pt1: 1,
+        pt2: 1,
+        ct1: 1,
+        ct2: 1,
+        primary_values: true,
+        secondary_energy: false,
+        var_convention: 0,
+    };
+
     /// Decodes the settings block (0x1003 ..= 0x101D).
     pub fn decode(words: &[u16]) -> Result<MeterSettings, DecodeError> {
         expect_len(&SETTINGS, words)?;

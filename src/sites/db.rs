@@ -165,6 +165,18 @@ pub struct DeviceRow {
     pub last_error: Option<String>,
     #[sqlx(rename = "LastErrorAt")]
     pub last_error_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "ConsecutiveFailures")]
+    pub consecutive_failures: i32,
+    /// The meter's settings and identity as the poller last read them (JSON of
+    /// `modbus::registers::MeterSettings` / `MeterIdentity`).
+    #[sqlx(rename = "MeterSettings")]
+    pub meter_settings: Option<serde_json::Value>,
+    #[sqlx(rename = "MeterSettingsAt")]
+    pub meter_settings_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "MeterIdentity")]
+    pub meter_identity: Option<serde_json::Value>,
+    #[sqlx(rename = "UnsupportedBlocks")]
+    pub unsupported_blocks: Vec<String>,
     /// The newest reading's time, from the measurement table.
     #[sqlx(rename = "LastReadingAt")]
     pub last_reading_at: Option<DateTime<Utc>>,
@@ -174,6 +186,7 @@ pub struct DeviceRow {
 /// one index probe per device.
 const DEVICE_COLUMNS: &str = r#"d."Id", d."SiteId", d."ExternalId", d."Name", d."Model", d."Source", d."ModbusHost",
     d."ModbusPort", d."ModbusUnitId", d."PollIntervalSeconds", d."Enabled", d."LastError", d."LastErrorAt",
+    d."ConsecutiveFailures", d."MeterSettings", d."MeterSettingsAt", d."MeterIdentity", d."UnsupportedBlocks",
     (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt""#;
 
 pub async fn devices_of_site(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<DeviceRow>, sqlx::Error> {
@@ -257,6 +270,100 @@ pub async fn reading_count(db: impl PgExecutor<'_>, device_id: i32) -> Result<i6
         .bind(device_id)
         .fetch_one(db)
         .await
+}
+
+// ---------------------------------------------------------------- the poller's view of devices
+
+/// An enabled Modbus TCP device, as the poller needs it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ModbusDeviceRow {
+    #[sqlx(rename = "Id")]
+    pub id: i32,
+    #[sqlx(rename = "ExternalId")]
+    pub external_id: String,
+    #[sqlx(rename = "Model")]
+    pub model: String,
+    #[sqlx(rename = "ModbusHost")]
+    pub host: String,
+    #[sqlx(rename = "ModbusPort")]
+    pub port: i32,
+    #[sqlx(rename = "ModbusUnitId")]
+    pub unit_id: i16,
+    #[sqlx(rename = "PollIntervalSeconds")]
+    pub poll_interval_seconds: i32,
+}
+
+pub async fn modbus_devices(db: impl PgExecutor<'_>) -> Result<Vec<ModbusDeviceRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "ExternalId", "Model", "ModbusHost", "ModbusPort", "ModbusUnitId", "PollIntervalSeconds"
+           FROM monitoring."Devices"
+           WHERE "Source" = 'modbus-tcp' AND "Enabled" AND "ModbusHost" IS NOT NULL
+           ORDER BY "Id""#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One device's poll outcome since the last report: the failure count now, and the newest
+/// failure if there was one.
+pub struct PollHealth {
+    pub device_id: i32,
+    pub consecutive_failures: i32,
+    pub last_error: Option<(String, DateTime<Utc>)>,
+}
+
+/// Records poll outcomes for many devices in one statement; a device deleted meanwhile is skipped.
+pub async fn record_poll_health(db: impl PgExecutor<'_>, health: &[PollHealth]) -> Result<(), sqlx::Error> {
+    let ids: Vec<i32> = health.iter().map(|h| h.device_id).collect();
+    let failures: Vec<i32> = health.iter().map(|h| h.consecutive_failures).collect();
+    let errors: Vec<Option<&str>> = health.iter().map(|h| h.last_error.as_ref().map(|e| e.0.as_str())).collect();
+    let times: Vec<Option<DateTime<Utc>>> = health.iter().map(|h| h.last_error.as_ref().map(|e| e.1)).collect();
+    sqlx::query(
+        r#"UPDATE monitoring."Devices" d
+           SET "ConsecutiveFailures" = h.failures,
+               "LastError" = COALESCE(h.error, d."LastError"),
+               "LastErrorAt" = CASE WHEN h.error IS NULL THEN d."LastErrorAt" ELSE h.at END
+           FROM UNNEST($1::int4[], $2::int4[], $3::text[], $4::timestamptz[]) AS h(id, failures, error, at)
+           WHERE d."Id" = h.id"#,
+    )
+    .bind(ids)
+    .bind(failures)
+    .bind(errors)
+    .bind(times)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What the poller learnt about the meter itself; `None` fields are left as they are.
+#[derive(Default)]
+pub struct MeterFacts {
+    pub settings: Option<(serde_json::Value, DateTime<Utc>)>,
+    pub identity: Option<serde_json::Value>,
+    pub unsupported_blocks: Option<Vec<String>>,
+}
+
+pub async fn record_meter_facts(
+    db: impl PgExecutor<'_>,
+    device_id: i32,
+    facts: &MeterFacts,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"UPDATE monitoring."Devices"
+           SET "MeterSettings" = COALESCE($2, "MeterSettings"),
+               "MeterSettingsAt" = COALESCE($3, "MeterSettingsAt"),
+               "MeterIdentity" = COALESCE($4, "MeterIdentity"),
+               "UnsupportedBlocks" = COALESCE($5, "UnsupportedBlocks")
+           WHERE "Id" = $1"#,
+    )
+    .bind(device_id)
+    .bind(facts.settings.as_ref().map(|s| &s.0))
+    .bind(facts.settings.as_ref().map(|s| s.1))
+    .bind(facts.identity.as_ref())
+    .bind(facts.unsupported_blocks.as_deref())
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- readings

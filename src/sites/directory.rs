@@ -1,6 +1,7 @@
 //! Devices by `externalId`, in memory: every ingestion path resolves rows to devices through it
 //! instead of querying per row. Any change to devices (create, edit, delete) calls
-//! [`DeviceDirectory::invalidate`], and the next lookup reloads the map.
+//! [`DeviceDirectory::invalidate`], and the next lookup reloads the map; the Modbus poller
+//! subscribes to the same signal to pick up device changes without a restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,11 +15,13 @@ pub type DeviceMap = Arc<HashMap<String, i32>>;
 pub struct DeviceDirectory {
     db: PgPool,
     map: Arc<RwLock<Option<DeviceMap>>>,
+    /// Bumped on every change.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl DeviceDirectory {
     pub fn new(db: PgPool) -> DeviceDirectory {
-        DeviceDirectory { db, map: Arc::new(RwLock::new(None)) }
+        DeviceDirectory { db, map: Arc::new(RwLock::new(None)), changes: tokio::sync::watch::Sender::new(0) }
     }
 
     /// `externalId → device id` for every device.
@@ -36,5 +39,11 @@ impl DeviceDirectory {
     /// Forgets the map; call after any change to `monitoring."Devices"`.
     pub fn invalidate(&self) {
         *self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Wakes on every later [`invalidate`](Self::invalidate).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

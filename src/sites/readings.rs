@@ -150,16 +150,21 @@ impl Status {
 }
 
 /// A device is online while readings keep arriving: the newest is at most three poll intervals
-/// (and at least five minutes, for pushed data that arrives in batches) old.
+/// (and at least five minutes, for pushed data that arrives in batches) old. It is failing
+/// while the poller's latest polls failed, or when its last error is newer than its last reading.
 pub fn status(
     enabled: bool,
     last_reading: Option<DateTime<Utc>>,
     last_error: Option<DateTime<Utc>>,
+    consecutive_failures: i32,
     poll_interval_seconds: i32,
     now: DateTime<Utc>,
 ) -> Status {
     if !enabled {
         return Status::Disabled;
+    }
+    if consecutive_failures > 0 {
+        return Status::Failing;
     }
     if let Some(error) = last_error
         && last_reading.is_none_or(|r| error > r)
@@ -279,15 +284,16 @@ mod tests {
     fn status_follows_readings_errors_and_the_poll_interval() {
         let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
         let ago = |s: i64| Some(now - TimeDelta::seconds(s));
-        assert_eq!(status(false, ago(1), None, 60, now), Status::Disabled);
-        assert_eq!(status(true, None, None, 60, now), Status::NoReadings);
-        assert_eq!(status(true, ago(170), None, 60, now), Status::Online);
-        assert_eq!(status(true, ago(299), None, 1, now), Status::Online, "at least five minutes of grace");
-        assert_eq!(status(true, ago(301), None, 1, now), Status::Offline);
-        assert_eq!(status(true, ago(3 * 600 + 1), None, 600, now), Status::Offline);
-        assert_eq!(status(true, ago(60), ago(30), 60, now), Status::Failing, "an error after the newest reading");
-        assert_eq!(status(true, ago(30), ago(60), 60, now), Status::Online, "a reading after the error");
-        assert_eq!(status(true, None, ago(60), 60, now), Status::Failing);
+        assert_eq!(status(false, ago(1), None, 0, 60, now), Status::Disabled);
+        assert_eq!(status(true, None, None, 0, 60, now), Status::NoReadings);
+        assert_eq!(status(true, ago(170), None, 0, 60, now), Status::Online);
+        assert_eq!(status(true, ago(299), None, 0, 1, now), Status::Online, "at least five minutes of grace");
+        assert_eq!(status(true, ago(301), None, 0, 1, now), Status::Offline);
+        assert_eq!(status(true, ago(3 * 600 + 1), None, 0, 600, now), Status::Offline);
+        assert_eq!(status(true, ago(60), ago(30), 0, 60, now), Status::Failing, "an error after the newest reading");
+        assert_eq!(status(true, ago(30), ago(60), 0, 60, now), Status::Online, "a reading after the error");
+        assert_eq!(status(true, None, ago(60), 0, 60, now), Status::Failing);
+        assert_eq!(status(true, ago(1), ago(60), 2, 60, now), Status::Failing, "the poller's latest polls failed");
     }
 
     #[test]

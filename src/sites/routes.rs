@@ -67,7 +67,14 @@ pub struct DeviceListView {
 }
 
 pub fn device_list_view(d: &DeviceRow, tz: Tz, now: chrono::DateTime<chrono::Utc>) -> DeviceListView {
-    let status = readings::status(d.enabled, d.last_reading_at, d.last_error_at, d.poll_interval_seconds, now);
+    let status = readings::status(
+        d.enabled,
+        d.last_reading_at,
+        d.last_error_at,
+        d.consecutive_failures,
+        d.poll_interval_seconds,
+        now,
+    );
     let source = match &d.modbus_host {
         Some(host) if d.source == forms::MODBUS_TCP => {
             format!("Modbus TCP {host}:{}, unit {}", d.modbus_port, d.modbus_unit_id)

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, admin_options, test_config};
 
-async fn admin(app: &TestApp) -> Browser {
+pub(crate) async fn admin(app: &TestApp) -> Browser {
     app.seed_admin().await;
     let mut b = app.browser();
     assert_eq!(b.sign_in("admin@example.com", ADMIN_PASSWORD).await.status, StatusCode::SEE_OTHER);
@@ -28,26 +28,26 @@ async fn viewer(app: &TestApp, admin: &mut Browser) -> Browser {
 }
 
 /// The id in a redirect such as `/sites/7?notice=site-created`.
-fn id_in(location: &str, prefix: &str) -> i32 {
+pub(crate) fn id_in(location: &str, prefix: &str) -> i32 {
     let rest = location.strip_prefix(prefix).unwrap_or_else(|| panic!("{location:?} does not start with {prefix}"));
     rest.split('?').next().unwrap().parse().unwrap_or_else(|_| panic!("no id in {location:?}"))
 }
 
-async fn post_site(b: &mut Browser, url: &str, fields: &[(&str, &str)]) -> Reply {
+pub(crate) async fn post_site(b: &mut Browser, url: &str, fields: &[(&str, &str)]) -> Reply {
     let csrf = b.get(url).await.csrf();
     let mut all = vec![("csrf", csrf.as_str())];
     all.extend_from_slice(fields);
     b.post(url, &all).await
 }
 
-async fn create_site(b: &mut Browser, name: &str) -> i32 {
+pub(crate) async fn create_site(b: &mut Browser, name: &str) -> i32 {
     let res = post_site(b, "/sites/new", &[("name", name), ("time_zone", "Africa/Johannesburg")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     id_in(res.location(), "/sites/")
 }
 
 /// A valid Modbus TCP device's fields, with `overrides` replacing or adding fields.
-fn device_fields<'a>(external_id: &'a str, overrides: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn device_fields<'a>(external_id: &'a str, overrides: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut fields = vec![
         ("external_id", external_id),
         ("name", "Main incomer"),
@@ -72,11 +72,11 @@ fn device_fields<'a>(external_id: &'a str, overrides: &[(&'a str, &'a str)]) -> 
 /// Form fields that replace or add to a valid device's.
 type Fields<'a> = &'a [(&'a str, &'a str)];
 
-async fn post_device(b: &mut Browser, url: &str, external_id: &str, overrides: &[(&str, &str)]) -> Reply {
+pub(crate) async fn post_device(b: &mut Browser, url: &str, external_id: &str, overrides: &[(&str, &str)]) -> Reply {
     post_site(b, url, &device_fields(external_id, overrides)).await
 }
 
-async fn create_device(b: &mut Browser, site: i32, external_id: &str, overrides: &[(&str, &str)]) -> i32 {
+pub(crate) async fn create_device(b: &mut Browser, site: i32, external_id: &str, overrides: &[(&str, &str)]) -> i32 {
     let res = post_device(b, &format!("/sites/{site}/devices/new"), external_id, overrides).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     id_in(res.location(), "/devices/")
