@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Brings the portal up locally on an embedded default (README "Quick start"):
 # a persistent private PostgreSQL 15 cluster in .local/pg, a generated admin password in
-# .local/admin-password, the portal's data directory in .local/data, and the portal itself in
-# Development mode at http://127.0.0.1:${TAU_DEV_PORT:-8080}. Ctrl-C stops the portal and the
-# cluster; the data stays for the next run (delete .local/ to start over).
+# .local/admin-password, the portal's data directory in .local/data, three simulated Acuvim II
+# meters behind one Modbus TCP port (`tau-portal simulate`), a demo site with those meters
+# (registered only while the database has no site yet), and the portal itself in Development
+# mode at http://127.0.0.1:${TAU_DEV_PORT:-8080}, polling the meters every 5 s. Ctrl-C stops
+# everything; the data stays for the next run (delete .local/ to start over).
 #
 # Environment: TAU_DEV_PORT (portal, default 8080), TAU_DEV_PG_PORT (PostgreSQL, default 54329;
-# when something else holds it, a free port is used instead), CARGO_TARGET_DIR, RUST_LOG.
+# when something else holds it, a free port is used instead), TAU_DEV_MODBUS_PORT (simulator,
+# default 5020), TAU_DEV_DIR (instead of .local/, e.g. for a test), CARGO_TARGET_DIR, RUST_LOG.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,16 +17,18 @@ ROOT=$PWD
 # shellcheck source=scripts/lib/pg.sh
 source scripts/lib/pg.sh # also sources scripts/lib/ensure.sh
 
-LOCAL=$ROOT/.local
+LOCAL=${TAU_DEV_DIR:-$ROOT/.local}
 PG_BASE=$LOCAL/pg
 PORTAL_PORT=${TAU_DEV_PORT:-8080}
 WANTED_PG_PORT=${TAU_DEV_PG_PORT:-54329}
+MODBUS_PORT=${TAU_DEV_MODBUS_PORT:-5020}
 ADMIN_EMAIL=admin@example.com
 ADMIN_PASSWORD_FILE=$LOCAL/admin-password
 DATABASE=power_monitoring
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/tau-portal
 
 PORTAL_PID=""
+SIMULATOR_PID=""
 PG_STARTED=0
 
 # Runs on every exit: Ctrl-C, SIGTERM, the portal exiting by itself, or a failed step.
@@ -40,6 +45,11 @@ cleanup() {
         kill -KILL "$PORTAL_PID" 2>/dev/null
     fi
     [[ -n $PORTAL_PID ]] && wait "$PORTAL_PID" 2>/dev/null
+    if [[ -n $SIMULATOR_PID ]] && kill -0 "$SIMULATOR_PID" 2>/dev/null; then
+        echo "stopping the meter simulator"
+        kill -TERM "$SIMULATOR_PID" 2>/dev/null
+        wait "$SIMULATOR_PID" 2>/dev/null
+    fi
     if ((PG_STARTED)); then
         echo "stopping the local PostgreSQL"
         pg_cluster_stop "$PG_BASE" fast
@@ -58,6 +68,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if ! tau_port_is_free "$PORTAL_PORT"; then
     echo "error: port $PORTAL_PORT on 127.0.0.1 is in use; set TAU_DEV_PORT to another port" >&2
+    exit 1
+fi
+if ! tau_port_is_free "$MODBUS_PORT"; then
+    echo "error: port $MODBUS_PORT on 127.0.0.1 is in use; set TAU_DEV_MODBUS_PORT to another port" >&2
     exit 1
 fi
 
@@ -98,26 +112,50 @@ chmod 600 "$ADMIN_PASSWORD_FILE"
 # Dev profile: shares the build cache with scripts/test.sh.
 cargo build --locked --bin tau-portal
 
+# The portal's settings, shared by `migrate` and `serve`.
+export Application__Environment=Development
+export Application__ListenAddress=127.0.0.1:${PORTAL_PORT}
+export Application__PublicUrl=http://127.0.0.1:${PORTAL_PORT}
+export Application__DataDirectory=$LOCAL/data
+export Database__ConnectionString="Host=127.0.0.1;Port=${PG_PORT};Database=${DATABASE};Username=postgres;Password=unused"
+export Authentication__DefaultAdminEmail=$ADMIN_EMAIL
+export Authentication__DefaultAdminPassword_FILE=$ADMIN_PASSWORD_FILE
+
+# --- simulated meters, and a demo site for them on an empty database -------------------------
+"$BIN" simulate --meters 3 --unit-ids --listen 127.0.0.1 --port "$MODBUS_PORT" </dev/null >"$LOCAL/simulator.log" 2>&1 &
+SIMULATOR_PID=$!
+"$BIN" migrate </dev/null
+pg_psql "$PG_BASE" "$PG_PORT" -d "$DATABASE" -v ON_ERROR_STOP=1 -q -v modbus_port="$MODBUS_PORT" <<'SQL'
+-- Only on a database without sites: the demo never touches a user's own configuration.
+WITH site AS (
+    INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
+    SELECT 'Demo plant', 'Simulated meters (scripts/dev.sh)', 'Africa/Johannesburg',
+           'Three simulated Acuvim II meters behind one Modbus TCP port; delete this site when you add your own.'
+    WHERE NOT EXISTS (SELECT 1 FROM monitoring."Sites")
+    RETURNING "Id"
+)
+INSERT INTO monitoring."Devices"
+    ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost", "ModbusPort", "ModbusUnitId", "PollIntervalSeconds")
+SELECT site."Id", m.external_id, m.name, 'acuvim-ii', 'modbus-tcp', '127.0.0.1', :modbus_port, m.unit, 5
+FROM site, (VALUES ('demo-incomer', 'Main incomer', 1), ('demo-hvac', 'HVAC', 2), ('demo-lighting', 'Lighting', 3))
+    AS m(external_id, name, unit);
+SQL
+
 cat <<BANNER
 
   Tau Acuvim Portal is starting at  http://127.0.0.1:${PORTAL_PORT}
   Sign in as                        ${ADMIN_EMAIL}
   Password                          $(cat "$ADMIN_PASSWORD_FILE")
   Database                          postgres://postgres@127.0.0.1:${PG_PORT}/${DATABASE}
-  Stop with Ctrl-C (stops the portal and the local PostgreSQL; the data stays in .local/).
+  Simulated meters                  Modbus TCP 127.0.0.1:${MODBUS_PORT}, unit ids 1-3 (log: $LOCAL/simulator.log)
+  Live readings                     Sites -> Demo plant (a reading every 5 s)
+  Stop with Ctrl-C (stops the portal, the simulator and the local PostgreSQL; the data stays in .local/).
 
 BANNER
 
 # Not exec: the EXIT trap must run afterwards to stop the cluster. The portal runs in the
 # background so that a SIGTERM sent to this script is handled at once (cleanup forwards it).
-Application__Environment=Development \
-Application__ListenAddress=127.0.0.1:${PORTAL_PORT} \
-Application__PublicUrl=http://127.0.0.1:${PORTAL_PORT} \
-Application__DataDirectory=$LOCAL/data \
-Database__ConnectionString="Host=127.0.0.1;Port=${PG_PORT};Database=${DATABASE};Username=postgres;Password=unused" \
-Authentication__DefaultAdminEmail=$ADMIN_EMAIL \
-Authentication__DefaultAdminPassword_FILE=$ADMIN_PASSWORD_FILE \
-    "$BIN" serve </dev/null &
+"$BIN" serve </dev/null &
 PORTAL_PID=$!
 # Returns the portal's status when it exits by itself (set -e then exits with it); a trapped
 # signal interrupts the wait and exits through cleanup, which stops the portal.

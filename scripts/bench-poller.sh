@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Benchmark of the Modbus poller (issue 6, "Benchmark"; target: 2,000 meters at a 1 s interval
+# on ONE core with no missed cycles and flat memory).
+#
+# In one run, everything on 127.0.0.1: installs what is missing (PostgreSQL 15, curl), builds the
+# portal in release mode, starts a throwaway PostgreSQL cluster, the simulator serving
+# BENCH_METERS Acuvim II meters on ports BENCH_MODBUS_PORT.. (one port each, as meters with their
+# own gateways), registers one Modbus device per meter polled every second, and starts the portal
+# pinned to CPU 0 with `taskset` (the simulator and PostgreSQL get the other CPUs when there are
+# any). After BENCH_WARMUP seconds it measures for BENCH_SECONDS and prints:
+#   meters polled per second   successful polls / s (from tau_portal_polls_total)
+#   readings stored per second rows added to monitoring."PowerMeasurements" / s
+#   missed cycles              tau_portal_poll_missed_cycles_total during the window
+#   failed polls               polls that timed out or failed during the window
+#   CPU per 1,000 reads        the portal process's user+system CPU seconds per 1,000 polls
+#   RSS start / end            the portal's resident memory at the start and end of the window
+# and a `TARGET MET` or `TARGET MISSED` line. The CPU figure is the whole portal process; with
+# nobody browsing, that is the poller, the write buffer and its database writes.
+#
+# It is a measurement, not a test: it exits 0 when the target is missed, and non-zero only when
+# the benchmark itself failed (a process that did not start, no readings at all).
+#
+# Environment: BENCH_METERS (default 2000), BENCH_SECONDS (default 60), BENCH_WARMUP (default
+# 10), BENCH_MODBUS_PORT (first simulator port, default 40000), BENCH_SKIP_BUILD=1 to use the
+# existing target/release/tau-portal as is, CARGO_TARGET_DIR (default target/).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+# shellcheck source=scripts/lib/pg.sh
+source scripts/lib/pg.sh
+# shellcheck source=scripts/lib/proc.sh
+source scripts/lib/proc.sh
+
+METERS=${BENCH_METERS:-2000}
+SECONDS_MEASURED=${BENCH_SECONDS:-60}
+WARMUP=${BENCH_WARMUP:-10}
+MODBUS_PORT=${BENCH_MODBUS_PORT:-40000}
+READY_TIMEOUT=120
+
+phase() { printf '\n==> %s\n' "$*"; }
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+whole() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive whole number, got '$2'"; }
+whole BENCH_METERS "$METERS"
+whole BENCH_SECONDS "$SECONDS_MEASURED"
+whole BENCH_WARMUP "$WARMUP"
+whole BENCH_MODBUS_PORT "$MODBUS_PORT"
+((MODBUS_PORT + METERS <= 65536)) || die "ports $MODBUS_PORT + $METERS meters exceed 65535"
+
+phase "tools"
+ensure_system_packages postgres
+ensure_apt_packages curl:curl taskset:util-linux
+CPUS=$(nproc)
+if ((CPUS > 1)); then
+    PORTAL_CPUS=0
+    OTHER_CPUS=1-$((CPUS - 1))
+else
+    PORTAL_CPUS=0
+    OTHER_CPUS=0
+    echo "only one CPU: the simulator and PostgreSQL share it with the portal"
+fi
+# Each meter is one TCP connection on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) > 2 * METERS + 256)) || die "open-file limit $(ulimit -n) is too low for $METERS meters"
+
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
+if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
+    phase "build: skipped (BENCH_SKIP_BUILD=1), using $BIN"
+    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
+else
+    phase "build (release)"
+    cargo build --release --locked --bin tau-portal
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench-poller.XXXXXX")
+chmod 711 "$WORK" # the postgres user must reach the cluster directory below it
+PG_BASE=$WORK/pg
+PORTAL_PID=
+SIMULATOR_PID=
+status=0
+
+cleanup() {
+    local rc=$?
+    [[ $status -ne 0 ]] || status=$rc
+    set +e
+    if [[ -n $PORTAL_PID ]]; then stop_process "$PORTAL_PID"; fi
+    if [[ -n $SIMULATOR_PID ]]; then stop_process "$SIMULATOR_PID"; fi
+    pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1
+    if [[ $status -ne 0 ]]; then
+        local log
+        for log in "$WORK/simulator.log" "$WORK/migrate.log" "$WORK/portal.log" "$PG_BASE/postgres.log"; do
+            if [[ -s $log ]]; then
+                echo "--- last lines of $(basename "$log") ---" >&2
+                tail -n 20 "$log" >&2
+            fi
+        done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'status=130; exit 130' INT
+trap 'status=143; exit 143' TERM
+
+psql_db() { pg_psql "$PG_BASE" "$PG_CLUSTER_PORT" -d postgres "$@"; }
+
+phase "PostgreSQL 15 (throwaway cluster, on CPUs $OTHER_CPUS)"
+pg_cluster_init "$PG_BASE"
+# The settings of scripts/test.sh: durability is pointless for a throwaway cluster.
+pg_cluster_start_on_free_port "$PG_BASE" \
+    -c max_connections=100 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+# Backends forked from now on inherit the postmaster's CPUs.
+taskset -p -c "$OTHER_CPUS" "$(sed -n 1p "$PG_BASE/data/postmaster.pid")" >/dev/null
+echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
+
+phase "simulator: $METERS meters on 127.0.0.1:$MODBUS_PORT-$((MODBUS_PORT + METERS - 1)) (CPUs $OTHER_CPUS)"
+taskset -c "$OTHER_CPUS" "$BIN" simulate --meters "$METERS" --listen 127.0.0.1 --port "$MODBUS_PORT" \
+    </dev/null >"$WORK/simulator.log" 2>&1 &
+SIMULATOR_PID=$!
+deadline=$((SECONDS + READY_TIMEOUT))
+until (($(grep -c '127.0.0.1:' "$WORK/simulator.log" || true) >= METERS)); do
+    kill -0 "$SIMULATOR_PID" 2>/dev/null || die "the simulator exited"
+    ((SECONDS < deadline)) || die "the simulator did not list $METERS meters within ${READY_TIMEOUT}s"
+    sleep 0.2
+done
+
+PORTAL_PORT=$(tau_free_port)
+METRICS_PORT=$(tau_free_port)
+mkdir -p "$WORK/data"
+PORTAL_ENV=(
+    Application__Environment=Development
+    Application__ListenAddress="127.0.0.1:$PORTAL_PORT"
+    Application__MetricsAddress="127.0.0.1:$METRICS_PORT"
+    Application__DataDirectory="$WORK/data"
+    DATABASE_URL="postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/postgres"
+    Authentication__DefaultAdminPassword="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    RUST_LOG=warn
+)
+
+phase "schema (tau-portal migrate), one site, $METERS Modbus devices polled every second"
+timeout -k 5 120 env "${PORTAL_ENV[@]}" "$BIN" migrate </dev/null \
+    >"$WORK/migrate.log" 2>&1 || die "tau-portal migrate failed"
+psql_db -q -v meters="$METERS" -v port="$MODBUS_PORT" <<'SQL'
+BEGIN;
+INSERT INTO monitoring."Sites" ("Name", "TimeZone", "Notes") VALUES ('Bench site', 'UTC', 'scripts/bench-poller.sh');
+INSERT INTO monitoring."Devices"
+    ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost", "ModbusPort", "ModbusUnitId", "PollIntervalSeconds")
+SELECT s."Id", format('meter-%s', lpad(n::text, 4, '0')), format('Meter %s', n), 'acuvim-ii', 'modbus-tcp',
+       '127.0.0.1', :port + n, 1, 1
+FROM monitoring."Sites" s, generate_series(0, :meters - 1) n;
+COMMIT;
+SQL
+
+phase "portal (pinned to CPU $PORTAL_CPUS)"
+taskset -c "$PORTAL_CPUS" env "${PORTAL_ENV[@]}" "$BIN" serve </dev/null >"$WORK/portal.log" 2>&1 &
+PORTAL_PID=$!
+deadline=$((SECONDS + READY_TIMEOUT))
+until curl -fsS "http://127.0.0.1:$PORTAL_PORT/health" >/dev/null 2>&1; do
+    kill -0 "$PORTAL_PID" 2>/dev/null || die "the portal exited"
+    ((SECONDS < deadline)) || die "the portal did not answer /health within ${READY_TIMEOUT}s"
+    sleep 0.2
+done
+
+# One sample: wall clock, portal CPU ticks, RSS (kB), successful and failed polls, missed
+# cycles, stored readings.
+sample() {
+    local metrics cpu rss readings
+    metrics=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")
+    cpu=$(awk '{ print $14 + $15 }' "/proc/$PORTAL_PID/stat")
+    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")
+    readings=$(psql_db -At -c 'SELECT count(*) FROM monitoring."PowerMeasurements"')
+    printf '%s %s %s %s %s %s %s\n' "$(date +%s.%N)" "$cpu" "$rss" \
+        "$(awk '/^tau_portal_polls_total\{.*result="ok"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
+        "$(awk '/^tau_portal_polls_total\{.*result="failed"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
+        "$(awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
+        "$readings"
+}
+
+phase "warm-up: ${WARMUP}s"
+sleep "$WARMUP"
+START=$(sample)
+phase "measuring: ${SECONDS_MEASURED}s"
+sleep "$SECONDS_MEASURED"
+END=$(sample)
+
+read -r t0 cpu0 rss0 ok0 failed0 missed0 rows0 <<<"$START"
+read -r t1 cpu1 rss1 ok1 failed1 missed1 rows1 <<<"$END"
+TICK=$(getconf CLK_TCK)
+((ok1 > ok0)) || die "no successful polls during the window"
+
+phase "result"
+awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="$TICK" \
+    -v r0="$rss0" -v r1="$rss1" -v ok0="$ok0" -v ok1="$ok1" -v f0="$failed0" -v f1="$failed1" \
+    -v mi0="$missed0" -v mi1="$missed1" -v w0="$rows0" -v w1="$rows1" 'BEGIN {
+    dt = t1 - t0; polls = ok1 - ok0; cpu = (c1 - c0) / tick
+    rate = polls / dt; missed = mi1 - mi0; failed = f1 - f0
+    printf "meters                      %d at a 1 s interval, %.1f s measured\n", m, dt
+    printf "meters polled per second    %.1f  (%.3f x the %d wanted)\n", rate, rate / m, m
+    printf "readings stored per second  %.1f\n", (w1 - w0) / dt
+    printf "missed cycles               %d\n", missed
+    printf "failed polls                %d\n", failed
+    printf "portal CPU                  %.2f s = %.1f %% of one core\n", cpu, 100 * cpu / dt
+    printf "CPU per 1,000 reads         %.3f s\n", 1000 * cpu / polls
+    printf "RSS start / end             %.1f MB / %.1f MB (%+.1f %%)\n", r0 / 1024, r1 / 1024, 100 * (r1 - r0) / r0
+    ok = rate >= 0.99 * m && missed == 0 && failed == 0 && r1 <= r0 * 1.1
+    printf "%s: %d meters at 1 s on one core, no missed cycles, flat memory (RSS within 10 %%)\n", \
+        ok ? "TARGET MET" : "TARGET MISSED", m
+}'
