@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod measurements;
 pub mod metrics;
+pub mod modbus;
 pub mod provision;
 pub mod sites;
 pub mod telemetry;
