@@ -258,7 +258,7 @@ async fn purge_sessions(sessions: Sessions, shutdown: CancellationToken) {
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.
-fn shutdown_on_signal() -> CancellationToken {
+pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tau_acuvim_portal::app;
 use tau_acuvim_portal::config::{self, Config, Env};
+use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
 
 /// Exit code for an invalid configuration (the message names the key).
 const EXIT_CONFIG: u8 = 2;
@@ -44,6 +45,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Serve simulated Acuvim II meters over Modbus TCP until SIGTERM or Ctrl-C.
+    Simulate(SimulateArgs),
 }
 
 #[tokio::main]
@@ -61,6 +64,7 @@ async fn main() -> ExitCode {
         Some(Command::Provision { code, host, admin_email, output, force }) => {
             return provision(&code, &host, admin_email.as_deref(), output.as_deref(), force);
         }
+        Some(Command::Simulate(args)) => return simulate(&args, &env).await,
         _ => {}
     }
     tau_acuvim_portal::telemetry::init(&env.log_filter());
@@ -105,6 +109,33 @@ async fn healthcheck(env: &Env) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn simulate(args: &SimulateArgs, env: &Env) -> ExitCode {
+    use tau_acuvim_portal::modbus::simulator::cli;
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => {
+            // The subcommand's own usage in the message, with the full name (`tau-portal simulate`).
+            let mut command = Cli::command();
+            command.build();
+            let mut command = command.find_subcommand("simulate").cloned().unwrap_or(command);
+            command.error(clap::error::ErrorKind::ValueValidation, message).exit()
+        }
+    };
+    // Plain logs on stderr: stdout carries the meter lines a script or test reads.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(env.log_filter()).unwrap_or_else(|_| "info".into()))
+        .init();
+    match cli::run(args, config, app::shutdown_on_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

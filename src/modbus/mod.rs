@@ -4,4 +4,5 @@
 mod endpoint;
 pub mod poller;
 pub mod registers;
+pub mod simulator;
 mod status;

@@ -15,6 +15,7 @@ mod ingest;
 mod metrics;
 mod migrations;
 mod seed;
+mod simulator;
 mod sites;
 mod startup;
 mod timescale;
