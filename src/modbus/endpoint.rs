@@ -149,7 +149,7 @@ pub async fn run(
     let mut connection_failures: u32 = 0;
     let mut retry_at: Option<Instant> = None;
     loop {
-        if targets.has_changed().unwrap_or(false) || devices.is_empty() {
+        if devices.is_empty() {
             sync(&mut devices, &targets.borrow_and_update());
         }
         let now_ms = shared.clock.now().timestamp_millis();
@@ -167,6 +167,7 @@ pub async fn run(
                     if changed.is_err() {
                         break; // no devices left on this endpoint
                     }
+                    sync(&mut devices, &targets.borrow_and_update());
                     continue;
                 }
                 () = stop.cancelled() => break,
