@@ -1,6 +1,8 @@
 //! The measurement store: the ONE write path every ingestion path (ingest API, Modbus poller,
 //! fleet push) goes through, and the quantities it stores, in SI units.
 
+pub mod energy;
+
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
