@@ -145,6 +145,7 @@ pub async fn write(db: impl PgExecutor<'_>, readings: &[Reading]) -> Result<u64,
     for r in &rows {
         earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
     }
-    query = query.bind(earliest.keys().copied().collect::<Vec<_>>()).bind(earliest.values().copied().collect::<Vec<_>>());
+    query =
+        query.bind(earliest.keys().copied().collect::<Vec<_>>()).bind(earliest.values().copied().collect::<Vec<_>>());
     Ok(query.execute(db).await?.rows_affected())
 }

@@ -134,7 +134,8 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
         }
     }
     if let Ok(lag) = oldest_watermark(db).await {
-        metrics::gauge!("tau_portal_rollup_lag_seconds").set(lag.map_or(0.0, |t| (cutoff - t).as_seconds_f64().max(0.0)));
+        metrics::gauge!("tau_portal_rollup_lag_seconds")
+            .set(lag.map_or(0.0, |t| (cutoff - t).as_seconds_f64().max(0.0)));
     }
     first_error.map_or(Ok(report), Err)
 }
@@ -288,8 +289,7 @@ async fn roll_device(
         return Ok(DeviceReport { device_id: device, ..Default::default() });
     }
     let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
-    let computed =
-        energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
+    let computed = energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
     sqlx::query(r#"DELETE FROM monitoring."EnergyIntervals" WHERE "DeviceId" = $1 AND "Start" >= $2"#)
         .bind(device)
         .bind(state.from)
@@ -472,7 +472,8 @@ async fn samples(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Sample>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f32>, Option<f32>)> = sqlx::query_as(
+    type SampleRow = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f32>, Option<f32>);
+    let rows: Vec<SampleRow> = sqlx::query_as(
         r#"SELECT "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
            FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3 ORDER BY "Time""#,
     )

@@ -13,9 +13,9 @@ use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOUR
 use super::readings::{self, CHART_HEIGHT, CHART_WIDTH, Chart, ReadingView};
 use super::routes::{DeviceListView, device_list_view, zone};
 use crate::app::AppState;
-use crate::measurements::queries;
 use crate::auth::routes::audit;
 use crate::error::{AppError, AppResult};
+use crate::measurements::queries;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;

@@ -241,7 +241,11 @@ async fn the_rollup_command_rebuilds_a_range_and_the_portal_runs_the_job() {
 
     let mut cli = Portal::start(&["rollup", "--from", "2025-06-02", "--device", "meter-1"], &env, data.path());
     assert!(cli.wait_exit(Duration::from_secs(60)).await.success(), "{:?}", cli.messages());
-    assert!(cli.messages().iter().any(|m| m == &format!("Rebuilt energy intervals of device {d}")), "{:?}", cli.messages());
+    assert!(
+        cli.messages().iter().any(|m| m == &format!("Rebuilt energy intervals of device {d}")),
+        "{:?}",
+        cli.messages()
+    );
     assert!(cli.messages().iter().any(|m| m.contains("from 1440 readings")), "{:?}", cli.messages());
     assert_eq!(intervals(&pool, d).await.len(), 96);
 
