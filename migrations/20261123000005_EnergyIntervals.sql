@@ -18,13 +18,31 @@ CREATE TABLE monitoring."EnergyIntervals" (
     PRIMARY KEY ("DeviceId", "Start")
 );
 
--- How far the rollup job has processed each device's readings, and the last counter values it
--- saw there, so the next run continues without re-reading history.
+-- How far the rollup job has got per device (src/measurements/rollup.rs). Intervals before
+-- "ProcessedUntil" are final; the next run re-reads the readings from there (the interval there
+-- may be partial) and overwrites the intervals from there on, starting from the baselines below:
+-- per counter, its last value before "ProcessedUntil" and whether it had gone stale (missing for
+-- longer than a day while the meter kept reporting). "SeenUntil": readings before it have been
+-- read, so a later run never rolls up less than an earlier one did.
 CREATE TABLE monitoring."EnergyWatermarks" (
     "DeviceId"       integer PRIMARY KEY REFERENCES monitoring."Devices" ("Id") ON DELETE CASCADE,
-    "ProcessedUntil" timestamptz NOT NULL,
-    "LastTime"       timestamptz,
-    "LastImportWh"   double precision,
-    "LastExportWh"   double precision,
-    "LastVAh"        double precision
+    "ProcessedUntil" timestamptz NOT NULL DEFAULT '1900-01-01',
+    "SeenUntil"      timestamptz NOT NULL DEFAULT '1900-01-01',
+    "ImportAt"       timestamptz,
+    "ImportWh"       double precision,
+    "ImportStale"    boolean NOT NULL DEFAULT false,
+    "ExportAt"       timestamptz,
+    "ExportWh"       double precision,
+    "ExportStale"    boolean NOT NULL DEFAULT false,
+    "ApparentAt"     timestamptz,
+    "ApparentVAh"    double precision,
+    "ApparentStale"  boolean NOT NULL DEFAULT false
+);
+
+-- Readings written before a device's "ProcessedUntil" (a backfill through the ingest API, a
+-- meter's buffered data): the earliest such time per device, recorded by the write path in the
+-- same statement as the readings; the rollup job recomputes from there and deletes the row.
+CREATE TABLE monitoring."EnergyBackfills" (
+    "DeviceId" integer PRIMARY KEY REFERENCES monitoring."Devices" ("Id") ON DELETE CASCADE,
+    "From"     timestamptz NOT NULL
 );

@@ -28,8 +28,11 @@ use crate::branding::Branding;
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
 use crate::db::migrate::{self, MigrationError};
+use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
+use crate::measurements::queries::Bucketing;
+use crate::measurements::rollup;
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
@@ -59,11 +62,13 @@ pub struct Services {
     pub cookies: CookieNames,
     pub branding: Branding,
     pub devices: DeviceDirectory,
+    /// TimescaleDB or plain PostgreSQL (what the bootstrapper found): how series are bucketed.
+    pub bucketing: Bucketing,
 }
 
 impl AppState {
     /// Loads the key ring from `<data dir>/keys` and prepares the identity services.
-    pub async fn new(db: PgPool, config: Config, clock: Clock) -> Result<AppState, StartupError> {
+    pub async fn new(db: PgPool, config: Config, clock: Clock, storage: &Outcome) -> Result<AppState, StartupError> {
         metrics::handle();
         let keys = KeyRing::load_or_create(&config.data_directory.join("keys"))?;
         let passwords =
@@ -76,6 +81,7 @@ impl AppState {
         Ok(AppState(Arc::new(Services {
             branding,
             devices: DeviceDirectory::new(db.clone()),
+            bucketing: Bucketing::from(storage),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),
@@ -148,20 +154,65 @@ impl StartupError {
 }
 
 /// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
-async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<PgPool, StartupError> {
+async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<(PgPool, Outcome), StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
     if applied.is_empty() {
         tracing::info!("Database schema is up to date");
     }
-    timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
-    Ok(pool)
+    let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    Ok((pool, outcome))
 }
 
 /// `tau-portal migrate`: apply migrations and the bootstrapper, then exit.
 pub async fn migrate(config: Config) -> Result<(), StartupError> {
     let shutdown = shutdown_on_signal();
-    let pool = prepare_database(&config, &shutdown).await?;
+    let (pool, _) = prepare_database(&config, &shutdown).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// `tau-portal rollup`: recompute the energy intervals of a range, one log line per device.
+pub async fn rollup(
+    config: Config,
+    from: chrono::DateTime<chrono::Utc>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    device: Option<String>,
+) -> Result<(), StartupError> {
+    let shutdown = shutdown_on_signal();
+    let (pool, _) = prepare_database(&config, &shutdown).await?;
+    let failed = |e: rollup::RollupError| StartupError::Other(format!("rollup failed: {e}"));
+    let devices = match &device {
+        Some(external_id) => Some(vec![rollup::device_id(&pool, external_id).await.map_err(failed)?]),
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    tracing::info!(%from, to = ?to, device = ?device, "Rebuilding energy intervals");
+    let rebuild = rollup::rebuild(&pool, devices.as_deref(), from, to, Clock::default().now(), |d| {
+        tracing::info!(
+            device_id = d.device_id,
+            readings = d.readings,
+            intervals = d.intervals,
+            from = ?d.from,
+            "Rebuilt energy intervals of device {}",
+            d.device_id
+        )
+    });
+    let report = tokio::select! {
+        report = rebuild => report.map_err(failed)?,
+        () = shutdown.cancelled() => return Err(StartupError::Other("rollup interrupted".into())),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        devices = report.devices,
+        readings = report.readings,
+        intervals = report.intervals,
+        seconds,
+        readings_per_second = (report.readings as f64 / seconds.max(1e-9)).round(),
+        "Rebuilt the energy intervals of {} devices from {} readings",
+        report.devices,
+        report.readings
+    );
     pool.close().await;
     Ok(())
 }
@@ -169,8 +220,8 @@ pub async fn migrate(config: Config) -> Result<(), StartupError> {
 /// `tau-portal serve`: the full startup sequence, then serve until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     let shutdown = shutdown_on_signal();
-    let pool = prepare_database(&config, &shutdown).await?;
-    let state = AppState::new(pool.clone(), config, Clock::default()).await?;
+    let (pool, storage) = prepare_database(&config, &shutdown).await?;
+    let state = AppState::new(pool.clone(), config, Clock::default(), &storage).await?;
     seed::seed_default_admin(&pool, &state.config, &state.passwords).await?;
 
     if state.config.run_mode == crate::config::RunMode::Admin {
@@ -186,6 +237,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tasks.spawn(metrics::upkeep(shutdown.clone()));
+    if state.config.run_mode == crate::config::RunMode::Client {
+        tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
+    }
     if state.config.run_mode == crate::config::RunMode::Client && state.config.modbus.enabled {
         let poller = crate::modbus::poller::Poller {
             db: state.db.clone(),

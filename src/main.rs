@@ -26,6 +26,18 @@ enum Command {
     Serve,
     /// Apply pending migrations and the TimescaleDB bootstrapper, then exit.
     Migrate,
+    /// Recompute the 15-minute energy intervals of a time range from the raw readings.
+    Rollup {
+        /// Start of the range: RFC 3339 (2026-01-01T00:00:00Z) or a date (2026-01-01, UTC midnight).
+        #[arg(long, value_parser = parse_time)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range (exclusive), same forms [default: now, and on to what the job has done].
+        #[arg(long, value_parser = parse_time)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this device (its externalId) [default: every device].
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Exit 0 when the portal on this host answers /health (the container's HEALTHCHECK).
     Healthcheck,
     /// Write a ready .env for a new customer stack, with fresh random secrets.
@@ -85,6 +97,7 @@ async fn main() -> ExitCode {
 
     let result = match cli.command {
         Some(Command::Migrate) => app::migrate(config).await,
+        Some(Command::Rollup { from, to, device }) => app::rollup(config, from, to, device).await,
         _ => app::serve(config).await,
     };
     match result {
@@ -98,6 +111,16 @@ async fn main() -> ExitCode {
             ExitCode::from(EXIT_STARTUP)
         }
     }
+}
+
+/// An RFC 3339 time, or a date taken as midnight UTC.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("'{text}' is neither an RFC 3339 time (2026-01-01T00:00:00Z) nor a date (2026-01-01)"))
 }
 
 async fn healthcheck(env: &Env) -> ExitCode {

@@ -75,6 +75,26 @@ fn describe() {
         "tau_portal_poll_disconnects_total",
         "Modbus connections dropped after a timeout or transport error."
     );
+    metrics::describe_counter!("tau_portal_rollup_runs_total", "Energy rollup runs, by outcome (ok, error).");
+    metrics::describe_counter!("tau_portal_rollup_readings_total", "Readings read by the energy rollup.");
+    metrics::describe_counter!(
+        "tau_portal_rollup_intervals_written_total",
+        "15-minute energy intervals written (inserted or replaced) by the rollup."
+    );
+    metrics::describe_counter!(
+        "tau_portal_rollup_backfills_total",
+        "Device recomputations because readings arrived older than the device's rollup watermark."
+    );
+    metrics::describe_gauge!(
+        "tau_portal_rollup_last_run_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of the last energy rollup run."
+    );
+    metrics::describe_gauge!(
+        "tau_portal_rollup_lag_seconds",
+        metrics::Unit::Seconds,
+        "How far the oldest device's final energy intervals trail the rollup's cutoff."
+    );
     metrics::describe_gauge!("tau_portal_build_info", "Always 1; the labels carry the version.");
     metrics::describe_gauge!("tau_portal_sites", "Sites configured.");
     metrics::describe_gauge!("tau_portal_devices", "Devices configured, by state (enabled, disabled).");

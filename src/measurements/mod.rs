@@ -2,6 +2,9 @@
 //! fleet push) goes through, and the quantities it stores, in SI units.
 
 pub mod buffer;
+pub mod energy;
+pub mod queries;
+pub mod rollup;
 
 use std::sync::LazyLock;
 
@@ -138,9 +141,21 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
     let mut params = vec!["$1::int4[]".to_string(), "$2::timestamptz[]".to_string()];
     params.extend((0..REAL_QUANTITIES.len()).map(|i| format!("${}::float4[]", i + 3)));
     params.extend((0..COUNTER_QUANTITIES.len()).map(|i| format!("${}::float8[]", i + 3 + REAL_QUANTITIES.len())));
+    let late = params.len() + 1;
+    // Readings older than a device's rollup watermark would never be rolled up: the earliest one
+    // per device is noted in the same statement (rollup.rs recomputes from there). FOR KEY SHARE
+    // waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
+    // value, so a reading is either read by that run or noted as late, never neither.
     format!(
-        "INSERT INTO monitoring.\"PowerMeasurements\" ({}) SELECT * FROM UNNEST({}) \
+        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\" FROM monitoring.\"EnergyWatermarks\" \
+         WHERE \"DeviceId\" = ANY(${late}::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
+         backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
+         SELECT b.d, b.t FROM UNNEST(${late}::int4[], ${}::timestamptz[]) AS b(d, t) \
+         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < w.\"ProcessedUntil\" \
+         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")) \
+         INSERT INTO monitoring.\"PowerMeasurements\" ({}) SELECT * FROM UNNEST({}) \
          ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
+        late + 1,
         columns.join(", "),
         params.join(", ")
     )
@@ -167,5 +182,11 @@ pub async fn write(db: impl PgExecutor<'_>, readings: &[Reading]) -> Result<u64,
     for i in 0..COUNTER_QUANTITIES.len() {
         query = query.bind(rows.iter().map(|r| finite64(r.counters[i])).collect::<Vec<_>>());
     }
+    let mut earliest: std::collections::BTreeMap<i32, DateTime<Utc>> = std::collections::BTreeMap::new();
+    for r in &rows {
+        earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
+    }
+    query =
+        query.bind(earliest.keys().copied().collect::<Vec<_>>()).bind(earliest.values().copied().collect::<Vec<_>>());
     Ok(query.execute(db).await?.rows_affected())
 }

@@ -1,10 +1,7 @@
-//! SQL of `monitoring."Sites"` and `monitoring."Devices"` (the only module that writes them), and
-//! for now the two measurement queries the device page needs.
+//! SQL of `monitoring."Sites"` and `monitoring."Devices"` (the only module that writes them).
 
-use crate::measurements::{COUNTER_QUANTITIES, REAL_QUANTITIES};
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Row};
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
 
 /// The names of the unique indexes and constraints a write can run into.
 pub const SITE_NAME_UNIQUE: &str = "UX_Sites_Name";
@@ -364,64 +361,4 @@ pub async fn record_meter_facts(
     .execute(db)
     .await?;
     Ok(())
-}
-
-// ---------------------------------------------------------------- readings
-
-/// Every stored quantity of a reading, by column name; float4 columns widened to f64.
-pub struct Reading {
-    pub time: DateTime<Utc>,
-    values: Vec<(&'static str, Option<f64>)>,
-}
-
-impl Reading {
-    pub fn get(&self, column: &str) -> Option<f64> {
-        self.values.iter().find(|(c, _)| *c == column).and_then(|(_, v)| *v)
-    }
-}
-
-fn reading_from(row: &PgRow) -> Result<Reading, sqlx::Error> {
-    // The store's own quantity tables: one list of columns for writing and reading.
-    let mut values = Vec::with_capacity(REAL_QUANTITIES.len() + COUNTER_QUANTITIES.len());
-    for (_, c, _) in REAL_QUANTITIES {
-        values.push((c, row.try_get::<Option<f32>, _>(c)?.map(f64::from)));
-    }
-    for (_, c, _) in COUNTER_QUANTITIES {
-        values.push((c, row.try_get::<Option<f64>, _>(c)?));
-    }
-    Ok(Reading { time: row.try_get("Time")?, values })
-}
-
-/// The device's newest reading.
-pub async fn latest_reading(db: impl PgExecutor<'_>, device_id: i32) -> Result<Option<Reading>, sqlx::Error> {
-    let row = sqlx::query(
-        r#"SELECT * FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 ORDER BY "Time" DESC LIMIT 1"#,
-    )
-    .bind(device_id)
-    .fetch_optional(db)
-    .await?;
-    row.as_ref().map(reading_from).transpose()
-}
-
-/// Average active power (`PTotal`, W) per `bucket` in `[from, to)`, oldest first; buckets
-/// without a value are absent.
-pub async fn power_series(
-    db: impl PgExecutor<'_>,
-    device_id: i32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket: TimeDelta,
-) -> Result<Vec<(DateTime<Utc>, f64)>, sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT date_bin($4, "Time", timestamptz '2000-01-01') AS bucket, avg("PTotal")::float8
-           FROM monitoring."PowerMeasurements"
-           WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3 AND "PTotal" IS NOT NULL
-           GROUP BY bucket ORDER BY bucket"#,
-    )
-    .bind(device_id)
-    .bind(from)
-    .bind(to)
-    .bind(bucket)
-    .fetch_all(db)
-    .await
 }

@@ -15,6 +15,7 @@ use super::routes::{DeviceListView, device_list_view, zone};
 use crate::app::AppState;
 use crate::auth::routes::audit;
 use crate::error::{AppError, AppResult};
+use crate::measurements::queries;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -53,9 +54,9 @@ pub async fn show(
 ) -> AppResult<Html<String>> {
     let (device, site) = device_and_site(&state, id).await?;
     let (tz, now) = (zone(&site), state.clock.now());
-    let reading = db::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
+    let reading = queries::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
     let from = now - CHART_SPAN;
-    let series = db::power_series(&state.db, id, from, now, CHART_BUCKET).await?;
+    let series = queries::power_series(&state.db, state.bucketing, id, from, now, CHART_BUCKET).await?;
     let chart = readings::power_chart(&series, from, now, CHART_BUCKET, tz);
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));

@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::db::Reading;
+use crate::measurements::queries::StoredReading as Reading;
 
 /// Groups thousands with a narrow no-break space (the SI style; never a decimal comma).
 pub fn grouped(value: f64, decimals: usize) -> String {

@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tau_acuvim_portal::app::AppState;
 use tau_acuvim_portal::clock::Clock;
 use tau_acuvim_portal::config::{Config, Env};
+use tau_acuvim_portal::db::timescale::Outcome;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -130,7 +131,8 @@ impl TestApp {
         let data = tempfile::tempdir().unwrap();
         config.data_directory = data.path().to_path_buf();
         let clock = Clock::default();
-        let state = AppState::new(pool, config, clock.clone()).await.expect("app state");
+        let storage = Outcome::PlainTable { reason: "tests run on plain PostgreSQL".into() };
+        let state = AppState::new(pool, config, clock.clone(), &storage).await.expect("app state");
         TestApp { router: tau_acuvim_portal::app::router(state.clone()), state, clock, _data: data }
     }
 

@@ -7,6 +7,7 @@ mod branding;
 mod browser;
 mod compose;
 mod docs;
+mod energy;
 mod grafana;
 mod health;
 mod helm;

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tau_acuvim_portal::db::migrate::{self, MIGRATOR};
 use tau_acuvim_portal::db::timescale::{self, Outcome};
+use tau_acuvim_portal::measurements::queries::{self, Bucketing};
 
 use crate::helpers::{ADMIN_PASSWORD, Portal};
 
@@ -58,6 +59,20 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     .await;
     assert_eq!(hypertables, 1, "a compressed hypertable");
     assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
+
+    // The store buckets with time_bucket on a hypertable, aligned like date_bin.
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let series = queries::power_series(
+        &pool,
+        Bucketing::from(&outcome),
+        1,
+        t0,
+        t0 + chrono::TimeDelta::hours(6),
+        chrono::TimeDelta::hours(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(series, (0..3).map(|h| (t0 + chrono::TimeDelta::hours(2 * h), 1000.0)).collect::<Vec<_>>());
     type Setting = (String, Option<i16>, Option<i16>, Option<bool>);
     let settings: Vec<Setting> = sqlx::query_as(
         "SELECT attname::text, segmentby_column_index, orderby_column_index, orderby_asc
