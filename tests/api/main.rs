@@ -14,6 +14,7 @@ mod helpers;
 mod ingest;
 mod metrics;
 mod migrations;
+mod modbus_peer;
 mod seed;
 mod simulator;
 mod sites;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
 use tau_acuvim_portal::clock::Clock;
-use tau_acuvim_portal::modbus::simulator::{Fault, Layout, ParameterMode, SimConfig, Simulator, Wiring};
+use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
+use tau_acuvim_portal::modbus::simulator::{FAULT_HELP, Fault, Layout, ParameterMode, SimConfig, Simulator, Wiring};
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
@@ -379,4 +380,21 @@ fn the_simulate_command_names_a_bad_flag_and_exits_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--wiring"), "{stderr}");
+}
+
+/// The README's simulator section names every flag and every fault the command accepts.
+#[test]
+fn the_readme_documents_every_simulate_flag_and_fault() {
+    use clap::Args;
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find("## Acuvim simulator").expect("README has an Acuvim simulator section")..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+    let command = SimulateArgs::augment_args(clap::Command::new("simulate"));
+    for long in command.get_arguments().filter_map(|a| a.get_long()) {
+        assert!(section.contains(&format!("--{long}")), "README does not document --{long}");
+    }
+    for fault in FAULT_HELP.split(", ") {
+        let name = fault.split([':', '<']).next().unwrap();
+        assert!(section.contains(&format!("`{name}")), "README does not document the fault {name}");
+    }
 }
