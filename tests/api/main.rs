@@ -15,6 +15,7 @@ mod helpers;
 mod ingest;
 mod metrics;
 mod migrations;
+mod modbus_peer;
 mod poller;
 mod seed;
 mod simulator;

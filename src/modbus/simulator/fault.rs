@@ -26,13 +26,6 @@ pub enum Fault {
     MeterReset,
 }
 
-impl Fault {
-    /// Whether this fault is a one-shot change of the counters rather than a lasting state.
-    pub fn is_one_shot(&self) -> bool {
-        matches!(self, Fault::CounterWrap | Fault::MeterReset)
-    }
-}
-
 /// `METER=FAULT` from the command line, `METER` counted from 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultSpec {

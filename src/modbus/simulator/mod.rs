@@ -406,8 +406,11 @@ async fn serve(
     let on_connected = |stream: TcpStream, _peer: SocketAddr| {
         let (shared, tracked) = (shared.clone(), tasks.token());
         async move {
-            // Replies are single small frames: send them at once.
-            stream.set_nodelay(true)?;
+            // Replies are single small frames: send them at once. Not fatal: an error returned
+            // here would stop the whole listener (and drop its other connections).
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("Simulator connection without TCP_NODELAY: {e}");
+            }
             let reset = Arc::new(AtomicBool::new(false));
             let service = MeterService { shared, meter, reset: reset.clone() };
             Ok(Some((service, Connection { stream, reset, _tracked: tracked })))
@@ -419,6 +422,8 @@ async fn serve(
             // Dropping `serve` (on stop) cancels its connection tasks; each holds a tracker token
             // in its transport, so `Simulator::shutdown` waits until they are closed.
             served = server.serve(&on_connected, on_error) => {
+                // Only accept errors (e.g. out of file descriptors) end `serve`; tokio-modbus then
+                // also drops that listener's open connections, and clients reconnect.
                 if let Err(e) = served {
                     tracing::warn!("Simulator listener cannot accept connections ({e}); retrying");
                     tokio::select! {
