@@ -12,5 +12,6 @@ pub mod measurements;
 pub mod metrics;
 pub mod provision;
 pub mod sites;
+pub mod tariffs;
 pub mod telemetry;
 pub mod web;
