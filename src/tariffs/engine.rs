@@ -112,6 +112,12 @@ pub struct Segment {
     pub version_from: Option<NaiveDate>,
 }
 
+impl Segment {
+    pub fn last_day(&self) -> NaiveDate {
+        self.end.pred_opt().unwrap_or(self.end)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bill {
     pub period: Period,

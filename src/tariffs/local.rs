@@ -34,6 +34,11 @@ impl Period {
         Period::month(prev.year(), prev.month(), read_day)
     }
 
+    /// The last day (inclusive), as a bill shows the period.
+    pub fn last_day(&self) -> NaiveDate {
+        self.end.pred_opt().unwrap_or(self.end)
+    }
+
     pub fn days(&self) -> i64 {
         (self.end - self.start).num_days()
     }
