@@ -290,7 +290,7 @@ pub async fn month_outlook(db: &PgPool, now: DateTime<Utc>) -> Result<Vec<SiteOu
             currency: bill.currency,
             to_date: format!("{to_date:.2}"),
             projected: format!("{projected:.2}"),
-            completeness: format!("{} %", bill.completeness_percent),
+            completeness: format!("{:.1} %", bill.completeness_percent),
         });
     }
     Ok(out)

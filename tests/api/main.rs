@@ -17,5 +17,6 @@ mod migrations;
 mod seed;
 mod sites;
 mod startup;
+mod tariffs;
 mod timescale;
 mod traefik;
