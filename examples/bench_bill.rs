@@ -55,7 +55,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (bill, (sum_wh, rows)) = last.ok_or("no runs")?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("rows={rows} intervals={} lines={} total={} {}", bill.intervals, bill.lines.len(), bill.total, bill.currency);
+    println!(
+        "rows={rows} intervals={} lines={} total={} {}",
+        bill.intervals,
+        bill.lines.len(),
+        bill.total,
+        bill.currency
+    );
     println!("check: bill import kWh {} vs SUM {:.3}", bill.import_kwh.round_dp(3), sum_wh.unwrap_or(0.0) / 1000.0);
     println!(
         "bill_ms_median={:.2} bill_ms_best={:.2} engine_ms_median={:.3} sum_ms_median={:.2} sum_ms_best={:.2} ratio={:.2}",
