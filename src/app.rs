@@ -36,7 +36,7 @@ use crate::measurements::rollup;
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, ingest, metrics, sites, telemetry};
+use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
 
 /// Everything handlers share, behind one `Arc`: axum clones the state for every middleware
 /// layer and extractor of every request, and one reference count is far cheaper than a dozen
@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboards::router())
         .merge(branding::router())
         .merge(sites::router())
+        .merge(tariffs::router())
         .merge(ingest::router())
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod modbus;
 pub mod provision;
 pub mod sites;
+pub mod tariffs;
 pub mod telemetry;
 pub mod web;

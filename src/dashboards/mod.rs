@@ -2,12 +2,14 @@
 
 use askama::Template;
 use axum::Router;
+use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 
 use crate::app::AppState;
 use crate::auth::sessions::SessionUser;
 use crate::error::AppResult;
+use crate::tariffs::cost::{self, SiteOutlook};
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::CurrentUser;
@@ -21,8 +23,15 @@ pub fn router() -> Router<AppState> {
 struct Overview {
     page: Page,
     user: SessionUser,
+    /// Month to date and projection per site with a tariff.
+    costs: Vec<SiteOutlook>,
 }
 
-async fn overview(CurrentUser(user): CurrentUser, page: Page) -> AppResult<Html<String>> {
-    render(&Overview { page, user })
+async fn overview(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+) -> AppResult<Html<String>> {
+    let costs = cost::month_outlook(&state.db, state.clock.now()).await?;
+    render(&Overview { page, user, costs })
 }

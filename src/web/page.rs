@@ -39,6 +39,13 @@ const NOTICES: &[(&str, &str)] = &[
     ("device-updated", "The device was saved."),
     ("device-deleted", "The device was deleted, with its readings."),
     ("api-key-revoked", "The API key was revoked: requests with it are refused from now on."),
+    ("municipality-saved", "The municipality was saved."),
+    ("municipality-deleted", "The municipality was deleted."),
+    ("tariff-saved", "The tariff was saved."),
+    ("tariff-imported", "The tariff was imported. Assign it to sites under Settings → Rates."),
+    ("tariff-deleted", "The tariff was deleted."),
+    ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
+    ("tariff-unassigned", "The tariff was removed from the site's history."),
 ];
 
 impl Page {

@@ -21,5 +21,6 @@ mod seed;
 mod simulator;
 mod sites;
 mod startup;
+mod tariffs;
 mod timescale;
 mod traefik;

@@ -1,0 +1,297 @@
+//! The site page's Cost tab (a month's bill, CSV exports of its lines and of its 15-minute
+//! intervals) and the Overview's month to date: the thin I/O around the engine.
+
+use std::fmt::Write as _;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use super::db;
+use super::engine::{self, Assignment, Bill, BillInput, SiteInterval};
+use super::local::Period;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::sites::db::SiteRow;
+use crate::web::page::Page;
+use crate::web::render;
+use crate::web::session::CurrentUser;
+
+/// What a site's bill is computed from.
+pub struct Loaded {
+    pub tz: Tz,
+    pub period: Period,
+    pub devices: u32,
+    pub schedule: Vec<Assignment>,
+    pub intervals: Vec<SiteInterval>,
+}
+
+impl Loaded {
+    pub fn input(&self) -> BillInput<'_> {
+        BillInput {
+            tz: self.tz,
+            period: self.period,
+            devices: self.devices,
+            assignments: &self.schedule,
+            intervals: &self.intervals,
+        }
+    }
+}
+
+pub fn zone(site: &SiteRow) -> Tz {
+    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
+}
+
+/// Loads everything a bill of `site` over `period` needs (three queries).
+pub async fn load(db: &PgPool, site: &SiteRow, period: Period) -> Result<Loaded, sqlx::Error> {
+    let tz = zone(site);
+    let (from, to) = period.utc(tz);
+    let schedule = db::site_schedule(db, site.id).await?;
+    let intervals = db::site_intervals(db, site.id, from, to).await?;
+    let devices = db::device_count(db, site.id).await?;
+    Ok(Loaded { tz, period, devices: u32::try_from(devices).unwrap_or(u32::MAX), schedule, intervals })
+}
+
+/// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
+#[derive(Deserialize, Default)]
+pub struct PeriodQuery {
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    read_day: String,
+}
+
+impl PeriodQuery {
+    fn resolve(&self, tz: Tz, now: DateTime<Utc>) -> Result<(Period, u32), AppError> {
+        let read_day = match self.read_day.trim() {
+            "" => 1,
+            raw => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=28).contains(d))
+                .ok_or_else(|| AppError::BadRequest(format!("read_day: “{raw}” is not a day from 1 to 28.")))?,
+        };
+        let today = now.with_timezone(&tz).date_naive();
+        let period = match self.month.trim() {
+            "" => Period::containing(today, read_day),
+            raw => NaiveDate::parse_from_str(&format!("{raw}-01"), "%Y-%m-%d")
+                .ok()
+                .and_then(|d| Period::month(d.year(), d.month(), read_day)),
+        }
+        .ok_or_else(|| AppError::BadRequest(format!("month: “{}” is not a month; use YYYY-MM.", self.month)))?;
+        Ok((period, read_day))
+    }
+}
+
+pub struct LineView {
+    kind: &'static str,
+    description: String,
+    quantity: String,
+    unit: &'static str,
+    rate: String,
+    amount: String,
+    vat: String,
+    note: String,
+    segment: usize,
+}
+
+fn line_views(bill: &Bill) -> Vec<LineView> {
+    bill.lines
+        .iter()
+        .map(|l| LineView {
+            kind: l.kind.label(),
+            description: l.description.clone(),
+            quantity: l.quantity.round_dp(3).normalize().to_string(),
+            unit: l.unit,
+            rate: l.rate.normalize().to_string(),
+            amount: format!("{:.2}", l.amount),
+            vat: if l.vat_percent.is_zero() { "no".into() } else { format!("{} %", l.vat_percent.normalize()) },
+            note: l.note.clone(),
+            segment: l.segment,
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "tariffs/cost.html")]
+struct CostPage {
+    page: Page,
+    site: SiteRow,
+    month: String,
+    read_day: u32,
+    query: String,
+    bill: Bill,
+    lines: Vec<LineView>,
+    has_tariff: bool,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    page: Page,
+    Path(id): Path<i32>,
+    Query(q): Query<PeriodQuery>,
+) -> AppResult<Html<String>> {
+    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (period, read_day) = q.resolve(zone(&site), state.clock.now())?;
+    let loaded = load(&state.db, &site, period).await?;
+    let bill = engine::bill(&loaded.input());
+    let month = period.start.format("%Y-%m").to_string();
+    let query = format!("month={month}&read_day={read_day}");
+    render(&CostPage {
+        page,
+        has_tariff: !loaded.schedule.is_empty(),
+        lines: line_views(&bill),
+        site,
+        month,
+        read_day,
+        query,
+        bill,
+    })
+}
+
+/// A CSV field, quoted when it has to be (RFC 4180).
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+fn csv_response(name: String, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn file_stem(site: &SiteRow, period: Period) -> String {
+    format!("site-{}-{}-to-{}", site.id, period.start, period.last_day())
+}
+
+/// The bill's lines as CSV: one row per line, then subtotal, VAT and total.
+pub fn bill_csv(bill: &Bill) -> String {
+    let mut out = String::from("kind,description,quantity,unit,rate,amount,vat_percent,note,currency\n");
+    for l in &bill.lines {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{:.2},{},{},{}",
+            csv(l.kind.label()),
+            csv(&l.description),
+            l.quantity.normalize(),
+            l.unit,
+            l.rate.normalize(),
+            l.amount,
+            l.vat_percent.normalize(),
+            csv(&l.note),
+            bill.currency
+        );
+    }
+    for (label, v) in [("Subtotal", bill.subtotal), ("VAT", bill.vat), ("Total", bill.total)] {
+        let _ = writeln!(out, "{label},,,,,{v:.2},,,{}", bill.currency);
+    }
+    out
+}
+
+pub async fn bill_export(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    Path(id): Path<i32>,
+    Query(q): Query<PeriodQuery>,
+) -> AppResult<Response> {
+    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
+    let loaded = load(&state.db, &site, period).await?;
+    let bill = engine::bill(&loaded.input());
+    Ok(csv_response(format!("{}-bill.csv", file_stem(&site, period)), bill_csv(&bill)))
+}
+
+/// The site's 15-minute intervals as CSV, local time and UTC side by side.
+pub fn intervals_csv(input: &BillInput<'_>) -> String {
+    let mut out = String::from(
+        "local_start,utc_offset,utc_start,import_kwh,export_kwh,apparent_kvah,device_rows,estimated,season,period\n",
+    );
+    for r in engine::interval_rows(input) {
+        let kwh = |wh: f64| (engine::wh(wh) / Decimal::ONE_THOUSAND).normalize();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{}",
+            r.local.format("%Y-%m-%d %H:%M"),
+            r.utc_offset,
+            r.interval.start.format("%Y-%m-%dT%H:%M:%SZ"),
+            kwh(r.interval.import_wh),
+            kwh(r.interval.export_wh),
+            kwh(r.interval.vah),
+            r.interval.rows,
+            r.interval.estimated,
+            csv(r.season.unwrap_or("")),
+            r.period.map_or("", |p| p.key()),
+        );
+    }
+    out
+}
+
+pub async fn intervals_export(
+    State(state): State<AppState>,
+    CurrentUser(_): CurrentUser,
+    Path(id): Path<i32>,
+    Query(q): Query<PeriodQuery>,
+) -> AppResult<Response> {
+    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
+    let loaded = load(&state.db, &site, period).await?;
+    Ok(csv_response(format!("{}-intervals.csv", file_stem(&site, period)), intervals_csv(&loaded.input())))
+}
+
+// ---------------------------------------------------------------- the Overview's figures
+
+pub struct SiteOutlook {
+    pub site_id: i32,
+    pub site: String,
+    pub currency: String,
+    pub to_date: String,
+    pub projected: String,
+    pub completeness: String,
+}
+
+/// Month to date and the projection to month end for every site that has a tariff.
+pub async fn month_outlook(db: &PgPool, now: DateTime<Utc>) -> Result<Vec<SiteOutlook>, sqlx::Error> {
+    let site_ids: Vec<i32> = sqlx::query_scalar(
+        r#"SELECT s."Id" FROM monitoring."Sites" s
+           WHERE EXISTS (SELECT 1 FROM portal."SiteTariffs" a WHERE a."SiteId" = s."Id") ORDER BY lower(s."Name")"#,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::new();
+    for id in site_ids {
+        let Some(site) = crate::sites::db::site(db, id).await? else { continue };
+        let tz = zone(&site);
+        let Some(period) = Period::containing(now.with_timezone(&tz).date_naive(), 1) else { continue };
+        let loaded = load(db, &site, period).await?;
+        let bill = engine::bill(&loaded.input());
+        let (from, to) = period.utc(tz);
+        let elapsed =
+            Decimal::from((now - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1));
+        let (to_date, projected) = engine::outlook(&bill, elapsed);
+        out.push(SiteOutlook {
+            site_id: site.id,
+            site: site.name,
+            currency: bill.currency,
+            to_date: format!("{to_date:.2}"),
+            projected: format!("{projected:.2}"),
+            completeness: format!("{:.1} %", bill.completeness_percent),
+        });
+    }
+    Ok(out)
+}

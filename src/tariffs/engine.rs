@@ -1,0 +1,533 @@
+//! The cost engine: a site's 15-minute intervals, its tariff history and a billing period in, an
+//! itemised bill out. Pure (no I/O, no clock); every figure in `Decimal`.
+//!
+//! How a bill is made:
+//! 1. The period's local days are split into segments where the site's tariff or the tariff's
+//!    version changes; a day without a tariff becomes an unpriced segment.
+//! 2. Each interval goes to the segment of its local date; its local date and time of day give
+//!    the season, the day type (a public holiday of the tariff's municipality counts as the
+//!    tariff's `holidays_as`) and the TOU period.
+//! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), fixed charges
+//!    (days × rate per day; per-month charges prorated by the segment's share of the period's
+//!    days, so a month without a change is charged once), maximum demand × rate (also prorated),
+//!    export credit. Block thresholds are prorated the same way.
+//! 4. Each line's amount is rounded to the cent (half away from zero); VAT is the rounded sum of
+//!    the VAT-able lines times the municipality's VAT %; total = subtotal + VAT.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Offset, Timelike, Utc};
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::local::{INTERVAL_MINUTES, Period};
+use super::model::{
+    self, Component, DayType, DemandUnit, Energy, Municipality, Period as TouPeriod, SLOTS, TariffDoc, Version,
+};
+
+/// A site's energy in one 15-minute interval: its devices' rows summed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteInterval {
+    pub start: DateTime<Utc>,
+    pub import_wh: f64,
+    pub export_wh: f64,
+    /// Apparent energy, for kVA demand (see `db::site_intervals` for the fallbacks).
+    pub vah: f64,
+    /// Device rows that made up the interval.
+    pub rows: u32,
+    /// Any of them estimated (energy spread over a data gap).
+    pub estimated: bool,
+}
+
+/// A tariff with the municipality it belongs to.
+#[derive(Debug, Clone)]
+pub struct Tariff {
+    pub id: i32,
+    pub doc: TariffDoc,
+    pub municipality: Municipality,
+}
+
+/// A site's tariff from `from` until the next assignment.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub from: NaiveDate,
+    pub tariff: Arc<Tariff>,
+}
+
+pub struct BillInput<'a> {
+    pub tz: Tz,
+    pub period: Period,
+    /// Devices at the site: the completeness denominator.
+    pub devices: u32,
+    /// Sorted by `from`.
+    pub assignments: &'a [Assignment],
+    /// Sorted by `start`; intervals outside the period are ignored.
+    pub intervals: &'a [SiteInterval],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    Energy,
+    Fixed,
+    Demand,
+    Export,
+}
+
+impl LineKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            LineKind::Energy => "Energy",
+            LineKind::Fixed => "Fixed",
+            LineKind::Demand => "Demand",
+            LineKind::Export => "Export credit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub kind: LineKind,
+    pub segment: usize,
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit: &'static str,
+    pub rate: Decimal,
+    /// Quantity × rate before rounding (negative for a credit).
+    pub exact: Decimal,
+    /// `exact` rounded to the cent: what the bill shows and adds up.
+    pub amount: Decimal,
+    /// 0 when VAT is not charged on the line.
+    pub vat_percent: Decimal,
+    /// E.g. when the maximum demand occurred.
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    /// `None`: no tariff in effect on these days.
+    pub tariff: Option<String>,
+    pub version_from: Option<NaiveDate>,
+}
+
+impl Segment {
+    pub fn last_day(&self) -> NaiveDate {
+        self.end.pred_opt().unwrap_or(self.end)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bill {
+    pub period: Period,
+    pub currency: String,
+    pub segments: Vec<Segment>,
+    pub lines: Vec<Line>,
+    pub subtotal: Decimal,
+    pub vat: Decimal,
+    pub total: Decimal,
+    /// Unrounded totals, for checking that splits add up.
+    pub exact_total: Decimal,
+    pub import_kwh: Decimal,
+    pub export_kwh: Decimal,
+    /// 15-minute intervals in the period (92, 96 or 100 a day).
+    pub intervals: i64,
+    /// Device rows present / (devices × intervals).
+    pub rows: i64,
+    pub completeness_percent: Decimal,
+    pub estimated_intervals: u32,
+}
+
+pub fn round_cents(x: Decimal) -> Decimal {
+    x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Wh as stored (float8) to a decimal, to the milliwatt-hour: exact and deterministic.
+pub fn wh(x: f64) -> Decimal {
+    Decimal::from_f64_retain(x).unwrap_or_default().round_dp(3)
+}
+
+const KILO: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
+
+/// A tariff version prepared for lookups.
+struct Compiled<'a> {
+    version: &'a Version,
+    municipality: &'a Municipality,
+    /// Per TOU season: the period of each quarter hour per day type.
+    tables: Vec<[[TouPeriod; SLOTS]; 3]>,
+}
+
+impl<'a> Compiled<'a> {
+    fn new(version: &'a Version, municipality: &'a Municipality) -> Self {
+        let tables = match &version.energy {
+            Energy::Tou(t) => t.seasons.iter().map(model::period_table).collect(),
+            _ => Vec::new(),
+        };
+        Compiled { version, municipality, tables }
+    }
+
+    /// `(season index, period)` of an interval starting at local `at`; `None` for a non-TOU tariff.
+    fn classify(&self, at: NaiveDateTime) -> Option<(usize, TouPeriod)> {
+        let Energy::Tou(tou) = &self.version.energy else { return None };
+        let date = at.date();
+        let md = model::MonthDay::of(date);
+        let season = tou.seasons.iter().position(|s| md.within(s.from, s.to))?;
+        let day_type =
+            if self.municipality.holidays.binary_search(&date).is_ok() { tou.holidays_as } else { DayType::of(date) };
+        let slot = (at.hour() * 60 + at.minute()) as usize / INTERVAL_MINUTES as usize;
+        Some((season, self.tables[season][day_type.index()][slot.min(SLOTS - 1)]))
+    }
+
+    fn vat(&self, c: Component) -> Decimal {
+        if self.version.vat_on.contains(&c) { self.municipality.vat_percent } else { Decimal::ZERO }
+    }
+}
+
+/// Which (assignment, version) applies on `day`.
+fn tariff_on(assignments: &[Assignment], day: NaiveDate) -> Option<(usize, usize)> {
+    let a = assignments.iter().rposition(|a| a.from <= day)?;
+    let v = assignments[a]
+        .tariff
+        .doc
+        .versions
+        .iter()
+        .position(|v| v.effective_from <= day && v.effective_to.is_none_or(|to| day <= to))?;
+    Some((a, v))
+}
+
+#[derive(Default)]
+struct Totals {
+    import_wh: Decimal,
+    export_wh: Decimal,
+    /// Wh per (season, period) of a TOU tariff.
+    tou: BTreeMap<(usize, TouPeriod), Decimal>,
+    /// Demand windows: key (local window start, UTC offset: tells a repeated hour apart) →
+    /// (Wh, VAh, first instant).
+    windows: BTreeMap<(NaiveDateTime, i32), (Decimal, Decimal, DateTime<Utc>)>,
+}
+
+/// Days `start..end` on one (assignment, version); `None`: no tariff.
+type DaysKey = (NaiveDate, NaiveDate, Option<(usize, usize)>);
+
+pub fn bill(input: &BillInput<'_>) -> Bill {
+    let BillInput { tz, period, devices, assignments, intervals } = *input;
+
+    // 1. Segments of days with one (assignment, version).
+    let mut keys: Vec<DaysKey> = Vec::new();
+    let mut day = period.start;
+    while day < period.end {
+        let key = tariff_on(assignments, day);
+        let next = day.succ_opt().unwrap_or(period.end);
+        match keys.last_mut() {
+            Some(last) if last.2 == key => last.1 = next,
+            _ => keys.push((day, next, key)),
+        }
+        day = next;
+    }
+    let compiled: Vec<Option<Compiled<'_>>> = keys
+        .iter()
+        .map(|(_, _, k)| {
+            k.map(|(a, v)| {
+                let t = &assignments[a].tariff;
+                Compiled::new(&t.doc.versions[v], &t.municipality)
+            })
+        })
+        .collect();
+
+    // 2. Intervals into their segments.
+    let mut totals: Vec<Totals> = keys.iter().map(|_| Totals::default()).collect();
+    let (mut rows, mut estimated) = (0i64, 0u32);
+    let (from, to) = period.utc(tz);
+    for i in intervals.iter().filter(|i| from <= i.start && i.start < to) {
+        let local = i.start.with_timezone(&tz);
+        let at = local.naive_local();
+        let Some(s) = keys.iter().position(|(a, b, _)| *a <= at.date() && at.date() < *b) else { continue };
+        rows += i64::from(i.rows);
+        estimated += u32::from(i.estimated);
+        let (imp, exp, vah) = (wh(i.import_wh), wh(i.export_wh), wh(i.vah));
+        let t = &mut totals[s];
+        t.import_wh += imp;
+        t.export_wh += exp;
+        let Some(c) = &compiled[s] else { continue };
+        let class = c.classify(at);
+        if let Some(key) = class {
+            *t.tou.entry(key).or_default() += imp;
+        }
+        if let Some(d) = &c.version.demand {
+            let counts = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
+            if counts {
+                let minutes = i64::from(d.window_minutes);
+                let into = (i64::from(at.hour()) * 60 + i64::from(at.minute())) % minutes;
+                let key = (at - Duration::minutes(into), local.offset().fix().local_minus_utc());
+                let w = t.windows.entry(key).or_insert((Decimal::ZERO, Decimal::ZERO, i.start));
+                w.0 += imp;
+                w.1 += vah;
+            }
+        }
+    }
+
+    // 3. Lines.
+    let period_days = Decimal::from(period.days().max(1));
+    let mut lines = Vec::new();
+    let mut segments = Vec::new();
+    let mut currency = String::new();
+    for (s, ((start, end, key), t)) in keys.iter().zip(&totals).enumerate() {
+        let days = Decimal::from((*end - *start).num_days());
+        let share = days / period_days;
+        let import_kwh = t.import_wh / KILO;
+        let Some(c) = &compiled[s] else {
+            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None });
+            lines.push(line(
+                s,
+                LineKind::Energy,
+                "No tariff in effect: not priced".into(),
+                import_kwh,
+                "kWh",
+                Decimal::ZERO,
+                Decimal::ZERO,
+            ));
+            continue;
+        };
+        let Some((a, _)) = key else { continue };
+        let v = c.version;
+        if currency.is_empty() {
+            currency = c.municipality.currency.clone();
+        }
+        segments.push(Segment {
+            start: *start,
+            end: *end,
+            tariff: Some(assignments[*a].tariff.doc.name.clone()),
+            version_from: Some(v.effective_from),
+        });
+        let vat_energy = c.vat(Component::Energy);
+        match &v.energy {
+            Energy::Flat { rate } => {
+                lines.push(line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat_energy));
+            }
+            Energy::Blocks { blocks } => {
+                let (mut remaining, mut lower) = (import_kwh, Decimal::ZERO);
+                for (b, block) in blocks.iter().enumerate() {
+                    let upper = block.up_to_kwh.map(|u| u * days / period_days);
+                    let qty = upper.map_or(remaining, |u| remaining.min(u - lower));
+                    let label = match block.up_to_kwh {
+                        Some(u) => {
+                            format!("Block {} (up to {} kWh)", b + 1, (u * days / period_days).round_dp(2).normalize())
+                        }
+                        None => format!("Block {} (the rest)", b + 1),
+                    };
+                    if qty > Decimal::ZERO || b == 0 {
+                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat_energy));
+                    }
+                    remaining -= qty;
+                    lower = upper.unwrap_or(lower);
+                    if remaining <= Decimal::ZERO {
+                        break;
+                    }
+                }
+            }
+            Energy::Tou(tou) => {
+                for ((season, p), wh) in &t.tou {
+                    let s_def = &tou.seasons[*season];
+                    let rate = s_def.rates.get(*p).unwrap_or_default();
+                    let label = format!("{} · {}", s_def.name, p.label());
+                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat_energy));
+                }
+            }
+        }
+        let vat_fixed = c.vat(Component::Fixed);
+        if !v.fixed_per_day.is_zero() {
+            lines.push(line(
+                s,
+                LineKind::Fixed,
+                "Fixed charge per day".into(),
+                days,
+                "days",
+                v.fixed_per_day,
+                vat_fixed,
+            ));
+        }
+        if !v.fixed_per_month.is_zero() {
+            let mut l = line(
+                s,
+                LineKind::Fixed,
+                "Fixed charge per month".into(),
+                share.round_dp(4),
+                "months",
+                v.fixed_per_month,
+                vat_fixed,
+            );
+            l.exact = v.fixed_per_month * days / period_days;
+            l.amount = round_cents(l.exact);
+            lines.push(l);
+        }
+        if let Some(d) = &v.demand {
+            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
+            let best = t.windows.iter().max_by(|x, y| {
+                let e = |w: &(Decimal, Decimal, DateTime<Utc>)| if d.unit == DemandUnit::KW { w.0 } else { w.1 };
+                e(x.1).cmp(&e(y.1)).then(y.0.cmp(x.0))
+            });
+            let (qty, note) = match best {
+                Some(((start_local, _), w)) => {
+                    let energy = if d.unit == DemandUnit::KW { w.0 } else { w.1 };
+                    let end_local = *start_local + Duration::minutes(i64::from(d.window_minutes));
+                    let note = format!(
+                        "maximum on {} {}–{} ({} UTC)",
+                        start_local.format("%Y-%m-%d"),
+                        start_local.format("%H:%M"),
+                        end_local.format("%H:%M"),
+                        w.2.format("%Y-%m-%d %H:%M")
+                    );
+                    ((energy / KILO / hours).round_dp(3), note)
+                }
+                None => (Decimal::ZERO, "no demand recorded".into()),
+            };
+            let only = if d.periods.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"))
+            };
+            let label = format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes);
+            let mut l = line(s, LineKind::Demand, label, qty, d.unit.label(), d.rate, c.vat(Component::Demand));
+            l.exact = qty * d.rate * days / period_days;
+            l.amount = round_cents(l.exact);
+            l.note =
+                if share == Decimal::ONE { note } else { format!("{note}; prorated for {days} of {period_days} days") };
+            lines.push(l);
+        }
+        if let Some(rate) = v.export_credit
+            && !t.export_wh.is_zero()
+        {
+            let mut l = line(
+                s,
+                LineKind::Export,
+                "Export credit".into(),
+                t.export_wh / KILO,
+                "kWh",
+                rate,
+                c.vat(Component::Export),
+            );
+            l.exact = -l.exact;
+            l.amount = -l.amount;
+            lines.push(l);
+        }
+    }
+
+    let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
+    let vat = vat_of(lines.iter().map(|l| (l.amount, l.vat_percent)));
+    let exact_total: Decimal =
+        lines.iter().map(|l| l.exact * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
+    let intervals_in_period = period.intervals(tz);
+    let expected = intervals_in_period * i64::from(devices);
+    let completeness_percent = if expected == 0 {
+        Decimal::ZERO
+    } else {
+        (Decimal::from(rows.min(expected)) * Decimal::ONE_HUNDRED / Decimal::from(expected)).round_dp(1)
+    };
+    Bill {
+        period,
+        currency,
+        segments,
+        subtotal,
+        vat,
+        total: subtotal + vat,
+        exact_total,
+        import_kwh: totals.iter().map(|t| t.import_wh).sum::<Decimal>() / KILO,
+        export_kwh: totals.iter().map(|t| t.export_wh).sum::<Decimal>() / KILO,
+        lines,
+        intervals: intervals_in_period,
+        rows,
+        completeness_percent,
+        estimated_intervals: estimated,
+    }
+}
+
+fn line(
+    segment: usize,
+    kind: LineKind,
+    description: String,
+    quantity: Decimal,
+    unit: &'static str,
+    rate: Decimal,
+    vat_percent: Decimal,
+) -> Line {
+    let exact = quantity * rate;
+    Line {
+        kind,
+        segment,
+        description,
+        quantity,
+        unit,
+        rate,
+        exact,
+        amount: round_cents(exact),
+        vat_percent,
+        note: String::new(),
+    }
+}
+
+/// VAT of `(amount, percent)` lines: per rate, the rounded percentage of the lines' sum.
+fn vat_of(lines: impl Iterator<Item = (Decimal, Decimal)>) -> Decimal {
+    let mut by_rate: BTreeMap<Decimal, Decimal> = BTreeMap::new();
+    for (amount, pct) in lines.filter(|(_, p)| !p.is_zero()) {
+        *by_rate.entry(pct).or_default() += amount;
+    }
+    by_rate.into_iter().map(|(pct, sum)| round_cents(sum * pct / Decimal::ONE_HUNDRED)).sum()
+}
+
+/// Month to date and a projection to the period's end from a bill of the whole period computed
+/// on the data so far, `elapsed` being the share of the period gone (0..=1): fixed charges
+/// accrue with time; energy and export so far, extrapolated at the same pace; demand already
+/// reached stays (it can only grow). Both include VAT.
+pub fn outlook(bill: &Bill, elapsed: Decimal) -> (Decimal, Decimal) {
+    let elapsed = elapsed.clamp(Decimal::ZERO, Decimal::ONE);
+    let scaled = |f: &dyn Fn(&Line) -> Decimal| {
+        let amounts: Vec<(Decimal, Decimal)> = bill.lines.iter().map(|l| (round_cents(f(l)), l.vat_percent)).collect();
+        amounts.iter().map(|a| a.0).sum::<Decimal>() + vat_of(amounts.into_iter())
+    };
+    let to_date = scaled(&|l| if l.kind == LineKind::Fixed { l.exact * elapsed } else { l.exact });
+    let projected = scaled(&|l| match l.kind {
+        LineKind::Energy | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
+        LineKind::Energy | LineKind::Export => Decimal::ZERO,
+        LineKind::Fixed | LineKind::Demand => l.exact,
+    });
+    (to_date, projected)
+}
+
+/// One interval for the CSV export: local start, UTC start, energy, and its TOU class.
+pub struct IntervalRow<'a> {
+    pub local: NaiveDateTime,
+    pub utc_offset: String,
+    pub interval: &'a SiteInterval,
+    pub season: Option<&'a str>,
+    pub period: Option<TouPeriod>,
+}
+
+pub fn interval_rows<'a>(input: &BillInput<'a>) -> Vec<IntervalRow<'a>> {
+    let (from, to) = input.period.utc(input.tz);
+    input
+        .intervals
+        .iter()
+        .filter(|i| from <= i.start && i.start < to)
+        .map(|i| {
+            let local = i.start.with_timezone(&input.tz);
+            let at = local.naive_local();
+            let tariff = tariff_on(input.assignments, at.date()).map(|(a, v)| {
+                let t = &input.assignments[a].tariff;
+                (t, &t.doc.versions[v])
+            });
+            let class = tariff.and_then(|(t, v)| {
+                let (season, period) = Compiled::new(v, &t.municipality).classify(at)?;
+                let Energy::Tou(tou) = &v.energy else { return None };
+                Some((tou.seasons[season].name.as_str(), period))
+            });
+            IntervalRow {
+                local: at,
+                utc_offset: local.offset().fix().to_string(),
+                interval: i,
+                season: class.map(|c| c.0),
+                period: class.map(|c| c.1),
+            }
+        })
+        .collect()
+}

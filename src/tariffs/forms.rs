@@ -1,0 +1,355 @@
+//! The Rates forms as the browser sends them (kept as typed, to show again next to their errors)
+//! and their parsing into the model. The tariff editor edits one version at a time: a TOU grid
+//! of seasons × day types × hours, blocks, fixed, demand, export and VAT fields.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::model::{
+    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, Period, PeriodRates, Season,
+    Tou, Version,
+};
+
+pub const SEASON_SLOTS: usize = 4;
+pub const BLOCK_SLOTS: usize = 6;
+
+/// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
+#[derive(Default, Clone)]
+pub struct Fields(pub HashMap<String, String>);
+
+impl Fields {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Fields {
+        Fields(pairs.into_iter().collect())
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", |v| v.as_str())
+    }
+
+    fn set(&mut self, key: impl Into<String>, value: impl ToString) {
+        self.0.insert(key.into(), value.to_string());
+    }
+
+    pub fn checked(&self, key: &str) -> bool {
+        !self.get(key).is_empty()
+    }
+
+    pub fn grid(&self, season: &usize, day_type: &&str, hour: &usize) -> &str {
+        self.get(&format!("grid_{season}_{day_type}_{hour}"))
+    }
+
+    pub fn season(&self, season: &usize, field: &str) -> &str {
+        self.get(&format!("season_{season}_{field}"))
+    }
+
+    pub fn block(&self, block: &usize, field: &str) -> &str {
+        self.get(&format!("block_{block}_{field}"))
+    }
+}
+
+/// Field id → what is wrong with it.
+#[derive(Default)]
+pub struct Errors(pub HashMap<String, String>);
+
+impl Errors {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|s| s.as_str())
+    }
+
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.entry(key.to_string()).or_insert_with(|| message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn decimal(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Option<Decimal> {
+    let raw = f.get(key).trim();
+    if raw.is_empty() {
+        return None;
+    }
+    match raw.parse::<Decimal>() {
+        Ok(v) if v.is_sign_negative() && !v.is_zero() => {
+            e.add(key, format!("{label} must not be negative."));
+            None
+        }
+        Ok(v) => Some(v),
+        Err(_) => {
+            e.add(key, format!("{label}: “{raw}” is not a number; use a point for decimals, e.g. 2.1500."));
+            None
+        }
+    }
+}
+
+fn required_decimal(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Decimal {
+    if f.get(key).trim().is_empty() {
+        e.add(key, format!("Enter the {label}."));
+    }
+    decimal(f, e, key, label).unwrap_or_default()
+}
+
+fn date(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Option<NaiveDate> {
+    let raw = f.get(key).trim();
+    if raw.is_empty() {
+        return None;
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| e.add(key, format!("{label}: “{raw}” is not a date; use YYYY-MM-DD.")))
+        .ok()
+}
+
+// ---------------------------------------------------------------- municipalities
+
+pub fn municipality_fields(m: &Municipality) -> Fields {
+    let mut f = Fields::default();
+    f.set("name", &m.name);
+    f.set("country", &m.country);
+    f.set("currency", &m.currency);
+    f.set("vat_percent", m.vat_percent.normalize());
+    f.set("holidays", m.holidays.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+    f
+}
+
+pub fn parse_municipality(f: &Fields) -> Result<Municipality, Errors> {
+    let mut e = Errors::default();
+    let vat_percent = required_decimal(f, &mut e, "vat_percent", "VAT %");
+    let mut holidays = Vec::new();
+    for line in f.get("holidays").lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match NaiveDate::parse_from_str(line, "%Y-%m-%d") {
+            Ok(d) => holidays.push(d),
+            Err(_) => e.add("holidays", format!("“{line}” is not a date; enter one YYYY-MM-DD date per line.")),
+        }
+    }
+    holidays.sort_unstable();
+    holidays.dedup();
+    let m = Municipality {
+        name: f.get("name").trim().to_string(),
+        country: f.get("country").trim().to_string(),
+        currency: f.get("currency").trim().to_uppercase(),
+        vat_percent,
+        holidays,
+    };
+    for p in model::validate_municipality(&m) {
+        e.add(&p.field, capitalise(&p.message));
+    }
+    if e.is_empty() { Ok(m) } else { Err(e) }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or_else(String::new, |first| first.to_uppercase().chain(c).collect())
+}
+
+// ---------------------------------------------------------------- tariff versions
+
+pub const DAY_TYPE_KEYS: [&str; 3] = ["weekday", "saturday", "sunday"];
+
+/// The editor's fields for `v` (a new tariff starts from an empty flat one).
+pub fn version_fields(v: Option<&Version>) -> Fields {
+    let mut f = Fields::default();
+    f.set("energy_kind", "flat");
+    f.set("holidays_as", "sunday");
+    f.set("demand_unit", "kVA");
+    f.set("demand_window", "30");
+    for s in 0..SEASON_SLOTS {
+        for dt in DAY_TYPE_KEYS {
+            for h in 0..24 {
+                f.set(format!("grid_{s}_{dt}_{h}"), "off_peak");
+            }
+        }
+    }
+    let Some(v) = v else { return f };
+    f.set("effective_from", v.effective_from);
+    if let Some(to) = v.effective_to {
+        f.set("effective_to", to);
+    }
+    let money = |d: Decimal| if d.is_zero() { String::new() } else { d.normalize().to_string() };
+    f.set("fixed_per_day", money(v.fixed_per_day));
+    f.set("fixed_per_month", money(v.fixed_per_month));
+    if let Some(c) = v.export_credit {
+        f.set("export_credit", c);
+    }
+    for c in &v.vat_on {
+        f.set(format!("vat_{}", component_key(*c)), "on");
+    }
+    if let Some(d) = &v.demand {
+        f.set("demand_rate", d.rate);
+        f.set("demand_unit", d.unit.label());
+        f.set("demand_window", d.window_minutes);
+        for p in &d.periods {
+            f.set(format!("demand_{}", p.key()), "on");
+        }
+    }
+    match &v.energy {
+        Energy::Flat { rate } => f.set("flat_rate", rate),
+        Energy::Blocks { blocks } => {
+            f.set("energy_kind", "blocks");
+            for (i, b) in blocks.iter().enumerate().take(BLOCK_SLOTS) {
+                f.set(format!("block_{i}_rate"), b.rate);
+                if let Some(u) = b.up_to_kwh {
+                    f.set(format!("block_{i}_up_to"), u);
+                }
+            }
+        }
+        Energy::Tou(tou) => {
+            f.set("energy_kind", "tou");
+            f.set("holidays_as", tou.holidays_as.key());
+            for (s, season) in tou.seasons.iter().enumerate().take(SEASON_SLOTS) {
+                f.set(format!("season_{s}_name"), &season.name);
+                f.set(format!("season_{s}_from"), season.from);
+                f.set(format!("season_{s}_to"), season.to);
+                for p in Period::ALL {
+                    if let Some(r) = season.rates.get(p) {
+                        f.set(format!("season_{s}_{}", p.key()), r);
+                    }
+                }
+                for dt in DayType::ALL {
+                    for (h, cell) in model::grid_from_windows(season, dt).iter().enumerate() {
+                        if let Some(p) = cell {
+                            f.set(format!("grid_{s}_{}_{h}", dt.key()), p.key());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    f
+}
+
+fn component_key(c: Component) -> &'static str {
+    match c {
+        Component::Energy => "energy",
+        Component::Fixed => "fixed",
+        Component::Demand => "demand",
+        Component::Export => "export",
+    }
+}
+
+/// The version the editor describes; field errors when a field cannot be read at all (the
+/// model's own validation of the whole tariff follows).
+pub fn parse_version(f: &Fields) -> Result<Version, Errors> {
+    let mut e = Errors::default();
+    let effective_from = date(f, &mut e, "effective_from", "Effective from");
+    if f.get("effective_from").trim().is_empty() {
+        e.add("effective_from", "Enter the date these rates take effect.");
+    }
+    let effective_to = date(f, &mut e, "effective_to", "Effective to");
+    let energy = match f.get("energy_kind") {
+        "flat" => Energy::Flat { rate: required_decimal(f, &mut e, "flat_rate", "rate per kWh") },
+        "blocks" => {
+            let mut blocks = Vec::new();
+            for i in 0..BLOCK_SLOTS {
+                let rate_key = format!("block_{i}_rate");
+                let up_key = format!("block_{i}_up_to");
+                if f.get(&rate_key).trim().is_empty() && f.get(&up_key).trim().is_empty() {
+                    continue;
+                }
+                let rate = required_decimal(f, &mut e, &rate_key, "block's rate per kWh");
+                blocks.push(Block { up_to_kwh: decimal(f, &mut e, &up_key, "Up to (kWh)"), rate });
+            }
+            Energy::Blocks { blocks }
+        }
+        "tou" => {
+            let holidays_as = DayType::parse(f.get("holidays_as")).unwrap_or(DayType::Sunday);
+            let mut seasons = Vec::new();
+            for s in 0..SEASON_SLOTS {
+                let name = f.season(&s, "name").trim().to_string();
+                if name.is_empty() {
+                    continue;
+                }
+                let mut day = |key: &str| {
+                    let k = format!("season_{s}_{key}");
+                    MonthDay::parse(f.get(&k)).unwrap_or_else(|| {
+                        e.add(&k, format!("“{}” is not a day of the year; use MM-DD, e.g. 06-01.", f.get(&k)));
+                        MonthDay { month: 1, day: 1 }
+                    })
+                };
+                let (from, to) = (day("from"), day("to"));
+                let mut rate = |p: Period| decimal(f, &mut e, &format!("season_{s}_{}", p.key()), p.label());
+                let rates = PeriodRates {
+                    peak: rate(Period::Peak),
+                    standard: rate(Period::Standard),
+                    off_peak: rate(Period::OffPeak),
+                };
+                let mut windows = Vec::new();
+                for dt in DayType::ALL {
+                    let mut hours = [Period::OffPeak; 24];
+                    for (h, cell) in hours.iter_mut().enumerate() {
+                        let key = format!("grid_{s}_{}_{h}", dt.key());
+                        match Period::parse(f.get(&key)) {
+                            Some(p) => *cell = p,
+                            None => e.add(
+                                &key,
+                                format!("{name}, {} {h:02}:00: choose peak, standard or off-peak.", dt.label()),
+                            ),
+                        }
+                    }
+                    windows.extend(model::windows_from_grid(dt, &hours));
+                }
+                seasons.push(Season { name, from, to, rates, windows });
+            }
+            Energy::Tou(Tou { holidays_as, seasons })
+        }
+        other => {
+            e.add(
+                "energy_kind",
+                format!("“{other}” is not an energy charge kind: choose flat, blocks or time of use."),
+            );
+            Energy::Flat { rate: Decimal::ZERO }
+        }
+    };
+    let demand = match decimal(f, &mut e, "demand_rate", "Demand rate") {
+        None => None,
+        Some(rate) => {
+            let unit = if f.get("demand_unit") == "kW" { DemandUnit::KW } else { DemandUnit::KVA };
+            let window_minutes = f.get("demand_window").parse().unwrap_or(0);
+            let periods = Period::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
+            Some(Demand { unit, window_minutes, rate, periods })
+        }
+    };
+    let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
+        .into_iter()
+        .filter(|c| f.checked(&format!("vat_{}", component_key(*c))))
+        .collect();
+    let v = Version {
+        effective_from: effective_from.unwrap_or_default(),
+        effective_to,
+        energy,
+        fixed_per_day: decimal(f, &mut e, "fixed_per_day", "Fixed charge per day").unwrap_or_default(),
+        fixed_per_month: decimal(f, &mut e, "fixed_per_month", "Fixed charge per month").unwrap_or_default(),
+        demand,
+        export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
+        vat_on,
+    };
+    if e.is_empty() { Ok(v) } else { Err(e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_of_the_fixture_survives_the_editor() {
+        let json = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
+        let doc: model::TariffDoc = serde_json::from_str(json).unwrap();
+        let v = &doc.versions[0];
+        let again = parse_version(&version_fields(Some(v))).unwrap_or_else(|e| panic!("{:?}", e.0));
+        assert_eq!(&again, v);
+    }
+
+    #[test]
+    fn unreadable_fields_are_named() {
+        let mut f = version_fields(None);
+        f.set("effective_from", "2026-13-01");
+        f.set("flat_rate", "2,15");
+        f.set("demand_rate", "-1");
+        let e = parse_version(&f).err().unwrap();
+        assert!(e.get("effective_from").unwrap().contains("is not a date"));
+        assert!(e.get("flat_rate").unwrap().contains("“2,15” is not a number"));
+        assert_eq!(e.get("demand_rate"), Some("Demand rate must not be negative."));
+    }
+}

@@ -1,0 +1,803 @@
+//! The tariff model: municipalities and tariffs with dated versions, as stored (JSONB) and as
+//! imported and exported (the same JSON document), and the validation that explains what is
+//! wrong with one, naming the field. No I/O here.
+//!
+//! Money and rates are `rust_decimal::Decimal` (serialised as strings, so a JSON round trip is
+//! exact). Times of day are `HH:MM` on a 15-minute grid: energy arrives in 15-minute intervals,
+//! so a finer window could not be billed.
+
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate, Weekday};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Quarter hours in a day: the resolution of every time-of-use window.
+pub const SLOTS: usize = 96;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Municipality {
+    pub name: String,
+    pub country: String,
+    /// ISO 4217 code, e.g. ZAR.
+    pub currency: String,
+    pub vat_percent: Decimal,
+    /// Public holidays: billed as the tariff's `holidays_as` day type.
+    #[serde(default)]
+    pub holidays: Vec<NaiveDate>,
+}
+
+/// A tariff as imported, exported and stored: its name and its versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffDoc {
+    pub name: String,
+    /// Where the figures come from (the published schedule and its year), for whoever reuses it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub versions: Vec<Version>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    pub effective_from: NaiveDate,
+    /// Last day the version applies (inclusive); open-ended when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_to: Option<NaiveDate>,
+    pub energy: Energy,
+    #[serde(default)]
+    pub fixed_per_day: Decimal,
+    #[serde(default)]
+    pub fixed_per_month: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demand: Option<Demand>,
+    /// Credit per exported kWh (feed-in); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_credit: Option<Decimal>,
+    /// The components VAT is charged on.
+    #[serde(default)]
+    pub vat_on: Vec<Component>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    Energy,
+    Fixed,
+    Demand,
+    Export,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Energy {
+    Flat {
+        rate: Decimal,
+    },
+    /// Inclining blocks on the billing period's consumption; the last block has no `up_to_kwh`.
+    Blocks {
+        blocks: Vec<Block>,
+    },
+    Tou(Tou),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Block {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to_kwh: Option<Decimal>,
+    pub rate: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tou {
+    /// The day type a public holiday is billed as.
+    pub holidays_as: DayType,
+    pub seasons: Vec<Season>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Season {
+    pub name: String,
+    /// First day, `MM-DD`.
+    pub from: MonthDay,
+    /// Last day (inclusive), `MM-DD`; earlier than `from` for a season that spans New Year.
+    pub to: MonthDay,
+    pub rates: PeriodRates,
+    pub windows: Vec<Window>,
+}
+
+/// Rate per kWh of each period; a period the season's windows use must have one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodRates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_peak: Option<Decimal>,
+}
+
+impl PeriodRates {
+    pub fn get(&self, p: Period) -> Option<Decimal> {
+        match p {
+            Period::Peak => self.peak,
+            Period::Standard => self.standard,
+            Period::OffPeak => self.off_peak,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub day_type: DayType,
+    pub from: TimeOfDay,
+    /// End (exclusive); `24:00` is the end of the day.
+    pub to: TimeOfDay,
+    pub period: Period,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayType {
+    Weekday,
+    Saturday,
+    Sunday,
+}
+
+impl DayType {
+    pub const ALL: [DayType; 3] = [DayType::Weekday, DayType::Saturday, DayType::Sunday];
+
+    pub fn of(date: NaiveDate) -> DayType {
+        match date.weekday() {
+            Weekday::Sat => DayType::Saturday,
+            Weekday::Sun => DayType::Sunday,
+            _ => DayType::Weekday,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            DayType::Weekday => "weekday",
+            DayType::Saturday => "saturday",
+            DayType::Sunday => "sunday",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DayType::Weekday => "Weekday",
+            DayType::Saturday => "Saturday",
+            DayType::Sunday => "Sunday",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DayType> {
+        DayType::ALL.into_iter().find(|d| d.key() == s)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Peak,
+    Standard,
+    OffPeak,
+}
+
+impl Period {
+    pub const ALL: [Period; 3] = [Period::Peak, Period::Standard, Period::OffPeak];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Period::Peak => "peak",
+            Period::Standard => "standard",
+            Period::OffPeak => "off_peak",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Period::Peak => "Peak",
+            Period::Standard => "Standard",
+            Period::OffPeak => "Off-peak",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Period> {
+        Period::ALL.into_iter().find(|p| p.key() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demand {
+    pub unit: DemandUnit,
+    /// The integrating period: 15, 30 or 60 minutes.
+    pub window_minutes: u32,
+    /// Per kVA or kW of the billing period's maximum demand.
+    pub rate: Decimal,
+    /// Only demand in these TOU periods counts (a TOU tariff); all times when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<Period>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemandUnit {
+    #[serde(rename = "kVA")]
+    KVA,
+    #[serde(rename = "kW")]
+    KW,
+}
+
+impl DemandUnit {
+    pub fn label(self) -> &'static str {
+        match self {
+            DemandUnit::KVA => "kVA",
+            DemandUnit::KW => "kW",
+        }
+    }
+}
+
+/// A calendar day without a year (`MM-DD`), for season boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MonthDay {
+    pub month: u32,
+    pub day: u32,
+}
+
+impl MonthDay {
+    pub fn of(date: NaiveDate) -> MonthDay {
+        MonthDay { month: date.month(), day: date.day() }
+    }
+
+    pub fn parse(s: &str) -> Option<MonthDay> {
+        let (m, d) = s.trim().split_once('-')?;
+        let (month, day) = (m.parse().ok()?, d.parse().ok()?);
+        // 2024 is a leap year: 02-29 is a valid boundary.
+        NaiveDate::from_ymd_opt(2024, month, day).map(|_| MonthDay { month, day })
+    }
+
+    /// Whether `self` lies in the inclusive range `from..=to`, which may wrap over New Year.
+    pub fn within(self, from: MonthDay, to: MonthDay) -> bool {
+        if from <= to { from <= self && self <= to } else { self >= from || self <= to }
+    }
+}
+
+impl fmt::Display for MonthDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}-{:02}", self.month, self.day)
+    }
+}
+
+/// A time of day on the 15-minute grid, `00:00` to `24:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay {
+    pub minutes: u32,
+}
+
+impl TimeOfDay {
+    pub fn slot(self) -> usize {
+        (self.minutes / 15) as usize
+    }
+
+    pub fn from_slot(slot: usize) -> TimeOfDay {
+        TimeOfDay { minutes: slot as u32 * 15 }
+    }
+
+    pub fn parse(s: &str) -> Result<TimeOfDay, String> {
+        let bad = || format!("“{s}” is not a time of day: use HH:MM, e.g. 06:00 or 24:00 for the end of the day.");
+        let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if m >= 60 || h > 24 || (h == 24 && m != 0) {
+            return Err(bad());
+        }
+        if m % 15 != 0 {
+            return Err(format!("{s} is not on a quarter hour: energy is billed in 15-minute intervals."));
+        }
+        Ok(TimeOfDay { minutes: h * 60 + m })
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.minutes / 60, self.minutes % 60)
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty, $parse:expr) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(TimeOfDay, TimeOfDay::parse);
+string_serde!(MonthDay, |s: &str| MonthDay::parse(s)
+    .ok_or_else(|| format!("“{s}” is not a day of the year: use MM-DD, e.g. 06-01.")));
+
+// ---------------------------------------------------------------- validation
+
+/// One problem with a tariff: `field` is its path in the JSON document (`versions[0].energy...`),
+/// `message` says what is wrong in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { field: field.into(), message: message.into() });
+    }
+}
+
+fn non_negative(p: &mut Problems, field: &str, v: Decimal) {
+    if v.is_sign_negative() && !v.is_zero() {
+        p.add(field, format!("must not be negative (got {v})."));
+    }
+}
+
+/// Every problem with a municipality (empty: valid).
+pub fn validate_municipality(m: &Municipality) -> Vec<Problem> {
+    let mut p = Problems(Vec::new());
+    if m.name.trim().is_empty() || m.name.chars().count() > 100 {
+        p.add("name", "enter a name of 1 to 100 characters.");
+    }
+    if m.country.chars().count() > 100 {
+        p.add("country", "use at most 100 characters.");
+    }
+    if m.currency.len() != 3 || !m.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        p.add("currency", "enter the three-letter ISO 4217 code, e.g. ZAR, GBP, EUR.");
+    }
+    if m.vat_percent.is_sign_negative() || m.vat_percent > Decimal::ONE_HUNDRED {
+        p.add("vat_percent", "enter a percentage from 0 to 100.");
+    }
+    p.0
+}
+
+/// Every problem with a tariff (empty: valid).
+pub fn validate(t: &TariffDoc) -> Vec<Problem> {
+    let mut p = Problems(Vec::new());
+    if t.name.trim().is_empty() || t.name.chars().count() > 100 {
+        p.add("name", "enter a name of 1 to 100 characters.");
+    }
+    if t.versions.is_empty() {
+        p.add("versions", "a tariff needs at least one version (its rates and the date they take effect).");
+    }
+    for (i, v) in t.versions.iter().enumerate() {
+        validate_version(&mut p, &format!("versions[{i}]"), v);
+    }
+    // Versions must not overlap: every day has at most one set of rates.
+    let mut order: Vec<usize> = (0..t.versions.len()).collect();
+    order.sort_by_key(|&i| t.versions[i].effective_from);
+    for w in order.windows(2) {
+        let (a, b) = (&t.versions[w[0]], &t.versions[w[1]]);
+        match a.effective_to {
+            Some(to) if to < b.effective_from => {}
+            _ => p.add(
+                format!("versions[{}].effective_from", w[1]),
+                format!(
+                    "this version (from {}) overlaps version {} (from {}{}); end that one the day before, \
+                     or change the dates.",
+                    b.effective_from,
+                    w[0] + 1,
+                    a.effective_from,
+                    a.effective_to.map_or_else(|| ", open-ended".to_string(), |to| format!(" to {to}")),
+                ),
+            ),
+        }
+    }
+    p.0
+}
+
+fn validate_version(p: &mut Problems, at: &str, v: &Version) {
+    if let Some(to) = v.effective_to
+        && to < v.effective_from
+    {
+        p.add(format!("{at}.effective_to"), format!("ends ({to}) before it starts ({}).", v.effective_from));
+    }
+    non_negative(p, &format!("{at}.fixed_per_day"), v.fixed_per_day);
+    non_negative(p, &format!("{at}.fixed_per_month"), v.fixed_per_month);
+    if let Some(c) = v.export_credit {
+        non_negative(p, &format!("{at}.export_credit"), c);
+    }
+    match &v.energy {
+        Energy::Flat { rate } => non_negative(p, &format!("{at}.energy.rate"), *rate),
+        Energy::Blocks { blocks } => validate_blocks(p, &format!("{at}.energy.blocks"), blocks),
+        Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou),
+    }
+    if let Some(d) = &v.demand {
+        let at = format!("{at}.demand");
+        if ![15, 30, 60].contains(&d.window_minutes) {
+            p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
+        }
+        non_negative(p, &format!("{at}.rate"), d.rate);
+        if !d.periods.is_empty() && !matches!(v.energy, Energy::Tou(_)) {
+            p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
+        }
+    }
+}
+
+fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
+    if blocks.is_empty() {
+        p.add(at, "enter at least one block.");
+        return;
+    }
+    let mut previous = Decimal::ZERO;
+    for (i, b) in blocks.iter().enumerate() {
+        non_negative(p, &format!("{at}[{i}].rate"), b.rate);
+        let last = i + 1 == blocks.len();
+        match (b.up_to_kwh, last) {
+            (None, true) => {}
+            (None, false) => p.add(
+                format!("{at}[{i}].up_to_kwh"),
+                "only the last block may be open-ended; enter the kWh this block ends at.",
+            ),
+            (Some(_), true) => p.add(
+                format!("{at}[{i}].up_to_kwh"),
+                "the last block must be open-ended (leave “up to” empty) so every kWh has a rate.",
+            ),
+            (Some(up_to), false) => {
+                if up_to <= previous {
+                    p.add(
+                        format!("{at}[{i}].up_to_kwh"),
+                        format!(
+                            "block thresholds must be strictly increasing: {up_to} kWh is not above {previous} kWh."
+                        ),
+                    );
+                }
+                previous = up_to;
+            }
+        }
+    }
+}
+
+fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
+    if tou.seasons.is_empty() {
+        p.add(format!("{at}.seasons"), "a time-of-use tariff needs at least one season (e.g. 01-01 to 12-31).");
+        return;
+    }
+    // Each day of a leap year in exactly one season.
+    let mut first_gap: Option<MonthDay> = None;
+    let mut day = NaiveDate::from_ymd_opt(2024, 1, 1);
+    while let Some(d) = day.filter(|d| d.year() == 2024) {
+        let md = MonthDay::of(d);
+        let owners: Vec<usize> =
+            tou.seasons.iter().enumerate().filter(|(_, s)| md.within(s.from, s.to)).map(|(i, _)| i).collect();
+        if owners.len() > 1 {
+            p.add(
+                format!("{at}.seasons[{}].from", owners[1]),
+                format!(
+                    "seasons “{}” and “{}” both contain {md}; each day of the year belongs to one season.",
+                    tou.seasons[owners[0]].name, tou.seasons[owners[1]].name
+                ),
+            );
+            return;
+        }
+        if owners.is_empty() && first_gap.is_none() {
+            first_gap = Some(md);
+        }
+        day = d.succ_opt();
+    }
+    if let Some(md) = first_gap {
+        p.add(format!("{at}.seasons"), format!("no season contains {md}; each day of the year needs one."));
+    }
+    for (s, season) in tou.seasons.iter().enumerate() {
+        let at = format!("{at}.seasons[{s}]");
+        if season.name.trim().is_empty() {
+            p.add(format!("{at}.name"), "enter the season's name, e.g. High demand.");
+        }
+        for period in Period::ALL {
+            if let Some(r) = season.rates.get(period) {
+                non_negative(p, &format!("{at}.rates.{}", period.key()), r);
+            }
+        }
+        for day_type in DayType::ALL {
+            let mut owner: [Option<usize>; SLOTS] = [None; SLOTS];
+            for (w, window) in season.windows.iter().enumerate().filter(|(_, w)| w.day_type == day_type) {
+                let field = format!("{at}.windows[{w}]");
+                if window.to <= window.from {
+                    p.add(
+                        format!("{field}.to"),
+                        format!(
+                            "ends ({}) at or before it starts ({}); split a window over midnight in two.",
+                            window.to, window.from
+                        ),
+                    );
+                    continue;
+                }
+                if season.rates.get(window.period).is_none() {
+                    p.add(
+                        format!("{at}.rates.{}", window.period.key()),
+                        format!(
+                            "the windows use {} but the season has no {} rate.",
+                            window.period.label(),
+                            window.period.label()
+                        ),
+                    );
+                }
+                let mut reported = false;
+                for (slot, cell) in owner.iter_mut().enumerate().take(window.to.slot()).skip(window.from.slot()) {
+                    match *cell {
+                        None => *cell = Some(w),
+                        Some(_) if reported => {}
+                        Some(other) => {
+                            reported = true;
+                            p.add(
+                                field.clone(),
+                                format!(
+                                    "{} {}–{} overlaps window {} ({}–{}) at {}.",
+                                    day_type.label(),
+                                    window.from,
+                                    window.to,
+                                    other + 1,
+                                    season.windows[other].from,
+                                    season.windows[other].to,
+                                    TimeOfDay::from_slot(slot)
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            let uncovered = uncovered_ranges(&owner);
+            if !uncovered.is_empty() {
+                p.add(
+                    format!("{at}.windows"),
+                    format!("{} hours not covered by any window: {}.", day_type.label(), uncovered.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+fn uncovered_ranges(owner: &[Option<usize>; SLOTS]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut slot = 0;
+    while slot < SLOTS {
+        if owner[slot].is_some() {
+            slot += 1;
+            continue;
+        }
+        let start = slot;
+        while slot < SLOTS && owner[slot].is_none() {
+            slot += 1;
+        }
+        out.push(format!("{}–{}", TimeOfDay::from_slot(start), TimeOfDay::from_slot(slot)));
+    }
+    out
+}
+
+/// A validated TOU season as a lookup table: the period of every quarter hour per day type.
+pub fn period_table(season: &Season) -> [[Period; SLOTS]; 3] {
+    let mut table = [[Period::OffPeak; SLOTS]; 3];
+    for w in &season.windows {
+        let row = &mut table[w.day_type.index()];
+        row[w.from.slot().min(SLOTS)..w.to.slot().min(SLOTS)].fill(w.period);
+    }
+    table
+}
+
+/// Windows from an hourly grid (the editor's): consecutive hours of one period become one window.
+pub fn windows_from_grid(day_type: DayType, hours: &[Period; 24]) -> Vec<Window> {
+    let mut out: Vec<Window> = Vec::new();
+    for (h, &period) in hours.iter().enumerate() {
+        match out.last_mut() {
+            Some(w) if w.period == period => w.to = TimeOfDay { minutes: (h as u32 + 1) * 60 },
+            _ => out.push(Window {
+                day_type,
+                from: TimeOfDay { minutes: h as u32 * 60 },
+                to: TimeOfDay { minutes: (h as u32 + 1) * 60 },
+                period,
+            }),
+        }
+    }
+    out
+}
+
+/// The period of each hour (its first quarter) for the editor's grid.
+pub fn grid_from_windows(season: &Season, day_type: DayType) -> [Option<Period>; 24] {
+    let mut out = [None; 24];
+    for w in season.windows.iter().filter(|w| w.day_type == day_type) {
+        for (h, cell) in out.iter_mut().enumerate() {
+            let m = h as u32 * 60;
+            if w.from.minutes <= m && m < w.to.minutes {
+                *cell = Some(w.period);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn all_day(day_type: DayType, period: Period) -> Window {
+        Window { day_type, from: TimeOfDay { minutes: 0 }, to: TimeOfDay { minutes: 1440 }, period }
+    }
+
+    fn tou(windows: Vec<Window>) -> TariffDoc {
+        TariffDoc {
+            name: "TOU".into(),
+            source: String::new(),
+            versions: vec![Version {
+                effective_from: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                effective_to: None,
+                energy: Energy::Tou(Tou {
+                    holidays_as: DayType::Sunday,
+                    seasons: vec![Season {
+                        name: "All year".into(),
+                        from: MonthDay { month: 1, day: 1 },
+                        to: MonthDay { month: 12, day: 31 },
+                        rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
+                        windows,
+                    }],
+                }),
+                fixed_per_day: Decimal::ZERO,
+                fixed_per_month: Decimal::ZERO,
+                demand: None,
+                export_credit: None,
+                vat_on: vec![],
+            }],
+        }
+    }
+
+    fn fields(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_complete_tou_tariff_is_valid() {
+        let doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        assert_eq!(validate(&doc), vec![]);
+    }
+
+    #[test]
+    fn overlapping_windows_and_uncovered_hours_are_named() {
+        let mut windows = vec![
+            Window {
+                day_type: DayType::Weekday,
+                from: TimeOfDay::parse("00:00").unwrap(),
+                to: TimeOfDay::parse("10:00").unwrap(),
+                period: Period::OffPeak,
+            },
+            Window {
+                day_type: DayType::Weekday,
+                from: TimeOfDay::parse("09:00").unwrap(),
+                to: TimeOfDay::parse("18:00").unwrap(),
+                period: Period::Peak,
+            },
+        ];
+        windows.push(all_day(DayType::Saturday, Period::OffPeak));
+        windows.push(all_day(DayType::Sunday, Period::OffPeak));
+        let problems = validate(&tou(windows));
+        assert_eq!(
+            fields(&problems),
+            ["versions[0].energy.seasons[0].windows[1]", "versions[0].energy.seasons[0].windows"]
+        );
+        assert!(problems[0].message.contains("overlaps window 1 (00:00–10:00) at 09:00"), "{}", problems[0]);
+        assert!(
+            problems[1].message.contains("Weekday hours not covered by any window: 18:00–24:00"),
+            "{}",
+            problems[1]
+        );
+    }
+
+    #[test]
+    fn seasons_must_cover_each_day_once() {
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        let Energy::Tou(t) = &mut doc.versions[0].energy else { unreachable!() };
+        t.seasons[0].from = MonthDay { month: 9, day: 1 };
+        t.seasons[0].to = MonthDay { month: 5, day: 31 };
+        let problems = validate(&doc);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.contains("no season contains 06-01"), "{}", problems[0]);
+        let Energy::Tou(t) = &mut doc.versions[0].energy else { unreachable!() };
+        let mut winter = t.seasons[0].clone();
+        winter.name = "High demand".into();
+        winter.from = MonthDay { month: 5, day: 1 };
+        winter.to = MonthDay { month: 8, day: 31 };
+        t.seasons.push(winter);
+        let problems = validate(&doc);
+        assert!(problems[0].message.contains("both contain 05-01"), "{:?}", problems);
+    }
+
+    #[test]
+    fn a_used_period_needs_a_rate() {
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::Peak)).collect());
+        let Energy::Tou(t) = &mut doc.versions[0].energy else { unreachable!() };
+        t.seasons[0].rates.peak = None;
+        let problems = validate(&doc);
+        assert_eq!(problems[0].field, "versions[0].energy.seasons[0].rates.peak");
+    }
+
+    #[test]
+    fn blocks_must_increase_and_end_open() {
+        let mut doc = tou(vec![]);
+        doc.versions[0].energy = Energy::Blocks {
+            blocks: vec![
+                Block { up_to_kwh: Some(dec("600")), rate: dec("2") },
+                Block { up_to_kwh: Some(dec("350")), rate: dec("3") },
+                Block { up_to_kwh: None, rate: dec("4") },
+            ],
+        };
+        let problems = validate(&doc);
+        assert_eq!(fields(&problems), ["versions[0].energy.blocks[1].up_to_kwh"]);
+        assert!(problems[0].message.contains("strictly increasing: 350 kWh is not above 600 kWh"));
+        doc.versions[0].energy = Energy::Blocks { blocks: vec![Block { up_to_kwh: Some(dec("600")), rate: dec("2") }] };
+        assert_eq!(fields(&validate(&doc)), ["versions[0].energy.blocks[0].up_to_kwh"]);
+    }
+
+    #[test]
+    fn overlapping_versions_are_named() {
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        let mut second = doc.versions[0].clone();
+        second.effective_from = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        doc.versions.push(second);
+        let problems = validate(&doc);
+        assert_eq!(fields(&problems), ["versions[1].effective_from"]);
+        assert!(problems[0].message.contains("overlaps version 1 (from 2026-01-01, open-ended)"));
+        doc.versions[0].effective_to = NaiveDate::from_ymd_opt(2026, 6, 30);
+        assert_eq!(validate(&doc), vec![]);
+    }
+
+    #[test]
+    fn times_and_days_parse_strictly() {
+        assert_eq!(TimeOfDay::parse("24:00").unwrap().minutes, 1440);
+        assert!(TimeOfDay::parse("06:10").unwrap_err().contains("quarter hour"));
+        assert!(TimeOfDay::parse("25:00").is_err());
+        assert_eq!(MonthDay::parse("02-29"), Some(MonthDay { month: 2, day: 29 }));
+        assert_eq!(MonthDay::parse("02-30"), None);
+        assert!(MonthDay { month: 1, day: 5 }.within(MonthDay { month: 9, day: 1 }, MonthDay { month: 5, day: 31 }));
+    }
+
+    #[test]
+    fn the_hourly_grid_round_trips_through_windows() {
+        let mut hours = [Period::OffPeak; 24];
+        hours[6..9].fill(Period::Peak);
+        hours[9..17].fill(Period::Standard);
+        let windows = windows_from_grid(DayType::Weekday, &hours);
+        assert_eq!(windows.len(), 4);
+        assert_eq!((windows[1].from.to_string(), windows[1].to.to_string()), ("06:00".into(), "09:00".into()));
+        let season = Season {
+            name: "x".into(),
+            from: MonthDay { month: 1, day: 1 },
+            to: MonthDay { month: 12, day: 31 },
+            rates: PeriodRates::default(),
+            windows,
+        };
+        assert_eq!(grid_from_windows(&season, DayType::Weekday), hours.map(Some));
+    }
+}

@@ -1,0 +1,514 @@
+//! The cost engine's unit and property tests: local time (DST and a zone without it), public
+//! holidays, demand, blocks, splits, the month-to-date outlook, and a worked example.
+
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+use super::engine::{self, Assignment, Bill, BillInput, LineKind, SiteInterval, Tariff};
+use super::local::Period;
+use super::model::*;
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+
+fn t(s: &str) -> TimeOfDay {
+    TimeOfDay::parse(s).unwrap()
+}
+
+fn municipality(holidays: Vec<NaiveDate>) -> Municipality {
+    Municipality { name: "Test".into(), country: "ZA".into(), currency: "ZAR".into(), vat_percent: dec("15"), holidays }
+}
+
+fn version(energy: Energy) -> Version {
+    Version {
+        effective_from: d(2000, 1, 1),
+        effective_to: None,
+        energy,
+        fixed_per_day: Decimal::ZERO,
+        fixed_per_month: Decimal::ZERO,
+        demand: None,
+        export_credit: None,
+        vat_on: vec![],
+    }
+}
+
+fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions };
+    assert_eq!(validate(&doc), vec![], "the test's tariff is valid");
+    vec![Assignment { from: d(2000, 1, 1), tariff: Arc::new(Tariff { id: 1, doc, municipality: m }) }]
+}
+
+/// One season all year; `windows` per day type; rates peak 3, standard 2, off-peak 1.
+fn tou(windows: Vec<Window>, holidays_as: DayType) -> Energy {
+    Energy::Tou(Tou {
+        holidays_as,
+        seasons: vec![Season {
+            name: "All year".into(),
+            from: MonthDay { month: 1, day: 1 },
+            to: MonthDay { month: 12, day: 31 },
+            rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
+            windows,
+        }],
+    })
+}
+
+fn window(day_type: DayType, from: &str, to: &str, period: Period_) -> Window {
+    Window { day_type, from: t(from), to: t(to), period }
+}
+use super::model::Period as Period_;
+
+/// Every interval of `period` in `tz`, energy from `f(local start)` as (import, export, VAh) Wh.
+fn intervals(tz: Tz, period: Period, mut f: impl FnMut(NaiveDateTime) -> (f64, f64, f64)) -> Vec<SiteInterval> {
+    let (mut at, end) = period.utc(tz);
+    let mut out = Vec::new();
+    while at < end {
+        let (import_wh, export_wh, vah) = f(at.with_timezone(&tz).naive_local());
+        out.push(SiteInterval { start: at, import_wh, export_wh, vah, rows: 1, estimated: false });
+        at += Duration::minutes(15);
+    }
+    out
+}
+
+fn run(tz: Tz, period: Period, assignments: &[Assignment], data: &[SiteInterval]) -> Bill {
+    engine::bill(&BillInput { tz, period, devices: 1, assignments, intervals: data })
+}
+
+fn energy_kwh(bill: &Bill) -> Decimal {
+    bill.lines.iter().filter(|l| l.kind == LineKind::Energy).map(|l| l.quantity).sum()
+}
+
+fn line<'a>(bill: &'a Bill, description: &str) -> &'a engine::Line {
+    bill.lines
+        .iter()
+        .find(|l| l.description == description)
+        .unwrap_or_else(|| panic!("no line {description}: {bill:#?}"))
+}
+
+// ---------------------------------------------------------------- local time
+
+#[test]
+fn london_months_with_dst_changes_bill_every_interval_once() {
+    let london: Tz = "Europe/London".parse().unwrap();
+    let mut v = version(Energy::Flat { rate: dec("0.25") });
+    v.fixed_per_day = dec("0.50");
+    let tariff = assign(vec![v], municipality(vec![]));
+    for (month, intervals) in [(3, 2972), (10, 2980), (6, 2880)] {
+        let period = Period::month(2026, month, 1).unwrap();
+        let data = intervals_of_one_kwh(london, period);
+        let bill = run(london, period, &tariff, &data);
+        assert_eq!(bill.intervals, intervals);
+        assert_eq!(bill.import_kwh, Decimal::from(intervals), "month {month}");
+        assert_eq!(energy_kwh(&bill), Decimal::from(intervals));
+        assert_eq!(bill.completeness_percent, dec("100.0"));
+        // Fixed charges count local calendar days, whatever their length.
+        assert_eq!(line(&bill, "Fixed charge per day").quantity, Decimal::from(period.days()));
+    }
+}
+
+fn intervals_of_one_kwh(tz: Tz, period: Period) -> Vec<SiteInterval> {
+    intervals(tz, period, |_| (1000.0, 0.0, 1000.0))
+}
+
+#[test]
+fn the_repeated_and_the_missing_hour_fall_in_their_local_windows() {
+    let london: Tz = "Europe/London".parse().unwrap();
+    // Peak 01:00–02:00 local, every day type.
+    let mut windows = Vec::new();
+    for dt in DayType::ALL {
+        windows.push(window(dt, "00:00", "01:00", Period_::OffPeak));
+        windows.push(window(dt, "01:00", "02:00", Period_::Peak));
+        windows.push(window(dt, "02:00", "24:00", Period_::OffPeak));
+    }
+    let tariff = assign(vec![version(tou(windows, DayType::Sunday))], municipality(vec![]));
+    // 25-hour day: 01:00–02:00 happens twice (8 intervals); 23-hour day: it never happens.
+    for (day, peak, total) in [(d(2026, 10, 25), 8, 100), (d(2026, 3, 29), 0, 92), (d(2026, 6, 7), 4, 96)] {
+        let period = Period { start: day, end: day.succ_opt().unwrap() };
+        let bill = run(london, period, &tariff, &intervals_of_one_kwh(london, period));
+        let peak_kwh =
+            bill.lines.iter().find(|l| l.description.ends_with("Peak")).map_or(Decimal::ZERO, |l| l.quantity);
+        assert_eq!((peak_kwh, bill.import_kwh), (Decimal::from(peak), Decimal::from(total)), "{day}");
+    }
+}
+
+#[test]
+fn johannesburg_days_are_always_96_intervals_and_windows_are_local() {
+    let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
+    let mut windows = Vec::new();
+    for dt in DayType::ALL {
+        windows.push(window(dt, "00:00", "18:00", Period_::OffPeak));
+        windows.push(window(dt, "18:00", "20:00", Period_::Peak));
+        windows.push(window(dt, "20:00", "24:00", Period_::OffPeak));
+    }
+    let tariff = assign(vec![version(tou(windows, DayType::Sunday))], municipality(vec![]));
+    let period = Period::month(2026, 10, 1).unwrap();
+    let bill = run(joburg, period, &tariff, &intervals_of_one_kwh(joburg, period));
+    assert_eq!(bill.intervals, 31 * 96);
+    // 18:00–20:00 SAST is 16:00–18:00 UTC: 8 intervals a day.
+    assert_eq!(line(&bill, "All year · Peak").quantity, Decimal::from(31 * 8));
+}
+
+// ---------------------------------------------------------------- public holidays
+
+#[test]
+fn a_public_holiday_is_billed_as_the_chosen_day_type() {
+    let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
+    let mut windows = vec![window(DayType::Weekday, "00:00", "24:00", Period_::Peak)];
+    windows.push(window(DayType::Saturday, "00:00", "24:00", Period_::Standard));
+    windows.push(window(DayType::Sunday, "00:00", "24:00", Period_::OffPeak));
+    // 2026-06-16 (Youth Day) is a Tuesday.
+    let period = Period { start: d(2026, 6, 15), end: d(2026, 6, 18) };
+    for (holidays_as, description) in
+        [(DayType::Sunday, "All year · Off-peak"), (DayType::Saturday, "All year · Standard")]
+    {
+        let tariff = assign(vec![version(tou(windows.clone(), holidays_as))], municipality(vec![d(2026, 6, 16)]));
+        let bill = run(joburg, period, &tariff, &intervals_of_one_kwh(joburg, period));
+        assert_eq!(line(&bill, "All year · Peak").quantity, dec("192"));
+        assert_eq!(line(&bill, description).quantity, dec("96"));
+    }
+    let tariff = assign(vec![version(tou(windows, DayType::Sunday))], municipality(vec![]));
+    let bill = run(joburg, period, &tariff, &intervals_of_one_kwh(joburg, period));
+    assert_eq!(line(&bill, "All year · Peak").quantity, dec("288"), "no holiday: three weekdays");
+}
+
+// ---------------------------------------------------------------- blocks, demand, splits
+
+#[test]
+fn inclining_blocks_fill_in_order_and_prorate_at_a_change() {
+    let utc: Tz = chrono_tz::UTC;
+    let blocks = |rate2: &str| Energy::Blocks {
+        blocks: vec![
+            Block { up_to_kwh: Some(dec("600")), rate: dec("2") },
+            Block { up_to_kwh: None, rate: dec(rate2) },
+        ],
+    };
+    let period = Period::month(2026, 6, 1).unwrap();
+    let data = intervals(utc, period, |_| (500.0, 0.0, 500.0)); // 48 kWh a day, 1 440 kWh
+    let bill = run(utc, period, &assign(vec![version(blocks("3"))], municipality(vec![])), &data);
+    assert_eq!(line(&bill, "Block 1 (up to 600 kWh)").quantity, dec("600"));
+    assert_eq!(line(&bill, "Block 2 (the rest)").quantity, dec("840"));
+    assert_eq!(bill.subtotal, dec("3720.00"));
+    // A new version from the 11th: thresholds a third and two thirds of 600.
+    let mut a = version(blocks("3"));
+    a.effective_to = Some(d(2026, 6, 10));
+    let mut b = version(blocks("4"));
+    b.effective_from = d(2026, 6, 11);
+    let bill = run(utc, period, &assign(vec![a, b], municipality(vec![])), &data);
+    assert_eq!(bill.segments.len(), 2);
+    assert_eq!(line(&bill, "Block 1 (up to 200 kWh)").quantity, dec("200"));
+    assert_eq!(line(&bill, "Block 1 (up to 400 kWh)").quantity, dec("400"));
+    assert_eq!(energy_kwh(&bill), dec("1440"));
+}
+
+#[test]
+fn demand_is_the_highest_window_average_in_the_chosen_periods() {
+    let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
+    let mut windows = Vec::new();
+    for dt in DayType::ALL {
+        windows.push(window(dt, "00:00", "17:00", Period_::OffPeak));
+        windows.push(window(dt, "17:00", "19:00", Period_::Peak));
+        windows.push(window(dt, "19:00", "24:00", Period_::OffPeak));
+    }
+    let period = Period::month(2026, 6, 1).unwrap();
+    // 2 kWh per interval (8 kW), 2.5 kVAh; a 03:00–03:15 spike of 10 kWh (off-peak) on the 2nd
+    // and 17:30–18:00 at 5 kWh (peak) on the 3rd.
+    let data = intervals(joburg, period, |at| {
+        let (day, h, m) = (at.date(), at.hour(), at.minute());
+        let e = if day == d(2026, 6, 2) && h == 3 && m == 0 {
+            10_000.0
+        } else if day == d(2026, 6, 3) && h == 17 && m >= 30 {
+            5_000.0
+        } else {
+            2_000.0
+        };
+        (e, 0.0, e * 1.25)
+    });
+    let demand = |unit, minutes, periods: Vec<Period_>| {
+        let mut v = version(tou(windows.clone(), DayType::Sunday));
+        v.demand = Some(Demand { unit, window_minutes: minutes, rate: dec("100"), periods });
+        assign(vec![v], municipality(vec![]))
+    };
+    let max = |bill: &Bill| bill.lines.iter().find(|l| l.kind == LineKind::Demand).unwrap().clone();
+    // 15 minutes, all periods: the spike, 10 kWh / 0.25 h = 40 kW.
+    let l = max(&run(joburg, period, &demand(DemandUnit::KW, 15, vec![]), &data));
+    assert_eq!((l.quantity, l.amount), (dec("40"), dec("4000.00")));
+    assert!(l.note.contains("2026-06-02 03:00–03:15 (2026-06-02 01:00 UTC)"), "{}", l.note);
+    // 30 minutes: the spike averages (10 + 2) / 0.5 = 24 kW, 17:30–18:00 is (5 + 5) / 0.5 = 20.
+    assert_eq!(max(&run(joburg, period, &demand(DemandUnit::KW, 30, vec![]), &data)).quantity, dec("24"));
+    // Peak only: 20 kW, in kVA 25.
+    let l = max(&run(joburg, period, &demand(DemandUnit::KVA, 30, vec![Period_::Peak]), &data));
+    assert_eq!(l.quantity, dec("25"));
+    assert!(l.note.contains("2026-06-03 17:30–18:00"), "{}", l.note);
+    // 60 minutes, peak: 17:00–18:00 holds 2 + 2 + 5 + 5 = 14 kWh: 14 kW.
+    assert_eq!(max(&run(joburg, period, &demand(DemandUnit::KW, 60, vec![Period_::Peak]), &data)).quantity, dec("14"));
+}
+
+#[test]
+fn the_outlook_accrues_fixed_charges_and_extrapolates_energy() {
+    let utc: Tz = chrono_tz::UTC;
+    let mut v = version(Energy::Flat { rate: dec("1") });
+    v.fixed_per_month = dec("300");
+    v.vat_on = vec![Component::Energy, Component::Fixed];
+    let period = Period::month(2026, 6, 1).unwrap();
+    // Data for the first 10 days only: 960 intervals of 1 kWh.
+    let data: Vec<SiteInterval> = intervals_of_one_kwh(utc, period).into_iter().take(960).collect();
+    let bill = run(utc, period, &assign(vec![v], municipality(vec![])), &data);
+    let (to_date, projected) = engine::outlook(&bill, Decimal::ONE / Decimal::from(3));
+    // To date: 960 + 100 fixed, + 15 % VAT = 1 219.00; projected 2 880 + 300, + VAT = 3 657.00.
+    assert_eq!((to_date, projected), (dec("1219.00"), dec("3657.00")));
+}
+
+#[test]
+fn days_without_a_tariff_are_shown_unpriced() {
+    let utc: Tz = chrono_tz::UTC;
+    let mut v = version(Energy::Flat { rate: dec("1") });
+    v.effective_from = d(2026, 6, 21);
+    let period = Period::month(2026, 6, 1).unwrap();
+    let bill = run(utc, period, &assign(vec![v], municipality(vec![])), &intervals_of_one_kwh(utc, period));
+    assert_eq!(bill.segments[0].tariff, None);
+    assert_eq!(line(&bill, "No tariff in effect: not priced").quantity, dec("1920"));
+    assert_eq!(bill.total, dec("960.00"));
+}
+
+// ---------------------------------------------------------------- properties
+
+/// A random tariff of the kinds that add up over a split (no blocks, no demand, no per-month).
+fn additive_version() -> impl Strategy<Value = Version> {
+    let rate = || (0u32..100_000).prop_map(|c| Decimal::new(c.into(), 4));
+    (rate(), rate(), rate(), rate(), proptest::bool::ANY, 1usize..23, 1usize..24, proptest::bool::ANY).prop_map(
+        |(peak, off, fixed, export, flat, a, len, vat)| {
+            let energy = if flat {
+                Energy::Flat { rate: peak }
+            } else {
+                let (a, b) = (a as u32, ((a + len).min(24)) as u32);
+                let mut windows = Vec::new();
+                for dt in DayType::ALL {
+                    windows.push(Window {
+                        day_type: dt,
+                        from: TimeOfDay { minutes: 0 },
+                        to: TimeOfDay { minutes: a * 60 },
+                        period: Period_::OffPeak,
+                    });
+                    windows.push(Window {
+                        day_type: dt,
+                        from: TimeOfDay { minutes: a * 60 },
+                        to: TimeOfDay { minutes: b * 60 },
+                        period: Period_::Peak,
+                    });
+                    if b < 24 {
+                        windows.push(Window {
+                            day_type: dt,
+                            from: TimeOfDay { minutes: b * 60 },
+                            to: TimeOfDay { minutes: 1440 },
+                            period: Period_::OffPeak,
+                        });
+                    }
+                }
+                let mut e = tou(windows, DayType::Sunday);
+                if let Energy::Tou(t) = &mut e {
+                    t.seasons[0].rates = PeriodRates { peak: Some(peak), standard: None, off_peak: Some(off) };
+                }
+                e
+            };
+            let mut v = version(energy);
+            v.fixed_per_day = fixed;
+            v.export_credit = Some(export);
+            v.vat_on = if vat { vec![Component::Energy, Component::Fixed, Component::Export] } else { vec![] };
+            v
+        },
+    )
+}
+
+fn zones() -> impl Strategy<Value = Tz> {
+    prop_oneof![
+        Just(chrono_tz::Europe::London),
+        Just(chrono_tz::Africa::Johannesburg),
+        Just(chrono_tz::America::Santiago)
+    ]
+}
+
+fn random_data(tz: Tz, period: Period, seed: u64) -> Vec<SiteInterval> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 100_000) as f64 / 7.0
+    };
+    intervals(tz, period, |_| (next(), next() / 3.0, next() * 1.2))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn energy_lines_sum_to_the_metered_total(
+        v in additive_version(), tz in zones(), month in 1u32..=12, seed in any::<u64>(), blocks in proptest::bool::ANY,
+    ) {
+        let mut v = v;
+        if blocks {
+            v.energy = Energy::Blocks { blocks: vec![
+                Block { up_to_kwh: Some(dec("5000")), rate: dec("1") },
+                Block { up_to_kwh: Some(dec("20000")), rate: dec("2") },
+                Block { up_to_kwh: None, rate: dec("3") },
+            ] };
+        }
+        let period = Period::month(2026, month, 1).unwrap();
+        let data = random_data(tz, period, seed);
+        let metered: Decimal = data.iter().map(|i| engine::wh(i.import_wh)).sum::<Decimal>() / Decimal::from(1000);
+        let bill = run(tz, period, &assign(vec![v], municipality(vec![d(2026, 1, 1), d(2026, 12, 25)])), &data);
+        prop_assert_eq!(energy_kwh(&bill), metered);
+        prop_assert_eq!(bill.import_kwh, metered);
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
+    }
+
+    #[test]
+    fn splitting_a_period_at_a_day_boundary_adds_up(
+        v in additive_version(), tz in zones(), month in 1u32..=12, split in 1i64..28, seed in any::<u64>(),
+    ) {
+        let whole = Period::month(2026, month, 1).unwrap();
+        let mid = whole.start + Duration::days(split);
+        let data = random_data(tz, whole, seed);
+        let tariff = assign(vec![v.clone()], municipality(vec![d(2026, 12, 25)]));
+        let all = run(tz, whole, &tariff, &data);
+        let a = run(tz, Period { start: whole.start, end: mid }, &tariff, &data);
+        let b = run(tz, Period { start: mid, end: whole.end }, &tariff, &data);
+        prop_assert_eq!(a.exact_total + b.exact_total, all.exact_total);
+        prop_assert_eq!(a.import_kwh + b.import_kwh, all.import_kwh);
+        prop_assert_eq!(a.intervals + b.intervals, all.intervals);
+        // The same tariff entered as two versions changing on that day: the same bill.
+        let (mut first, mut second) = (v.clone(), v);
+        first.effective_to = mid.pred_opt();
+        second.effective_from = mid;
+        let split_bill = run(tz, whole, &assign(vec![first, second], municipality(vec![d(2026, 12, 25)])), &data);
+        prop_assert_eq!(split_bill.segments.len(), 2);
+        prop_assert_eq!(split_bill.exact_total, all.exact_total);
+    }
+}
+
+// ---------------------------------------------------------------- worked example
+
+/// Eskom Homeflex, high-demand season (June), for a site in Africa/Johannesburg.
+///
+/// SOURCE of the structure: the Homeflex time-of-use periods as published for the current
+/// Eskom tariff year in "Understanding HomeFlex Tariffs for Solar Owners" (LopileTech, 2025,
+/// https://www.lopiletech.co.za/post/understanding-homeflex-tariffs-for-solar-owners-key-strategies-to-maximise-savings),
+/// which reproduces Eskom's table: high-demand season 1 June – 31 August; weekdays peak
+/// 06:00–09:00 and 17:00–19:00, standard 09:00–17:00 and 19:00–22:00, off-peak 22:00–06:00;
+/// Saturdays no peak, standard 07:00–12:00 and 18:00–20:00, off-peak 12:00–18:00 and
+/// 20:00–07:00. South African VAT is 15 %; 16 June (Youth Day) is a public holiday.
+///
+/// NOT FROM THE SOURCE (the text available here was cut off after the Saturday row, and no
+/// published Homeflex price table was found): the Sunday windows (entered as all off-peak, with
+/// public holidays billed as Sundays) and EVERY RATE below. The rates are ILLUSTRATIVE round
+/// figures of a plausible size, not Eskom's prices:
+///   peak R 6.2500/kWh, standard R 2.1500/kWh, off-peak R 1.3000/kWh,
+///   fixed R 18.50 per day, R 250.00 per month, demand R 45.00 per kVA (30-minute),
+///   export credit R 0.9000/kWh, VAT on everything.
+///
+/// Data (one meter): a steady 4 kWh per 15 minutes (16 kW; VAh = Wh / 0.8, i.e. 20 kVA) all
+/// month, plus 6 kWh more in each of the two intervals 18:00–18:30 on Wednesday 10 June, and an
+/// export of 1 kWh per interval 12:00–14:00 every Saturday.
+///
+/// By hand. June 2026: Monday 1 to Tuesday 30; 22 weekdays less Youth Day = 21 weekdays,
+/// 4 Saturdays, 4 Sundays + Youth Day = 5 Sunday-type days. 16 kWh per hour:
+///   peak      weekdays 5 h × 16 = 80 kWh × 21 = 1 680, + the spike 12      = 1 692 kWh
+///   standard  weekdays 11 h × 16 = 176 × 21 = 3 696; Saturdays 7 h × 16 = 112 × 4 = 448
+///                                                                          = 4 144 kWh
+///   off-peak  weekdays 8 h × 16 = 128 × 21 = 2 688; Saturdays 17 h × 16 = 272 × 4 = 1 088;
+///             Sunday-type 24 h × 16 = 384 × 5 = 1 920                       = 5 696 kWh
+///   (total 11 532 kWh = 30 × 384 + 12)
+///   peak      1 692 × 6.25 = 10 575.00
+///   standard  4 144 × 2.15 =  8 909.60
+///   off-peak  5 696 × 1.30 =  7 404.80
+///   fixed     30 days × 18.50 = 555.00; 1 month × 250.00 = 250.00
+///   demand    18:00–18:30 on 10 June: 2 × 10 kWh / 0.8 = 25 kVAh in 0.5 h = 50 kVA
+///             (elsewhere 2 × 5 kVAh / 0.5 h = 20 kVA); 50 × 45.00 = 2 250.00
+///   export    4 Saturdays × 8 intervals × 1 kWh = 32 kWh × 0.90 = −28.80
+///   subtotal  10 575.00 + 8 909.60 + 7 404.80 + 555.00 + 250.00 + 2 250.00 − 28.80 = 29 915.60
+///   VAT 15 %  4 487.34
+///   total     34 402.94
+pub fn homeflex_june_example() -> (Tz, Period, Vec<Assignment>, Vec<SiteInterval>) {
+    let json = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
+    let doc: TariffDoc = serde_json::from_str(json).expect("the fixture parses");
+    let m = Municipality {
+        name: "Eskom Direct".into(),
+        country: "South Africa".into(),
+        currency: "ZAR".into(),
+        vat_percent: dec("15"),
+        holidays: vec![d(2026, 6, 16)],
+    };
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period::month(2026, 6, 1).unwrap();
+    let data = intervals(joburg, period, |at| {
+        let (day, h) = (at.date(), at.hour());
+        let spike = day == d(2026, 6, 10) && h == 18 && at.minute() < 30;
+        let import = if spike { 10_000.0 } else { 4_000.0 };
+        let export = if DayType::of(day) == DayType::Saturday && (12..14).contains(&h) { 1_000.0 } else { 0.0 };
+        (import, export, import / 0.8)
+    });
+    let assignments =
+        vec![Assignment { from: d(2026, 1, 1), tariff: Arc::new(Tariff { id: 1, doc, municipality: m }) }];
+    (joburg, period, assignments, data)
+}
+
+#[test]
+fn the_worked_homeflex_example_matches_the_hand_calculation() {
+    let (tz, period, assignments, data) = homeflex_june_example();
+    assert_eq!(validate(&assignments[0].tariff.doc), vec![]);
+    let bill = run(tz, period, &assignments, &data);
+    let got: Vec<(&str, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.quantity.normalize().to_string(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("High demand · Peak", "1692".to_string(), "10575.00".to_string()),
+            ("High demand · Standard", "4144".into(), "8909.60".into()),
+            ("High demand · Off-peak", "5696".into(), "7404.80".into()),
+            ("Fixed charge per day", "30".into(), "555.00".into()),
+            ("Fixed charge per month", "1".into(), "250.00".into()),
+            ("Maximum demand (kVA, 30-minute)", "50".into(), "2250.00".into()),
+            ("Export credit", "32".into(), "-28.80".into()),
+        ]
+    );
+    let demand = line(&bill, "Maximum demand (kVA, 30-minute)");
+    assert_eq!(demand.note, "maximum on 2026-06-10 18:00–18:30 (2026-06-10 16:00 UTC)");
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("29915.60"), dec("4487.34"), dec("34402.94")));
+    assert_eq!(bill.currency, "ZAR");
+    assert_eq!((bill.intervals, bill.completeness_percent, bill.estimated_intervals), (2880, dec("100.0"), 0));
+}
+
+#[test]
+fn completeness_and_estimated_intervals_are_counted() {
+    let (tz, period, assignments, mut data) = homeflex_june_example();
+    data.truncate(2880 - 288); // the last three days missing
+    data[0].estimated = true;
+    data[1].estimated = true;
+    let bill = engine::bill(&BillInput { tz, period, devices: 2, assignments: &assignments, intervals: &data });
+    // 2 592 device rows of 2 × 2 880.
+    assert_eq!((bill.rows, bill.completeness_percent, bill.estimated_intervals), (2592, dec("45.0"), 2));
+}
+
+#[test]
+fn the_json_format_round_trips_and_names_unknown_fields() {
+    let json = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
+    let doc: TariffDoc = serde_json::from_str(json).unwrap();
+    let again: TariffDoc = serde_json::from_str(&serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    assert_eq!(again, doc);
+    let err = serde_json::from_str::<TariffDoc>(&json.replace("\"fixed_per_day\"", "\"fixed_per_dya\"")).unwrap_err();
+    assert!(err.to_string().contains("unknown field `fixed_per_dya`"), "{err}");
+    let err = serde_json::from_str::<TariffDoc>(&json.replace("\"06:00\"", "\"06:10\"")).unwrap_err();
+    assert!(err.to_string().contains("06:10 is not on a quarter hour"), "{err}");
+}

@@ -1,0 +1,333 @@
+//! Settings → Rates and the site Cost tab through the real router: the editor's validation, JSON
+//! import and export, assignment, the bill of the worked example (src/tariffs/tests.rs) from
+//! 15-minute intervals written straight into monitoring."EnergyIntervals", and both CSV exports.
+
+use axum::http::StatusCode;
+use sqlx::PgPool;
+
+use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp};
+
+const FIXTURE: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
+
+async fn admin(app: &TestApp) -> Browser {
+    app.seed_admin().await;
+    let mut b = app.browser();
+    assert_eq!(b.sign_in("admin@example.com", ADMIN_PASSWORD).await.status, StatusCode::SEE_OTHER);
+    b
+}
+
+/// GETs `page` for its CSRF token and posts `fields` with it to `url`.
+async fn submit(b: &mut Browser, page: &str, url: &str, fields: &[(&str, &str)]) -> Reply {
+    let csrf = b.get(page).await.csrf();
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post(url, &all).await
+}
+
+async fn municipality(b: &mut Browser) -> i32 {
+    let res = submit(
+        b,
+        "/settings/rates",
+        "/settings/rates/municipalities",
+        &[
+            ("name", "Eskom Direct"),
+            ("country", "South Africa"),
+            ("currency", "zar"),
+            ("vat_percent", "15"),
+            ("holidays", "2026-06-16\n2026-08-10"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (res.status, res.location()),
+        (StatusCode::SEE_OTHER, "/settings/rates?notice=municipality-saved"),
+        "{}",
+        res.body
+    );
+    let page = b.get("/settings/rates").await;
+    let at = page.body.find(r#"<a href="/settings/rates/municipalities/"#).expect("the municipality is listed");
+    let rest = &page.body[at + r#"<a href="/settings/rates/municipalities/"#.len()..];
+    rest[..rest.find('"').unwrap()].parse().unwrap()
+}
+
+async fn import(b: &mut Browser, municipality: i32, json: &str) -> Reply {
+    submit(
+        b,
+        "/settings/rates",
+        "/settings/rates/import",
+        &[("municipality_id", &municipality.to_string()), ("json", json)],
+    )
+    .await
+}
+
+/// `submit` with owned field pairs (the editor's grid is built in a loop).
+async fn post(b: &mut Browser, url: &str, fields: &[(String, String)]) -> Reply {
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    submit(b, "/settings/rates/tariffs/new", url, &refs).await
+}
+
+fn id_after(location: &str, prefix: &str) -> i32 {
+    location
+        .strip_prefix(prefix)
+        .and_then(|r| r.split('?').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{location}"))
+}
+
+#[sqlx::test]
+async fn rates_are_for_admins_only(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let page = b.get("/settings/rates").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"href="/settings/rates" aria-current="page">Rates</a>"#),
+        "the Settings tab is marked"
+    );
+    let csrf = b.get("/settings/users").await.csrf();
+    let res = b
+        .post(
+            "/settings/users",
+            &[("csrf", &csrf), ("email", "viewer@example.com"), ("password", "viewer password 123")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let mut viewer = app.browser();
+    viewer.sign_in("viewer@example.com", "viewer password 123").await;
+    assert_eq!(viewer.get("/settings/rates").await.status, StatusCode::FORBIDDEN);
+    assert!(!viewer.get("/").await.body.contains("/settings/rates"), "no Rates entry for a viewer");
+    let csrf = viewer.get("/").await.csrf();
+    let res =
+        viewer.post("/settings/rates/import", &[("csrf", &csrf), ("municipality_id", "1"), ("json", FIXTURE)]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test]
+async fn the_municipality_and_tariff_editors_explain_what_is_wrong(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/municipalities",
+        &[("name", "City"), ("currency", "RAND"), ("vat_percent", "fifteen")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("enter the three-letter ISO 4217 code")
+            || res.body.contains("Enter the three-letter ISO 4217 code"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("VAT %: “fifteen” is not a number"), "{}", res.body);
+    let m = municipality(&mut b).await.to_string();
+
+    // A TOU season whose grid uses peak without a peak rate, and whose Saturday has no rows.
+    let mut fields: Vec<(String, String)> = vec![
+        ("name".into(), "City TOU".into()),
+        ("municipality_id".into(), m.clone()),
+        ("effective_from".into(), "2026-01-01".into()),
+        ("energy_kind".into(), "tou".into()),
+        ("holidays_as".into(), "sunday".into()),
+        ("season_0_name".into(), "All year".into()),
+        ("season_0_from".into(), "01-01".into()),
+        ("season_0_to".into(), "12-31".into()),
+        ("season_0_off_peak".into(), "1.20".into()),
+    ];
+    for dt in ["weekday", "saturday", "sunday"] {
+        for h in 0..24 {
+            let p = if dt == "weekday" && (17..19).contains(&h) { "peak" } else { "off_peak" };
+            fields.push((format!("grid_0_{dt}_{h}"), p.into()));
+        }
+    }
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains(
+            "versions[0].energy.seasons[0].rates.peak</code>: the windows use Peak but the season has no Peak rate."
+        ),
+        "{}",
+        res.body
+    );
+    fields.push(("season_0_peak".into(), "4.10".into()));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+
+    // A second version that overlaps the first (open-ended) one.
+    let url = format!("/settings/rates/tariffs/{id}");
+    let mut second = fields.clone();
+    second.retain(|(k, _)| k != "effective_from");
+    second.push(("effective_from".into(), "2026-07-01".into()));
+    second.push(("version".into(), "1".into()));
+    let res = post(&mut b, &url, &second).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("versions[1].effective_from</code>: this version (from 2026-07-01) overlaps version 1 (from 2026-01-01, open-ended)"), "{}", res.body);
+
+    // Blocks that do not increase, and a number that is not one.
+    let blocks = vec![
+        ("name".to_string(), "City blocks".to_string()),
+        ("municipality_id".into(), m.clone()),
+        ("effective_from".into(), "2026-01-01".into()),
+        ("energy_kind".into(), "blocks".into()),
+        ("block_0_up_to".into(), "600".into()),
+        ("block_0_rate".into(), "2.00".into()),
+        ("block_1_up_to".into(), "350".into()),
+        ("block_1_rate".into(), "3.00".into()),
+        ("block_2_rate".into(), "4.00".into()),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &blocks).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("block thresholds must be strictly increasing: 350 kWh is not above 600 kWh"),
+        "{}",
+        res.body
+    );
+    let mut bad = blocks;
+    bad.push(("fixed_per_day".into(), "1,50".into()));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &bad).await;
+    assert!(res.body.contains("Fixed charge per day: “1,50” is not a number"), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 1, "nothing invalid was stored");
+
+    // The saved tariff's editor shows its grid as entered.
+    let page = b.get(&url).await;
+    assert!(page.body.contains(r#"name="grid_0_weekday_17" aria-label="Season 1, Weekday, 17:00">"#), "{}", page.body);
+    let cell = &page.body[page.body.find(r#"name="grid_0_weekday_17""#).unwrap()..];
+    assert!(cell[..cell.find("</select>").unwrap()].contains(r#"<option value="peak" selected>"#));
+}
+
+#[sqlx::test]
+async fn tariffs_round_trip_through_json_and_import_validates(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b).await;
+    let res = import(&mut b, m, FIXTURE).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export = b.get(&format!("/settings/rates/tariffs/{id}/export")).await;
+    assert_eq!(export.status, StatusCode::OK);
+    assert_eq!(export.headers["content-type"], "application/json");
+    let (a, b_): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(FIXTURE).unwrap(), serde_json::from_str(&export.body).unwrap());
+    assert_eq!(a, b_, "export gives back what was imported");
+
+    // The same name again, an overlapping window, malformed JSON: refused, each explained.
+    let res = import(&mut b, m, FIXTURE).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("already has a tariff named"), "{}", res.body);
+    let overlapping =
+        FIXTURE.replace("Homeflex structure", "Other").replacen(r#""to": "09:00""#, r#""to": "10:00""#, 1);
+    let res = import(&mut b, m, &overlapping).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("versions[0].energy.seasons[0].windows[2]</code>: Weekday 09:00–17:00 overlaps window 2 (06:00–10:00) at 09:00."), "{}", res.body);
+    let res = import(&mut b, m, "{\"name\": \"x\",").await;
+    assert!(res.body.contains("line 1, column"), "{}", res.body);
+    let count: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+/// The worked example's month (src/tariffs/tests.rs): one meter in Johannesburg, June 2026.
+async fn worked_example_site(app: &TestApp) -> i32 {
+    let site: i32 = sqlx::query_scalar(
+        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', 'Africa/Johannesburg') RETURNING "Id""#,
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    let device: i32 = sqlx::query_scalar(
+        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
+           VALUES ($1, 'meter-1', 'Incomer', 'generic', 'push') RETURNING "Id""#,
+    )
+    .bind(site)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        r#"INSERT INTO monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples")
+           SELECT $1, t, imp, exp, imp / 0.8, imp * 4, imp * 5, 15 FROM (
+             SELECT t,
+               CASE WHEN t >= '2026-06-10 18:00+02' AND t < '2026-06-10 18:30+02' THEN 10000 ELSE 4000 END AS imp,
+               CASE WHEN extract(isodow FROM t AT TIME ZONE 'Africa/Johannesburg') = 6
+                     AND extract(hour FROM t AT TIME ZONE 'Africa/Johannesburg') IN (12, 13) THEN 1000 ELSE 0 END AS exp
+             FROM generate_series('2026-06-01 00:00+02'::timestamptz, '2026-06-30 23:45+02', '15 minutes') t) x"#,
+    )
+    .bind(device)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    site
+}
+
+#[sqlx::test]
+async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b).await;
+    let site = worked_example_site(&app).await;
+    let cost = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
+    assert!(cost.body.contains("This site has no tariff yet"), "{}", cost.body);
+
+    let res = import(&mut b, m, FIXTURE).await;
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", "")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Choose a tariff.") && res.body.contains("Enter the first day"), "{}", res.body);
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2026-04-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    assert!(b.get("/settings/rates").await.body.contains("2026-04-01"));
+
+    let cost = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
+    assert_eq!(cost.status, StatusCode::OK);
+    for expected in [
+        "High demand · Peak",
+        "1692 kWh",
+        "10575.00",
+        "maximum on 2026-06-10 18:00–18:30",
+        "<strong>34402.94</strong>",
+        "Data completeness: <strong>100.0 %</strong>",
+        r#"aria-current="page">Cost</a>"#,
+    ] {
+        assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
+    }
+
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06&read_day=1")).await;
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.headers["content-disposition"].to_str().unwrap().contains("site-1-2026-06-01-to-2026-06-30-bill.csv"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], "kind,description,quantity,unit,rate,amount,vat_percent,note,currency");
+    assert_eq!(lines[1], "Energy,High demand · Peak,1692,kWh,6.25,10575.00,15,,ZAR");
+    assert!(lines.contains(&"Export credit,Export credit,32,kWh,0.9,-28.80,15,,ZAR"), "{}", csv.body);
+    assert_eq!(lines.last(), Some(&"Total,,,,,34402.94,,,ZAR"));
+
+    let csv = b.get(&format!("/sites/{site}/cost/intervals.csv?month=2026-06")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 1 + 2880);
+    assert_eq!(lines[1], "2026-06-01 00:00,+02:00,2026-05-31T22:00:00Z,4,0,5,1,false,High demand,off_peak");
+    assert!(lines.contains(&"2026-06-10 18:15,+02:00,2026-06-10T16:15:00Z,10,0,12.5,1,false,High demand,peak"));
+
+    // A meter-read day moves the period; bad parameters are refused with a reason.
+    let cost = b.get(&format!("/sites/{site}/cost?month=2026-06&read_day=15")).await;
+    assert!(cost.body.contains("<strong>2026-06-15</strong> to <strong>2026-07-14</strong>"), "{}", cost.body);
+    let bad = b.get(&format!("/sites/{site}/cost?month=June")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // The Overview lists the site's month to date.
+    let overview = b.get("/").await;
+    assert!(overview.body.contains("Cost this month") && overview.body.contains(&format!("/sites/{site}/cost")));
+}
