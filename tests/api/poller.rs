@@ -105,27 +105,31 @@ async fn more_readings(db: &PgPool, device: i32, n: i64) {
     .await;
 }
 
+#[derive(sqlx::FromRow)]
 struct Stored {
+    #[sqlx(rename = "Time")]
     time: DateTime<Utc>,
+    #[sqlx(rename = "PTotal")]
     p_total: Option<f32>,
+    #[sqlx(rename = "V1")]
     v1: Option<f32>,
+    #[sqlx(rename = "V12")]
     v12: Option<f32>,
+    #[sqlx(rename = "I1")]
     i1: Option<f32>,
+    #[sqlx(rename = "EnergyImportWh")]
     import_wh: Option<f64>,
 }
 
 async fn readings(db: &PgPool, device: i32) -> Vec<Stored> {
-    let rows: Vec<(DateTime<Utc>, Option<f32>, Option<f32>, Option<f32>, Option<f32>, Option<f64>)> = sqlx::query_as(
+    sqlx::query_as(
         r#"SELECT "Time", "PTotal", "V1", "V12", "I1", "EnergyImportWh" FROM monitoring."PowerMeasurements"
            WHERE "DeviceId" = $1 ORDER BY "Time""#,
     )
     .bind(device)
     .fetch_all(db)
     .await
-    .unwrap();
-    rows.into_iter()
-        .map(|(time, p_total, v1, v12, i1, import_wh)| Stored { time, p_total, v1, v12, i1, import_wh })
-        .collect()
+    .unwrap()
 }
 
 #[derive(sqlx::FromRow, Debug)]
