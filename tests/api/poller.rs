@@ -1,7 +1,8 @@
 //! The Modbus poller against the project's simulator over real TCP, writing into the real
 //! database: values and scaling, every fault the simulator can inject, live device edits, and a
-//! database outage. The decoder's independent check (a hand-written register image served by
-//! pymodbus) is in `modbus_peer.rs`.
+//! database outage; and against the independent peer, a hand-written Acuvim register image served
+//! by pymodbus (tests/modbus), which guards against a decoder and a simulator that agree with each
+//! other but not with the meter.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Browser, Proxy, TestApp, wait_for};
+use crate::modbus_peer::{ModbusPeer, PEER_UNIT_ID};
 use crate::sites::{admin, create_device, create_site, post_device};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -409,4 +411,95 @@ async fn readings_are_held_while_the_database_is_away_and_written_when_it_return
     poller.stop().await;
     assert_aligned_and_unique(&readings(&pool, devices[0]).await);
     sim.shutdown().await;
+}
+
+/// A stored value of the device's newest reading, widened to f64.
+async fn latest(db: &PgPool, device: i32, column: &str) -> Option<f64> {
+    let sql = format!(
+        r#"SELECT "{column}"::float8 FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1
+           ORDER BY "Time" DESC LIMIT 1"#
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(device).fetch_one(db).await.unwrap()
+}
+
+/// Polls the independent peer's image once and checks the stored values against the table in
+/// tests/modbus/README.md (written by hand from the register words, not by our decoder).
+async fn poll_peer(pool: PgPool, image: &str, expected: &[(&str, Option<f64>)], serial: &str) {
+    let Some(peer) = ModbusPeer::start(image).await else { return };
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let devices = devices_for(&mut b, &[(peer.addr, PEER_UNIT_ID)]).await;
+    let poller = Running::start(&app, pool.clone());
+    more_readings(&pool, devices[0], 1).await;
+    wait_status(&pool, devices[0], "identity stored", |s| s.identity.is_some()).await;
+    poller.stop().await;
+    for &(column, want) in expected {
+        let got = latest(&pool, devices[0], column).await;
+        let ok = match (got, want) {
+            (Some(g), Some(w)) => (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+            (g, w) => g == w,
+        };
+        assert!(ok, "{image}: {column} stored as {got:?}, the image says {want:?}");
+    }
+    let s = status(&pool, devices[0]).await;
+    assert_eq!(s.identity.unwrap()["serial"], serial, "{image}: V3 serial (the peer has no SunSpec block)");
+    assert!(s.unsupported.is_empty(), "{image}: every block answered");
+    peer.stop().await;
+}
+
+#[sqlx::test]
+async fn the_independent_peer_primary_image_decodes_to_its_hand_written_values(pool: PgPool) {
+    let expected = [
+        ("Frequency", Some(50.0)),
+        ("V1", Some(230.5)),
+        ("V2", Some(229.75)),
+        ("V3", Some(231.25)),
+        ("V12", Some(399.5)),
+        ("V31", Some(400.0)),
+        ("I2", Some(9.75)),
+        ("IN", Some(0.4375)),
+        ("P1", Some(2189.75)),
+        ("PTotal", Some(6570.0)),
+        ("QTotal", Some(2159.0)),
+        ("S2", Some(2240.0625)),
+        ("STotal", Some(6915.375)),
+        ("PF1", Some(f64::from(0.95f32))),
+        ("PFTotal", Some(f64::from(0.950057f32))),
+        ("DemandW", Some(6400.0)),
+        ("DemandVar", Some(2100.0)),
+        ("DemandVA", Some(6740.0)),
+        ("EnergyImportWh", Some(12_345_678_900.0)),
+        ("EnergyExportWh", Some(123_400.0)),
+        ("ReactiveImportVarh", Some(4_567_890_100.0)),
+        ("ReactiveExportVarh", Some(10_000.0)),
+        ("ApparentVAh", Some(13_000_000_000.0)),
+    ];
+    poll_peer(pool, "primary-3ln", &expected, "PEER-3LN-001").await;
+}
+
+#[sqlx::test]
+async fn the_independent_peer_secondary_image_is_scaled_by_its_pt_and_ct(pool: PgPool) {
+    let expected = [
+        ("Frequency", Some(f64::from(50.02f32))),
+        ("V1", None),
+        ("V12", Some(11_000.0)),
+        ("V23", Some(10_975.0)),
+        ("V31", Some(11_025.0)),
+        ("I1", Some(160.0)),
+        ("I2", Some(165.0)),
+        ("I3", Some(155.0)),
+        ("P1", None),
+        ("PTotal", Some(2_744_000.0)),
+        ("QTotal", Some(1_329_000.0)),
+        ("STotal", Some(3_049_000.0)),
+        ("PF1", None),
+        ("PFTotal", Some(f64::from(0.899967f32))),
+        ("DemandW", Some(2_600_000.0)),
+        ("DemandVA", Some(2_900_000.0)),
+        ("EnergyImportWh", Some(10_000_000.0)),
+        ("EnergyExportWh", Some(35_000_000.0)),
+        ("ReactiveImportVarh", Some(98_765_432_100.0)),
+        ("ApparentVAh", Some(99_999_999_900.0)),
+    ];
+    poll_peer(pool, "secondary-3ll", &expected, "PEER-3LL-002").await;
 }
