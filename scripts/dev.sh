@@ -9,7 +9,9 @@
 #
 # Environment: TAU_DEV_PORT (portal, default 8080), TAU_DEV_PG_PORT (PostgreSQL, default 54329;
 # when something else holds it, a free port is used instead), TAU_DEV_MODBUS_PORT (simulator,
-# default 5020), TAU_DEV_DIR (instead of .local/, e.g. for a test), CARGO_TARGET_DIR, RUST_LOG.
+# default 5020), TAU_DEV_DIR (instead of .local/, e.g. for a test), TAU_DEV_BIN (run this
+# tau-portal binary instead of building one; the test suite passes its own), CARGO_TARGET_DIR,
+# RUST_LOG.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +27,7 @@ MODBUS_PORT=${TAU_DEV_MODBUS_PORT:-5020}
 ADMIN_EMAIL=admin@example.com
 ADMIN_PASSWORD_FILE=$LOCAL/admin-password
 DATABASE=power_monitoring
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/tau-portal
+BIN=${TAU_DEV_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/tau-portal}
 
 PORTAL_PID=""
 SIMULATOR_PID=""
@@ -62,7 +64,7 @@ trap 'exit 143' TERM
 
 # --- system packages and the portal's port -----------------------------------------------------
 ensure_system_packages postgres
-if ! command -v cargo >/dev/null 2>&1; then
+if [[ -z ${TAU_DEV_BIN:-} ]] && ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found: install a Rust toolchain (https://rustup.rs)" >&2
     exit 1
 fi
@@ -110,7 +112,9 @@ chmod 600 "$ADMIN_PASSWORD_FILE"
 
 # --- build and run ---------------------------------------------------------------------------
 # Dev profile: shares the build cache with scripts/test.sh.
-cargo build --locked --bin tau-portal
+if [[ -z ${TAU_DEV_BIN:-} ]]; then
+    cargo build --locked --bin tau-portal
+fi
 
 # The portal's settings, shared by `migrate` and `serve`.
 export Application__Environment=Development

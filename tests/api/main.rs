@@ -17,6 +17,7 @@ mod metrics;
 mod migrations;
 mod modbus_peer;
 mod poller;
+mod quickstart;
 mod seed;
 mod simulator;
 mod sites;
