@@ -13,7 +13,9 @@
 #   missed cycles              tau_portal_poll_missed_cycles_total during the window
 #   failed polls               polls that timed out or failed during the window
 #   CPU per 1,000 reads        the portal process's user+system CPU seconds per 1,000 polls
-#   RSS start / end            the portal's resident memory at the start and end of the window
+#   RSS start / end            the portal's resident memory at the start and end of the window,
+#                              and every tenth of the window (flat: the mean of the second half of
+#                              those samples is within 2 % of the first half's)
 # and a `TARGET MET` or `TARGET MISSED` line. The CPU figure is the whole portal process; with
 # nobody browsing, that is the poller, the write buffer and its database writes.
 #
@@ -183,7 +185,12 @@ phase "warm-up: ${WARMUP}s"
 sleep "$WARMUP"
 START=$(sample)
 phase "measuring: ${SECONDS_MEASURED}s"
-sleep "$SECONDS_MEASURED"
+# RSS every tenth of the window, to tell growth that levels off from a leak.
+RSS_SERIES=()
+for ((i = 1; i <= 10; i++)); do
+    sleep "$(awk -v s="$SECONDS_MEASURED" 'BEGIN { print s / 10 }')"
+    RSS_SERIES+=("$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")")
+done
 END=$(sample)
 
 read -r t0 cpu0 rss0 ok0 failed0 missed0 rows0 <<<"$START"
@@ -194,7 +201,8 @@ TICK=$(getconf CLK_TCK)
 phase "result"
 awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="$TICK" \
     -v r0="$rss0" -v r1="$rss1" -v ok0="$ok0" -v ok1="$ok1" -v f0="$failed0" -v f1="$failed1" \
-    -v mi0="$missed0" -v mi1="$missed1" -v w0="$rows0" -v w1="$rows1" 'BEGIN {
+    -v mi0="$missed0" -v mi1="$missed1" -v w0="$rows0" -v w1="$rows1" \
+    -v series="${RSS_SERIES[*]}" 'BEGIN {
     dt = t1 - t0; polls = ok1 - ok0; cpu = (c1 - c0) / tick
     rate = polls / dt; missed = mi1 - mi0; failed = f1 - f0
     printf "meters                      %d at a 1 s interval, %.1f s measured\n", m, dt
@@ -205,7 +213,17 @@ awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     printf "portal CPU                  %.2f s = %.1f %% of one core\n", cpu, 100 * cpu / dt
     printf "CPU per 1,000 reads         %.3f s\n", 1000 * cpu / polls
     printf "RSS start / end             %.1f MB / %.1f MB (%+.1f %%)\n", r0 / 1024, r1 / 1024, 100 * (r1 - r0) / r0
-    ok = rate >= 0.99 * m && missed == 0 && failed == 0 && r1 <= r0 * 1.1
-    printf "%s: %d meters at 1 s on one core, no missed cycles, flat memory (RSS within 10 %%)\n", \
+    n = split(series, rss, " ")
+    printf "RSS every %.0f s (MB)        ", dt / 10
+    for (i = 1; i <= n; i++) printf "%.1f ", rss[i] / 1024
+    printf "\n"
+    # Flat: the second half of the samples averages no more than the first half (RSS moves
+    # up and down as the allocator reuses memory; a leak shows as a rising mean).
+    for (i = 1; i <= n; i++) if (i <= n / 2) a += rss[i]; else b += rss[i]
+    a /= n / 2; b /= n - n / 2
+    flat = b <= a * 1.02
+    printf "RSS mean, 2nd vs 1st half   %+.1f %%\n", 100 * (b - a) / a
+    ok = rate >= 0.99 * m && missed == 0 && failed == 0 && flat
+    printf "%s: %d meters at 1 s on one core, no missed cycles, flat memory (mean RSS of the 2nd half within 2 %% of the 1st)\n", \
         ok ? "TARGET MET" : "TARGET MISSED", m
 }'

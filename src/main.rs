@@ -7,6 +7,12 @@ use tau_acuvim_portal::app;
 use tau_acuvim_portal::config::{self, Config, Env};
 use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
 
+/// mimalloc instead of glibc's malloc: with thousands of poller tasks allocating small buffers
+/// across threads, glibc's arenas kept growing the resident set while the heap itself stayed
+/// flat (measured with heaptrack and scripts/bench-poller.sh).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration (the message names the key).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failed startup step (database, migration, bootstrap, seed, bind).
