@@ -75,6 +75,12 @@ impl Page {
         let here = if prefix == "/" { self.path == "/" } else { self.path.starts_with(prefix) };
         if here { "page" } else { "false" }
     }
+
+    /// Like [`current`](Self::current), but not below `excluded`: a part of a section that has
+    /// its own navigation entry (Rates lives under Settings).
+    pub fn current_except(&self, prefix: &str, excluded: &str) -> &'static str {
+        if self.path.starts_with(excluded) { "false" } else { self.current(prefix) }
+    }
 }
 
 impl FromRequestParts<AppState> for Page {

@@ -84,6 +84,10 @@ async fn rates_are_for_admins_only(pool: PgPool) {
         page.body.contains(r#"href="/settings/rates" aria-current="page">Rates</a>"#),
         "the Settings tab is marked"
     );
+    assert!(
+        page.body.contains(r#"href="/settings/users" aria-current="false">Settings</a>"#),
+        "Rates has its own navigation entry: Settings is not marked as well"
+    );
     let csrf = b.get("/settings/users").await.csrf();
     let res = b
         .post(
