@@ -215,8 +215,13 @@ async fn meters_on_their_own_ports_and_behind_one_gateway_are_polled_into_the_st
         let s = status(&pool, device).await;
         assert_eq!(s.failures, 0);
         assert!(s.settings.is_some(), "the meter's settings snapshot is stored");
-        let serial = s.identity.as_ref().and_then(|i| i["serial"].as_str().map(String::from));
-        assert!(serial.is_some_and(|s| !s.is_empty()), "identity probe stored a serial: {:?}", s.identity);
+        let serial = s.identity.as_ref().and_then(|i| i["serial"].as_str().map(String::from)).unwrap_or_default();
+        assert!(!serial.is_empty(), "identity probe stored a serial: {:?}", s.identity);
+        // The device page shows what the poller learnt.
+        let page = b.get(&format!("/devices/{device}")).await;
+        for needle in ["Online", "Meter settings", "PT 400/400 V, CT 5/5 A, wiring 3LN", serial.as_str()] {
+            assert!(page.body.contains(needle), "device page lacks {needle:?}");
+        }
     }
     own_ports.shutdown().await;
     gateway.shutdown().await;
