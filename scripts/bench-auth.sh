@@ -26,10 +26,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-# shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
-# shellcheck source=scripts/lib/proc.sh
-source scripts/lib/proc.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 DURATION=${BENCH_DURATION:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -38,12 +36,6 @@ WARMUP_SECONDS=2
 TARGET_RATIO=0.5
 TARGET_P99_MS=5
 ADMIN_EMAIL=bench@example.com
-
-phase() { printf '\n==> %s\n' "$*"; }
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
 
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a positive number of seconds, got '$DURATION'"
 if [[ ! $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || ((CONNECTIONS < THREADS)); then
@@ -61,14 +53,7 @@ NGINX_WORKERS=$CPUS
 echo "wrk: $(wrk -v 2>&1 | head -n 1 || true)"
 echo "nginx: $("$NGINX" -v 2>&1)"
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
-if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
-    phase "build: skipped (BENCH_SKIP_BUILD=1), using $BIN"
-    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
-else
-    phase "build (release)"
-    cargo build --release --locked --bin tau-portal
-fi
+bench_release_build
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench.XXXXXX")
 # The postgres user (cluster) and nginx's workers (nobody, when we are root) traverse it.
@@ -77,7 +62,6 @@ PG_BASE=$WORK/pg
 PORTAL_PID=
 NGINX_PID=
 status=0
-
 
 cleanup() {
     local rc=$?

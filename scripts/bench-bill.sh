@@ -23,33 +23,21 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-# shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 RUNS=${BENCH_RUNS:-20}
 DEVICES=100
 TARGET_MS=100
 
-phase() { printf '\n==> %s\n' "$*"; }
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive whole number, got '$RUNS'"
 
 phase "tools"
 ensure_system_packages postgres
 
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/tau-portal
-BENCH=$TARGET/release/examples/bench_bill
-if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
-    phase "build: skipped (BENCH_SKIP_BUILD=1)"
-    [[ -x $BIN && -x $BENCH ]] || die "$BIN or $BENCH does not exist; run without BENCH_SKIP_BUILD=1"
-else
-    phase "build (release)"
-    cargo build --release --locked --bin tau-portal --example bench_bill
-fi
+bench_release_build --example bench_bill
+BENCH=$TARGET_DIR/release/examples/bench_bill
+[[ -x $BENCH ]] || die "$BENCH does not exist; run without BENCH_SKIP_BUILD=1"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench-bill.XXXXXX")
 chmod 711 "$WORK" # the postgres user must reach the cluster directory below it

@@ -30,10 +30,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-# shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
-# shellcheck source=scripts/lib/proc.sh
-source scripts/lib/proc.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 ROWS=${BENCH_ROWS:-1000000}
 BATCH=${BENCH_BATCH:-5000}
@@ -46,12 +44,6 @@ READY_TIMEOUT=120
 COPY_TIMEOUT=1800
 INGEST_TIMEOUT=1800
 
-phase() { printf '\n==> %s\n' "$*"; }
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
-
 [[ $ROWS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROWS must be a positive whole number, got '$ROWS'"
 if [[ ! $BATCH =~ ^[1-9][0-9]*$ ]] || ((BATCH > MAX_BATCH)); then
     die "BENCH_BATCH must be a whole number from 1 to $MAX_BATCH, got '$BATCH'"
@@ -63,21 +55,13 @@ ensure_system_packages postgres
 ensure_apt_packages curl:curl python3:python3
 CPUS=$(nproc)
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
-if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
-    phase "build: skipped (BENCH_SKIP_BUILD=1), using $BIN"
-    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
-else
-    phase "build (release)"
-    cargo build --release --locked --bin tau-portal
-fi
+bench_release_build
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench-ingest.XXXXXX")
 chmod 711 "$WORK" # the postgres user must reach the cluster directory below it
 PG_BASE=$WORK/pg
 PORTAL_PID=
 status=0
-
 
 cleanup() {
     local rc=$?
@@ -192,13 +176,11 @@ def gen(ids_file, rows, batch, out):
 
 TICK = os.sysconf("SC_CLK_TCK")
 
-
 def _stat(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based
     return int(fields[1]), [int(x) for x in fields[11:15]]
-
 
 def cpu_seconds(pid, with_children):
     """CPU of PID (all threads); with_children: plus its live children and the reaped ones."""
@@ -220,18 +202,15 @@ def cpu_seconds(pid, with_children):
         if _stat(pid)[1][2:] == [cut, cst]:
             return total / TICK
 
-
 def machine_ticks():
     with open("/proc/stat") as f:
         cpu = [int(x) for x in f.readline().split()[1:]]
     idle = cpu[3] + cpu[4]
     return sum(cpu[:8]), idle
 
-
 def _state(pid):
     with open("/proc/%d/stat" % pid) as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-
 
 def transient_backends(postmaster):
     """Children of the postmaster serving a Unix-socket client (this script's psql calls) or
@@ -250,7 +229,6 @@ def transient_backends(postmaster):
             except (OSError, IndexError, ValueError):
                 continue
     return pids
-
 
 class Meter:
     """CPU seconds of the portal, of PostgreSQL (postmaster and children, live and reaped), of
@@ -288,7 +266,6 @@ def run_copy(portal_pid, postmaster_pid, cmd):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
     meter.report(seconds, a, meter.sample())
-
 
 def run_ingest(portal_pid, postmaster_pid, url, manifest, clients):
     key = os.environ["BENCH_KEY"]
@@ -344,7 +321,6 @@ def run_ingest(portal_pid, postmaster_pid, url, manifest, clients):
         sys.exit("ingest failed: " + failures[0])
     meter.report(seconds, a, b)
 
-
 def main(argv):
     if argv[0] == "gen":
         gen(argv[1], int(argv[2]), int(argv[3]), argv[4])
@@ -355,7 +331,6 @@ def main(argv):
         run_ingest(int(argv[1]), int(argv[2]), argv[3], argv[4], int(argv[5]))
     else:
         sys.exit("unknown command " + argv[0])
-
 
 main(sys.argv[1:])
 PYTHON

@@ -28,11 +28,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
-# shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
-# shellcheck source=scripts/lib/proc.sh
-source scripts/lib/proc.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 METERS=${BENCH_METERS:-2000}
 SECONDS_MEASURED=${BENCH_SECONDS:-60}
@@ -40,11 +37,6 @@ WARMUP=${BENCH_WARMUP:-10}
 MODBUS_PORT=${BENCH_MODBUS_PORT:-40000}
 READY_TIMEOUT=120
 
-phase() { printf '\n==> %s\n' "$*"; }
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
 whole() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive whole number, got '$2'"; }
 whole BENCH_METERS "$METERS"
 whole BENCH_SECONDS "$SECONDS_MEASURED"
@@ -68,14 +60,7 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($(ulimit -n) > 2 * METERS + 256)) || die "open-file limit $(ulimit -n) is too low for $METERS meters"
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
-if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
-    phase "build: skipped (BENCH_SKIP_BUILD=1), using $BIN"
-    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
-else
-    phase "build (release)"
-    cargo build --release --locked --bin tau-portal
-fi
+bench_release_build
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench-poller.XXXXXX")
 chmod 711 "$WORK" # the postgres user must reach the cluster directory below it

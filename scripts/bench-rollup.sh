@@ -19,8 +19,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-# shellcheck source=scripts/lib/pg.sh
-source scripts/lib/pg.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 DEVICES=${BENCH_DEVICES:-100}
 DAYS=${BENCH_DAYS:-30}
@@ -28,24 +28,13 @@ RUNS=2
 TARGET=1000000
 START=2026-01-01
 
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
-phase() { printf '\n==> %s\n' "$*"; }
 [[ $DEVICES =~ ^[1-9][0-9]*$ ]] || die "BENCH_DEVICES must be a positive whole number, got '$DEVICES'"
 [[ $DAYS =~ ^[1-9][0-9]*$ ]] || die "BENCH_DAYS must be a positive whole number, got '$DAYS'"
 
 phase "tools"
 ensure_system_packages postgres
 
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tau-portal
-if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then
-    [[ -x $BIN ]] || die "$BIN does not exist; run without BENCH_SKIP_BUILD=1"
-else
-    phase "build (release)"
-    cargo build --release --locked --bin tau-portal
-fi
+bench_release_build
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tau-bench-rollup.XXXXXX")
 chmod 711 "$WORK"

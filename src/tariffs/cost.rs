@@ -204,17 +204,23 @@ pub fn bill_csv(bill: &Bill) -> String {
     out
 }
 
+/// What both CSV exports need: the file name stem and the period's data.
+async fn export_data(state: &AppState, id: i32, q: &PeriodQuery) -> AppResult<(String, Loaded)> {
+    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
+    let loaded = load(&state.db, &site, period).await?;
+    Ok((file_stem(&site, period), loaded))
+}
+
 pub async fn bill_export(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,
     Path(id): Path<i32>,
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Response> {
-    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
+    let (stem, loaded) = export_data(&state, id, &q).await?;
     let bill = engine::bill(&loaded.input());
-    Ok(csv_response(format!("{}-bill.csv", file_stem(&site, period)), bill_csv(&bill)))
+    Ok(csv_response(format!("{stem}-bill.csv"), bill_csv(&bill)))
 }
 
 /// The site's 15-minute intervals as CSV, local time and UTC side by side.
@@ -248,10 +254,8 @@ pub async fn intervals_export(
     Path(id): Path<i32>,
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Response> {
-    let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
-    Ok(csv_response(format!("{}-intervals.csv", file_stem(&site, period)), intervals_csv(&loaded.input())))
+    let (stem, loaded) = export_data(&state, id, &q).await?;
+    Ok(csv_response(format!("{stem}-intervals.csv"), intervals_csv(&loaded.input())))
 }
 
 // ---------------------------------------------------------------- the Overview's figures
