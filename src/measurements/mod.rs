@@ -2,6 +2,7 @@
 //! fleet push) goes through, and the quantities it stores, in SI units.
 
 pub mod buffer;
+pub mod copy;
 pub mod energy;
 pub mod queries;
 pub mod rollup;
@@ -9,7 +10,7 @@ pub mod rollup;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgExecutor};
+use sqlx::{AssertSqlSafe, PgPool};
 
 /// Instantaneous quantities, stored as float4: (JSON name, column, unit).
 pub const REAL_QUANTITIES: [(&str, &str, &str); 30] = [
@@ -133,47 +134,94 @@ pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), &'stati
     if time > now + MAX_FUTURE { Err("time is more than 5 minutes in the future") } else { Ok(()) }
 }
 
-static INSERT: LazyLock<String> = LazyLock::new(|| {
+/// The stored columns, quoted, in the order of [`Reading`]: device, time, reals, counters.
+static COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let real = REAL_QUANTITIES.iter().map(|q| q.1);
     let counters = COUNTER_QUANTITIES.iter().map(|q| q.1);
     let columns: Vec<String> =
         ["DeviceId", "Time"].into_iter().chain(real).chain(counters).map(|c| format!("\"{c}\"")).collect();
+    columns.join(", ")
+});
+
+/// The CTEs that note late readings, given the parameters holding the earliest time per device.
+/// Readings older than a device's rollup watermark would never be rolled up: the earliest one
+/// per device is noted in the same statement (rollup.rs recomputes from there). FOR KEY SHARE
+/// waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
+/// value, so a reading is either read by that run or noted as late, never neither.
+fn note_late(devices: usize, times: usize) -> String {
+    format!(
+        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\" FROM monitoring.\"EnergyWatermarks\" \
+         WHERE \"DeviceId\" = ANY(${devices}::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
+         backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
+         SELECT b.d, b.t FROM UNNEST(${devices}::int4[], ${times}::timestamptz[]) AS b(d, t) \
+         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < w.\"ProcessedUntil\" \
+         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")) "
+    )
+}
+
+static INSERT_UNNEST: LazyLock<String> = LazyLock::new(|| {
     let mut params = vec!["$1::int4[]".to_string(), "$2::timestamptz[]".to_string()];
     params.extend((0..REAL_QUANTITIES.len()).map(|i| format!("${}::float4[]", i + 3)));
     params.extend((0..COUNTER_QUANTITIES.len()).map(|i| format!("${}::float8[]", i + 3 + REAL_QUANTITIES.len())));
     let late = params.len() + 1;
-    // Readings older than a device's rollup watermark would never be rolled up: the earliest one
-    // per device is noted in the same statement (rollup.rs recomputes from there). FOR KEY SHARE
-    // waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
-    // value, so a reading is either read by that run or noted as late, never neither.
     format!(
-        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\" FROM monitoring.\"EnergyWatermarks\" \
-         WHERE \"DeviceId\" = ANY(${late}::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
-         backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
-         SELECT b.d, b.t FROM UNNEST(${late}::int4[], ${}::timestamptz[]) AS b(d, t) \
-         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < w.\"ProcessedUntil\" \
-         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")) \
-         INSERT INTO monitoring.\"PowerMeasurements\" ({}) SELECT * FROM UNNEST({}) \
+        "{}INSERT INTO monitoring.\"PowerMeasurements\" ({}) SELECT * FROM UNNEST({}) \
          ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
-        late + 1,
-        columns.join(", "),
+        note_late(late, late + 1),
+        *COLUMNS,
         params.join(", ")
     )
 });
 
-/// Stores a batch in one statement (column arrays through UNNEST). Rows already stored for the
-/// same device and time are skipped, so a retried batch never duplicates. Returns how many rows
-/// were new.
-pub async fn write(db: impl PgExecutor<'_>, readings: &[Reading]) -> Result<u64, sqlx::Error> {
+/// Opens the transaction and makes sure this connection's staging table exists, in one round
+/// trip. Quiet: "already exists, skipping" would be logged for every batch otherwise.
+const BEGIN_STAGING: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
+    CREATE TEMP TABLE IF NOT EXISTS \"PowerMeasurementsStaging\" \
+    (LIKE monitoring.\"PowerMeasurements\" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
+
+static COPY_STAGING: LazyLock<String> =
+    LazyLock::new(|| format!("COPY pg_temp.\"PowerMeasurementsStaging\" ({}) FROM STDIN (FORMAT binary)", *COLUMNS));
+
+static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
+         ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
+        note_late(1, 2),
+        cols = *COLUMNS
+    )
+});
+
+/// TEMPORARY (benchmark only): `TAU_WRITE_STRATEGY=copy` selects binary COPY through a staging
+/// table instead of UNNEST arrays, to measure both with scripts/bench-ingest.sh.
+static USE_COPY: LazyLock<bool> = LazyLock::new(|| std::env::var("TAU_WRITE_STRATEGY").is_ok_and(|v| v == "copy"));
+
+/// Stores a batch. Rows already stored for the same device and time are skipped, so a retried
+/// batch never duplicates. Returns how many rows were new.
+pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error> {
     if readings.is_empty() {
         return Ok(0);
     }
-    // A batch may repeat a (device, time): ON CONFLICT cannot touch one row twice in a statement.
+    // A batch may repeat a (device, time): the first one counts, as a second INSERT would.
     let mut seen = std::collections::HashSet::with_capacity(readings.len());
     let rows: Vec<&Reading> = readings.iter().filter(|r| seen.insert((r.device_id, r.time))).collect();
+    let mut earliest: std::collections::BTreeMap<i32, DateTime<Utc>> = std::collections::BTreeMap::new();
+    for r in &rows {
+        earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
+    }
+    let devices: Vec<i32> = earliest.keys().copied().collect();
+    let times: Vec<DateTime<Utc>> = earliest.values().copied().collect();
+    if *USE_COPY { write_copy(db, &rows, devices, times).await } else { write_unnest(db, &rows, devices, times).await }
+}
+
+async fn write_unnest(
+    db: &PgPool,
+    rows: &[&Reading],
+    devices: Vec<i32>,
+    times: Vec<DateTime<Utc>>,
+) -> Result<u64, sqlx::Error> {
     let finite32 = |v: Option<f32>| v.filter(|x| x.is_finite());
     let finite64 = |v: Option<f64>| v.filter(|x| x.is_finite());
-    let mut query = sqlx::query(AssertSqlSafe(INSERT.as_str()))
+    let mut query = sqlx::query(AssertSqlSafe(INSERT_UNNEST.as_str()))
         .bind(rows.iter().map(|r| r.device_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>());
     for i in 0..REAL_QUANTITIES.len() {
@@ -182,11 +230,21 @@ pub async fn write(db: impl PgExecutor<'_>, readings: &[Reading]) -> Result<u64,
     for i in 0..COUNTER_QUANTITIES.len() {
         query = query.bind(rows.iter().map(|r| finite64(r.counters[i])).collect::<Vec<_>>());
     }
-    let mut earliest: std::collections::BTreeMap<i32, DateTime<Utc>> = std::collections::BTreeMap::new();
-    for r in &rows {
-        earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
-    }
-    query =
-        query.bind(earliest.keys().copied().collect::<Vec<_>>()).bind(earliest.values().copied().collect::<Vec<_>>());
-    Ok(query.execute(db).await?.rows_affected())
+    Ok(query.bind(devices).bind(times).execute(db).await?.rows_affected())
+}
+
+async fn write_copy(
+    db: &PgPool,
+    rows: &[&Reading],
+    devices: Vec<i32>,
+    times: Vec<DateTime<Utc>>,
+) -> Result<u64, sqlx::Error> {
+    let data = copy::encode(rows)?;
+    let mut tx = db.begin_with(BEGIN_STAGING).await?;
+    let mut copy = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).bind(devices).bind(times).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(new.rows_affected())
 }
