@@ -52,8 +52,10 @@ fn stored(r: &Reading) -> Reading {
     s
 }
 
-/// Bit patterns, so -0.0 and 0.0 differ.
-fn bits(r: &Reading) -> (i32, DateTime<Utc>, Vec<Option<u32>>, Vec<Option<u64>>) {
+/// A reading as bit patterns, so -0.0 and 0.0 differ: (device, time, reals, counters).
+type Bits = (i32, DateTime<Utc>, Vec<Option<u32>>, Vec<Option<u64>>);
+
+fn bits(r: &Reading) -> Bits {
     (
         r.device_id,
         r.time,
