@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Reading, write};
 
-/// Rows per INSERT: large enough to amortise the round trip, small enough to keep one
-/// statement's arrays (35 columns) well under a few MB.
+/// Rows per write: large enough to amortise the round trips, small enough to keep one batch's
+/// COPY data (~320 bytes a row) well under a few MB.
 const BATCH: usize = 5_000;
 /// How long a reading may wait for a batch to fill before it is written anyway.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);

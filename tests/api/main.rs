@@ -13,6 +13,7 @@ mod health;
 mod helm;
 mod helpers;
 mod ingest;
+mod measurements;
 mod metrics;
 mod migrations;
 mod modbus_peer;
