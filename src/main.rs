@@ -13,6 +13,17 @@ use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in the bundled mimalloc 3 (`mimalloc.h`, `mi_option_e`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Return freed memory to the OS at once. By default mimalloc purges 10 ms later, but only when
+/// the freeing thread allocates again, so an idle portal kept argon2's 19 MiB working memory of
+/// the last sign-in resident (idle RSS ~40 MB instead of ~25 MB).
+fn return_freed_memory_promptly() {
+    // SAFETY: sets a process-wide integer option; mimalloc reads it on every purge decision.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
 /// Exit code for an invalid configuration (the message names the key).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failed startup step (database, migration, bootstrap, seed, bind).
@@ -69,6 +80,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    return_freed_memory_promptly();
     let matches = Cli::command().after_long_help(config::help_text()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
