@@ -6,6 +6,7 @@ pub mod copy;
 pub mod energy;
 pub mod queries;
 pub mod rollup;
+pub mod site_rollup;
 
 use std::sync::LazyLock;
 

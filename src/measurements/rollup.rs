@@ -133,6 +133,10 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
             }
         }
     }
+    // The sites' sums follow their devices' intervals (bills would refresh them anyway).
+    if let Err(e) = super::site_rollup::refresh(db).await {
+        first_error.get_or_insert(e.into());
+    }
     if let Ok(lag) = oldest_watermark(db).await {
         metrics::gauge!("tau_portal_rollup_lag_seconds")
             .set(lag.map_or(0.0, |t| (cutoff - t).as_seconds_f64().max(0.0)));

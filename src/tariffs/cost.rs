@@ -48,8 +48,10 @@ pub fn zone(site: &SiteRow) -> Tz {
     site.time_zone.parse().unwrap_or(chrono_tz::UTC)
 }
 
-/// Loads everything a bill of `site` over `period` needs (three queries).
+/// Loads everything a bill of `site` over `period` needs (three queries, after bringing the
+/// site rollup up to date with the device intervals).
 pub async fn load(db: &PgPool, site: &SiteRow, period: Period) -> Result<Loaded, sqlx::Error> {
+    crate::measurements::site_rollup::refresh(db).await?;
     let tz = zone(site);
     let (from, to) = period.utc(tz);
     let schedule = db::site_schedule(db, site.id).await?;

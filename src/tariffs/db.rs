@@ -224,12 +224,8 @@ pub async fn site_schedule(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<
         .collect())
 }
 
-/// The site's energy per 15-minute interval in `[from, to)`: its devices' rows summed.
-///
-/// Apparent energy for kVA demand: a device's `ApparentVAh` when its meter has that counter;
-/// otherwise its `MaxVA` × 0.25 h, the highest apparent power sampled held for the whole
-/// interval (an upper bound: a bill never understates demand the meter saw); with neither, its
-/// active energy (a lower bound, exact at unity power factor).
+/// The site's energy per 15-minute interval in `[from, to)`: its devices' rows summed, from the
+/// site rollup (call `measurements::site_rollup::refresh` first; it documents the kVA fallbacks).
 pub async fn site_intervals(
     db: impl PgExecutor<'_>,
     site_id: i32,
@@ -237,12 +233,10 @@ pub async fn site_intervals(
     to: DateTime<Utc>,
 ) -> Result<Vec<SiteInterval>, sqlx::Error> {
     let rows: Vec<(DateTime<Utc>, f64, f64, f64, i32, bool)> = sqlx::query_as(
-        r#"SELECT e."Start", sum(e."ImportWh"), sum(e."ExportWh"),
-                  sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")),
-                  count(*)::int4, bool_or(e."Estimated")
-           FROM monitoring."EnergyIntervals" e JOIN monitoring."Devices" d ON d."Id" = e."DeviceId"
-           WHERE d."SiteId" = $1 AND e."Start" >= $2 AND e."Start" < $3
-           GROUP BY e."Start" ORDER BY e."Start""#,
+        r#"SELECT "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated"
+           FROM monitoring."SiteEnergyIntervals"
+           WHERE "SiteId" = $1 AND "Start" >= $2 AND "Start" < $3
+           ORDER BY "Start""#,
     )
     .bind(site_id)
     .bind(from)

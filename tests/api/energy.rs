@@ -268,3 +268,68 @@ async fn the_rollup_command_rebuilds_a_range_and_the_portal_runs_the_job() {
     .await;
     assert_eq!(n, 96);
 }
+
+/// Site totals from the site rollup, as (SiteId, import Wh, device rows), every site.
+async fn site_totals(db: &PgPool) -> Vec<(i32, f64, i64)> {
+    measurements::site_rollup::refresh(db).await.unwrap();
+    sqlx::query_as(
+        r#"SELECT "SiteId", sum("ImportWh"), sum("Rows")::int8 FROM monitoring."SiteEnergyIntervals"
+           GROUP BY "SiteId" ORDER BY "SiteId""#,
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn site_sums_follow_their_devices_through_rollups_moves_and_deletes(pool: PgPool) {
+    let a = device(&pool, "site-a-meter").await;
+    let b = device(&pool, "site-b-meter").await;
+    let site_of = |d: i32| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(r#"SELECT "SiteId" FROM monitoring."Devices" WHERE "Id" = $1"#)
+                .bind(d)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (site_a, site_b) = (site_of(a).await, site_of(b).await);
+    // 1 kWh over the first hour for a, 2 kWh for b.
+    write(&pool, a, &[(0, 0.0), (60, 1_000.0)]).await;
+    write(&pool, b, &[(0, 0.0), (60, 2_000.0)]).await;
+    rollup::run_once(&pool, at(61)).await.unwrap();
+    assert_eq!(site_totals(&pool).await, [(site_a, 1_000.0, 5), (site_b, 2_000.0, 5)]);
+
+    // More readings: the job's run refreshes the sums too.
+    write(&pool, a, &[(120, 1_500.0)]).await;
+    rollup::run_once(&pool, at(121)).await.unwrap();
+    let counted: f64 =
+        sqlx::query_scalar(r#"SELECT sum("ImportWh") FROM monitoring."SiteEnergyIntervals" WHERE "SiteId" = $1"#)
+            .bind(site_a)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(counted, 1_500.0, "refreshed by the rollup run itself");
+
+    // Device b moves to site a: both sites' sums follow.
+    sqlx::query(r#"UPDATE monitoring."Devices" SET "SiteId" = $1 WHERE "Id" = $2"#)
+        .bind(site_a)
+        .bind(b)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(site_totals(&pool).await, [(site_a, 3_500.0, 9 + 5)]);
+
+    // Device a is deleted: its energy leaves the site.
+    sqlx::query(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1"#).bind(a).execute(&pool).await.unwrap();
+    assert_eq!(site_totals(&pool).await, [(site_a, 2_000.0, 5)]);
+
+    // A site deleted with its devices leaves nothing queued or summed behind.
+    sqlx::query(r#"DELETE FROM monitoring."Sites" WHERE "Id" = $1"#).bind(site_a).execute(&pool).await.unwrap();
+    assert_eq!(site_totals(&pool).await, []);
+    let queued: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."SiteEnergyStale""#).fetch_one(&pool).await.unwrap();
+    assert_eq!(queued, 0);
+}
