@@ -70,13 +70,7 @@ cleanup() {
     if [[ -n $PORTAL_PID ]]; then stop_process "$PORTAL_PID"; fi
     pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1 || true
     if [[ $status -ne 0 && $status -ne 130 ]]; then
-        local log
-        for log in "$WORK/portal.log" "$WORK/nginx/error.log" "$PG_BASE/postgres.log"; do
-            if [[ -s $log ]]; then
-                echo "--- last lines of $(basename "$log") ---" >&2
-                tail -n 20 "$log" >&2 || true
-            fi
-        done
+        bench_show_logs "$WORK/portal.log" "$WORK/nginx/error.log" "$PG_BASE/postgres.log"
     fi
     rm -rf "$WORK"
     exit "$status"

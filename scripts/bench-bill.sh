@@ -51,9 +51,7 @@ cleanup() {
     set +e
     pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1
     if [[ $status -ne 0 ]]; then
-        for log in "$WORK/migrate.log" "$PG_BASE/postgres.log"; do
-            [[ -s $log ]] && { echo "--- last lines of $(basename "$log") ---" >&2; tail -n 20 "$log" >&2; }
-        done
+        bench_show_logs "$WORK/migrate.log" "$PG_BASE/postgres.log"
     fi
     rm -rf "$WORK"
     exit "$status"

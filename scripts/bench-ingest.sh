@@ -70,13 +70,7 @@ cleanup() {
     if [[ -n $PORTAL_PID ]]; then stop_process "$PORTAL_PID"; fi
     pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1
     if [[ $status -ne 0 ]]; then
-        local log
-        for log in "$WORK/migrate.log" "$WORK/portal.log" "$PG_BASE/postgres.log"; do
-            if [[ -s $log ]]; then
-                echo "--- last lines of $(basename "$log") ---" >&2
-                tail -n 20 "$log" >&2
-            fi
-        done
+        bench_show_logs "$WORK/migrate.log" "$WORK/portal.log" "$PG_BASE/postgres.log"
     fi
     rm -rf "$WORK"
     exit "$status"

@@ -77,13 +77,7 @@ cleanup() {
     if [[ -n $SIMULATOR_PID ]]; then stop_process "$SIMULATOR_PID"; fi
     pg_cluster_stop "$PG_BASE" immediate >/dev/null 2>&1
     if [[ $status -ne 0 ]]; then
-        local log
-        for log in "$WORK/simulator.log" "$WORK/migrate.log" "$WORK/portal.log" "$PG_BASE/postgres.log"; do
-            if [[ -s $log ]]; then
-                echo "--- last lines of $(basename "$log") ---" >&2
-                tail -n 20 "$log" >&2
-            fi
-        done
+        bench_show_logs "$WORK/simulator.log" "$WORK/migrate.log" "$WORK/portal.log" "$PG_BASE/postgres.log"
     fi
     rm -rf "$WORK"
     exit "$status"

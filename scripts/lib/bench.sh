@@ -8,6 +8,8 @@
 #                                 `--example bench_bill`), or with BENCH_SKIP_BUILD=1 only a check
 #                                 that the binaries exist; sets TARGET_DIR (the target directory) and
 #                                 BIN (target/release/tau-portal)
+#   bench_show_logs FILE…         prints the last 20 lines of each non-empty FILE to stderr
+#                                 (a failed run's cleanup: what the servers said)
 
 # shellcheck source=scripts/lib/pg.sh
 source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
@@ -31,4 +33,14 @@ bench_release_build() {
         phase "build (release)"
         cargo build --release --locked --bin tau-portal "$@"
     fi
+}
+
+bench_show_logs() {
+    local log
+    for log in "$@"; do
+        if [[ -s $log ]]; then
+            echo "--- last lines of $(basename "$log") ---" >&2
+            tail -n 20 "$log" >&2 || true
+        fi
+    done
 }
