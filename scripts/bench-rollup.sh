@@ -6,11 +6,12 @@
 # and BENCH_DEVICES devices (default 100), and generates BENCH_DAYS days (default 30) of 1-minute
 # readings per device with generate_series (import/export/VAh counters, PTotal, STotal; one
 # device's import counter wraps, one is reset). Then, twice each, alternately:
-#   scan     psql: SELECT count(*), sum(...), max(...) over the same rows (the machine's baseline
-#            for reading them at all)
+#   copy     psql: COPY (SELECT <the 7 columns a rebuild reads>) TO STDOUT (FORMAT binary) into
+#            /dev/null: what reading the rows out of PostgreSQL costs at all, the baseline
 #   rebuild  tau-portal rollup --from <first day>: every device's 15-minute intervals from scratch
-#            (intervals and watermarks emptied first)
-# and prints readings/s of the best rebuild, the best scan, and the ratio, so the figure means
+#            (intervals and watermarks emptied first), which reads the same rows and also
+#            computes and writes the intervals
+# and prints readings/s of the best rebuild, the best copy, and the ratio, so the figure means
 # something on any machine. A measurement, not a test: it exits 0 when the target is missed.
 #
 # Environment: BENCH_DEVICES, BENCH_DAYS, BENCH_SKIP_BUILD=1 (use target/release/tau-portal as
@@ -90,15 +91,16 @@ ROWS=$(psql_db -At -c 'SELECT count(*) FROM monitoring."PowerMeasurements"')
 echo "$ROWS readings"
 
 now() { date +%s.%N; }
-best_scan=
+best_copy=
 best_rebuild=
+COPY_SQL='COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
+                FROM monitoring."PowerMeasurements") TO STDOUT (FORMAT binary)'
 for ((run = 1; run <= RUNS; run++)); do
     t0=$(now)
-    psql_db -At -c 'SELECT count(*), sum("EnergyImportWh"), max("PTotal"), max("STotal"), sum("ApparentVAh")
-                    FROM monitoring."PowerMeasurements"' >/dev/null
+    psql_db -c "$COPY_SQL" >/dev/null
     s=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')
-    printf '  scan    run %d: %7.3f s %10.0f readings/s\n' "$run" "$s" "$(awk -v n="$ROWS" -v s="$s" 'BEGIN { print n / s }')"
-    if [[ -z $best_scan ]] || awk -v a="$s" -v b="$best_scan" 'BEGIN { exit !(a < b) }'; then best_scan=$s; fi
+    printf '  copy    run %d: %7.3f s %10.0f readings/s\n' "$run" "$s" "$(awk -v n="$ROWS" -v s="$s" 'BEGIN { print n / s }')"
+    if [[ -z $best_copy ]] || awk -v a="$s" -v b="$best_copy" 'BEGIN { exit !(a < b) }'; then best_copy=$s; fi
 
     psql_db -q -c 'TRUNCATE monitoring."EnergyIntervals", monitoring."EnergyWatermarks"' -c CHECKPOINT
     t0=$(now)
@@ -118,10 +120,10 @@ printf '  %s, %s CPUs, %s devices x %s days of 1-minute readings = %s readings -
     "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$(nproc)" "$DEVICES" "$DAYS" \
     "$ROWS" "$INTERVALS" "$RESETS"
 REBUILD_RATE=$(awk -v n="$ROWS" -v s="$best_rebuild" 'BEGIN { printf "%.0f", n / s }')
-SCAN_RATE=$(awk -v n="$ROWS" -v s="$best_scan" 'BEGIN { printf "%.0f", n / s }')
-printf '  %-40s %12s readings/s (best of %d)\n' "scan (SELECT count/sum/max)" "$SCAN_RATE" "$RUNS"
+COPY_RATE=$(awk -v n="$ROWS" -v s="$best_copy" 'BEGIN { printf "%.0f", n / s }')
+printf '  %-40s %12s readings/s (best of %d)\n' "copy (psql binary COPY of the columns)" "$COPY_RATE" "$RUNS"
 printf '  %-40s %12s readings/s (best of %d)\n' "rebuild (tau-portal rollup)" "$REBUILD_RATE" "$RUNS"
-printf '  %-40s %12s\n' "ratio rebuild/scan" "$(awk -v a="$REBUILD_RATE" -v b="$SCAN_RATE" 'BEGIN { printf "%.2f", a / b }')"
+printf '  %-40s %12s\n' "ratio rebuild/copy" "$(awk -v a="$REBUILD_RATE" -v b="$COPY_RATE" 'BEGIN { printf "%.2f", a / b }')"
 if ((REBUILD_RATE >= TARGET)); then
     echo "TARGET MET: $REBUILD_RATE readings/s >= $TARGET"
 else

@@ -32,7 +32,7 @@ use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
 use crate::measurements::queries::Bucketing;
-use crate::measurements::rollup;
+use crate::measurements::{rebuild, rollup};
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
@@ -173,7 +173,7 @@ pub async fn migrate(config: Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// `tau-portal rollup`: recompute the energy intervals of a range, one log line per device.
+/// `tau-portal rollup`: recompute the energy intervals of a range, one log line per window.
 pub async fn rollup(
     config: Config,
     from: chrono::DateTime<chrono::Utc>,
@@ -189,14 +189,13 @@ pub async fn rollup(
     };
     let started = std::time::Instant::now();
     tracing::info!(%from, to = ?to, device = ?device, "Rebuilding energy intervals");
-    let rebuild = rollup::rebuild(&pool, devices.as_deref(), from, to, Clock::default().now(), |d| {
+    let rebuild = rebuild::rebuild(&pool, devices.as_deref(), from, to, Clock::default().now(), |p| {
         tracing::info!(
-            device_id = d.device_id,
-            readings = d.readings,
-            intervals = d.intervals,
-            from = ?d.from,
-            "Rebuilt energy intervals of device {}",
-            d.device_id
+            readings = p.readings,
+            intervals = p.intervals,
+            devices_left = p.devices_left,
+            "Rebuilt energy intervals up to {}",
+            p.until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )
     });
     let report = tokio::select! {

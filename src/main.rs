@@ -16,12 +16,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in the bundled mimalloc 3 (`mimalloc.h`, `mi_option_e`).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Return freed memory to the OS at once. By default mimalloc purges 10 ms later, but only when
-/// the freeing thread allocates again, so an idle portal kept argon2's 19 MiB working memory of
-/// the last sign-in resident (idle RSS ~40 MB instead of ~25 MB).
-fn return_freed_memory_promptly() {
+/// When mimalloc returns freed memory to the OS, in milliseconds (-1: never).
+///
+/// The services return it at once (0). By default mimalloc purges 10 ms later, but only when the
+/// freeing thread allocates again, so an idle portal kept argon2's 19 MiB working memory of the
+/// last sign-in resident (idle RSS ~40 MB instead of ~25 MB). `rollup` never does: a rebuild
+/// frees and allocates a window's readings (tens of MB) over and over, and faulting fresh pages
+/// back in each time was a third of its CPU time (perf); the command exits when done.
+fn set_purge_delay(milliseconds: std::ffi::c_long) {
     // SAFETY: sets a process-wide integer option; mimalloc reads it on every purge decision.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, milliseconds) }
 }
 
 /// Exit code for an invalid configuration (the message names the key).
@@ -80,12 +84,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    return_freed_memory_promptly();
     let matches = Cli::command().after_long_help(config::help_text()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    set_purge_delay(if matches!(cli.command, Some(Command::Rollup { .. })) { -1 } else { 0 });
 
     let env = Env::from_process();
     // Commands that need no configuration and print for a human, not for the log pipeline.

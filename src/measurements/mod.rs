@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod copy;
 pub mod energy;
 pub mod queries;
+pub mod rebuild;
 pub mod rollup;
 pub mod site_rollup;
 
@@ -158,14 +159,15 @@ static COPY_STAGING: LazyLock<String> =
 /// Readings older than a device's rollup watermark would never be rolled up: the earliest one
 /// per device ($1, $2) is noted in the same statement (rollup.rs recomputes from there). FOR KEY
 /// SHARE waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
-/// value, so a reading is either read by that run or noted as late, never neither.
+/// value, so a reading is either read by that run or noted as late, never neither. A rebuild in
+/// progress claims the range it reads (`ClaimedUntil`): readings in it are noted too.
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\" FROM monitoring.\"EnergyWatermarks\" \
+        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\", \"ClaimedUntil\" FROM monitoring.\"EnergyWatermarks\" \
          WHERE \"DeviceId\" = ANY($1::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
          backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
          SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t) \
-         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < w.\"ProcessedUntil\" \
+         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < greatest(w.\"ProcessedUntil\", w.\"ClaimedUntil\") \
          ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")) \
          INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
          ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",

@@ -10,7 +10,8 @@
 //!
 //! The database does the per-interval summary (count, maxima, first/last counter, and whether a
 //! counter dropped inside the interval); only intervals with a drop are fetched row by row.
-//! That keeps a rebuild of a month of 1-minute data at 15× fewer rows crossing the wire.
+//! That keeps a run's catch-up at 15× fewer rows crossing the wire. Rebuilding many devices
+//! over a long range is `rebuild.rs`, one pass over the table instead of one per device.
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,10 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::copy;
 use super::energy::{
     self, APPARENT, CHANNELS, ChannelState, EXPORT, HOLD, IMPORT, INTERVAL, Interval, Observation, Point, Sample,
-    State, interval_ceil, interval_start,
+    State, interval_start,
 };
 use crate::clock::Clock;
 
@@ -34,8 +36,9 @@ pub const LAG: TimeDelta = TimeDelta::minutes(1);
 pub const EVERY: Duration = Duration::from_secs(60);
 /// How far back the restart point of a backfill or rebuild looks for a counter's last value.
 const LOOKBACK: TimeDelta = TimeDelta::days(400);
-/// Devices rolled up at once by a rebuild of many devices.
-const PARALLEL: usize = 4;
+/// The advisory lock a rebuild holds (exclusive) while it runs; the job's device runs take it
+/// shared and leave the device alone when they cannot ("tau_roll" in ASCII).
+pub(super) const REBUILD_LOCK: i64 = 0x7461_755f_726f_6c6c;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollupError {
@@ -45,6 +48,8 @@ pub enum RollupError {
     Input { device: i32, source: energy::InputError },
     #[error("unknown device externalId '{0}'")]
     UnknownDevice(String),
+    #[error("another rollup rebuild is running; try again when it has finished")]
+    Busy,
 }
 
 /// What one device's run did.
@@ -65,6 +70,8 @@ pub struct Report {
     pub readings: u64,
     pub intervals: u64,
     pub backfills: u64,
+    /// Devices left for a rebuild in progress to do.
+    pub deferred: u64,
 }
 
 impl Report {
@@ -123,11 +130,12 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
     let mut report = Report::default();
     let mut first_error = None;
     for device in devices {
-        match roll_device(db, device, cutoff, None).await {
-            Ok(d) => {
+        match roll_device(db, device, cutoff).await {
+            Ok(Some(d)) => {
                 record(&d);
                 report.add(&d);
             }
+            Ok(None) => report.deferred += 1,
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -151,40 +159,13 @@ pub async fn ensure_up_to_date(db: &PgPool, devices: &[i32], until: DateTime<Utc
     ensure_watermarks(db, Some(devices)).await?;
     let mut report = Report::default();
     for &device in devices {
-        let d = roll_device(db, device, until, None).await?;
-        record(&d);
-        report.add(&d);
-    }
-    Ok(report)
-}
-
-/// Recomputes the intervals of `devices` (all when `None`) from `from` to `to` from the raw
-/// readings (an operator's repair, or after a bulk import). A range reaching the watermark
-/// continues to `now` like the job; an older range replaces only the intervals inside it.
-/// `progress` is called after each device.
-pub async fn rebuild(
-    db: &PgPool,
-    devices: Option<&[i32]>,
-    from: DateTime<Utc>,
-    to: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    mut progress: impl FnMut(&DeviceReport),
-) -> Result<Report, RollupError> {
-    let devices = ensure_watermarks(db, devices).await?;
-    let mut report = Report::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut pending = devices.into_iter();
-    loop {
-        while tasks.len() < PARALLEL {
-            let Some(device) = pending.next() else { break };
-            let db = db.clone();
-            tasks.spawn(async move { rebuild_device(&db, device, from, to, now).await });
+        match roll_device(db, device, until).await? {
+            Some(d) => {
+                record(&d);
+                report.add(&d);
+            }
+            None => report.deferred += 1,
         }
-        let Some(done) = tasks.join_next().await else { break };
-        let d = done.map_err(|e| RollupError::Db(sqlx::Error::Protocol(format!("rollup task failed: {e}"))))??;
-        record(&d);
-        report.add(&d);
-        progress(&d);
     }
     Ok(report)
 }
@@ -208,7 +189,7 @@ fn record(d: &DeviceReport) {
 
 /// Creates the missing watermark rows and returns the devices. Committed before any run: the
 /// write path can only notice a late reading for a device that has a watermark row.
-async fn ensure_watermarks(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i32>, sqlx::Error> {
+pub(super) async fn ensure_watermarks(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i32>, sqlx::Error> {
     sqlx::query(
         r#"INSERT INTO monitoring."EnergyWatermarks" ("DeviceId")
            SELECT "Id" FROM monitoring."Devices" WHERE $1::int4[] IS NULL OR "Id" = ANY($1)
@@ -234,30 +215,38 @@ async fn oldest_watermark(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Er
     .await
 }
 
-struct Watermark {
-    state: State,
-    seen_until: DateTime<Utc>,
+pub(super) struct Watermark {
+    pub state: State,
+    pub seen_until: DateTime<Utc>,
 }
 
-/// Locks the device's watermark row for the rest of the transaction.
-async fn lock_watermark(conn: &mut PgConnection, device: i32) -> Result<Watermark, sqlx::Error> {
-    let row = sqlx::query(r#"SELECT * FROM monitoring."EnergyWatermarks" WHERE "DeviceId" = $1 FOR UPDATE"#)
-        .bind(device)
-        .fetch_one(&mut *conn)
-        .await?;
-    let mut channels = [ChannelState::default(); CHANNELS];
-    for (c, (at, value, stale)) in CHANNEL_COLUMNS.iter().enumerate() {
-        let time: Option<DateTime<Utc>> = row.try_get(*at)?;
-        let value: Option<f64> = row.try_get(*value)?;
-        channels[c] = ChannelState {
-            last: time.zip(value).map(|(time, value)| Point { time, value }),
-            stale: row.try_get(*stale)?,
-        };
-    }
-    Ok(Watermark {
-        state: State { from: row.try_get("ProcessedUntil")?, channels },
-        seen_until: row.try_get("SeenUntil")?,
-    })
+/// Locks the devices' watermark rows for the rest of the transaction (in id order, as every
+/// locker does, so two never wait for each other) and returns them.
+pub(super) async fn lock_watermarks(
+    conn: &mut PgConnection,
+    devices: &[i32],
+) -> Result<Vec<(i32, Watermark)>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT * FROM monitoring."EnergyWatermarks" WHERE "DeviceId" = ANY($1) ORDER BY "DeviceId" FOR UPDATE"#,
+    )
+    .bind(devices)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let mut channels = [ChannelState::default(); CHANNELS];
+            for (c, (at, value, stale)) in CHANNEL_COLUMNS.iter().enumerate() {
+                let time: Option<DateTime<Utc>> = row.try_get(*at)?;
+                let value: Option<f64> = row.try_get(*value)?;
+                channels[c] = ChannelState {
+                    last: time.zip(value).map(|(time, value)| Point { time, value }),
+                    stale: row.try_get(*stale)?,
+                };
+            }
+            let state = State { from: row.try_get("ProcessedUntil")?, channels };
+            Ok((row.try_get("DeviceId")?, Watermark { state, seen_until: row.try_get("SeenUntil")? }))
+        })
+        .collect()
 }
 
 const CHANNEL_COLUMNS: [(&str, &str, &str); CHANNELS] = [
@@ -266,22 +255,26 @@ const CHANNEL_COLUMNS: [(&str, &str, &str); CHANNELS] = [
     ("ApparentAt", "ApparentVAh", "ApparentStale"),
 ];
 
-/// One device's incremental run (or a recomputation from `restart` when given), up to
-/// `cutoff`, in one transaction.
-async fn roll_device(
-    db: &PgPool,
-    device: i32,
-    cutoff: DateTime<Utc>,
-    restart: Option<DateTime<Utc>>,
-) -> Result<DeviceReport, RollupError> {
+/// One device's incremental run up to `cutoff`, in one transaction; `None` when a rebuild is
+/// in progress (it does the device's work).
+async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<Option<DeviceReport>, RollupError> {
     let mut tx = db.begin().await?;
-    let watermark = lock_watermark(&mut tx, device).await?;
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock_shared($1)")
+        .bind(REBUILD_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !free {
+        return Ok(None);
+    }
+    let Some((_, watermark)) = lock_watermarks(&mut tx, &[device]).await?.pop() else {
+        return Ok(Some(DeviceReport { device_id: device, ..Default::default() }));
+    };
     let backfill: Option<DateTime<Utc>> =
         sqlx::query_scalar(r#"DELETE FROM monitoring."EnergyBackfills" WHERE "DeviceId" = $1 RETURNING "From""#)
             .bind(device)
             .fetch_optional(&mut *tx)
             .await?;
-    let restart = [restart, backfill].into_iter().flatten().min().filter(|t| *t < watermark.state.from);
+    let restart = backfill.filter(|t| *t < watermark.state.from);
     let state = match restart {
         Some(t) => restart_state(&mut tx, device, t).await?,
         None => watermark.state,
@@ -290,67 +283,31 @@ async fn roll_device(
     let cutoff = cutoff.max(watermark.seen_until);
     if restart.is_none() && cutoff <= state.from {
         tx.commit().await?;
-        return Ok(DeviceReport { device_id: device, ..Default::default() });
+        return Ok(Some(DeviceReport { device_id: device, backfill: backfill.is_some(), ..Default::default() }));
     }
     let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
     let computed = energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
-    sqlx::query(r#"DELETE FROM monitoring."EnergyIntervals" WHERE "DeviceId" = $1 AND "Start" >= $2"#)
-        .bind(device)
-        .bind(state.from)
-        .execute(&mut *tx)
-        .await?;
-    let intervals = write_intervals(&mut tx, device, &computed.intervals).await?;
-    save_watermark(&mut tx, device, &computed.next, cutoff).await?;
+    delete_intervals(&mut tx, &[(device, state.from, None)]).await?;
+    let intervals = write_intervals(&mut tx, &[(device, computed.intervals)]).await?;
+    save_watermarks(&mut tx, &[(device, computed.next, cutoff)]).await?;
     tx.commit().await?;
-    Ok(DeviceReport { device_id: device, readings, intervals, from: Some(state.from), backfill: backfill.is_some() })
-}
-
-/// A rebuild of `[from, to)` for one device: up to the present when the range reaches the
-/// watermark, else only the intervals inside the range are replaced.
-async fn rebuild_device(
-    db: &PgPool,
-    device: i32,
-    from: DateTime<Utc>,
-    to: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<DeviceReport, RollupError> {
-    let end = to.map(interval_ceil);
-    let mut tx = db.begin().await?;
-    let watermark = lock_watermark(&mut tx, device).await?;
-    let Some(end) = end.filter(|end| *end < watermark.state.from) else {
-        tx.rollback().await?;
-        return roll_device(db, device, now - LAG, Some(from)).await;
-    };
-    let state = restart_state(&mut tx, device, from).await?;
-    // The intervals before `end` are complete once each counter's next value after `end` is
-    // known; usually within a day after it (HOLD), else read on to what the job has seen.
-    let mut read_to = (end + HOLD + INTERVAL * 2).min(watermark.seen_until);
-    let (computed, readings) = loop {
-        let (observations, readings) = read_observations(&mut tx, device, state.from, read_to).await?;
-        let computed =
-            energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
-        if computed.next.from >= end || read_to >= watermark.seen_until {
-            break (computed, readings);
-        }
-        read_to = watermark.seen_until;
-    };
-    let end = end.min(computed.next.from.max(state.from));
-    let inside: Vec<Interval> = computed.intervals.into_iter().filter(|i| i.start < end).collect();
-    sqlx::query(r#"DELETE FROM monitoring."EnergyIntervals" WHERE "DeviceId" = $1 AND "Start" >= $2 AND "Start" < $3"#)
-        .bind(device)
-        .bind(state.from)
-        .bind(end)
-        .execute(&mut *tx)
-        .await?;
-    let intervals = write_intervals(&mut tx, device, &inside).await?;
-    tx.commit().await?;
-    Ok(DeviceReport { device_id: device, readings, intervals, from: Some(state.from), backfill: false })
+    Ok(Some(DeviceReport {
+        device_id: device,
+        readings,
+        intervals,
+        from: Some(state.from),
+        backfill: backfill.is_some(),
+    }))
 }
 
 /// The state to recompute from when readings at `t` changed: the counters' last values before
 /// it, moved back to the interval of the earliest of them that is not stale (the energy after
 /// that value was spread up to the next one, which the change may have moved).
-async fn restart_state(conn: &mut PgConnection, device: i32, t: DateTime<Utc>) -> Result<State, sqlx::Error> {
+pub(super) async fn restart_state(
+    conn: &mut PgConnection,
+    device: i32,
+    t: DateTime<Utc>,
+) -> Result<State, sqlx::Error> {
     let at_t = state_before(conn, device, interval_start(t)).await?;
     let mut from = at_t.from;
     for ch in at_t.channels.iter().filter(|ch| !ch.stale) {
@@ -492,63 +449,124 @@ async fn samples(
         .collect())
 }
 
-async fn write_intervals(conn: &mut PgConnection, device: i32, intervals: &[Interval]) -> Result<u64, sqlx::Error> {
-    if intervals.is_empty() {
-        return Ok(0);
+/// A device's intervals from a start up to an end (`None`: all later ones).
+pub(super) type IntervalRange = (i32, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Deletes each device's intervals in its range.
+///
+/// The rows are found by an index lookup per device and deleted by `ctid`: as a join of the
+/// ranges with the table, the planner chose a hash join over the whole table for every batch
+/// (measured: most of a rebuild's delete time). The ORDER BY keeps the lateral subquery from
+/// being flattened into that join. The `ctid`s are used within the statement that reads them,
+/// and only rollup writers change intervals (one at a time per device, under its watermark or
+/// the rebuild lock).
+pub(super) async fn delete_intervals(conn: &mut PgConnection, ranges: &[IntervalRange]) -> Result<(), sqlx::Error> {
+    if ranges.is_empty() {
+        return Ok(());
     }
-    let col = |f: fn(&Interval) -> f64| intervals.iter().map(f).collect::<Vec<_>>();
-    let written = sqlx::query(
-        r#"INSERT INTO monitoring."EnergyIntervals"
-               ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples", "Estimated", "CounterReset")
-           SELECT $1, * FROM UNNEST($2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float4[],
-                                    $7::float4[], $8::int4[], $9::bool[], $10::bool[])
-           ON CONFLICT ("DeviceId", "Start") DO UPDATE SET
-               "ImportWh" = EXCLUDED."ImportWh", "ExportWh" = EXCLUDED."ExportWh", "ApparentVAh" = EXCLUDED."ApparentVAh",
-               "MaxW" = EXCLUDED."MaxW", "MaxVA" = EXCLUDED."MaxVA", "Samples" = EXCLUDED."Samples",
-               "Estimated" = EXCLUDED."Estimated", "CounterReset" = EXCLUDED."CounterReset""#,
+    sqlx::query(
+        r#"DELETE FROM monitoring."EnergyIntervals" WHERE ctid = ANY(ARRAY(
+               SELECT x.ctid FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) AS r(d, f, t)
+               CROSS JOIN LATERAL (SELECT ctid FROM monitoring."EnergyIntervals"
+                                   WHERE "DeviceId" = r.d AND "Start" >= r.f AND "Start" < coalesce(r.t, 'infinity')
+                                   ORDER BY "Start") x))"#,
     )
-    .bind(device)
-    .bind(intervals.iter().map(|i| i.start).collect::<Vec<_>>())
-    .bind(col(|i| i.import_wh))
-    .bind(col(|i| i.export_wh))
-    .bind(intervals.iter().map(|i| i.apparent_vah).collect::<Vec<_>>())
-    .bind(intervals.iter().map(|i| i.max_w).collect::<Vec<_>>())
-    .bind(intervals.iter().map(|i| i.max_va).collect::<Vec<_>>())
-    .bind(intervals.iter().map(|i| i.samples.try_into().unwrap_or(i32::MAX)).collect::<Vec<i32>>())
-    .bind(intervals.iter().map(|i| i.estimated).collect::<Vec<_>>())
-    .bind(intervals.iter().map(|i| i.counter_reset).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
-    Ok(written.rows_affected())
+    Ok(())
 }
 
-async fn save_watermark(
+/// Writes the devices' intervals (their places emptied first: [`delete_intervals`]) with one
+/// binary COPY, and returns how many. The devices' rows are locked FOR KEY SHARE first (what the
+/// foreign key did row by row, see migration 0008): a device deleted meanwhile is skipped, and
+/// one deleted later takes its intervals with it.
+pub(super) async fn write_intervals(
     conn: &mut PgConnection,
-    device: i32,
-    state: &State,
-    seen_until: DateTime<Utc>,
+    devices: &[(i32, Vec<Interval>)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i32> = devices.iter().filter(|(_, i)| !i.is_empty()).map(|(d, _)| *d).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let present: std::collections::HashSet<i32> =
+        sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let rows: Vec<(i32, &Interval)> = devices
+        .iter()
+        .filter(|(d, _)| present.contains(d))
+        .flat_map(|(d, intervals)| intervals.iter().map(move |i| (*d, i)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Field count, then per field its length and value.
+    let mut w = copy::Writer::new(rows.len(), 2 + 10 * 4 + 4 + 8 + 3 * 8 + 2 * 4 + 4 + 2);
+    for (device, i) in rows {
+        w.row(10);
+        w.int4(device);
+        w.timestamptz(i.start)?;
+        w.float8(Some(i.import_wh));
+        w.float8(Some(i.export_wh));
+        w.float8(i.apparent_vah);
+        w.float4(i.max_w);
+        w.float4(i.max_va);
+        w.int4(i.samples.try_into().unwrap_or(i32::MAX));
+        w.bool(i.estimated);
+        w.bool(i.counter_reset);
+    }
+    let mut copy = conn
+        .copy_in_raw(
+            r#"COPY monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh",
+                   "MaxW", "MaxVA", "Samples", "Estimated", "CounterReset") FROM STDIN (FORMAT binary)"#,
+        )
+        .await?;
+    copy.send(w.finish()).await?;
+    copy.finish().await
+}
+
+/// Saves the devices' states as their watermarks; `SeenUntil` only moves forward, a rebuild's
+/// claim ends (the job runs only when no rebuild does, and a rebuild saves when it is done).
+pub(super) async fn save_watermarks(
+    conn: &mut PgConnection,
+    states: &[(i32, State, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
-    let at = |c: usize| state.channels[c].last.map(|p| p.time);
-    let value = |c: usize| state.channels[c].last.map(|p| p.value);
+    if states.is_empty() {
+        return Ok(());
+    }
+    let at = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.time)).collect::<Vec<_>>();
+    let value = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.value)).collect::<Vec<_>>();
+    let stale = |c: usize| states.iter().map(|s| s.1.channels[c].stale).collect::<Vec<_>>();
     sqlx::query(
-        r#"UPDATE monitoring."EnergyWatermarks" SET "ProcessedUntil" = $2, "SeenUntil" = $3,
-               "ImportAt" = $4, "ImportWh" = $5, "ImportStale" = $6,
-               "ExportAt" = $7, "ExportWh" = $8, "ExportStale" = $9,
-               "ApparentAt" = $10, "ApparentVAh" = $11, "ApparentStale" = $12
-           WHERE "DeviceId" = $1"#,
+        r#"UPDATE monitoring."EnergyWatermarks" w SET "ProcessedUntil" = s.f, "SeenUntil" = greatest(w."SeenUntil", s.seen),
+               "ImportAt" = s.ia, "ImportWh" = s.iv, "ImportStale" = s."is",
+               "ExportAt" = s.ea, "ExportWh" = s.ev, "ExportStale" = s.es,
+               "ApparentAt" = s.aa, "ApparentVAh" = s.av, "ApparentStale" = s."as", "ClaimedUntil" = NULL
+           FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[],
+                       $4::timestamptz[], $5::float8[], $6::bool[],
+                       $7::timestamptz[], $8::float8[], $9::bool[],
+                       $10::timestamptz[], $11::float8[], $12::bool[])
+                AS s(d, f, seen, ia, iv, "is", ea, ev, es, aa, av, "as")
+           WHERE w."DeviceId" = s.d"#,
     )
-    .bind(device)
-    .bind(state.from)
-    .bind(seen_until)
+    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.1.from).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
     .bind(at(IMPORT))
     .bind(value(IMPORT))
-    .bind(state.channels[IMPORT].stale)
+    .bind(stale(IMPORT))
     .bind(at(EXPORT))
     .bind(value(EXPORT))
-    .bind(state.channels[EXPORT].stale)
+    .bind(stale(EXPORT))
     .bind(at(APPARENT))
     .bind(value(APPARENT))
-    .bind(state.channels[APPARENT].stale)
+    .bind(stale(APPARENT))
     .execute(conn)
     .await?;
     Ok(())

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
+use tau_acuvim_portal::db::migrate::{self, MIGRATOR};
 use tau_acuvim_portal::measurements::energy::WRAP_WH;
-use tau_acuvim_portal::measurements::{self, Reading, rollup};
+use tau_acuvim_portal::measurements::{self, Reading, rebuild, rollup};
 
 use crate::helpers::{Portal, TestApp, TestDb, production_env, wait_for};
 
@@ -205,14 +206,176 @@ async fn a_rebuilt_range_equals_the_incremental_result(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let report = rollup::rebuild(&pool, Some(&[d]), at(360), Some(at(720)), app.clock.now(), |_| {}).await.unwrap();
+    let report = rebuild::rebuild(&pool, Some(&[d]), at(360), Some(at(720)), app.clock.now(), |_| {}).await.unwrap();
     assert!(report.intervals >= 24, "{report:?}");
     assert_eq!(intervals(&pool, d).await, incremental);
 
     // A rebuild of everything from the start equals it too.
     sqlx::query(r#"DELETE FROM monitoring."EnergyIntervals""#).execute(&pool).await.unwrap();
-    rollup::rebuild(&pool, None, at(-60), None, app.clock.now(), |_| {}).await.unwrap();
+    rebuild::rebuild(&pool, None, at(-60), None, app.clock.now(), |_| {}).await.unwrap();
     assert_eq!(intervals(&pool, d).await, incremental);
+}
+
+/// Devices whose day covers the cases a rebuild's windows cut through: steady, a wrap, a meter
+/// reset, a 3-hour gap, a late start, a sparse meter and a silent one, as (name, readings).
+fn fleet_day() -> Vec<(&'static str, Vec<(i64, f64)>)> {
+    let steady = day();
+    let wrap = steady.iter().map(|&(m, wh)| (m, (WRAP_WH - 1e6 - 400_000.0 + wh) % WRAP_WH)).collect();
+    let reset = steady.iter().map(|&(m, wh)| (m, if m < 700 { wh } else { wh - 1e6 + 10.0 })).collect();
+    let gap = steady.iter().copied().filter(|(m, _)| !(300..480).contains(m)).collect();
+    let late_start = steady.iter().copied().filter(|(m, _)| *m >= 900).collect();
+    let sparse = steady.iter().copied().filter(|(m, _)| m % 37 == 0).collect();
+    vec![
+        ("steady", steady),
+        ("wrap", wrap),
+        ("reset", reset),
+        ("gap", gap),
+        ("late-start", late_start),
+        ("sparse", sparse),
+        ("silent", Vec::new()),
+    ]
+}
+
+/// Writes the fleet's readings of minutes `[from, to)`.
+async fn write_fleet(db: &PgPool, fleet: &[(i32, Vec<(i64, f64)>)], from: i64, to: i64) {
+    for (d, readings) in fleet {
+        let part: Vec<_> = readings.iter().copied().filter(|(m, _)| (from..to).contains(m)).collect();
+        if !part.is_empty() {
+            write(db, *d, &part).await;
+        }
+    }
+}
+
+async fn all_intervals(db: &PgPool, fleet: &[(i32, Vec<(i64, f64)>)]) -> Vec<Vec<Row>> {
+    let mut all = Vec::new();
+    for (d, _) in fleet {
+        all.push(intervals(db, *d).await);
+    }
+    all
+}
+
+#[sqlx::test]
+async fn a_rebuild_of_many_devices_equals_the_incremental_result(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let mut fleet = Vec::new();
+    for (name, readings) in fleet_day() {
+        fleet.push((device(&pool, name).await, readings));
+    }
+    // Incremental: the day arrives in hourly batches, a job run after each.
+    for hour in 0..24 {
+        write_fleet(&pool, &fleet, hour * 60, hour * 60 + 60).await;
+        run(&app).await;
+    }
+    let incremental = all_intervals(&pool, &fleet).await;
+    assert_eq!(incremental[0].len(), 96);
+    assert!(incremental[2].iter().any(|r| r.counter_reset), "the reset is flagged");
+    assert!(incremental[3].iter().any(|r| r.estimated), "the gap is estimated");
+    assert!(incremental[6].is_empty());
+
+    // From scratch (no intervals, no watermarks): windows of 1 h, 4 h, … cut through every case.
+    sqlx::query(r#"TRUNCATE monitoring."EnergyIntervals", monitoring."EnergyWatermarks""#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut windows = Vec::new();
+    let report =
+        rebuild::rebuild(&pool, None, at(-60), None, app.clock.now(), |p| windows.push(p.clone())).await.unwrap();
+    assert_eq!(all_intervals(&pool, &fleet).await, incremental);
+    let written: usize = fleet.iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(report.readings, written as u64, "every reading counted once");
+    assert_eq!(report.devices, 7);
+    assert!(windows.len() >= 3, "{windows:?}");
+    assert_eq!(windows.iter().map(|w| w.readings).sum::<u64>(), report.readings);
+    assert_eq!(windows.last().map(|w| w.devices_left), Some(0));
+    // The job's next run re-reads only each device's last interval and changes nothing.
+    let after = run(&app).await;
+    assert!(after.readings < 7 * 15, "{after:?}");
+    assert_eq!(all_intervals(&pool, &fleet).await, incremental);
+
+    // Damaged intervals, watermarks in place, a rebuild of one device from midday: the same again.
+    sqlx::query(r#"UPDATE monitoring."EnergyIntervals" SET "ImportWh" = 0, "Samples" = 0"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reset = fleet[2].0;
+    rebuild::rebuild(&pool, Some(&[reset]), at(600), None, app.clock.now(), |_| {}).await.unwrap();
+    let rows = intervals(&pool, reset).await;
+    // The restart point is the interval of the counters' last values before 20:00 (19:45).
+    assert!(rows.iter().filter(|r| r.start < at(585)).all(|r| r.import_wh == 0.0), "before the range: untouched");
+    let rebuilt: Vec<&Row> = rows.iter().filter(|r| r.start >= at(600)).collect();
+    assert_eq!(rebuilt, incremental[2].iter().filter(|r| r.start >= at(600)).collect::<Vec<_>>());
+    // A closed range of every device: inside it, the same; outside, untouched.
+    rebuild::rebuild(&pool, None, at(0), Some(at(720)), app.clock.now(), |_| {}).await.unwrap();
+    for ((d, _), expected) in fleet.iter().zip(&incremental) {
+        let rows = intervals(&pool, *d).await;
+        let inside = |r: &&Row| r.start >= at(0) && r.start < at(720);
+        assert_eq!(rows.iter().filter(inside).collect::<Vec<_>>(), expected.iter().filter(inside).collect::<Vec<_>>());
+    }
+}
+
+/// A rebuild paused after its first window (the progress callback runs between windows): the
+/// job leaves the devices alone, a second rebuild is refused, and readings written meanwhile
+/// (behind the rebuild and ahead of it) all end up counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_written_during_a_rebuild_are_not_lost_and_the_job_waits() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    migrate::run(&pool, &MIGRATOR).await.unwrap();
+    let now = at(24 * 60 + 10);
+    let mut fleet = Vec::new();
+    for (name, readings) in fleet_day().into_iter().take(4) {
+        fleet.push((device(&pool, name).await, readings));
+    }
+    // Everything but the minutes 10–19 (behind the first window's end) and 70–89 (ahead of it)
+    // of every device, which arrive during the rebuild.
+    let late = |m: i64| (10..20).contains(&m) || (70..90).contains(&m);
+    for (d, readings) in &fleet {
+        let part: Vec<_> = readings.iter().copied().filter(|(m, _)| !late(*m)).collect();
+        write(&pool, *d, &part).await;
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let mut paused = false;
+    let (pool2, fleet2) = (pool.clone(), fleet.clone());
+    rebuild::rebuild(&pool, None, at(0), None, now, |p| {
+        if paused {
+            return;
+        }
+        paused = true;
+        assert_eq!(p.until, at(60), "the first window is an hour");
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                let job = rollup::run_once(&pool2, now).await.unwrap();
+                assert_eq!((job.deferred, job.readings), (4, 0), "{job:?}");
+                let second = rebuild::rebuild(&pool2, None, at(0), None, now, |_| {}).await;
+                assert!(matches!(second, Err(rollup::RollupError::Busy)), "{second:?}");
+                for (d, readings) in &fleet2 {
+                    let part: Vec<_> = readings.iter().copied().filter(|(m, _)| late(*m)).collect();
+                    write(&pool2, *d, &part).await;
+                }
+            })
+        });
+    })
+    .await
+    .unwrap();
+    assert!(paused);
+    let noted: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."EnergyBackfills""#).fetch_one(&pool).await.unwrap();
+    assert_eq!(noted, 4, "the readings behind the rebuild were noted as late");
+    let job = rollup::run_once(&pool, now).await.unwrap();
+    assert_eq!((job.backfills, job.deferred), (4, 0));
+    let rebuilt = all_intervals(&pool, &fleet).await;
+
+    // The same readings written on time and rolled up once.
+    sqlx::query(
+        r#"TRUNCATE monitoring."EnergyIntervals", monitoring."EnergyWatermarks", monitoring."PowerMeasurements""#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    write_fleet(&pool, &fleet, 0, 24 * 60).await;
+    rollup::run_once(&pool, now).await.unwrap();
+    assert_eq!(rebuilt, all_intervals(&pool, &fleet).await);
+    pool.close().await;
 }
 
 #[sqlx::test]
@@ -242,8 +405,8 @@ async fn the_rollup_command_rebuilds_a_range_and_the_portal_runs_the_job() {
     let mut cli = Portal::start(&["rollup", "--from", "2025-06-02", "--device", "meter-1"], &env, data.path());
     assert!(cli.wait_exit(Duration::from_secs(60)).await.success(), "{:?}", cli.messages());
     assert!(
-        cli.messages().iter().any(|m| m == &format!("Rebuilt energy intervals of device {d}")),
-        "{:?}",
+        cli.messages().iter().any(|m| m == "Rebuilt energy intervals up to 2025-06-02T11:00:00Z"),
+        "the first window's progress: {:?}",
         cli.messages()
     );
     assert!(cli.messages().iter().any(|m| m.contains("from 1440 readings")), "{:?}", cli.messages());
@@ -322,9 +485,10 @@ async fn site_sums_follow_their_devices_through_rollups_moves_and_deletes(pool: 
         .unwrap();
     assert_eq!(site_totals(&pool).await, [(site_a, 3_500.0, 9 + 5)]);
 
-    // Device a is deleted: its energy leaves the site.
+    // Device a is deleted: its energy leaves the site, and its intervals go with it.
     sqlx::query(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1"#).bind(a).execute(&pool).await.unwrap();
     assert_eq!(site_totals(&pool).await, [(site_a, 2_000.0, 5)]);
+    assert!(intervals(&pool, a).await.is_empty(), "the trigger deletes a deleted device's intervals");
 
     // A site deleted with its devices leaves nothing queued or summed behind.
     sqlx::query(r#"DELETE FROM monitoring."Sites" WHERE "Id" = $1"#).bind(site_a).execute(&pool).await.unwrap();

@@ -1,0 +1,510 @@
+//! The rebuild of the energy intervals from the raw readings ([`rebuild`], `tau-portal rollup
+//! --from …`): one pass over the readings of all the devices, window by window in time.
+//!
+//! Why not the job's per-device run (`rollup.rs`) in a loop: readings are stored in the order
+//! they arrive, all meters of a minute together, so one device's month is spread over nearly
+//! every page of the table, and reading 100 devices one by one reads the table 100 times. Here
+//! each window's readings of all devices come in one binary COPY, are sorted per device in
+//! memory and go through the same pure `energy::compute`, carried from window to window by the
+//! same `State` and pending observations the job would re-read.
+//!
+//! Three things run at once, on their own connections: [`READERS`] windows are read ahead, the
+//! energy of the next is computed, and the intervals of the previous are written. Nothing waits
+//! on the devices' watermark rows meanwhile: at the start the rebuild *claims* the range it will
+//! read (`ClaimedUntil`), and the write path notes every reading written into a claimed range as
+//! late, so the job recomputes from it afterwards (the same way it treats any late reading). At
+//! the end, one transaction writes the last intervals and the watermarks and ends the claim.
+//! A rebuild stopped halfway leaves rewound watermarks the job simply continues from.
+//!
+//! While a rebuild runs, the job leaves devices alone (the advisory lock [`REBUILD_LOCK`]): it
+//! would otherwise redo the same range one device at a time, and it must not take the backfill
+//! notes of readings written into the claimed range before the rebuild is done.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::StreamExt;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::copy::Decoder;
+use super::energy::{self, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
+use super::rollup::{
+    IntervalRange, LAG, REBUILD_LOCK, Report, RollupError, delete_intervals, ensure_watermarks, lock_watermarks,
+    restart_state, save_watermarks, write_intervals,
+};
+
+/// Readings per window the window length aims at: memory (~100 bytes a reading, times the
+/// windows in flight) against the per-window overhead.
+const WINDOW_READINGS: u64 = 250_000;
+const FIRST_WINDOW: TimeDelta = TimeDelta::hours(1);
+const LONGEST_WINDOW: TimeDelta = TimeDelta::days(31);
+/// Windows read at once, each on its own connection: PostgreSQL runs a COPY on one core.
+const READERS: usize = 2;
+/// How long a rebuild waits for another one to finish before giving up.
+const LOCK_WAIT: &str = "5s";
+
+/// After each window: how far the rebuild has got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Every device's intervals are computed up to here (or up to its own end).
+    pub until: DateTime<Utc>,
+    /// Readings read in this window.
+    pub readings: u64,
+    /// Intervals computed in this window.
+    pub intervals: u64,
+    /// Devices not yet finished.
+    pub devices_left: usize,
+}
+
+/// How one device's range relates to what the job has done.
+#[derive(Debug, Clone, Copy)]
+enum Range {
+    /// Up to the present: the watermark is rewound at the start and saved at the end; done once
+    /// a window reaches `limit` (the cutoff, or further if the job has seen further).
+    Open { limit: DateTime<Utc> },
+    /// A range that ends before the watermark: only the intervals before `end` are replaced and
+    /// the watermark stays. Done once the intervals before `end` are final, or the readings the
+    /// job has seen (`seen_until`) run out.
+    Closed { end: DateTime<Utc>, seen_until: DateTime<Utc> },
+}
+
+struct Device {
+    id: i32,
+    range: Range,
+    state: State,
+    /// Observations from `state.from` on, already read: the next window's energy needs them.
+    pending: Vec<Observation>,
+    /// The intervals before this are replaced.
+    written: DateTime<Utc>,
+    /// An open range's intervals from `written` on, computed by its last window, written with
+    /// the watermark at the end.
+    tail: Vec<Interval>,
+    done: bool,
+}
+
+impl Device {
+    fn limit(&self) -> DateTime<Utc> {
+        match self.range {
+            Range::Open { limit } => limit,
+            Range::Closed { seen_until, .. } => seen_until,
+        }
+    }
+}
+
+/// One window's readings: those of the rebuild's `k`th device are
+/// `samples[starts[k]..starts[k + 1]]`, sorted by time.
+struct Window {
+    hi: DateTime<Utc>,
+    samples: Vec<Sample>,
+    starts: Vec<usize>,
+}
+
+impl Window {
+    fn device(&self, k: usize) -> &[Sample] {
+        &self.samples[self.starts[k]..self.starts[k + 1]]
+    }
+}
+
+/// The flat buffers of windows' reads (as decoded, and grouped by device), handed back for the
+/// next window to fill: allocating and growing tens of MB afresh for every window and faulting
+/// the pages in was a third of a rebuild's CPU time (perf).
+#[derive(Default)]
+struct Buffers {
+    decoded: Mutex<Vec<Vec<(usize, Sample)>>>,
+    grouped: Mutex<Vec<Vec<Sample>>>,
+}
+
+fn take<T>(pool: &Mutex<Vec<Vec<T>>>) -> Vec<T> {
+    pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+}
+
+fn give<T>(pool: &Mutex<Vec<Vec<T>>>, mut buffer: Vec<T>) {
+    buffer.clear();
+    if let Ok(mut p) = pool.lock() {
+        p.push(buffer);
+    }
+}
+
+/// Intervals to replace: per device, its intervals in `[from, to)` by `intervals`.
+#[derive(Default)]
+struct Batch {
+    deletes: Vec<IntervalRange>,
+    writes: Vec<(i32, Vec<Interval>)>,
+}
+
+/// Recomputes the intervals of `devices` (all when `None`) from `from` on from the raw
+/// readings (an operator's repair, or after a bulk import). A device whose range reaches its
+/// watermark (`to` is `None` or not before it) is rolled up to `now` like the job does; an older
+/// range replaces only the intervals inside it. `progress` is called after each window.
+pub async fn rebuild(
+    db: &PgPool,
+    chosen: Option<&[i32]>,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Report, RollupError> {
+    let ids = ensure_watermarks(db, chosen).await?;
+    let mut lock = exclusive_lock(db).await?;
+    let (mut devices, first, backfills) = start(db, &ids, from, to.map(interval_ceil), now - LAG).await?;
+    let mut report = Report { devices: ids.len() as u64, backfills, ..Report::default() };
+    if let Some(limit) = devices.iter().filter(|d| !d.done).map(Device::limit).max() {
+        // Rows of devices created meanwhile are skipped in memory; a chosen set is filtered by
+        // the database.
+        let filter: Option<Arc<[i32]>> = chosen.map(|_| ids.as_slice().into());
+        let (windows_tx, mut windows) = mpsc::channel(1);
+        let pool = Arc::new(Buffers::default());
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_windows(
+            Reader { db: db.clone(), ids: ids.as_slice().into(), filter, pool: pool.clone() },
+            first,
+            limit,
+            windows_tx,
+        )));
+        let (batches, batches_rx) = mpsc::channel(1);
+        let writer = AbortOnDropHandle::new(tokio::spawn(write_batches(db.clone(), batches_rx)));
+        while devices.iter().any(|d| !d.done) {
+            let Some(window) = windows.recv().await else { break };
+            let window = window?;
+            let computed = compute_window(&mut devices, &window);
+            give(&pool.grouped, window.samples);
+            let (batch, done) = computed?;
+            report.readings += done.readings;
+            progress(&done);
+            if batches.send(batch).await.is_err() {
+                break;
+            }
+        }
+        drop((windows, batches));
+        reader.await.map_err(task_failed)??;
+        report.intervals = writer.await.map_err(task_failed)??;
+        if devices.iter().any(|d| !d.done) {
+            return Err(task_failed("the readings ended before the range did"));
+        }
+        // A rebuild whose lock was lost (its connection gone) may have run beside the job: it
+        // must not save its watermarks over the job's.
+        sqlx::query("SELECT 1").execute(&mut lock).await?;
+        report.intervals += finish(db, &devices).await?;
+    }
+    lock.close().await?;
+    // The sites' sums follow (bills would refresh them anyway).
+    super::site_rollup::refresh(db).await?;
+    Ok(report)
+}
+
+/// Takes the rebuild lock on a connection of its own (released when it closes, also when the
+/// process dies). It waits for the job's device runs in progress (moments) and at most
+/// [`LOCK_WAIT`] for another rebuild.
+async fn exclusive_lock(db: &PgPool) -> Result<PgConnection, RollupError> {
+    let mut conn = db.acquire().await?.detach();
+    sqlx::query(AssertSqlSafe(format!("SET lock_timeout = '{LOCK_WAIT}'"))).execute(&mut conn).await?;
+    match sqlx::query("SELECT pg_advisory_lock($1)").bind(REBUILD_LOCK).execute(&mut conn).await {
+        Ok(_) => Ok(conn),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(RollupError::Busy),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn task_failed(e: impl std::fmt::Display) -> RollupError {
+    RollupError::Db(sqlx::Error::Protocol(format!("rebuild: {e}")))
+}
+
+/// Sets each device's starting point, in one transaction: an open range rewinds the watermark
+/// to the state at `from` (or at an earlier backfill noted by the write path, which this
+/// consumes) and claims the range up to its limit; a closed range keeps its state in memory.
+/// Returns the devices, where the first window starts and the number of backfill notes taken.
+async fn start(
+    db: &PgPool,
+    ids: &[i32],
+    from: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    cutoff: DateTime<Utc>,
+) -> Result<(Vec<Device>, DateTime<Utc>, u64), RollupError> {
+    let mut tx = db.begin().await?;
+    let marks = lock_watermarks(&mut tx, ids).await?;
+    let open: Vec<i32> =
+        marks.iter().filter(|(_, m)| end.is_none_or(|end| end >= m.state.from)).map(|(id, _)| *id).collect();
+    let notes: HashMap<i32, DateTime<Utc>> = sqlx::query_as(
+        r#"DELETE FROM monitoring."EnergyBackfills" WHERE "DeviceId" = ANY($1) RETURNING "DeviceId", "From""#,
+    )
+    .bind(&open)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut devices = Vec::with_capacity(marks.len());
+    let mut rewound = Vec::new();
+    for (id, mark) in marks {
+        let (state, range) = match end.filter(|end| *end < mark.state.from) {
+            Some(end) => (restart_state(&mut tx, id, from).await?, Range::Closed { end, seen_until: mark.seen_until }),
+            None => {
+                let restart = [Some(from), notes.get(&id).copied()].into_iter().flatten().min();
+                let state = match restart.filter(|t| *t < mark.state.from) {
+                    Some(t) => {
+                        let state = restart_state(&mut tx, id, t).await?;
+                        rewound.push((id, state, mark.seen_until));
+                        state
+                    }
+                    None => mark.state,
+                };
+                (state, Range::Open { limit: cutoff.max(mark.seen_until) })
+            }
+        };
+        let mut device =
+            Device { id, range, state, pending: Vec::new(), written: state.from, tail: Vec::new(), done: false };
+        device.done = state.from >= device.limit() || matches!(range, Range::Closed { end, .. } if state.from >= end);
+        devices.push(device);
+    }
+    save_watermarks(&mut tx, &rewound).await?;
+    let claims: Vec<(i32, DateTime<Utc>)> = devices
+        .iter()
+        .filter_map(|d| match d.range {
+            Range::Open { limit } if !d.done => Some((d.id, limit)),
+            _ => None,
+        })
+        .collect();
+    sqlx::query(
+        r#"UPDATE monitoring."EnergyWatermarks" w SET "ClaimedUntil" = c.t
+           FROM UNNEST($1::int4[], $2::timestamptz[]) AS c(d, t) WHERE w."DeviceId" = c.d"#,
+    )
+    .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    // Skip to the first reading: `--from` may be long before the data (an index lookup per device).
+    let active: Vec<&Device> = devices.iter().filter(|d| !d.done).collect();
+    let first: Option<DateTime<Utc>> = sqlx::query_scalar(
+        r#"SELECT min(x.t) FROM UNNEST($1::int4[], $2::timestamptz[]) AS s(d, f)
+           CROSS JOIN LATERAL (SELECT min("Time") AS t FROM monitoring."PowerMeasurements" p
+                               WHERE p."DeviceId" = s.d AND p."Time" >= s.f) x"#,
+    )
+    .bind(active.iter().map(|d| d.id).collect::<Vec<_>>())
+    .bind(active.iter().map(|d| d.state.from).collect::<Vec<_>>())
+    .fetch_one(db)
+    .await?;
+    let earliest = active.iter().map(|d| d.state.from).min().unwrap_or(cutoff);
+    let first = first.map_or(earliest, |t| interval_start(t).max(earliest));
+    Ok((devices, first, notes.len() as u64))
+}
+
+/// What every window's read needs.
+#[derive(Clone)]
+struct Reader {
+    db: PgPool,
+    ids: Arc<[i32]>,
+    /// The chosen devices, when not all.
+    filter: Option<Arc<[i32]>>,
+    pool: Arc<Buffers>,
+}
+
+/// Reads the windows from `first` to `limit` in order, [`READERS`] at a time, into `out`; stops
+/// early when `out` is closed.
+async fn read_windows(
+    reader: Reader,
+    first: DateTime<Utc>,
+    limit: DateTime<Utc>,
+    out: mpsc::Sender<Result<Window, RollupError>>,
+) -> Result<(), RollupError> {
+    let mut in_flight = VecDeque::new();
+    let (mut lo, mut length) = (first, FIRST_WINDOW);
+    loop {
+        while in_flight.len() < READERS && lo < limit {
+            let hi = (lo + length).min(limit);
+            in_flight.push_back((hi - lo, AbortOnDropHandle::new(tokio::spawn(read_window(reader.clone(), lo, hi)))));
+            lo = hi;
+        }
+        let Some((read, next)) = in_flight.pop_front() else { return Ok(()) };
+        let window = next.await.map_err(task_failed)?;
+        if let Ok((_, readings)) = &window {
+            // From the density of the window just read (the one in flight has the old length).
+            length = next_length(read, *readings);
+        }
+        if out.send(window.map(|(w, _)| w)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// One window's readings `[lo, hi)`, and how many there were.
+async fn read_window(reader: Reader, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Result<(Window, u64), RollupError> {
+    let position: HashMap<i32, usize> = reader.ids.iter().enumerate().map(|(k, id)| (*id, k)).collect();
+    let (mut decoded, mut grouped) = (take(&reader.pool.decoded), take(&reader.pool.grouped));
+    // JIT compiling the COPY's expressions costs more than it saves on a window's rows.
+    let mut tx = reader.db.begin_with("BEGIN; SET LOCAL jit = off").await?;
+    {
+        let mut stream = tx.copy_out_raw(&copy_readings(reader.filter.as_deref(), lo, hi)).await?;
+        let mut decoder = Decoder::default();
+        while let Some(chunk) = stream.next().await {
+            decoder.feed(&chunk?, |f| {
+                let (Some(id), Some(time)) = (f.int4()?, f.timestamptz()?) else { return Ok(()) };
+                let counters = [f.float8()?, f.float8()?, f.float8()?];
+                let (p_total, s_total) = (f.float4()?, f.float4()?);
+                if let Some(&k) = position.get(&id) {
+                    decoded.push((k, Sample { time, counters, p_total, s_total }));
+                }
+                Ok(())
+            })?;
+        }
+        decoder.finish()?;
+    }
+    tx.commit().await?;
+    // Group by device (a counting sort), then sort each device's readings by time: they are
+    // stored in arrival order, so nearly sorted already.
+    let mut starts = vec![0; reader.ids.len() + 1];
+    for (k, _) in &decoded {
+        starts[k + 1] += 1;
+    }
+    for k in 0..reader.ids.len() {
+        starts[k + 1] += starts[k];
+    }
+    let mut next = starts.clone();
+    grouped.clear();
+    grouped.resize(decoded.len(), Sample { time: lo, counters: [None; 3], p_total: None, s_total: None });
+    for (k, sample) in decoded.drain(..) {
+        grouped[next[k]] = sample;
+        next[k] += 1;
+    }
+    for k in 0..reader.ids.len() {
+        grouped[starts[k]..starts[k + 1]].sort_unstable_by_key(|s| s.time);
+    }
+    give(&reader.pool.decoded, decoded);
+    let readings = grouped.len() as u64;
+    Ok((Window { hi, samples: grouped, starts }, readings))
+}
+
+/// The energy of one window for every device not yet done: the intervals that are final go
+/// into the batch to write; an open range's last window keeps the rest as its tail.
+fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Batch, Progress), RollupError> {
+    let mut batch = Batch::default();
+    let (mut readings, mut intervals) = (0u64, 0u64);
+    for (k, device) in devices.iter_mut().enumerate() {
+        if device.done {
+            continue;
+        }
+        let samples = window.device(k);
+        let start = samples.partition_point(|s| s.time < device.state.from);
+        readings += (samples.len() - start) as u64;
+        let mut observations = std::mem::take(&mut device.pending);
+        observations.extend(energy::observations(&samples[start..]));
+        let computed = energy::compute(&device.state, &observations)
+            .map_err(|source| RollupError::Input { device: device.id, source })?;
+        let next = computed.next;
+        let last = window.hi >= device.limit();
+        let until = match device.range {
+            Range::Open { .. } if last => None,
+            Range::Open { .. } => Some(next.from),
+            Range::Closed { end, .. } => Some(end.min(next.from).max(device.written)),
+        };
+        let (done, rest): (Vec<Interval>, Vec<Interval>) =
+            computed.intervals.into_iter().partition(|i| until.is_some_and(|u| i.start < u));
+        intervals += done.len() as u64;
+        if let Some(until) = until {
+            batch.deletes.push((device.id, device.written, Some(until)));
+            batch.writes.push((device.id, done));
+            device.written = until;
+        } else {
+            intervals += rest.len() as u64;
+            device.tail = rest;
+        }
+        device.done = match device.range {
+            Range::Open { .. } => last,
+            Range::Closed { end, .. } => next.from >= end || last,
+        };
+        device.pending = observations.into_iter().filter(|o| o.start >= next.from).collect();
+        device.state = next;
+    }
+    let devices_left = devices.iter().filter(|d| !d.done).count();
+    Ok((batch, Progress { until: window.hi, readings, intervals, devices_left }))
+}
+
+/// Writes the batches as they come, each in a transaction of its own; returns the intervals
+/// written.
+async fn write_batches(db: PgPool, mut batches: mpsc::Receiver<Batch>) -> Result<u64, RollupError> {
+    let mut written = 0;
+    while let Some(batch) = batches.recv().await {
+        let mut tx = db.begin().await?;
+        delete_intervals(&mut tx, &batch.deletes).await?;
+        written += write_intervals(&mut tx, &batch.writes).await?;
+        tx.commit().await?;
+    }
+    Ok(written)
+}
+
+/// The open ranges' last intervals and their watermarks, which end the claim, in one
+/// transaction holding the watermark rows (so the write path sees the new watermark or waits).
+async fn finish(db: &PgPool, devices: &[Device]) -> Result<u64, RollupError> {
+    let open: Vec<&Device> = devices.iter().filter(|d| matches!(d.range, Range::Open { .. })).collect();
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    lock_watermarks(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
+    let deletes: Vec<_> = open.iter().map(|d| (d.id, d.written, None)).collect();
+    delete_intervals(&mut tx, &deletes).await?;
+    let tails: Vec<(i32, Vec<Interval>)> = open.iter().map(|d| (d.id, d.tail.clone())).collect();
+    let written = write_intervals(&mut tx, &tails).await?;
+    let states: Vec<_> = open.iter().map(|d| (d.id, d.state, d.limit())).collect();
+    save_watermarks(&mut tx, &states).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// The COPY statement for the readings in `[lo, hi)` (of the chosen devices, when `filter` is
+/// given). COPY takes no parameters: the values are written in as literals (numbers and times
+/// that this code formats, nothing from outside).
+fn copy_readings(filter: Option<&[i32]>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> String {
+    let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+    let mut sql = format!(
+        r#"COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
+                 FROM monitoring."PowerMeasurements" WHERE "Time" >= '{lo}' AND "Time" < '{hi}'"#,
+        lo = time(lo),
+        hi = time(hi)
+    );
+    if let Some(filter) = filter {
+        let ids: Vec<String> = filter.iter().map(|id| id.to_string()).collect();
+        sql += &format!(r#" AND "DeviceId" = ANY('{{{}}}'::int4[])"#, ids.join(","));
+    }
+    sql + ") TO STDOUT (FORMAT binary)"
+}
+
+/// The next window's length: aimed at [`WINDOW_READINGS`] from the last window's density, at
+/// most 4× longer or shorter at a time, in whole intervals.
+fn next_length(length: TimeDelta, readings: u64) -> TimeDelta {
+    let scale = (WINDOW_READINGS as f64 / readings.max(1) as f64).clamp(0.25, 4.0);
+    let intervals = (length.as_seconds_f64() * scale / INTERVAL.as_seconds_f64()).floor().max(1.0);
+    (INTERVAL * intervals as i32).min(LONGEST_WINDOW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_aim_at_the_target_in_whole_intervals_within_bounds() {
+        let hour = TimeDelta::hours(1);
+        assert_eq!(next_length(hour, WINDOW_READINGS), hour);
+        assert_eq!(next_length(hour, WINDOW_READINGS / 2), hour * 2);
+        assert_eq!(next_length(hour, 0), hour * 4, "an empty window grows at most 4×");
+        assert_eq!(next_length(hour, WINDOW_READINGS * 100), INTERVAL, "at least one interval");
+        assert_eq!(next_length(hour, WINDOW_READINGS * 3), INTERVAL);
+        assert_eq!(next_length(TimeDelta::days(30), 0), LONGEST_WINDOW);
+    }
+
+    #[test]
+    fn the_copy_statement_reads_the_window_of_the_chosen_devices() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let (lo, hi) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z"));
+        let all = copy_readings(None, lo, hi);
+        assert!(
+            all.contains(r#""Time" >= '2026-01-01 00:00:00.000000+00' AND "Time" < '2026-01-01 01:00:00.000000+00'"#)
+        );
+        assert!(!all.contains("ANY"), "{all}");
+        let some = copy_readings(Some(&[3, 5]), lo, hi);
+        assert!(some.contains(r#"AND "DeviceId" = ANY('{3,5}'::int4[])"#), "{some}");
+        assert!(some.ends_with(") TO STDOUT (FORMAT binary)"));
+    }
+}
