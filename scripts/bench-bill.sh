@@ -2,7 +2,7 @@
 # Benchmark of a site's bill (issue 7, "Benchmark"; target: under 100 ms): one site with 100
 # devices and one month (June 2026, Africa/Johannesburg) of 15-minute energy intervals
 # (100 x 2 880 = 288 000 rows of monitoring."EnergyIntervals", inserted with generate_series),
-# the worked example's TOU tariff (tests/fixtures/tariffs/homeflex-illustrative.json: TOU,
+# the Homeflex-structured TOU tariff (tests/fixtures/tariffs/homeflex-illustrative.json: TOU,
 # fixed, kVA demand, export, VAT) assigned to the site.
 #
 # In one run, everything on 127.0.0.1: builds the portal and examples/bench_bill.rs in release

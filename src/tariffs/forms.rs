@@ -333,12 +333,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_version_of_the_fixture_survives_the_editor() {
-        let json = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
-        let doc: model::TariffDoc = serde_json::from_str(json).unwrap();
-        let v = &doc.versions[0];
-        let again = parse_version(&version_fields(Some(v))).unwrap_or_else(|e| panic!("{:?}", e.0));
-        assert_eq!(&again, v);
+    fn every_version_of_the_fixtures_survives_the_editor() {
+        for json in [crate::tariffs::tests::ONTARIO_JSON, crate::tariffs::tests::HOMEFLEX_JSON] {
+            let doc: model::TariffDoc = serde_json::from_str(json).unwrap();
+            for v in &doc.versions {
+                let again = parse_version(&version_fields(Some(v))).unwrap_or_else(|e| panic!("{:?}", e.0));
+                assert_eq!(&again, v);
+            }
+        }
     }
 
     #[test]

@@ -1,13 +1,39 @@
 //! Settings → Rates and the site Cost tab through the real router: the editor's validation, JSON
-//! import and export, assignment, the bill of the worked example (src/tariffs/tests.rs) from
-//! 15-minute intervals written straight into monitoring."EnergyIntervals", and both CSV exports.
+//! import and export, assignment, bills from 15-minute intervals written straight into
+//! monitoring."EnergyIntervals" (the worked example on Ontario's published time-of-use prices and
+//! the Homeflex-structured tariff with demand and export, both calculated by hand in
+//! src/tariffs/tests.rs), and both CSV exports.
 
 use axum::http::StatusCode;
 use sqlx::PgPool;
 
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp};
 
-const FIXTURE: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
+const HOMEFLEX: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
+const ONTARIO: &str = include_str!("../fixtures/tariffs/ontario-oeb-rpp-tou.json");
+
+const ESKOM_DIRECT: [(&str, &str); 5] = [
+    ("name", "Eskom Direct"),
+    ("country", "South Africa"),
+    ("currency", "zar"),
+    ("vat_percent", "15"),
+    ("holidays", "2026-06-16\n2026-08-10"),
+];
+
+/// Ontario's HST and the 2025 holidays of the OEFC calendar (the worked example's sources).
+const ONTARIO_RPP: [(&str, &str); 5] = [
+    ("name", "Ontario (OEB Regulated Price Plan)"),
+    ("country", "Canada"),
+    ("currency", "CAD"),
+    ("vat_percent", "13"),
+    (
+        "holidays",
+        concat!(
+            "2025-01-01\n2025-02-17\n2025-04-18\n2025-05-19\n2025-07-01\n",
+            "2025-08-04\n2025-09-01\n2025-10-13\n2025-12-25\n2025-12-26"
+        ),
+    ),
+];
 
 async fn admin(app: &TestApp) -> Browser {
     app.seed_admin().await;
@@ -24,20 +50,9 @@ async fn submit(b: &mut Browser, page: &str, url: &str, fields: &[(&str, &str)])
     b.post(url, &all).await
 }
 
-async fn municipality(b: &mut Browser) -> i32 {
-    let res = submit(
-        b,
-        "/settings/rates",
-        "/settings/rates/municipalities",
-        &[
-            ("name", "Eskom Direct"),
-            ("country", "South Africa"),
-            ("currency", "zar"),
-            ("vat_percent", "15"),
-            ("holidays", "2026-06-16\n2026-08-10"),
-        ],
-    )
-    .await;
+/// Creates the only municipality of the test; its id.
+async fn municipality(b: &mut Browser, fields: &[(&str, &str)]) -> i32 {
+    let res = submit(b, "/settings/rates", "/settings/rates/municipalities", fields).await;
     assert_eq!(
         (res.status, res.location()),
         (StatusCode::SEE_OTHER, "/settings/rates?notice=municipality-saved"),
@@ -102,7 +117,7 @@ async fn rates_are_for_admins_only(pool: PgPool) {
     assert!(!viewer.get("/").await.body.contains("/settings/rates"), "no Rates entry for a viewer");
     let csrf = viewer.get("/").await.csrf();
     let res =
-        viewer.post("/settings/rates/import", &[("csrf", &csrf), ("municipality_id", "1"), ("json", FIXTURE)]).await;
+        viewer.post("/settings/rates/import", &[("csrf", &csrf), ("municipality_id", "1"), ("json", HOMEFLEX)]).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 }
 
@@ -125,7 +140,7 @@ async fn the_municipality_and_tariff_editors_explain_what_is_wrong(pool: PgPool)
         res.body
     );
     assert!(res.body.contains("VAT %: “fifteen” is not a number"), "{}", res.body);
-    let m = municipality(&mut b).await.to_string();
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
 
     // A TOU season whose grid uses peak without a peak rate, and whose Saturday has no rows.
     let mut fields: Vec<(String, String)> = vec![
@@ -207,23 +222,23 @@ async fn the_municipality_and_tariff_editors_explain_what_is_wrong(pool: PgPool)
 async fn tariffs_round_trip_through_json_and_import_validates(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let mut b = admin(&app).await;
-    let m = municipality(&mut b).await;
-    let res = import(&mut b, m, FIXTURE).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await;
+    let res = import(&mut b, m, HOMEFLEX).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     let id = id_after(res.location(), "/settings/rates/tariffs/");
     let export = b.get(&format!("/settings/rates/tariffs/{id}/export")).await;
     assert_eq!(export.status, StatusCode::OK);
     assert_eq!(export.headers["content-type"], "application/json");
     let (a, b_): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_str(FIXTURE).unwrap(), serde_json::from_str(&export.body).unwrap());
+        (serde_json::from_str(HOMEFLEX).unwrap(), serde_json::from_str(&export.body).unwrap());
     assert_eq!(a, b_, "export gives back what was imported");
 
     // The same name again, an overlapping window, malformed JSON: refused, each explained.
-    let res = import(&mut b, m, FIXTURE).await;
+    let res = import(&mut b, m, HOMEFLEX).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.body.contains("already has a tariff named"), "{}", res.body);
     let overlapping =
-        FIXTURE.replace("Homeflex structure", "Other").replacen(r#""to": "09:00""#, r#""to": "10:00""#, 1);
+        HOMEFLEX.replace("Homeflex structure", "Other").replacen(r#""to": "09:00""#, r#""to": "10:00""#, 1);
     let res = import(&mut b, m, &overlapping).await;
     assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.body.contains("versions[0].energy.seasons[0].windows[2]</code>: Weekday 09:00–17:00 overlaps window 2 (06:00–10:00) at 09:00."), "{}", res.body);
@@ -234,11 +249,12 @@ async fn tariffs_round_trip_through_json_and_import_validates(pool: PgPool) {
     assert_eq!(count, 1);
 }
 
-/// The worked example's month (src/tariffs/tests.rs): one meter in Johannesburg, June 2026.
-async fn worked_example_site(app: &TestApp) -> i32 {
+/// A site in `time_zone` with one meter; (site, device).
+async fn site_with_meter(app: &TestApp, time_zone: &str) -> (i32, i32) {
     let site: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', 'Africa/Johannesburg') RETURNING "Id""#,
+        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', $1) RETURNING "Id""#,
     )
+    .bind(time_zone)
     .fetch_one(&app.state.db)
     .await
     .unwrap();
@@ -250,6 +266,13 @@ async fn worked_example_site(app: &TestApp) -> i32 {
     .fetch_one(&app.state.db)
     .await
     .unwrap();
+    (site, device)
+}
+
+/// The Homeflex-structured example's month (src/tariffs/tests.rs): one meter in Johannesburg,
+/// June 2026.
+async fn homeflex_june_site(app: &TestApp) -> i32 {
+    let (site, device) = site_with_meter(app, "Africa/Johannesburg").await;
     sqlx::query(
         r#"INSERT INTO monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples")
            SELECT $1, t, imp, exp, imp / 0.8, imp * 4, imp * 5, 15 FROM (
@@ -270,12 +293,12 @@ async fn worked_example_site(app: &TestApp) -> i32 {
 async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let mut b = admin(&app).await;
-    let m = municipality(&mut b).await;
-    let site = worked_example_site(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await;
+    let site = homeflex_june_site(&app).await;
     let cost = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
     assert!(cost.body.contains("This site has no tariff yet"), "{}", cost.body);
 
-    let res = import(&mut b, m, FIXTURE).await;
+    let res = import(&mut b, m, HOMEFLEX).await;
     let tariff = id_after(res.location(), "/settings/rates/tariffs/");
     let res = submit(
         &mut b,
@@ -334,4 +357,77 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
     // The Overview lists the site's month to date.
     let overview = b.get("/").await;
     assert!(overview.body.contains("Cost this month") && overview.body.contains(&format!("/sites/{site}/cost")));
+}
+
+/// The worked example (src/tariffs/tests.rs, `ontario_worked_example`, where the bill is
+/// calculated by hand and every figure's source is quoted) as an admin does it: Ontario's HST and
+/// holidays entered, the published OEB time-of-use tariff imported as JSON and assigned, and the
+/// Cost tab for meter-read day 13 (13 October – 12 November 2025, America/Toronto: Thanksgiving,
+/// the change to winter hours and prices on 1 November, the 25-hour 2 November).
+#[sqlx::test]
+async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as_by_hand(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ONTARIO_RPP).await;
+    let res = import(&mut b, m, ONTARIO).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let export = b.get(&format!("/settings/rates/tariffs/{tariff}/export")).await;
+    let (a, b_): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(ONTARIO).unwrap(), serde_json::from_str(&export.body).unwrap());
+    assert_eq!(a, b_, "the tariff is stored as published, its sources included");
+
+    // 0.5 kWh per 15 minutes, 1 kWh 17:00–19:00 local time.
+    let (site, device) = site_with_meter(&app, "America/Toronto").await;
+    let rows = sqlx::query(
+        r#"INSERT INTO monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples")
+           SELECT $1, t, imp, 0, imp, imp * 4, imp * 4, 15 FROM (
+             SELECT t, CASE WHEN extract(hour FROM t AT TIME ZONE 'America/Toronto') IN (17, 18) THEN 1000 ELSE 500 END AS imp
+             FROM generate_series('2025-10-13 00:00-04'::timestamptz, '2025-11-12 23:45-05', '15 minutes') t) x"#,
+    )
+    .bind(device)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(rows.rows_affected(), 2980, "30 days of 96 intervals and the 100 of 2 November");
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2024-11-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+
+    let query = "month=2025-10&read_day=13";
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?{query}")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,Summer · Peak,168,kWh,0.158,26.54,13,,CAD",
+            "Energy,Summer · Standard,224,kWh,0.122,27.33,13,,CAD",
+            "Energy,Summer · Off-peak,596,kWh,0.076,45.30,13,,CAD",
+            "Energy,Winter · Peak,128,kWh,0.203,25.98,13,,CAD",
+            "Energy,Winter · Standard,96,kWh,0.157,15.07,13,,CAD",
+            "Energy,Winter · Off-peak,402,kWh,0.098,39.40,13,,CAD",
+            "Subtotal,,,,,179.62,,,CAD",
+            "VAT,,,,,23.35,,,CAD",
+            "Total,,,,,202.97,,,CAD",
+        ]
+    );
+    let cost = b.get(&format!("/sites/{site}/cost?{query}")).await;
+    for expected in [
+        "<strong>2025-10-13</strong> to <strong>2025-11-12</strong>",
+        "(31 days, 2980 15-minute intervals in America/Toronto)",
+        "Ontario RPP time-of-use (OEB) (rates from 2024-11-01)",
+        "Ontario RPP time-of-use (OEB) (rates from 2025-11-01)",
+        "<strong>202.97</strong>",
+    ] {
+        assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
+    }
+    let csv = b.get(&format!("/sites/{site}/cost/intervals.csv?{query}")).await;
+    for repeated in ["2025-11-02 01:45,-04:00,2025-11-02T05:45:00Z", "2025-11-02 01:45,-05:00,2025-11-02T06:45:00Z"] {
+        assert!(csv.body.contains(&format!("{repeated},0.5,0,0.5,1,false,Winter,off_peak")), "{repeated}");
+    }
 }
