@@ -21,3 +21,13 @@ $$;
 
 CREATE TRIGGER "TR_Devices_DeleteIntervals" AFTER DELETE ON monitoring."Devices"
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION monitoring."DeleteIntervalsOfDevices"();
+
+-- The triggers that queued stale site sums on every write to EnergyIntervals captured each
+-- written row in a transition table and grouped them again (~3 µs a row, a sixth of a rebuild's
+-- database time). The only writers, rollup.rs's delete_intervals and write_intervals, now queue
+-- the sites themselves, once per device and batch. Device moves and deletes still queue by
+-- trigger ("TR_Devices_SiteChange").
+DROP TRIGGER "TR_EnergyIntervals_Insert" ON monitoring."EnergyIntervals";
+DROP TRIGGER "TR_EnergyIntervals_Update" ON monitoring."EnergyIntervals";
+DROP TRIGGER "TR_EnergyIntervals_Delete" ON monitoring."EnergyIntervals";
+DROP FUNCTION monitoring."QueueStaleSitesFromIntervals"();

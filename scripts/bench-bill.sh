@@ -92,6 +92,8 @@ FROM monitoring."Devices" d,
                      extract(isodow FROM t AT TIME ZONE 'Africa/Johannesburg') AS dow) l,
      LATERAL (SELECT round((500 + (d."Id" % 7) * 40 + 900 * greatest(0, sin(pi() * (l.h - 6) / 14)))::numeric, 1)::float8 AS w,
                      CASE WHEN l.dow >= 6 AND l.h BETWEEN 11 AND 13 THEN 150.0 ELSE 0 END AS x) e;
+-- Written by SQL, not by the rollup's writers: queue the site's sums as those do.
+INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From") SELECT "Id", '-infinity' FROM monitoring."Sites";
 INSERT INTO portal."Municipalities" ("Name", "Country", "Currency", "VatPercent", "Holidays")
 VALUES ('Eskom Direct', 'South Africa', 'ZAR', 15, '{2026-06-16}');
 INSERT INTO portal."Tariffs" ("MunicipalityId", "Name", "Definition")

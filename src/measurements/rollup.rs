@@ -474,6 +474,24 @@ pub(super) async fn delete_intervals(conn: &mut PgConnection, ranges: &[Interval
     .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
     .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
     .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    let starts: Vec<(i32, DateTime<Utc>)> = ranges.iter().map(|r| (r.0, r.1)).collect();
+    queue_sites(conn, &starts).await
+}
+
+/// Queues the sites of the devices whose intervals changed from the given times on, for
+/// `site_rollup::refresh` (the only two writers of intervals call it, in their transaction). A
+/// refresh holding a site's queue row makes this wait and queue the site anew after it.
+async fn queue_sites(conn: &mut PgConnection, starts: &[(i32, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From")
+           SELECT d."SiteId", min(s.f) FROM UNNEST($1::int4[], $2::timestamptz[]) AS s(id, f)
+           JOIN monitoring."Devices" d ON d."Id" = s.id GROUP BY d."SiteId" ORDER BY d."SiteId"
+           ON CONFLICT ("SiteId") DO UPDATE SET "From" = least(monitoring."SiteEnergyStale"."From", EXCLUDED."From")"#,
+    )
+    .bind(starts.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(starts.iter().map(|s| s.1).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -506,6 +524,12 @@ pub(super) async fn write_intervals(
     if rows.is_empty() {
         return Ok(0);
     }
+    let starts: Vec<(i32, DateTime<Utc>)> = devices
+        .iter()
+        .filter(|(d, _)| present.contains(d))
+        .filter_map(|(d, intervals)| intervals.iter().map(|i| i.start).min().map(|t| (*d, t)))
+        .collect();
+    queue_sites(&mut *conn, &starts).await?;
     // Field count, then per field its length and value.
     let mut w = copy::Writer::new(rows.len(), 2 + 10 * 4 + 4 + 8 + 3 * 8 + 2 * 4 + 4 + 2);
     for (device, i) in rows {

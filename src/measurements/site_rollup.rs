@@ -1,6 +1,7 @@
 //! Per-site 15-minute energy (`monitoring."SiteEnergyIntervals"`): the devices' intervals summed,
-//! refreshed from the queue of stale sites that database triggers keep (see the migration
-//! `SiteEnergyIntervals`). A month's bill then reads one row per interval, whatever the number
+//! refreshed from the queue of stale sites (`"SiteEnergyStale"`): the rollup's interval writers
+//! queue the sites they change (rollup.rs, `queue_sites`), a database trigger those of devices
+//! moved or deleted (migrations `SiteEnergyIntervals` and `RebuildClaim`). A month's bill then reads one row per interval, whatever the number
 //! of devices.
 
 use sqlx::PgPool;
@@ -18,7 +19,7 @@ pub async fn refresh(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut refreshed = 0;
     for site in queued {
         let mut tx = db.begin().await?;
-        // Holding the queue row makes a concurrent trigger wait and queue the site anew after us.
+        // Holding the queue row makes a concurrent writer wait and queue the site anew after us.
         // "From" stays in SQL: it may be '-infinity', which has no chrono value.
         let queued = sqlx::query(r#"SELECT 1 FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1 FOR UPDATE"#)
             .bind(site)
