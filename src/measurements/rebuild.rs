@@ -129,7 +129,7 @@ fn give<T>(pool: &Mutex<Vec<Vec<T>>>, mut buffer: Vec<T>) {
     }
 }
 
-/// Intervals to replace: per device, its intervals in `[from, to)` by `intervals`.
+/// One window's writes: each device's range of intervals deleted, then its new ones written.
 #[derive(Default)]
 struct Batch {
     deletes: Vec<IntervalRange>,
