@@ -110,15 +110,13 @@ impl Decoder {
         chunk: &[u8],
         mut row: impl FnMut(&mut Fields<'_>) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
-        let pending = std::mem::take(&mut self.pending);
-        let (data, owned) = if pending.is_empty() {
-            (chunk, None)
+        let mut pending = std::mem::take(&mut self.pending);
+        let data: &[u8] = if pending.is_empty() {
+            chunk
         } else {
-            let mut all = pending;
-            all.extend_from_slice(chunk);
-            (&[][..], Some(all))
+            pending.extend_from_slice(chunk);
+            &pending
         };
-        let data = owned.as_deref().unwrap_or(data);
         let mut pos = 0;
         if !self.header {
             if data.len() < HEADER.len() {

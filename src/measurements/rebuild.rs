@@ -32,8 +32,8 @@ use tokio_util::task::AbortOnDropHandle;
 use super::copy::Decoder;
 use super::energy::{self, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
 use super::rollup::{
-    IntervalRange, LAG, REBUILD_LOCK, Report, RollupError, delete_intervals, ensure_watermarks, lock_watermarks,
-    restart_state, save_watermarks, write_intervals,
+    LAG, REBUILD_LOCK, Replacement, Report, RollupError, ensure_watermarks, lock_watermarks, replace_intervals,
+    restart_state, resume, save_watermarks,
 };
 
 /// Readings per window the window length aims at: memory (~170 bytes a reading while read, times
@@ -129,13 +129,6 @@ fn give<T>(pool: &Mutex<Vec<Vec<T>>>, mut buffer: Vec<T>) {
     }
 }
 
-/// One window's writes: each device's range of intervals deleted, then its new ones written.
-#[derive(Default)]
-struct Batch {
-    deletes: Vec<IntervalRange>,
-    writes: Vec<(i32, Vec<Interval>)>,
-}
-
 /// Recomputes the intervals of `devices` (all when `None`) from `from` on from the raw
 /// readings (an operator's repair, or after a bulk import). A device whose range reaches its
 /// watermark (`to` is `None` or not before it) is rolled up to `now` like the job does; an older
@@ -187,7 +180,7 @@ pub async fn rebuild(
         // A rebuild whose lock was lost (its connection gone) may have run beside the job: it
         // must not save its watermarks over the job's.
         sqlx::query("SELECT 1").execute(&mut lock).await?;
-        report.intervals += finish(db, &devices).await?;
+        report.intervals += finish(db, devices).await?;
     }
     lock.close().await?;
     // The sites' sums follow (bills would refresh them anyway).
@@ -242,14 +235,10 @@ async fn start(
             Some(end) => (restart_state(&mut tx, id, from).await?, Range::Closed { end, seen_until: mark.seen_until }),
             None => {
                 let restart = [Some(from), notes.get(&id).copied()].into_iter().flatten().min();
-                let state = match restart.filter(|t| *t < mark.state.from) {
-                    Some(t) => {
-                        let state = restart_state(&mut tx, id, t).await?;
-                        rewound.push((id, state, mark.seen_until));
-                        state
-                    }
-                    None => mark.state,
-                };
+                let (state, rewinds) = resume(&mut tx, id, &mark, restart).await?;
+                if rewinds {
+                    rewound.push((id, state, mark.seen_until));
+                }
                 (state, Range::Open { limit: cutoff.max(mark.seen_until) })
             }
         };
@@ -379,8 +368,8 @@ async fn read_window(reader: Reader, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Re
 
 /// The energy of one window for every device not yet done: the intervals that are final go
 /// into the batch to write; an open range's last window keeps the rest as its tail.
-fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Batch, Progress), RollupError> {
-    let mut batch = Batch::default();
+fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Vec<Replacement>, Progress), RollupError> {
+    let mut batch = Vec::new();
     let (mut readings, mut intervals) = (0u64, 0u64);
     for (k, device) in devices.iter_mut().enumerate() {
         if device.done {
@@ -404,8 +393,7 @@ fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Batch, Pro
             computed.intervals.into_iter().partition(|i| until.is_some_and(|u| i.start < u));
         intervals += done.len() as u64;
         if let Some(until) = until {
-            batch.deletes.push((device.id, device.written, Some(until)));
-            batch.writes.push((device.id, done));
+            batch.push(Replacement { device: device.id, from: device.written, to: Some(until), intervals: done });
             device.written = until;
         } else {
             intervals += rest.len() as u64;
@@ -424,12 +412,11 @@ fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Batch, Pro
 
 /// Writes the batches as they come, each in a transaction of its own; returns the intervals
 /// written.
-async fn write_batches(db: PgPool, mut batches: mpsc::Receiver<Batch>) -> Result<u64, RollupError> {
+async fn write_batches(db: PgPool, mut batches: mpsc::Receiver<Vec<Replacement>>) -> Result<u64, RollupError> {
     let mut written = 0;
     while let Some(batch) = batches.recv().await {
         let mut tx = db.begin().await?;
-        delete_intervals(&mut tx, &batch.deletes).await?;
-        written += write_intervals(&mut tx, &batch.writes).await?;
+        written += replace_intervals(&mut tx, &batch).await?;
         tx.commit().await?;
     }
     Ok(written)
@@ -437,18 +424,17 @@ async fn write_batches(db: PgPool, mut batches: mpsc::Receiver<Batch>) -> Result
 
 /// The open ranges' last intervals and their watermarks, which end the claim, in one
 /// transaction holding the watermark rows (so the write path sees the new watermark or waits).
-async fn finish(db: &PgPool, devices: &[Device]) -> Result<u64, RollupError> {
-    let open: Vec<&Device> = devices.iter().filter(|d| matches!(d.range, Range::Open { .. })).collect();
+async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
+    let open: Vec<Device> = devices.into_iter().filter(|d| matches!(d.range, Range::Open { .. })).collect();
     if open.is_empty() {
         return Ok(0);
     }
     let mut tx = db.begin().await?;
     lock_watermarks(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
-    let deletes: Vec<_> = open.iter().map(|d| (d.id, d.written, None)).collect();
-    delete_intervals(&mut tx, &deletes).await?;
-    let tails: Vec<(i32, Vec<Interval>)> = open.iter().map(|d| (d.id, d.tail.clone())).collect();
-    let written = write_intervals(&mut tx, &tails).await?;
     let states: Vec<_> = open.iter().map(|d| (d.id, d.state, d.limit())).collect();
+    let tails: Vec<Replacement> =
+        open.into_iter().map(|d| Replacement { device: d.id, from: d.written, to: None, intervals: d.tail }).collect();
+    let written = replace_intervals(&mut tx, &tails).await?;
     save_watermarks(&mut tx, &states).await?;
     tx.commit().await?;
     Ok(written)

@@ -75,7 +75,13 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, d: &DeviceReport) {
+    /// Counts one device's run (`None`: deferred to a rebuild in progress) and records its metrics.
+    fn add(&mut self, run: Option<DeviceReport>) {
+        let Some(d) = run else {
+            self.deferred += 1;
+            return;
+        };
+        record(&d);
         self.devices += 1;
         self.readings += d.readings;
         self.intervals += d.intervals;
@@ -131,11 +137,7 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
     let mut first_error = None;
     for device in devices {
         match roll_device(db, device, cutoff).await {
-            Ok(Some(d)) => {
-                record(&d);
-                report.add(&d);
-            }
-            Ok(None) => report.deferred += 1,
+            Ok(run) => report.add(run),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -159,13 +161,7 @@ pub async fn ensure_up_to_date(db: &PgPool, devices: &[i32], until: DateTime<Utc
     ensure_watermarks(db, Some(devices)).await?;
     let mut report = Report::default();
     for &device in devices {
-        match roll_device(db, device, until).await? {
-            Some(d) => {
-                record(&d);
-                report.add(&d);
-            }
-            None => report.deferred += 1,
-        }
+        report.add(roll_device(db, device, until).await?);
     }
     Ok(report)
 }
@@ -274,21 +270,17 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
             .bind(device)
             .fetch_optional(&mut *tx)
             .await?;
-    let restart = backfill.filter(|t| *t < watermark.state.from);
-    let state = match restart {
-        Some(t) => restart_state(&mut tx, device, t).await?,
-        None => watermark.state,
-    };
+    let (state, rewound) = resume(&mut tx, device, &watermark, backfill).await?;
     // Never roll up less than an earlier run saw (ensure_up_to_date may have gone further).
     let cutoff = cutoff.max(watermark.seen_until);
-    if restart.is_none() && cutoff <= state.from {
+    if !rewound && cutoff <= state.from {
         tx.commit().await?;
         return Ok(Some(DeviceReport { device_id: device, backfill: backfill.is_some(), ..Default::default() }));
     }
     let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
     let computed = energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
-    delete_intervals(&mut tx, &[(device, state.from, None)]).await?;
-    let intervals = write_intervals(&mut tx, &[(device, computed.intervals)]).await?;
+    let replacement = Replacement { device, from: state.from, to: None, intervals: computed.intervals };
+    let intervals = replace_intervals(&mut tx, &[replacement]).await?;
     save_watermarks(&mut tx, &[(device, computed.next, cutoff)]).await?;
     tx.commit().await?;
     Ok(Some(DeviceReport {
@@ -298,6 +290,20 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
         from: Some(state.from),
         backfill: backfill.is_some(),
     }))
+}
+
+/// Where a device's run starts: at its watermark, or at the state before `restart` (a backfill,
+/// a rebuild's start) when that is earlier; and whether it was rewound.
+pub(super) async fn resume(
+    conn: &mut PgConnection,
+    device: i32,
+    watermark: &Watermark,
+    restart: Option<DateTime<Utc>>,
+) -> Result<(State, bool), sqlx::Error> {
+    match restart.filter(|t| *t < watermark.state.from) {
+        Some(t) => Ok((restart_state(conn, device, t).await?, true)),
+        None => Ok((watermark.state, false)),
+    }
 }
 
 /// The state to recompute from when readings at `t` changed: the counters' last values before
@@ -449,8 +455,29 @@ async fn samples(
         .collect())
 }
 
-/// A device's intervals from a start up to an end (`None`: all later ones).
-pub(super) type IntervalRange = (i32, DateTime<Utc>, Option<DateTime<Utc>>);
+/// One device's intervals from `from` up to `to` (`None`: all later ones), to be replaced by
+/// `intervals`, which all lie inside that range.
+pub(super) struct Replacement {
+    pub device: i32,
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+    pub intervals: Vec<Interval>,
+}
+
+/// Replaces the intervals of each device's range, and queues the devices' sites for
+/// `site_rollup::refresh` from the ranges' starts; returns how many intervals were written. The
+/// one way intervals are written (the job's run, the rebuild), so the site sums always follow.
+pub(super) async fn replace_intervals(
+    conn: &mut PgConnection,
+    replacements: &[Replacement],
+) -> Result<u64, sqlx::Error> {
+    if replacements.is_empty() {
+        return Ok(0);
+    }
+    delete_intervals(conn, replacements).await?;
+    queue_sites(conn, replacements).await?;
+    write_intervals(conn, replacements).await
+}
 
 /// Deletes each device's intervals in its range.
 ///
@@ -460,10 +487,7 @@ pub(super) type IntervalRange = (i32, DateTime<Utc>, Option<DateTime<Utc>>);
 /// being flattened into that join. The `ctid`s are used within the statement that reads them,
 /// and only rollup writers change intervals (one at a time per device, under its watermark or
 /// the rebuild lock).
-pub(super) async fn delete_intervals(conn: &mut PgConnection, ranges: &[IntervalRange]) -> Result<(), sqlx::Error> {
-    if ranges.is_empty() {
-        return Ok(());
-    }
+async fn delete_intervals(conn: &mut PgConnection, ranges: &[Replacement]) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"DELETE FROM monitoring."EnergyIntervals" WHERE ctid = ANY(ARRAY(
                SELECT x.ctid FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) AS r(d, f, t)
@@ -471,41 +495,35 @@ pub(super) async fn delete_intervals(conn: &mut PgConnection, ranges: &[Interval
                                    WHERE "DeviceId" = r.d AND "Start" >= r.f AND "Start" < coalesce(r.t, 'infinity')
                                    ORDER BY "Start") x))"#,
     )
-    .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
-    .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
-    .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
-    .execute(&mut *conn)
+    .bind(ranges.iter().map(|r| r.device).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
+    .execute(conn)
     .await?;
-    let starts: Vec<(i32, DateTime<Utc>)> = ranges.iter().map(|r| (r.0, r.1)).collect();
-    queue_sites(conn, &starts).await
+    Ok(())
 }
 
-/// Queues the sites of the devices whose intervals changed from the given times on, for
-/// `site_rollup::refresh` (the only two writers of intervals call it, in their transaction). A
-/// refresh holding a site's queue row makes this wait and queue the site anew after it.
-async fn queue_sites(conn: &mut PgConnection, starts: &[(i32, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+/// Queues the sites of the devices whose intervals change from the ranges' starts on. A refresh
+/// holding a site's queue row makes this wait and queue the site anew after it.
+async fn queue_sites(conn: &mut PgConnection, ranges: &[Replacement]) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From")
            SELECT d."SiteId", min(s.f) FROM UNNEST($1::int4[], $2::timestamptz[]) AS s(id, f)
            JOIN monitoring."Devices" d ON d."Id" = s.id GROUP BY d."SiteId" ORDER BY d."SiteId"
            ON CONFLICT ("SiteId") DO UPDATE SET "From" = least(monitoring."SiteEnergyStale"."From", EXCLUDED."From")"#,
     )
-    .bind(starts.iter().map(|s| s.0).collect::<Vec<_>>())
-    .bind(starts.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.device).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Writes the devices' intervals (their places emptied first: [`delete_intervals`]) with one
-/// binary COPY, and returns how many. The devices' rows are locked FOR KEY SHARE first (what the
-/// foreign key did row by row, see migration 0008): a device deleted meanwhile is skipped, and
-/// one deleted later takes its intervals with it.
-pub(super) async fn write_intervals(
-    conn: &mut PgConnection,
-    devices: &[(i32, Vec<Interval>)],
-) -> Result<u64, sqlx::Error> {
-    let ids: Vec<i32> = devices.iter().filter(|(_, i)| !i.is_empty()).map(|(d, _)| *d).collect();
+/// Writes the new intervals with one binary COPY, and returns how many. The devices' rows are
+/// locked FOR KEY SHARE first (what the foreign key did row by row, see migration 0008): a device
+/// deleted meanwhile is skipped, and one deleted later takes its intervals with it.
+async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<i32> = replacements.iter().filter(|r| !r.intervals.is_empty()).map(|r| r.device).collect();
     if ids.is_empty() {
         return Ok(0);
     }
@@ -516,20 +534,14 @@ pub(super) async fn write_intervals(
             .await?
             .into_iter()
             .collect();
-    let rows: Vec<(i32, &Interval)> = devices
+    let rows: Vec<(i32, &Interval)> = replacements
         .iter()
-        .filter(|(d, _)| present.contains(d))
-        .flat_map(|(d, intervals)| intervals.iter().map(move |i| (*d, i)))
+        .filter(|r| present.contains(&r.device))
+        .flat_map(|r| r.intervals.iter().map(move |i| (r.device, i)))
         .collect();
     if rows.is_empty() {
         return Ok(0);
     }
-    let starts: Vec<(i32, DateTime<Utc>)> = devices
-        .iter()
-        .filter(|(d, _)| present.contains(d))
-        .filter_map(|(d, intervals)| intervals.iter().map(|i| i.start).min().map(|t| (*d, t)))
-        .collect();
-    queue_sites(&mut *conn, &starts).await?;
     // Field count, then per field its length and value.
     let mut w = copy::Writer::new(rows.len(), 2 + 10 * 4 + 4 + 8 + 3 * 8 + 2 * 4 + 4 + 2);
     for (device, i) in rows {

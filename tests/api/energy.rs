@@ -9,7 +9,7 @@ use tau_acuvim_portal::db::migrate::{self, MIGRATOR};
 use tau_acuvim_portal::measurements::energy::WRAP_WH;
 use tau_acuvim_portal::measurements::{self, Reading, rebuild, rollup};
 
-use crate::helpers::{Portal, TestApp, TestDb, production_env, wait_for};
+use crate::helpers::{Portal, TestApp, TestDb, production_env, site_with_devices, wait_for};
 
 const PTOTAL: usize = 14; // REAL_QUANTITIES index of "PTotal"
 const IMPORT: usize = 0; // COUNTER_QUANTITIES index of "EnergyImportWh"
@@ -24,23 +24,7 @@ fn at(minutes: i64) -> DateTime<Utc> {
 }
 
 async fn device(db: &PgPool, external_id: &str) -> i32 {
-    let site: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ($1, 'Europe/London')
-           ON CONFLICT DO NOTHING RETURNING "Id""#,
-    )
-    .bind(format!("Site of {external_id}"))
-    .fetch_one(db)
-    .await
-    .unwrap();
-    sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
-           VALUES ($1, $2, $2, 'generic', 'push') RETURNING "Id""#,
-    )
-    .bind(site)
-    .bind(external_id)
-    .fetch_one(db)
-    .await
-    .unwrap()
+    site_with_devices(db, &format!("Site of {external_id}"), "Europe/London", &[external_id]).await.1[0]
 }
 
 /// Writes (minute, import Wh) readings through `measurements::write`, PTotal = minute × 10 W.

@@ -74,6 +74,32 @@ impl TestDb {
 }
 
 /// A free loopback port (bound then released; good enough for tests on a private machine).
+/// A site in `time_zone` with push devices named by their externalIds, inserted directly (for
+/// tests that need no Sites page); (site, the devices' ids in the order given).
+pub async fn site_with_devices(db: &PgPool, name: &str, time_zone: &str, external_ids: &[&str]) -> (i32, Vec<i32>) {
+    let site: i32 =
+        sqlx::query_scalar(r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ($1, $2) RETURNING "Id""#)
+            .bind(name)
+            .bind(time_zone)
+            .fetch_one(db)
+            .await
+            .expect("insert a site");
+    let mut devices = Vec::new();
+    for external_id in external_ids {
+        let id: i32 = sqlx::query_scalar(
+            r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
+               VALUES ($1, $2, $2, 'generic', 'push') RETURNING "Id""#,
+        )
+        .bind(site)
+        .bind(external_id)
+        .fetch_one(db)
+        .await
+        .expect("insert a device");
+        devices.push(id);
+    }
+    (site, devices)
+}
+
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

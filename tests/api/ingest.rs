@@ -6,29 +6,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tau_acuvim_portal::measurements::{self, Reading};
 
-use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
 /// Two devices on one site, created the way the Sites pages do (then the directory is told).
 async fn devices(app: &TestApp) -> (i32, i32) {
-    let site: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', 'UTC') RETURNING "Id""#,
-    )
-    .fetch_one(&app.state.db)
-    .await
-    .unwrap();
-    let mut ids = Vec::new();
-    for ext in ["meter-1", "meter-2"] {
-        let id: i32 = sqlx::query_scalar(
-            r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
-               VALUES ($1, $2, $2, 'generic', 'push') RETURNING "Id""#,
-        )
-        .bind(site)
-        .bind(ext)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
-        ids.push(id);
-    }
+    let (_, ids) = site_with_devices(&app.state.db, "Plant", "UTC", &["meter-1", "meter-2"]).await;
     app.state.devices.invalidate();
     (ids[0], ids[1])
 }

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
 
+use crate::helpers::site_with_devices;
+
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -106,20 +108,7 @@ async fn the_binary_copy_encoding_round_trips_through_postgresql(pool: PgPool) {
 /// The same values through the ONE write path, into the real table; a repeated batch adds nothing.
 #[sqlx::test]
 async fn the_store_keeps_every_value_exactly(pool: PgPool) {
-    let site: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', 'UTC') RETURNING "Id""#,
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let device: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
-           VALUES ($1, 'edge', 'edge', 'generic', 'push') RETURNING "Id""#,
-    )
-    .bind(site)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let device = site_with_devices(&pool, "Plant", "UTC", &["edge"]).await.1[0];
     let readings = edge_cases(|_| device);
     assert_eq!(measurements::write(&pool, &readings).await.unwrap(), readings.len() as u64);
     assert_eq!(measurements::write(&pool, &readings).await.unwrap(), 0, "a retried batch is skipped");

@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use sqlx::PgPool;
 
-use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
 const HOMEFLEX: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
 const ONTARIO: &str = include_str!("../fixtures/tariffs/ontario-oeb-rpp-tou.json");
@@ -251,22 +251,8 @@ async fn tariffs_round_trip_through_json_and_import_validates(pool: PgPool) {
 
 /// A site in `time_zone` with one meter; (site, device).
 async fn site_with_meter(app: &TestApp, time_zone: &str) -> (i32, i32) {
-    let site: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('Plant', $1) RETURNING "Id""#,
-    )
-    .bind(time_zone)
-    .fetch_one(&app.state.db)
-    .await
-    .unwrap();
-    let device: i32 = sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
-           VALUES ($1, 'meter-1', 'Incomer', 'generic', 'push') RETURNING "Id""#,
-    )
-    .bind(site)
-    .fetch_one(&app.state.db)
-    .await
-    .unwrap();
-    (site, device)
+    let (site, devices) = site_with_devices(&app.state.db, "Plant", time_zone, &["meter-1"]).await;
+    (site, devices[0])
 }
 
 /// The Homeflex-structured example's month (src/tariffs/tests.rs): one meter in Johannesburg,
