@@ -12,6 +12,7 @@ mod grafana;
 mod health;
 mod helm;
 mod helpers;
+mod image;
 mod ingest;
 mod measurements;
 mod metrics;
