@@ -431,12 +431,55 @@ impl Reader<'_> {
         self.errors.iter().any(|e| e.key == key || e.key == format!("{key}_FILE"))
     }
 
+    /// A secret, refused when it looks like a template's placeholder rather than a secret: a
+    /// `.env` copied from a template and left unfilled must stop the portal, not run it with a
+    /// publicly known password.
     fn secret(&mut self, key: &str) -> Option<SecretString> {
-        self.env.secret(key).unwrap_or_else(|e| {
+        let value = self.env.secret(key).unwrap_or_else(|e| {
             self.errors.push(e);
             None
-        })
+        })?;
+        if let Some(why) = placeholder(value.expose_secret()) {
+            self.errors.push(err(key, format!("{why}; set a real secret (`tau-portal provision` generates them)")));
+            return None;
+        }
+        Some(value)
     }
+}
+
+/// Why `value` looks like a placeholder left in a template, if it does. The message never
+/// quotes the value (it may be a real, if poor, secret).
+pub fn placeholder(value: &str) -> Option<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.starts_with('#') {
+        return Some("starts with '#': a comment taken as the value (in .env, comments go on lines of their own)");
+    }
+    let wrapped = [("<", ">"), ("[", "]"), ("{", "}"), ("${", "}")];
+    if wrapped.iter().any(|(open, close)| v.starts_with(open) && v.ends_with(close)) {
+        return Some("is a placeholder in brackets, not a secret");
+    }
+    const WORDS: [&str; 12] = [
+        "changeme",
+        "change-me",
+        "change_me",
+        "change this",
+        "replaceme",
+        "replace-me",
+        "placeholder",
+        "openssl rand",
+        "your-password",
+        "yourpassword",
+        "your_password",
+        "xxxxxx",
+    ];
+    if WORDS.iter().any(|w| v.contains(w)) {
+        return Some("looks like a template's placeholder (e.g. changeme), not a secret");
+    }
+    const COMMON: [&str; 8] = ["password", "secret", "admin", "postgres", "power_user", "...", "todo", "example"];
+    if COMMON.contains(&v.as_str()) {
+        return Some("is a well-known default, not a secret");
+    }
+    None
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -502,10 +545,23 @@ fn parse_path_prefix(raw: &str) -> Result<String, String> {
     }
 }
 
+/// What the configuration is read for: `serve` seeds the default admin, so it needs the
+/// admin's password in Production; `migrate` and `rollup` seed nothing and do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Maintenance,
+}
+
 impl Config {
-    /// Reads and validates the whole contract. Warnings (unknown keys, ignored values) come back
-    /// beside the config because logging is set up by the caller.
+    /// Reads and validates the whole contract for `serve`. Warnings (unknown keys, ignored
+    /// values) come back beside the config because logging is set up by the caller.
     pub fn from_env(env: &Env) -> Result<(Config, Vec<String>), ConfigErrors> {
+        Config::read(env, Purpose::Serve)
+    }
+
+    /// Reads and validates the contract for `purpose`.
+    pub fn read(env: &Env, purpose: Purpose) -> Result<(Config, Vec<String>), ConfigErrors> {
         let mut r = Reader { env, errors: Vec::new() };
         let mut warnings: Vec<String> = env
             .unknown_keys()
@@ -546,7 +602,7 @@ impl Config {
         let admin_email = r.parse("Authentication__DefaultAdminEmail", parse_email);
         let admin_password = r.secret("Authentication__DefaultAdminPassword");
         let key = "Authentication__DefaultAdminPassword";
-        if environment == Some(Environment::Production) && !r.has_error(key) {
+        if purpose == Purpose::Serve && environment == Some(Environment::Production) && !r.has_error(key) {
             match &admin_password {
                 None => r.errors.push(err(
                     key,

@@ -215,6 +215,55 @@ fn production_requires_a_long_enough_default_admin_password() {
 }
 
 #[test]
+fn migrate_and_rollup_do_not_need_the_default_admin_password() {
+    let missing = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x")]);
+    let (c, _) = Config::read(&missing, Purpose::Maintenance).expect("maintenance seeds no admin");
+    assert!(c.default_admin.password.is_none());
+    // Still refused for serve, which seeds the admin.
+    assert!(Config::read(&missing, Purpose::Serve).is_err());
+}
+
+/// `.env.example` copied and left unfilled once gave `POSTGRES_PASSWORD='# [secret] openssl rand
+/// -base64 32'`: 32 publicly known characters. Placeholders are refused, naming the key and never
+/// quoting the value.
+#[test]
+fn placeholder_secrets_are_refused_naming_the_key() {
+    let placeholders = [
+        "# [secret] openssl rand -base64 32",
+        "#a-comment-taken-as-a-value",
+        "<generated>",
+        "[secret]",
+        "${POSTGRES_PASSWORD}",
+        "changeme-changeme",
+        "CHANGE_ME please, later",
+        "please replace-me now",
+        "your-password-here",
+        "xxxxxxxxxxxxxxxx",
+        "password",
+        "Secret",
+    ];
+    for key in ["Authentication__DefaultAdminPassword", "POSTGRES_PASSWORD", "FleetIngest__Token"] {
+        for value in placeholders {
+            let mut extra = vec![(key, value)];
+            if key == "FleetIngest__Token" {
+                extra.extend([("FleetIngest__Enabled", "true"), ("FleetIngest__Url", "https://admin.example.com")]);
+            }
+            if key == "POSTGRES_PASSWORD" {
+                extra.extend([("Database__ConnectionString", ""), ("POSTGRES_DB", "d"), ("POSTGRES_USER", "u")]);
+            }
+            let msg = only_error(&extra);
+            assert!(msg.starts_with(&format!("{key}: ")), "{msg}");
+            assert!(msg.contains("set a real secret"), "{msg}");
+            assert!(!msg.contains(value), "the message must not quote the value: {msg}");
+        }
+    }
+    // Real secrets pass, also ones that contain a '#' or the word "password" somewhere.
+    for value in ["Zk3r-9vQx_2mW7pLs0aB", "s3cret#with#hashes", "my password is long enough", "a.example.value"] {
+        ok(&[("Authentication__DefaultAdminPassword", value)]);
+    }
+}
+
+#[test]
 fn development_accepts_a_missing_default_admin_password() {
     let dev = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x"), ("Application__Environment", "Development")]);
     let (c, _) = Config::from_env(&dev).unwrap();

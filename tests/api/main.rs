@@ -3,6 +3,7 @@
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
 mod auth;
+mod backup;
 mod branding;
 mod browser;
 mod compose;
