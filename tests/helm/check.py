@@ -14,9 +14,9 @@ a venv and runs this through tests/api/helm.rs. Steps:
    supports;
 4. assert what the deployment must get right: the Grafana gate (auth-url to the portal's
    /api/auth/check, every identity header copied), the portal's hardening, probes and
-   configuration (exactly keys the binary reads, secrets only by reference), Grafana configured
-   like docker-compose.prod.yml and provisioned from the same files as grafana/, the
-   NetworkPolicy, the ResourceQuota.
+   configuration (exactly keys the binary reads, secrets only by reference), TimescaleDB pinned
+   to the compose file's image, Grafana configured like docker-compose.prod.yml and provisioned
+   from the same files as grafana/, the NetworkPolicy, the ResourceQuota.
 
 Exits 1 on the first failed check with what was expected and what was found; prints
 `helm chart: N checks passed` at the end.
@@ -199,9 +199,23 @@ def identity_headers() -> list[str]:
     return re.findall(r'"([^"]+)"', m.group(1))
 
 
+def compose_services() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
+
+
 def compose_grafana_env() -> dict[str, str]:
-    compose = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())
-    return {k: str(v) for k, v in compose["services"]["grafana"]["environment"].items()}
+    return {k: str(v) for k, v in compose_services()["grafana"]["environment"].items()}
+
+
+def compose_timescaledb_image() -> str:
+    """The compose file's TimescaleDB image: the default of `${TIMESCALEDB_IMAGE:-<image>}`."""
+    image = str(compose_services()["timescaledb"]["image"])
+    m = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]+)\}", image)
+    if m:
+        return m.group(1)
+    if "$" in image:
+        raise CheckFailed(f"docker-compose.prod.yml timescaledb image {image!r}: expected ${{VAR:-image}} or an image")
+    return image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +484,18 @@ def check_portal(r: Rendered, secret_name: str, env_keys: dict[str, bool]) -> di
 def check_database(r: Rendered, secret_name: str) -> None:
     sts = r.one("StatefulSet", name("timescaledb"))
     c = container(sts, "timescaledb")
-    check.equal(c["image"], "timescale/timescaledb:latest-pg16", "TimescaleDB image")
+    repository, _, tag = c["image"].rpartition(":")
+    check.equal(repository, "timescale/timescaledb", "TimescaleDB image repository")
+    check.that(
+        re.fullmatch(r"2\.[0-9]+\.[0-9]+-pg16", tag) is not None,
+        "TimescaleDB image pinned to a release (2.<minor>.<patch>-pg16), never a moving tag like latest-pg16",
+        tag,
+    )
+    check.equal(
+        c["image"],
+        compose_timescaledb_image(),
+        "TimescaleDB image = docker-compose.prod.yml's default (a dump restores only into the same version)",
+    )
     probe = " ".join(c["readinessProbe"]["exec"]["command"])
     check.that("pg_isready" in probe, "TimescaleDB readiness probe runs pg_isready", probe)
     env = env_of(c)
