@@ -14,9 +14,10 @@ a venv and runs this through tests/api/helm.rs. Steps:
    supports;
 4. assert what the deployment must get right: the Grafana gate (auth-url to the portal's
    /api/auth/check, every identity header copied), the portal's hardening, probes and
-   configuration (exactly keys the binary reads, secrets only by reference), Grafana configured
-   like docker-compose.prod.yml and provisioned from the same files as grafana/, the
-   NetworkPolicy, the ResourceQuota.
+   configuration (exactly keys the binary reads, secrets only by reference), TimescaleDB pinned
+   to the compose file's image, Grafana configured like docker-compose.prod.yml and provisioned
+   from the same files as grafana/, the metrics listener (its own ClusterIP Service, never
+   routed by an Ingress), what the NetworkPolicy admits port by port, the ResourceQuota.
 
 Exits 1 on the first failed check with what was expected and what was found; prints
 `helm chart: N checks passed` at the end.
@@ -45,6 +46,11 @@ HOST = "abc0001.portal.example.com"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known to
 # kubernetes-validate.
 KUBE_VERSIONS = ["1.25.0", "1.37.0"]
+
+# portal.metrics.port's default (the binary's own default too), and a Prometheus namespace.
+METRICS_PORT = 9090
+SCRAPE_NAMESPACE = "monitoring"
+INGRESS_NAMESPACE = "ingress-nginx"
 
 SAMPLE: dict[str, Any] = {
     "customer": {"id": "abc0001", "companyName": "Acme Corp", "email": "admin@acme.example"},
@@ -172,6 +178,55 @@ def quantity(value: Any) -> float:
     return float(m.group(1)) * units.get(m.group(2), 1)
 
 
+def peer_admits(peer: dict[str, Any], namespace: str) -> bool:
+    """Whether one NetworkPolicy `from` peer admits every pod of `namespace`. Only the peer shapes
+    the chart renders are understood; any other fails the check instead of being guessed at."""
+    if peer == {"podSelector": {}}:
+        return namespace == NAMESPACE
+    if set(peer) == {"namespaceSelector"}:
+        selector = peer["namespaceSelector"]
+        if selector == {}:
+            return True
+        if set(selector) == {"matchLabels"} and set(selector["matchLabels"]) == {"kubernetes.io/metadata.name"}:
+            return selector["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+    raise CheckFailed(f"check.py cannot evaluate the NetworkPolicy peer {peer!r} (extend peer_admits)")
+
+
+def admits(r: Rendered, namespace: str, port: int) -> bool:
+    """Whether the release's NetworkPolicies let pods of `namespace` reach TCP `port` of its pods:
+    some ingress rule admits the source (no `from`: every source) and the port (no `ports`: all)."""
+    for policy in r.all("NetworkPolicy"):
+        for rule in policy["spec"].get("ingress") or []:
+            peers = rule.get("from")
+            if peers and not any(peer_admits(peer, namespace) for peer in peers):
+                continue
+            ports = rule.get("ports")
+            if not ports:
+                return True
+            for p in ports:
+                if not isinstance(p.get("port"), int) or "endPort" in p:
+                    raise CheckFailed(f"check.py cannot evaluate the NetworkPolicy port {p!r} (extend admits)")
+                if p["port"] == port and p.get("protocol", "TCP") == "TCP":
+                    return True
+    return False
+
+
+def backend_container_port(r: Rendered, service: str, port_ref: dict[str, Any]) -> tuple[str, int]:
+    """Where an Ingress backend (Service name + port name/number) lands: workload, container port."""
+    svc = r.one("Service", service)
+    key, wanted = ("name", port_ref["name"]) if "name" in port_ref else ("port", port_ref.get("number"))
+    ports = [p for p in svc["spec"]["ports"] if p.get(key) == wanted]
+    check.that(
+        len(ports) == 1, f"Ingress backend {service} {port_ref} names one port of the Service", svc["spec"]["ports"]
+    )
+    selector = svc["spec"]["selector"]
+    for w in r.workloads():
+        if all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items()):
+            c = w["spec"]["template"]["spec"]["containers"][0]
+            return w["metadata"]["name"], port_number(c, ports[0]["targetPort"])
+    raise CheckFailed(f"Service {service} selects no workload")
+
+
 # ---------------------------------------------------------------------------------------------
 # What the rest of the repository says the chart must match
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +254,23 @@ def identity_headers() -> list[str]:
     return re.findall(r'"([^"]+)"', m.group(1))
 
 
+def compose_services() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
+
+
 def compose_grafana_env() -> dict[str, str]:
-    compose = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())
-    return {k: str(v) for k, v in compose["services"]["grafana"]["environment"].items()}
+    return {k: str(v) for k, v in compose_services()["grafana"]["environment"].items()}
+
+
+def compose_timescaledb_image() -> str:
+    """The compose file's TimescaleDB image: the default of `${TIMESCALEDB_IMAGE:-<image>}`."""
+    image = str(compose_services()["timescaledb"]["image"])
+    m = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]+)\}", image)
+    if m:
+        return m.group(1)
+    if "$" in image:
+        raise CheckFailed(f"docker-compose.prod.yml timescaledb image {image!r}: expected ${{VAR:-image}} or an image")
+    return image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +332,23 @@ def check_schema_refusals(chart: Any) -> None:
         merged(SAMPLE, {"grafana": {"proxyWhitelist": ""}}),
         "/grafana/proxyWhitelist",
         "an empty Grafana proxy whitelist",
+    )
+    for port, why in [(8080, "the portal's HTTP port"), (3000, "Grafana's HTTP port"), (443, "a privileged port")]:
+        refused(
+            merged(SAMPLE, {"portal": {"metrics": {"port": port}}}),
+            "/portal/metrics/port",
+            f"portal.metrics.port {port} ({why}: the ingress controller may reach it, or uid 1000 cannot bind it)",
+        )
+    refused(merged(SAMPLE, {"portal": {"metrics": {"path": "/m"}}}), "path", "an unknown portal.metrics key")
+    refused(
+        merged(SAMPLE, {"networkPolicy": {"metricsScrapeNamespaces": "monitoring"}}),
+        "/networkPolicy/metricsScrapeNamespaces",
+        "metricsScrapeNamespaces that is not a list",
+    )
+    refused(
+        merged(SAMPLE, {"networkPolicy": {"metricsScrapeNamespaces": ["Monitoring"]}}),
+        "/networkPolicy/metricsScrapeNamespaces",
+        "a scrape namespace that is not a namespace name",
     )
 
 
@@ -470,7 +556,18 @@ def check_portal(r: Rendered, secret_name: str, env_keys: dict[str, bool]) -> di
 def check_database(r: Rendered, secret_name: str) -> None:
     sts = r.one("StatefulSet", name("timescaledb"))
     c = container(sts, "timescaledb")
-    check.equal(c["image"], "timescale/timescaledb:latest-pg16", "TimescaleDB image")
+    repository, _, tag = c["image"].rpartition(":")
+    check.equal(repository, "timescale/timescaledb", "TimescaleDB image repository")
+    check.that(
+        re.fullmatch(r"2\.[0-9]+\.[0-9]+-pg16", tag) is not None,
+        "TimescaleDB image pinned to a release (2.<minor>.<patch>-pg16), never a moving tag like latest-pg16",
+        tag,
+    )
+    check.equal(
+        c["image"],
+        compose_timescaledb_image(),
+        "TimescaleDB image = docker-compose.prod.yml's default (a dump restores only into the same version)",
+    )
     probe = " ".join(c["readinessProbe"]["exec"]["command"])
     check.that("pg_isready" in probe, "TimescaleDB readiness probe runs pg_isready", probe)
     env = env_of(c)
@@ -695,6 +792,58 @@ def check_ingress(r: Rendered, portal_dep: dict[str, Any], grafana_dep: dict[str
     check.equal(len(wanted), 4, "four identity headers (USER, EMAIL, NAME, ROLE)")
 
 
+def check_metrics(r: Rendered, portal_dep: dict[str, Any], port: int = METRICS_PORT) -> None:
+    """The metrics listener: configured on the container port `metrics`, behind a ClusterIP
+    Service of its own that no Ingress routes to."""
+    c = container(portal_dep, "portal")
+    check.equal(port_number(c, "metrics"), port, "portal container port `metrics` (portal.metrics.port)")
+    env = {k: e.get("value") for k, e in env_of(c).items()}
+    check.equal(
+        env.get("Application__MetricsAddress"),
+        f"0.0.0.0:{port}",
+        "Application__MetricsAddress listens on the metrics container port (set, not left to the binary's default)",
+    )
+    svc = r.one("Service", name("portal-metrics"))
+    spec = svc["spec"]
+    check.equal(spec.get("type"), "ClusterIP", "the metrics Service is ClusterIP (reachable in the cluster only)")
+    check.equal(
+        spec.get("selector"),
+        portal_dep["spec"]["selector"]["matchLabels"],
+        "the metrics Service selects the portal's pods",
+    )
+    check.equal(len(spec["ports"]), 1, "the metrics Service serves one port")
+    p = spec["ports"][0]
+    check.equal(
+        (p.get("name"), p["port"], port_number(c, p["targetPort"]), p.get("protocol")),
+        ("metrics", port, port, "TCP"),
+        "metrics Service port (name, port, container port it targets, protocol)",
+    )
+    http_svc = r.service_for(portal_dep, 8080)
+    check.that(
+        all(port_number(c, q["targetPort"]) != port for q in http_svc["spec"]["ports"]),
+        "the portal's HTTP Service does not expose the metrics port",
+        http_svc["spec"]["ports"],
+    )
+    for ing in r.all("Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                where = f"Ingress {ing['metadata']['name']} path {path['path']}"
+                check.that(backend["name"] != svc["metadata"]["name"], f"{where} does not route to the metrics Service")
+                workload, target = backend_container_port(r, backend["name"], backend["port"])
+                check.that(
+                    not (workload == portal_dep["metadata"]["name"] and target == port),
+                    f"{where} does not reach the portal's metrics port",
+                    (workload, target),
+                )
+        for key, value in (ing["metadata"].get("annotations") or {}).items():
+            check.that(
+                svc["metadata"]["name"] not in value and f":{port}" not in value,
+                f"Ingress {ing['metadata']['name']} annotation {key} does not lead to the metrics listener",
+                value,
+            )
+
+
 def check_network_policy(r: Rendered) -> None:
     policies = r.all("NetworkPolicy")
     check.equal(len(policies), 1, "one NetworkPolicy")
@@ -719,6 +868,29 @@ def check_network_policy(r: Rendered) -> None:
     )
     check.that({"podSelector": {}} in sources, "ingress from this namespace", sources)
     check.equal(len(sources), 2, "no other ingress source")
+    # What those rules admit, port by port (the ports as the containers declare them).
+    portal_c = container(r.one("Deployment", name("portal")), "portal")
+    http_ports = {
+        "the portal's HTTP port": port_number(portal_c, "http"),
+        "Grafana's HTTP port": port_number(container(r.one("Deployment", name("grafana")), "grafana"), "http"),
+    }
+    check.equal(sorted(http_ports.values()), [3000, 8080], "the HTTP ports (portal 8080, Grafana 3000)")
+    metrics = port_number(portal_c, "metrics")
+    for what, port in http_ports.items():
+        check.that(admits(r, INGRESS_NAMESPACE, port), f"the ingress controller's namespace reaches {what} ({port})")
+    for what, port in {"the metrics port": metrics, "the database": 5432}.items():
+        check.that(
+            not admits(r, INGRESS_NAMESPACE, port),
+            f"the ingress controller's namespace does not reach {what} ({port})",
+            spec["ingress"],
+        )
+    for port in [*http_ports.values(), metrics, 5432]:
+        check.that(admits(r, NAMESPACE, port), f"pods of this namespace reach port {port}", spec["ingress"])
+        check.that(
+            not admits(r, SCRAPE_NAMESPACE, port),
+            f"without networkPolicy.metricsScrapeNamespaces, namespace {SCRAPE_NAMESPACE} reaches nothing ({port})",
+            spec["ingress"],
+        )
     egress = spec["egress"]
     dns = [
         rule
@@ -781,6 +953,8 @@ def check_quota(r: Rendered) -> None:
 def check_notes(r: Rendered) -> None:
     check.that(f"https://{HOST}/" in r.notes, "NOTES print the portal URL", r.notes)
     check.that("Authentication__DefaultAdminPassword" in r.notes, "NOTES say how to read the admin password", r.notes)
+    metrics_url = f"http://{name('portal-metrics')}.{NAMESPACE}.svc:{METRICS_PORT}/metrics"
+    check.that(metrics_url in r.notes, "NOTES print the in-cluster metrics URL", r.notes)
 
 
 def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
@@ -888,6 +1062,48 @@ def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
     else:
         raise CheckFailed("fleet push without a token should be refused")
 
+    # Metrics on another port, scraped from two namespaces: those reach that port and nothing else.
+    scrapers = [SCRAPE_NAMESPACE, "observability"]
+    r = Rendered(
+        chart,
+        merged(SAMPLE, {"portal": {"metrics": {"port": 9100}}, "networkPolicy": {"metricsScrapeNamespaces": scrapers}}),
+    )
+    check_metrics(r, r.one("Deployment", name("portal")), port=9100)
+    for ns in scrapers:
+        check.that(admits(r, ns, 9100), f"scrape namespace {ns} reaches the metrics port 9100")
+        for port in (8080, 3000, 5432, METRICS_PORT):
+            check.that(not admits(r, ns, port), f"scrape namespace {ns} reaches only the metrics port, not {port}")
+    for ns in (INGRESS_NAMESPACE, "default"):
+        check.that(not admits(r, ns, 9100), f"namespace {ns} does not reach the metrics port 9100")
+    check.that(admits(r, NAMESPACE, 9100), "pods of this namespace still reach the metrics port 9100")
+    check_kubernetes_validate(r, "metrics on 9100, two scrape namespaces")
+
+    # Metrics off: the binary told `off`, no container port, no Service, no scrape rule.
+    r = Rendered(
+        chart,
+        merged(
+            SAMPLE,
+            {
+                "portal": {"metrics": {"enabled": False}},
+                "networkPolicy": {"metricsScrapeNamespaces": [SCRAPE_NAMESPACE]},
+            },
+        ),
+    )
+    c = container(r.one("Deployment", name("portal")), "portal")
+    env = {k: e.get("value") for k, e in env_of(c).items()}
+    check.equal(
+        env.get("Application__MetricsAddress"), "off", "metrics off: the portal is told Application__MetricsAddress=off"
+    )
+    check.equal([p["name"] for p in c["ports"]], ["http"], "metrics off: the portal declares only its HTTP port")
+    services = [s["metadata"]["name"] for s in r.all("Service")]
+    check.that(name("portal-metrics") not in services, "metrics off: no metrics Service", services)
+    check.that(
+        not any(p.get("name") == "metrics" for svc in r.all("Service") for p in svc["spec"]["ports"]),
+        "metrics off: no Service port named metrics",
+    )
+    check.that(not admits(r, SCRAPE_NAMESPACE, METRICS_PORT), "metrics off: the scrape namespace is admitted nowhere")
+    check.that("/metrics" not in r.notes, "metrics off: NOTES print no metrics URL", r.notes)
+
 
 def main() -> int:
     chart_dir = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "deploy/helm/tau-portal").resolve()
@@ -913,6 +1129,7 @@ def main() -> int:
             grafana = check_grafana(r, secret_name, chart_dir)
             check_provisioning_copies(chart_dir, chart.values["grafana"]["dashboardsPath"])
             check_ingress(r, portal, grafana)
+            check_metrics(r, portal)
             check_network_policy(r)
             check_quota(r)
             check_notes(r)
