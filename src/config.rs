@@ -50,7 +50,7 @@ pub const KEYS: &[KeySpec] = &[
     key(
         "Application__PublicUrl",
         "",
-        "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect.",
+        "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect and for the same-origin check of forms. Required in Production; in Development `http://localhost:<port>`.",
     ),
     key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
     key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
@@ -106,8 +106,8 @@ pub const KEYS: &[KeySpec] = &[
     key("Authentication__SessionAbsoluteHours", "12", "A session ends this long after sign-in, used or not (1-720)."),
     key(
         "Authentication__TrustedProxies",
-        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
-        "Comma-separated addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy.",
+        "127.0.0.0/8,::1/128",
+        "Comma-separated addresses/CIDRs of the reverse proxies in front of the portal whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy. Name exactly your proxy (the compose file passes Traefik's `TRAEFIK_ADDRESS`): a client on a trusted network could otherwise claim any address.",
     ),
     key(
         "Authentication__PasswordHashMemoryKib",
@@ -587,6 +587,17 @@ impl Config {
             Some(_) => r.parse("Application__PublicUrl", parse_http_url),
             None => None,
         };
+        if purpose == Purpose::Serve
+            && environment == Some(Environment::Production)
+            && env.get("Application__PublicUrl").is_none()
+        {
+            r.errors.push(err(
+                "Application__PublicUrl",
+                "required in Production: the absolute URL users reach the portal at, e.g. \
+                 https://abc0001.portal.example.com (redirects would otherwise be built from request headers a client \
+                 controls)",
+            ));
+        }
         let listen_address = r.parse("Application__ListenAddress", parse_listen_address);
         let metrics_address = r.parse("Application__MetricsAddress", |raw| {
             if raw.eq_ignore_ascii_case("off") { Ok(None) } else { parse_listen_address(raw).map(Some) }
@@ -691,14 +702,8 @@ impl Config {
         let public_url = match (public_url, environment) {
             (Some(url), _) => Some(url),
             (None, Environment::Development) => Url::parse(&format!("http://localhost:{}", listen_address.port())).ok(),
-            (None, Environment::Production) => {
-                warnings.push(
-                    "Application__PublicUrl is not set: redirects to the login page will be built from the \
-                     request's forwarded host"
-                        .into(),
-                );
-                None
-            }
+            // Checked before the errors were returned (required in Production).
+            (None, Environment::Production) => None,
         };
         let config = Config {
             run_mode: run_mode.ok_or_else(missing)?,

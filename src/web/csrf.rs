@@ -52,7 +52,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
-    check_origin(req.headers(), state.config.public_url.as_ref())?;
+    // In Development the public URL is derived (http://localhost:<port>); the listen address's
+    // own origin (http://127.0.0.1:<port>, the address the quick start prints) is as good.
+    let development = state.config.environment == crate::config::Environment::Development;
+    check_origin(req.headers(), state.config.public_url.as_ref(), development)?;
     let session = req.extensions().get::<CurrentSession>().cloned().unwrap_or_default();
     let (purpose, data) = match &session.user {
         Some(user) => (SESSION_PURPOSE, user.session_id.as_bytes().to_vec()),
@@ -90,8 +93,9 @@ fn field(urlencoded: &[u8], name: &str) -> Option<String> {
 }
 
 /// Browsers say where a request comes from; refuse cross-site ones. Requests without these
-/// headers (old browsers, curl) still need the token.
-fn check_origin(headers: &HeaderMap, public_url: Option<&Url>) -> Result<(), AppError> {
+/// headers (old browsers, curl) still need the token. `or_host`: an origin naming the request's
+/// own host is same-site too.
+fn check_origin(headers: &HeaderMap, public_url: Option<&Url>, or_host: bool) -> Result<(), AppError> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return match site {
             "same-origin" | "none" => Ok(()),
@@ -99,15 +103,16 @@ fn check_origin(headers: &HeaderMap, public_url: Option<&Url>) -> Result<(), App
         };
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let names_host = || {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Url::parse(origin).ok().and_then(|o| {
+            let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
+            o.host_str().map(|h| format!("{h}{port}") == host)
+        }) == Some(true)
+    };
     let same = match public_url {
-        Some(url) => url.origin().ascii_serialization() == origin,
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            Url::parse(origin).ok().and_then(|o| {
-                let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
-                o.host_str().map(|h| format!("{h}{port}") == host)
-            }) == Some(true)
-        }
+        Some(url) => url.origin().ascii_serialization() == origin || (or_host && names_host()),
+        None => names_host(),
     };
     if same { Ok(()) } else { Err(AppError::Csrf("The form was sent from another site.")) }
 }

@@ -506,3 +506,19 @@ async fn forward_auth_answers_ingress_nginx_with_401_even_for_page_loads(pool: P
     }
     assert_eq!(check(&mut anon, &nav).await.status, StatusCode::FOUND, "Traefik still gets the redirect");
 }
+
+/// In Development the public URL is derived as http://localhost:<port>, but the quick start prints
+/// http://127.0.0.1:<port>: a form sent from the listen address's own origin is same-site.
+#[sqlx::test]
+async fn development_accepts_forms_from_the_listen_address_itself(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/").await.csrf();
+    b.headers = vec![("origin".into(), "http://127.0.0.1:8080".into()), ("host".into(), "127.0.0.1:8080".into())];
+    assert_eq!(b.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    // Another host is still another site.
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/").await.csrf();
+    b.headers = vec![("origin".into(), "http://127.0.0.1:9999".into()), ("host".into(), "127.0.0.1:8080".into())];
+    assert_eq!(b.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::FORBIDDEN);
+}
