@@ -1,10 +1,8 @@
-//! Application state, router assembly, and the startup and shutdown sequences (DESIGN.md
-//! section 2): resolve the database, apply migrations, run the Timescale bootstrapper, seed the
-//! default admin, then serve until SIGTERM/SIGINT and drain within a deadline.
+//! Router assembly and the startup and shutdown sequences (DESIGN.md section 2): resolve the
+//! database, apply migrations, run the Timescale bootstrapper, seed the default admin, then serve
+//! until SIGTERM/SIGINT and drain within a deadline. The state handlers share is `state.rs`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -19,80 +17,18 @@ use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::auth::keyring::{KeyRing, KeyRingError};
-use crate::auth::password::Passwords;
 use crate::auth::seed::{self, SeedError};
 use crate::auth::sessions::Sessions;
-use crate::auth::throttle::Throttle;
-use crate::branding::Branding;
 use crate::clock::Clock;
-use crate::config::{Config, Environment};
+use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
-use crate::measurements::queries::Bucketing;
 use crate::measurements::{rebuild, rollup};
-use crate::sites::directory::DeviceDirectory;
-use crate::web::cookies::CookieNames;
+use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
 use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
-
-/// Everything handlers share, behind one `Arc`: axum clones the state for every middleware
-/// layer and extractor of every request, and one reference count is far cheaper than a dozen
-/// (profiling the Grafana gate showed cloning and dropping the fields at ~15 % of its CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-pub struct Services {
-    pub db: PgPool,
-    pub config: Arc<Config>,
-    pub clock: Clock,
-    pub keys: KeyRing,
-    pub passwords: Passwords,
-    pub sessions: Sessions,
-    pub throttle: Arc<Throttle>,
-    pub cookies: CookieNames,
-    pub branding: Branding,
-    pub devices: DeviceDirectory,
-    /// TimescaleDB or plain PostgreSQL (what the bootstrapper found): how series are bucketed.
-    pub bucketing: Bucketing,
-}
-
-impl AppState {
-    /// Loads the key ring from `<data dir>/keys` and prepares the identity services.
-    pub async fn new(db: PgPool, config: Config, clock: Clock, storage: &Outcome) -> Result<AppState, StartupError> {
-        metrics::handle();
-        let keys = KeyRing::load_or_create(&config.data_directory.join("keys"))?;
-        let passwords =
-            Passwords::new(config.auth.password_hash).await.map_err(|e| StartupError::Other(e.to_string()))?;
-        let sessions = Sessions::new(db.clone(), clock.clone(), config.auth.session_idle, config.auth.session_absolute);
-        let cookies = CookieNames::new(config.environment == Environment::Production);
-        let branding = Branding::load(db.clone(), &config.white_label, config.data_directory.join("branding"))
-            .await
-            .map_err(StartupError::Branding)?;
-        Ok(AppState(Arc::new(Services {
-            branding,
-            devices: DeviceDirectory::new(db.clone()),
-            bucketing: Bucketing::from(storage),
-            db,
-            config: Arc::new(config),
-            throttle: Arc::new(Throttle::new(clock.clone())),
-            clock,
-            keys,
-            passwords,
-            sessions,
-            cookies,
-        })))
-    }
-}
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 pub fn router(state: AppState) -> Router {
@@ -136,11 +72,9 @@ pub enum StartupError {
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
-    KeyRing(#[from] KeyRingError),
+    State(#[from] StateError),
     #[error("{0}")]
     Other(String),
-    #[error("could not load the branding: {0}")]
-    Branding(sqlx::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]

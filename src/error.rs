@@ -3,7 +3,14 @@
 //! sees the request) turns that into a branded HTML page for browser routes or a JSON body for
 //! `/api` routes, both quoting the request id. Database and other internal errors are logged in
 //! full and shown as a generic message.
+//!
+//! A refused form is [`AppError::Invalid`] with its [`FieldErrors`]; a handler that can show
+//! its form again takes them back with [`FormResult::field_errors`] and renders them next to
+//! the fields. A write refused by a unique or foreign-key constraint becomes field errors with
+//! [`ResultExt::on_constraint`] (the pattern of launchbadge/realworld-axum-sqlx).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -20,6 +27,9 @@ pub enum AppError {
     Csrf(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// A submitted form with fields that cannot be stored as they are (422).
+    #[error("{0}")]
+    Invalid(FieldErrors),
     /// A missing or invalid API key.
     #[error("{0}")]
     Unauthorized(String),
@@ -50,6 +60,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Forbidden(_) | AppError::Csrf(_) => StatusCode::FORBIDDEN,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -73,6 +84,7 @@ impl IntoResponse for AppError {
                 ),
             },
             AppError::BadRequest(m) => ErrorInfo { title: "Bad request", message: m.clone() },
+            AppError::Invalid(errors) => ErrorInfo { title: "Check the form", message: errors.to_string() },
             AppError::Unauthorized(m) => ErrorInfo { title: "Not signed in", message: m.clone() },
             AppError::PayloadTooLarge(m) => ErrorInfo { title: "Too large", message: m.clone() },
             AppError::TooManyRequests(wait) => ErrorInfo {
@@ -100,3 +112,138 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// What is wrong with a submitted form, by field (the id of the field in the form): the one
+/// validation error of every form. The first message for a field is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    /// One field's error.
+    pub fn of(field: &str, message: impl Into<String>) -> FieldErrors {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        errors
+    }
+
+    /// Notes what is wrong with `field`, unless something already is.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_string()).or_insert_with(|| message.into());
+    }
+
+    /// Notes `message` for `field` when `problem` holds one.
+    pub fn check(&mut self, field: &str, problem: Option<String>) {
+        if let Some(message) = problem {
+            self.add(field, message);
+        }
+    }
+
+    /// Takes over the other errors (the fields not noted here yet).
+    pub fn merge(&mut self, other: FieldErrors) {
+        for (field, message) in other.0 {
+            self.0.entry(field).or_insert(message);
+        }
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `value` when nothing is wrong, these errors otherwise.
+    pub fn or_ok<T>(self, value: T) -> Result<T, FieldErrors> {
+        if self.is_empty() { Ok(value) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (field, message) in &self.0 {
+            write!(f, "{}{field}: {message}", if first { "" } else { " " })?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl From<FieldErrors> for AppError {
+    fn from(errors: FieldErrors) -> AppError {
+        AppError::Invalid(errors)
+    }
+}
+
+/// The constraint a failed write violated (unique or foreign key), if that is why it failed.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => db.constraint(),
+        _ => None,
+    }
+}
+
+pub trait ResultExt<T> {
+    /// Turns the failure of a write refused by the constraint `name` into the error `refusal`
+    /// makes (usually [`FieldErrors`] naming the field); any other failure passes unchanged.
+    fn on_constraint<E: Into<AppError>>(self, name: &str, refusal: impl FnOnce() -> E) -> AppResult<T>;
+}
+
+impl<T, E: Into<AppError>> ResultExt<T> for Result<T, E> {
+    fn on_constraint<R: Into<AppError>>(self, name: &str, refusal: impl FnOnce() -> R) -> AppResult<T> {
+        self.map_err(|e| match e.into() {
+            AppError::Database(db) if violated_constraint(&db) == Some(name) => refusal().into(),
+            e => e,
+        })
+    }
+}
+
+pub trait FormResult<T> {
+    /// Separates a refused form (its field errors, for the handler to show the form again) from
+    /// every other error, which `?` passes on.
+    fn field_errors(self) -> AppResult<Result<T, FieldErrors>>;
+}
+
+impl<T> FormResult<T> for AppResult<T> {
+    fn field_errors(self) -> AppResult<Result<T, FieldErrors>> {
+        match self {
+            Ok(value) => Ok(Ok(value)),
+            Err(AppError::Invalid(errors)) => Ok(Err(errors)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_message_per_field_is_kept_and_all_are_shown() {
+        let mut e = FieldErrors::of("name", "Enter a name.");
+        e.add("name", "Too long.");
+        e.check("email", Some("Not an email address.".into()));
+        e.check("notes", None);
+        assert_eq!(e.get("name"), Some("Enter a name."));
+        assert_eq!(e.get("notes"), None);
+        assert_eq!(e.to_string(), "email: Not an email address. name: Enter a name.");
+        let mut other = FieldErrors::of("name", "Taken.");
+        other.add("site_id", "Choose a site.");
+        e.merge(other);
+        assert_eq!((e.get("name"), e.get("site_id")), (Some("Enter a name."), Some("Choose a site.")));
+        assert_eq!(FieldErrors::default().or_ok(3), Ok(3));
+        assert!(e.or_ok(3).is_err());
+    }
+
+    #[test]
+    fn only_the_named_constraint_becomes_a_refusal() {
+        let refused: AppResult<()> =
+            Err(AppError::NotFound).on_constraint("UX_Sites_Name", || FieldErrors::of("name", "x"));
+        assert!(matches!(refused, Err(AppError::NotFound)));
+        let invalid: AppResult<()> = Err(AppError::Invalid(FieldErrors::of("name", "x")));
+        assert_eq!(invalid.field_errors().ok().and_then(|r| r.err()), Some(FieldErrors::of("name", "x")));
+        let other: AppResult<()> = Err(AppError::NotFound);
+        assert!(other.field_errors().is_err());
+    }
+}

@@ -12,7 +12,7 @@ use axum::routing::get;
 
 use super::routes::safe_next;
 use super::sessions::SessionUser;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::web::session::{CurrentSession, urlencode};
 
 pub const USER_HEADER: &str = "x-webauth-user";

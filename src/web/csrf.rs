@@ -16,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use url::Url;
 
-use crate::app::AppState;
 use crate::auth::keyring::KeyRing;
 use crate::auth::sessions::SessionUser;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::web::session::CurrentSession;
 
 /// Form bodies larger than this are refused before parsing (uploads are multipart and exempt).

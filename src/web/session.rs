@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 
-use crate::app::AppState;
 use crate::auth::sessions::SessionUser;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The request's session, as resolved by [`resolve`].
 #[derive(Debug, Clone, Default)]

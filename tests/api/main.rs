@@ -2,6 +2,7 @@
 //! the private PostgreSQL cluster that `scripts/test.sh` starts (`DATABASE_URL`), and, for the
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
+mod audit;
 mod auth;
 mod backup;
 mod branding;
