@@ -121,7 +121,10 @@ async fn login(
         return refuse(page, StatusCode::TOO_MANY_REQUESTS, msg);
     }
     let password = SecretString::from(form.password);
-    let account = if email.is_empty() { None } else { db::user_for_login(&state.db, &email).await? };
+    // No account's email holds a control character (a NUL would not even reach the database):
+    // such an email is an unknown account, a failed attempt like any other.
+    let plausible = !email.is_empty() && !email.chars().any(char::is_control);
+    let account = if plausible { db::user_for_login(&state.db, &email).await? } else { None };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verdict = state.passwords.verify(password.clone(), stored).await.map_err(AppError::internal)?;
     let Some((account, rehash)) = account.and_then(|a| match verdict {
@@ -130,8 +133,13 @@ async fn login(
     }) else {
         state.throttle.failed(&email, &address);
         let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
-        let change = Change::begin(&state.db, Actor::anonymous(&email, ip)).await?;
-        state.commit(change, "login.failed", Some(&email), detail).await?;
+        // Control characters shown escaped in the audit log (and NUL, which text cannot hold).
+        let shown: String = email
+            .chars()
+            .map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() })
+            .collect();
+        let change = Change::begin(&state.db, Actor::anonymous(&shown, ip)).await?;
+        state.commit(change, "login.failed", Some(&shown), detail).await?;
         return refuse(page, StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string());
     };
 

@@ -165,7 +165,7 @@ async fn create(
     };
     state.commit(change, "user.created", Some(&email), serde_json::json!({ "isAdmin": is_admin })).await?;
     if generated {
-        return Ok(render(&shown_once(page, "User created", email, password))?.into_response());
+        return shown_once(page, "User created", email, password).response();
     }
     Ok(Redirect::to("/settings/users?notice=user-updated").into_response())
 }
@@ -289,7 +289,7 @@ async fn reset_password(
     }
     state.sessions.end_all(&mut change, id).await?;
     state.commit(change, "user.password-reset", Some(&user.email), serde_json::json!({})).await?;
-    Ok(render(&shown_once(page, "Password reset", user.email, password))?.into_response())
+    shown_once(page, "Password reset", user.email, password).response()
 }
 
 pub struct AuditView {

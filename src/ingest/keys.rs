@@ -150,7 +150,7 @@ async fn create(
         back_url: "/settings/api-keys",
         back_label: "Back to API keys",
     };
-    Ok(render(&shown)?.into_response())
+    shown.response()
 }
 
 async fn revoke(

@@ -78,6 +78,11 @@ async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
         let bytes = to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| AppError::BadRequest(format!("The form is larger than {} KiB.", MAX_FORM_BYTES / 1024)))?;
+        // The sign-in form takes hostile text itself: a refused sign-in must still count as a
+        // failed attempt (see auth::routes::login).
+        if parts.uri.path() != "/login" {
+            refuse_nul(&bytes)?;
+        }
         let token = field(&bytes, "csrf");
         (Request::from_parts(parts, Body::from(bytes)), token)
     };
@@ -85,6 +90,19 @@ async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
         Some(t) if state.keys.verify(purpose, &data, &t) => Ok(req),
         Some(_) => Err(AppError::Csrf("The form's security token does not match your session.")),
         None => Err(AppError::Csrf("The form has no security token.")),
+    }
+}
+
+/// No text the portal stores may hold a NUL character (PostgreSQL refuses it in text, and a
+/// failed statement would be a 500): such a form is refused before any handler runs, naming the
+/// field.
+fn refuse_nul(urlencoded: &[u8]) -> Result<(), AppError> {
+    match url::form_urlencoded::parse(urlencoded).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        Some((name, _)) => Err(AppError::BadRequest(format!(
+            "The field “{}” contains a NUL character (\\0), which no field accepts. Remove it and send the form again.",
+            name.replace('\0', "\\0")
+        ))),
+        None => Ok(()),
     }
 }
 
