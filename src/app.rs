@@ -22,6 +22,7 @@ use crate::auth::sessions::Sessions;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
+use crate::db::reader::{self, ReaderRoleError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
@@ -70,6 +71,8 @@ pub enum StartupError {
     #[error("TimescaleDB bootstrap failed: {0}")]
     Timescale(sqlx::Error),
     #[error(transparent)]
+    ReaderRole(#[from] ReaderRoleError),
+    #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -88,7 +91,7 @@ impl StartupError {
     }
 }
 
-/// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
+/// Connect, migrate, bootstrap, Grafana's read-only role: what both `serve` and `migrate` need.
 async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<(PgPool, Outcome), StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
@@ -96,6 +99,10 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
         tracing::info!("Database schema is up to date");
     }
     let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    if let Some(reader) = &config.grafana_reader {
+        use secrecy::ExposeSecret;
+        reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
+    }
     Ok((pool, outcome))
 }
 

@@ -118,6 +118,15 @@ pub const KEYS: &[KeySpec] = &[
     key("Authentication__PasswordHashParallelism", "1", "argon2id lanes (OWASP: 1)."),
     key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana."),
     key(
+        "Grafana__DatabaseUser",
+        "grafana_reader",
+        "The read-only database role Grafana's data source logs in as (created and kept read-only by the portal when `Grafana__DatabasePassword` is set); never the portal's own user.",
+    ),
+    secret(
+        "Grafana__DatabasePassword",
+        "Password of `Grafana__DatabaseUser`, set at every start (rotate by changing it); when unset the portal manages no role for Grafana. Grafana's free edition lets every user run any SQL on its data source: give it this role, never the portal's own login.",
+    ),
+    key(
         "WhiteLabel__ApplicationName",
         "Tau Acuvim Portal",
         "Application name shown in every page (first boot only; later via Settings → Branding).",
@@ -274,6 +283,13 @@ pub struct FleetIngest {
     pub batch_size: u32,
 }
 
+/// The read-only database role for Grafana (`src/db/reader.rs`).
+#[derive(Debug, Clone)]
+pub struct GrafanaReader {
+    pub user: String,
+    pub password: SecretString,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub run_mode: RunMode,
@@ -289,6 +305,8 @@ pub struct Config {
     pub default_admin: DefaultAdmin,
     pub auth: AuthSettings,
     pub grafana_embed_path_prefix: String,
+    /// `None`: no role for Grafana is managed (no `Grafana__DatabasePassword`).
+    pub grafana_reader: Option<GrafanaReader>,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
     pub modbus: ModbusSettings,
@@ -657,6 +675,29 @@ impl Config {
         };
 
         let grafana_embed_path_prefix = r.parse("Grafana__EmbedPathPrefix", parse_path_prefix);
+        let reader_user = r.parse("Grafana__DatabaseUser", |raw| {
+            let valid = raw.len() <= 63
+                && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
+            }
+            if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
+                return Err(format!("{raw:?} is a reserved role; use a role of Grafana's own, e.g. grafana_reader"));
+            }
+            Ok(raw.to_string())
+        });
+        let reader_password = r.secret("Grafana__DatabasePassword");
+        if let (Some(user), Some(db)) = (&reader_user, &database)
+            && db.connect.get_username() == user
+        {
+            r.errors.push(err(
+                "Grafana__DatabaseUser",
+                format!(
+                    "is the portal's own database user ({user:?}); Grafana needs a role of its own, e.g. grafana_reader"
+                ),
+            ));
+        }
         let application_name = r.parse("WhiteLabel__ApplicationName", |raw| {
             if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
         });
@@ -723,6 +764,10 @@ impl Config {
                 password_hash: password_hash.ok_or_else(missing)?,
             },
             grafana_embed_path_prefix: grafana_embed_path_prefix.ok_or_else(missing)?,
+            grafana_reader: match reader_password {
+                Some(password) => Some(GrafanaReader { user: reader_user.ok_or_else(missing)?, password }),
+                None => None,
+            },
             white_label: WhiteLabel {
                 application_name: application_name.ok_or_else(missing)?,
                 primary_color: primary_color.ok_or_else(missing)?,

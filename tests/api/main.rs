@@ -11,6 +11,7 @@ mod compose;
 mod docs;
 mod energy;
 mod grafana;
+mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;
