@@ -14,8 +14,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::db;
+use super::device;
 use super::password::{Verification, check_policy};
 use super::sessions::Origin;
+use super::throttle::Attempt;
 use crate::auth::audit::Actor;
 use crate::change::Change;
 use crate::error::{AppError, AppResult};
@@ -115,7 +117,13 @@ async fn login(
         Ok((status, html).into_response())
     };
 
-    if let Some(wait) = state.throttle.check(&email, &address) {
+    // A browser that signed in to this account before is throttled on its own (auth::device).
+    let device_cookie = jar.get(state.cookies.device).map(|c| c.value().to_string());
+    let who = match device_cookie.as_deref().and_then(|v| device::trusted_for(&state.keys, v, &email)) {
+        Some(device) => Attempt::Trusted { device },
+        None => Attempt::Untrusted { address: &address },
+    };
+    if let Some(wait) = state.throttle.check(&email, who) {
         let secs = wait.as_secs().max(1);
         let msg = format!("Too many failed sign-in attempts. Wait {secs} seconds, then try again.");
         return refuse(page, StatusCode::TOO_MANY_REQUESTS, msg);
@@ -131,7 +139,7 @@ async fn login(
         Verification::Valid { rehash } if !a.is_disabled => Some((a, rehash)),
         _ => None,
     }) else {
-        state.throttle.failed(&email, &address);
+        state.throttle.failed(&email, who);
         let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
         // Control characters shown escaped in the audit log (and NUL, which text cannot hold).
         let shown: String = email
@@ -145,7 +153,7 @@ async fn login(
 
     // Hashed before the transaction opens: argon2 takes a while and needs no database.
     let rehashed = if rehash { Some(state.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
-    state.throttle.succeeded(&email);
+    state.throttle.succeeded(&email, who);
     let mut change = Change::begin(&state.db, Actor::anonymous(&account.email, ip)).await?;
     if let Some(hash) = &rehashed {
         db::replace_hash(change.db(), account.id, hash).await?;
@@ -154,8 +162,12 @@ async fn login(
     let origin = Origin { ip: Some(&address), user_agent: user_agent(&headers) };
     let token = state.sessions.create(change.db(), account.id, &origin).await?;
     state.commit(change, "login", Some(&account.email), serde_json::json!({})).await?;
-    let jar =
-        jar.add(state.cookies.build(state.cookies.session, token)).remove(state.cookies.removal(state.cookies.login));
+    let device =
+        state.cookies.persistent(state.cookies.device, device::issue(&state.keys, &account.email), device::MAX_AGE);
+    let jar = jar
+        .add(state.cookies.build(state.cookies.session, token))
+        .add(device)
+        .remove(state.cookies.removal(state.cookies.login));
     Ok((jar, Redirect::to(&next)).into_response())
 }
 

@@ -576,3 +576,36 @@ async fn pages_that_show_a_secret_are_never_stored(pool: PgPool) {
     assert!(key.body.contains(r#"<code class="secret">"#), "{}", key.body);
     assert_eq!(key.headers["cache-control"], "no-store");
 }
+
+/// The lockout attack of the review: failures on purpose, from any address, held the account at
+/// the 15-minute cap and kept the owner out. A browser that signed in to the account before is
+/// throttled on its own (its device cookie), so the owner still gets in; everyone else, a fresh
+/// browser of the owner's included, waits, and a forged device cookie is worth nothing.
+#[sqlx::test]
+async fn an_attacker_failing_on_purpose_does_not_keep_the_owner_out(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut owner = signed_in_admin(&app).await;
+    let device = owner.cookies.get("tau_device").cloned().expect("a device cookie after signing in");
+    let csrf = owner.get("/").await.csrf();
+    assert_eq!(owner.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    assert!(owner.session_cookie().is_none() && owner.cookies.contains_key("tau_device"));
+
+    let mut attacker = app.browser();
+    let mut throttled = false;
+    for _ in 0..30 {
+        throttled |= attacker.sign_in(ADMIN, "not the password at all").await.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(throttled, "the attacker is slowed down");
+    let mut laptop = app.browser();
+    assert_eq!(laptop.sign_in(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let mut forger = app.browser();
+    let (nonce, _) = device.split_once('.').unwrap();
+    forger.cookies.insert("tau_device".into(), format!("{nonce}.forged-signature"));
+    assert_eq!(forger.sign_in(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+
+    let res = owner.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "the owner's browser signs in: {}", res.body);
+    assert_ne!(owner.cookies["tau_device"], device, "a fresh device cookie at every sign-in");
+    // The owner's success gave the attacker nothing back.
+    assert_eq!(attacker.sign_in(ADMIN, "not the password either").await.status, StatusCode::TOO_MANY_REQUESTS);
+}
