@@ -146,6 +146,7 @@ pub fn render(args: &ProvisionArgs) -> Result<String, ProvisionError> {
         ("COMPOSE_PROJECT_NAME", code.to_ascii_lowercase()),
         ("CUSTOMER_HOST", host.to_string()),
         ("GRAFANA_ADMIN_PASSWORD", secret()),
+        ("GRAFANA_DB_PASSWORD", secret()),
         ("POSTGRES_PASSWORD", secret()),
         ("Authentication__DefaultAdminEmail", admin),
         ("Authentication__DefaultAdminPassword", secret()),

@@ -1,6 +1,7 @@
 //! Identity: passwords, sessions, login throttling, the users UI, the audit log, and the
 //! forwardAuth gate for Grafana.
 
+pub mod audit;
 pub mod db;
 pub mod forward;
 pub mod keyring;

@@ -89,7 +89,45 @@ fn missing_key(error: &str) -> (String, String) {
     (key.to_string(), hint.to_string())
 }
 
-const SECRETS: [&str; 3] = ["POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "Authentication__DefaultAdminPassword"];
+const SECRETS: [&str; 4] =
+    ["POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD", "Authentication__DefaultAdminPassword"];
+
+/// Where each secret of the `.env` arrives: (service, variable).
+fn destinations(secret: &str) -> &'static [(&'static str, &'static str)] {
+    match secret {
+        "POSTGRES_PASSWORD" => &[("portal", "POSTGRES_PASSWORD"), ("timescaledb", "POSTGRES_PASSWORD")],
+        "GRAFANA_ADMIN_PASSWORD" => &[("grafana", "GF_SECURITY_ADMIN_PASSWORD")],
+        "GRAFANA_DB_PASSWORD" => &[("portal", "Grafana__DatabasePassword"), ("grafana", "POSTGRES_PASSWORD")],
+        "Authentication__DefaultAdminPassword" => &[("portal", "Authentication__DefaultAdminPassword")],
+        other => panic!("{other} is not a secret of the stack"),
+    }
+}
+
+/// Renders until Compose accepts the `.env`, filling in each value it names (with `fill`);
+/// returns the model and the keys it named, sorted.
+fn render_filling(compose: &Path, dir: &Path, fill: impl Fn(&str) -> String) -> (Value, Vec<String>) {
+    let env = dir.join(".env");
+    let mut named = Vec::new();
+    loop {
+        match render(compose, dir) {
+            Ok(model) => {
+                named.sort();
+                return (model, named);
+            }
+            Err(error) => {
+                let (key, hint) = missing_key(&error);
+                assert!(!named.contains(&key), "{key} named twice: {error}");
+                assert!(hint.contains(&key) && hint.len() > key.len() + 10, "the message says what to set: {error}");
+                set_key(&env, &key, &fill(&key));
+                named.push(key);
+            }
+        }
+    }
+}
+
+fn filler(key: &str) -> String {
+    if key == "TRAEFIK_ADDRESS" { "172.18.0.2".to_string() } else { format!("{key}-filled-in-0123456789") }
+}
 
 /// The runbook's step 3 `.env`, verbatim, with the three secrets of its step 2 filled in.
 const RUNBOOK_ENV: &str = "COMPOSE_PROJECT_NAME=abc0001
@@ -117,27 +155,8 @@ WhiteLabel__FooterText=© Acme Corp
 fn an_unfilled_env_example_is_refused_naming_each_required_key() {
     let Some(compose) = compose_binary() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let env = dir.path().join(".env");
-    std::fs::copy(repo().join(".env.example"), &env).unwrap();
-    let mut named = Vec::new();
-    let model = loop {
-        match render(&compose, dir.path()) {
-            Ok(model) => break model,
-            Err(error) => {
-                let (key, hint) = missing_key(&error);
-                assert!(!named.contains(&key), "{key} named twice: {error}");
-                assert!(hint.contains(&key) && hint.len() > key.len() + 10, "the message says what to set: {error}");
-                let value = if key == "TRAEFIK_ADDRESS" {
-                    "172.18.0.2".to_string()
-                } else {
-                    format!("{key}-filled-in-0123456789")
-                };
-                set_key(&env, &key, &value);
-                named.push(key);
-            }
-        }
-    };
-    named.sort();
+    std::fs::copy(repo().join(".env.example"), dir.path().join(".env")).unwrap();
+    let (model, named) = render_filling(&compose, dir.path(), filler);
     let mut expected: Vec<String> = SECRETS.iter().map(|s| s.to_string()).chain(["TRAEFIK_ADDRESS".into()]).collect();
     expected.sort();
     assert_eq!(named, expected, "the values the template leaves for the operator");
@@ -178,25 +197,36 @@ async fn a_comment_left_as_a_secret_stops_the_portal_naming_the_keys() {
     assert!(!logs.contains("[secret]"), "the refused value is never logged: {logs}");
 }
 
-/// The runbook's own step 3 `.env` lacks the one value only the operator knows; Compose says
-/// exactly what to add, and with it the stack renders.
+/// The runbook's own step 3 `.env` lacks what did not exist when it was written: Traefik's
+/// address (only the operator knows it) and the secret of Grafana's read-only role. Compose says
+/// exactly what to add, and with them the stack renders.
 #[test]
 fn the_runbooks_own_env_is_told_exactly_what_to_add() {
     let Some(compose) = compose_binary() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let env = dir.path().join(".env");
-    std::fs::write(&env, RUNBOOK_ENV).unwrap();
-    let error = render(&compose, dir.path()).expect_err("TRAEFIK_ADDRESS is missing");
-    let (key, hint) = missing_key(&error);
+    std::fs::write(dir.path().join(".env"), RUNBOOK_ENV).unwrap();
+    let (model, named) = render_filling(&compose, dir.path(), filler);
+    assert_eq!(named, ["GRAFANA_DB_PASSWORD", "TRAEFIK_ADDRESS"]);
+    // The hint for the address says what it is and where to find it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), format!("{RUNBOOK_ENV}GRAFANA_DB_PASSWORD=0123456789abcdef0123456789\n"))
+        .unwrap();
+    let (key, hint) = missing_key(&render(&compose, dir.path()).expect_err("TRAEFIK_ADDRESS is missing"));
     assert_eq!(key, "TRAEFIK_ADDRESS");
     assert!(hint.starts_with("add TRAEFIK_ADDRESS=") && hint.contains("traefik-public"), "{hint}");
-    set_key(&env, "TRAEFIK_ADDRESS", "172.18.0.2");
-    let model = render(&compose, dir.path()).unwrap_or_else(|e| panic!("the runbook's .env renders: {e}"));
     let portal = environment(&model, "portal");
     assert_eq!(portal["WhiteLabel__ApplicationName"], "Acme Corp Power Monitoring");
     assert_eq!(portal["WhiteLabel__FooterText"], "© Acme Corp");
     assert_eq!(portal["WhiteLabel__PrimaryColor"], "#0c4a6e");
     assert_valid_portal_config(&portal);
+}
+
+/// The read-only role the portal's configuration creates: (user, password).
+fn config_reader(portal: &BTreeMap<String, String>) -> (String, String) {
+    use secrecy::ExposeSecret;
+    let (config, _) = Config::from_env(&Env::from_pairs(portal.clone())).unwrap();
+    let reader = config.grafana_reader.expect("the portal manages Grafana's role");
+    (reader.user, reader.password.expose_secret().to_string())
 }
 
 /// The portal's rendered environment is a valid Production configuration (POSTGRES_* parts).
@@ -322,15 +352,25 @@ fn a_provisioned_env_renders_the_runbooks_stack() {
     // the configuration is one the portal starts with.
     let portal = environment(&model, "portal");
     let written = std::fs::read_to_string(&env_file).unwrap();
+    let mut generated = Vec::new();
     for key in SECRETS {
         let line = written.lines().find(|l| l.starts_with(&format!("{key}="))).unwrap();
         let value = &line[key.len() + 1..];
         assert!(value.len() >= 43, "{key}: a 256-bit secret");
-        let service = if key == "GRAFANA_ADMIN_PASSWORD" { "grafana" } else { "portal" };
-        let name = if key == "GRAFANA_ADMIN_PASSWORD" { "GF_SECURITY_ADMIN_PASSWORD" } else { key };
-        assert_eq!(environment(&model, service)[name], value, "{key}");
+        for (service, name) in destinations(key) {
+            assert_eq!(environment(&model, service)[*name], value, "{key} → {service}.{name}");
+        }
+        generated.push(value.to_string());
     }
-    assert_eq!(portal["POSTGRES_PASSWORD"], environment(&model, "timescaledb")["POSTGRES_PASSWORD"]);
+    generated.sort();
+    generated.dedup();
+    assert_eq!(generated.len(), SECRETS.len(), "each secret is fresh");
+    // Grafana logs in as the read-only role the portal creates, never as the portal's own user.
+    assert_eq!(gf["POSTGRES_USER"], "grafana_reader");
+    assert_ne!(gf["POSTGRES_USER"], portal["POSTGRES_USER"]);
+    assert_ne!(gf["POSTGRES_PASSWORD"], portal["POSTGRES_PASSWORD"]);
+    assert_eq!(s["grafana"]["depends_on"]["portal"]["condition"], "service_healthy", "the role exists first");
+    assert_eq!(config_reader(&portal), ("grafana_reader".to_string(), gf["POSTGRES_PASSWORD"].clone()));
     assert_eq!(portal["WhiteLabel__ApplicationName"], "Acme Corp Power Monitoring");
     assert_eq!(portal["WhiteLabel__FooterText"], "© Acme Corp");
     assert_eq!(portal["Authentication__DefaultAdminEmail"], "admin@abc0001.example.com");

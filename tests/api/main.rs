@@ -2,6 +2,7 @@
 //! the private PostgreSQL cluster that `scripts/test.sh` starts (`DATABASE_URL`), and, for the
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
+mod audit;
 mod auth;
 mod backup;
 mod branding;
@@ -10,6 +11,7 @@ mod compose;
 mod docs;
 mod energy;
 mod grafana;
+mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;

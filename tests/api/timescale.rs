@@ -116,6 +116,7 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
     assert!(migrate::run(&pool, &MIGRATOR).await.unwrap().is_empty());
     operations_queries_run_as_documented(&pool).await;
+    grafana_reads_compressed_chunks_through_its_read_only_role(&pool).await;
     // Free the server's single session for the binary.
     pool.close().await;
 
@@ -162,4 +163,21 @@ async fn operations_queries_run_as_documented(pool: &PgPool) {
         sqlx::query_scalar("SELECT current_setting('timescaledb.restoring')").fetch_one(pool).await.unwrap();
     assert_eq!(restoring, "off");
     assert!(matches!(timescale::bootstrap(pool).await.unwrap(), Outcome::Hypertable { .. }));
+}
+
+/// Grafana's role reads the hypertable, compressed chunks included (TimescaleDB passes the
+/// hypertable's grants on to its chunks), and still nothing of identity. One session here, so the
+/// role is taken with SET ROLE rather than a login of its own.
+async fn grafana_reads_compressed_chunks_through_its_read_only_role(pool: &PgPool) {
+    tau_acuvim_portal::db::reader::ensure(pool, "grafana_reader", "a long enough password for grafana").await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("SET ROLE grafana_reader").execute(&mut *conn).await.unwrap();
+    let rows: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."PowerMeasurements""#)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let users = sqlx::raw_sql(r#"SELECT * FROM identity."Users""#).execute(&mut *conn).await;
+    sqlx::raw_sql("RESET ROLE").execute(&mut *conn).await.unwrap();
+    assert_eq!(rows, 457, "every reading, from compressed and uncompressed chunks");
+    assert!(users.unwrap_err().to_string().contains("permission denied"));
 }
