@@ -94,7 +94,7 @@ pub const METRICS: &[Metric] = &[
         "tau_portal_polls_total",
         Kind::Counter,
         "device,result",
-        "Modbus polls, by device (externalId) and result (ok, failed).",
+        "Modbus polls, one per device and slot, by device (externalId) and result (ok; failed: the slot ended without a reading, retries included).",
     ),
     metric(
         "tau_portal_poll_missed_cycles_total",
@@ -106,7 +106,7 @@ pub const METRICS: &[Metric] = &[
         "tau_portal_poll_disconnects_total",
         Kind::Counter,
         "",
-        "Modbus connections dropped after a timeout or transport error.",
+        "Modbus connections lost or dropped (closed or reset by the other end, or no reply in time); the poller reconnects.",
     ),
     metric(
         "tau_portal_ingest_rows_rejected_total",
