@@ -20,6 +20,7 @@ COPY src ./src
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY grafana/dashboards ./grafana/dashboards
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tau-portal
 
 FROM debian:bookworm-slim

@@ -14,8 +14,13 @@ use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::CurrentUser;
 
+mod grafana;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(overview))
+    Router::new()
+        .route("/", get(overview))
+        .route("/dashboards", get(grafana::index))
+        .route("/dashboards/{uid}", get(grafana::show))
 }
 
 #[derive(Template)]
