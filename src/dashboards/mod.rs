@@ -14,13 +14,18 @@ use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::CurrentUser;
 
+pub mod charts;
 mod grafana;
+pub mod series;
+mod svg;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
         .route("/dashboards", get(grafana::index))
         .route("/dashboards/{uid}", get(grafana::show))
+        .route("/devices/{id}/series", get(charts::series))
+        .route("/devices/{id}/readings.csv", get(charts::readings_csv))
 }
 
 #[derive(Template)]

@@ -1,9 +1,9 @@
-//! The store's read queries: the latest reading of a device, and a bucketed power series
-//! (`time_bucket` on TimescaleDB, `date_bin` on plain PostgreSQL).
+//! The store's read queries: the latest reading of a device, bucketed chart series
+//! (`time_bucket` on TimescaleDB, `date_bin` on plain PostgreSQL), and export pages.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, Row};
+use sqlx::{AssertSqlSafe, PgExecutor, Row};
 
 use super::{COUNTER_QUANTITIES, REAL_QUANTITIES};
 use crate::db::timescale::Outcome;
@@ -61,26 +61,118 @@ pub async fn latest_reading(db: impl PgExecutor<'_>, device_id: i32) -> Result<O
     row.as_ref().map(reading_from).transpose()
 }
 
-/// Average active power (`PTotal`, W) per `bucket` in `[from, to)`, oldest first; buckets
-/// without a value are absent. Buckets are aligned to 2000-01-01 UTC either way (time_bucket's
-/// default origin for sub-week widths is 2000-01-03, a Monday, hence the explicit origin).
-pub async fn power_series(
+/// How a chart groups readings: fixed widths aligned to 2000-01-01 UTC, or the local calendar
+/// days of a time zone (23 and 25 hours long on DST change days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesBucket {
+    Fixed(TimeDelta),
+    LocalDay(chrono_tz::Tz),
+}
+
+/// One bucket of a chart: where it starts, how many readings it holds, and per requested column
+/// the minimum, average and maximum (absent when no reading of the bucket had the column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucketed {
+    pub start: DateTime<Utc>,
+    pub samples: i64,
+    pub values: Vec<[Option<f64>; 3]>,
+}
+
+/// A stored real quantity's column name, if `column` is one (the SQL below is built from these).
+fn real_column(column: &str) -> Option<&'static str> {
+    REAL_QUANTITIES.iter().map(|(_, c, _)| *c).find(|c| *c == column)
+}
+
+/// `columns` of a device's readings in `[from, to)`, min/avg/max per bucket, oldest first;
+/// buckets without readings are absent. Reads the raw readings: callers choose buckets that keep
+/// the row count sensible (the hourly rollup serves long ranges).
+pub async fn series(
     db: impl PgExecutor<'_>,
     bucketing: Bucketing,
     device_id: i32,
+    columns: &[&str],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    bucket: TimeDelta,
-) -> Result<Vec<(DateTime<Utc>, f64)>, sqlx::Error> {
-    let bin = match bucketing {
-        Bucketing::TimeBucket => r#"time_bucket($4, "Time", timestamptz '2000-01-01')"#,
-        Bucketing::DateBin => r#"date_bin($4, "Time", timestamptz '2000-01-01')"#,
+    bucket: SeriesBucket,
+) -> Result<Vec<Bucketed>, sqlx::Error> {
+    let columns: Vec<&str> = columns.iter().filter_map(|c| real_column(c)).collect();
+    let aggregates: Vec<String> =
+        columns.iter().map(|c| format!(r#"min("{c}")::float8, avg("{c}")::float8, max("{c}")::float8"#)).collect();
+    let (bin, zone) = match (bucket, bucketing) {
+        (SeriesBucket::Fixed(_), Bucketing::TimeBucket) => {
+            (r#"time_bucket($4::interval, "Time", timestamptz '2000-01-01')"#.to_string(), None)
+        }
+        (SeriesBucket::Fixed(_), Bucketing::DateBin) => {
+            (r#"date_bin($4::interval, "Time", timestamptz '2000-01-01')"#.to_string(), None)
+        }
+        // The local date as a timestamp without zone: mapped back to the day's UTC start below.
+        (SeriesBucket::LocalDay(tz), _) => (r#"date_trunc('day', "Time" AT TIME ZONE $4::text)"#.to_string(), Some(tz)),
     };
     let sql = format!(
-        r#"SELECT {bin} AS bucket, avg("PTotal")::float8
+        r#"SELECT {bin} AS bucket, count(*) AS samples{sep}{aggs}
            FROM monitoring."PowerMeasurements"
-           WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3 AND "PTotal" IS NOT NULL
-           GROUP BY bucket ORDER BY bucket"#
+           WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
+           GROUP BY bucket ORDER BY bucket"#,
+        sep = if aggregates.is_empty() { "" } else { ", " },
+        aggs = aggregates.join(", "),
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(bucket).fetch_all(db).await
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to);
+    let query = match bucket {
+        SeriesBucket::Fixed(width) => query.bind(width),
+        SeriesBucket::LocalDay(tz) => query.bind(tz.name()),
+    };
+    let rows = query.fetch_all(db).await?;
+    rows.iter()
+        .map(|row| {
+            let start = match zone {
+                Some(tz) => {
+                    let local: chrono::NaiveDateTime = row.try_get(0)?;
+                    crate::tariffs::local::local_midnight(tz, local.date())
+                }
+                None => row.try_get(0)?,
+            };
+            let values = (0..columns.len())
+                .map(|i| -> Result<[Option<f64>; 3], sqlx::Error> {
+                    Ok([row.try_get(2 + 3 * i)?, row.try_get(3 + 3 * i)?, row.try_get(4 + 3 * i)?])
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Bucketed { start, samples: row.try_get(1)?, values })
+        })
+        .collect()
+}
+
+/// Up to `limit` of a device's readings from `from` (inclusive, or exclusive when `after`) until
+/// `to` (exclusive), oldest first: one page of an export, which continues after the last time.
+pub async fn readings_page(
+    db: impl PgExecutor<'_>,
+    device_id: i32,
+    from: DateTime<Utc>,
+    after: bool,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<StoredReading>, sqlx::Error> {
+    let op = if after { ">" } else { ">=" };
+    let sql = format!(
+        r#"SELECT * FROM monitoring."PowerMeasurements"
+           WHERE "DeviceId" = $1 AND "Time" {op} $2 AND "Time" < $3 ORDER BY "Time" LIMIT $4"#
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(limit).fetch_all(db).await?;
+    rows.iter().map(reading_from).collect()
+}
+
+impl StoredReading {
+    /// Every stored column with its unit, in the store's order (real quantities, then counters).
+    pub fn columns() -> impl Iterator<Item = (&'static str, &'static str)> {
+        REAL_QUANTITIES.iter().chain(COUNTER_QUANTITIES.iter()).map(|(_, c, u)| (*c, *u))
+    }
+
+    /// The values in [`columns`](Self::columns) order; real quantities as the float4 they are
+    /// stored as (so 230.44 V is written `230.44`, not its f64 widening).
+    pub fn cells(&self) -> impl Iterator<Item = String> + '_ {
+        self.values.iter().enumerate().map(|(i, (_, v))| match v {
+            None => String::new(),
+            Some(v) if i < REAL_QUANTITIES.len() => (*v as f32).to_string(),
+            Some(v) => v.to_string(),
+        })
+    }
 }

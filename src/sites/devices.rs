@@ -1,19 +1,19 @@
-//! The device pages: the latest reading and 24 hours of power, and create, edit and delete
+//! The device pages: the latest reading and the chart (see `dashboards::charts`), and create, edit and delete
 //! (admins). Every change to a device empties the externalId directory once it is committed
 //! (the device writes of `db` note it in their change).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::TimeDelta;
 
 use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOURCES, ValidDevice};
-use super::readings::{self, CHART_HEIGHT, CHART_WIDTH, Chart, ReadingView};
+use super::readings::{self, ReadingView};
 use super::routes::{DeviceListView, device_list_view, zone};
 use crate::change::Change;
+use crate::dashboards::charts::{self, ChartQuery, ChartView};
 use crate::error::{AppError, AppResult, violated_constraint};
 use crate::measurements::queries;
 use crate::state::AppState;
@@ -21,10 +21,6 @@ use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::{CurrentUser, RequireAdmin};
-
-/// The chart shows this much history, in buckets of `CHART_BUCKET` (at most 288 points).
-const CHART_SPAN: TimeDelta = TimeDelta::hours(24);
-const CHART_BUCKET: TimeDelta = TimeDelta::minutes(5);
 
 async fn device_and_site(state: &AppState, id: i32) -> AppResult<(DeviceRow, SiteRow)> {
     let device = db::device(&state.db, id).await?.ok_or(AppError::NotFound)?;
@@ -42,9 +38,7 @@ struct DevicePage {
     last_error_at: Option<String>,
     meter: Vec<(&'static str, String)>,
     reading: Option<ReadingView>,
-    chart: Option<Chart>,
-    chart_width: f64,
-    chart_height: f64,
+    chart: ChartView,
 }
 
 pub async fn show(
@@ -52,28 +46,16 @@ pub async fn show(
     CurrentUser(_): CurrentUser,
     page: Page,
     Path(id): Path<i32>,
+    Query(query): Query<ChartQuery>,
 ) -> AppResult<Html<String>> {
     let (device, site) = device_and_site(&state, id).await?;
     let (tz, now) = (zone(&site), state.clock.now());
     let reading = queries::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
-    let from = now - CHART_SPAN;
-    let series = queries::power_series(&state.db, state.bucketing, id, from, now, CHART_BUCKET).await?;
-    let chart = readings::power_chart(&series, from, now, CHART_BUCKET, tz);
+    let chart = charts::device_chart(&state, id, tz, &query).await?;
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
     let meter = meter_facts(&device, tz);
-    render(&DevicePage {
-        page,
-        site,
-        device,
-        status,
-        last_error_at,
-        meter,
-        reading,
-        chart,
-        chart_width: CHART_WIDTH,
-        chart_height: CHART_HEIGHT,
-    })
+    render(&DevicePage { page, site, device, status, last_error_at, meter, reading, chart })
 }
 
 /// What the poller learnt about the meter, as (label, text) rows.

@@ -11,6 +11,7 @@ use crate::state::AppState;
 use std::sync::Arc;
 
 use crate::branding::Theme;
+use crate::web::static_files::Asset;
 use crate::web::{csrf, session, static_files};
 
 pub struct Page {
@@ -19,6 +20,10 @@ pub struct Page {
     pub csrf: String,
     pub notice: Option<&'static str>,
     pub css_url: &'static str,
+    /// The page scripts and the chart library (pages that chart or update live include them).
+    pub js_url: &'static str,
+    pub uplot_js_url: &'static str,
+    pub uplot_css_url: &'static str,
     /// The current path, to mark the active navigation entry.
     pub path: String,
 }
@@ -62,6 +67,9 @@ impl Page {
             csrf,
             notice,
             css_url: static_files::css_url(),
+            js_url: static_files::url(Asset::AppJs),
+            uplot_js_url: static_files::url(Asset::UplotJs),
+            uplot_css_url: static_files::url(Asset::UplotCss),
             path: uri.path().to_string(),
         }
     }

@@ -8,6 +8,7 @@ mod backup;
 mod branding;
 mod browser;
 mod compose;
+mod dashboards;
 mod docs;
 mod energy;
 mod grafana;

@@ -1,0 +1,198 @@
+// The portal's page scripts. Every page works without them (figures are text, charts are SVG);
+// with them, figures update in place, charts become interactive and the TOU grid paints.
+// Loaded as a file (the CSP allows no inline script); each part looks for its own markup.
+'use strict';
+
+(function () {
+  // ------------------------------------------------------------ live figures
+  // <section data-live="/api/live/overview" data-live-seconds="5"> ... <span data-field="k">
+  // Polls the URL; the answer's `fields` map element keys to new text. The request is marked
+  // as background work, so it never extends the session's idle timeout.
+  function startLive(root) {
+    var url = root.getAttribute('data-live');
+    var seconds = Math.max(2, parseInt(root.getAttribute('data-live-seconds') || '5', 10));
+    var status = root.querySelector('[data-live-status]');
+    var timer = null;
+    var stopped = false;
+    function say(text) {
+      if (status) status.textContent = text;
+    }
+    function schedule() {
+      if (!stopped) timer = setTimeout(tick, seconds * 1000);
+    }
+    function apply(fields) {
+      Object.keys(fields).forEach(function (key) {
+        root.querySelectorAll('[data-field="' + key + '"]').forEach(function (el) {
+          var value = fields[key];
+          if (value && typeof value === 'object') {
+            if ('text' in value) el.textContent = value.text;
+            if ('class' in value) el.className = value.class;
+            if ('href' in value) el.setAttribute('href', value.href);
+            if ('hidden' in value) el.hidden = !!value.hidden;
+          } else {
+            el.textContent = value;
+          }
+        });
+      });
+    }
+    function tick() {
+      timer = null;
+      if (document.hidden) return; // resumed by visibilitychange
+      fetch(url, { headers: { 'X-Tau-Background': '1', Accept: 'application/json' }, credentials: 'same-origin' })
+        .then(function (res) {
+          if (res.status === 401 || res.status === 403) {
+            stopped = true;
+            say('Live updates stopped: your session has ended. Reload the page to sign in again.');
+            return null;
+          }
+          if (!res.ok) throw new Error('HTTP ' + res.status);
+          return res.json();
+        })
+        .then(function (body) {
+          if (!body) return;
+          apply(body.fields || {});
+          root.setAttribute('data-live-updated', body.updatedAt || String(Date.now()));
+          say('Updated ' + new Date().toLocaleTimeString() + '; updates every ' + seconds + ' s.');
+          schedule();
+        })
+        .catch(function () {
+          say('Live updates paused: the portal did not answer. Retrying…');
+          schedule();
+        });
+    }
+    document.addEventListener('visibilitychange', function () {
+      if (!document.hidden && !timer && !stopped) tick();
+    });
+    schedule();
+  }
+
+  // ------------------------------------------------------------ charts
+  var COLOURS = ['#0c4a6e', '#b45309', '#6d28d9'];
+
+  function chartOptions(el, body, width) {
+    var tz = body.timeZone;
+    var single = body.lines.length === 3 && body.lines[0].kind === 'min';
+    var series = [{ value: function (u, t) { return t == null ? '–' : fmtTime(t, tz); } }];
+    body.lines.forEach(function (line, i) {
+      var avg = line.kind === 'avg';
+      series.push({
+        label: line.label,
+        stroke: single ? (avg ? COLOURS[0] : '#7dd3fc') : COLOURS[i % COLOURS.length],
+        width: avg ? 1.5 : 1,
+        spanGaps: false,
+        value: function (u, v) { return v == null ? '–' : v.toFixed(3) + (body.unit ? ' ' + body.unit : ''); },
+      });
+    });
+    var opts = {
+      width: width,
+      height: Math.max(220, Math.min(360, Math.round(width * 0.4))),
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); },
+      series: series,
+      cursor: { drag: { x: true, y: false } },
+      axes: [{}, { label: body.unit, size: 60 }],
+      hooks: {},
+    };
+    if (single) opts.bands = [{ series: [3, 1], fill: 'rgba(125, 211, 252, 0.25)' }];
+    return opts;
+  }
+
+  function fmtTime(t, tz) {
+    return new Date(t * 1000).toLocaleString(undefined, {
+      timeZone: tz, year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+    });
+  }
+
+  function columns(body) {
+    return [body.times].concat(body.lines.map(function (l) { return l.values; }));
+  }
+
+  function startChart(el) {
+    if (typeof uPlot === 'undefined' || !window.fetch) return;
+    var base = el.getAttribute('data-series');
+    var status = document.createElement('p');
+    status.className = 'muted status';
+    status.setAttribute('role', 'status');
+    var tooltip = document.createElement('div');
+    tooltip.className = 'tooltip';
+    tooltip.hidden = true;
+    var plot = null;
+    var original = null;
+    function load(url) {
+      el.setAttribute('data-loading', 'true');
+      return fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+        .then(function (res) {
+          if (!res.ok) throw new Error('HTTP ' + res.status);
+          return res.json();
+        })
+        .finally(function () { el.removeAttribute('data-loading'); });
+    }
+    function describe(body) {
+      el.setAttribute('data-points', String(body.times.length));
+      el.setAttribute('data-bucket-seconds', String(body.bucketSeconds));
+      status.textContent = body.times.length + ' buckets of ' + body.bucket + ' from ' + fmtTime(body.from, body.timeZone) +
+        ' to ' + fmtTime(body.to, body.timeZone) + (body.times.length ? '' : ': no readings');
+    }
+    function draw(body) {
+      original = original || body;
+      el.querySelectorAll('.fallback').forEach(function (f) { f.hidden = true; });
+      var width = Math.max(280, el.clientWidth);
+      var opts = chartOptions(el, body, width);
+      opts.hooks.setSelect = [function (u) {
+        if (u.select.width < 4) return;
+        var min = u.posToVal(u.select.left, 'x');
+        var max = u.posToVal(u.select.left + u.select.width, 'x');
+        u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+        var url = base.replace(/([?&])(range|from|to)=[^&]*/g, '$1') + '&start=' + Math.floor(min * 1000) + '&end=' + Math.ceil(max * 1000);
+        load(url).then(function (finer) {
+          u.setData(columns(finer), true);
+          describe(finer);
+          status.textContent += '. Double-click the chart to zoom out.';
+        }).catch(function () { status.textContent = 'Could not load the zoomed range; try again.'; });
+      }];
+      opts.hooks.setCursor = [function (u) {
+        var i = u.cursor.idx;
+        if (i == null || u.cursor.left < 0) { tooltip.hidden = true; return; }
+        var lines = [fmtTime(u.data[0][i], body.timeZone)];
+        for (var s = 1; s < u.series.length; s++) {
+          var v = u.data[s][i];
+          lines.push(u.series[s].label + ': ' + (v == null ? '–' : v.toFixed(3) + (body.unit ? ' ' + body.unit : '')));
+        }
+        tooltip.textContent = lines.join('\n');
+        tooltip.style.whiteSpace = 'pre';
+        tooltip.hidden = false;
+        var left = Math.min(u.cursor.left + 12, Math.max(0, u.over.clientWidth - tooltip.offsetWidth));
+        tooltip.style.left = left + 'px';
+        tooltip.style.top = (u.cursor.top + 12) + 'px';
+      }];
+      if (plot) plot.destroy();
+      plot = new uPlot(opts, columns(body), el);
+      plot.over.appendChild(tooltip);
+      plot.over.addEventListener('dblclick', function () {
+        plot.setData(columns(original), true);
+        describe(original);
+      });
+      describe(body);
+      el.appendChild(status);
+    }
+    load(base).then(draw).catch(function () {
+      status.textContent = 'The interactive chart could not load; the chart above shows the same data.';
+      el.appendChild(status);
+    });
+    var resize = null;
+    window.addEventListener('resize', function () {
+      clearTimeout(resize);
+      resize = setTimeout(function () {
+        if (plot) plot.setSize({ width: Math.max(280, el.clientWidth), height: plot.height });
+      }, 150);
+    });
+  }
+
+  // ------------------------------------------------------------ start
+  function start() {
+    document.querySelectorAll('[data-live]').forEach(startLive);
+    document.querySelectorAll('.chart[data-series]').forEach(startChart);
+    if (window.tauTouGrid) window.tauTouGrid();
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
