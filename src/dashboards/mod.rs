@@ -1,47 +1,25 @@
-//! The portal's own pages about the customer's energy; for now the overview a user lands on.
+//! The portal's own pages about the customer's energy: the Overview a user lands on, the device
+//! charts, the embedded Grafana dashboards.
 
-use askama::Template;
 use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
 use axum::routing::get;
 
-use crate::auth::sessions::SessionUser;
-use crate::error::AppResult;
 use crate::state::AppState;
-use crate::tariffs::cost::{self, SiteOutlook};
-use crate::web::page::Page;
-use crate::web::render;
-use crate::web::session::CurrentUser;
 
 pub mod charts;
+pub mod figures;
 mod grafana;
+mod overview;
 pub mod series;
 mod svg;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(overview))
+        .route("/", get(overview::overview))
+        .route("/api/live/overview", get(overview::live))
+        .route("/api/live/overview/energy", get(overview::live_energy))
         .route("/dashboards", get(grafana::index))
         .route("/dashboards/{uid}", get(grafana::show))
         .route("/devices/{id}/series", get(charts::series))
         .route("/devices/{id}/readings.csv", get(charts::readings_csv))
-}
-
-#[derive(Template)]
-#[template(path = "overview.html")]
-struct Overview {
-    page: Page,
-    user: SessionUser,
-    /// Month to date and projection per site with a tariff.
-    costs: Vec<SiteOutlook>,
-}
-
-async fn overview(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    page: Page,
-) -> AppResult<Html<String>> {
-    let costs = cost::month_outlook(&state.db, state.clock.now()).await?;
-    render(&Overview { page, user, costs })
 }

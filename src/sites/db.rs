@@ -362,3 +362,53 @@ pub async fn record_meter_facts(
     .await?;
     Ok(())
 }
+
+/// A device as the live figures see it: its status columns and its newest reading's active power.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveDevice {
+    #[sqlx(rename = "Id")]
+    pub id: i32,
+    #[sqlx(rename = "SiteId")]
+    pub site_id: i32,
+    #[sqlx(rename = "Name")]
+    pub name: String,
+    #[sqlx(rename = "Enabled")]
+    pub enabled: bool,
+    #[sqlx(rename = "PollIntervalSeconds")]
+    pub poll_interval_seconds: i32,
+    #[sqlx(rename = "LastError")]
+    pub last_error: Option<String>,
+    #[sqlx(rename = "LastErrorAt")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "ConsecutiveFailures")]
+    pub consecutive_failures: i32,
+    #[sqlx(rename = "LastReadingAt")]
+    pub last_reading_at: Option<DateTime<Utc>>,
+    /// Total active power of the newest reading (W), if that reading had it.
+    #[sqlx(rename = "LatestW")]
+    pub latest_w: Option<f64>,
+}
+
+/// Every device with its newest reading, in one statement (one index probe per device): what a
+/// live update of the Overview or a wall display costs.
+pub async fn live_devices(db: impl PgExecutor<'_>) -> Result<Vec<LiveDevice>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT d."Id", d."SiteId", d."Name", d."Enabled", d."PollIntervalSeconds", d."LastError", d."LastErrorAt",
+                  d."ConsecutiveFailures", m."Time" AS "LastReadingAt", m."PTotal"::float8 AS "LatestW"
+           FROM monitoring."Devices" d
+           LEFT JOIN LATERAL (SELECT "Time", "PTotal" FROM monitoring."PowerMeasurements"
+                              WHERE "DeviceId" = d."Id" ORDER BY "Time" DESC LIMIT 1) m ON true
+           ORDER BY lower(d."Name"), d."Id""#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Every site, by name, for pages about all of them.
+pub async fn all_sites(db: impl PgExecutor<'_>) -> Result<Vec<SiteRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" ORDER BY lower("Name"), "Id""#,
+    )
+    .fetch_all(db)
+    .await
+}

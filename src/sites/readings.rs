@@ -117,7 +117,7 @@ pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
 
 // ---------------------------------------------------------------- status
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Disabled,
     NoReadings,

@@ -1,5 +1,5 @@
 //! The site page's Cost tab (a month's bill, CSV exports of its lines and of its 15-minute
-//! intervals) and the Overview's month to date: the thin I/O around the engine.
+//! intervals): the thin I/O around the engine.
 
 use std::fmt::Write as _;
 
@@ -237,46 +237,4 @@ pub async fn intervals_export(
 ) -> AppResult<Response> {
     let (stem, loaded) = export_data(&state, id, &q).await?;
     Ok(csv::download(&format!("{stem}-intervals.csv"), intervals_csv(&loaded.input())))
-}
-
-// ---------------------------------------------------------------- the Overview's figures
-
-pub struct SiteOutlook {
-    pub site_id: i32,
-    pub site: String,
-    pub currency: String,
-    pub to_date: String,
-    pub projected: String,
-    pub completeness: String,
-}
-
-/// Month to date and the projection to month end for every site that has a tariff.
-pub async fn month_outlook(db: &PgPool, now: DateTime<Utc>) -> Result<Vec<SiteOutlook>, sqlx::Error> {
-    let site_ids: Vec<i32> = sqlx::query_scalar(
-        r#"SELECT s."Id" FROM monitoring."Sites" s
-           WHERE EXISTS (SELECT 1 FROM portal."SiteTariffs" a WHERE a."SiteId" = s."Id") ORDER BY lower(s."Name")"#,
-    )
-    .fetch_all(db)
-    .await?;
-    let mut out = Vec::new();
-    for id in site_ids {
-        let Some(site) = crate::sites::db::site(db, id).await? else { continue };
-        let tz = zone(&site);
-        let Some(period) = Period::containing(now.with_timezone(&tz).date_naive(), 1) else { continue };
-        let loaded = load(db, &site, period).await?;
-        let bill = engine::bill(&loaded.input());
-        let (from, to) = period.utc(tz);
-        let elapsed =
-            Decimal::from((now - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1));
-        let (to_date, projected) = engine::outlook(&bill, elapsed);
-        out.push(SiteOutlook {
-            site_id: site.id,
-            site: site.name,
-            currency: bill.currency,
-            to_date: format!("{to_date:.2}"),
-            projected: format!("{projected:.2}"),
-            completeness: format!("{:.1} %", bill.completeness_percent),
-        });
-    }
-    Ok(out)
 }

@@ -174,3 +174,191 @@ async fn the_csv_export_streams_every_reading_of_the_range_in_order(pool: PgPool
     let bad = b.get(&format!("/devices/{device}/readings.csv?from=soon")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+/// A zone where it is about noon now (fixed offset, no DST), so "today" has a morning of data
+/// whenever the test runs.
+fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike;
+    let offset = 12 - i64::from(now.hour());
+    match offset {
+        0 => "Etc/UTC".into(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
+fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(900), 0).unwrap()
+}
+
+/// The Overview's figures against hand-computed values: a meter that imported exactly 1 kWh in
+/// every 15 minutes of this month (its counter read at every boundary), a flat 2.00 per kWh
+/// without VAT, a second meter offline for three hours and a third failing.
+#[sqlx::test]
+async fn the_overview_shows_live_power_todays_and_this_months_energy_and_cost_and_who_is_down(pool: PgPool) {
+    use chrono::{Datelike, TimeDelta, TimeZone};
+    use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading, rollup};
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let now = app.clock.now();
+    let zone = noon_zone(now);
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    let (site, devices) = crate::helpers::site_with_devices(&pool, "Plant", &zone, &["main", "pump", "hvac"]).await;
+    let (main, pump, hvac) = (devices[0], devices[1], devices[2]);
+    let local = now.with_timezone(&tz);
+    let midnight = tz.from_local_datetime(&local.date_naive().and_hms_opt(0, 0, 0).unwrap()).unwrap().to_utc();
+    let month_start = tz
+        .from_local_datetime(&local.date_naive().with_day0(0).unwrap().and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .to_utc();
+    let last = floor_15(now - TimeDelta::minutes(1));
+    let n_month = (last - month_start).num_minutes() / 15;
+    let n_today = (last - midnight).num_minutes() / 15;
+    let import = COUNTER_QUANTITIES.iter().position(|q| q.1 == "EnergyImportWh").unwrap();
+    let ptotal = REAL_QUANTITIES.iter().position(|q| q.1 == "PTotal").unwrap();
+    let mut batch: Vec<Reading> = (0..=n_month)
+        .map(|k| {
+            let mut r = Reading::empty(main, month_start + TimeDelta::minutes(15 * k));
+            r.counters[import] = Some(1000.0 * k as f64);
+            r.real[ptotal] = Some(4000.0);
+            r
+        })
+        .collect();
+    let mut latest = Reading::empty(main, now - TimeDelta::seconds(10));
+    latest.real[ptotal] = Some(12_000.0);
+    batch.push(latest);
+    let mut old = Reading::empty(pump, now - TimeDelta::hours(3));
+    old.real[ptotal] = Some(50_000.0);
+    batch.push(old);
+    let mut failing = Reading::empty(hvac, now - TimeDelta::seconds(20));
+    failing.real[ptotal] = Some(3_000.0);
+    batch.push(failing);
+    measurements::write(&pool, &batch).await.unwrap();
+    sqlx::query(
+        r#"UPDATE monitoring."Devices" SET "ConsecutiveFailures" = 2, "LastError" = 'Connection refused (10.0.0.7:502)',
+               "LastErrorAt" = now() WHERE "Id" = $1"#,
+    )
+    .bind(hvac)
+    .execute(&pool)
+    .await
+    .unwrap();
+    rollup::run_once(&pool, now).await.unwrap();
+
+    let m = crate::tariffs::municipality(
+        &mut b,
+        &[
+            ("name", "Flat town"),
+            ("country", "South Africa"),
+            ("currency", "ZAR"),
+            ("vat_percent", "15"),
+            ("holidays", ""),
+        ],
+    )
+    .await;
+    let flat = r#"{"name": "Flat 2.00", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#;
+    let res = crate::tariffs::import(&mut b, m, flat).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let tariff = crate::tariffs::id_after(res.location(), "/settings/rates/tariffs/");
+    let res = crate::tariffs::submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2020-01-01")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let field = |key: &str| {
+        let needle = format!(r#"data-field="{key}">"#);
+        let at = page.body.find(&needle).unwrap_or_else(|| panic!("no {key} in {}", page.body));
+        let rest = &page.body[at + needle.len()..];
+        rest[..rest.find('<').unwrap()].to_string()
+    };
+    let kwh = |n: i64| format!("{} kWh", tau_acuvim_portal::sites::readings::grouped(n as f64, 1));
+    let money = |n: i64| format!("ZAR {}.00", tau_acuvim_portal::sites::readings::grouped(n as f64, 0));
+    assert_eq!(
+        field(&format!("site-{site}-kw")),
+        "12.00 kW",
+        "the online meters' newest power; the pump's 50 kW is 3 h old"
+    );
+    assert_eq!(field(&format!("site-{site}-today-kwh")), kwh(n_today));
+    assert_eq!(field(&format!("site-{site}-month-kwh")), kwh(n_month));
+    assert_eq!(field(&format!("site-{site}-today-cost")), money(2 * n_today));
+    assert_eq!(field(&format!("site-{site}-month-cost")), money(2 * n_month));
+    assert!(field(&format!("site-{site}-projected-cost")).starts_with("ZAR "));
+    // Of three meters, the main one reported every interval so far and the pump one (3 h ago);
+    // the failing meter's interval is still open.
+    let elapsed = (now - month_start).num_seconds() / 900;
+    let completeness = field(&format!("site-{site}-completeness"));
+    let candidates: Vec<String> = [elapsed, elapsed + 1]
+        .iter()
+        .map(|e| format!("{:.1} %", ((n_month + 1) as f64 * 100.0 / (3 * e) as f64).min(100.0)))
+        .collect();
+    assert!(candidates.contains(&completeness), "{completeness} not in {candidates:?}");
+    assert_eq!(field(&format!("site-{site}-devices")), "1 online · 1 offline · 1 in error");
+    assert!(
+        page.body.contains(&format!(
+            r#"<li data-field="device-{pump}" class="down"><a href="/devices/{pump}">pump: Offline, no reading since"#
+        )),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(r#"<a href="/devices/{hvac}">hvac: Error, Connection refused (10.0.0.7:502)</a>"#))
+    );
+    assert!(
+        page.body.contains(&format!(r#"<li data-field="device-{main}" class="down" hidden>"#)),
+        "a healthy meter is listed hidden"
+    );
+    assert!(page.body.contains(r#"data-live="/api/live/overview""#));
+    assert!(!page.body.contains("portfolio-kw"), "one site: no portfolio total");
+
+    // The pump comes back with 8 kW: the live answer has the new total and hides it.
+    let mut back = Reading::empty(pump, app.clock.now());
+    back.real[ptotal] = Some(8_000.0);
+    measurements::write(&pool, &[back]).await.unwrap();
+    let live = json(&mut b, "/api/live/overview").await;
+    assert_eq!(live["fields"][format!("site-{site}-kw")], "20.00 kW");
+    assert_eq!(live["fields"][format!("device-{pump}")]["hidden"], true);
+    assert_eq!(live["fields"][format!("site-{site}-devices")], "2 online · 1 in error");
+    let energy = json(&mut b, "/api/live/overview/energy").await;
+    assert_eq!(energy["fields"][format!("site-{site}-today-kwh")], kwh(n_today));
+
+    // A second site adds a portfolio total.
+    crate::helpers::site_with_devices(&pool, "Store", "UTC", &["store-main"]).await;
+    let page = b.get("/").await;
+    assert!(page.body.contains(r#"data-field="portfolio-kw">20.00 kW<"#), "{}", page.body);
+    assert!(page.body.contains(&format!(r#"data-field="portfolio-month-kwh">{}<"#, kwh(n_month))));
+
+    // Signed out, the live answers are a 401 the page script stops on.
+    let mut anonymous = app.browser();
+    assert_eq!(anonymous.get("/api/live/overview").await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Live figures poll in the background: they are served while the session lives, but only the
+/// user's own requests keep it alive.
+#[sqlx::test]
+async fn background_updates_do_not_extend_the_idle_timeout(pool: PgPool) {
+    use std::time::Duration;
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let mut poller = app.browser();
+    poller.cookies = b.cookies.clone();
+    poller.headers.push(("x-tau-background".into(), "1".into()));
+    for _ in 0..5 {
+        app.clock.advance(Duration::from_secs(5 * 60));
+        assert_eq!(poller.get("/api/live/overview").await.status, StatusCode::OK);
+    }
+    // 25 minutes without user activity: a user request now still finds the session...
+    assert_eq!(b.get("/").await.status, StatusCode::OK);
+    // ...and slides it; then 31 minutes of background polling alone end it.
+    for _ in 0..5 {
+        app.clock.advance(Duration::from_secs(5 * 60));
+        assert_eq!(poller.get("/api/live/overview").await.status, StatusCode::OK);
+    }
+    app.clock.advance(Duration::from_secs(6 * 60));
+    assert_eq!(poller.get("/api/live/overview").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.get("/").await.location(), "/login?next=%2F");
+}
