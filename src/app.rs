@@ -26,17 +26,19 @@ use crate::auth::sessions::Sessions;
 use crate::auth::throttle::Throttle;
 use crate::branding::Branding;
 use crate::clock::Clock;
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, RunMode};
 use crate::db::migrate::{self, MigrationError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
+use crate::fleet::bootstrap::FleetStorage;
+use crate::fleet::push::{PushStatus, Pusher};
 use crate::measurements::queries::Bucketing;
 use crate::measurements::{rebuild, rollup};
 use crate::sites::directory::DeviceDirectory;
 use crate::web::cookies::CookieNames;
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
+use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
 
 /// Everything handlers share, behind one `Arc`: axum clones the state for every middleware
 /// layer and extractor of every request, and one reference count is far cheaper than a dozen
@@ -64,6 +66,10 @@ pub struct Services {
     pub devices: DeviceDirectory,
     /// TimescaleDB or plain PostgreSQL (what the bootstrapper found): how series are bucketed.
     pub bucketing: Bucketing,
+    /// Admin mode: how the fleet is stored. `None` in Client mode.
+    pub fleet_storage: Option<FleetStorage>,
+    /// Client mode: the fleet push's state, for /metrics and Settings → Fleet push.
+    pub fleet_push: PushStatus,
 }
 
 impl AppState {
@@ -82,6 +88,8 @@ impl AppState {
             branding,
             devices: DeviceDirectory::new(db.clone()),
             bucketing: Bucketing::from(storage),
+            fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
+            fleet_push: PushStatus::default(),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),
@@ -94,18 +102,28 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
+/// The whole HTTP surface of the run mode. Tests drive it with `oneshot`; `serve` binds it.
+/// Both modes have sign-in, users, the audit log, branding, health and the Grafana gate; a
+/// customer's portal has its sites, rates, dashboards and ingest API, the Admin its customers
+/// and the fleet ingest.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let shared = Router::new()
         .merge(health::router())
         .merge(auth::routes::router())
         .merge(auth::users::router())
         .merge(auth::forward::router())
-        .merge(dashboards::router())
-        .merge(branding::router())
-        .merge(sites::router())
-        .merge(tariffs::router())
-        .merge(ingest::router())
+        .merge(branding::router());
+    let own = match state.config.run_mode {
+        RunMode::Client => Router::new()
+            .merge(dashboards::router())
+            .merge(sites::router())
+            .merge(tariffs::router())
+            .merge(ingest::router())
+            .merge(fleet::client_router()),
+        RunMode::Admin => fleet::admin_router(),
+    };
+    shared
+        .merge(own)
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: a panic becomes an error response the outer layers still dress;
@@ -162,6 +180,9 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
         tracing::info!("Database schema is up to date");
     }
     let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    if config.run_mode == RunMode::Admin {
+        fleet::bootstrap::bootstrap(&pool, &outcome).await.map_err(StartupError::Timescale)?;
+    }
     Ok((pool, outcome))
 }
 
@@ -224,12 +245,6 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let state = AppState::new(pool.clone(), config, Clock::default(), &storage).await?;
     seed::seed_default_admin(&pool, &state.config, &state.passwords).await?;
 
-    if state.config.run_mode == crate::config::RunMode::Admin {
-        tracing::warn!(
-            "Application__RunMode=Admin: the fleet aggregator (customer registry, push ingest) is not built in this \
-             version; the portal runs with the customer features only"
-        );
-    }
     let addr = state.config.listen_address;
     let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
     let shutdown_timeout = state.config.shutdown_timeout;
@@ -237,10 +252,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tasks.spawn(metrics::upkeep(shutdown.clone()));
-    if state.config.run_mode == crate::config::RunMode::Client {
+    if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
     }
-    if state.config.run_mode == crate::config::RunMode::Client && state.config.modbus.enabled {
+    if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
+        let pusher =
+            Pusher { db: pool.clone(), settings: state.config.fleet_ingest.clone(), status: state.fleet_push.clone() };
+        tasks.spawn(pusher.run(shutdown.clone()));
+    }
+    if state.fleet_storage == Some(FleetStorage::Plain) {
+        tasks.spawn(fleet::hourly::job(pool.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client && state.config.modbus.enabled {
         let poller = crate::modbus::poller::Poller {
             db: state.db.clone(),
             devices: state.devices.clone(),

@@ -103,6 +103,32 @@ fn describe() {
         "User accounts, by role (admin, viewer) and state (active, disabled)."
     );
     metrics::describe_gauge!("tau_portal_api_keys", "API keys, by state (active, revoked).");
+    metrics::describe_gauge!(
+        "tau_portal_fleet_push_lag_seconds",
+        metrics::Unit::Seconds,
+        "Fleet push (Client): age of the oldest reading in the batch being delivered; 0 when caught up."
+    );
+    metrics::describe_gauge!(
+        "tau_portal_fleet_push_last_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Fleet push (Client): Unix time of the last batch the Admin accepted."
+    );
+    metrics::describe_counter!(
+        "tau_portal_fleet_push_rows_total",
+        "Fleet push (Client): rows the Admin stored, by batch type (sites, devices, measurements)."
+    );
+    metrics::describe_counter!(
+        "tau_portal_fleet_push_failures_total",
+        "Fleet push (Client): failed deliveries, by status (401, 413, 500, …, connect, timeout, database)."
+    );
+    metrics::describe_counter!(
+        "tau_portal_fleet_push_quarantined_total",
+        "Fleet push (Client): batches quarantined after repeated refusals as malformed."
+    );
+    metrics::describe_counter!(
+        "tau_portal_fleet_batches_received_total",
+        "Fleet ingest (Admin): batches received, by answer status."
+    );
 }
 
 /// How often recorded histogram samples are folded into their buckets. Without it the recorder

@@ -8,6 +8,7 @@ mod browser;
 mod compose;
 mod docs;
 mod energy;
+mod fleet;
 mod grafana;
 mod health;
 mod helm;
