@@ -257,7 +257,7 @@ async fn a_customer_pushes_everything_exactly_once_through_outages_restarts_kill
     fleet.assert_converged("first push").await;
     fleet.client().wait_for_message("Fleet push caught up", START).await;
     let sent = fleet.client().wait_for_message("Fleet batch sent", START).await;
-    assert!(sent["fields"]["accepted"].is_u64(), "{sent}");
+    assert!(sent["accepted"].is_u64() && sent["rows"].is_u64(), "{sent}");
 
     // Customers page: Last push advanced, rows in the last 24 h, sites and devices; Recent ingest.
     let list = page(&mut web, &fleet.admin_url("/fleet/customers")).await;
@@ -374,4 +374,295 @@ impl Fleet {
             .await
             .unwrap()
     }
+}
+
+// ---------------------------------------------------------------- the Admin's ingest in-process
+
+mod ingest {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use sqlx::PgPool;
+    use tau_acuvim_portal::auth::tokens;
+    use tau_acuvim_portal::config::RunMode;
+    use tau_acuvim_portal::fleet::wire::{self, Batch, BatchType, Device, Measurements, Receipt, Row, Site};
+    use tau_acuvim_portal::fleet::{db, registry};
+
+    use crate::helpers::{TestApp, admin_options, test_config};
+
+    async fn admin_app(pool: PgPool) -> TestApp {
+        let mut config = test_config(&admin_options());
+        config.run_mode = RunMode::Admin;
+        TestApp::with_config(pool, config).await
+    }
+
+    async fn customer(app: &TestApp, code: &str) -> (uuid::Uuid, String) {
+        let token = tokens::generate(registry::TOKEN_PREFIX);
+        let id = db::register(&app.state.db, code, code, &token, "test").await.unwrap().unwrap();
+        (id, token.secret)
+    }
+
+    async fn post(app: &TestApp, token: Option<&str>, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::post(wire::PATH).header("content-encoding", "gzip");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let res = app.browser().send(req, Body::from(body)).await;
+        (res.status, serde_json::from_str(&res.body).unwrap_or(serde_json::Value::Null))
+    }
+
+    fn inventory(devices: &[i32]) -> [Batch; 2] {
+        let site = Site { id: 1, name: "Plant".into(), address: String::new(), time_zone: "UTC".into() };
+        let devices = devices
+            .iter()
+            .map(|&id| Device {
+                id,
+                site_id: 1,
+                external_id: format!("m{id}"),
+                name: format!("Meter {id}"),
+                model: "generic".into(),
+                enabled: true,
+            })
+            .collect();
+        [
+            Batch { sites: vec![site], ..Batch::new(BatchType::Sites) },
+            Batch { devices, ..Batch::new(BatchType::Devices) },
+        ]
+    }
+
+    fn readings(device: i32, n: i64) -> Batch {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap().timestamp_micros();
+        let rows = (0..n)
+            .map(|k| {
+                let mut values = vec![None; wire::columns().len()];
+                values[14] = Some(1000.0 + k as f64);
+                Row { device, time_us: t0 + k * 60_000_000, values }
+            })
+            .collect();
+        Batch {
+            measurements: Some(Measurements { columns: wire::columns(), rows }),
+            ..Batch::new(BatchType::Measurements)
+        }
+    }
+
+    async fn rows_of(app: &TestApp, customer: uuid::Uuid) -> i64 {
+        sqlx::query_scalar(r#"SELECT count(*) FROM fleet."PowerMeasurements" WHERE "CustomerId" = $1"#)
+            .bind(customer)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+    }
+
+    #[sqlx::test]
+    async fn a_token_writes_only_its_own_customer(pool: PgPool) {
+        let app = admin_app(pool).await;
+        let (a, token_a) = customer(&app, "AAA0001").await;
+        let (b, token_b) = customer(&app, "BBB0001").await;
+        // Both customers have a device 1 of their own; only B has a device 2.
+        for batch in inventory(&[1]) {
+            assert_eq!(post(&app, Some(&token_a), batch.encode().unwrap()).await.0, StatusCode::OK);
+        }
+        for batch in inventory(&[1, 2]) {
+            assert_eq!(post(&app, Some(&token_b), batch.encode().unwrap()).await.0, StatusCode::OK);
+        }
+        let (status, receipt) = post(&app, Some(&token_a), readings(1, 10).encode().unwrap()).await;
+        assert_eq!((status, receipt["accepted"].as_u64()), (StatusCode::OK, Some(10)));
+        // A's token naming B's device 2 writes nothing anywhere: there is no device 2 of A.
+        let (status, receipt) = post(&app, Some(&token_a), readings(2, 5).encode().unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((receipt["accepted"].as_u64(), receipt["rejected"].as_u64()), (Some(0), Some(5)), "{receipt}");
+        assert_eq!((rows_of(&app, a).await, rows_of(&app, b).await), (10, 0));
+        // Device 1 of B is B's own, whatever A sent for its device 1.
+        let (_, receipt) = post(&app, Some(&token_b), readings(1, 3).encode().unwrap()).await;
+        assert_eq!(receipt["accepted"].as_u64(), Some(3));
+        assert_eq!((rows_of(&app, a).await, rows_of(&app, b).await), (10, 3));
+        let mixed: i64 = sqlx::query_scalar(
+            r#"SELECT count(*) FROM fleet."PowerMeasurements" m JOIN fleet."Devices" d ON d."Id" = m."DeviceId"
+               WHERE d."CustomerId" <> m."CustomerId""#,
+        )
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        assert_eq!(mixed, 0);
+        // A token reads nothing: the registry's pages want a signed-in administrator.
+        let req = Request::get("/fleet/customers").header("authorization", format!("Bearer {token_a}"));
+        let res = app.browser().send(req, Body::empty()).await;
+        assert_ne!(res.status, StatusCode::OK);
+        assert!(!res.body.contains("BBB0001"));
+    }
+
+    #[sqlx::test]
+    async fn replays_versions_malformed_and_oversized_batches(pool: PgPool) {
+        let app = admin_app(pool).await;
+        let (a, token) = customer(&app, "AAA0001").await;
+        for batch in inventory(&[1]) {
+            post(&app, Some(&token), batch.encode().unwrap()).await;
+        }
+        let body = readings(1, 20).encode().unwrap();
+        let (_, first) = post(&app, Some(&token), body.clone()).await;
+        let (status, again) = post(&app, Some(&token), body).await;
+        assert_eq!(status, StatusCode::OK);
+        let (first, again): (Receipt, Receipt) =
+            (serde_json::from_value(first).unwrap(), serde_json::from_value(again).unwrap());
+        assert_eq!((first.accepted, first.replay), (20, false));
+        assert_eq!(again, Receipt { replay: true, ..first }, "a replay gets the stored receipt");
+        assert_eq!(rows_of(&app, a).await, 20);
+
+        let mut future = readings(1, 1);
+        future.version = 99;
+        let (status, refusal) = post(&app, Some(&token), future.encode().unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal["code"], wire::UNSUPPORTED_VERSION);
+        assert!(refusal["error"].as_str().unwrap().contains("version 99"), "{refusal}");
+
+        let mut bad = readings(1, 2);
+        bad.measurements.as_mut().unwrap().columns[0] = "warpFactor".into();
+        let (status, refusal) = post(&app, Some(&token), bad.encode().unwrap()).await;
+        assert_eq!((status, refusal["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+        assert!(refusal["error"].as_str().unwrap().contains("warpFactor"), "{refusal}");
+        let (status, _) = post(&app, Some(&token), b"\x1f\x8b not gzip".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let huge = vec![0u8; wire::MAX_BODY_BYTES + 1];
+        let (status, refusal) = post(&app, Some(&token), huge).await;
+        assert_eq!((status, refusal["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too-large")));
+        let (status, _) = post(&app, None, readings(1, 1).encode().unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = post(&app, Some("taufleet_forged"), readings(1, 1).encode().unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Every refusal of a known customer is on its Recent ingest tab; nothing more was stored.
+        let refusals: Vec<i32> = sqlx::query_scalar(
+            r#"SELECT "Status" FROM fleet."IngestEvents" WHERE "CustomerId" = $1 AND "Status" <> 200 ORDER BY "Id""#,
+        )
+        .bind(a)
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+        assert_eq!(refusals, [400, 400, 400, 413]);
+        assert_eq!(rows_of(&app, a).await, 20);
+    }
+}
+
+// ---------------------------------------------------------------- the runbook on TimescaleDB
+
+/// The fleet section's SQL, as OPERATIONS.md gives it (`<id>` is the customer's id).
+pub const RUNBOOK_RECENT: &str =
+    r#"SELECT "BatchType","RowsAccepted","ReceivedAt" FROM fleet."IngestEvents" ORDER BY "ReceivedAt" DESC LIMIT 10;"#;
+pub const RUNBOOK_CUSTOMER_EVENTS: &str =
+    r#"SELECT * FROM fleet."IngestEvents" WHERE "CustomerId" = '<id>' ORDER BY "ReceivedAt" DESC;"#;
+pub const RUNBOOK_COMPRESSION: &str = r#"SELECT * FROM hypertable_compression_stats('fleet."PowerMeasurements"');"#;
+pub const RUNBOOK_REFRESH: &str = "CALL refresh_continuous_aggregate('fleet.hourly_per_device', NULL, NULL);";
+pub const RUNBOOK_DELETE: &str = r#"DELETE FROM fleet."Customers" WHERE "Code" = 'ABC0001';"#;
+
+#[test]
+fn operations_md_gives_the_fleet_sql_that_the_timescaledb_leg_runs() {
+    let ops = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/OPERATIONS.md")).unwrap();
+    for sql in [RUNBOOK_RECENT, RUNBOOK_CUSTOMER_EVENTS, RUNBOOK_COMPRESSION, RUNBOOK_REFRESH, RUNBOOK_DELETE] {
+        assert!(ops.contains(sql), "OPERATIONS.md does not give {sql}");
+    }
+}
+
+/// Called by the TimescaleDB leg (its server has one session, so one test drives it): the
+/// Admin's bootstrapper on real TimescaleDB, then every SQL line of the runbook's fleet section.
+/// Rows are written with INSERT: the test double cannot run COPY FROM STDIN.
+pub async fn runbook_sql_on_timescaledb(url: &str) {
+    use tau_acuvim_portal::db::timescale::Outcome;
+    use tau_acuvim_portal::fleet::bootstrap::{self, FleetStorage};
+
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let outcome = Outcome::Hypertable { extension_version: "2".into() };
+    for _ in 0..2 {
+        assert_eq!(bootstrap::bootstrap(&pool, &outcome).await.unwrap(), FleetStorage::Timescale);
+    }
+    let scalar = async |sql: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(
+        scalar(
+            "SELECT count(*) FROM timescaledb_information.hypertables
+             WHERE hypertable_schema = 'fleet' AND hypertable_name = 'PowerMeasurements' AND compression_enabled"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar("SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = 'fleet'").await,
+        2,
+        "one compression and one refresh policy, however often the bootstrapper ran"
+    );
+    let customer: uuid::Uuid = sqlx::query_scalar(
+        r#"INSERT INTO fleet."Customers" ("Code", "Name", "TokenHash", "TokenPrefix", "CreatedBy")
+           VALUES ('ABC0001', 'Acme Corp', $1, 'taufleet_x', 'test') RETURNING "Id""#,
+    )
+    .bind(tokens::hash("taufleet_test").as_slice())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"INSERT INTO fleet."Sites" ("CustomerId", "SourceId", "Name", "TimeZone") VALUES ('{customer}', 1, 'Plant', 'UTC');
+           INSERT INTO fleet."Devices" ("CustomerId", "SourceId", "SiteId", "ExternalId", "Name", "Model", "Enabled")
+               SELECT '{customer}', 1, "Id", 'meter-1', 'Main', 'generic', true FROM fleet."Sites";
+           INSERT INTO fleet."PowerMeasurements" ("CustomerId", "DeviceId", "Time", "PTotal", "EnergyImportWh")
+               SELECT '{customer}', d."Id", t, 1000, 1000 * extract(epoch FROM t - '2026-01-01') / 3600
+               FROM fleet."Devices" d, generate_series(timestamptz '2026-01-01', '2026-03-01', interval '1 hour') AS t;
+           INSERT INTO fleet."IngestEvents" ("CustomerId", "BatchId", "BatchType", "RowsAccepted", "Status")
+               VALUES ('{customer}', gen_random_uuid(), 'measurements', 1417, 200);"#
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let recent = sqlx::query(RUNBOOK_RECENT).fetch_all(&pool).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    let events = RUNBOOK_CUSTOMER_EVENTS.replace("<id>", &customer.to_string());
+    assert_eq!(sqlx::query(sqlx::AssertSqlSafe(events)).fetch_all(&pool).await.unwrap().len(), 1);
+    sqlx::raw_sql(RUNBOOK_REFRESH).execute(&pool).await.unwrap();
+    assert_eq!(
+        scalar(r#"SELECT sum("Samples")::int8 FROM fleet.hourly_per_device"#).await,
+        1417,
+        "the continuous aggregate holds every hour"
+    );
+    // The compression policy compresses the chunks older than 30 days; the runbook's query shows it.
+    let job: i32 = sqlx::query_scalar(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = 'fleet' AND proc_name = 'policy_compression'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("CALL run_job($1)").bind(job).execute(&pool).await.unwrap();
+    let stats: Vec<(Option<i64>, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT total_chunks, number_compressed_chunks FROM ({}) s",
+        RUNBOOK_COMPRESSION.trim_end_matches(';')
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(stats[0].1.unwrap_or(0) > 0, "compressed chunks: {stats:?}");
+    sqlx::raw_sql(RUNBOOK_COMPRESSION).execute(&pool).await.unwrap();
+    // Restored-like: bootstrapping again over compressed chunks changes nothing.
+    assert_eq!(bootstrap::bootstrap(&pool, &outcome).await.unwrap(), FleetStorage::Timescale);
+
+    // Decommission: the runbook's DELETE cascades to everything of the customer.
+    sqlx::raw_sql(RUNBOOK_DELETE).execute(&pool).await.unwrap();
+    for table in [r#"fleet."Sites""#, r#"fleet."Devices""#, r#"fleet."PowerMeasurements""#, r#"fleet."IngestEvents""#] {
+        assert_eq!(scalar(&format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
+    }
+    sqlx::raw_sql(RUNBOOK_REFRESH).execute(&pool).await.unwrap();
+    assert_eq!(scalar("SELECT count(*) FROM fleet.hourly_per_device").await, 0);
+    pool.close().await;
+
+    // The Admin binary on it logs the bootstrapper by name.
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", url.to_string()),
+        ("Database__MaxConnections", "1".to_string()),
+        ("Application__RunMode", "Admin".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let admin = Portal::start(&[], &env, data.path());
+    admin.wait_listening().await;
+    let line = admin.wait_for_message("FleetTimescaleBootstrapper:", Duration::from_secs(5)).await;
+    assert_eq!(line["level"], "INFO", "{line}");
 }
