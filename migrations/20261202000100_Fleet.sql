@@ -67,6 +67,20 @@ ALTER TABLE fleet."PowerMeasurements" ADD PRIMARY KEY ("CustomerId", "DeviceId",
 ALTER TABLE fleet."PowerMeasurements" ADD CONSTRAINT "FK_PowerMeasurements_Devices"
     FOREIGN KEY ("CustomerId", "DeviceId") REFERENCES fleet."Devices" ("CustomerId", "Id") ON DELETE CASCADE;
 
+-- TimescaleDB does not apply the foreign key's ON DELETE CASCADE to compressed chunks (their rows
+-- live in the chunks' compressed tables), so deleting a customer deletes its measurements
+-- explicitly first, by the compression's segment key.
+CREATE FUNCTION fleet."DeleteMeasurementsOfCustomer"() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM fleet."PowerMeasurements" WHERE "CustomerId" = OLD."Id";
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER "TR_Customers_DeleteMeasurements" BEFORE DELETE ON fleet."Customers"
+    FOR EACH ROW EXECUTE FUNCTION fleet."DeleteMeasurementsOfCustomer"();
+
 -- Every batch a customer sent (or tried to): accepted ones are unique per batch id, and a replay
 -- is answered with the stored "Result"; refusals (401, 400, …) are kept for the Recent ingest tab.
 CREATE TABLE fleet."IngestEvents" (
