@@ -666,3 +666,143 @@ pub async fn runbook_sql_on_timescaledb(url: &str) {
     let line = admin.wait_for_message("FleetTimescaleBootstrapper:", Duration::from_secs(5)).await;
     assert_eq!(line["level"], "INFO", "{line}");
 }
+
+// ---------------------------------------------------------------- the push against a faulty Admin
+
+/// The real push worker against an HTTP server that answers what the test scripts: 413 (split),
+/// 429 with Retry-After (wait), 400 malformed (quarantine after three), then 200. Every retry of
+/// a batch must be byte-identical; nothing may be lost except the quarantined batch's rows,
+/// which stay listed in the outbox.
+mod faults {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use chrono::{TimeDelta, Utc};
+    use secrecy::SecretString;
+    use tau_acuvim_portal::config::FleetIngest;
+    use tau_acuvim_portal::db::migrate;
+    use tau_acuvim_portal::fleet::push::{PushStatus, Pusher};
+    use tau_acuvim_portal::fleet::wire::{self, BatchType, Receipt};
+    use tau_acuvim_portal::measurements::{self, Reading};
+    use tokio_util::sync::CancellationToken;
+
+    use crate::helpers::{TestDb, site_with_devices, wait_for};
+
+    #[derive(Default)]
+    struct Peer {
+        /// Answers for measurement batches, in order; then 200.
+        script: VecDeque<(u16, &'static str)>,
+        /// Every measurement request: (batch id, rows, body, when).
+        seen: Vec<(uuid::Uuid, usize, Bytes, Instant)>,
+    }
+
+    async fn answer(State(peer): State<Arc<Mutex<Peer>>>, body: Bytes) -> Response {
+        let batch = wire::decode(&body, true).expect("the push sends valid batches");
+        let rows = batch.rows() as u64;
+        let mut peer = peer.lock().unwrap();
+        if batch.kind == BatchType::Measurements {
+            peer.seen.push((batch.batch_id, rows as usize, body.clone(), Instant::now()));
+            if let Some((status, code)) = peer.script.pop_front() {
+                let status = StatusCode::from_u16(status).unwrap();
+                let refusal = wire::Refusal { error: format!("scripted {status}"), code: code.into() };
+                let mut res = (status, axum::Json(refusal)).into_response();
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    res.headers_mut().insert("retry-after", "2".parse().unwrap());
+                }
+                return res;
+            }
+        }
+        let receipt = Receipt {
+            batch_id: batch.batch_id,
+            accepted: rows,
+            duplicates: 0,
+            rejected: 0,
+            errors: vec![],
+            replay: false,
+        };
+        axum::Json(receipt).into_response()
+    }
+
+    #[tokio::test]
+    async fn splits_on_413_waits_on_429_and_quarantines_a_malformed_batch() {
+        let db = TestDb::create().await;
+        let pool = db.pool().await;
+        migrate::run(&pool, &migrate::MIGRATOR).await.unwrap();
+        let (_, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1"]).await;
+        // Whole microseconds, as the database stores them.
+        let t0 = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap() - TimeDelta::hours(1);
+        let readings: Vec<Reading> = (0..40).map(|k| Reading::empty(devices[0], t0 + TimeDelta::minutes(k))).collect();
+        measurements::write(&pool, &readings).await.unwrap();
+
+        let peer = Arc::new(Mutex::new(Peer {
+            script: [(413, "too-large"), (429, ""), (400, "malformed"), (400, "malformed"), (400, "malformed")].into(),
+            ..Peer::default()
+        }));
+        let app = axum::Router::new().route(wire::PATH, axum::routing::post(answer)).with_state(peer.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let settings = FleetIngest {
+            enabled: true,
+            url: Some(url.parse().unwrap()),
+            token: Some(SecretString::from("taufleet_test")),
+            interval: Duration::from_secs(5),
+            batch_size: 1000,
+        };
+        let status = PushStatus::default();
+        let shutdown = CancellationToken::new();
+        let pusher = Pusher { db: pool.clone(), settings, status: status.clone() };
+        let task = tokio::spawn(pusher.run(shutdown.clone()));
+
+        let quarantined: (uuid::Uuid, i32) = wait_for("a quarantined batch", Duration::from_secs(60), || async {
+            sqlx::query_as(
+                r#"SELECT "BatchId", "Rows" FROM monitoring."FleetOutbox" WHERE "QuarantinedAt" IS NOT NULL"#,
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        })
+        .await;
+        wait_for("the rest delivered", Duration::from_secs(60), || async {
+            let waiting: i64 =
+                sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."FleetOutbox" WHERE "QuarantinedAt" IS NULL"#)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (waiting == 0 && status.get().caught_up).then_some(())
+        })
+        .await;
+        shutdown.cancel();
+        task.await.unwrap();
+
+        let seen = std::mem::take(&mut peer.lock().unwrap().seen);
+        // 413: the 40-row batch came back as two halves with new ids.
+        assert_eq!(seen[0].1, 40);
+        let (first_half, second_half) =
+            (seen[1].0, *seen.iter().map(|s| &s.0).find(|id| **id != seen[0].0 && **id != seen[1].0).unwrap());
+        assert_ne!(first_half, seen[0].0);
+        assert_eq!(seen.iter().filter(|s| s.0 == first_half).map(|s| s.1).next(), Some(20));
+        // The 429 and the three 400s all got the same batch, byte for byte, the 429's retry only
+        // after Retry-After.
+        let retries: Vec<_> = seen.iter().filter(|s| s.0 == first_half).collect();
+        assert_eq!(retries.len(), 4, "429, then 400 three times");
+        assert!(retries.iter().all(|r| r.2 == retries[0].2), "retries are byte-identical");
+        assert!(retries[1].3 - retries[0].3 >= Duration::from_secs(2), "Retry-After honoured");
+        assert_eq!(quarantined, (first_half, 20));
+        // The other half went through, and nothing else is pending or lost.
+        assert!(seen.iter().any(|s| s.0 == second_half && s.1 == 20));
+        assert_eq!(status.get().rows_pushed, 20);
+        let position: chrono::DateTime<Utc> =
+            sqlx::query_scalar(r#"SELECT "SentUntil" FROM monitoring."FleetPositions""#)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(position, readings[39].time + TimeDelta::microseconds(1));
+    }
+}

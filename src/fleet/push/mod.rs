@@ -3,8 +3,9 @@
 //! never skipping a reading, never making the Admin store one twice (docs/FLEET-DESIGN.md).
 //!
 //! Every cycle: deliver what the outbox holds; send sites then devices when they changed; then
-//! form and deliver measurement batches, one at a time, at once one after another while there
-//! is a backlog (a catch-up), then wait `FleetIngest__IntervalSeconds`. A batch is stored before
+//! form and deliver measurement batches, at once one after another while there is a backlog (a
+//! catch-up; the next batch is formed while the one before it is in flight), then wait
+//! `FleetIngest__IntervalSeconds`. A batch is stored before
 //! its first send and re-sent byte for byte until the Admin answers: 200 (done), 413 (split in
 //! two), 400/422 (malformed: quarantined after [`MAX_REFUSALS`]), 401/403 (nothing moves; back
 //! off until the token or the customer is fixed), 429/503 (wait as `Retry-After` says), any
@@ -45,6 +46,16 @@ enum Outcome {
     Wait(Duration),
     /// The outbox changed (split, quarantined): look at it again at once.
     Again,
+}
+
+/// What delivering the outbox's oldest batch came to.
+enum Step {
+    /// The outbox was empty.
+    Empty,
+    /// Delivered, split or quarantined: the outbox moved on.
+    Done,
+    /// It must wait this long.
+    Wait(Duration),
 }
 
 /// The shared state of one run: the HTTP client and what the Admin has been sent.
@@ -134,26 +145,43 @@ impl Pusher {
         let devices: Vec<i32> =
             run.inventory.as_ref().map(|(_, d)| d.iter().map(|d| d.id).collect()).unwrap_or_default();
         let cap = self.settings.batch_size as usize;
-        let mut backlog = false;
+        let (mut more, mut backlog) = (true, false);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(Duration::ZERO);
             }
-            let Some(formed) = outbox::form_measurements(&self.db, &devices, cap, run.byte_target).await? else {
-                break;
+            // The next batch is formed while the one ahead of it is delivered (so the outbox
+            // holds two at most): a catch-up is then limited by the slower of the two, not by
+            // their sum.
+            let byte_target = run.byte_target;
+            let form = async {
+                if more {
+                    outbox::form_measurements(&self.db, &devices, cap, byte_target).await.map(Some)
+                } else {
+                    Ok(None)
+                }
             };
-            let lag = (Utc::now() - formed.oldest).num_milliseconds().max(0) as f64 / 1000.0;
-            self.status.update(|s| {
-                s.lag_seconds = lag;
-                s.caught_up = false;
-            });
-            metrics::gauge!("tau_portal_fleet_push_lag_seconds").set(lag);
-            backlog |= formed.full;
-            if let Some(wait) = self.drain(run, shutdown).await? {
-                return Ok(wait);
+            let (step, formed) = tokio::join!(self.deliver_next(run), form);
+            let (step, formed) = (step?, formed?);
+            let formed_now = matches!(formed, Some(Some(_)));
+            match formed {
+                Some(Some(f)) => {
+                    let lag = (Utc::now() - f.oldest).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.status.update(|s| {
+                        s.lag_seconds = lag;
+                        s.caught_up = false;
+                    });
+                    metrics::gauge!("tau_portal_fleet_push_lag_seconds").set(lag);
+                    backlog |= f.full;
+                    more = f.full;
+                }
+                Some(None) => more = false,
+                None => {}
             }
-            if !formed.full {
-                break;
+            match step {
+                Step::Wait(wait) => return Ok(wait),
+                Step::Empty if !more && !formed_now => break,
+                _ => {}
             }
         }
         let was_caught_up = self.status.get().caught_up;
@@ -206,57 +234,67 @@ impl Pusher {
 
     /// Delivers the outbox in order. `Some(wait)`: stopped at a batch that must wait.
     async fn drain(&self, run: &mut Run, shutdown: &CancellationToken) -> Result<Option<Duration>, sqlx::Error> {
-        while let Some(pending) = outbox::next(&self.db).await? {
+        loop {
             if shutdown.is_cancelled() {
                 return Ok(Some(Duration::ZERO));
             }
-            match self.deliver(run, &pending).await? {
-                Outcome::Delivered(receipt) => {
-                    outbox::delivered(&self.db, pending.seq).await?;
-                    run.failures = 0;
-                    let now = Utc::now();
-                    self.status.update(|s| {
-                        s.last_success = Some(now);
-                        s.last_attempt = Some(now);
-                        s.failing = None;
-                        if pending.kind == "measurements" {
-                            s.rows_pushed += receipt.accepted;
-                        }
-                    });
-                    metrics::gauge!("tau_portal_fleet_push_last_success_timestamp_seconds")
-                        .set(now.timestamp_millis() as f64 / 1000.0);
-                    metrics::counter!("tau_portal_fleet_push_rows_total", "type" => pending.kind.clone())
-                        .increment(receipt.accepted);
-                    tracing::info!(
-                        batch_id = %pending.batch_id,
-                        batch_type = %pending.kind,
-                        rows = pending.rows,
-                        accepted = receipt.accepted,
-                        duplicates = receipt.duplicates,
-                        rejected = receipt.rejected,
-                        replay = receipt.replay,
-                        attempts = pending.attempts + 1,
-                        "Fleet batch sent: {} {} rows, {} accepted, {} duplicates, {} rejected",
-                        pending.rows,
-                        pending.kind,
-                        receipt.accepted,
-                        receipt.duplicates,
-                        receipt.rejected
-                    );
-                    if receipt.rejected > 0 {
-                        tracing::warn!(
-                            batch_id = %pending.batch_id,
-                            errors = ?receipt.errors,
-                            "Fleet batch: the Admin rejected {} rows",
-                            receipt.rejected
-                        );
-                    }
-                }
-                Outcome::Wait(wait) => return Ok(Some(wait)),
-                Outcome::Again => {}
+            match self.deliver_next(run).await? {
+                Step::Empty => return Ok(None),
+                Step::Wait(wait) => return Ok(Some(wait)),
+                Step::Done => {}
             }
         }
-        Ok(None)
+    }
+
+    /// Delivers the oldest batch of the outbox, if there is one.
+    async fn deliver_next(&self, run: &mut Run) -> Result<Step, sqlx::Error> {
+        let Some(pending) = outbox::next(&self.db).await? else { return Ok(Step::Empty) };
+        match self.deliver(run, &pending).await? {
+            Outcome::Delivered(receipt) => {
+                outbox::delivered(&self.db, pending.seq).await?;
+                run.failures = 0;
+                let now = Utc::now();
+                self.status.update(|s| {
+                    s.last_success = Some(now);
+                    s.last_attempt = Some(now);
+                    s.failing = None;
+                    if pending.kind == "measurements" {
+                        s.rows_pushed += receipt.accepted;
+                    }
+                });
+                metrics::gauge!("tau_portal_fleet_push_last_success_timestamp_seconds")
+                    .set(now.timestamp_millis() as f64 / 1000.0);
+                metrics::counter!("tau_portal_fleet_push_rows_total", "type" => pending.kind.clone())
+                    .increment(receipt.accepted);
+                tracing::info!(
+                    batch_id = %pending.batch_id,
+                    batch_type = %pending.kind,
+                    rows = pending.rows,
+                    accepted = receipt.accepted,
+                    duplicates = receipt.duplicates,
+                    rejected = receipt.rejected,
+                    replay = receipt.replay,
+                    attempts = pending.attempts + 1,
+                    "Fleet batch sent: {} {} rows, {} accepted, {} duplicates, {} rejected",
+                    pending.rows,
+                    pending.kind,
+                    receipt.accepted,
+                    receipt.duplicates,
+                    receipt.rejected
+                );
+                if receipt.rejected > 0 {
+                    tracing::warn!(
+                        batch_id = %pending.batch_id,
+                        errors = ?receipt.errors,
+                        "Fleet batch: the Admin rejected {} rows",
+                        receipt.rejected
+                    );
+                }
+                Ok(Step::Done)
+            }
+            Outcome::Wait(wait) => Ok(Step::Wait(wait)),
+            Outcome::Again => Ok(Step::Done),
+        }
     }
 
     fn failing(&self, status: &str, reason: &str, wait: Duration) {
