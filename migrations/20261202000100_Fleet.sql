@@ -140,3 +140,5 @@ CREATE TABLE monitoring."FleetOutbox" (
     -- Refused as malformed too often: kept for the operator, no longer sent.
     "QuarantinedAt" timestamptz
 );
+-- The body is gzip already: no point in PostgreSQL trying to compress it again.
+ALTER TABLE monitoring."FleetOutbox" ALTER COLUMN "Body" SET STORAGE EXTERNAL;

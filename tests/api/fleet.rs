@@ -327,6 +327,17 @@ async fn a_customer_pushes_everything_exactly_once_through_outages_restarts_kill
         .unwrap();
     assert!(metrics.contains(r#"tau_portal_fleet_push_failures_total{status="401"}"#), "{metrics}");
     assert!(metrics.contains("tau_portal_fleet_push_last_success_timestamp_seconds"), "{metrics}");
+    crate::metrics::promtool_check(&metrics);
+    let admin_metrics =
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", fleet.admin.as_ref().unwrap().metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(admin_metrics.contains(r#"tau_portal_fleet_batches_received_total{status="401"}"#), "{admin_metrics}");
+    assert!(admin_metrics.contains(r#"tau_portal_readings_ingested_total{source="fleet"}"#), "{admin_metrics}");
+    crate::metrics::promtool_check(&admin_metrics);
     Fleet::stop(&mut fleet.client, Signal::SIGTERM).await;
     fleet.start_client(&new_token).await;
     fleet.assert_converged("after the token rotation").await;

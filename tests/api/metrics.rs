@@ -36,6 +36,11 @@ async fn metrics_are_served_on_their_own_listener_and_pass_promtool() {
     }
     assert!(!text.contains("secret"), "raw URIs never become labels");
 
+    promtool_check(&text);
+}
+
+/// Passes a scrape through `promtool check metrics` (skipped without promtool).
+pub fn promtool_check(text: &str) {
     let Ok(promtool) = std::env::var("TAU_TEST_PROMTOOL") else {
         eprintln!("SKIPPED: promtool check (TAU_TEST_PROMTOOL not set; scripts/test.sh sets it)");
         return;
