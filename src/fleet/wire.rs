@@ -97,15 +97,68 @@ pub struct Device {
 /// Readings as rows of one array each: `[device id, time (µs since the Unix epoch), values…]`,
 /// the values in the order of `columns` (the JSON names of the stored quantities). Arrays are
 /// several times smaller and faster to parse than one object per reading.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Measurements {
     pub columns: Vec<String>,
     pub rows: Vec<Row>,
 }
 
+impl Measurements {
+    /// The readings with the columns that have a value in at least one of them: a column no
+    /// reading of the batch has costs a `null` per row to write, send and parse.
+    pub fn from_readings(readings: &[Reading]) -> Measurements {
+        let all = columns();
+        let rows: Vec<Row> = readings.iter().map(Row::from_reading).collect();
+        let used: Vec<usize> = (0..all.len()).filter(|&i| rows.iter().any(|r| r.values[i].is_some())).collect();
+        Measurements {
+            columns: used.iter().map(|&i| all[i].clone()).collect(),
+            rows: rows.into_iter().map(|r| Row { values: used.iter().map(|&i| r.values[i]).collect(), ..r }).collect(),
+        }
+    }
+}
+
+impl Serialize for Measurements {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Reals are float4 on both sides: their shortest f32 text is exact and ~half as long.
+        let real: Vec<bool> = self.columns.iter().map(|c| REAL_QUANTITIES.iter().any(|q| q.0 == c)).collect();
+        let mut m = s.serialize_struct("Measurements", 2)?;
+        m.serialize_field("columns", &self.columns)?;
+        m.serialize_field("rows", &Rows(&self.rows, &real))?;
+        m.end()
+    }
+}
+
+/// Rows written with their columns' kinds.
+struct Rows<'a>(&'a [Row], &'a [bool]);
+struct RowOut<'a>(&'a Row, &'a [bool]);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| RowOut(r, self.1)))
+    }
+}
+
+impl Serialize for RowOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let RowOut(row, real) = self;
+        let mut seq = s.serialize_seq(Some(2 + row.values.len()))?;
+        seq.serialize_element(&row.device)?;
+        seq.serialize_element(&row.time_us)?;
+        for (v, real) in row.values.iter().zip(real.iter().chain(std::iter::repeat(&false))) {
+            match v {
+                Some(x) if *real => seq.serialize_element(&(*x as f32))?,
+                other => seq.serialize_element(other)?,
+            }
+        }
+        seq.end()
+    }
+}
+
 /// One reading on the wire. Values stay `f64` here: a real quantity is written as the
-/// shortest text of its `f32` and read back to the same `f32`.
+/// shortest text of its `f32` (see [`Measurements`]' serialisation) and read back to the same
+/// `f32`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub device: i32,
@@ -128,22 +181,6 @@ impl Row {
 
     pub fn time(&self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp_micros(self.time_us)
-    }
-}
-
-impl Serialize for Row {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(2 + self.values.len()))?;
-        seq.serialize_element(&self.device)?;
-        seq.serialize_element(&self.time_us)?;
-        for (i, v) in self.values.iter().enumerate() {
-            // Reals are float4 on both sides: their shortest f32 text is exact and ~half as long.
-            match v {
-                Some(x) if i < REAL_QUANTITIES.len() => seq.serialize_element(&(*x as f32))?,
-                other => seq.serialize_element(other)?,
-            }
-        }
-        seq.end()
     }
 }
 
@@ -274,10 +311,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn measurement_batch(rows: Vec<Row>) -> Batch {
-        Batch { measurements: Some(Measurements { columns: columns(), rows }), ..Batch::new(BatchType::Measurements) }
-    }
-
     proptest! {
         /// What a Client encodes, an Admin decodes to the same stored values, bit for bit.
         #[test]
@@ -290,20 +323,23 @@ mod tests {
             let mut r = Reading::empty(device, DateTime::from_timestamp(secs, 123_456_000).unwrap());
             r.real.copy_from_slice(&reals);
             r.counters.copy_from_slice(&counters);
-            let batch = measurement_batch(vec![Row::from_reading(&r)]);
-            let back = decode(&batch.encode().unwrap(), true).unwrap();
-            let row = &back.measurements.unwrap().rows[0];
+            let batch = Batch { measurements: Some(Measurements::from_readings(&[r.clone()])), ..Batch::new(BatchType::Measurements) };
+            let back = decode(&batch.encode().unwrap(), true).unwrap().measurements.unwrap();
+            let row = &back.rows[0];
             prop_assert_eq!(row.device, device);
             prop_assert_eq!(row.time(), Some(r.time));
-            for (i, v) in row.values.iter().enumerate() {
+            // Every column with a value is sent, and only those; values bit for bit.
+            for (i, name) in columns().iter().enumerate() {
+                let sent = back.columns.iter().position(|c| c == name).and_then(|k| row.values[k]);
                 if i < REAL_QUANTITIES.len() {
-                    let sent = r.real[i].filter(|x| x.is_finite());
-                    prop_assert_eq!(v.map(|x| (x as f32).to_bits()), sent.map(f32::to_bits));
+                    let stored = r.real[i].filter(|x| x.is_finite());
+                    prop_assert_eq!(sent.map(|x| (x as f32).to_bits()), stored.map(f32::to_bits));
                 } else {
-                    let sent = r.counters[i - REAL_QUANTITIES.len()].filter(|x| x.is_finite());
-                    prop_assert_eq!(v.map(f64::to_bits), sent.map(f64::to_bits));
+                    let stored = r.counters[i - REAL_QUANTITIES.len()].filter(|x| x.is_finite());
+                    prop_assert_eq!(sent.map(f64::to_bits), stored.map(f64::to_bits));
                 }
             }
+            prop_assert!(back.columns.len() == row.values.len());
         }
     }
 

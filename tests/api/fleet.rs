@@ -151,6 +151,7 @@ impl Fleet {
 
     /// Waits until the Admin holds exactly the Client's rows (and the Client's outbox is empty).
     async fn assert_converged(&self, what: &str) {
+        let started = std::time::Instant::now();
         let client =
             Fleet::digest(&self.client_pool, r#"monitoring."PowerMeasurements""#, r#"monitoring."Devices""#).await;
         let expected_rows: i64 = client.iter().map(|d| d.1).sum();
@@ -170,6 +171,7 @@ impl Fleet {
             "{what}: the Admin's rows never matched the Client's ({expected_rows} rows)\nclient: {client:?}\nadmin: {last:?}\nclient log:\n{}",
             self.client.as_ref().map(|c| c.raw_lines().join("\n")).unwrap_or_default()
         );
+        eprintln!("{what}: converged in {:.1} s", started.elapsed().as_secs_f64());
         // Never a duplicate: the key is (customer, device, time), and the counts matched.
         let admin_rows: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM fleet."PowerMeasurements""#)
             .fetch_one(&self.admin_pool)

@@ -116,7 +116,14 @@ impl Pusher {
         );
         self.status.update(|s| s.started = true);
         loop {
-            let wait = match self.cycle(&mut run, &shutdown).await {
+            // A cycle dropped at shutdown leaves a consistent state: forming a batch is one
+            // transaction, and a batch delivered but not yet deleted is sent again (the Admin
+            // answers the replay from its receipt).
+            let cycle = tokio::select! {
+                cycle = self.cycle(&mut run, &shutdown) => cycle,
+                () = shutdown.cancelled() => return,
+            };
+            let wait = match cycle {
                 Ok(wait) => wait,
                 Err(e) => {
                     run.failures += 1;

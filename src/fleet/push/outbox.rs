@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::fleet::wire::{self, Batch, BatchType, Measurements, Row};
+use crate::fleet::wire::{self, Batch, BatchType, Measurements};
 use crate::measurements::copy::{self, Decoder};
 use crate::measurements::{COLUMNS, Reading};
 
@@ -213,10 +213,7 @@ pub async fn form_measurements(
         let mut n = readings.len();
         loop {
             let batch = Batch {
-                measurements: Some(Measurements {
-                    columns: wire::columns(),
-                    rows: readings[..n].iter().map(Row::from_reading).collect(),
-                }),
+                measurements: Some(Measurements::from_readings(&readings[..n])),
                 ..Batch::new(BatchType::Measurements)
             };
             let body = batch.encode()?;
