@@ -1,10 +1,8 @@
-//! Application state, router assembly, and the startup and shutdown sequences (DESIGN.md
-//! section 2): resolve the database, apply migrations, run the Timescale bootstrapper, seed the
-//! default admin, then serve until SIGTERM/SIGINT and drain within a deadline.
+//! Router assembly and the startup and shutdown sequences (DESIGN.md section 2): resolve the
+//! database, apply migrations, run the Timescale bootstrapper, seed the default admin, then serve
+//! until SIGTERM/SIGINT and drain within a deadline. The state handlers share is `state.rs`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -19,100 +17,34 @@ use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::auth::keyring::{KeyRing, KeyRingError};
-use crate::auth::password::Passwords;
 use crate::auth::seed::{self, SeedError};
 use crate::auth::sessions::Sessions;
-use crate::auth::throttle::Throttle;
-use crate::branding::Branding;
 use crate::clock::Clock;
-use crate::config::{Config, Environment, RunMode};
+use crate::config::{Config, RunMode};
 use crate::db::migrate::{self, MigrationError};
+use crate::db::reader::{self, ReaderRoleError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
 use crate::fleet::bootstrap::FleetStorage;
-use crate::fleet::push::{PushStatus, Pusher};
-use crate::measurements::queries::Bucketing;
+use crate::fleet::push::Pusher;
 use crate::measurements::{rebuild, rollup};
-use crate::sites::directory::DeviceDirectory;
-use crate::web::cookies::CookieNames;
+use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
 use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
 
-/// Everything handlers share, behind one `Arc`: axum clones the state for every middleware
-/// layer and extractor of every request, and one reference count is far cheaper than a dozen
-/// (profiling the Grafana gate showed cloning and dropping the fields at ~15 % of its CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-pub struct Services {
-    pub db: PgPool,
-    pub config: Arc<Config>,
-    pub clock: Clock,
-    pub keys: KeyRing,
-    pub passwords: Passwords,
-    pub sessions: Sessions,
-    pub throttle: Arc<Throttle>,
-    pub cookies: CookieNames,
-    pub branding: Branding,
-    pub devices: DeviceDirectory,
-    /// TimescaleDB or plain PostgreSQL (what the bootstrapper found): how series are bucketed.
-    pub bucketing: Bucketing,
-    /// Admin mode: how the fleet is stored. `None` in Client mode.
-    pub fleet_storage: Option<FleetStorage>,
-    /// Client mode: the fleet push's state, for /metrics and Settings → Fleet push.
-    pub fleet_push: PushStatus,
-}
-
-impl AppState {
-    /// Loads the key ring from `<data dir>/keys` and prepares the identity services.
-    pub async fn new(db: PgPool, config: Config, clock: Clock, storage: &Outcome) -> Result<AppState, StartupError> {
-        metrics::handle();
-        let keys = KeyRing::load_or_create(&config.data_directory.join("keys"))?;
-        let passwords =
-            Passwords::new(config.auth.password_hash).await.map_err(|e| StartupError::Other(e.to_string()))?;
-        let sessions = Sessions::new(db.clone(), clock.clone(), config.auth.session_idle, config.auth.session_absolute);
-        let cookies = CookieNames::new(config.environment == Environment::Production);
-        let branding = Branding::load(db.clone(), &config.white_label, config.data_directory.join("branding"))
-            .await
-            .map_err(StartupError::Branding)?;
-        Ok(AppState(Arc::new(Services {
-            branding,
-            devices: DeviceDirectory::new(db.clone()),
-            bucketing: Bucketing::from(storage),
-            fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
-            fleet_push: PushStatus::default(),
-            db,
-            config: Arc::new(config),
-            throttle: Arc::new(Throttle::new(clock.clone())),
-            clock,
-            keys,
-            passwords,
-            sessions,
-            cookies,
-        })))
-    }
-}
-
-/// The whole HTTP surface of the run mode. Tests drive it with `oneshot`; `serve` binds it.
-/// Both modes have sign-in, users, the audit log, branding, health and the Grafana gate; a
+/// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
+///
+/// Two stacks. The probes (`/health`, `/health/ready`) and the Grafana gate (`/api/auth/check`,
+/// asked for every Grafana request) sit outside the pages' middleware: they need no CSRF check,
+/// error page or security headers, and a probe must answer whatever cookie comes with it, also
+/// while the database is away (the gate resolves its session itself). Everything else is a page
+/// or an API call with the full stack.
+///
+/// Both run modes have sign-in, users, the audit log, branding, health and the Grafana gate; a
 /// customer's portal has its sites, rates, dashboards and ingest API, the Admin its customers
 /// and the fleet ingest.
 pub fn router(state: AppState) -> Router {
-    let shared = Router::new()
-        .merge(health::router())
-        .merge(auth::routes::router())
-        .merge(auth::users::router())
-        .merge(auth::forward::router())
-        .merge(branding::router());
     let own = match state.config.run_mode {
         RunMode::Client => Router::new()
             .merge(dashboards::router())
@@ -122,18 +54,32 @@ pub fn router(state: AppState) -> Router {
             .merge(fleet::client_router()),
         RunMode::Admin => fleet::admin_router(),
     };
-    shared
+    let pages = Router::new()
+        .merge(auth::routes::router())
+        .merge(auth::users::router())
+        .merge(branding::router())
         .merge(own)
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: a panic becomes an error response the outer layers still dress;
         // CSRF needs the session; error pages need the session the resolver leaves on the
         // response; every response gets the security headers.
-        .layer(CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response()))
+        .layer(catch_panic())
         .layer(from_fn_with_state(state.clone(), csrf::guard))
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
-        .layer(from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers));
+    // The gate's 302 and 401 reach the browser through the proxy: they keep the security headers;
+    // its errors are JSON with the request id like any /api answer.
+    let probes = Router::new()
+        .merge(health::router())
+        .merge(auth::forward::router())
+        .layer(catch_panic())
+        .layer(from_fn_with_state(state.clone(), errors::render_errors))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers));
+    Router::new()
+        .merge(probes)
+        .merge(pages)
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         // Outermost last: the request id exists before the trace span reads it, and is echoed
@@ -141,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::http_trace_layer())
         .layer(SetRequestIdLayer::x_request_id(telemetry::SequentialRequestId::default()))
+}
+
+fn catch_panic() -> CatchPanicLayer<impl Fn(Box<dyn std::any::Any + Send>) -> axum::response::Response + Clone> {
+    CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,13 +102,13 @@ pub enum StartupError {
     #[error("TimescaleDB bootstrap failed: {0}")]
     Timescale(sqlx::Error),
     #[error(transparent)]
+    ReaderRole(#[from] ReaderRoleError),
+    #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
-    KeyRing(#[from] KeyRingError),
+    State(#[from] StateError),
     #[error("{0}")]
     Other(String),
-    #[error("could not load the branding: {0}")]
-    Branding(sqlx::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
@@ -172,7 +122,7 @@ impl StartupError {
     }
 }
 
-/// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
+/// Connect, migrate, bootstrap, Grafana's read-only role: what both `serve` and `migrate` need.
 async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<(PgPool, Outcome), StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
@@ -182,6 +132,10 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
     let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
     if config.run_mode == RunMode::Admin {
         fleet::bootstrap::bootstrap(&pool, &outcome).await.map_err(StartupError::Timescale)?;
+    }
+    if let Some(reader) = &config.grafana_reader {
+        use secrecy::ExposeSecret;
+        reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
     }
     Ok((pool, outcome))
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Readiness answers within this even when the database hangs, so orchestrators get a verdict
 /// rather than their own timeout.

@@ -1,6 +1,7 @@
 pub mod app;
 pub mod auth;
 pub mod branding;
+pub mod change;
 pub mod clock;
 pub mod config;
 pub mod dashboards;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod modbus;
 pub mod provision;
 pub mod sites;
+pub mod state;
 pub mod tariffs;
 pub mod telemetry;
 pub mod web;

@@ -1,8 +1,10 @@
-//! SQL of the identity tables (`identity."Users"`, `identity."AuditLog"`); the only module that
-//! writes them.
+//! SQL of `identity."Users"`; the only module that writes it. Writes that change what a cached
+//! session says about its user (role, status, deletion) take the [`Change`] and note it.
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
+
+use crate::change::{Cache, Change};
 
 pub async fn user_id_by_email(db: impl PgExecutor<'_>, email: &str) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(r#"SELECT "Id" FROM identity."Users" WHERE lower("Email") = lower($1)"#)
@@ -32,31 +34,6 @@ pub async fn insert_user_if_absent(db: impl PgExecutor<'_>, user: &NewUser<'_>) 
     .bind(user.is_admin)
     .fetch_optional(db)
     .await
-}
-
-pub struct AuditEntry<'a> {
-    pub actor_user_id: Option<Uuid>,
-    pub actor_email: &'a str,
-    pub action: &'a str,
-    pub target: Option<&'a str>,
-    pub detail: serde_json::Value,
-    pub ip_address: Option<&'a str>,
-}
-
-pub async fn audit(db: impl PgExecutor<'_>, entry: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"INSERT INTO identity."AuditLog" ("ActorUserId", "ActorEmail", "Action", "Target", "Detail", "IpAddress")
-           VALUES ($1, $2, $3, $4, $5, $6)"#,
-    )
-    .bind(entry.actor_user_id)
-    .bind(entry.actor_email)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(&entry.detail)
-    .bind(entry.ip_address)
-    .execute(db)
-    .await?;
-    Ok(())
 }
 
 /// What sign-in needs of an account.
@@ -162,56 +139,21 @@ pub async fn active_admins_for_update(db: impl PgExecutor<'_>) -> Result<Vec<Uui
     .await
 }
 
-pub async fn set_flags(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    is_admin: bool,
-    is_disabled: bool,
-) -> Result<(), sqlx::Error> {
+/// Sets the role and status; the user's cached sessions still carry the old ones.
+pub async fn set_flags(change: &mut Change, id: Uuid, is_admin: bool, is_disabled: bool) -> Result<(), sqlx::Error> {
     sqlx::query(r#"UPDATE identity."Users" SET "IsAdmin" = $2, "IsDisabled" = $3 WHERE "Id" = $1"#)
         .bind(id)
         .bind(is_admin)
         .bind(is_disabled)
-        .execute(db)
+        .execute(change.db())
         .await?;
+    change.stale(Cache::SessionsOf(id));
     Ok(())
 }
 
-pub async fn delete_user(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(r#"DELETE FROM identity."Users" WHERE "Id" = $1"#).bind(id).execute(db).await?;
+/// Deletes the user; the foreign key takes the sessions with it, the cache must forget them too.
+pub async fn delete_user(change: &mut Change, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(r#"DELETE FROM identity."Users" WHERE "Id" = $1"#).bind(id).execute(change.db()).await?;
+    change.stale(Cache::SessionsOf(id));
     Ok(())
-}
-
-#[derive(Debug, sqlx::FromRow)]
-pub struct AuditRow {
-    #[sqlx(rename = "Id")]
-    pub id: i64,
-    #[sqlx(rename = "At")]
-    pub at: chrono::DateTime<chrono::Utc>,
-    #[sqlx(rename = "ActorEmail")]
-    pub actor_email: String,
-    #[sqlx(rename = "Action")]
-    pub action: String,
-    #[sqlx(rename = "Target")]
-    pub target: Option<String>,
-    #[sqlx(rename = "Detail")]
-    pub detail: serde_json::Value,
-    #[sqlx(rename = "IpAddress")]
-    pub ip_address: Option<String>,
-}
-
-/// Newest first, `limit` entries older than `before` (an id) when given.
-pub async fn audit_page(
-    db: impl PgExecutor<'_>,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<AuditRow>, sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT "Id", "At", "ActorEmail", "Action", "Target", "Detail", "IpAddress" FROM identity."AuditLog"
-           WHERE $1::bigint IS NULL OR "Id" < $1 ORDER BY "Id" DESC LIMIT $2"#,
-    )
-    .bind(before)
-    .bind(limit)
-    .fetch_all(db)
-    .await
 }

@@ -1,7 +1,9 @@
 //! Identity: passwords, sessions, login throttling, the users UI, the audit log, and the
 //! forwardAuth gate for Grafana.
 
+pub mod audit;
 pub mod db;
+pub mod device;
 pub mod forward;
 pub mod keyring;
 pub mod password;

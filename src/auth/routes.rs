@@ -1,7 +1,5 @@
 //! Sign in, sign out, change own password.
 
-use std::net::IpAddr;
-
 use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -15,11 +13,15 @@ use rand::RngCore;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::db::{self, AuditEntry};
+use super::db;
+use super::device;
 use super::password::{Verification, check_policy};
-use super::sessions::{Origin, SessionUser};
-use crate::app::AppState;
+use super::sessions::Origin;
+use super::throttle::Attempt;
+use crate::auth::audit::Actor;
+use crate::change::Change;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::session::{CurrentSession, CurrentUser};
@@ -44,28 +46,6 @@ pub fn safe_next(next: &str) -> &str {
 
 pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
-}
-
-/// Writes one audit entry for an action by `actor` (or an anonymous attempt).
-pub(crate) async fn audit(
-    state: &AppState,
-    actor: Option<&SessionUser>,
-    actor_email: &str,
-    action: &str,
-    target: Option<&str>,
-    detail: serde_json::Value,
-    ip: Option<IpAddr>,
-) -> AppResult<()> {
-    let ip = ip.map(|ip| ip.to_string());
-    let entry = AuditEntry {
-        actor_user_id: actor.map(|a| a.user_id),
-        actor_email,
-        action,
-        target,
-        detail,
-        ip_address: ip.as_deref(),
-    };
-    Ok(db::audit(&state.db, &entry).await?)
 }
 
 #[derive(Template)]
@@ -137,38 +117,57 @@ async fn login(
         Ok((status, html).into_response())
     };
 
-    if let Some(wait) = state.throttle.check(&email, &address) {
+    // A browser that signed in to this account before is throttled on its own (auth::device).
+    let device_cookie = jar.get(state.cookies.device).map(|c| c.value().to_string());
+    let who = match device_cookie.as_deref().and_then(|v| device::trusted_for(&state.keys, v, &email)) {
+        Some(device) => Attempt::Trusted { device },
+        None => Attempt::Untrusted { address: &address },
+    };
+    if let Some(wait) = state.throttle.check(&email, who) {
         let secs = wait.as_secs().max(1);
         let msg = format!("Too many failed sign-in attempts. Wait {secs} seconds, then try again.");
         return refuse(page, StatusCode::TOO_MANY_REQUESTS, msg);
     }
     let password = SecretString::from(form.password);
-    let account = if email.is_empty() { None } else { db::user_for_login(&state.db, &email).await? };
+    // No account's email holds a control character (a NUL would not even reach the database):
+    // such an email is an unknown account, a failed attempt like any other.
+    let plausible = !email.is_empty() && !email.chars().any(char::is_control);
+    let account = if plausible { db::user_for_login(&state.db, &email).await? } else { None };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verdict = state.passwords.verify(password.clone(), stored).await.map_err(AppError::internal)?;
-    let account = match (account, verdict) {
-        (Some(a), Verification::Valid { rehash }) if !a.is_disabled => {
-            if rehash {
-                let hash = state.passwords.hash(password).await.map_err(AppError::internal)?;
-                db::replace_hash(&state.db, a.id, &hash).await?;
-            }
-            a
-        }
-        _ => {
-            state.throttle.failed(&email, &address);
-            let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
-            audit(&state, None, &email, "login.failed", Some(&email), detail, ip).await?;
-            return refuse(page, StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string());
-        }
+    let Some((account, rehash)) = account.and_then(|a| match verdict {
+        Verification::Valid { rehash } if !a.is_disabled => Some((a, rehash)),
+        _ => None,
+    }) else {
+        state.throttle.failed(&email, who);
+        let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
+        // Control characters shown escaped in the audit log (and NUL, which text cannot hold).
+        let shown: String = email
+            .chars()
+            .map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() })
+            .collect();
+        let change = Change::begin(&state.db, Actor::anonymous(&shown, ip)).await?;
+        state.commit(change, "login.failed", Some(&shown), detail).await?;
+        return refuse(page, StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string());
     };
 
-    state.throttle.succeeded(&email);
-    db::record_login(&state.db, account.id).await?;
+    // Hashed before the transaction opens: argon2 takes a while and needs no database.
+    let rehashed = if rehash { Some(state.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
+    state.throttle.succeeded(&email, who);
+    let mut change = Change::begin(&state.db, Actor::anonymous(&account.email, ip)).await?;
+    if let Some(hash) = &rehashed {
+        db::replace_hash(change.db(), account.id, hash).await?;
+    }
+    db::record_login(change.db(), account.id).await?;
     let origin = Origin { ip: Some(&address), user_agent: user_agent(&headers) };
-    let token = state.sessions.create(account.id, &origin).await?;
-    audit(&state, None, &account.email, "login", Some(&account.email), serde_json::json!({}), ip).await?;
-    let jar =
-        jar.add(state.cookies.build(state.cookies.session, token)).remove(state.cookies.removal(state.cookies.login));
+    let token = state.sessions.create(change.db(), account.id, &origin).await?;
+    state.commit(change, "login", Some(&account.email), serde_json::json!({})).await?;
+    let device =
+        state.cookies.persistent(state.cookies.device, device::issue(&state.keys, &account.email), device::MAX_AGE);
+    let jar = jar
+        .add(state.cookies.build(state.cookies.session, token))
+        .add(device)
+        .remove(state.cookies.removal(state.cookies.login));
     Ok((jar, Redirect::to(&next)).into_response())
 }
 
@@ -178,11 +177,14 @@ async fn logout(
     ClientAddr(ip): ClientAddr,
     axum::Extension(session): axum::Extension<CurrentSession>,
 ) -> AppResult<Response> {
-    if let Some(token) = &session.token {
-        state.sessions.revoke(token).await?;
-    }
-    if let Some(user) = &session.user {
-        audit(&state, Some(user), &user.email, "logout", Some(&user.email), serde_json::json!({}), ip).await?;
+    match (&session.token, &session.user) {
+        (Some(token), Some(user)) => {
+            let mut change = Change::begin(&state.db, user.actor(ip)).await?;
+            state.sessions.end(&mut change, token).await?;
+            state.commit(change, "logout", Some(&user.email), serde_json::json!({})).await?;
+        }
+        (Some(token), None) => state.sessions.revoke(token).await?,
+        (None, _) => {}
     }
     let jar = jar.remove(state.cookies.removal(state.cookies.session));
     Ok((jar, Redirect::to("/login?notice=signed-out")).into_response())
@@ -241,14 +243,13 @@ async fn change_password(
     }
 
     let hash = state.passwords.hash(SecretString::from(form.new)).await.map_err(AppError::internal)?;
-    db::set_password(&state.db, user.user_id, &hash).await?;
-    state.sessions.revoke_user(user.user_id).await?;
+    let mut change = Change::begin(&state.db, user.actor(ip)).await?;
+    db::set_password(change.db(), user.user_id, &hash).await?;
+    state.sessions.end_all(&mut change, user.user_id).await?;
     let address = ip.map(|ip| ip.to_string());
-    let token = state
-        .sessions
-        .create(user.user_id, &Origin { ip: address.as_deref(), user_agent: user_agent(&headers) })
-        .await?;
-    audit(&state, Some(&user), &user.email, "password.changed", Some(&user.email), serde_json::json!({}), ip).await?;
+    let origin = Origin { ip: address.as_deref(), user_agent: user_agent(&headers) };
+    let token = state.sessions.create(change.db(), user.user_id, &origin).await?;
+    state.commit(change, "password.changed", Some(&user.email), serde_json::json!({})).await?;
     let jar = jar.add(state.cookies.build(state.cookies.session, token));
     Ok((jar, Redirect::to("/?notice=password-changed")).into_response())
 }

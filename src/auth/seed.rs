@@ -9,7 +9,8 @@ use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use super::db::{self, AuditEntry, NewUser};
+use super::audit::{self, Actor};
+use super::db::{self, NewUser};
 use super::password::{PasswordError, Passwords};
 use crate::config::Config;
 
@@ -51,15 +52,7 @@ pub async fn seed_default_admin(pool: &PgPool, config: &Config, passwords: &Pass
     let Some(id) = db::insert_user_if_absent(&mut *tx, &user).await? else {
         return Ok(Seeded::AlreadyPresent);
     };
-    let entry = AuditEntry {
-        actor_user_id: None,
-        actor_email: "system",
-        action: "user.seeded",
-        target: Some(email),
-        detail: serde_json::json!({ "isAdmin": true }),
-        ip_address: None,
-    };
-    db::audit(&mut *tx, &entry).await?;
+    audit::write(&mut tx, &Actor::system(), "user.seeded", Some(email), serde_json::json!({ "isAdmin": true })).await?;
     tx.commit().await?;
     match generated_at {
         Some(path) => tracing::info!(

@@ -16,9 +16,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::auth::audit::Actor;
+use crate::change::{Cache, Change};
 use crate::clock::Clock;
 
 /// How long a validated session is trusted from memory before the database is asked again
@@ -36,6 +38,13 @@ pub struct SessionUser {
     pub email: String,
     pub display_name: String,
     pub is_admin: bool,
+}
+
+impl SessionUser {
+    /// The user as the author of a change, from `ip`.
+    pub fn actor(&self, ip: Option<std::net::IpAddr>) -> Actor {
+        Actor::user(self.user_id, &self.email, ip)
+    }
 }
 
 struct Cached {
@@ -91,8 +100,14 @@ impl Sessions {
         self.inner.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Opens a new session (a new token on every login: no fixation) and returns its token.
-    pub async fn create(&self, user_id: Uuid, origin: &Origin<'_>) -> Result<String, sqlx::Error> {
+    /// Opens a new session (a new token on every login: no fixation) in the transaction of the
+    /// sign-in or password change, and returns its token.
+    pub async fn create(
+        &self,
+        tx: &mut PgConnection,
+        user_id: Uuid,
+        origin: &Origin<'_>,
+    ) -> Result<String, sqlx::Error> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
@@ -107,7 +122,7 @@ impl Sessions {
         .bind(now + self.inner.absolute)
         .bind(origin.ip)
         .bind(origin.user_agent.map(|ua| ua.chars().take(300).collect::<String>()))
-        .execute(&self.inner.db)
+        .execute(tx)
         .await?;
         Ok(token)
     }
@@ -138,7 +153,7 @@ impl Sessions {
             }
             Some(Touch::Expired) => {
                 self.cache().remove(&hash);
-                self.delete_by_hash(&hash).await?;
+                delete_by_hash(&self.inner.db, &hash).await?;
                 return Ok(None);
             }
             None => {}
@@ -165,7 +180,7 @@ impl Sessions {
         };
         match self.touch(&mut entry, now) {
             Touch::Expired => {
-                self.delete_by_hash(&hash).await?;
+                delete_by_hash(&self.inner.db, &hash).await?;
                 Ok(None)
             }
             Touch::Alive { user, store_last_seen } => {
@@ -207,31 +222,36 @@ impl Sessions {
         Ok(())
     }
 
-    async fn delete_by_hash(&self, hash: &[u8; 32]) -> Result<(), sqlx::Error> {
-        sqlx::query(r#"DELETE FROM identity."Sessions" WHERE "TokenHash" = $1"#)
-            .bind(hash.as_slice())
-            .execute(&self.inner.db)
-            .await?;
-        Ok(())
-    }
-
-    /// Ends one session (logout).
+    /// Ends one session (logout of a session that no longer has a user: nothing to audit).
     pub async fn revoke(&self, token: &str) -> Result<(), sqlx::Error> {
         let hash = token_hash(token);
         self.cache().remove(&hash);
-        self.delete_by_hash(&hash).await
+        delete_by_hash(&self.inner.db, &hash).await
     }
 
-    /// Ends every session of a user (password change, disable, delete) and forgets them from
-    /// the cache, so the Grafana gate refuses them from the next request on.
-    pub async fn revoke_user(&self, user_id: Uuid) -> Result<u64, sqlx::Error> {
+    /// Ends one session (logout) as part of `change`.
+    pub async fn end(&self, change: &mut Change, token: &str) -> Result<(), sqlx::Error> {
+        let hash = token_hash(token);
+        delete_by_hash(change.db(), &hash).await?;
+        change.stale(Cache::Session(hash));
+        Ok(())
+    }
+
+    /// Ends every session of a user (password change, disable, reset) as part of `change`; once
+    /// it commits the Grafana gate refuses them from the next request on.
+    pub async fn end_all(&self, change: &mut Change, user_id: Uuid) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query(r#"DELETE FROM identity."Sessions" WHERE "UserId" = $1"#)
             .bind(user_id)
-            .execute(&self.inner.db)
+            .execute(change.db())
             .await?
             .rows_affected();
-        self.forget_user(user_id);
+        change.stale(Cache::SessionsOf(user_id));
         Ok(deleted)
+    }
+
+    /// Drops one cached session (after the change that ended it committed).
+    pub fn forget(&self, hash: &[u8; 32]) {
+        self.cache().remove(hash);
     }
 
     /// Drops a user's cached sessions so the next check reloads them (e.g. after a role change).
@@ -259,4 +279,9 @@ type SessionRow = (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>, String, String, boo
 enum Touch {
     Alive { user: SessionUser, store_last_seen: bool },
     Expired,
+}
+
+async fn delete_by_hash(db: impl PgExecutor<'_>, hash: &[u8; 32]) -> Result<(), sqlx::Error> {
+    sqlx::query(r#"DELETE FROM identity."Sessions" WHERE "TokenHash" = $1"#).bind(hash.as_slice()).execute(db).await?;
+    Ok(())
 }

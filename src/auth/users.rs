@@ -14,13 +14,14 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit;
 use super::db::{self, UserRow};
 use super::password::check_policy;
-use super::routes::audit;
 use super::sessions::SessionUser;
-use crate::app::AppState;
+use crate::change::Change;
 use crate::config::parse_email;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -154,50 +155,58 @@ async fn create(
     let display = if display_name.is_empty() { email.clone() } else { display_name };
     let is_admin = form.is_admin.is_some();
     let new = db::NewUser { email: &email, display_name: &display, password_hash: &hash, is_admin };
-    let Some(_) = db::insert_user_if_absent(&state.db, &new).await? else {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let Some(_) = db::insert_user_if_absent(change.db(), &new).await? else {
         // Created by someone else between the check and the insert.
         let errors =
             CreateErrors { email: Some("An account with this email already exists.".into()), ..Default::default() };
         let html = users_page(&state, page, CreateForm { password: String::new(), ..form }, errors, None).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
     };
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "user.created",
-        Some(&email),
-        serde_json::json!({ "isAdmin": is_admin }),
-        ip,
-    )
-    .await?;
+    state.commit(change, "user.created", Some(&email), serde_json::json!({ "isAdmin": is_admin })).await?;
     if generated {
-        return Ok(render(&shown_once(page, "User created", email, password))?.into_response());
+        return shown_once(page, "User created", email, password).response();
     }
     Ok(Redirect::to("/settings/users?notice=user-updated").into_response())
 }
 
 /// A change to a user's role or status, checked against the rules inside one transaction.
-enum Change {
+enum UserChange {
     ToggleAdmin,
     ToggleDisabled,
     Delete,
 }
 
-async fn apply(state: &AppState, admin: &SessionUser, id: Uuid, change: Change) -> AppResult<Result<UserRow, String>> {
-    let mut tx = state.db.begin().await?;
-    let admins = db::active_admins_for_update(&mut *tx).await?;
-    let Some(user) = db::user_for_update(&mut *tx, id).await? else { return Err(AppError::NotFound) };
-    let (is_admin, is_disabled) = match change {
-        Change::ToggleAdmin => (!user.is_admin, user.is_disabled),
-        Change::ToggleDisabled => (user.is_admin, !user.is_disabled),
-        Change::Delete => (false, true),
+impl UserChange {
+    fn action(&self) -> &'static str {
+        match self {
+            UserChange::ToggleAdmin => "user.role-changed",
+            UserChange::ToggleDisabled => "user.status-changed",
+            UserChange::Delete => "user.deleted",
+        }
+    }
+}
+
+/// Applies `what` in `change`, or says why the rules refuse it.
+async fn apply(
+    state: &AppState,
+    change: &mut Change,
+    admin: &SessionUser,
+    id: Uuid,
+    what: &UserChange,
+) -> AppResult<Result<UserRow, String>> {
+    let admins = db::active_admins_for_update(change.db()).await?;
+    let Some(user) = db::user_for_update(change.db(), id).await? else { return Err(AppError::NotFound) };
+    let (is_admin, is_disabled) = match what {
+        UserChange::ToggleAdmin => (!user.is_admin, user.is_disabled),
+        UserChange::ToggleDisabled => (user.is_admin, !user.is_disabled),
+        UserChange::Delete => (false, true),
     };
     let self_action = user.id == admin.user_id;
-    if self_action && matches!(change, Change::Delete) {
+    if self_action && matches!(what, UserChange::Delete) {
         return Ok(Err("You cannot delete your own account; ask another administrator.".into()));
     }
-    if self_action && matches!(change, Change::ToggleDisabled) && !user.is_disabled {
+    if self_action && matches!(what, UserChange::ToggleDisabled) && !user.is_disabled {
         return Ok(Err("You cannot disable your own account; ask another administrator.".into()));
     }
     let still_active_admin = is_admin && !is_disabled;
@@ -208,11 +217,16 @@ async fn apply(state: &AppState, admin: &SessionUser, id: Uuid, change: Change) 
             user.email
         )));
     }
-    match change {
-        Change::Delete => db::delete_user(&mut *tx, id).await?,
-        _ => db::set_flags(&mut *tx, id, is_admin, is_disabled).await?,
+    match what {
+        UserChange::Delete => db::delete_user(change, id).await?,
+        _ => {
+            db::set_flags(change, id, is_admin, is_disabled).await?;
+            if is_disabled {
+                // A disabled user is signed out everywhere at once.
+                state.sessions.end_all(change, id).await?;
+            }
+        }
     }
-    tx.commit().await?;
     Ok(Ok(UserRow { is_admin, is_disabled, ..user }))
 }
 
@@ -222,34 +236,22 @@ async fn change_user(
     ip: Option<IpAddr>,
     page: Page,
     id: Uuid,
-    change: Change,
+    what: UserChange,
 ) -> AppResult<Response> {
-    let action = match change {
-        Change::ToggleAdmin => "user.role-changed",
-        Change::ToggleDisabled => "user.status-changed",
-        Change::Delete => "user.deleted",
-    };
-    let deleted = matches!(change, Change::Delete);
-    match apply(&state, &admin, id, change).await? {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let user = match apply(&state, &mut change, &admin, id, &what).await? {
+        Ok(user) => user,
         Err(refusal) => {
+            drop(change);
             let html = users_page(&state, page, CreateForm::default(), CreateErrors::default(), Some(refusal)).await?;
-            Ok((StatusCode::CONFLICT, html).into_response())
+            return Ok((StatusCode::CONFLICT, html).into_response());
         }
-        Ok(user) => {
-            if deleted || user.is_disabled {
-                // The database cascade removed or the rule revokes the sessions; the cache must
-                // forget them too, so the Grafana gate refuses them at once.
-                state.sessions.revoke_user(user.id).await?;
-            } else {
-                state.sessions.forget_user(user.id);
-            }
-            let detail =
-                serde_json::json!({ "isAdmin": user.is_admin, "isDisabled": user.is_disabled, "deleted": deleted });
-            audit(&state, Some(&admin), &admin.email, action, Some(&user.email), detail, ip).await?;
-            let notice = if deleted { "user-deleted" } else { "user-updated" };
-            Ok(Redirect::to(&format!("/settings/users?notice={notice}")).into_response())
-        }
-    }
+    };
+    let deleted = matches!(what, UserChange::Delete);
+    let detail = serde_json::json!({ "isAdmin": user.is_admin, "isDisabled": user.is_disabled, "deleted": deleted });
+    state.commit(change, what.action(), Some(&user.email), detail).await?;
+    let notice = if deleted { "user-deleted" } else { "user-updated" };
+    Ok(Redirect::to(&format!("/settings/users?notice={notice}")).into_response())
 }
 
 /// `POST /settings/users/{id}/{action}`: one of the row buttons of the users table.
@@ -260,14 +262,14 @@ async fn user_action(
     page: Page,
     Path((id, action)): Path<(Uuid, String)>,
 ) -> AppResult<Response> {
-    let change = match action.as_str() {
-        "admin" => Change::ToggleAdmin,
-        "disabled" => Change::ToggleDisabled,
-        "delete" => Change::Delete,
+    let what = match action.as_str() {
+        "admin" => UserChange::ToggleAdmin,
+        "disabled" => UserChange::ToggleDisabled,
+        "delete" => UserChange::Delete,
         "reset-password" => return reset_password(state, admin, ip, page, id).await,
         _ => return Err(AppError::NotFound),
     };
-    change_user(state, admin, ip, page, id, change).await
+    change_user(state, admin, ip, page, id, what).await
 }
 
 /// Sets a generated password, shown once, and signs the user out everywhere.
@@ -281,13 +283,13 @@ async fn reset_password(
     let user = db::user_by_id(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let password = generate_password();
     let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
-    if !db::set_password(&state.db, id, &hash).await? {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    if !db::set_password(change.db(), id, &hash).await? {
         return Err(AppError::NotFound);
     }
-    state.sessions.revoke_user(id).await?;
-    audit(&state, Some(&admin), &admin.email, "user.password-reset", Some(&user.email), serde_json::json!({}), ip)
-        .await?;
-    Ok(render(&shown_once(page, "Password reset", user.email, password))?.into_response())
+    state.sessions.end_all(&mut change, id).await?;
+    state.commit(change, "user.password-reset", Some(&user.email), serde_json::json!({})).await?;
+    shown_once(page, "Password reset", user.email, password).response()
 }
 
 pub struct AuditView {
@@ -320,7 +322,7 @@ async fn audit_log(
     page: Page,
     Query(q): Query<AuditQuery>,
 ) -> AppResult<Html<String>> {
-    let rows = db::audit_page(&state.db, q.before, AUDIT_PAGE_SIZE).await?;
+    let rows = audit::page(&state.db, q.before, AUDIT_PAGE_SIZE).await?;
     let older = (rows.len() as i64 == AUDIT_PAGE_SIZE).then(|| rows.last().map(|r| r.id)).flatten();
     let entries = rows
         .into_iter()

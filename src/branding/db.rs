@@ -1,8 +1,10 @@
-//! SQL of `portal."Branding"` (one row).
+//! SQL of `portal."Branding"` (one row). Its writes take the [`Change`] and note the branding
+//! held in memory as stale, so every page is drawn with the new one once they commit.
 
 use sqlx::PgExecutor;
 
 use super::Brand;
+use crate::change::{Cache, Change};
 use crate::config::Color;
 
 #[derive(sqlx::FromRow)]
@@ -57,7 +59,8 @@ pub async fn insert_if_absent(db: impl PgExecutor<'_>, b: &Brand) -> Result<bool
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn update_texts_and_colors(db: impl PgExecutor<'_>, b: &Brand) -> Result<(), sqlx::Error> {
+pub async fn update_texts_and_colors(change: &mut Change, b: &Brand) -> Result<(), sqlx::Error> {
+    change.stale(Cache::Branding);
     sqlx::query(
         r#"UPDATE portal."Branding" SET "ApplicationName" = $1, "PrimaryColor" = $2, "SecondaryColor" = $3,
                "AccentColor" = $4, "FooterText" = $5, "UpdatedAt" = now()"#,
@@ -67,19 +70,20 @@ pub async fn update_texts_and_colors(db: impl PgExecutor<'_>, b: &Brand) -> Resu
     .bind(b.secondary_color.as_str())
     .bind(b.accent_color.as_str())
     .bind(&b.footer_text)
-    .execute(db)
+    .execute(change.db())
     .await?;
     Ok(())
 }
 
 /// Sets (or clears) the logo; returns the previous file name.
-pub async fn set_logo(db: impl PgExecutor<'_>, file: Option<&str>) -> Result<Option<String>, sqlx::Error> {
+pub async fn set_logo(change: &mut Change, file: Option<&str>) -> Result<Option<String>, sqlx::Error> {
+    change.stale(Cache::Branding);
     sqlx::query_scalar(
         r#"UPDATE portal."Branding" b SET "LogoFile" = $1, "UpdatedAt" = now()
            FROM (SELECT "LogoFile" AS old FROM portal."Branding" FOR UPDATE) o
            RETURNING o.old"#,
     )
     .bind(file)
-    .fetch_one(db)
+    .fetch_one(change.db())
     .await
 }

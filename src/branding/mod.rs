@@ -97,7 +97,7 @@ impl Branding {
         &self.folder
     }
 
-    async fn reload(&self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn reload(&self) -> Result<(), sqlx::Error> {
         if let Some(brand) = db::load(&self.db).await? {
             let theme = Arc::new(Theme::new(brand, &self.folder));
             *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = theme;

@@ -10,10 +10,10 @@ use serde::Deserialize;
 
 use super::logo::{self, LogoError};
 use super::{Brand, contrast, db};
-use crate::app::AppState;
-use crate::auth::routes::audit;
+use crate::change::Change;
 use crate::config::Color;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -136,13 +136,13 @@ async fn save(
     let current = state.branding.theme().brand.clone();
     let brand =
         Brand { application_name: name, primary_color, secondary_color, accent_color, footer_text: footer, ..current };
-    db::update_texts_and_colors(&state.db, &brand).await?;
-    state.branding.reload().await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    db::update_texts_and_colors(&mut change, &brand).await?;
     let detail = serde_json::json!({
         "applicationName": brand.application_name,
         "colors": [brand.primary_color.as_str(), brand.secondary_color.as_str(), brand.accent_color.as_str()],
     });
-    audit(&state, Some(&admin), &admin.email, "branding.updated", None, detail, ip).await?;
+    state.commit(change, "branding.updated", None, detail).await?;
     Ok(Redirect::to("/settings/branding?notice=branding-saved").into_response())
 }
 
@@ -197,19 +197,10 @@ async fn upload_logo(
         );
         return refuse(&state, page, message);
     }
-    let previous = db::set_logo(&state.db, Some(&logo.file_name)).await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let previous = db::set_logo(&mut change, Some(&logo.file_name)).await?;
+    state.commit(change, "branding.logo-uploaded", Some(&logo.file_name), serde_json::json!({})).await?;
     remove_old(&state, previous.as_deref(), Some(&logo.file_name)).await;
-    state.branding.reload().await?;
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "branding.logo-uploaded",
-        Some(&logo.file_name),
-        serde_json::json!({}),
-        ip,
-    )
-    .await?;
     Ok(Redirect::to("/settings/branding?notice=logo-saved").into_response())
 }
 
@@ -218,11 +209,10 @@ async fn delete_logo(
     RequireAdmin(admin): RequireAdmin,
     ClientAddr(ip): ClientAddr,
 ) -> AppResult<Response> {
-    let previous = db::set_logo(&state.db, None).await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let previous = db::set_logo(&mut change, None).await?;
+    state.commit(change, "branding.logo-removed", previous.as_deref(), serde_json::json!({})).await?;
     remove_old(&state, previous.as_deref(), None).await;
-    state.branding.reload().await?;
-    audit(&state, Some(&admin), &admin.email, "branding.logo-removed", previous.as_deref(), serde_json::json!({}), ip)
-        .await?;
     Ok(Redirect::to("/settings/branding?notice=logo-removed").into_response())
 }
 

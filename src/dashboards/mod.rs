@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 
-use crate::app::AppState;
 use crate::auth::sessions::SessionUser;
 use crate::error::AppResult;
+use crate::state::AppState;
 use crate::tariffs::cost::{self, SiteOutlook};
 use crate::web::page::Page;
 use crate::web::render;

@@ -56,24 +56,27 @@ pub async fn customer(db: &PgPool, id: Uuid) -> Result<Option<Customer>, sqlx::E
         .await
 }
 
-/// Registers a customer; `Ok(None)` when the code is taken.
+/// The unique constraint on the customer code (a taken code is a field error).
+pub const CODE_UNIQUE: &str = "Customers_Code_key";
+
+/// Registers a customer; its id.
 pub async fn register(
     db: impl PgExecutor<'_>,
     code: &str,
     name: &str,
     token: &NewToken,
     by: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         r#"INSERT INTO fleet."Customers" ("Code", "Name", "TokenHash", "TokenPrefix", "CreatedBy")
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT ("Code") DO NOTHING RETURNING "Id""#,
+           VALUES ($1, $2, $3, $4, $5) RETURNING "Id""#,
     )
     .bind(code)
     .bind(name)
     .bind(token.hash.as_slice())
     .bind(&token.prefix)
     .bind(by)
-    .fetch_optional(db)
+    .fetch_one(db)
     .await
 }
 

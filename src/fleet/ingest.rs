@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::store::{self, Sender};
 use super::wire::{self, Batch, DecodeError, Refusal};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::fleet::bootstrap::FleetStorage;
+use crate::state::AppState;
 
 pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
     let sender = authenticate(&state, &headers).await?;

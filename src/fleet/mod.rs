@@ -16,7 +16,7 @@ use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The Admin portal's own routes; its landing page is the customer list.
 pub fn admin_router() -> Router<AppState> {

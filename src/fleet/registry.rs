@@ -11,10 +11,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::db::{self, Customer, Event};
-use crate::app::AppState;
-use crate::auth::routes::audit;
 use crate::auth::tokens;
-use crate::error::{AppError, AppResult};
+use crate::change::Change;
+use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -105,8 +105,7 @@ struct FormPage {
     code: String,
     name: String,
     active: bool,
-    code_error: Option<String>,
-    name_error: Option<String>,
+    errors: FieldErrors,
 }
 
 pub async fn new_form(RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
@@ -116,8 +115,7 @@ pub async fn new_form(RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Ht
         code: String::new(),
         name: String::new(),
         active: true,
-        code_error: None,
-        name_error: None,
+        errors: FieldErrors::default(),
     })
 }
 
@@ -131,7 +129,7 @@ pub struct CustomerForm {
     active: Option<String>,
 }
 
-/// The code as stored (upper case) or why it cannot be one.
+/// The code as stored (upper case), or why it cannot be one.
 pub fn valid_code(raw: &str) -> Result<String, &'static str> {
     let code = raw.trim().to_ascii_uppercase();
     let b = code.as_bytes();
@@ -148,6 +146,18 @@ pub fn valid_name(raw: &str) -> Result<String, &'static str> {
     }
 }
 
+/// The registration form's code and name, or what is wrong with them.
+fn registration(form: &CustomerForm) -> Result<(String, String), FieldErrors> {
+    let (code, name) = (valid_code(&form.code), valid_name(&form.name));
+    let mut errors = FieldErrors::default();
+    errors.check("code", code.as_ref().err().map(|e| e.to_string()));
+    errors.check("name", name.as_ref().err().map(|e| e.to_string()));
+    match (code, name) {
+        (Ok(code), Ok(name)) => Ok((code, name)),
+        _ => Err(errors),
+    }
+}
+
 fn invalid(page: FormPage) -> AppResult<Response> {
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }
@@ -159,35 +169,32 @@ pub async fn register(
     page: Page,
     axum::Form(form): axum::Form<CustomerForm>,
 ) -> AppResult<Response> {
-    let (code, name) = (valid_code(&form.code), valid_name(&form.name));
-    let form_page = |page, code_error: Option<String>, name_error: Option<String>| FormPage {
+    let form_page = |page, errors| FormPage {
         page,
         editing: None,
         code: form.code.clone(),
         name: form.name.clone(),
         active: true,
-        code_error,
-        name_error,
+        errors,
     };
-    let (Ok(code), Ok(name)) = (&code, &name) else {
-        let (c, n) = (code.err().map(String::from), name.err().map(String::from));
-        return invalid(form_page(page, c, n));
+    let (code, name) = match registration(&form) {
+        Ok(valid) => valid,
+        Err(errors) => return invalid(form_page(page, errors)),
     };
     let token = tokens::generate(TOKEN_PREFIX);
-    let Some(id) = db::register(&state.db, code, name, &token, &admin.email).await? else {
-        let taken = format!("A customer with code {code} is already registered.");
-        return invalid(form_page(page, Some(taken), None));
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let registered = db::register(change.db(), &code, &name, &token, &admin.email)
+        .await
+        .on_constraint(db::CODE_UNIQUE, || {
+            FieldErrors::of("code", format!("A customer with code {code} is already registered."))
+        })
+        .field_errors()?;
+    let id = match registered {
+        Ok(id) => id,
+        Err(errors) => return invalid(form_page(page, errors)),
     };
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "fleet.customer-registered",
-        Some(code),
-        serde_json::json!({ "id": id, "name": name, "tokenPrefix": token.prefix }),
-        ip,
-    )
-    .await?;
+    let detail = serde_json::json!({ "id": id, "name": name, "tokenPrefix": token.prefix });
+    state.commit(change, "fleet.customer-registered", Some(&code), detail).await?;
     tracing::info!(customer = %code, "Registered fleet customer {code}");
     Ok(render(&token_page(page, format!("{code} ({name})"), token.secret))?.into_response())
 }
@@ -284,8 +291,7 @@ pub async fn edit_form(
         code: c.code,
         name: c.name,
         active: c.active,
-        code_error: None,
-        name_error: None,
+        errors: FieldErrors::default(),
     })
 }
 
@@ -308,22 +314,14 @@ pub async fn edit(
                 code: c.code,
                 name: form.name,
                 active,
-                code_error: None,
-                name_error: Some(e.into()),
+                errors: FieldErrors::of("name", e),
             });
         }
     };
-    let code = db::update(&state.db, id, &name, active).await?.ok_or(AppError::NotFound)?;
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "fleet.customer-updated",
-        Some(&code),
-        serde_json::json!({ "name": name, "active": active }),
-        ip,
-    )
-    .await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let code = db::update(change.db(), id, &name, active).await?.ok_or(AppError::NotFound)?;
+    let detail = serde_json::json!({ "name": name, "active": active });
+    state.commit(change, "fleet.customer-updated", Some(&code), detail).await?;
     Ok(Redirect::to(&format!("/fleet/customers/{id}?notice=customer-updated")).into_response())
 }
 
@@ -335,17 +333,10 @@ pub async fn rotate(
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
     let token = tokens::generate(TOKEN_PREFIX);
-    let code = db::rotate(&state.db, id, &token).await?.ok_or(AppError::NotFound)?;
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "fleet.token-rotated",
-        Some(&code),
-        serde_json::json!({ "tokenPrefix": token.prefix }),
-        ip,
-    )
-    .await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let code = db::rotate(change.db(), id, &token).await?.ok_or(AppError::NotFound)?;
+    let detail = serde_json::json!({ "tokenPrefix": token.prefix });
+    state.commit(change, "fleet.token-rotated", Some(&code), detail).await?;
     tracing::info!(customer = %code, "Rotated the push token of fleet customer {code}; the old token is refused");
     Ok(render(&token_page(page, code, token.secret))?.into_response())
 }
@@ -377,8 +368,9 @@ pub async fn delete(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
-    let code = db::delete(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    audit(&state, Some(&admin), &admin.email, "fleet.customer-deleted", Some(&code), serde_json::json!({}), ip).await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let code = db::delete(change.db(), id).await?.ok_or(AppError::NotFound)?;
+    state.commit(change, "fleet.customer-deleted", Some(&code), serde_json::json!({})).await?;
     tracing::info!(customer = %code, "Deleted fleet customer {code} with its sites, devices, measurements and events");
     Ok(Redirect::to("/fleet/customers?notice=customer-deleted").into_response())
 }

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::keys;
-use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
+use crate::state::AppState;
 
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 pub const MAX_ROWS: usize = 10_000;

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::routes::audit;
 use crate::auth::tokens;
+use crate::change::Change;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -116,23 +116,15 @@ async fn create(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, error).await?).into_response());
     }
     let tokens::NewToken { secret: key, hash, prefix } = tokens::generate(KEY_PREFIX);
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
     sqlx::query(r#"INSERT INTO identity."ApiKeys" ("Name", "Prefix", "KeyHash", "CreatedBy") VALUES ($1, $2, $3, $4)"#)
         .bind(&name)
         .bind(&prefix)
         .bind(hash.as_slice())
         .bind(&admin.email)
-        .execute(&state.db)
+        .execute(change.db())
         .await?;
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "api-key.created",
-        Some(&name),
-        serde_json::json!({ "prefix": prefix }),
-        ip,
-    )
-    .await?;
+    state.commit(change, "api-key.created", Some(&name), serde_json::json!({ "prefix": prefix })).await?;
     let shown = SecretPage {
         page,
         heading: "API key created",
@@ -143,7 +135,7 @@ async fn create(
         back_url: "/settings/api-keys",
         back_label: "Back to API keys",
     };
-    Ok(render(&shown)?.into_response())
+    shown.response()
 }
 
 async fn revoke(
@@ -152,13 +144,14 @@ async fn revoke(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
     let name: Option<String> = sqlx::query_scalar(
         r#"UPDATE identity."ApiKeys" SET "RevokedAt" = now() WHERE "Id" = $1 AND "RevokedAt" IS NULL RETURNING "Name""#,
     )
     .bind(id)
-    .fetch_optional(&state.db)
+    .fetch_optional(change.db())
     .await?;
     let name = name.ok_or(AppError::NotFound)?;
-    audit(&state, Some(&admin), &admin.email, "api-key.revoked", Some(&name), serde_json::json!({}), ip).await?;
+    state.commit(change, "api-key.revoked", Some(&name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/api-keys?notice=api-key-revoked").into_response())
 }

@@ -1,20 +1,16 @@
 //! SQL of `monitoring."Sites"` and `monitoring."Devices"` (the only module that writes them).
+//! The writes that change which devices exist or their `externalId`s take the [`Change`] and
+//! note the device directory as stale, so ingestion resolves the new set once they commit.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
+
+use crate::change::{Cache, Change};
 
 /// The names of the unique indexes and constraints a write can run into.
 pub const SITE_NAME_UNIQUE: &str = "UX_Sites_Name";
 pub const DEVICE_EXTERNAL_ID_UNIQUE: &str = "Devices_ExternalId_key";
 pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
-
-/// The constraint a failed write violated (unique or foreign key), to turn it into a field error.
-pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => db.constraint(),
-        _ => None,
-    }
-}
 
 // ---------------------------------------------------------------- sites
 
@@ -107,7 +103,8 @@ pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -
 
 /// Deletes the site, its devices and their readings (the foreign keys cascade); the deleted
 /// site's name and its devices' externalIds, `None` when it did not exist.
-pub async fn delete_site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<(String, Vec<String>)>, sqlx::Error> {
+pub async fn delete_site(change: &mut Change, id: i32) -> Result<Option<(String, Vec<String>)>, sqlx::Error> {
+    change.stale(Cache::Devices);
     // The outer SELECT sees the devices as they were before the cascade, in the same statement.
     sqlx::query_as(
         r#"WITH gone AS (DELETE FROM monitoring."Sites" WHERE "Id" = $1 RETURNING "Id", "Name")
@@ -116,7 +113,7 @@ pub async fn delete_site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<(Str
            GROUP BY g."Name""#,
     )
     .bind(id)
-    .fetch_optional(db)
+    .fetch_optional(change.db())
     .await
 }
 
@@ -211,7 +208,8 @@ pub struct DeviceFields<'a> {
     pub enabled: bool,
 }
 
-pub async fn insert_device(db: impl PgExecutor<'_>, d: &DeviceFields<'_>) -> Result<i32, sqlx::Error> {
+pub async fn insert_device(change: &mut Change, d: &DeviceFields<'_>) -> Result<i32, sqlx::Error> {
+    change.stale(Cache::Devices);
     sqlx::query_scalar(
         r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost",
                "ModbusPort", "ModbusUnitId", "PollIntervalSeconds", "Enabled")
@@ -227,12 +225,13 @@ pub async fn insert_device(db: impl PgExecutor<'_>, d: &DeviceFields<'_>) -> Res
     .bind(d.modbus_unit_id)
     .bind(d.poll_interval_seconds)
     .bind(d.enabled)
-    .fetch_one(db)
+    .fetch_one(change.db())
     .await
 }
 
 /// False when the device does not exist (any more).
-pub async fn update_device(db: impl PgExecutor<'_>, id: i32, d: &DeviceFields<'_>) -> Result<bool, sqlx::Error> {
+pub async fn update_device(change: &mut Change, id: i32, d: &DeviceFields<'_>) -> Result<bool, sqlx::Error> {
+    change.stale(Cache::Devices);
     let done = sqlx::query(
         r#"UPDATE monitoring."Devices" SET "SiteId" = $2, "ExternalId" = $3, "Name" = $4, "Model" = $5, "Source" = $6,
                "ModbusHost" = $7, "ModbusPort" = $8, "ModbusUnitId" = $9, "PollIntervalSeconds" = $10, "Enabled" = $11
@@ -249,16 +248,17 @@ pub async fn update_device(db: impl PgExecutor<'_>, id: i32, d: &DeviceFields<'_
     .bind(d.modbus_unit_id)
     .bind(d.poll_interval_seconds)
     .bind(d.enabled)
-    .execute(db)
+    .execute(change.db())
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes the device and its readings (cascade); `(externalId, site id)`, `None` when absent.
-pub async fn delete_device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<(String, i32)>, sqlx::Error> {
+pub async fn delete_device(change: &mut Change, id: i32) -> Result<Option<(String, i32)>, sqlx::Error> {
+    change.stale(Cache::Devices);
     sqlx::query_as(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1 RETURNING "ExternalId", "SiteId""#)
         .bind(id)
-        .fetch_optional(db)
+        .fetch_optional(change.db())
         .await
 }
 

@@ -1,5 +1,6 @@
 //! The device pages: the latest reading and 24 hours of power, and create, edit and delete
-//! (admins). Every change to a device empties the externalId directory once it is committed.
+//! (admins). Every change to a device empties the externalId directory once it is committed
+//! (the device writes of `db` note it in their change).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -12,10 +13,10 @@ use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOURCES, ValidDevice};
 use super::readings::{self, CHART_HEIGHT, CHART_WIDTH, Chart, ReadingView};
 use super::routes::{DeviceListView, device_list_view, zone};
-use crate::app::AppState;
-use crate::auth::routes::audit;
-use crate::error::{AppError, AppResult};
+use crate::change::Change;
+use crate::error::{AppError, AppResult, violated_constraint};
 use crate::measurements::queries;
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -175,7 +176,7 @@ async fn invalid(
 
 /// The field a refused write is about, for the constraints a concurrent change can hit.
 fn constraint_error(e: &sqlx::Error) -> Option<DeviceErrors> {
-    match db::violated_constraint(e)? {
+    match violated_constraint(e)? {
         db::DEVICE_EXTERNAL_ID_UNIQUE => {
             Some(DeviceErrors { external_id: Some(DUPLICATE_EXTERNAL_ID.into()), ..Default::default() })
         }
@@ -227,16 +228,16 @@ pub async fn create_device(
         Ok(device) => device,
         Err(errors) => return invalid(&state, page, site, None, form, *errors).await,
     };
-    let id = match db::insert_device(&state.db, &device.fields()).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let id = match db::insert_device(&mut change, &device.fields()).await {
         Ok(id) => id,
         Err(e) => match constraint_error(&e) {
             Some(errors) => return invalid(&state, page, site, None, form, errors).await,
             None => return Err(e.into()),
         },
     };
-    state.devices.invalidate();
     let target = Some(device.external_id.as_str());
-    audit(&state, Some(&admin), &admin.email, "device.created", target, device_detail(&device), ip).await?;
+    state.commit(change, "device.created", target, device_detail(&device)).await?;
     Ok(Redirect::to(&format!("/devices/{id}?notice=device-created")).into_response())
 }
 
@@ -268,7 +269,8 @@ pub async fn update_device(
         Ok(device) => device,
         Err(errors) => return invalid(&state, page, site, editing, form, *errors).await,
     };
-    match db::update_device(&state.db, id, &device.fields()).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    match db::update_device(&mut change, id, &device.fields()).await {
         Ok(true) => {}
         Ok(false) => return Err(AppError::NotFound),
         Err(e) => match constraint_error(&e) {
@@ -276,11 +278,10 @@ pub async fn update_device(
             None => return Err(e.into()),
         },
     }
-    state.devices.invalidate();
     let mut detail = device_detail(&device);
     detail["previousExternalId"] = current.external_id.into();
     let target = Some(device.external_id.as_str());
-    audit(&state, Some(&admin), &admin.email, "device.updated", target, detail, ip).await?;
+    state.commit(change, "device.updated", target, detail).await?;
     Ok(Redirect::to(&format!("/devices/{id}?notice=device-updated")).into_response())
 }
 
@@ -310,8 +311,8 @@ pub async fn delete_device(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let (external_id, site_id) = db::delete_device(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    state.devices.invalidate();
-    audit(&state, Some(&admin), &admin.email, "device.deleted", Some(&external_id), serde_json::json!({}), ip).await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let (external_id, site_id) = db::delete_device(&mut change, id).await?.ok_or(AppError::NotFound)?;
+    state.commit(change, "device.deleted", Some(&external_id), serde_json::json!({})).await?;
     Ok(Redirect::to(&format!("/sites/{site_id}?notice=device-deleted")).into_response())
 }

@@ -10,9 +10,9 @@ use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{self, DUPLICATE_SITE, SiteErrors, SiteForm, ValidSite};
 use super::readings::{self, local_time};
-use crate::app::AppState;
-use crate::auth::routes::audit;
-use crate::error::{AppError, AppResult};
+use crate::change::Change;
+use crate::error::{AppError, AppResult, violated_constraint};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -158,14 +158,15 @@ pub async fn create_site(
         Ok(site) => site,
         Err(errors) => return invalid(page, None, form, errors),
     };
-    let id = match db::insert_site(&state.db, &site.fields()).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let id = match db::insert_site(change.db(), &site.fields()).await {
         Ok(id) => id,
-        Err(e) if db::violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
+        Err(e) if violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
             return invalid(page, None, form, SiteErrors { name: Some(DUPLICATE_SITE.into()), ..Default::default() });
         }
         Err(e) => return Err(e.into()),
     };
-    audit(&state, Some(&admin), &admin.email, "site.created", Some(&site.name), site_detail(&site), ip).await?;
+    state.commit(change, "site.created", Some(&site.name), site_detail(&site)).await?;
     Ok(Redirect::to(&format!("/sites/{id}?notice=site-created")).into_response())
 }
 
@@ -193,10 +194,11 @@ pub async fn update_site(
         Ok(site) => site,
         Err(errors) => return invalid(page, editing, form, errors),
     };
-    match db::update_site(&state.db, id, &site.fields()).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    match db::update_site(change.db(), id, &site.fields()).await {
         Ok(true) => {}
         Ok(false) => return Err(AppError::NotFound),
-        Err(e) if db::violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
+        Err(e) if violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
             return invalid(
                 page,
                 editing,
@@ -206,7 +208,7 @@ pub async fn update_site(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(&state, Some(&admin), &admin.email, "site.updated", Some(&site.name), site_detail(&site), ip).await?;
+    state.commit(change, "site.updated", Some(&site.name), site_detail(&site)).await?;
     Ok(Redirect::to(&format!("/sites/{id}?notice=site-updated")).into_response())
 }
 
@@ -238,10 +240,9 @@ pub async fn delete_site(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let (name, devices) = db::delete_site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    // The cascade removed the site's devices: ingestion must stop resolving their externalIds.
-    state.devices.invalidate();
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let (name, devices) = db::delete_site(&mut change, id).await?.ok_or(AppError::NotFound)?;
     let detail = serde_json::json!({ "devices": devices });
-    audit(&state, Some(&admin), &admin.email, "site.deleted", Some(&name), detail, ip).await?;
+    state.commit(change, "site.deleted", Some(&name), detail).await?;
     Ok(Redirect::to("/sites?notice=site-deleted").into_response())
 }

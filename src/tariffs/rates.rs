@@ -11,10 +11,9 @@ use serde::Deserialize;
 use super::db::{self, AssignmentRow, MunicipalityRow, TariffRow};
 use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, Errors, Fields, SEASON_SLOTS};
 use super::model::{self, Problem, TariffDoc};
-use crate::app::AppState;
-use crate::auth::routes::audit;
-use crate::error::{AppError, AppResult};
-use crate::sites::db::violated_constraint;
+use crate::change::Change;
+use crate::error::{AppError, AppResult, violated_constraint};
+use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
@@ -126,7 +125,8 @@ pub async fn create_municipality(
         Ok(m) => m,
         Err(errors) => return invalid(page, errors).await,
     };
-    match db::save_municipality(&state.db, None, &m).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    match db::save_municipality(change.db(), None, &m).await {
         Ok(_) => {}
         Err(e) if violated_constraint(&e) == Some(db::MUNICIPALITY_NAME_UNIQUE) => {
             let mut errors = Errors::default();
@@ -135,7 +135,7 @@ pub async fn create_municipality(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(&state, Some(&admin), &admin.email, "municipality.created", Some(&m.name), serde_json::json!({}), ip).await?;
+    state.commit(change, "municipality.created", Some(&m.name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response())
 }
 
@@ -186,7 +186,8 @@ pub async fn update_municipality(
         Ok(m) => m,
         Err(errors) => return invalid(page, form, errors),
     };
-    match db::save_municipality(&state.db, Some(id), &m).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    match db::save_municipality(change.db(), Some(id), &m).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(AppError::NotFound),
         Err(e) if violated_constraint(&e) == Some(db::MUNICIPALITY_NAME_UNIQUE) => {
@@ -196,7 +197,7 @@ pub async fn update_municipality(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(&state, Some(&admin), &admin.email, "municipality.updated", Some(&m.name), serde_json::json!({}), ip).await?;
+    state.commit(change, "municipality.updated", Some(&m.name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response())
 }
 
@@ -206,14 +207,15 @@ pub async fn delete_municipality(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let name = match db::delete_municipality(&state.db, id).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let name = match db::delete_municipality(change.db(), id).await {
         Ok(name) => name.ok_or(AppError::NotFound)?,
         Err(e) if violated_constraint(&e) == Some(db::TARIFF_MUNICIPALITY_FK) => {
             return Err(AppError::BadRequest("This municipality still has tariffs: delete or move them first.".into()));
         }
         Err(e) => return Err(e.into()),
     };
-    audit(&state, Some(&admin), &admin.email, "municipality.deleted", Some(&name), serde_json::json!({}), ip).await?;
+    state.commit(change, "municipality.deleted", Some(&name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/rates?notice=municipality-deleted").into_response())
 }
 
@@ -382,7 +384,8 @@ async fn save_tariff(
         let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, problems).await?;
         return Ok(unprocessable(html));
     }
-    let saved = match db::save_tariff(&state.db, id, municipality_id, &doc).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let saved = match db::save_tariff(change.db(), id, municipality_id, &doc).await {
         Ok(saved) => saved.ok_or(AppError::NotFound)?,
         Err(e) if violated_constraint(&e) == Some(db::TARIFF_NAME_UNIQUE) => {
             let mut errors = Errors::default();
@@ -399,7 +402,7 @@ async fn save_tariff(
         Err(e) => return Err(e.into()),
     };
     let action = if id.is_some() { "tariff.updated" } else { "tariff.created" };
-    audit(&state, Some(&admin), &admin.email, action, Some(&doc.name), serde_json::json!({ "id": saved }), ip).await?;
+    state.commit(change, action, Some(&doc.name), serde_json::json!({ "id": saved })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{saved}?notice=tariff-saved")).into_response())
 }
 
@@ -418,17 +421,9 @@ pub async fn delete_version(
         return Err(AppError::BadRequest("A tariff keeps at least one version; delete the tariff instead.".into()));
     }
     row.doc.versions.remove(index);
-    db::save_tariff(&state.db, Some(id), row.municipality_id, &row.doc).await?.ok_or(AppError::NotFound)?;
-    audit(
-        &state,
-        Some(&admin),
-        &admin.email,
-        "tariff.updated",
-        Some(&row.doc.name),
-        serde_json::json!({ "id": id }),
-        ip,
-    )
-    .await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    db::save_tariff(change.db(), Some(id), row.municipality_id, &row.doc).await?.ok_or(AppError::NotFound)?;
+    state.commit(change, "tariff.updated", Some(&row.doc.name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-saved")).into_response())
 }
 
@@ -438,7 +433,8 @@ pub async fn delete_tariff(
     ClientAddr(ip): ClientAddr,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let name = match db::delete_tariff(&state.db, id).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let name = match db::delete_tariff(change.db(), id).await {
         Ok(name) => name.ok_or(AppError::NotFound)?,
         Err(e) if violated_constraint(&e) == Some(db::SITE_TARIFF_FK) => {
             return Err(AppError::BadRequest(
@@ -447,8 +443,7 @@ pub async fn delete_tariff(
         }
         Err(e) => return Err(e.into()),
     };
-    audit(&state, Some(&admin), &admin.email, "tariff.deleted", Some(&name), serde_json::json!({ "id": id }), ip)
-        .await?;
+    state.commit(change, "tariff.deleted", Some(&name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to("/settings/rates?notice=tariff-deleted").into_response())
 }
 
@@ -520,7 +515,8 @@ pub async fn import(
         }
     };
     let Some(m) = municipality else { return Err(AppError::NotFound) };
-    let id = match db::save_tariff(&state.db, None, m.id, &doc).await {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let id = match db::save_tariff(change.db(), None, m.id, &doc).await {
         Ok(id) => id.ok_or(AppError::NotFound)?,
         Err(e) if violated_constraint(&e) == Some(db::TARIFF_NAME_UNIQUE) => {
             let mut p = RatesPage::load(&state, page).await?;
@@ -534,8 +530,7 @@ pub async fn import(
         }
         Err(e) => return Err(e.into()),
     };
-    audit(&state, Some(&admin), &admin.email, "tariff.imported", Some(&doc.name), serde_json::json!({ "id": id }), ip)
-        .await?;
+    state.commit(change, "tariff.imported", Some(&doc.name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-imported")).into_response())
 }
 
@@ -579,9 +574,10 @@ pub async fn assign(
         p.assign_errors = errors;
         return Ok(unprocessable(render(&p)?));
     };
-    db::assign(&state.db, site.id, from, tariff.id).await?;
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    db::assign(change.db(), site.id, from, tariff.id).await?;
     let detail = serde_json::json!({ "tariff": tariff.doc.name, "from": from });
-    audit(&state, Some(&admin), &admin.email, "site.tariff-assigned", Some(&site.name), detail, ip).await?;
+    state.commit(change, "site.tariff-assigned", Some(&site.name), detail).await?;
     Ok(Redirect::to("/settings/rates?notice=tariff-assigned").into_response())
 }
 
@@ -597,10 +593,11 @@ pub async fn unassign(
     ClientAddr(ip): ClientAddr,
     axum::Form(form): axum::Form<UnassignForm>,
 ) -> AppResult<Response> {
-    if !db::unassign(&state.db, form.site_id, form.effective_from).await? {
+    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    if !db::unassign(change.db(), form.site_id, form.effective_from).await? {
         return Err(AppError::NotFound);
     }
     let detail = serde_json::json!({ "siteId": form.site_id, "from": form.effective_from });
-    audit(&state, Some(&admin), &admin.email, "site.tariff-removed", None, detail, ip).await?;
+    state.commit(change, "site.tariff-removed", None, detail).await?;
     Ok(Redirect::to("/settings/rates?notice=tariff-unassigned").into_response())
 }

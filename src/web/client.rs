@@ -29,9 +29,9 @@ pub fn client_address(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
 /// router tests).
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl axum::extract::FromRequestParts<crate::app::AppState> for ClientAddr {
+impl axum::extract::FromRequestParts<crate::state::AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, state: &crate::app::AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &crate::state::AppState) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(client_address(parts, &state.config.auth.trusted_proxies)))
     }
 }

@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use tower_http::request_id::RequestId;
 
-use crate::app::AppState;
 use crate::error::ErrorInfo;
+use crate::state::AppState;
 use crate::web::page::Page;
 use crate::web::session::CurrentSession;
 

@@ -6,8 +6,8 @@ use axum::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSP
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
 use crate::config::Environment;
+use crate::state::AppState;
 
 /// Pages load only our own scripts, styles and images; only our own pages may frame us (the
 /// Grafana embed page frames Grafana, served from the same origin under the embed prefix).

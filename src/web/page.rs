@@ -6,8 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::http::Uri;
 use axum::http::request::Parts;
 
-use crate::app::AppState;
 use crate::auth::sessions::SessionUser;
+use crate::state::AppState;
 use std::sync::Arc;
 
 use crate::branding::Theme;

@@ -410,7 +410,7 @@ mod ingest {
 
     async fn customer(app: &TestApp, code: &str) -> (uuid::Uuid, String) {
         let token = tokens::generate(registry::TOKEN_PREFIX);
-        let id = db::register(&app.state.db, code, code, &token, "test").await.unwrap().unwrap();
+        let id = db::register(&app.state.db, code, code, &token, "test").await.unwrap();
         (id, token.secret)
     }
 

@@ -15,10 +15,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
-use tau_acuvim_portal::app::AppState;
 use tau_acuvim_portal::clock::Clock;
 use tau_acuvim_portal::config::{Config, Env};
 use tau_acuvim_portal::db::timescale::Outcome;
+use tau_acuvim_portal::state::AppState;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -367,6 +367,11 @@ impl Portal {
     /// Starts on a given port (a restarted server that its peers must find again).
     pub fn spawn_on(port: u16, mut cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
         let metrics_port = free_port();
+        // Production requires the public URL: the portal's own address unless the test sets one
+        // (an empty value unsets it).
+        if !cmd.get_envs().any(|(k, _)| k == "Application__PublicUrl") {
+            cmd.env("Application__PublicUrl", format!("http://127.0.0.1:{port}"));
+        }
         cmd.args(args)
             .env("Application__ListenAddress", format!("127.0.0.1:{port}"))
             .env("Application__MetricsAddress", format!("127.0.0.1:{metrics_port}"))

@@ -2,7 +2,9 @@
 //! the private PostgreSQL cluster that `scripts/test.sh` starts (`DATABASE_URL`), and, for the
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
+mod audit;
 mod auth;
+mod backup;
 mod branding;
 mod browser;
 mod compose;
@@ -10,9 +12,11 @@ mod docs;
 mod energy;
 mod fleet;
 mod grafana;
+mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;
+mod image;
 mod ingest;
 mod measurements;
 mod metrics;

@@ -8,8 +8,8 @@ use axum::response::Html;
 use chrono::{DateTime, Utc};
 
 use super::outbox;
-use crate::app::AppState;
 use crate::error::AppResult;
+use crate::state::AppState;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::RequireAdmin;
