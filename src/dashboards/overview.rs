@@ -230,7 +230,7 @@ pub async fn overview(
     page: Page,
 ) -> AppResult<Html<String>> {
     let now = state.clock.now();
-    let sites = sites_db::all_sites(&state.db).await?;
+    let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
     let energies = energies(&state, &sites, &devices, now).await?;
     let grouped = by_site(&devices);
@@ -276,7 +276,7 @@ fn answer(fields: serde_json::Map<String, Value>, now: DateTime<Utc>) -> Json<Va
 pub async fn live(State(state): State<AppState>, user: Option<CurrentUser>) -> AppResult<Json<Value>> {
     user.ok_or_else(|| AppError::Unauthorized("Your session has ended.".into()))?;
     let now = state.clock.now();
-    let sites = sites_db::all_sites(&state.db).await?;
+    let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
     Ok(answer(live_fields(&sites, &devices, now), now))
 }
@@ -285,7 +285,7 @@ pub async fn live(State(state): State<AppState>, user: Option<CurrentUser>) -> A
 pub async fn live_energy(State(state): State<AppState>, user: Option<CurrentUser>) -> AppResult<Json<Value>> {
     user.ok_or_else(|| AppError::Unauthorized("Your session has ended.".into()))?;
     let now = state.clock.now();
-    let sites = sites_db::all_sites(&state.db).await?;
+    let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
     let energies = energies(&state, &sites, &devices, now).await?;
     let mut fields = serde_json::Map::new();

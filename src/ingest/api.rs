@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -63,14 +63,8 @@ pub struct IngestResponse {
     pub errors_not_listed: usize,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Json<IngestResponse>> {
-    let key = bearer(&headers).ok_or_else(|| {
+    let key = crate::web::bearer(&headers).ok_or_else(|| {
         AppError::Unauthorized("Send an API key as `Authorization: Bearer <key>` (Settings → API keys).".into())
     })?;
     if keys::authenticate(&state.db, key).await?.is_none() {

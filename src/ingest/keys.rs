@@ -7,16 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgExecutor;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::auth::tokens;
 use crate::change::Change;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -27,8 +23,6 @@ use crate::web::secret::SecretPage;
 use crate::web::session::RequireAdmin;
 
 pub const KEY_PREFIX: &str = "tau_";
-/// Characters of a key shown in lists to recognise it (the `tau_` prefix and 8 more).
-const SHOWN_CHARS: usize = 12;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,23 +30,17 @@ pub fn router() -> Router<AppState> {
         .route("/settings/api-keys/{id}/revoke", post(revoke))
 }
 
-fn hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 /// The key id when `key` is a live (not revoked) API key; records its use.
 pub async fn authenticate(db: impl PgExecutor<'_> + Copy, key: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    let wanted = hash(key);
+    let wanted = tokens::hash(key);
     let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
         r#"SELECT "Id", "KeyHash" FROM identity."ApiKeys" WHERE "KeyHash" = $1 AND "RevokedAt" IS NULL"#,
     )
     .bind(wanted.as_slice())
     .fetch_optional(db)
     .await?;
-    // The lookup is by hash, which reveals nothing about the key; the final comparison is in
-    // constant time all the same.
     let Some((id, stored)) = row else { return Ok(None) };
-    if !bool::from(stored.ct_eq(&wanted)) {
+    if !tokens::matches(&stored, &wanted) {
         return Ok(None);
     }
     sqlx::query(r#"UPDATE identity."ApiKeys" SET "LastUsedAt" = now() WHERE "Id" = $1"#).bind(id).execute(db).await?;
@@ -127,15 +115,12 @@ async fn create(
         let error = Some("Give the key a name of 1 to 100 characters, e.g. the system that will use it.".into());
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, error).await?).into_response());
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let prefix: String = key.chars().take(SHOWN_CHARS).collect();
+    let tokens::NewToken { secret: key, hash, prefix } = tokens::generate(KEY_PREFIX);
     let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
     sqlx::query(r#"INSERT INTO identity."ApiKeys" ("Name", "Prefix", "KeyHash", "CreatedBy") VALUES ($1, $2, $3, $4)"#)
         .bind(&name)
         .bind(&prefix)
-        .bind(hash(&key).as_slice())
+        .bind(hash.as_slice())
         .bind(&admin.email)
         .execute(change.db())
         .await?;

@@ -138,7 +138,7 @@ pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), &'stati
 
 /// The stored columns, quoted, in the order of [`Reading`] and of the COPY data
 /// ([`copy::encode`]): device, time, reals, counters.
-static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+pub static COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let real = REAL_QUANTITIES.iter().map(|q| q.1);
     let counters = COUNTER_QUANTITIES.iter().map(|q| q.1);
     let columns: Vec<String> =
@@ -161,6 +161,8 @@ static COPY_STAGING: LazyLock<String> =
 /// SHARE waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
 /// value, so a reading is either read by that run or noted as late, never neither. A rebuild in
 /// progress claims the range it reads (`ClaimedUntil`): readings in it are noted too.
+/// The fleet push's send positions work the same way (fleet/push/outbox.rs): a reading older
+/// than its device's position is noted in FleetLateReadings and sent again.
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\", \"ClaimedUntil\" FROM monitoring.\"EnergyWatermarks\" \
@@ -168,7 +170,13 @@ static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
          backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
          SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t) \
          JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < greatest(w.\"ProcessedUntil\", w.\"ClaimedUntil\") \
-         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")) \
+         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")), \
+         position AS (SELECT \"DeviceId\", \"SentUntil\" FROM monitoring.\"FleetPositions\" \
+         WHERE \"DeviceId\" = ANY($1::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
+         late AS (INSERT INTO monitoring.\"FleetLateReadings\" (\"DeviceId\", \"From\") \
+         SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t) \
+         JOIN position p ON p.\"DeviceId\" = b.d WHERE b.t < p.\"SentUntil\" \
+         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"FleetLateReadings\".\"From\", EXCLUDED.\"From\")) \
          INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
          ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
         cols = *COLUMNS

@@ -11,6 +11,7 @@ mod compose;
 mod dashboards;
 mod docs;
 mod energy;
+mod fleet;
 mod grafana;
 mod grafana_reader;
 mod health;
