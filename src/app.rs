@@ -208,6 +208,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tasks.spawn(metrics::upkeep(shutdown.clone()));
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
+        tasks.spawn(crate::measurements::hourly::job(pool.clone(), shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
         let pusher =

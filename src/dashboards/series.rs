@@ -177,6 +177,11 @@ pub fn resolve(
     let from = match bucket {
         // A year of days starts at a local midnight, so its first bucket is a whole day.
         Bucket::LocalDay => local_day_start((now - span).with_timezone(&tz).date_naive(), tz),
+        // Hour buckets start on the hour, so the first one is whole (and read from the rollup).
+        Bucket::Fixed(w) if w.num_seconds() % 3600 == 0 => {
+            let start = (now - span).timestamp();
+            DateTime::from_timestamp(start - start.rem_euclid(3600), 0).unwrap_or(now - span)
+        }
         Bucket::Fixed(_) => now - span,
     };
     Ok(Span { preset, from, to: now, bucket })

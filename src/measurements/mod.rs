@@ -4,6 +4,7 @@
 pub mod buffer;
 pub mod copy;
 pub mod energy;
+pub mod hourly;
 pub mod queries;
 pub mod rebuild;
 pub mod rollup;
@@ -210,11 +211,9 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
     let mut copy = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
     copy.send(data).await?;
     copy.finish().await?;
-    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str()))
-        .bind(earliest.keys().copied().collect::<Vec<_>>())
-        .bind(earliest.values().copied().collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+    let (devices, times): (Vec<i32>, Vec<DateTime<Utc>>) = earliest.iter().map(|(d, t)| (*d, *t)).unzip();
+    hourly::note(&mut tx, &devices, &times).await?;
+    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).bind(&devices).bind(&times).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(new.rows_affected())
 }

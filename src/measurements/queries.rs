@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgExecutor, Row};
+use sqlx::{AssertSqlSafe, PgExecutor, PgPool, Row};
 
 use super::{COUNTER_QUANTITIES, REAL_QUANTITIES};
 use crate::db::timescale::Outcome;
@@ -84,10 +84,11 @@ fn real_column(column: &str) -> Option<&'static str> {
 }
 
 /// `columns` of a device's readings in `[from, to)`, min/avg/max per bucket, oldest first;
-/// buckets without readings are absent. Reads the raw readings: callers choose buckets that keep
-/// the row count sensible (the hourly rollup serves long ranges).
+/// buckets without readings are absent. Hour and day buckets come from the hourly rollup (and
+/// the readings after its stale point, see `hourly`); finer ones from the readings, which the
+/// callers keep to short spans.
 pub async fn series(
-    db: impl PgExecutor<'_>,
+    db: &PgPool,
     bucketing: Bucketing,
     device_id: i32,
     columns: &[&str],
@@ -95,50 +96,47 @@ pub async fn series(
     to: DateTime<Utc>,
     bucket: SeriesBucket,
 ) -> Result<Vec<Bucketed>, sqlx::Error> {
+    if super::hourly::serves(bucket) {
+        return super::hourly::series(db, device_id, columns, from, to, bucket).await;
+    }
     let columns: Vec<&str> = columns.iter().filter_map(|c| real_column(c)).collect();
     let aggregates: Vec<String> =
-        columns.iter().map(|c| format!(r#"min("{c}")::float8, avg("{c}")::float8, max("{c}")::float8"#)).collect();
-    let (bin, zone) = match (bucket, bucketing) {
-        (SeriesBucket::Fixed(_), Bucketing::TimeBucket) => {
-            (r#"time_bucket($4::interval, "Time", timestamptz '2000-01-01')"#.to_string(), None)
-        }
-        (SeriesBucket::Fixed(_), Bucketing::DateBin) => {
-            (r#"date_bin($4::interval, "Time", timestamptz '2000-01-01')"#.to_string(), None)
-        }
-        // The local date as a timestamp without zone: mapped back to the day's UTC start below.
-        (SeriesBucket::LocalDay(tz), _) => (r#"date_trunc('day', "Time" AT TIME ZONE $4::text)"#.to_string(), Some(tz)),
+        columns.iter().map(|c| format!(r#", min("{c}")::float8, avg("{c}")::float8, max("{c}")::float8"#)).collect();
+    let bin = match bucketing {
+        Bucketing::TimeBucket => r#"time_bucket($4::interval, "Time", timestamptz '2000-01-01')"#,
+        Bucketing::DateBin => r#"date_bin($4::interval, "Time", timestamptz '2000-01-01')"#,
     };
     let sql = format!(
-        r#"SELECT {bin} AS bucket, count(*) AS samples{sep}{aggs}
+        r#"SELECT {bin} AS bucket, count(*) AS samples{aggs}
            FROM monitoring."PowerMeasurements"
            WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
            GROUP BY bucket ORDER BY bucket"#,
-        sep = if aggregates.is_empty() { "" } else { ", " },
-        aggs = aggregates.join(", "),
+        aggs = aggregates.concat(),
     );
-    let query = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to);
-    let query = match bucket {
-        SeriesBucket::Fixed(width) => query.bind(width),
-        SeriesBucket::LocalDay(tz) => query.bind(tz.name()),
+    let width = match bucket {
+        SeriesBucket::Fixed(width) => width,
+        SeriesBucket::LocalDay(_) => TimeDelta::days(1),
     };
-    let rows = query.fetch_all(db).await?;
-    rows.iter()
-        .map(|row| {
-            let start = match zone {
-                Some(tz) => {
-                    let local: chrono::NaiveDateTime = row.try_get(0)?;
-                    crate::tariffs::local::local_midnight(tz, local.date())
-                }
-                None => row.try_get(0)?,
-            };
-            let values = (0..columns.len())
-                .map(|i| -> Result<[Option<f64>; 3], sqlx::Error> {
-                    Ok([row.try_get(2 + 3 * i)?, row.try_get(3 + 3 * i)?, row.try_get(4 + 3 * i)?])
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Bucketed { start, samples: row.try_get(1)?, values })
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(width).fetch_all(db).await?;
+    rows.iter().map(|row| bucketed(row, columns.len(), None)).collect()
+}
+
+/// A series row: the bucket (a UTC instant, or with `local` a local date's timestamp mapped to
+/// that day's start), its reading count, then min/avg/max per column.
+pub(super) fn bucketed(row: &PgRow, columns: usize, local: Option<SeriesBucket>) -> Result<Bucketed, sqlx::Error> {
+    let start = match local {
+        Some(SeriesBucket::LocalDay(tz)) => {
+            let local: chrono::NaiveDateTime = row.try_get(0)?;
+            crate::tariffs::local::local_midnight(tz, local.date())
+        }
+        _ => row.try_get(0)?,
+    };
+    let values = (0..columns)
+        .map(|i| -> Result<[Option<f64>; 3], sqlx::Error> {
+            Ok([row.try_get(2 + 3 * i)?, row.try_get(3 + 3 * i)?, row.try_get(4 + 3 * i)?])
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Bucketed { start, samples: row.try_get(1)?, values })
 }
 
 /// Up to `limit` of a device's readings from `from` (inclusive, or exclusive when `after`) until

@@ -104,16 +104,23 @@ async fn day_buckets_follow_the_sites_dst_days(pool: PgPool) {
     let mut b = admin(&app).await;
     let site = site_in(&mut b, "London", "Europe/London").await;
     let device = create_device(&mut b, site, "MTR-1", &[]).await;
-    sqlx::query(
-        r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal")
-           SELECT $1, t, 1000 FROM generate_series(timestamptz '2026-03-28T00:00:00Z', '2026-03-30T22:59:00Z', interval '15 minutes') AS t
-           UNION ALL
-           SELECT $1, t, 2000 FROM generate_series(timestamptz '2026-10-23T23:00:00Z', '2026-10-26T23:59:00Z', interval '15 minutes') AS t"#,
-    )
-    .bind(device)
-    .execute(&app.state.db)
-    .await
-    .unwrap();
+    // Quarter-hourly readings through the write path (which marks them for the hourly rollup).
+    let ptotal = tau_acuvim_portal::measurements::REAL_QUANTITIES.iter().position(|q| q.1 == "PTotal").unwrap();
+    let utc = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let mut batch = Vec::new();
+    for (from, to, w) in [
+        ("2026-03-28T00:00:00Z", "2026-03-30T22:59:00Z", 1000.0),
+        ("2026-10-23T23:00:00Z", "2026-10-26T23:59:00Z", 2000.0),
+    ] {
+        let mut t = utc(from);
+        while t <= utc(to) {
+            let mut r = tau_acuvim_portal::measurements::Reading::empty(device, t);
+            r.real[ptotal] = Some(w);
+            batch.push(r);
+            t += chrono::TimeDelta::minutes(15);
+        }
+    }
+    tau_acuvim_portal::measurements::write(&app.state.db, &batch).await.unwrap();
     let body = json(&mut b, &format!("/devices/{device}/series?from=2026-03-01&to=2026-11-30")).await;
     assert_eq!(body["bucket"], "day");
     let days: Vec<(String, i64)> = body["times"]
@@ -135,7 +142,79 @@ async fn day_buckets_follow_the_sites_dst_days(pool: PgPool) {
         ("2026-10-26T00:00:00+00:00", 96),
     ];
     let expected: Vec<(String, i64)> = expected.iter().map(|(t, n)| (t.to_string(), *n)).collect();
-    assert_eq!(days, expected);
+    assert_eq!(days, expected, "from the readings (nothing rolled up yet)");
+    // The same from the hourly rollup, once the job has run.
+    tau_acuvim_portal::measurements::hourly::refresh(&app.state.db).await.unwrap();
+    let rolled = json(&mut b, &format!("/devices/{device}/series?from=2026-03-01&to=2026-11-30")).await;
+    assert_eq!(rolled["samples"], body["samples"]);
+    assert_eq!(rolled["times"], body["times"]);
+    assert_eq!(rolled["lines"], body["lines"]);
+}
+
+/// Hour and day buckets come from the hourly rollup before a device's stale mark and from the
+/// readings after it: a late reading changes the chart at once, and again after the job ran.
+#[sqlx::test]
+async fn long_charts_read_the_hourly_rollup_and_late_readings_show_at_once(pool: PgPool) {
+    use tau_acuvim_portal::measurements::hourly;
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let site = site_in(&mut b, "Plant", "UTC").await;
+    let device = create_device(&mut b, site, "MTR-1", &[]).await;
+    let write = |rows: Vec<(i64, f32)>| {
+        let pool = pool.clone();
+        async move {
+            let ptotal = tau_acuvim_portal::measurements::REAL_QUANTITIES.iter().position(|q| q.1 == "PTotal").unwrap();
+            let base = chrono::DateTime::parse_from_rfc3339("2026-11-10T00:00:00Z").unwrap().to_utc();
+            let batch: Vec<_> = rows
+                .into_iter()
+                .map(|(minute, w)| {
+                    let mut r = tau_acuvim_portal::measurements::Reading::empty(
+                        device,
+                        base + chrono::TimeDelta::minutes(minute),
+                    );
+                    r.real[ptotal] = Some(w);
+                    r
+                })
+                .collect();
+            tau_acuvim_portal::measurements::write(&pool, &batch).await.unwrap();
+        }
+    };
+    // Three hours a minute apart: 1 kW, 2 kW, 3 kW.
+    write((0..180).map(|m| (m, 1000.0 * (1 + m / 60) as f32)).collect()).await;
+    assert_eq!(hourly::refresh(&pool).await.unwrap(), 3);
+    let url = format!("/devices/{device}/series?from=2026-11-01&to=2026-11-20");
+    let hours = |body: &Value| -> Vec<(i64, Option<f64>, Option<f64>)> {
+        let n = body["samples"].as_array().unwrap().iter().map(|s| s.as_i64().unwrap());
+        let avg = numbers(&body["lines"][1]["values"]);
+        let max = numbers(&body["lines"][2]["values"]);
+        n.zip(avg).zip(max).map(|((n, a), x)| (n, a, x)).collect()
+    };
+    let body = json(&mut b, &url).await;
+    assert_eq!(body["bucketSeconds"], 3600, "20 days are drawn in hours");
+    assert_eq!(hours(&body), [(60, Some(1.0), Some(1.0)), (60, Some(2.0), Some(2.0)), (60, Some(3.0), Some(3.0))]);
+    // A late reading in the second hour: served from the readings before the job runs again.
+    write(vec![(90, 62_000.0), (90, 0.0)]).await;
+    let body = json(&mut b, &url).await;
+    assert_eq!(hours(&body)[1], (60, Some(2.0), Some(2.0)), "same time: the stored reading stays");
+    write(vec![(90 * 60, 5_000.0)]).await; // 90 hours on: a fresh hour
+    write(vec![(75, 5_000.0)]).await;
+    let late = json(&mut b, &url).await;
+    assert_eq!(hours(&late)[0], (60, Some(1.0), Some(1.0)), "hours before the late reading come from the rollup");
+    assert_eq!(hours(&late)[1].2, Some(2.0), "minute 75 was already stored: skipped");
+    write(vec![(150, 5_000.0)]).await;
+    let body = json(&mut b, &url).await;
+    assert_eq!(hours(&body)[2].2, Some(3.0), "minute 150 was stored too");
+    write(vec![(59, 9_000.0)]).await; // already stored
+    write(vec![(-30, 7_000.0)]).await; // before the first reading: a new hour, 23:00 the day before
+    let body = json(&mut b, &url).await;
+    assert_eq!(hours(&body)[0], (1, Some(7.0), Some(7.0)), "the late hour is there before the job runs");
+    assert_eq!(hours(&body)[1], (60, Some(1.0), Some(1.0)));
+    hourly::refresh(&pool).await.unwrap();
+    let again = json(&mut b, &url).await;
+    assert_eq!(hours(&again), hours(&body), "and the same after it ran");
+    let stale: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."HourlyStale""#).fetch_one(&pool).await.unwrap();
+    assert_eq!(stale, 0);
 }
 
 #[sqlx::test]
