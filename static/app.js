@@ -42,7 +42,9 @@
         .then(function (res) {
           if (res.status === 401 || res.status === 403) {
             stopped = true;
-            say('Live updates stopped: your session has ended. Reload the page to sign in again.');
+            say(root.getAttribute('data-live-stopped') ||
+              'Live updates stopped: your session has ended. Reload the page to sign in again.');
+            root.setAttribute('data-live-state', 'stopped');
             return null;
           }
           if (!res.ok) throw new Error('HTTP ' + res.status);

@@ -143,7 +143,7 @@ pub fn series_json(quantity: Quantity, span: &Span, tz: Tz, buckets: &[Bucketed]
 async fn device_and_zone(state: &AppState, id: i32) -> AppResult<(DeviceRow, SiteRow, Tz)> {
     let device = sites_db::device(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let site = sites_db::site(&state.db, device.site_id).await?.ok_or(AppError::NotFound)?;
-    let tz = site.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let tz = crate::tariffs::cost::zone(&site);
     Ok((device, site, tz))
 }
 

@@ -2,7 +2,7 @@
 //! charts, the embedded Grafana dashboards.
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
@@ -12,6 +12,7 @@ mod grafana;
 mod overview;
 pub mod series;
 mod svg;
+mod wall;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,4 +23,9 @@ pub fn router() -> Router<AppState> {
         .route("/dashboards/{uid}", get(grafana::show))
         .route("/devices/{id}/series", get(charts::series))
         .route("/devices/{id}/readings.csv", get(charts::readings_csv))
+        .route("/sites/{id}/wall-displays", get(wall::list).post(wall::create))
+        .route("/sites/{site}/wall-displays/{id}/revoke", post(wall::revoke))
+        .route("/wall/{token}", get(wall::show))
+        .route("/wall/{token}/live", get(wall::live))
+        .route("/wall/{token}/energy", get(wall::energy))
 }

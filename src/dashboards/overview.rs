@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::response::Html;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+
+use crate::tariffs::cost::zone;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -29,10 +31,6 @@ use crate::web::session::CurrentUser;
 /// How often the page asks for power and device health, and for energy and cost.
 pub const LIVE_SECONDS: u32 = 5;
 pub const ENERGY_SECONDS: u32 = 60;
-
-fn zone(site: &SiteRow) -> Tz {
-    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
-}
 
 /// Each site's energy of this month so far with its tariff history, one site at a time.
 ///
@@ -134,7 +132,11 @@ fn newest_text(live: &Live, tz: Tz) -> String {
 }
 
 /// What one live update answers: text per `data-field` key (see static/app.js).
-fn live_fields(sites: &[SiteRow], devices: &[LiveDevice], now: DateTime<Utc>) -> serde_json::Map<String, Value> {
+pub(super) fn live_fields(
+    sites: &[SiteRow],
+    devices: &[LiveDevice],
+    now: DateTime<Utc>,
+) -> serde_json::Map<String, Value> {
     let grouped = by_site(devices);
     let mut fields = serde_json::Map::new();
     let mut lives = Vec::new();
@@ -157,6 +159,22 @@ fn live_fields(sites: &[SiteRow], devices: &[LiveDevice], now: DateTime<Utc>) ->
     fields.insert("portfolio-kw".into(), json!(total.kw_text()));
     fields.insert("portfolio-devices".into(), json!(total.summary()));
     fields
+}
+
+/// A site's card: its live figures, meters and (when it has a month) energy.
+pub(super) fn card(site: SiteRow, energy: Option<&Energy>, devices: &[LiveDevice], now: DateTime<Utc>) -> SiteCard {
+    let tz = zone(&site);
+    let mine: Vec<&LiveDevice> = devices.iter().filter(|d| d.site_id == site.id).collect();
+    let live = figures::live(&mine, now, tz);
+    SiteCard {
+        id: site.id,
+        devices: device_lines(&mine, &live),
+        newest: newest_text(&live, tz),
+        name: site.name,
+        time_zone: site.time_zone,
+        energy: energy.map(energy_view),
+        live,
+    }
 }
 
 #[derive(Template)]
@@ -206,7 +224,7 @@ fn portfolio_view(live: &Live, energies: &[&Energy]) -> Portfolio {
 }
 
 /// Every site's energy figures, in `sites` order.
-async fn energies(
+pub(super) async fn energies(
     state: &AppState,
     sites: &[SiteRow],
     devices: &[LiveDevice],
@@ -233,25 +251,8 @@ pub async fn overview(
     let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
     let energies = energies(&state, &sites, &devices, now).await?;
-    let grouped = by_site(&devices);
-    let cards: Vec<SiteCard> = sites
-        .into_iter()
-        .zip(&energies)
-        .map(|(site, energy)| {
-            let tz = zone(&site);
-            let mine = grouped.get(&site.id).cloned().unwrap_or_default();
-            let live = figures::live(&mine, now, tz);
-            SiteCard {
-                id: site.id,
-                devices: device_lines(&mine, &live),
-                newest: newest_text(&live, tz),
-                name: site.name,
-                time_zone: site.time_zone,
-                energy: energy.as_ref().map(energy_view),
-                live,
-            }
-        })
-        .collect();
+    let cards: Vec<SiteCard> =
+        sites.into_iter().zip(&energies).map(|(site, energy)| card(site, energy.as_ref(), &devices, now)).collect();
     let portfolio = (cards.len() > 1).then(|| {
         let live = figures::portfolio(&cards.iter().map(|c| &c.live).collect::<Vec<_>>());
         portfolio_view(&live, &energies.iter().flatten().collect::<Vec<_>>())
@@ -267,7 +268,7 @@ pub async fn overview(
 }
 
 /// A live update's answer: `{"fields": {...}, "updatedAt": "..."}`.
-fn answer(fields: serde_json::Map<String, Value>, now: DateTime<Utc>) -> Json<Value> {
+pub(super) fn answer(fields: serde_json::Map<String, Value>, now: DateTime<Utc>) -> Json<Value> {
     Json(json!({ "fields": fields, "updatedAt": now.to_rfc3339() }))
 }
 
@@ -288,8 +289,13 @@ pub async fn live_energy(State(state): State<AppState>, user: Option<CurrentUser
     let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
     let energies = energies(&state, &sites, &devices, now).await?;
+    Ok(answer(energy_fields(&sites, &energies), now))
+}
+
+/// Today's and this month's figures per site (and their sum over several sites) as live fields.
+pub(super) fn energy_fields(sites: &[SiteRow], energies: &[Option<Energy>]) -> serde_json::Map<String, Value> {
     let mut fields = serde_json::Map::new();
-    for (site, energy) in sites.iter().zip(&energies) {
+    for (site, energy) in sites.iter().zip(energies) {
         let Some(e) = energy else { continue };
         let v = energy_view(e);
         let id = site.id;
@@ -307,5 +313,5 @@ pub async fn live_energy(State(state): State<AppState>, user: Option<CurrentUser
         fields.insert("portfolio-today-kwh".into(), json!(total.today_kwh));
         fields.insert("portfolio-month-kwh".into(), json!(total.month_kwh));
     }
-    Ok(answer(fields, now))
+    fields
 }

@@ -46,6 +46,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("device-updated", "The device was saved."),
     ("device-deleted", "The device was deleted, with its readings."),
     ("api-key-revoked", "The API key was revoked: requests with it are refused from now on."),
+    ("wall-display-revoked", "The wall display link was revoked: the screen showing it stops updating and says so."),
     ("municipality-saved", "The municipality was saved."),
     ("municipality-deleted", "The municipality was deleted."),
     ("tariff-saved", "The tariff was saved."),

@@ -441,3 +441,69 @@ async fn background_updates_do_not_extend_the_idle_timeout(pool: PgPool) {
     assert_eq!(poller.get("/api/live/overview").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(b.get("/").await.location(), "/login?next=%2F");
 }
+
+/// A wall display link: created by an admin and shown once, opens the site's live page without a
+/// session, is audited, and stops working the moment it is revoked.
+#[sqlx::test]
+async fn a_wall_display_link_works_without_signing_in_until_revoked(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let site = site_in(&mut b, "Plant", "UTC").await;
+    let device = create_device(&mut b, site, "MTR-1", &[]).await;
+    sqlx::query(
+        r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal") VALUES ($1, now(), 4321)"#,
+    )
+    .bind(device)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = format!("/sites/{site}/wall-displays");
+    let empty = post_site(&mut b, &url, &[("name", " ")]).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(empty.body.contains("Name the screen in 1 to 100 characters"));
+    let created = post_site(&mut b, &url, &[("name", "Control room, left")]).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let at = created.body.find(r#"id="wall-link">"#).expect("the link is shown") + r#"id="wall-link">"#.len();
+    let link = created.body[at..created.body[at..].find('<').unwrap() + at].to_string();
+    let path = &link[link.find("/wall/").unwrap()..];
+    assert!(path.len() > "/wall/wall_".len() + 40, "a long random token: {path}");
+    let listed = b.get(&url).await;
+    assert!(listed.body.contains("Control room, left") && listed.body.contains("Active"));
+    assert!(!listed.body.contains(path), "shown once: the list does not repeat the link");
+
+    let mut screen = app.browser();
+    let page = screen.get(path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&format!(r#"data-field="site-{site}-kw">4.32 kW<"#)), "{}", page.body);
+    assert!(
+        !page.body.contains("Sign out") && !page.body.contains(r#"href="/settings"#),
+        "read-only: no portal navigation"
+    );
+    let live: Value = serde_json::from_str(&screen.get(&format!("{path}/live")).await.body).unwrap();
+    assert_eq!(live["fields"][format!("site-{site}-kw")], "4.32 kW");
+    assert_eq!(screen.get("/wall/wall_not-a-token").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(screen.get("/").await.status, StatusCode::SEE_OTHER, "the link signs nobody in");
+
+    let actions: Vec<String> = sqlx::query_scalar(
+        r#"SELECT "Action" FROM identity."AuditLog" WHERE "Action" LIKE 'wall-display.%' ORDER BY "Id""#,
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["wall-display.created"]);
+    let at = listed.body.find("/wall-displays/").unwrap() + "/wall-displays/".len();
+    let id = &listed.body[at..at + 36];
+    let csrf = listed.csrf();
+    let revoked = b.post(&format!("{url}/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(revoked.location(), format!("{url}?notice=wall-display-revoked"));
+    assert_eq!(screen.get(path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(screen.get(&format!("{path}/live")).await.status, StatusCode::UNAUTHORIZED);
+    assert!(b.get(&url).await.body.contains("Revoked"));
+    let actions: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM identity."AuditLog" WHERE "Action" = 'wall-display.revoked'"#)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(actions, 1);
+}
