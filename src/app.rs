@@ -25,7 +25,7 @@ use crate::db::migrate::{self, MigrationError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
-use crate::measurements::{rebuild, rollup};
+use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
 use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
@@ -118,7 +118,15 @@ pub async fn rollup(
     let (pool, _) = prepare_database(&config, &shutdown).await?;
     let failed = |e: rollup::RollupError| StartupError::Other(format!("rollup failed: {e}"));
     let devices = match &device {
-        Some(external_id) => Some(vec![rollup::device_id(&pool, external_id).await.map_err(failed)?]),
+        Some(external_id) => match crate::sites::db::device_id(&pool, external_id)
+            .await
+            .map_err(|e| failed(e.into()))?
+        {
+            Some(id) => Some(vec![id]),
+            None => {
+                return Err(StartupError::Other(format!("rollup failed: unknown device externalId '{external_id}'")));
+            }
+        },
         None => None,
     };
     let started = std::time::Instant::now();

@@ -28,6 +28,14 @@ pub struct SiteRow {
     pub notes: String,
 }
 
+impl SiteRow {
+    /// The zone the site's times, days and tariffs are in (UTC should a stored name ever stop
+    /// parsing; the form only stores valid ones).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
 pub struct SiteFields<'a> {
     pub name: &'a str,
     pub address: &'a str,
@@ -188,6 +196,14 @@ pub async fn devices_of_site(db: impl PgExecutor<'_>, site_id: i32) -> Result<Ve
         r#"SELECT {DEVICE_COLUMNS} FROM monitoring."Devices" d WHERE d."SiteId" = $1 ORDER BY lower(d."Name"), d."Id""#
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(site_id).fetch_all(db).await
+}
+
+/// The id of the device with this `externalId`.
+pub async fn device_id(db: impl PgExecutor<'_>, external_id: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "ExternalId" = $1"#)
+        .bind(external_id)
+        .fetch_optional(db)
+        .await
 }
 
 pub async fn device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<DeviceRow>, sqlx::Error> {

@@ -12,7 +12,7 @@ use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOURCES, ValidDevice};
 use super::readings::{self, CHART_HEIGHT, CHART_WIDTH, Chart, ReadingView};
-use super::routes::{DeviceListView, device_list_view, zone};
+use super::routes::{DeviceListView, device_list_view};
 use crate::change::Change;
 use crate::error::{AppError, AppResult, violated_constraint};
 use crate::measurements::queries;
@@ -54,7 +54,7 @@ pub async fn show(
     Path(id): Path<i32>,
 ) -> AppResult<Html<String>> {
     let (device, site) = device_and_site(&state, id).await?;
-    let (tz, now) = (zone(&site), state.clock.now());
+    let (tz, now) = (site.zone(), state.clock.now());
     let reading = queries::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
     let from = now - CHART_SPAN;
     let series = queries::power_series(&state.db, state.bucketing, id, from, now, CHART_BUCKET).await?;

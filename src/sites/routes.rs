@@ -48,11 +48,6 @@ pub async fn list(State(state): State<AppState>, CurrentUser(_): CurrentUser, pa
     render(&ListPage { page, sites })
 }
 
-/// The zone a site's times are shown in (UTC should a stored name ever stop parsing).
-pub fn zone(site: &SiteRow) -> Tz {
-    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
-}
-
 /// A device as a row of its site's table.
 pub struct DeviceListView {
     pub id: i32,
@@ -109,7 +104,7 @@ pub async fn show(
     Path(id): Path<i32>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (tz, now) = (zone(&site), state.clock.now());
+    let (tz, now) = (site.zone(), state.clock.now());
     let devices =
         db::devices_of_site(&state.db, id).await?.into_iter().map(|d| device_list_view(&d, tz, now)).collect();
     render(&SitePage { page, site, devices })

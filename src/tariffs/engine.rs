@@ -25,20 +25,7 @@ use super::local::{INTERVAL_MINUTES, Period};
 use super::model::{
     self, Component, DayType, DemandUnit, Energy, Municipality, Period as TouPeriod, SLOTS, TariffDoc, Version,
 };
-
-/// A site's energy in one 15-minute interval: its devices' rows summed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SiteInterval {
-    pub start: DateTime<Utc>,
-    pub import_wh: f64,
-    pub export_wh: f64,
-    /// Apparent energy, for kVA demand (see `db::site_intervals` for the fallbacks).
-    pub vah: f64,
-    /// Device rows that made up the interval.
-    pub rows: u32,
-    /// Any of them estimated (energy spread over a data gap).
-    pub estimated: bool,
-}
+use crate::measurements::energy::SiteInterval;
 
 /// A tariff with the municipality it belongs to.
 #[derive(Debug, Clone)]

@@ -9,9 +9,10 @@ use chrono_tz::Tz;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use super::engine::{self, Assignment, Bill, BillInput, LineKind, SiteInterval, Tariff};
+use super::engine::{self, Assignment, Bill, BillInput, LineKind, Tariff};
 use super::local::Period;
 use super::model::*;
+use crate::measurements::energy::SiteInterval;
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
