@@ -153,6 +153,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// (field, message), by field.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(field, message)| (field.as_str(), message.as_str()))
+    }
+
     /// `value` when nothing is wrong, these errors otherwise.
     pub fn or_ok<T>(self, value: T) -> Result<T, FieldErrors> {
         if self.is_empty() { Ok(value) } else { Err(self) }

@@ -18,13 +18,12 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::change::Change;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::secret::SecretPage;
-use crate::web::session::RequireAdmin;
+use crate::web::session::{ActingAdmin, RequireAdmin};
 
 pub const KEY_PREFIX: &str = "tau_";
 /// Characters of a key shown in lists to recognise it (the `tau_` prefix and 8 more).
@@ -75,14 +74,14 @@ struct KeysPage {
     page: Page,
     keys: Vec<KeyView>,
     name: String,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
-async fn keys_page(state: &AppState, page: Page, name: String, error: Option<String>) -> AppResult<Html<String>> {
+async fn keys_page(state: &AppState, page: Page, name: String, errors: FieldErrors) -> AppResult<Html<String>> {
     type Row = (Uuid, String, String, DateTime<Utc>, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
     let rows: Vec<Row> = sqlx::query_as(
         r#"SELECT "Id", "Name", "Prefix", "CreatedAt", "CreatedBy", "LastUsedAt", "RevokedAt"
@@ -102,11 +101,11 @@ async fn keys_page(state: &AppState, page: Page, name: String, error: Option<Str
             revoked: revoked.is_some(),
         })
         .collect();
-    render(&KeysPage { page, keys, name, error })
+    render(&KeysPage { page, keys, name, errors })
 }
 
 async fn list(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
-    keys_page(&state, page, String::new(), None).await
+    keys_page(&state, page, String::new(), FieldErrors::default()).await
 }
 
 #[derive(Deserialize)]
@@ -117,26 +116,28 @@ struct CreateForm {
 
 async fn create(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(form): axum::Form<CreateForm>,
 ) -> AppResult<Response> {
     let name = form.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
-        let error = Some("Give the key a name of 1 to 100 characters, e.g. the system that will use it.".into());
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, error).await?).into_response());
+        let errors =
+            FieldErrors::of("name", "Give the key a name of 1 to 100 characters, e.g. the system that will use it.");
+        return Ok(
+            (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, errors).await?).into_response()
+        );
     }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let prefix: String = key.chars().take(SHOWN_CHARS).collect();
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     sqlx::query(r#"INSERT INTO identity."ApiKeys" ("Name", "Prefix", "KeyHash", "CreatedBy") VALUES ($1, $2, $3, $4)"#)
         .bind(&name)
         .bind(&prefix)
         .bind(hash(&key).as_slice())
-        .bind(&admin.email)
+        .bind(&admin.user.email)
         .execute(change.db())
         .await?;
     state.commit(change, "api-key.created", Some(&name), serde_json::json!({ "prefix": prefix })).await?;
@@ -153,13 +154,8 @@ async fn create(
     Ok(render(&shown)?.into_response())
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    Path(id): Path<Uuid>,
-) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+async fn revoke(State(state): State<AppState>, admin: ActingAdmin, Path(id): Path<Uuid>) -> AppResult<Response> {
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     let name: Option<String> = sqlx::query_scalar(
         r#"UPDATE identity."ApiKeys" SET "RevokedAt" = now() WHERE "Id" = $1 AND "RevokedAt" IS NULL RETURNING "Name""#,
     )
