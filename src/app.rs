@@ -22,6 +22,7 @@ use crate::auth::sessions::Sessions;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::migrate::{self, MigrationError};
+use crate::db::reader::{self, ReaderRoleError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
@@ -31,12 +32,16 @@ use crate::web::{csrf, errors, headers, session, static_files};
 use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
+///
+/// Two stacks. The probes (`/health`, `/health/ready`) and the Grafana gate (`/api/auth/check`,
+/// asked for every Grafana request) sit outside the pages' middleware: they need no CSRF check,
+/// error page or security headers, and a probe must answer whatever cookie comes with it, also
+/// while the database is away (the gate resolves its session itself). Everything else is a page
+/// or an API call with the full stack.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(health::router())
+    let pages = Router::new()
         .merge(auth::routes::router())
         .merge(auth::users::router())
-        .merge(auth::forward::router())
         .merge(dashboards::router())
         .merge(branding::router())
         .merge(sites::router())
@@ -47,11 +52,22 @@ pub fn router(state: AppState) -> Router {
         // Innermost first: a panic becomes an error response the outer layers still dress;
         // CSRF needs the session; error pages need the session the resolver leaves on the
         // response; every response gets the security headers.
-        .layer(CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response()))
+        .layer(catch_panic())
         .layer(from_fn_with_state(state.clone(), csrf::guard))
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
-        .layer(from_fn_with_state(state.clone(), headers::security_headers))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers));
+    // The gate's 302 and 401 reach the browser through the proxy: they keep the security headers;
+    // its errors are JSON with the request id like any /api answer.
+    let probes = Router::new()
+        .merge(health::router())
+        .merge(auth::forward::router())
+        .layer(catch_panic())
+        .layer(from_fn_with_state(state.clone(), errors::render_errors))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers));
+    Router::new()
+        .merge(probes)
+        .merge(pages)
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         // Outermost last: the request id exists before the trace span reads it, and is echoed
@@ -59,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(telemetry::http_trace_layer())
         .layer(SetRequestIdLayer::x_request_id(telemetry::SequentialRequestId::default()))
+}
+
+fn catch_panic() -> CatchPanicLayer<impl Fn(Box<dyn std::any::Any + Send>) -> axum::response::Response + Clone> {
+    CatchPanicLayer::custom(|_| AppError::internal("the request handler panicked").into_response())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +89,8 @@ pub enum StartupError {
     Migration(#[from] MigrationError),
     #[error("TimescaleDB bootstrap failed: {0}")]
     Timescale(sqlx::Error),
+    #[error(transparent)]
+    ReaderRole(#[from] ReaderRoleError),
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
@@ -88,7 +110,7 @@ impl StartupError {
     }
 }
 
-/// Connect, migrate, bootstrap: what both `serve` and `migrate` need.
+/// Connect, migrate, bootstrap, Grafana's read-only role: what both `serve` and `migrate` need.
 async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Result<(PgPool, Outcome), StartupError> {
     let pool = db::connect(&config.database, shutdown).await?;
     let applied = migrate::run(&pool, &migrate::MIGRATOR).await?;
@@ -96,6 +118,10 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
         tracing::info!("Database schema is up to date");
     }
     let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    if let Some(reader) = &config.grafana_reader {
+        use secrecy::ExposeSecret;
+        reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
+    }
     Ok((pool, outcome))
 }
 

@@ -50,7 +50,7 @@ pub const KEYS: &[KeySpec] = &[
     key(
         "Application__PublicUrl",
         "",
-        "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect.",
+        "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect and for the same-origin check of forms. Required in Production; in Development `http://localhost:<port>`.",
     ),
     key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
     key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
@@ -106,8 +106,8 @@ pub const KEYS: &[KeySpec] = &[
     key("Authentication__SessionAbsoluteHours", "12", "A session ends this long after sign-in, used or not (1-720)."),
     key(
         "Authentication__TrustedProxies",
-        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
-        "Comma-separated addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy.",
+        "127.0.0.0/8,::1/128",
+        "Comma-separated addresses/CIDRs of the reverse proxies in front of the portal whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy. Name exactly your proxy (the compose file passes Traefik's `TRAEFIK_ADDRESS`): a client on a trusted network could otherwise claim any address.",
     ),
     key(
         "Authentication__PasswordHashMemoryKib",
@@ -117,6 +117,15 @@ pub const KEYS: &[KeySpec] = &[
     key("Authentication__PasswordHashIterations", "2", "argon2id time cost (OWASP: 2)."),
     key("Authentication__PasswordHashParallelism", "1", "argon2id lanes (OWASP: 1)."),
     key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana."),
+    key(
+        "Grafana__DatabaseUser",
+        "grafana_reader",
+        "The read-only database role Grafana's data source logs in as (created and kept read-only by the portal when `Grafana__DatabasePassword` is set); never the portal's own user.",
+    ),
+    secret(
+        "Grafana__DatabasePassword",
+        "Password of `Grafana__DatabaseUser`, set at every start (rotate by changing it); when unset the portal manages no role for Grafana. Grafana's free edition lets every user run any SQL on its data source: give it this role, never the portal's own login.",
+    ),
     key(
         "WhiteLabel__ApplicationName",
         "Tau Acuvim Portal",
@@ -274,6 +283,13 @@ pub struct FleetIngest {
     pub batch_size: u32,
 }
 
+/// The read-only database role for Grafana (`src/db/reader.rs`).
+#[derive(Debug, Clone)]
+pub struct GrafanaReader {
+    pub user: String,
+    pub password: SecretString,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub run_mode: RunMode,
@@ -289,6 +305,8 @@ pub struct Config {
     pub default_admin: DefaultAdmin,
     pub auth: AuthSettings,
     pub grafana_embed_path_prefix: String,
+    /// `None`: no role for Grafana is managed (no `Grafana__DatabasePassword`).
+    pub grafana_reader: Option<GrafanaReader>,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
     pub modbus: ModbusSettings,
@@ -431,12 +449,55 @@ impl Reader<'_> {
         self.errors.iter().any(|e| e.key == key || e.key == format!("{key}_FILE"))
     }
 
+    /// A secret, refused when it looks like a template's placeholder rather than a secret: a
+    /// `.env` copied from a template and left unfilled must stop the portal, not run it with a
+    /// publicly known password.
     fn secret(&mut self, key: &str) -> Option<SecretString> {
-        self.env.secret(key).unwrap_or_else(|e| {
+        let value = self.env.secret(key).unwrap_or_else(|e| {
             self.errors.push(e);
             None
-        })
+        })?;
+        if let Some(why) = placeholder(value.expose_secret()) {
+            self.errors.push(err(key, format!("{why}; set a real secret (`tau-portal provision` generates them)")));
+            return None;
+        }
+        Some(value)
     }
+}
+
+/// Why `value` looks like a placeholder left in a template, if it does. The message never
+/// quotes the value (it may be a real, if poor, secret).
+pub fn placeholder(value: &str) -> Option<&'static str> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.starts_with('#') {
+        return Some("starts with '#': a comment taken as the value (in .env, comments go on lines of their own)");
+    }
+    let wrapped = [("<", ">"), ("[", "]"), ("{", "}"), ("${", "}")];
+    if wrapped.iter().any(|(open, close)| v.starts_with(open) && v.ends_with(close)) {
+        return Some("is a placeholder in brackets, not a secret");
+    }
+    const WORDS: [&str; 12] = [
+        "changeme",
+        "change-me",
+        "change_me",
+        "change this",
+        "replaceme",
+        "replace-me",
+        "placeholder",
+        "openssl rand",
+        "your-password",
+        "yourpassword",
+        "your_password",
+        "xxxxxx",
+    ];
+    if WORDS.iter().any(|w| v.contains(w)) {
+        return Some("looks like a template's placeholder (e.g. changeme), not a secret");
+    }
+    const COMMON: [&str; 8] = ["password", "secret", "admin", "postgres", "power_user", "...", "todo", "example"];
+    if COMMON.contains(&v.as_str()) {
+        return Some("is a well-known default, not a secret");
+    }
+    None
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -502,10 +563,23 @@ fn parse_path_prefix(raw: &str) -> Result<String, String> {
     }
 }
 
+/// What the configuration is read for: `serve` seeds the default admin, so it needs the
+/// admin's password in Production; `migrate` and `rollup` seed nothing and do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Maintenance,
+}
+
 impl Config {
-    /// Reads and validates the whole contract. Warnings (unknown keys, ignored values) come back
-    /// beside the config because logging is set up by the caller.
+    /// Reads and validates the whole contract for `serve`. Warnings (unknown keys, ignored
+    /// values) come back beside the config because logging is set up by the caller.
     pub fn from_env(env: &Env) -> Result<(Config, Vec<String>), ConfigErrors> {
+        Config::read(env, Purpose::Serve)
+    }
+
+    /// Reads and validates the contract for `purpose`.
+    pub fn read(env: &Env, purpose: Purpose) -> Result<(Config, Vec<String>), ConfigErrors> {
         let mut r = Reader { env, errors: Vec::new() };
         let mut warnings: Vec<String> = env
             .unknown_keys()
@@ -531,6 +605,17 @@ impl Config {
             Some(_) => r.parse("Application__PublicUrl", parse_http_url),
             None => None,
         };
+        if purpose == Purpose::Serve
+            && environment == Some(Environment::Production)
+            && env.get("Application__PublicUrl").is_none()
+        {
+            r.errors.push(err(
+                "Application__PublicUrl",
+                "required in Production: the absolute URL users reach the portal at, e.g. \
+                 https://abc0001.portal.example.com (redirects would otherwise be built from request headers a client \
+                 controls)",
+            ));
+        }
         let listen_address = r.parse("Application__ListenAddress", parse_listen_address);
         let metrics_address = r.parse("Application__MetricsAddress", |raw| {
             if raw.eq_ignore_ascii_case("off") { Ok(None) } else { parse_listen_address(raw).map(Some) }
@@ -546,7 +631,7 @@ impl Config {
         let admin_email = r.parse("Authentication__DefaultAdminEmail", parse_email);
         let admin_password = r.secret("Authentication__DefaultAdminPassword");
         let key = "Authentication__DefaultAdminPassword";
-        if environment == Some(Environment::Production) && !r.has_error(key) {
+        if purpose == Purpose::Serve && environment == Some(Environment::Production) && !r.has_error(key) {
             match &admin_password {
                 None => r.errors.push(err(
                     key,
@@ -590,6 +675,29 @@ impl Config {
         };
 
         let grafana_embed_path_prefix = r.parse("Grafana__EmbedPathPrefix", parse_path_prefix);
+        let reader_user = r.parse("Grafana__DatabaseUser", |raw| {
+            let valid = raw.len() <= 63
+                && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
+            }
+            if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
+                return Err(format!("{raw:?} is a reserved role; use a role of Grafana's own, e.g. grafana_reader"));
+            }
+            Ok(raw.to_string())
+        });
+        let reader_password = r.secret("Grafana__DatabasePassword");
+        if let (Some(user), Some(db)) = (&reader_user, &database)
+            && db.connect.get_username() == user
+        {
+            r.errors.push(err(
+                "Grafana__DatabaseUser",
+                format!(
+                    "is the portal's own database user ({user:?}); Grafana needs a role of its own, e.g. grafana_reader"
+                ),
+            ));
+        }
         let application_name = r.parse("WhiteLabel__ApplicationName", |raw| {
             if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
         });
@@ -635,14 +743,8 @@ impl Config {
         let public_url = match (public_url, environment) {
             (Some(url), _) => Some(url),
             (None, Environment::Development) => Url::parse(&format!("http://localhost:{}", listen_address.port())).ok(),
-            (None, Environment::Production) => {
-                warnings.push(
-                    "Application__PublicUrl is not set: redirects to the login page will be built from the \
-                     request's forwarded host"
-                        .into(),
-                );
-                None
-            }
+            // Checked before the errors were returned (required in Production).
+            (None, Environment::Production) => None,
         };
         let config = Config {
             run_mode: run_mode.ok_or_else(missing)?,
@@ -662,6 +764,10 @@ impl Config {
                 password_hash: password_hash.ok_or_else(missing)?,
             },
             grafana_embed_path_prefix: grafana_embed_path_prefix.ok_or_else(missing)?,
+            grafana_reader: match reader_password {
+                Some(password) => Some(GrafanaReader { user: reader_user.ok_or_else(missing)?, password }),
+                None => None,
+            },
             white_label: WhiteLabel {
                 application_name: application_name.ok_or_else(missing)?,
                 primary_color: primary_color.ok_or_else(missing)?,

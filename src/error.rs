@@ -50,9 +50,35 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
+/// How long a client is told to wait (`Retry-After`) while the database is unavailable: about
+/// the pool's acquire timeout, after which a returning database is reconnected.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Whether `e` says the database cannot be reached right now (down, restarting, refusing
+/// connections, the pool unable to connect in time), as opposed to a failed statement: the
+/// request may succeed if retried once the database is back.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        // (Not PoolClosed: the pool closes only after the server has drained, so a request that
+        // meets it is a bug, not an outage.)
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01-57P03 (shutting down, crashed, starting up),
+        // 53300 (too many connections).
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+        }
+        _ => false,
+    }
+}
+
 impl AppError {
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
+    }
+
+    fn unavailable(&self) -> bool {
+        matches!(self, AppError::Database(e) if database_unavailable(e))
     }
 
     fn status(&self) -> StatusCode {
@@ -64,6 +90,7 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ if self.unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +118,16 @@ impl IntoResponse for AppError {
                 title: "Too many attempts",
                 message: format!("Try again in {} seconds.", wait.as_secs().max(1)),
             },
+            _ if self.unavailable() => {
+                tracing::warn!(error = %self, "request failed: the database is unavailable");
+                ErrorInfo {
+                    title: "Database unavailable",
+                    message: format!(
+                        "The portal cannot reach its database right now, so this request was not completed (nothing \
+                         was changed). Try again in {RETRY_AFTER_SECONDS} seconds or so."
+                    ),
+                }
+            }
             AppError::Database(_) | AppError::Internal(_) => {
                 tracing::error!(error = %self, "request failed");
                 ErrorInfo {
@@ -105,6 +142,9 @@ impl IntoResponse for AppError {
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
         }
         res.extensions_mut().insert(info);
         res

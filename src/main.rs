@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tau_acuvim_portal::app;
-use tau_acuvim_portal::config::{self, Config, Env};
+use tau_acuvim_portal::config::{self, Config, Env, Purpose};
 use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
+use tau_acuvim_portal::provision::ProvisionArgs;
 
 /// mimalloc instead of glibc's malloc: with thousands of poller tasks allocating small buffers
 /// across threads, glibc's arenas kept growing the resident set while the heap itself stayed
@@ -62,22 +63,7 @@ enum Command {
     /// Exit 0 when the portal on this host answers /health (the container's HEALTHCHECK).
     Healthcheck,
     /// Write a ready .env for a new customer stack, with fresh random secrets.
-    Provision {
-        /// Customer code, e.g. ABC0001 (letters and digits; the compose project is its lowercase).
-        code: String,
-        /// The customer's host name, e.g. abc0001.portal.example.com.
-        #[arg(long)]
-        host: String,
-        /// Email of the default admin [default: admin@<host>].
-        #[arg(long)]
-        admin_email: Option<String>,
-        /// Write to this file (created with mode 0600) instead of printing.
-        #[arg(long, short)]
-        output: Option<std::path::PathBuf>,
-        /// Overwrite an existing output file.
-        #[arg(long)]
-        force: bool,
-    },
+    Provision(ProvisionArgs),
     /// Serve simulated Acuvim II meters over Modbus TCP until SIGTERM or Ctrl-C.
     Simulate(SimulateArgs),
 }
@@ -95,14 +81,17 @@ async fn main() -> ExitCode {
     // Commands that need no configuration and print for a human, not for the log pipeline.
     match cli.command {
         Some(Command::Healthcheck) => return healthcheck(&env).await,
-        Some(Command::Provision { code, host, admin_email, output, force }) => {
-            return provision(&code, &host, admin_email.as_deref(), output.as_deref(), force);
-        }
+        Some(Command::Provision(args)) => return provision(&args),
         Some(Command::Simulate(args)) => return simulate(&args, &env).await,
         _ => {}
     }
     tau_acuvim_portal::telemetry::init(&env.log_filter());
-    let config = match Config::from_env(&env) {
+    // `migrate` and `rollup` seed no admin: they must not need its password.
+    let purpose = match cli.command {
+        Some(Command::Migrate | Command::Rollup { .. }) => Purpose::Maintenance,
+        _ => Purpose::Serve,
+    };
+    let config = match Config::read(&env, purpose) {
         Ok((config, warnings)) => {
             for warning in warnings {
                 tracing::warn!("{warning}");
@@ -186,16 +175,10 @@ async fn simulate(args: &SimulateArgs, env: &Env) -> ExitCode {
     }
 }
 
-fn provision(
-    code: &str,
-    host: &str,
-    admin_email: Option<&str>,
-    output: Option<&std::path::Path>,
-    force: bool,
-) -> ExitCode {
+fn provision(args: &ProvisionArgs) -> ExitCode {
     use tau_acuvim_portal::provision::{self, ProvisionError};
-    let written = provision::render(code, host, admin_email).and_then(|text| match output {
-        Some(path) => provision::write(path, &text, force).map(|()| Some(path)),
+    let written = provision::render(args).and_then(|text| match &args.output {
+        Some(path) => provision::write(path, &text, args.force).map(|()| Some(path)),
         None => {
             print!("{text}");
             Ok(None)
@@ -206,13 +189,23 @@ fn provision(
             if let Some(path) = path {
                 eprintln!("Wrote {} (mode 0600).", path.display());
             }
-            eprintln!(
-                "Next: check TRAEFIK_PUBLIC_SUBNET (docker network inspect traefik-public), then \
-                 docker compose --env-file .env -f docker-compose.prod.yml up -d"
-            );
+            if args.traefik_address.is_none() {
+                eprintln!(
+                    "Next: set TRAEFIK_ADDRESS to Traefik's IP on traefik-public (docker inspect traefik -f \
+                     '{{{{(index .NetworkSettings.Networks \"traefik-public\").IPAddress}}}}'), then:"
+                );
+            } else {
+                eprintln!("Next:");
+            }
+            eprintln!("  docker compose --env-file .env -f /path/to/portal/docker-compose.prod.yml up -d --wait");
             ExitCode::SUCCESS
         }
-        Err(e @ (ProvisionError::Code(_) | ProvisionError::Host(_) | ProvisionError::Email(_))) => {
+        Err(
+            e @ (ProvisionError::Code(_)
+            | ProvisionError::Host(_)
+            | ProvisionError::Email(_)
+            | ProvisionError::Text { .. }),
+        ) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         }

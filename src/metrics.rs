@@ -41,68 +41,138 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-fn describe() {
-    metrics::describe_counter!(
+/// What a metric is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric the portal exports. [`METRICS`] is the single list: the recorder's descriptions,
+/// the README's metrics table and the names OPERATIONS.md may use come from it (tests keep the
+/// documents in step, and a scrape never shows a name that is not here).
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Labels, as shown in the README (`route,method,status`).
+    pub labels: &'static str,
+    pub help: &'static str,
+}
+
+const fn metric(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Metric {
+    Metric { name, kind, labels, help }
+}
+
+pub const METRICS: &[Metric] = &[
+    metric(
         "tau_portal_http_requests_total",
-        "HTTP requests answered, by matched route, method and status."
-    );
-    metrics::describe_histogram!(
+        Kind::Counter,
+        "route,method,status",
+        "HTTP requests answered, by matched route (never the raw URI), method and status.",
+    ),
+    metric(
         "tau_portal_http_request_duration_seconds",
-        metrics::Unit::Seconds,
-        "Time to answer HTTP requests, by matched route and method."
-    );
-    metrics::describe_counter!(
+        Kind::Histogram,
+        "route,method",
+        "Time to answer HTTP requests, by matched route and method.",
+    ),
+    metric(
         "tau_portal_readings_ingested_total",
-        "Readings stored, by source (api, modbus, fleet)."
-    );
-    metrics::describe_counter!(
-        "tau_portal_ingest_rows_rejected_total",
-        "Ingest rows refused (unknown device, bad time)."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "source",
+        "Readings stored, by source (api, modbus, fleet).",
+    ),
+    metric(
         "tau_portal_readings_dropped_total",
-        "Readings dropped because the write buffer was full while the database was unavailable, by source."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "source",
+        "Polled readings dropped because the write buffer was full while the database was unavailable, by source.",
+    ),
+    metric(
         "tau_portal_polls_total",
-        "Modbus polls, by device (externalId) and result (ok, failed)."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "device,result",
+        "Modbus polls, one per device and slot, by device (externalId) and result (ok; failed: the slot ended without a reading, retries included).",
+    ),
+    metric(
         "tau_portal_poll_missed_cycles_total",
-        "Poll intervals that passed without a poll of a healthy device (the poller falling behind)."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "",
+        "Poll slots that passed without a poll of a healthy device (the poller falling behind).",
+    ),
+    metric(
         "tau_portal_poll_disconnects_total",
-        "Modbus connections dropped after a timeout or transport error."
-    );
-    metrics::describe_counter!("tau_portal_rollup_runs_total", "Energy rollup runs, by outcome (ok, error).");
-    metrics::describe_counter!("tau_portal_rollup_readings_total", "Readings read by the energy rollup.");
-    metrics::describe_counter!(
-        "tau_portal_rollup_intervals_written_total",
-        "15-minute energy intervals written (inserted or replaced) by the rollup."
-    );
-    metrics::describe_counter!(
-        "tau_portal_rollup_backfills_total",
-        "Device recomputations because readings arrived older than the device's rollup watermark."
-    );
-    metrics::describe_gauge!(
-        "tau_portal_rollup_last_run_duration_seconds",
-        metrics::Unit::Seconds,
-        "Duration of the last energy rollup run."
-    );
-    metrics::describe_gauge!(
-        "tau_portal_rollup_lag_seconds",
-        metrics::Unit::Seconds,
-        "How far the oldest device's final energy intervals trail the rollup's cutoff."
-    );
-    metrics::describe_gauge!("tau_portal_build_info", "Always 1; the labels carry the version.");
-    metrics::describe_gauge!("tau_portal_sites", "Sites configured.");
-    metrics::describe_gauge!("tau_portal_devices", "Devices configured, by state (enabled, disabled).");
-    metrics::describe_gauge!(
+        Kind::Counter,
+        "",
+        "Modbus connections lost or dropped (closed or reset by the other end, or no reply in time); the poller reconnects.",
+    ),
+    metric(
+        "tau_portal_ingest_rows_rejected_total",
+        Kind::Counter,
+        "",
+        "Ingest rows refused (unknown device, bad time).",
+    ),
+    metric("tau_portal_sites", Kind::Gauge, "", "Sites configured, counted at scrape time."),
+    metric("tau_portal_devices", Kind::Gauge, "state", "Devices configured, by state (enabled, disabled)."),
+    metric(
         "tau_portal_users",
-        "User accounts, by role (admin, viewer) and state (active, disabled)."
-    );
-    metrics::describe_gauge!("tau_portal_api_keys", "API keys, by state (active, revoked).");
+        Kind::Gauge,
+        "role,state",
+        "User accounts, by role (admin, viewer) and state (active, disabled).",
+    ),
+    metric("tau_portal_api_keys", Kind::Gauge, "state", "API keys, by state (active, revoked)."),
+    metric("tau_portal_rollup_runs_total", Kind::Counter, "outcome", "Energy rollup runs, by outcome (ok, error)."),
+    metric("tau_portal_rollup_readings_total", Kind::Counter, "", "Readings read by the energy rollup."),
+    metric(
+        "tau_portal_rollup_intervals_written_total",
+        Kind::Counter,
+        "",
+        "15-minute energy intervals written (inserted or replaced) by the rollup.",
+    ),
+    metric(
+        "tau_portal_rollup_backfills_total",
+        Kind::Counter,
+        "",
+        "Device recomputations because readings arrived older than the device's rollup watermark.",
+    ),
+    metric("tau_portal_rollup_last_run_duration_seconds", Kind::Gauge, "", "Duration of the last energy rollup run."),
+    metric(
+        "tau_portal_rollup_lag_seconds",
+        Kind::Gauge,
+        "",
+        "How far the oldest device's final energy intervals trail the rollup's cutoff.",
+    ),
+    metric("tau_portal_build_info", Kind::Gauge, "version", "Always 1; the label carries the version."),
+];
+
+fn describe() {
+    for m in METRICS {
+        let unit = m.name.ends_with("_seconds").then_some(metrics::Unit::Seconds);
+        match (m.kind, unit) {
+            (Kind::Counter, _) => metrics::describe_counter!(m.name, m.help),
+            (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(m.name, unit, m.help),
+            (Kind::Gauge, None) => metrics::describe_gauge!(m.name, m.help),
+            (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(m.name, unit, m.help),
+            (Kind::Histogram, None) => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+/// The metrics as a Markdown table for the README (a test keeps the two in step).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Metric | Type | Meaning |\n|---|---|---|\n");
+    for m in METRICS {
+        let labels = if m.labels.is_empty() { String::new() } else { format!("{{{}}}", m.labels) };
+        let kind = match m.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        out.push_str(&format!("| `{}{labels}` | {kind} | {} |\n", m.name, m.help));
+    }
+    out
 }
 
 /// How often recorded histogram samples are folded into their buckets. Without it the recorder

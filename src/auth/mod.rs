@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod db;
+pub mod device;
 pub mod forward;
 pub mod keyring;
 pub mod password;

@@ -14,8 +14,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::db;
+use super::device;
 use super::password::{Verification, check_policy};
 use super::sessions::Origin;
+use super::throttle::Attempt;
 use crate::auth::audit::Actor;
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors};
@@ -115,29 +117,43 @@ async fn login(
         Ok((status, html).into_response())
     };
 
-    if let Some(wait) = state.throttle.check(&email, &address) {
+    // A browser that signed in to this account before is throttled on its own (auth::device).
+    let device_cookie = jar.get(state.cookies.device).map(|c| c.value().to_string());
+    let who = match device_cookie.as_deref().and_then(|v| device::trusted_for(&state.keys, v, &email)) {
+        Some(device) => Attempt::Trusted { device },
+        None => Attempt::Untrusted { address: &address },
+    };
+    if let Some(wait) = state.throttle.check(&email, who) {
         let secs = wait.as_secs().max(1);
         let msg = format!("Too many failed sign-in attempts. Wait {secs} seconds, then try again.");
         return refuse(page, StatusCode::TOO_MANY_REQUESTS, msg);
     }
     let password = SecretString::from(form.password);
-    let account = if email.is_empty() { None } else { db::user_for_login(&state.db, &email).await? };
+    // No account's email holds a control character (a NUL would not even reach the database):
+    // such an email is an unknown account, a failed attempt like any other.
+    let plausible = !email.is_empty() && !email.chars().any(char::is_control);
+    let account = if plausible { db::user_for_login(&state.db, &email).await? } else { None };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let verdict = state.passwords.verify(password.clone(), stored).await.map_err(AppError::internal)?;
     let Some((account, rehash)) = account.and_then(|a| match verdict {
         Verification::Valid { rehash } if !a.is_disabled => Some((a, rehash)),
         _ => None,
     }) else {
-        state.throttle.failed(&email, &address);
+        state.throttle.failed(&email, who);
         let detail = serde_json::json!({ "reason": "bad credentials or disabled account" });
-        let change = Change::begin(&state.db, Actor::anonymous(&email, ip)).await?;
-        state.commit(change, "login.failed", Some(&email), detail).await?;
+        // Control characters shown escaped in the audit log (and NUL, which text cannot hold).
+        let shown: String = email
+            .chars()
+            .map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() })
+            .collect();
+        let change = Change::begin(&state.db, Actor::anonymous(&shown, ip)).await?;
+        state.commit(change, "login.failed", Some(&shown), detail).await?;
         return refuse(page, StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string());
     };
 
     // Hashed before the transaction opens: argon2 takes a while and needs no database.
     let rehashed = if rehash { Some(state.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
-    state.throttle.succeeded(&email);
+    state.throttle.succeeded(&email, who);
     let mut change = Change::begin(&state.db, Actor::anonymous(&account.email, ip)).await?;
     if let Some(hash) = &rehashed {
         db::replace_hash(change.db(), account.id, hash).await?;
@@ -146,8 +162,12 @@ async fn login(
     let origin = Origin { ip: Some(&address), user_agent: user_agent(&headers) };
     let token = state.sessions.create(change.db(), account.id, &origin).await?;
     state.commit(change, "login", Some(&account.email), serde_json::json!({})).await?;
-    let jar =
-        jar.add(state.cookies.build(state.cookies.session, token)).remove(state.cookies.removal(state.cookies.login));
+    let device =
+        state.cookies.persistent(state.cookies.device, device::issue(&state.keys, &account.email), device::MAX_AGE);
+    let jar = jar
+        .add(state.cookies.build(state.cookies.session, token))
+        .add(device)
+        .remove(state.cookies.removal(state.cookies.login));
     Ok((jar, Redirect::to(&next)).into_response())
 }
 

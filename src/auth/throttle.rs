@@ -1,7 +1,12 @@
 //! Login throttling, in memory: after a few failures an account (and, more generously, a client
 //! address) must wait before the next attempt is even checked, the wait doubling with each further
-//! failure up to a cap. There is no permanent lockout, so an attacker cannot lock an admin out
-//! for good by failing on purpose; a success clears the account's record.
+//! failure up to a cap. There is no permanent lockout; a success clears the account's record.
+//!
+//! An attacker failing on purpose must not keep the owner out (one failure every 15 minutes held
+//! the account at the cap): a browser that signed in to an account before carries a signed
+//! device cookie for it (OWASP's "device cookies"), and its attempts for that account are
+//! throttled on their own, by that device's record only. The account's and the address's limits
+//! apply to everyone else.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +29,17 @@ pub const PER_ACCOUNT: Policy =
 /// An office behind one NAT address shares it: more headroom than per account.
 pub const PER_ADDRESS: Policy =
     Policy { free_failures: 20, first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(15 * 60) };
+/// A trusted browser (one device cookie): like an account.
+pub const PER_DEVICE: Policy = PER_ACCOUNT;
+
+/// Who makes a sign-in attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt<'a> {
+    /// A browser whose device cookie proves an earlier sign-in to this account (its nonce).
+    Trusted { device: &'a str },
+    /// Anyone else, from this client address.
+    Untrusted { address: &'a str },
+}
 
 /// Records older than this (since their last failure) are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -35,10 +51,14 @@ struct Record {
     last_failure: DateTime<Utc>,
 }
 
+/// Failure records by key (an account's email, an address, a device's nonce).
+type Records = Mutex<HashMap<String, Record>>;
+
 pub struct Throttle {
     clock: Clock,
-    accounts: Mutex<HashMap<String, Record>>,
-    addresses: Mutex<HashMap<String, Record>>,
+    accounts: Records,
+    addresses: Records,
+    devices: Records,
 }
 
 fn wait_for(policy: Policy, r: &Record, now: DateTime<Utc>) -> Option<Duration> {
@@ -51,26 +71,38 @@ fn wait_for(policy: Policy, r: &Record, now: DateTime<Utc>) -> Option<Duration> 
     (until > now).then(|| (until - now).to_std().unwrap_or_default())
 }
 
-fn lock(m: &Mutex<HashMap<String, Record>>) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+fn lock(m: &Records) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Throttle {
     pub fn new(clock: Clock) -> Throttle {
-        Throttle { clock, accounts: Mutex::default(), addresses: Mutex::default() }
+        Throttle { clock, accounts: Mutex::default(), addresses: Mutex::default(), devices: Mutex::default() }
     }
 
-    /// How long this attempt must wait, if at all (the longer of the two limits).
-    pub fn check(&self, email: &str, address: &str) -> Option<Duration> {
-        let now = self.clock.now();
-        let account = lock(&self.accounts).get(&email.to_lowercase()).and_then(|r| wait_for(PER_ACCOUNT, r, now));
-        let addr = lock(&self.addresses).get(address).and_then(|r| wait_for(PER_ADDRESS, r, now));
-        account.max(addr)
+    /// The records an attempt counts against, with their policies.
+    fn records(&self, email: &str, who: Attempt<'_>) -> Vec<(&Records, String, Policy)> {
+        match who {
+            Attempt::Trusted { device } => vec![(&self.devices, device.to_string(), PER_DEVICE)],
+            Attempt::Untrusted { address } => vec![
+                (&self.accounts, email.to_lowercase(), PER_ACCOUNT),
+                (&self.addresses, address.to_string(), PER_ADDRESS),
+            ],
+        }
     }
 
-    pub fn failed(&self, email: &str, address: &str) {
+    /// How long this attempt must wait, if at all (the longest of its limits).
+    pub fn check(&self, email: &str, who: Attempt<'_>) -> Option<Duration> {
         let now = self.clock.now();
-        for (map, key) in [(&self.accounts, email.to_lowercase()), (&self.addresses, address.to_string())] {
+        self.records(email, who)
+            .into_iter()
+            .filter_map(|(map, key, policy)| lock(map).get(&key).and_then(|r| wait_for(policy, r, now)))
+            .max()
+    }
+
+    pub fn failed(&self, email: &str, who: Attempt<'_>) {
+        let now = self.clock.now();
+        for (map, key, _) in self.records(email, who) {
             let mut map = lock(map);
             if map.len() >= MAX_RECORDS {
                 let horizon = chrono::Duration::from_std(FORGET_AFTER).unwrap_or_default();
@@ -82,10 +114,15 @@ impl Throttle {
         }
     }
 
-    /// A successful sign-in clears the account (not the address: one good password from an
-    /// address must not reset a spray against others).
-    pub fn succeeded(&self, email: &str) {
-        lock(&self.accounts).remove(&email.to_lowercase());
+    /// A successful sign-in clears the record it was checked against: the account's for anyone
+    /// (not the address: one good password from an address must not reset a spray against
+    /// others), only the device's for a trusted browser (the owner signing in during an attack
+    /// must not hand the attacker fresh attempts).
+    pub fn succeeded(&self, email: &str, who: Attempt<'_>) {
+        match who {
+            Attempt::Trusted { device } => lock(&self.devices).remove(device),
+            Attempt::Untrusted { .. } => lock(&self.accounts).remove(&email.to_lowercase()),
+        };
     }
 }
 
@@ -93,38 +130,65 @@ impl Throttle {
 mod tests {
     use super::*;
 
+    fn from(address: &str) -> Attempt<'_> {
+        Attempt::Untrusted { address }
+    }
+
+    /// The attack of the review: failures from anywhere hold the account at the cap, yet the
+    /// owner's browser signs in; its own failures lock that browser only.
+    #[test]
+    fn a_trusted_browser_is_throttled_on_its_own() {
+        let clock = Clock::default();
+        let t = Throttle::new(clock.clone());
+        let owner = Attempt::Trusted { device: "nonce-of-the-owners-browser" };
+        for i in 0..40 {
+            t.failed("admin@x.io", from(&format!("10.0.0.{}", i % 3)));
+            clock.advance(Duration::from_secs(1));
+        }
+        assert!(t.check("admin@x.io", from("10.9.9.9")).is_some(), "untrusted clients wait");
+        assert_eq!(t.check("admin@x.io", owner), None, "the owner's browser does not");
+        t.succeeded("admin@x.io", owner);
+        assert!(t.check("admin@x.io", from("10.9.9.9")).is_some(), "the owner's success frees no attacker");
+        for _ in 0..5 {
+            t.failed("admin@x.io", owner);
+        }
+        assert!(t.check("admin@x.io", owner).is_some(), "the device's own failures count");
+        let other = Attempt::Trusted { device: "another-browser" };
+        assert_eq!(t.check("admin@x.io", other), None);
+    }
+
     #[test]
     fn five_free_failures_then_doubling_waits_up_to_a_cap() {
         let clock = Clock::default();
         let t = Throttle::new(clock.clone());
         for _ in 0..4 {
-            t.failed("a@x.io", "1.1.1.1");
-            assert_eq!(t.check("a@x.io", "1.1.1.1"), None);
+            t.failed("a@x.io", from("1.1.1.1"));
+            assert_eq!(t.check("a@x.io", from("1.1.1.1")), None);
         }
-        t.failed("A@X.io", "1.1.1.1");
-        let first = t.check("a@x.io", "1.1.1.1").expect("the fifth failure starts the back-off");
+        t.failed("A@X.io", from("1.1.1.1"));
+        let first = t.check("a@x.io", from("1.1.1.1")).expect("the fifth failure starts the back-off");
         assert!(first <= Duration::from_secs(1) && first > Duration::from_millis(900), "{first:?}");
         clock.advance(Duration::from_secs(2));
-        assert_eq!(t.check("a@x.io", "1.1.1.1"), None, "the wait is over");
-        t.failed("a@x.io", "1.1.1.1");
-        assert!(t.check("a@x.io", "1.1.1.1").unwrap() > Duration::from_millis(1900));
+        assert_eq!(t.check("a@x.io", from("1.1.1.1")), None, "the wait is over");
+        t.failed("a@x.io", from("1.1.1.1"));
+        assert!(t.check("a@x.io", from("1.1.1.1")).unwrap() > Duration::from_millis(1900));
         for _ in 0..30 {
-            t.failed("a@x.io", "2.2.2.2");
+            t.failed("a@x.io", from("2.2.2.2"));
         }
-        assert!(t.check("a@x.io", "3.3.3.3").unwrap() <= Duration::from_secs(15 * 60), "capped");
+        assert!(t.check("a@x.io", from("3.3.3.3")).unwrap() <= Duration::from_secs(15 * 60), "capped");
         clock.advance(Duration::from_secs(15 * 60 + 1));
-        assert_eq!(t.check("a@x.io", "3.3.3.3"), None, "never a permanent lockout");
+        assert_eq!(t.check("a@x.io", from("3.3.3.3")), None, "never a permanent lockout");
     }
 
     #[test]
     fn success_clears_the_account_but_not_the_address() {
         let t = Throttle::new(Clock::default());
         for i in 0..25 {
-            t.failed(&format!("user{i}@x.io"), "9.9.9.9");
+            t.failed(&format!("user{i}@x.io"), from("9.9.9.9"));
         }
-        t.failed("b@x.io", "8.8.8.8");
-        t.succeeded("b@x.io");
-        assert_eq!(t.check("b@x.io", "8.8.8.8"), None);
-        assert!(t.check("fresh@x.io", "9.9.9.9").is_some(), "a password spray from one address is slowed");
+        t.failed("b@x.io", from("8.8.8.8"));
+        t.succeeded("b@x.io", from("8.8.8.8"));
+        assert_eq!(t.check("b@x.io", from("8.8.8.8")), None);
+        assert!(t.check("fresh@x.io", from("9.9.9.9")).is_some(), "a password spray from one address is slowed");
     }
 }

@@ -157,7 +157,7 @@ async fn create(
         Ok::<_, AppError>(email)
     };
     match created.await.field_errors()? {
-        Ok(email) if generated => Ok(render(&shown_once(page, "User created", email, password))?.into_response()),
+        Ok(email) if generated => shown_once(page, "User created", email, password).response(),
         Ok(_) => Ok(Redirect::to("/settings/users?notice=user-updated").into_response()),
         Err(errors) => {
             let html = users_page(&state, page, CreateForm { password: String::new(), ..form }, errors, None).await?;
@@ -277,7 +277,7 @@ async fn reset_password(state: AppState, admin: ActingAdmin, page: Page, id: Uui
     }
     state.sessions.end_all(&mut change, id).await?;
     state.commit(change, "user.password-reset", Some(&user.email), serde_json::json!({})).await?;
-    Ok(render(&shown_once(page, "Password reset", user.email, password))?.into_response())
+    shown_once(page, "Password reset", user.email, password).response()
 }
 
 pub struct AuditView {

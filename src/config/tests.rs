@@ -3,6 +3,7 @@ use super::*;
 use sqlx::postgres::PgSslMode;
 
 const ADMIN_PW: &str = "correct horse battery staple";
+const PUBLIC_URL: &str = "https://abc0001.portal.example.com";
 
 /// A valid Production environment; tests add or override keys.
 fn env(extra: &[(&str, &str)]) -> Env {
@@ -12,6 +13,7 @@ fn env(extra: &[(&str, &str)]) -> Env {
             "Host=db;Port=5432;Database=power_monitoring;Username=power_user;Password=s3cret",
         ),
         ("Authentication__DefaultAdminPassword", ADMIN_PW),
+        ("Application__PublicUrl", PUBLIC_URL),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -50,8 +52,8 @@ fn defaults_match_the_contract() {
     assert_eq!(c.database.max_connections, 10);
     assert_eq!(c.database.startup_timeout, Duration::from_secs(60));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(8));
-    assert!(c.public_url.is_none());
-    assert!(warnings.iter().any(|w| w.contains("Application__PublicUrl is not set")), "{warnings:?}");
+    assert_eq!(c.public_url.unwrap().as_str(), "https://abc0001.portal.example.com/");
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
@@ -90,9 +92,30 @@ fn aspnetcore_environment_is_read_when_application_environment_is_unset() {
     );
 }
 
+/// Without it, the forwardAuth login redirect was built from X-Forwarded-Host/Host, which a client
+/// controls where no proxy overwrites them.
+#[test]
+fn production_requires_the_public_url_for_serve_only() {
+    let msg = only_error(&[("Application__PublicUrl", "")]);
+    assert!(msg.starts_with("Application__PublicUrl: required in Production"), "{msg}");
+    let no_url = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x")]);
+    assert!(Config::read(&no_url, Purpose::Maintenance).is_ok(), "migrate serves nothing");
+}
+
+#[test]
+fn the_default_trusted_proxies_are_loopback_only() {
+    let (c, _) = ok(&[]);
+    let nets: Vec<String> = c.auth.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
+}
+
 #[test]
 fn development_derives_a_local_public_url() {
-    let (c, _) = ok(&[("Application__Environment", "Development"), ("Application__ListenAddress", "127.0.0.1:9090")]);
+    let (c, _) = ok(&[
+        ("Application__Environment", "Development"),
+        ("Application__ListenAddress", "127.0.0.1:9090"),
+        ("Application__PublicUrl", ""),
+    ]);
     assert_eq!(c.public_url.unwrap().as_str(), "http://localhost:9090/");
 }
 
@@ -202,7 +225,7 @@ fn all_errors_are_reported_at_once() {
 
 #[test]
 fn production_requires_a_long_enough_default_admin_password() {
-    let missing = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x")]);
+    let missing = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x"), ("Application__PublicUrl", PUBLIC_URL)]);
     let errors = Config::from_env(&missing).unwrap_err().0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].key, "Authentication__DefaultAdminPassword");
@@ -212,6 +235,55 @@ fn production_requires_a_long_enough_default_admin_password() {
         only_error(&[("Authentication__DefaultAdminPassword", "short")]),
         "Authentication__DefaultAdminPassword: expected at least 12 characters, got 5"
     );
+}
+
+#[test]
+fn migrate_and_rollup_do_not_need_the_default_admin_password() {
+    let missing = Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x")]);
+    let (c, _) = Config::read(&missing, Purpose::Maintenance).expect("maintenance seeds no admin");
+    assert!(c.default_admin.password.is_none());
+    // Still refused for serve, which seeds the admin.
+    assert!(Config::read(&missing, Purpose::Serve).is_err());
+}
+
+/// `.env.example` copied and left unfilled once gave `POSTGRES_PASSWORD='# [secret] openssl rand
+/// -base64 32'`: 32 publicly known characters. Placeholders are refused, naming the key and never
+/// quoting the value.
+#[test]
+fn placeholder_secrets_are_refused_naming_the_key() {
+    let placeholders = [
+        "# [secret] openssl rand -base64 32",
+        "#a-comment-taken-as-a-value",
+        "<generated>",
+        "[secret]",
+        "${POSTGRES_PASSWORD}",
+        "changeme-changeme",
+        "CHANGE_ME please, later",
+        "please replace-me now",
+        "your-password-here",
+        "xxxxxxxxxxxxxxxx",
+        "password",
+        "Secret",
+    ];
+    for key in ["Authentication__DefaultAdminPassword", "POSTGRES_PASSWORD", "FleetIngest__Token"] {
+        for value in placeholders {
+            let mut extra = vec![(key, value)];
+            if key == "FleetIngest__Token" {
+                extra.extend([("FleetIngest__Enabled", "true"), ("FleetIngest__Url", "https://admin.example.com")]);
+            }
+            if key == "POSTGRES_PASSWORD" {
+                extra.extend([("Database__ConnectionString", ""), ("POSTGRES_DB", "d"), ("POSTGRES_USER", "u")]);
+            }
+            let msg = only_error(&extra);
+            assert!(msg.starts_with(&format!("{key}: ")), "{msg}");
+            assert!(msg.contains("set a real secret"), "{msg}");
+            assert!(!msg.contains(value), "the message must not quote the value: {msg}");
+        }
+    }
+    // Real secrets pass, also ones that contain a '#' or the word "password" somewhere.
+    for value in ["Zk3r-9vQx_2mW7pLs0aB", "s3cret#with#hashes", "my password is long enough", "a.example.value"] {
+        ok(&[("Authentication__DefaultAdminPassword", value)]);
+    }
 }
 
 #[test]
@@ -227,8 +299,11 @@ fn secrets_are_read_from_file_variants() {
     let path = dir.path().join("admin-password");
     std::fs::write(&path, "from a file, long enough\n").unwrap();
     let path = path.to_str().unwrap();
-    let e =
-        Env::from_pairs([("DATABASE_URL", "postgres://u:p@db/x"), ("Authentication__DefaultAdminPassword_FILE", path)]);
+    let e = Env::from_pairs([
+        ("DATABASE_URL", "postgres://u:p@db/x"),
+        ("Authentication__DefaultAdminPassword_FILE", path),
+        ("Application__PublicUrl", PUBLIC_URL),
+    ]);
     let (c, warnings) = Config::from_env(&e).unwrap();
     assert_eq!(c.default_admin.password.unwrap().expose_secret(), "from a file, long enough");
     assert!(warnings.iter().all(|w| !w.contains("_FILE")), "{warnings:?}");
@@ -318,7 +393,8 @@ fn fleet_ingest_requires_url_and_token_when_enabled() {
 // ---- database source resolution ----
 
 fn db_only(pairs: &[(&str, &str)]) -> Result<DatabaseConfig, Vec<ConfigError>> {
-    let mut all: Vec<(&str, &str)> = vec![("Authentication__DefaultAdminPassword", ADMIN_PW)];
+    let mut all: Vec<(&str, &str)> =
+        vec![("Authentication__DefaultAdminPassword", ADMIN_PW), ("Application__PublicUrl", PUBLIC_URL)];
     all.extend_from_slice(pairs);
     Config::from_env(&Env::from_pairs(all.iter().copied())).map(|(c, _)| c.database).map_err(|e| e.0)
 }

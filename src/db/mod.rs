@@ -1,6 +1,8 @@
-//! The connection pool, schema migrations and the TimescaleDB bootstrapper.
+//! The connection pool, schema migrations, the TimescaleDB bootstrapper and Grafana's read-only
+//! role.
 
 pub mod migrate;
+pub mod reader;
 pub mod timescale;
 
 use std::time::Duration;

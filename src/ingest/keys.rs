@@ -151,7 +151,7 @@ async fn create(
         back_url: "/settings/api-keys",
         back_label: "Back to API keys",
     };
-    Ok(render(&shown)?.into_response())
+    shown.response()
 }
 
 async fn revoke(State(state): State<AppState>, admin: ActingAdmin, Path(id): Path<Uuid>) -> AppResult<Response> {

@@ -8,18 +8,32 @@
 //! Slots that pass without a poll while the device was healthy count as missed cycles.
 //!
 //! Failures: every request runs under a timeout. A timeout or transport error drops the
-//! connection (a late reply would otherwise answer the next request); reconnecting is immediate
-//! the first time, then backs off exponentially with jitter up to `max_backoff`. A Modbus
-//! exception saying a block does not exist marks that block unsupported for the device until the
-//! next connection and keeps polling the rest; other exceptions (gateway: device not answering,
-//! busy) fail that device's poll only.
+//! connection (a late reply would otherwise answer the next request), and the poll is tried
+//! again within its slot on a new connection: at once, then after the backoff, up to
+//! `MAX_ATTEMPTS` in all and only while an attempt still fits before the slot ends. So a gateway
+//! that closes idle connections, or a single reset, costs no reading; a poll fails only when its
+//! slot ends without one. Reconnecting backs off exponentially with jitter up to `max_backoff`
+//! (the first reconnect is immediate). A Modbus exception saying a block does not exist marks that
+//! block unsupported and the rest is still polled; the block is read again every
+//! `REPROBE_POLLS` polls (at most `REPROBE_MAX` apart) and after every reconnect, and is back
+//! as soon as it answers. Other exceptions (gateway: device not answering, busy) fail that
+//! device's poll only. What was learnt about a meter (settings, identity) is read again after a
+//! failed poll: a meter that was away may have been replaced or reconfigured.
+//!
+//! Logs: a lost connection that the immediate reconnect repairs is routine (debug); an outage
+//! (a connect that fails, or a new connection failing too) is logged once as a warning, and its
+//! end once, with how long it lasted and how many connection attempts it took.
 
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -34,12 +48,20 @@ use crate::clock::Clock;
 use crate::measurements::Reading;
 use crate::measurements::buffer::WriteBuffer;
 
-/// Re-read the meter's settings (PT/CT, modes) this often, besides at every connect.
+/// Re-read the meter's settings (PT/CT, modes) this often, besides after a failed poll.
 const SETTINGS_EVERY: Duration = Duration::from_secs(3600);
 /// The first reconnect delay after the immediate retry; doubles up to the configured maximum.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Endpoints start their polls within the first quarter of a slot, at most this late.
 const MAX_PHASE_MS: i64 = 250;
+/// Attempts at one slot's poll, the first included: enough for an idle-closed or reset
+/// connection and a brief outage, few enough that one silent meter behind a gateway does not
+/// keep tearing down the connection its neighbours share.
+const MAX_ATTEMPTS: u32 = 3;
+/// A block the meter refused is read again after this many polls…
+const REPROBE_POLLS: u32 = 10;
+/// …or this long, whichever is sooner.
+const REPROBE_MAX: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
@@ -78,13 +100,29 @@ struct Device {
     target: Target,
     settings: Option<(MeterSettings, Instant)>,
     identity_probed: bool,
+    /// Blocks the meter answered with an exception, skipped until `reprobe_at`.
     unsupported: Vec<&'static str>,
+    reprobe_at: Option<Instant>,
+    /// The unsupported blocks the database was last told of (`None`: not yet in this run, so
+    /// a list left from an earlier run is corrected by the first poll).
+    reported_unsupported: Option<Vec<&'static str>>,
     last_slot: Option<i64>,
+    /// The current slot's poll failed on the connection and is tried again at `Retry::at_ms`.
+    retry: Option<Retry>,
     failures: u32,
     /// The database knows this device is healthy (the first success after start says so).
     reported_healthy: bool,
     polls_ok: metrics::Counter,
     polls_failed: metrics::Counter,
+}
+
+struct Retry {
+    slot: i64,
+    /// Attempts made so far in this slot.
+    attempts: u32,
+    at_ms: i64,
+    /// Recorded if the slot ends without a reading.
+    error: String,
 }
 
 impl Device {
@@ -97,7 +135,10 @@ impl Device {
             settings: None,
             identity_probed: false,
             unsupported: Vec::new(),
+            reprobe_at: None,
+            reported_unsupported: None,
             last_slot: None,
+            retry: None,
             failures: 0,
             reported_healthy: false,
         }
@@ -112,19 +153,47 @@ impl Device {
         (now_ms - phase_ms).div_euclid(self.interval_ms())
     }
 
+    /// When `slot` ends: its last chance for a reading.
+    fn slot_end_ms(&self, slot: i64, phase_ms: i64) -> i64 {
+        (slot + 1) * self.interval_ms() + phase_ms
+    }
+
     /// When this device is next due, in ms since the epoch (≤ now when due).
     fn due_ms(&self, now_ms: i64, phase_ms: i64) -> i64 {
+        if let Some(retry) = &self.retry {
+            return retry.at_ms;
+        }
         match self.last_slot {
-            Some(last) if last >= self.slot_at(now_ms, phase_ms) => (last + 1) * self.interval_ms() + phase_ms,
+            Some(last) if last >= self.slot_at(now_ms, phase_ms) => self.slot_end_ms(last, phase_ms),
             _ => now_ms,
         }
     }
 
-    /// Forgets what was learnt on the old connection.
-    fn on_connect(&mut self) {
+    /// The slot a poll now is for: the one being retried, else the current one.
+    fn poll_slot(&self, now_ms: i64, phase_ms: i64) -> i64 {
+        self.retry.as_ref().map_or_else(|| self.slot_at(now_ms, phase_ms), |r| r.slot)
+    }
+
+    fn attempts_in_slot(&self) -> u32 {
+        self.retry.as_ref().map_or(0, |r| r.attempts)
+    }
+
+    fn reprobe_every(&self) -> Duration {
+        (Duration::from_secs(u64::from(self.target.interval_s)) * REPROBE_POLLS).min(REPROBE_MAX)
+    }
+
+    /// Refused blocks are worth asking for again once the other end may have changed.
+    fn reprobe_now(&mut self) {
+        if !self.unsupported.is_empty() {
+            self.reprobe_at = Some(Instant::now());
+        }
+    }
+
+    /// After a failed poll: whatever the meter said before may no longer hold.
+    fn forget_meter(&mut self) {
         self.settings = None;
         self.identity_probed = false;
-        self.unsupported.clear();
+        self.reprobe_now();
     }
 }
 
@@ -134,6 +203,88 @@ enum PollError {
     Connection(String),
     /// The meter answered, but not with a usable reading.
     Device(String),
+}
+
+/// The connection's health across reconnects: drives the backoff and the outage log lines.
+#[derive(Default)]
+struct Link {
+    /// Connection failures (failed connects, dropped connections) since a request was last
+    /// answered.
+    failures: u32,
+    /// No reconnect before this.
+    retry_at: Option<Instant>,
+    outage: Option<Outage>,
+}
+
+struct Outage {
+    since: Instant,
+    /// Connection attempts since it began, failed or not.
+    connects: u32,
+    /// A warning said so; its end is logged too.
+    logged: bool,
+}
+
+impl Link {
+    fn outage(&mut self) -> &mut Outage {
+        self.outage.get_or_insert_with(|| Outage { since: Instant::now(), connects: 0, logged: false })
+    }
+
+    /// One more failure: the delay before the next connect.
+    fn failed(&mut self, max_backoff: Duration) -> Duration {
+        self.failures += 1;
+        let delay = backoff(self.failures, max_backoff);
+        self.retry_at = Some(Instant::now() + delay);
+        delay
+    }
+
+    fn connect_failed(&mut self, endpoint: &Endpoint, reason: &str, max_backoff: Duration) -> Duration {
+        let outage = self.outage();
+        outage.connects += 1;
+        if !std::mem::replace(&mut outage.logged, true) {
+            tracing::warn!(endpoint = %endpoint, "Cannot connect to {endpoint}: {reason}; retrying");
+        }
+        self.failed(max_backoff)
+    }
+
+    fn connected(&mut self) {
+        if let Some(outage) = &mut self.outage {
+            outage.connects += 1;
+        }
+    }
+
+    /// An open connection failed and is dropped.
+    fn lost(&mut self, endpoint: &Endpoint, error: &str, max_backoff: Duration) -> Duration {
+        metrics::counter!("tau_portal_poll_disconnects_total").increment(1);
+        let delay = self.failed(max_backoff);
+        let repeated = self.failures > 1;
+        let outage = self.outage();
+        // Losing a connection once is routine (gateways close idle ones); losing the new one too
+        // is not.
+        if repeated && !std::mem::replace(&mut outage.logged, true) {
+            tracing::warn!(endpoint = %endpoint, "The connection to {endpoint} keeps failing: {error}; reconnecting");
+        } else {
+            tracing::debug!(endpoint = %endpoint, "Connection to {endpoint} lost: {error}; reconnecting");
+        }
+        delay
+    }
+
+    /// A request was answered (registers or an exception): the connection works.
+    fn answered(&mut self, endpoint: &Endpoint) {
+        self.failures = 0;
+        let Some(outage) = self.outage.take() else { return };
+        let seconds = outage.since.elapsed().as_secs_f64();
+        if outage.logged {
+            tracing::info!(
+                endpoint = %endpoint,
+                outage_seconds = seconds,
+                attempts = outage.connects,
+                "Connected to {endpoint} again after {seconds:.1} s ({} connection attempts)",
+                outage.connects
+            );
+        } else {
+            tracing::debug!(endpoint = %endpoint, "Reconnected to {endpoint}");
+        }
+    }
 }
 
 /// Polls `targets` on `endpoint` until `stop` or until the supervisor drops the channel.
@@ -146,17 +297,19 @@ pub async fn run(
     let phase_ms = phase_of(&endpoint);
     let mut devices: Vec<Device> = Vec::new();
     let mut conn: Option<Context> = None;
-    let mut connection_failures: u32 = 0;
-    let mut retry_at: Option<Instant> = None;
+    let mut link = Link::default();
     loop {
         if devices.is_empty() {
             sync(&mut devices, &targets.borrow_and_update());
         }
         let now_ms = shared.clock.now().timestamp_millis();
+        for device in devices.iter_mut() {
+            expire_retry(device, now_ms, phase_ms, &shared);
+        }
         let wait = match devices.iter().map(|d| d.due_ms(now_ms, phase_ms)).min() {
             Some(due) => {
                 let until_due = Duration::from_millis((due - now_ms).max(0) as u64);
-                until_due.max(retry_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now())))
+                until_due.max(link.retry_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now())))
             }
             None => Duration::MAX,
         };
@@ -173,55 +326,51 @@ pub async fn run(
                 () = stop.cancelled() => break,
             }
         }
-        retry_at = None;
+        link.retry_at = None;
 
         let context = match conn.as_mut() {
             Some(context) => context,
             None => match connect(&endpoint, shared.request_timeout).await {
                 Ok(context) => {
-                    if connection_failures > 0 {
-                        tracing::info!(endpoint = %endpoint, "Connected to {endpoint} again");
-                    }
-                    devices.iter_mut().for_each(Device::on_connect);
+                    link.connected();
+                    devices.iter_mut().for_each(Device::reprobe_now);
                     conn.insert(context)
                 }
-                Err(error) => {
-                    connection_failures += 1;
-                    if connection_failures == 1 {
-                        tracing::warn!(endpoint = %endpoint, "Cannot connect to {endpoint}: {error}");
-                    }
+                Err(reason) => {
+                    let delay = link.connect_failed(&endpoint, &reason, shared.max_backoff);
                     let now_ms = shared.clock.now().timestamp_millis();
                     for device in devices.iter_mut().filter(|d| d.due_ms(now_ms, phase_ms) <= now_ms) {
-                        let slot = device.slot_at(now_ms, phase_ms);
-                        record_failure(device, slot, format!("cannot connect to {endpoint}: {error}"), &shared);
+                        let slot = device.poll_slot(now_ms, phase_ms);
+                        let error = format!("cannot connect to {endpoint}: {reason}");
+                        attempt_failed(device, slot, error, delay, phase_ms, &shared);
                     }
-                    retry_at = Some(Instant::now() + backoff(connection_failures, shared.max_backoff));
                     continue;
                 }
             },
         };
 
         let now_ms = shared.clock.now().timestamp_millis();
-        for device in devices.iter_mut() {
-            if device.due_ms(now_ms, phase_ms) > now_ms {
-                continue;
-            }
-            let slot = device.slot_at(now_ms, phase_ms);
+        let mut due: Vec<usize> =
+            (0..devices.len()).filter(|&i| devices[i].due_ms(now_ms, phase_ms) <= now_ms).collect();
+        // Devices not yet tried in this slot go first: a meter whose polls keep failing must not
+        // hold back the others behind the same connection.
+        due.sort_by_key(|&i| devices[i].attempts_in_slot());
+        for i in due {
+            let device = &mut devices[i];
+            let slot = device.poll_slot(now_ms, phase_ms);
             let time = DateTime::from_timestamp_millis(slot * device.interval_ms()).unwrap_or_default();
             match poll(context, device, time, &shared).await {
                 Ok(reading) => {
-                    connection_failures = 0;
+                    link.answered(&endpoint);
                     record_success(device, slot, reading, &shared);
                 }
                 Err(PollError::Device(error)) => {
-                    connection_failures = 0;
+                    link.answered(&endpoint);
                     record_failure(device, slot, error, &shared);
                 }
                 Err(PollError::Connection(error)) => {
-                    record_failure(device, slot, error, &shared);
-                    connection_failures += 1;
-                    metrics::counter!("tau_portal_poll_disconnects_total").increment(1);
-                    retry_at = Some(Instant::now() + backoff(connection_failures, shared.max_backoff));
+                    let delay = link.lost(&endpoint, &error, shared.max_backoff);
+                    attempt_failed(device, slot, error, delay, phase_ms, &shared);
                     conn = None;
                     break;
                 }
@@ -243,6 +392,45 @@ fn sync(devices: &mut Vec<Device>, targets: &[Target]) {
     }
 }
 
+/// An attempt at `slot`'s poll failed on the connection: try again within the slot if another
+/// attempt fits, else the poll has failed.
+fn attempt_failed(device: &mut Device, slot: i64, error: String, link_delay: Duration, phase_ms: i64, shared: &Shared) {
+    let attempts = device.retry.as_ref().filter(|r| r.slot == slot).map_or(0, |r| r.attempts) + 1;
+    let now_ms = shared.clock.now().timestamp_millis();
+    let delay = link_delay.max(backoff(attempts, shared.max_backoff));
+    let slot_end_ms = device.slot_end_ms(slot, phase_ms);
+    match next_attempt_ms(attempts, now_ms, delay, shared.request_timeout, slot_end_ms) {
+        Some(at_ms) => {
+            tracing::debug!(
+                device = %device.target.external_id,
+                attempts,
+                "Poll of meter {} failed ({error}); trying again within its slot",
+                device.target.external_id
+            );
+            device.retry = Some(Retry { slot, attempts, at_ms, error });
+        }
+        None => record_failure(device, slot, error, shared),
+    }
+}
+
+/// When to try a poll again after its `attempts`-th attempt failed, if at all: after `delay`,
+/// and only if a request with its full timeout still ends within the slot.
+fn next_attempt_ms(attempts: u32, now_ms: i64, delay: Duration, timeout: Duration, slot_end_ms: i64) -> Option<i64> {
+    let at_ms = now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+    let done_ms = at_ms.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+    (attempts < MAX_ATTEMPTS && done_ms <= slot_end_ms).then_some(at_ms)
+}
+
+/// A retry whose slot ended before it could be made: that slot's poll failed.
+fn expire_retry(device: &mut Device, now_ms: i64, phase_ms: i64, shared: &Shared) {
+    let Some(slot) = device.retry.as_ref().map(|r| r.slot) else { return };
+    if now_ms >= device.slot_end_ms(slot, phase_ms)
+        && let Some(retry) = device.retry.take()
+    {
+        record_failure(device, retry.slot, retry.error, shared);
+    }
+}
+
 fn record_success(device: &mut Device, slot: i64, reading: Reading, shared: &Shared) {
     if let Some(last) = device.last_slot
         && device.failures == 0
@@ -251,6 +439,7 @@ fn record_success(device: &mut Device, slot: i64, reading: Reading, shared: &Sha
         metrics::counter!("tau_portal_poll_missed_cycles_total").increment((slot - last - 1) as u64);
     }
     device.last_slot = Some(slot);
+    device.retry = None;
     shared.buffer.push(reading);
     device.polls_ok.increment(1);
     if device.failures > 0 {
@@ -271,16 +460,18 @@ fn record_success(device: &mut Device, slot: i64, reading: Reading, shared: &Sha
 
 fn record_failure(device: &mut Device, slot: i64, error: String, shared: &Shared) {
     device.last_slot = Some(slot);
+    device.retry = None;
     device.failures += 1;
     device.reported_healthy = false;
     device.polls_failed.increment(1);
+    device.forget_meter();
     if device.failures == 1 {
         tracing::warn!(device = %device.target.external_id, "Poll of meter {} failed: {error}", device.target.external_id);
     }
     shared.status.failed(device.target.id, device.failures, error, shared.clock.now());
 }
 
-/// Reads one device: settings when due, identity once per connection, then its blocks.
+/// Reads one device: settings when due, identity once, then its blocks.
 async fn poll(
     conn: &mut Context,
     device: &mut Device,
@@ -329,10 +520,12 @@ async fn poll(
         device.identity_probed = true;
     }
 
+    let reprobe = device.reprobe_at.is_some_and(|at| at <= Instant::now());
     let mut reading = Reading::empty(id, time);
     let mut read_any = false;
     for block in profile.blocks {
-        if device.unsupported.contains(&block.name) {
+        let refused_before = device.unsupported.contains(&block.name);
+        if refused_before && !reprobe {
             continue;
         }
         match read(conn, block, timeout).await? {
@@ -340,20 +533,38 @@ async fn poll(
                 registers::decode_block(block, &words, &settings, &mut reading)
                     .map_err(|e| PollError::Device(e.to_string()))?;
                 read_any = true;
+                if refused_before {
+                    device.unsupported.retain(|b| *b != block.name);
+                    tracing::info!(
+                        device = %device.target.external_id,
+                        block = block.name,
+                        "Meter {} answers the {} block again",
+                        device.target.external_id,
+                        block.name
+                    );
+                }
             }
-            Err(code) => {
+            Err(code) if !refused_before => {
                 tracing::warn!(
                     device = %device.target.external_id,
                     block = block.name,
-                    "Meter {} does not support the {} block at {:#06X} ({code}); polling the rest",
+                    "Meter {} does not support the {} block at {:#06X} ({code}); polling the rest and asking again in {} s",
                     device.target.external_id,
                     block.name,
-                    block.start
+                    block.start,
+                    device.reprobe_every().as_secs()
                 );
                 device.unsupported.push(block.name);
-                shared.status.unsupported_blocks(id, device.unsupported.iter().map(|b| b.to_string()).collect());
             }
+            Err(_) => {}
         }
+    }
+    if reprobe || device.reprobe_at.is_none() {
+        device.reprobe_at = (!device.unsupported.is_empty()).then(|| Instant::now() + device.reprobe_every());
+    }
+    if device.reported_unsupported.as_ref() != Some(&device.unsupported) {
+        shared.status.unsupported_blocks(id, device.unsupported.iter().map(|b| b.to_string()).collect());
+        device.reported_unsupported = Some(device.unsupported.clone());
     }
     if read_any {
         Ok(reading)
@@ -388,7 +599,7 @@ async fn read(
         Err(_) => {
             Err(PollError::Connection(format!("no reply to the {} read within {} ms", block.name, timeout.as_millis())))
         }
-        Ok(Err(e)) => Err(PollError::Connection(format!("the {} read failed: {e}", block.name))),
+        Ok(Err(e)) => Err(PollError::Connection(format!("{} (at the {} read)", describe_modbus(&e), block.name))),
         Ok(Ok(Ok(words))) => Ok(Ok(words)),
         Ok(Ok(Err(
             code @ (ExceptionCode::IllegalFunction
@@ -402,11 +613,68 @@ async fn read(
 async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Context, String> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
         .await
-        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| format!("no answer to the connection request within {} ms", timeout.as_millis()))?
+        .map_err(|e| describe_io(&e))?;
     // Requests are small and answered one at a time: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
-    Ok(tokio_modbus::client::tcp::attach(stream))
+    Ok(tokio_modbus::client::tcp::attach(ClosingStream(stream)))
+}
+
+/// A TCP stream whose end (the other side closed it) reads as an `UnexpectedEof` error:
+/// tokio-modbus reports a plain end of stream as whatever the last OS error happened to be
+/// ("Resource temporarily unavailable"), which tells an operator nothing.
+#[derive(Debug)]
+struct ClosingStream(TcpStream);
+
+impl AsyncRead for ClosingStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let (filled, room) = (buf.filled().len(), buf.remaining());
+        match Pin::new(&mut self.get_mut().0).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if room > 0 && buf.filled().len() == filled => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for ClosingStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// A failed request in words for the device page and the log.
+fn describe_modbus(error: &tokio_modbus::Error) -> String {
+    match error {
+        tokio_modbus::Error::Transport(e) => describe_io(e),
+        tokio_modbus::Error::Protocol(e) => format!("the reply does not match the request ({e})"),
+    }
+}
+
+/// A transport error in words: what happened to the connection rather than an errno.
+fn describe_io(error: &io::Error) -> String {
+    use io::ErrorKind;
+    let text = match error.kind() {
+        ErrorKind::UnexpectedEof => "the meter or gateway closed the connection",
+        ErrorKind::ConnectionReset => "the meter or gateway reset the connection",
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted | ErrorKind::NotConnected => "the connection was closed",
+        ErrorKind::ConnectionRefused => "connection refused (nothing listens on that port)",
+        ErrorKind::HostUnreachable => "host unreachable",
+        ErrorKind::NetworkUnreachable => "network unreachable",
+        ErrorKind::TimedOut => "the connection timed out",
+        ErrorKind::AddrNotAvailable => "address not available",
+        _ => return error.to_string(),
+    };
+    text.to_string()
 }
 
 /// No delay for the first failure (a gateway closing an idle connection is routine), then
@@ -454,5 +722,71 @@ mod tests {
         assert_eq!(next % 60_000, phase, "next poll at the next slot plus the phase");
         assert!(next > now && next - now <= 60_000);
         assert_eq!(device.slot_at(next, phase), device.last_slot.unwrap() + 1);
+    }
+
+    fn device(interval_s: u32) -> Device {
+        Device::new(Target { id: 1, external_id: "m".into(), model: Model::AcuvimII, unit_id: 1, interval_s })
+    }
+
+    #[test]
+    fn a_retry_is_due_at_its_time_and_keeps_its_slot() {
+        let mut device = device(60);
+        let (phase, slot) = (100, 28_333_333);
+        let now = slot * 60_000 + phase + 5;
+        device.last_slot = Some(slot - 1);
+        device.retry = Some(Retry { slot, attempts: 1, at_ms: now + 700, error: "closed".into() });
+        assert_eq!(device.due_ms(now, phase), now + 700, "not before the backoff");
+        assert_eq!(device.poll_slot(now + 60_000, phase), slot, "the reading keeps the slot it is retried for");
+        assert_eq!(device.slot_end_ms(slot, phase), (slot + 1) * 60_000 + phase);
+    }
+
+    #[test]
+    fn another_attempt_needs_room_for_a_full_request_before_the_slot_ends() {
+        let timeout = Duration::from_millis(400);
+        assert_eq!(next_attempt_ms(1, 1_000, Duration::ZERO, timeout, 2_000), Some(1_000), "at once");
+        assert_eq!(next_attempt_ms(1, 1_000, Duration::from_millis(600), timeout, 2_000), Some(1_600), "just fits");
+        assert_eq!(next_attempt_ms(1, 1_000, Duration::from_millis(601), timeout, 2_000), None, "would overrun");
+        assert_eq!(next_attempt_ms(1, 1_700, Duration::ZERO, timeout, 2_000), None, "too late in the slot");
+        assert_eq!(next_attempt_ms(MAX_ATTEMPTS, 0, Duration::ZERO, timeout, 60_000), None, "attempts used up");
+        assert_eq!(next_attempt_ms(1, i64::MAX - 5, Duration::MAX, timeout, i64::MAX - 1), None, "no overflow");
+    }
+
+    #[test]
+    fn refused_blocks_are_asked_for_again_every_ten_polls_at_most_ten_minutes_apart() {
+        assert_eq!(device(1).reprobe_every(), Duration::from_secs(10));
+        assert_eq!(device(30).reprobe_every(), Duration::from_secs(300));
+        assert_eq!(device(60).reprobe_every(), REPROBE_MAX);
+        assert_eq!(device(3600).reprobe_every(), REPROBE_MAX);
+    }
+
+    #[test]
+    fn transport_errors_are_described_in_words() {
+        use io::ErrorKind;
+        let says = |kind: ErrorKind| describe_io(&io::Error::from(kind));
+        assert_eq!(says(ErrorKind::UnexpectedEof), "the meter or gateway closed the connection");
+        assert_eq!(says(ErrorKind::ConnectionReset), "the meter or gateway reset the connection");
+        assert_eq!(says(ErrorKind::ConnectionRefused), "connection refused (nothing listens on that port)");
+        let transport = tokio_modbus::Error::Transport(io::Error::from(ErrorKind::BrokenPipe));
+        assert_eq!(describe_modbus(&transport), "the connection was closed");
+    }
+
+    proptest::proptest! {
+        /// Whatever the timing, a retry starts no earlier than its delay and finishes within its
+        /// slot, and the attempts stay bounded.
+        #[test]
+        fn retries_stay_inside_their_slot(
+            attempts in 1u32..6,
+            now in 0i64..10_000_000,
+            delay_ms in 0u64..120_000,
+            timeout_ms in 100u64..60_000,
+            left in -1_000i64..120_000,
+        ) {
+            let (delay, timeout) = (Duration::from_millis(delay_ms), Duration::from_millis(timeout_ms));
+            if let Some(at) = next_attempt_ms(attempts, now, delay, timeout, now + left) {
+                proptest::prop_assert!(attempts < MAX_ATTEMPTS);
+                proptest::prop_assert_eq!(at, now + delay_ms as i64);
+                proptest::prop_assert!(at + timeout_ms as i64 <= now + left);
+            }
+        }
     }
 }

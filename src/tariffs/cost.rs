@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -19,8 +18,8 @@ use crate::error::{AppError, AppResult};
 use crate::sites::db::SiteRow;
 use crate::state::AppState;
 use crate::web::page::Page;
-use crate::web::render;
 use crate::web::session::CurrentUser;
+use crate::web::{csv, render};
 
 /// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
 #[derive(Deserialize, Default)]
@@ -120,26 +119,6 @@ pub async fn show(
     })
 }
 
-/// A CSV field, quoted when it has to be (RFC 4180).
-fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
-fn csv_response(name: String, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 fn file_stem(site: &SiteRow, period: Period) -> String {
     format!("site-{}-{}-to-{}", site.id, period.start, period.last_day())
 }
@@ -151,14 +130,14 @@ pub fn bill_csv(bill: &Bill) -> String {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{:.2},{},{},{}",
-            csv(l.kind.label()),
-            csv(&l.description),
+            csv::text(l.kind.label()),
+            csv::text(&l.description),
             l.quantity.normalize(),
             l.unit,
             l.rate.normalize(),
             l.amount,
             l.vat_percent.normalize(),
-            csv(&l.note),
+            csv::text(&l.note),
             bill.currency
         );
     }
@@ -184,7 +163,7 @@ pub async fn bill_export(
 ) -> AppResult<Response> {
     let (stem, loaded) = export_data(&state, id, &q).await?;
     let bill = engine::bill(&loaded.input());
-    Ok(csv_response(format!("{stem}-bill.csv"), bill_csv(&bill)))
+    Ok(csv::download(&format!("{stem}-bill.csv"), bill_csv(&bill)))
 }
 
 /// The site's 15-minute intervals as CSV, local time and UTC side by side.
@@ -205,7 +184,7 @@ pub fn intervals_csv(input: &BillInput<'_>) -> String {
             kwh(r.interval.vah),
             r.interval.rows,
             r.interval.estimated,
-            csv(r.season.unwrap_or("")),
+            csv::text(r.season.unwrap_or("")),
             r.period.map_or("", |p| p.key()),
         );
     }
@@ -219,5 +198,5 @@ pub async fn intervals_export(
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Response> {
     let (stem, loaded) = export_data(&state, id, &q).await?;
-    Ok(csv_response(format!("{stem}-intervals.csv"), intervals_csv(&loaded.input())))
+    Ok(csv::download(&format!("{stem}-intervals.csv"), intervals_csv(&loaded.input())))
 }

@@ -11,14 +11,21 @@ pub struct CookieNames {
     pub session: &'static str,
     /// The anonymous nonce the sign-in form's CSRF token is bound to.
     pub login: &'static str,
+    /// A browser's proof of an earlier sign-in (auth::device), for login throttling.
+    pub device: &'static str,
 }
 
 impl CookieNames {
     pub fn new(secure: bool) -> CookieNames {
         if secure {
-            CookieNames { secure, session: "__Host-tau_session", login: "__Host-tau_login" }
+            CookieNames {
+                secure,
+                session: "__Host-tau_session",
+                login: "__Host-tau_login",
+                device: "__Host-tau_device",
+            }
         } else {
-            CookieNames { secure, session: "tau_session", login: "tau_login" }
+            CookieNames { secure, session: "tau_session", login: "tau_login", device: "tau_device" }
         }
     }
 
@@ -26,6 +33,13 @@ impl CookieNames {
     /// the real timeouts).
     pub fn build(&self, name: &'static str, value: String) -> Cookie<'static> {
         Cookie::build((name, value)).path("/").http_only(true).same_site(SameSite::Lax).secure(self.secure).build()
+    }
+
+    /// A cookie kept across browser restarts for `max_age`.
+    pub fn persistent(&self, name: &'static str, value: String, max_age: time::Duration) -> Cookie<'static> {
+        let mut c = self.build(name, value);
+        c.set_max_age(max_age);
+        c
     }
 
     /// A cookie that deletes `name`; it repeats the attributes, or the browser keeps the original.

@@ -52,7 +52,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
-    check_origin(req.headers(), state.config.public_url.as_ref())?;
+    // In Development the public URL is derived (http://localhost:<port>); the listen address's
+    // own origin (http://127.0.0.1:<port>, the address the quick start prints) is as good.
+    let development = state.config.environment == crate::config::Environment::Development;
+    check_origin(req.headers(), state.config.public_url.as_ref(), development)?;
     let session = req.extensions().get::<CurrentSession>().cloned().unwrap_or_default();
     let (purpose, data) = match &session.user {
         Some(user) => (SESSION_PURPOSE, user.session_id.as_bytes().to_vec()),
@@ -75,6 +78,11 @@ async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
         let bytes = to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| AppError::BadRequest(format!("The form is larger than {} KiB.", MAX_FORM_BYTES / 1024)))?;
+        // The sign-in form takes hostile text itself: a refused sign-in must still count as a
+        // failed attempt (see auth::routes::login).
+        if parts.uri.path() != "/login" {
+            refuse_nul(&bytes)?;
+        }
         let token = field(&bytes, "csrf");
         (Request::from_parts(parts, Body::from(bytes)), token)
     };
@@ -85,13 +93,27 @@ async fn check(state: &AppState, req: Request) -> Result<Request, AppError> {
     }
 }
 
+/// No text the portal stores may hold a NUL character (PostgreSQL refuses it in text, and a
+/// failed statement would be a 500): such a form is refused before any handler runs, naming the
+/// field.
+fn refuse_nul(urlencoded: &[u8]) -> Result<(), AppError> {
+    match url::form_urlencoded::parse(urlencoded).find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        Some((name, _)) => Err(AppError::BadRequest(format!(
+            "The field “{}” contains a NUL character (\\0), which no field accepts. Remove it and send the form again.",
+            name.replace('\0', "\\0")
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn field(urlencoded: &[u8], name: &str) -> Option<String> {
     url::form_urlencoded::parse(urlencoded).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// Browsers say where a request comes from; refuse cross-site ones. Requests without these
-/// headers (old browsers, curl) still need the token.
-fn check_origin(headers: &HeaderMap, public_url: Option<&Url>) -> Result<(), AppError> {
+/// headers (old browsers, curl) still need the token. `or_host`: an origin naming the request's
+/// own host is same-site too.
+fn check_origin(headers: &HeaderMap, public_url: Option<&Url>, or_host: bool) -> Result<(), AppError> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return match site {
             "same-origin" | "none" => Ok(()),
@@ -99,15 +121,16 @@ fn check_origin(headers: &HeaderMap, public_url: Option<&Url>) -> Result<(), App
         };
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+    let names_host = || {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Url::parse(origin).ok().and_then(|o| {
+            let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
+            o.host_str().map(|h| format!("{h}{port}") == host)
+        }) == Some(true)
+    };
     let same = match public_url {
-        Some(url) => url.origin().ascii_serialization() == origin,
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            Url::parse(origin).ok().and_then(|o| {
-                let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
-                o.host_str().map(|h| format!("{h}{port}") == host)
-            }) == Some(true)
-        }
+        Some(url) => url.origin().ascii_serialization() == origin || (or_host && names_host()),
+        None => names_host(),
     };
     if same { Ok(()) } else { Err(AppError::Csrf("The form was sent from another site.")) }
 }

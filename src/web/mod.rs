@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cookies;
 pub mod csrf;
+pub mod csv;
 pub mod errors;
 pub mod headers;
 pub mod page;

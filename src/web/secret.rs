@@ -1,7 +1,10 @@
 //! The page that shows a generated secret (a password, an API key) exactly once.
 
 use askama::Template;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 
+use crate::error::AppResult;
 use crate::web::page::Page;
 
 #[derive(Template)]
@@ -17,4 +20,13 @@ pub struct SecretPage {
     pub hint: &'static str,
     pub back_url: &'static str,
     pub back_label: &'static str,
+}
+
+impl SecretPage {
+    /// The page, never stored by the browser or a proxy (the back button or a shared cache must
+    /// not show the secret again).
+    pub fn response(&self) -> AppResult<Response> {
+        let html = crate::web::render(self)?;
+        Ok(([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], html).into_response())
+    }
 }

@@ -2,6 +2,7 @@
 //! result to handlers as extractors.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -20,17 +21,22 @@ pub struct CurrentSession {
     pub token: Option<String>,
 }
 
-pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let jar = CookieJar::from_headers(req.headers());
+/// The session the request's cookie names, if any (through the session cache).
+pub async fn of_request(state: &AppState, headers: &HeaderMap) -> Result<CurrentSession, AppError> {
+    let jar = CookieJar::from_headers(headers);
     let token = jar.get(state.cookies.session).map(|c| c.value().to_string());
     let user = match &token {
-        Some(t) => match state.sessions.validate(t).await {
-            Ok(user) => user,
-            Err(e) => return AppError::from(e).into_response(),
-        },
+        Some(t) => state.sessions.validate(t).await?,
         None => None,
     };
-    let current = CurrentSession { user, token };
+    Ok(CurrentSession { user, token })
+}
+
+pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let current = match of_request(&state, req.headers()).await {
+        Ok(current) => current,
+        Err(e) => return e.into_response(),
+    };
     req.extensions_mut().insert(current.clone());
     let mut res = next.run(req).await;
     // For the error-page renderer, which runs outside this layer.

@@ -506,3 +506,106 @@ async fn forward_auth_answers_ingress_nginx_with_401_even_for_page_loads(pool: P
     }
     assert_eq!(check(&mut anon, &nav).await.status, StatusCode::FOUND, "Traefik still gets the redirect");
 }
+
+/// In Development the public URL is derived as http://localhost:<port>, but the quick start prints
+/// http://127.0.0.1:<port>: a form sent from the listen address's own origin is same-site.
+#[sqlx::test]
+async fn development_accepts_forms_from_the_listen_address_itself(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/").await.csrf();
+    b.headers = vec![("origin".into(), "http://127.0.0.1:8080".into()), ("host".into(), "127.0.0.1:8080".into())];
+    assert_eq!(b.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    // Another host is still another site.
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/").await.csrf();
+    b.headers = vec![("origin".into(), "http://127.0.0.1:9999".into()), ("host".into(), "127.0.0.1:8080".into())];
+    assert_eq!(b.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::FORBIDDEN);
+}
+
+/// A NUL byte in a form field gave a 500 (PostgreSQL refuses it in text). Every form refuses it
+/// with a 400 naming the field, before anything is stored; the sign-in form treats it as a failed
+/// sign-in, throttled like any other.
+#[sqlx::test]
+async fn a_nul_byte_in_a_form_is_refused_naming_the_field_and_sign_in_counts_it(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/settings/users").await.csrf();
+    let users_before: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM identity."Users""#).fetch_one(&app.state.db).await.unwrap();
+    let res = b
+        .post(
+            "/settings/users",
+            &[("csrf", &csrf), ("email", "nul\0@example.com"), ("display_name", "N"), ("password", "")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(res.body.contains("“email”") && res.body.contains("NUL"), "{}", res.body);
+    let users_after: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM identity."Users""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(users_before, users_after, "nothing stored");
+
+    let mut anon = app.browser();
+    for attempt in 1..=5 {
+        let res = anon.sign_in("admin\0@example.com", "whatever it is").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "attempt {attempt}: {}", res.body);
+        assert!(res.body.contains("The email or password is not correct."), "{}", res.body);
+    }
+    let throttled = anon.sign_in("admin\0@example.com", "whatever it is").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS, "the failures were counted");
+    let logged: i64 = sqlx::query_scalar(
+        r#"SELECT count(*) FROM identity."AuditLog" WHERE "Action" = 'login.failed' AND "Target" = 'admin\u{0}@example.com'"#,
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(logged, 5, "each failure is in the audit log, the NUL shown escaped");
+}
+
+/// A generated password or a new API key must not come back from the browser's cache.
+#[sqlx::test]
+async fn pages_that_show_a_secret_are_never_stored(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = signed_in_admin(&app).await;
+    let csrf = b.get("/settings/users").await.csrf();
+    let created = b.post("/settings/users", &[("csrf", &csrf), ("email", "v@example.com"), ("password", "")]).await;
+    assert!(created.body.contains(r#"<code class="secret">"#));
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let csrf = b.get("/settings/api-keys").await.csrf();
+    let key = b.post("/settings/api-keys", &[("csrf", &csrf), ("name", "scada")]).await;
+    assert!(key.body.contains(r#"<code class="secret">"#), "{}", key.body);
+    assert_eq!(key.headers["cache-control"], "no-store");
+}
+
+/// The lockout attack of the review: failures on purpose, from any address, held the account at
+/// the 15-minute cap and kept the owner out. A browser that signed in to the account before is
+/// throttled on its own (its device cookie), so the owner still gets in; everyone else, a fresh
+/// browser of the owner's included, waits, and a forged device cookie is worth nothing.
+#[sqlx::test]
+async fn an_attacker_failing_on_purpose_does_not_keep_the_owner_out(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut owner = signed_in_admin(&app).await;
+    let device = owner.cookies.get("tau_device").cloned().expect("a device cookie after signing in");
+    let csrf = owner.get("/").await.csrf();
+    assert_eq!(owner.post("/logout", &[("csrf", &csrf)]).await.status, StatusCode::SEE_OTHER);
+    assert!(owner.session_cookie().is_none() && owner.cookies.contains_key("tau_device"));
+
+    let mut attacker = app.browser();
+    let mut throttled = false;
+    for _ in 0..30 {
+        throttled |= attacker.sign_in(ADMIN, "not the password at all").await.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(throttled, "the attacker is slowed down");
+    let mut laptop = app.browser();
+    assert_eq!(laptop.sign_in(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let mut forger = app.browser();
+    let (nonce, _) = device.split_once('.').unwrap();
+    forger.cookies.insert("tau_device".into(), format!("{nonce}.forged-signature"));
+    assert_eq!(forger.sign_in(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+
+    let res = owner.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "the owner's browser signs in: {}", res.body);
+    assert_ne!(owner.cookies["tau_device"], device, "a fresh device cookie at every sign-in");
+    // The owner's success gave the attacker nothing back.
+    assert_eq!(attacker.sign_in(ADMIN, "not the password either").await.status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -5,7 +5,24 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tau_acuvim_portal::db;
 
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, request};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
 use crate::helpers::{Proxy, get, test_app, test_config, wait_for};
+
+async fn send(app: &Router, req: request::Builder) -> (StatusCode, HeaderMap, String) {
+    send_body(app, req, "").await
+}
+
+async fn send_body(app: &Router, req: request::Builder, body: &'static str) -> (StatusCode, HeaderMap, String) {
+    let res = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    (status, headers, body)
+}
 
 #[sqlx::test]
 async fn liveness_and_readiness_answer_healthy(pool: PgPool) {
@@ -17,10 +34,6 @@ async fn liveness_and_readiness_answer_healthy(pool: PgPool) {
 
 #[sqlx::test]
 async fn responses_carry_a_request_id(pool: PgPool) {
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
-
     let app = test_app(pool, test_config(&crate::helpers::admin_options())).await;
     let res = app.oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
     let id = res.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap();
@@ -46,8 +59,27 @@ async fn readiness_follows_the_database_going_away_and_coming_back(_: PgPoolOpti
     })
     .await;
     assert_eq!(body, "Unhealthy");
-    // Liveness is about the process, not the database.
+    // Liveness is about the process, not the database, whatever cookie comes with the probe.
     assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
+    let cookie = "tau_session=not-a-session-but-looks-like-one";
+    assert_eq!(send(&app, Request::get("/health").header("cookie", cookie)).await.0, StatusCode::OK);
+
+    // Pages, the API and the Grafana gate say the database is unavailable (503 + Retry-After),
+    // not a generic 500.
+    let (status, headers, body) = send(&app, Request::get("/sites").header("cookie", cookie)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(body.contains("Database unavailable") && body.contains("cannot reach its database"), "{body}");
+    let ingest = Request::post("/api/ingest")
+        .header("authorization", "Bearer taukey_0000000000000000000000000000000000000000000")
+        .header("content-type", "application/json");
+    let (status, headers, body) = send_body(&app, ingest, r#"{"measurements": []}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["retry-after"], "5");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["error"].as_str().unwrap().contains("cannot reach its database"), "{json}");
+    let gate = Request::get("/api/auth/check").header("cookie", cookie);
+    assert_eq!(send(&app, gate).await.0, StatusCode::SERVICE_UNAVAILABLE);
 
     proxy.restore().await;
     wait_for("readiness to recover", Duration::from_secs(15), || async {

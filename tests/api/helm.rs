@@ -2,8 +2,9 @@
 //! helm-python-sdk lints it and renders it for sample customers (and proves the schema refuses
 //! missing required values), `kubernetes-validate --strict` validates the rendered manifests,
 //! and the script asserts the Grafana gate, the portal's hardening and configuration, Grafana's
-//! provisioning, the NetworkPolicy and the ResourceQuota. `scripts/test.sh` installs both Python
-//! packages into a venv and points `TAU_TEST_PYTHON` at its interpreter.
+//! provisioning and read-only database role, the NetworkPolicy and the ResourceQuota.
+//! `scripts/test.sh` installs both Python packages into a venv and points `TAU_TEST_PYTHON` at
+//! its interpreter.
 
 use std::path::Path;
 use std::process::Command;

@@ -308,6 +308,11 @@ impl Portal {
     pub fn spawn(mut cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
         let port = free_port();
         let metrics_port = free_port();
+        // Production requires the public URL: the portal's own address unless the test sets one
+        // (an empty value unsets it).
+        if !cmd.get_envs().any(|(k, _)| k == "Application__PublicUrl") {
+            cmd.env("Application__PublicUrl", format!("http://127.0.0.1:{port}"));
+        }
         cmd.args(args)
             .env("Application__ListenAddress", format!("127.0.0.1:{port}"))
             .env("Application__MetricsAddress", format!("127.0.0.1:{metrics_port}"))

@@ -4,15 +4,18 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod branding;
 mod browser;
 mod compose;
 mod docs;
 mod energy;
 mod grafana;
+mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;
+mod image;
 mod ingest;
 mod measurements;
 mod metrics;

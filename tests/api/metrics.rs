@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use tau_acuvim_portal::metrics::METRICS;
+
 use crate::helpers::{Portal, TestDb, production_env};
 
 #[tokio::test]
@@ -35,6 +37,11 @@ async fn metrics_are_served_on_their_own_listener_and_pass_promtool() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains("secret"), "raw URIs never become labels");
+    // Every exported name is one the documented list (src/metrics.rs METRICS) declares.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(METRICS.iter().any(|m| m.name == name), "{name} is exported but not declared in METRICS");
+    }
 
     let Ok(promtool) = std::env::var("TAU_TEST_PROMTOOL") else {
         eprintln!("SKIPPED: promtool check (TAU_TEST_PROMTOOL not set; scripts/test.sh sets it)");

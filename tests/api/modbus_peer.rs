@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_modbus::client::Reader;
+use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
 
 use crate::helpers::free_port;
@@ -28,6 +28,15 @@ impl ModbusPeer {
     /// Starts `acuvim_image.py <image>` and waits for its READY line; `None` (after printing
     /// why) when the python with pymodbus is not available.
     pub async fn start(image: &str) -> Option<ModbusPeer> {
+        ModbusPeer::start_with(image, &[]).await
+    }
+
+    /// A peer that closes connections left idle for `idle` (`--idle-close`), like a gateway.
+    pub async fn idle_closing(image: &str, idle: Duration) -> Option<ModbusPeer> {
+        ModbusPeer::start_with(image, &["--idle-close", &idle.as_secs_f64().to_string()]).await
+    }
+
+    async fn start_with(image: &str, options: &[&str]) -> Option<ModbusPeer> {
         let Some(python) = std::env::var_os("TAU_TEST_MODBUS_PYTHON").filter(|p| !p.is_empty()) else {
             eprintln!("SKIPPED: Modbus peer (TAU_TEST_MODBUS_PYTHON is not set; scripts/test.sh installs pymodbus)");
             return None;
@@ -37,6 +46,7 @@ impl ModbusPeer {
         let mut child = Command::new(python)
             .arg(script)
             .args([image, &port.to_string()])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -58,9 +68,11 @@ impl ModbusPeer {
     }
 
     pub async fn read(&self, address: u16, quantity: u16) -> Result<Vec<u16>, ExceptionCode> {
-        let mut ctx = tokio_modbus::client::tcp::connect_slave(self.addr, Slave(PEER_UNIT_ID)).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(address, quantity));
-        reply.await.expect("the peer answers within 5 s").expect("Modbus transport")
+        read_on(&mut self.connect().await, address, quantity).await.expect("Modbus transport")
+    }
+
+    async fn connect(&self) -> Context {
+        tokio_modbus::client::tcp::connect_slave(self.addr, Slave(PEER_UNIT_ID)).await.unwrap()
     }
 
     /// SIGTERM, then the exit status.
@@ -69,6 +81,25 @@ impl ModbusPeer {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("exit within 10 s").unwrap()
     }
+}
+
+/// Sends one request (2 registers at 0x4000) on a raw socket, reads its reply, and waits (at
+/// most 10 s) for the server to close the connection: how long it stayed idle before it did.
+pub async fn closed_after_idle(addr: SocketAddr, unit: u8) -> Duration {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(&[0, 7, 0, 0, 0, 6, unit, 3, 0x40, 0x00, 0, 2]).await.unwrap();
+    let mut reply = [0u8; 13];
+    socket.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply[..2], [0, 7], "the reply to the request");
+    let answered = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut reply)).await;
+    assert!(matches!(end, Ok(Ok(0))), "the server closes the idle connection: {end:?}");
+    answered.elapsed()
+}
+
+async fn read_on(ctx: &mut Context, address: u16, quantity: u16) -> tokio_modbus::Result<Vec<u16>> {
+    let reply = tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(address, quantity));
+    reply.await.expect("the peer answers or closes within 5 s")
 }
 
 #[tokio::test]
@@ -94,4 +125,20 @@ async fn secondary_image_holds_the_ratios_and_mode() {
     let real_time = peer.read(0x4000, 72).await.unwrap();
     assert_eq!(real_time[0x0A..0x0C], [0x42DC, 0x0000], "V12 = 110 V secondary");
     assert_eq!(real_time[2..4], [0, 0], "V1 reads 0 in 3LL");
+}
+
+#[tokio::test]
+async fn an_idle_closing_peer_keeps_a_busy_connection_and_closes_an_idle_one() {
+    let idle = Duration::from_millis(600);
+    let Some(peer) = ModbusPeer::idle_closing("primary-3ln", idle).await else { return };
+    let mut busy = peer.connect().await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < idle * 2 {
+        assert!(read_on(&mut busy, 0x4000, 2).await.is_ok_and(|r| r.is_ok()), "a busy connection stays open");
+        tokio::time::sleep(idle / 4).await;
+    }
+    let idled = closed_after_idle(peer.addr, PEER_UNIT_ID).await;
+    assert!(idled >= idle * 9 / 10, "closed after {idled:?} idle, not {idle:?}");
+    assert_eq!(peer.read(0x4000, 2).await.map(|r| r.len()), Ok(2), "a new connection is served");
+    peer.stop().await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tau_acuvim_portal::clock::Clock;
 use tau_acuvim_portal::config::ModbusSettings;
 use tau_acuvim_portal::modbus::poller::Poller;
 use tau_acuvim_portal::modbus::simulator::{Fault, Layout, ParameterMode, SimConfig, Simulator, Wiring};
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Browser, Proxy, TestApp, wait_for};
+use crate::helpers::{Browser, Portal, Proxy, TestApp, TestDb, production_env, site_with_devices, wait_for};
 use crate::modbus_peer::{ModbusPeer, PEER_UNIT_ID};
 use crate::sites::{admin, create_device, create_site, post_device};
 
@@ -293,6 +294,53 @@ async fn a_meter_that_stops_answering_fails_then_recovers_without_duplicates(poo
     sim.shutdown().await;
 }
 
+/// Waits for `n` more readings of `device`, none of them after a failed poll: no error was ever
+/// recorded for the device.
+async fn more_readings_without_a_failure(db: &PgPool, device: i32, n: i64, what: &str) {
+    more_readings(db, device, n).await;
+    let s = status(db, device).await;
+    assert_eq!((s.failures, s.last_error.as_deref()), (0, None), "{what}: device {device} recorded a failed poll");
+}
+
+/// A gateway closing connections idle for half the poll interval: the poll finds its connection
+/// closed every time, reconnects and reads within the same slot, so no slot is lost and the
+/// device never shows an error (it used to lose every other slot, flapping Error ⇄ Online).
+#[sqlx::test]
+async fn behind_a_gateway_that_closes_idle_connections_no_slot_is_lost(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let gateway = Simulator::start(sim_config(2, Layout::UnitIds), app.clock.clone()).await.unwrap();
+    gateway.set_fault(1, Some(Fault::IdleClose(Duration::from_millis(500))));
+    let mut b = admin(&app).await;
+    let devices = devices_for(&mut b, &gateway.endpoints()).await;
+    let poller = Running::start(&app, pool.clone());
+    more_readings(&pool, devices[0], 1).await;
+    let connections = gateway.connections();
+    for &device in &devices {
+        more_readings_without_a_failure(&pool, device, 4, "idle-closing simulator").await;
+    }
+    assert!(gateway.connections() >= connections + 3, "the gateway closed the idle connection before each slot");
+    poller.stop().await;
+    for &device in &devices {
+        assert_aligned_and_unique(&readings(&pool, device).await);
+    }
+    gateway.shutdown().await;
+}
+
+/// The same against the independent pymodbus peer closing idle connections on its own terms.
+#[sqlx::test]
+async fn the_independent_peer_closing_idle_connections_loses_no_slot(pool: PgPool) {
+    let Some(peer) = ModbusPeer::idle_closing("primary-3ln", Duration::from_millis(500)).await else { return };
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let devices = devices_for(&mut b, &[(peer.addr, PEER_UNIT_ID)]).await;
+    let poller = Running::start(&app, pool.clone());
+    more_readings(&pool, devices[0], 1).await;
+    more_readings_without_a_failure(&pool, devices[0], 4, "idle-closing pymodbus peer").await;
+    poller.stop().await;
+    assert_aligned_and_unique(&readings(&pool, devices[0]).await);
+    peer.stop().await;
+}
+
 #[sqlx::test]
 async fn an_exception_on_one_block_marks_it_unsupported_and_the_rest_is_still_read(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
@@ -309,6 +357,69 @@ async fn an_exception_on_one_block_marks_it_unsupported_and_the_rest_is_still_re
     assert!(rows.iter().all(|r| r.p_total.is_some() && r.import_wh.is_none()), "power without counters");
     assert_eq!(status(&pool, devices[0]).await.failures, 0, "an unsupported block is not a failure");
     sim.shutdown().await;
+}
+
+/// A block that answered an exception is asked for again every ten polls on the same connection:
+/// once the meter serves it again, its values come back and the device page stops listing it.
+#[sqlx::test]
+async fn a_refused_block_is_read_again_once_the_meter_serves_it(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let sim = Simulator::start(sim_config(1, Layout::PortPerMeter), app.clock.clone()).await.unwrap();
+    sim.set_fault(0, Some(Fault::Exception { block_start: 0x4048, code: ExceptionCode::IllegalDataAddress }));
+    let mut b = admin(&app).await;
+    let devices = devices_for(&mut b, &sim.endpoints()).await;
+    let page = format!("/devices/{}", devices[0]);
+    let poller = Running::start(&app, pool.clone());
+    wait_status(&pool, devices[0], "energy block marked unsupported", |s| s.unsupported == ["energy"]).await;
+    more_readings(&pool, devices[0], 1).await;
+    assert!(b.get(&page).await.body.contains("Blocks not supported"), "the page says what the meter refuses");
+
+    let connections = sim.connections();
+    sim.set_fault(0, None);
+    let cleared = std::time::Instant::now();
+    let cleared_at = Utc::now();
+    wait_for("energy readings again", PATIENCE, || async {
+        let rows = readings(&pool, devices[0]).await;
+        rows.iter().any(|r| r.time > cleared_at && r.import_wh.is_some()).then_some(())
+    })
+    .await;
+    // Ten polls of a 1 s device, plus a poll's worth of scheduling slack.
+    let reprobe = Duration::from_secs(10);
+    assert!(cleared.elapsed() <= reprobe + Duration::from_secs(2), "took {:?}", cleared.elapsed());
+    wait_status(&pool, devices[0], "the block no longer listed", |s| s.unsupported.is_empty()).await;
+    let body = b.get(&page).await.body;
+    assert!(!body.contains("Blocks not supported"), "the page still lists a block the meter serves again");
+    assert_eq!(sim.connections(), connections, "found again on the same connection, not by a reconnect");
+    poller.stop().await;
+    sim.shutdown().await;
+}
+
+/// What went wrong with a connection reads as words on the device page, not as an errno.
+#[sqlx::test]
+async fn a_failed_connection_is_described_in_words_on_the_device_page(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let sim = Simulator::start(sim_config(1, Layout::PortPerMeter), app.clock.clone()).await.unwrap();
+    let (addr, _) = sim.endpoints()[0];
+    let mut b = admin(&app).await;
+    let devices = devices_for(&mut b, &sim.endpoints()).await;
+    let page = format!("/devices/{}", devices[0]);
+    let poller = Running::start(&app, pool.clone());
+    more_readings(&pool, devices[0], 1).await;
+
+    sim.set_fault(0, Some(Fault::ResetConnection));
+    let s = wait_status(&pool, devices[0], "a failed poll", |s| s.failures > 0).await;
+    let error = s.last_error.unwrap();
+    assert!(error.starts_with("the meter or gateway reset the connection"), "{error}");
+    let body = b.get(&page).await.body;
+    assert!(body.contains("the meter or gateway reset the connection"), "the page shows the reason");
+    assert!(!body.contains("os error"), "no errno on the page");
+
+    sim.shutdown().await;
+    let refused = format!("cannot connect to {addr}: connection refused (nothing listens on that port)");
+    let s = wait_status(&pool, devices[0], "connection refused", |s| s.last_error.as_deref() == Some(&refused)).await;
+    assert!(s.failures > 0);
+    assert!(b.get(&page).await.body.contains(&refused), "the page says nothing listens there");
+    poller.stop().await;
 }
 
 #[sqlx::test]
@@ -507,4 +618,83 @@ async fn the_independent_peer_secondary_image_is_scaled_by_its_pt_and_ct(pool: P
         ("ApparentVAh", Some(99_999_999_900.0)),
     ];
     poll_peer(pool, "secondary-3ll", &expected, "PEER-3LL-002").await;
+}
+
+/// The real binary's JSON log and metrics while the meter's connection misbehaves: an outage
+/// is logged once when it starts and once when it ends (not at every reconnect), with how long it
+/// lasted and how many connection attempts it took, in words rather than errnos; a gateway
+/// closing idle connections afterwards costs no failed poll and no warning, only counted
+/// disconnects.
+#[tokio::test]
+async fn the_portal_logs_an_outage_once_and_its_end_once() {
+    let db = TestDb::create().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = production_env(&db);
+    env.extend([("Modbus__RequestTimeoutMilliseconds", "300".to_string()), ("Modbus__MaxBackoffSeconds", "1".into())]);
+    let mut migrate = Portal::start(&["migrate"], &env, data.path());
+    assert!(migrate.wait_exit(Duration::from_secs(60)).await.success());
+    let sim = Simulator::start(sim_config(1, Layout::PortPerMeter), Clock::default()).await.unwrap();
+    let (addr, _) = sim.endpoints()[0];
+    let pool = db.pool().await;
+    let (site, _) = site_with_devices(&pool, "Plant", "UTC", &[]).await;
+    let device: i32 = sqlx::query_scalar(
+        r#"INSERT INTO monitoring."Devices"
+             ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost", "ModbusPort", "PollIntervalSeconds")
+           VALUES ($1, 'meter-1', 'Meter 1', 'acuvim-ii', 'modbus-tcp', '127.0.0.1', $2, 1) RETURNING "Id""#,
+    )
+    .bind(site)
+    .bind(i32::from(addr.port()))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let portal = Portal::start(&[], &env, data.path());
+    portal.wait_listening().await;
+    more_readings(&pool, device, 2).await;
+
+    // An outage: every connection is reset, through several reconnects, then the meter is back.
+    sim.set_fault(0, Some(Fault::ResetConnection));
+    let connections = sim.connections();
+    portal.wait_for_message("Poll of meter meter-1 failed", PATIENCE).await;
+    wait_for("three more connection attempts", PATIENCE, || async {
+        (sim.connections() >= connections + 3).then_some(())
+    })
+    .await;
+    sim.set_fault(0, None);
+    let back = portal.wait_for_message(&format!("Connected to {addr} again"), PATIENCE).await;
+    more_readings(&pool, device, 2).await;
+    let messages = portal.messages();
+    let count = |needle: &str| messages.iter().filter(|m| m.contains(needle)).count();
+    assert_eq!(count(&format!("Connected to {addr} again")), 1, "the end of the outage, once: {messages:#?}");
+    assert_eq!(count(&format!("The connection to {addr} keeps failing")), 1, "its start, once: {messages:#?}");
+    assert!(back["attempts"].as_u64().is_some_and(|n| n >= 2), "attempts: {back}");
+    assert!(back["outage_seconds"].as_f64().is_some_and(|s| s > 0.5), "outage length: {back}");
+    let failed = messages.iter().find(|m| m.starts_with("Poll of meter meter-1 failed: ")).unwrap();
+    assert!(failed.contains("the meter or gateway reset the connection"), "{failed}");
+    assert_eq!(count("Meter meter-1 answering again after"), 1, "{messages:#?}");
+    assert!(portal.raw_lines().iter().all(|l| !l.contains("os error")), "no errno in the log");
+
+    // Idle closes: reconnected within the slot, counted as disconnects, never as failed polls.
+    let metric = |series: &'static str| {
+        let url = format!("http://127.0.0.1:{}/metrics", portal.metrics_port);
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        }
+    };
+    let (disconnects, failed_polls) =
+        ("tau_portal_poll_disconnects_total", r#"tau_portal_polls_total{device="meter-1",result="failed"}"#);
+    let (disconnected_before, failed_before) = (metric(disconnects).await, metric(failed_polls).await);
+    let logged_before = portal.logs().len();
+    sim.set_fault(0, Some(Fault::IdleClose(Duration::from_millis(400))));
+    more_readings(&pool, device, 5).await;
+    assert!(metric(disconnects).await >= disconnected_before + 2.0, "idle closes are counted as disconnects");
+    assert_eq!(metric(failed_polls).await, failed_before, "a reconnect that reads within the slot is no failed poll");
+    let modbus_warnings: Vec<_> = portal.logs()[logged_before..]
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["target"].as_str().is_some_and(|t| t.contains("modbus")))
+        .cloned()
+        .collect();
+    assert!(modbus_warnings.is_empty(), "a routine reconnect is not worth a warning: {modbus_warnings:?}");
+    assert_eq!(status(&pool, device).await.failures, 0);
+    sim.shutdown().await;
 }

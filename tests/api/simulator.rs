@@ -15,6 +15,7 @@ use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 
 use crate::helpers::{Portal, wait_for};
+use crate::modbus_peer::closed_after_idle;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const REAL_TIME: u16 = 0x4000;
@@ -251,6 +252,35 @@ async fn reset_connection_closes_every_new_connection_until_cleared() {
     sim.set_fault(0, None);
     assert!(matches!(read(&mut ctx, REAL_TIME, 72).await, Read::Registers(_)));
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_close_ends_a_connection_left_idle_and_spares_a_busy_one() {
+    let (sim, _) = start(SimConfig { meters: 2, ..SimConfig::default() }).await;
+    let [(a0, u0), (a1, u1)] = sim.endpoints()[..] else { unreachable!() };
+    let idle = Duration::from_millis(600);
+    sim.set_fault(0, Some(Fault::IdleClose(idle)));
+    let mut busy = connect(a0, u0).await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < idle * 2 {
+        assert!(matches!(read(&mut busy, REAL_TIME, 72).await, Read::Registers(_)), "a busy connection stays open");
+        tokio::time::sleep(idle / 4).await;
+    }
+    let idled = closed_after_idle(a0, u0).await;
+    assert!(idled >= idle * 9 / 10, "closed after {idled:?} idle, not {idle:?}");
+    assert!(
+        matches!(read_once(a1, u1, REAL_TIME, 72).await, Read::Registers(_)),
+        "the other meter's port is unaffected"
+    );
+    assert_eq!(sim.connections(), 3, "every connection is counted");
+    sim.shutdown().await;
+
+    // Behind one port, a meter's idle-close closes the gateway's connections.
+    let (gateway, _) = start(SimConfig { meters: 2, layout: Layout::UnitIds, ..SimConfig::default() }).await;
+    let (addr, unit) = gateway.endpoints()[0];
+    gateway.set_fault(1, Some(Fault::IdleClose(idle)));
+    assert!(closed_after_idle(addr, unit).await >= idle * 9 / 10);
+    gateway.shutdown().await;
 }
 
 #[tokio::test]

@@ -94,6 +94,22 @@ async fn a_second_start_neither_migrates_nor_reseeds() {
     assert_eq!(hash_before, hash_after);
 }
 
+/// Without it the forwardAuth login redirect was built from X-Forwarded-Host/Host.
+#[tokio::test]
+async fn production_without_a_public_url_exits_naming_the_key() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", "postgres://u@127.0.0.1:1/x".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+        ("Application__PublicUrl", String::new()),
+    ];
+    let mut portal = Portal::start(&[], &env, data.path());
+    assert_eq!(portal.wait_exit(EXIT).await.code(), Some(2), "{:?}", portal.raw_lines());
+    let line = portal.wait_for_message("Invalid configuration", START).await;
+    assert_eq!(line["key"], "Application__PublicUrl");
+    assert!(line["message"].as_str().unwrap().contains("required in Production"), "{line}");
+}
+
 #[tokio::test]
 async fn production_without_an_admin_password_exits_naming_the_key() {
     let data = tempfile::tempdir().unwrap();
@@ -274,6 +290,7 @@ fn provision_writes_a_valid_private_env_file_once() {
     // The file is a valid Production configuration for the portal as compose would start it.
     let mut env = pairs.clone();
     env.push(("POSTGRES_HOST".into(), "timescaledb".into()));
+    env.push(("Application__PublicUrl".into(), format!("https://{}", get("CUSTOMER_HOST"))));
     let (config, _) = tau_acuvim_portal::config::Config::from_env(&tau_acuvim_portal::config::Env::from_pairs(env))
         .unwrap_or_else(|e| panic!("generated .env is not a valid config: {e}"));
     assert_eq!(config.database.describe(), "power_user@timescaledb:5432/power_monitoring");

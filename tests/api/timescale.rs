@@ -115,6 +115,8 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     assert_eq!(scalar_i64(&pool, policy).await, 1, "still exactly one compression policy");
     assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
     assert!(migrate::run(&pool, &MIGRATOR).await.unwrap().is_empty());
+    operations_queries_run_as_documented(&pool).await;
+    grafana_reads_compressed_chunks_through_its_read_only_role(&pool).await;
     // Free the server's single session for the binary.
     pool.close().await;
 
@@ -133,4 +135,49 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
         .await;
     assert_eq!(line["level"], "INFO");
     portal.wait_for_message("Seeded default admin admin@example.com", Duration::from_secs(5)).await;
+}
+
+/// The chunk query OPERATIONS.md gives (verbatim, as psql receives it from the shell) answers;
+/// the runbook's original one-liner, kept beside it, fails as the document says.
+pub const CHUNKS_QUERY: &str = r#"
+  SELECT c.chunk_name, c.range_start, c.range_end, c.is_compressed, pg_size_pretty(d.total_bytes) AS size
+  FROM timescaledb_information.chunks c
+  JOIN chunks_detailed_size('monitoring."PowerMeasurements"') d USING (chunk_schema, chunk_name)
+  WHERE c.hypertable_schema = 'monitoring' AND c.hypertable_name = 'PowerMeasurements'
+  ORDER BY c.range_start;"#;
+pub const RUNBOOK_CHUNKS_QUERY: &str = r#"SELECT chunk_name, range_start, range_end, total_bytes FROM chunks_detailed_size('monitoring."PowerMeasurements"');"#;
+pub const COMPRESSION_QUERY: &str = r#"SELECT * FROM hypertable_compression_stats('monitoring."PowerMeasurements"');"#;
+
+async fn operations_queries_run_as_documented(pool: &PgPool) {
+    let chunks = sqlx::raw_sql(CHUNKS_QUERY).fetch_all(pool).await.expect("OPERATIONS.md's chunk query");
+    assert!(chunks.len() >= 3, "three weeks of readings make at least three 7-day chunks");
+    let error = sqlx::raw_sql(RUNBOOK_CHUNKS_QUERY).fetch_all(pool).await.expect_err("the runbook's one-liner fails");
+    assert!(error.to_string().contains(r#"column "range_start" does not exist"#), "{error}");
+    let stats = sqlx::raw_sql(COMPRESSION_QUERY).fetch_all(pool).await.expect("compression stats");
+    assert_eq!(stats.len(), 1);
+    // Backup & restore: the calls that bracket pg_restore on TimescaleDB exist and run; after
+    // post_restore the database is back to normal (the bootstrapper finds nothing to do).
+    sqlx::raw_sql("SELECT timescaledb_pre_restore();").execute(pool).await.expect("timescaledb_pre_restore()");
+    sqlx::raw_sql("SELECT timescaledb_post_restore();").execute(pool).await.expect("timescaledb_post_restore()");
+    let restoring: String =
+        sqlx::query_scalar("SELECT current_setting('timescaledb.restoring')").fetch_one(pool).await.unwrap();
+    assert_eq!(restoring, "off");
+    assert!(matches!(timescale::bootstrap(pool).await.unwrap(), Outcome::Hypertable { .. }));
+}
+
+/// Grafana's role reads the hypertable, compressed chunks included (TimescaleDB passes the
+/// hypertable's grants on to its chunks), and still nothing of identity. One session here, so the
+/// role is taken with SET ROLE rather than a login of its own.
+async fn grafana_reads_compressed_chunks_through_its_read_only_role(pool: &PgPool) {
+    tau_acuvim_portal::db::reader::ensure(pool, "grafana_reader", "a long enough password for grafana").await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("SET ROLE grafana_reader").execute(&mut *conn).await.unwrap();
+    let rows: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."PowerMeasurements""#)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let users = sqlx::raw_sql(r#"SELECT * FROM identity."Users""#).execute(&mut *conn).await;
+    sqlx::raw_sql("RESET ROLE").execute(&mut *conn).await.unwrap();
+    assert_eq!(rows, 457, "every reading, from compressed and uncompressed chunks");
+    assert!(users.unwrap_err().to_string().contains("permission denied"));
 }

@@ -14,9 +14,12 @@ a venv and runs this through tests/api/helm.rs. Steps:
    supports;
 4. assert what the deployment must get right: the Grafana gate (auth-url to the portal's
    /api/auth/check, every identity header copied), the portal's hardening, probes and
-   configuration (exactly keys the binary reads, secrets only by reference), Grafana configured
-   like docker-compose.prod.yml and provisioned from the same files as grafana/, the
-   NetworkPolicy, the ResourceQuota.
+   configuration (exactly keys the binary reads, secrets only by reference), TimescaleDB pinned
+   to the compose file's image, Grafana configured like docker-compose.prod.yml and provisioned
+   from the same files as grafana/, Grafana's data source logging in as the read-only role the
+   portal creates (never the portal's own user, whose password never reaches Grafana's pod),
+   every generated password kept on upgrade, the metrics listener (its own ClusterIP Service, never
+   routed by an Ingress), what the NetworkPolicy admits port by port, the ResourceQuota.
 
 Exits 1 on the first failed check with what was expected and what was found; prints
 `helm chart: N checks passed` at the end.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +49,24 @@ HOST = "abc0001.portal.example.com"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known to
 # kubernetes-validate.
 KUBE_VERSIONS = ["1.25.0", "1.37.0"]
+
+# portal.metrics.port's default (the binary's own default too), and a Prometheus namespace.
+METRICS_PORT = 9090
+SCRAPE_NAMESPACE = "monitoring"
+INGRESS_NAMESPACE = "ingress-nginx"
+# Grafana's read-only database role (grafana.databaseUser's default) and the portal's own user.
+READER = "grafana_reader"
+DB_USER = "power_user"
+# The passwords the chart generates (and keeps on upgrade) when none is given.
+GENERATED = [
+    "POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "GRAFANA_DB_PASSWORD",
+    "Authentication__DefaultAdminPassword",
+]
+# The Secret keys Grafana's pod may read: its database name, its admin password and its role's
+# password. Never POSTGRES_USER/POSTGRES_PASSWORD, the portal's own login (a superuser).
+GRAFANA_SECRET_KEYS = {"POSTGRES_DB", "GRAFANA_ADMIN_PASSWORD", "GRAFANA_DB_PASSWORD"}
 
 SAMPLE: dict[str, Any] = {
     "customer": {"id": "abc0001", "companyName": "Acme Corp", "email": "admin@acme.example"},
@@ -153,6 +175,32 @@ def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in entries}
 
 
+def secret_ref(entry: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(Secret name, key) of an env entry read from a Secret; None for a literal value."""
+    ref = (entry or {}).get("valueFrom", {}).get("secretKeyRef")
+    return None if ref is None else (ref.get("name"), ref.get("key"))
+
+
+def secret_data(r: Rendered) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in r.one("Secret", name("secrets"))["data"].items()}
+
+
+def pod_secret_use(workload: dict[str, Any]) -> tuple[set[str], list[Any]]:
+    """The Secret keys a pod's containers (init containers too) read by secretKeyRef, and every
+    other way it could see a Secret (envFrom, secret or projected volumes)."""
+    spec = workload["spec"]["template"]["spec"]
+    keys: set[str] = set()
+    wholesale: list[Any] = []
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        for e in c.get("env") or []:
+            ref = secret_ref(e)
+            if ref:
+                keys.add(ref[1])
+        wholesale += c.get("envFrom") or []
+    wholesale += [v for v in spec.get("volumes") or [] if "secret" in v or "projected" in v]
+    return keys, wholesale
+
+
 def port_number(c: dict[str, Any], port: Any) -> int:
     if isinstance(port, int):
         return port
@@ -172,11 +220,65 @@ def quantity(value: Any) -> float:
     return float(m.group(1)) * units.get(m.group(2), 1)
 
 
+def peer_admits(peer: dict[str, Any], namespace: str) -> bool:
+    """Whether one NetworkPolicy `from` peer admits every pod of `namespace`. Only the peer shapes
+    the chart renders are understood; any other fails the check instead of being guessed at."""
+    if peer == {"podSelector": {}}:
+        return namespace == NAMESPACE
+    if set(peer) == {"namespaceSelector"}:
+        selector = peer["namespaceSelector"]
+        if selector == {}:
+            return True
+        if set(selector) == {"matchLabels"} and set(selector["matchLabels"]) == {"kubernetes.io/metadata.name"}:
+            return selector["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+    raise CheckFailed(f"check.py cannot evaluate the NetworkPolicy peer {peer!r} (extend peer_admits)")
+
+
+def admits(r: Rendered, namespace: str, port: int) -> bool:
+    """Whether the release's NetworkPolicies let pods of `namespace` reach TCP `port` of its pods:
+    some ingress rule admits the source (no `from`: every source) and the port (no `ports`: all)."""
+    for policy in r.all("NetworkPolicy"):
+        for rule in policy["spec"].get("ingress") or []:
+            peers = rule.get("from")
+            if peers and not any(peer_admits(peer, namespace) for peer in peers):
+                continue
+            ports = rule.get("ports")
+            if not ports:
+                return True
+            for p in ports:
+                if not isinstance(p.get("port"), int) or "endPort" in p:
+                    raise CheckFailed(f"check.py cannot evaluate the NetworkPolicy port {p!r} (extend admits)")
+                if p["port"] == port and p.get("protocol", "TCP") == "TCP":
+                    return True
+    return False
+
+
+def backend_container_port(r: Rendered, service: str, port_ref: dict[str, Any]) -> tuple[str, int]:
+    """Where an Ingress backend (Service name + port name/number) lands: workload, container port."""
+    svc = r.one("Service", service)
+    key, wanted = ("name", port_ref["name"]) if "name" in port_ref else ("port", port_ref.get("number"))
+    ports = [p for p in svc["spec"]["ports"] if p.get(key) == wanted]
+    check.that(
+        len(ports) == 1, f"Ingress backend {service} {port_ref} names one port of the Service", svc["spec"]["ports"]
+    )
+    selector = svc["spec"]["selector"]
+    for w in r.workloads():
+        if all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items()):
+            c = w["spec"]["template"]["spec"]["containers"][0]
+            return w["metadata"]["name"], port_number(c, ports[0]["targetPort"])
+    raise CheckFailed(f"Service {service} selects no workload")
+
+
 # ---------------------------------------------------------------------------------------------
 # What the rest of the repository says the chart must match
 # ---------------------------------------------------------------------------------------------
 def readme_env_keys() -> dict[str, bool]:
     """The keys the binary reads (README "Configuration"): key -> is a secret."""
+    return {k: is_secret for k, (_, is_secret) in readme_env_table().items()}
+
+
+def readme_env_table() -> dict[str, tuple[str, bool]]:
+    """README "Configuration": key -> (the binary's default, is a secret)."""
     text = (REPO / "README.md").read_text()
     m = re.search(r"<!-- env-keys:start -->(.*?)<!-- env-keys:end -->", text, re.S)
     if not m:
@@ -185,7 +287,7 @@ def readme_env_keys() -> dict[str, bool]:
     for line in m.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 3 and cells[0].startswith("`"):
-            keys[cells[0].strip("`")] = cells[2].startswith("yes")
+            keys[cells[0].strip("`")] = (cells[1].strip("`"), cells[2].startswith("yes"))
     if len(keys) < 10:
         raise CheckFailed(f"README.md env-keys table: fewer than 10 keys read: {sorted(keys)}")
     return keys
@@ -199,9 +301,38 @@ def identity_headers() -> list[str]:
     return re.findall(r'"([^"]+)"', m.group(1))
 
 
+def compose_services() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
+
+
+def compose_env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in compose_services()[service]["environment"].items()}
+
+
 def compose_grafana_env() -> dict[str, str]:
-    compose = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())
-    return {k: str(v) for k, v in compose["services"]["grafana"]["environment"].items()}
+    return compose_env("grafana")
+
+
+def compose_variable(value: str, what: str) -> tuple[str, str | None]:
+    """A compose value that is one `${VAR}`, `${VAR:-default}` or `${VAR:?message}`: (VAR, the
+    default or None)."""
+    m = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}", value)
+    if not m:
+        raise CheckFailed(
+            f"docker-compose.prod.yml {what} = {value!r}: expected one ${{VAR}}, ${{VAR:-default}} or ${{VAR:?message}}"
+        )
+    return m.group(1), m.group(3) if m.group(2) == "-" else None
+
+
+def compose_timescaledb_image() -> str:
+    """The compose file's TimescaleDB image: the default of `${TIMESCALEDB_IMAGE:-<image>}`."""
+    image = str(compose_services()["timescaledb"]["image"])
+    m = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]+)\}", image)
+    if m:
+        return m.group(1)
+    if "$" in image:
+        raise CheckFailed(f"docker-compose.prod.yml timescaledb image {image!r}: expected ${{VAR:-image}} or an image")
+    return image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +395,59 @@ def check_schema_refusals(chart: Any) -> None:
         "/grafana/proxyWhitelist",
         "an empty Grafana proxy whitelist",
     )
+    for port, why in [(8080, "the portal's HTTP port"), (3000, "Grafana's HTTP port"), (443, "a privileged port")]:
+        refused(
+            merged(SAMPLE, {"portal": {"metrics": {"port": port}}}),
+            "/portal/metrics/port",
+            f"portal.metrics.port {port} ({why}: the ingress controller may reach it, or uid 1000 cannot bind it)",
+        )
+    refused(merged(SAMPLE, {"portal": {"metrics": {"path": "/m"}}}), "path", "an unknown portal.metrics key")
+    refused(
+        merged(SAMPLE, {"networkPolicy": {"metricsScrapeNamespaces": "monitoring"}}),
+        "/networkPolicy/metricsScrapeNamespaces",
+        "metricsScrapeNamespaces that is not a list",
+    )
+    refused(
+        merged(SAMPLE, {"networkPolicy": {"metricsScrapeNamespaces": ["Monitoring"]}}),
+        "/networkPolicy/metricsScrapeNamespaces",
+        "a scrape namespace that is not a namespace name",
+    )
+    # Grafana's role: a plain PostgreSQL identifier (the portal's own rule), not a reserved role.
+    for bad_role in ["Grafana", "1reader", "grafana-reader", "grafana reader", 'x"; drop', "a" * 64, ""]:
+        refused(
+            merged(SAMPLE, {"grafana": {"databaseUser": bad_role}}),
+            "/grafana/databaseUser",
+            f"grafana.databaseUser {bad_role!r} (not a lowercase identifier of at most 63 characters)",
+        )
+    for reserved in ["postgres", "public", "pg_monitor", "pg_read_all_data"]:
+        refused(
+            merged(SAMPLE, {"grafana": {"databaseUser": reserved}}),
+            "/grafana/databaseUser",
+            f"grafana.databaseUser {reserved!r} (a reserved role)",
+        )
+    refused(merged(SAMPLE, {"grafana": {"databaseUser": 7}}), "/grafana/databaseUser", "a numeric grafana.databaseUser")
+    for fine in ["_reader", "dash_ro2", "a" * 63, "pgreader"]:
+        try:
+            chart.render(merged(SAMPLE, {"grafana": {"databaseUser": fine}}), name=RELEASE, namespace=NAMESPACE)
+            error = None
+        except helm.HelmError as e:
+            error = f"{type(e).__name__}: {e}"
+        check.that(error is None, f"the chart accepts grafana.databaseUser {fine!r} (a valid role name)", error)
+    # The portal's own user as Grafana's: refused by the template (the schema cannot compare two values).
+    for values, why in [
+        ({"grafana": {"databaseUser": DB_USER}}, "grafana.databaseUser = database.user"),
+        ({"database": {"user": "owner_x"}, "grafana": {"databaseUser": "owner_x"}}, "both set to one name"),
+    ]:
+        try:
+            chart.render(merged(SAMPLE, values), name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmError as e:
+            check.that(
+                "grafana.databaseUser" in str(e) and "database.user" in str(e),
+                f"the chart refuses {why}, naming both values",
+                str(e),
+            )
+        else:
+            raise CheckFailed(f"the chart should refuse {why} (Grafana would log in as the portal's own user)")
 
 
 def check_kubernetes_validate(r: Rendered, label: str) -> None:
@@ -350,42 +534,61 @@ def check_objects(r: Rendered) -> None:
             check.that(target > 0, f"Service {svc['metadata']['name']} port {p['name']} targets a container port")
 
 
-def check_secret(r: Rendered, chart_dir: Path) -> dict[str, str]:
+def check_secret(r: Rendered) -> dict[str, str]:
     secret = r.one("Secret", name("secrets"))
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    expected = {
-        "POSTGRES_DB",
-        "POSTGRES_USER",
-        "POSTGRES_PASSWORD",
-        "GRAFANA_ADMIN_PASSWORD",
-        "Authentication__DefaultAdminPassword",
-    }
-    check.equal(set(data), expected, "Secret keys")
+    data = secret_data(r)
+    check.equal(set(data), {"POSTGRES_DB", "POSTGRES_USER", *GENERATED}, "Secret keys")
     check.equal(data["POSTGRES_DB"], "power_monitoring", "POSTGRES_DB (the runbook's database)")
-    check.equal(data["POSTGRES_USER"], "power_user", "POSTGRES_USER")
-    for key in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "Authentication__DefaultAdminPassword"):
+    check.equal(data["POSTGRES_USER"], DB_USER, "POSTGRES_USER")
+    for key in GENERATED:
         check.that(
             re.fullmatch(r"[A-Za-z0-9]{32}", data[key]) is not None,
             f"{key} generated: 32 random alphanumerics",
             data[key],
         )
-    check.that(
-        len({data["POSTGRES_PASSWORD"], data["GRAFANA_ADMIN_PASSWORD"], data["Authentication__DefaultAdminPassword"]})
-        == 3,
-        "three different generated passwords",
-    )
+    check.equal(len({data[key] for key in GENERATED}), len(GENERATED), "every generated password is a different one")
     check.equal(
         secret["metadata"].get("annotations", {}).get("helm.sh/resource-policy"),
         "keep",
         "Secret kept on helm uninstall (the database keeps its password)",
     )
     check.that("stringData" not in secret, "Secret values base64 in data, not stringData")
-    template = (chart_dir / "templates/secret.yaml").read_text()
-    check.that(
-        'lookup "v1" "Secret"' in template,
-        "secret.yaml reads the existing Secret back (lookup) so upgrades keep the passwords",
-    )
     return data
+
+
+def check_secret_kept(chart_dir: Path) -> None:
+    """Upgrades keep every generated password. Offline, `lookup` finds nothing (every render is a
+    first install), so this renders a copy of the chart whose one lookup of the release's Secret
+    answers with a Secret already in the cluster, and runs the template's real keep logic."""
+    existing = {key: f"kept-{i}-{key}" for i, key in enumerate(GENERATED)}
+    call = '(lookup "v1" "Secret" .Release.Namespace $name)'
+    found = " ".join(f'"{k}" "{base64.b64encode(v.encode()).decode()}"' for k, v in existing.items())
+    with tempfile.TemporaryDirectory(prefix="tau-portal-upgrade-") as tmp:
+        copy = Path(tmp) / chart_dir.name
+        shutil.copytree(chart_dir, copy)
+        template = copy / "templates/secret.yaml"
+        text = template.read_text()
+        check.equal(text.count(call), 1, f"secret.yaml reads the release's Secret back once: {call}")
+        template.write_text(text.replace(call, f'(dict "data" (dict {found}))'))
+        with helm.Chart.load(copy) as upgraded:
+            data = secret_data(Rendered(upgraded, SAMPLE, upgrade=True))
+            for key, value in existing.items():
+                check.equal(data.get(key), value, f"an upgrade keeps {key} from the release's Secret")
+            given = {"grafanaDatabasePassword": "a-new-reader-password", "postgresPassword": "a-new-db-password"}
+            data = secret_data(Rendered(upgraded, merged(SAMPLE, {"secrets": given}), upgrade=True))
+            check.equal(
+                data.get("GRAFANA_DB_PASSWORD"),
+                "a-new-reader-password",
+                "a given grafanaDatabasePassword wins over the kept one (rotation)",
+            )
+            check.equal(
+                data.get("POSTGRES_PASSWORD"), "a-new-db-password", "a given postgresPassword wins over the kept one"
+            )
+            check.equal(
+                data.get("GRAFANA_ADMIN_PASSWORD"),
+                existing["GRAFANA_ADMIN_PASSWORD"],
+                "the passwords not given stay kept",
+            )
 
 
 def check_no_inlined_secrets(r: Rendered, secret_values: dict[str, str]) -> None:
@@ -457,10 +660,19 @@ def check_portal(r: Rendered, secret_name: str, env_keys: dict[str, bool]) -> di
     db_svc = r.service_for(db, 5432)
     check.equal(values.get("POSTGRES_HOST"), db_svc["metadata"]["name"], "POSTGRES_HOST is the TimescaleDB Service")
     check.equal(values.get("POSTGRES_PORT"), "5432", "POSTGRES_PORT")
-    for key in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "Authentication__DefaultAdminPassword"):
-        ref = (env.get(key) or {}).get("valueFrom", {}).get("secretKeyRef")
-        check.that(ref is not None and "value" not in env[key], f"portal {key} comes from the Secret", env.get(key))
-        check.equal((ref["name"], ref["key"]), (secret_name, key), f"portal {key} secretKeyRef")
+    for key, secret_key in {
+        "POSTGRES_DB": "POSTGRES_DB",
+        "POSTGRES_USER": "POSTGRES_USER",
+        "POSTGRES_PASSWORD": "POSTGRES_PASSWORD",
+        "Authentication__DefaultAdminPassword": "Authentication__DefaultAdminPassword",
+        "Grafana__DatabasePassword": "GRAFANA_DB_PASSWORD",
+    }.items():
+        check.that(
+            secret_ref(env.get(key)) is not None and "value" not in env[key],
+            f"portal {key} comes from the Secret",
+            env.get(key),
+        )
+        check.equal(secret_ref(env[key]), (secret_name, secret_key), f"portal {key} secretKeyRef")
     for key, is_secret in env_keys.items():
         if is_secret and key in env:
             check.that("value" not in env[key], f"portal secret key {key} is never a literal value")
@@ -470,7 +682,18 @@ def check_portal(r: Rendered, secret_name: str, env_keys: dict[str, bool]) -> di
 def check_database(r: Rendered, secret_name: str) -> None:
     sts = r.one("StatefulSet", name("timescaledb"))
     c = container(sts, "timescaledb")
-    check.equal(c["image"], "timescale/timescaledb:latest-pg16", "TimescaleDB image")
+    repository, _, tag = c["image"].rpartition(":")
+    check.equal(repository, "timescale/timescaledb", "TimescaleDB image repository")
+    check.that(
+        re.fullmatch(r"2\.[0-9]+\.[0-9]+-pg16", tag) is not None,
+        "TimescaleDB image pinned to a release (2.<minor>.<patch>-pg16), never a moving tag like latest-pg16",
+        tag,
+    )
+    check.equal(
+        c["image"],
+        compose_timescaledb_image(),
+        "TimescaleDB image = docker-compose.prod.yml's default (a dump restores only into the same version)",
+    )
     probe = " ".join(c["readinessProbe"]["exec"]["command"])
     check.that("pg_isready" in probe, "TimescaleDB readiness probe runs pg_isready", probe)
     env = env_of(c)
@@ -521,11 +744,25 @@ def check_grafana(r: Rendered, secret_name: str, chart_dir: Path) -> dict[str, A
     check.equal(env["GF_AUTH_DISABLE_LOGIN_FORM"]["value"], "true", "Grafana login form off")
     check.equal(env["GF_SERVER_SERVE_FROM_SUB_PATH"]["value"], "true", "Grafana serves from /grafana")
     check.equal(env["GF_SECURITY_ALLOW_EMBEDDING"]["value"], "true", "Grafana allows embedding")
-    for key in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
-        ref = (env.get(key) or {}).get("valueFrom", {}).get("secretKeyRef", {})
-        check.equal(
-            (ref.get("name"), ref.get("key")), (secret_name, key), f"Grafana {key} (data source) from the Secret"
-        )
+    # The data source's login, as the compose file gives it: each `${VAR}` (a secret .env must
+    # give) there is the Secret's key VAR here (the Secret's keys are named like .env's
+    # variables), each `${VAR:-default}` the default as a literal value.
+    source_keys = {k for k in env if not k.startswith("GF_")} - {"POSTGRES_HOST", "POSTGRES_PORT"}
+    check.equal(
+        source_keys,
+        {k for k in compose if not k.startswith("GF_")},
+        "Grafana's data source variables = the compose file's (apart from the host/port of the Service)",
+    )
+    for key in sorted(source_keys):
+        var, default = compose_variable(compose[key], f"grafana {key}")
+        if default is None:
+            check.equal(
+                secret_ref(env[key]),
+                (secret_name, var),
+                f"Grafana {key} from the Secret's {var}, like compose's ${{{var}}}",
+            )
+        else:
+            check.equal(env[key], {"name": key, "value": default}, f"Grafana {key}: compose's default of ${{{var}}}")
     db_svc = r.service_for(r.one("StatefulSet", name("timescaledb")), 5432)
     check.equal(
         env.get("POSTGRES_HOST", {}).get("value"),
@@ -563,6 +800,62 @@ def check_grafana(r: Rendered, secret_name: str, chart_dir: Path) -> dict[str, A
         dash_cm = r.one("ConfigMap", volumes[mounts[path]]["configMap"]["name"])
         check.equal(sorted(dash_cm["data"]), dashboards, "dashboards ConfigMap holds every dashboard")
     return dep
+
+
+def check_grafana_role(r: Rendered, secret_name: str, role: str = READER) -> None:
+    """Grafana's data source logs in as the read-only role the portal creates: the same role on
+    both sides, its password the Secret's GRAFANA_DB_PASSWORD on both sides, and the portal's own
+    login (POSTGRES_USER/POSTGRES_PASSWORD, a superuser) nowhere in Grafana's pod."""
+    portal = env_of(container(r.one("Deployment", name("portal")), "portal"))
+    grafana_dep = r.one("Deployment", name("grafana"))
+    grafana = env_of(container(grafana_dep, "grafana"))
+    check.equal(
+        (portal.get("Grafana__DatabaseUser") or {}).get("value"),
+        role,
+        "portal Grafana__DatabaseUser: the role it creates",
+    )
+    check.equal(
+        (grafana.get("POSTGRES_USER") or {}).get("value"), role, "Grafana's data source user (POSTGRES_USER): that role"
+    )
+    check.equal(
+        secret_ref(grafana.get("POSTGRES_USER")),
+        None,
+        "Grafana's POSTGRES_USER is a literal, not the Secret's POSTGRES_USER (the portal's own user)",
+    )
+    for what, entry in [
+        ("portal Grafana__DatabasePassword", portal.get("Grafana__DatabasePassword")),
+        ("Grafana's data source password (POSTGRES_PASSWORD)", grafana.get("POSTGRES_PASSWORD")),
+    ]:
+        check.equal(
+            secret_ref(entry), (secret_name, "GRAFANA_DB_PASSWORD"), f"{what} from the Secret's GRAFANA_DB_PASSWORD"
+        )
+    keys, wholesale = pod_secret_use(grafana_dep)
+    check.that(
+        keys <= GRAFANA_SECRET_KEYS,
+        f"Grafana's pod reads only {sorted(GRAFANA_SECRET_KEYS)} from the Secret: never the portal's POSTGRES_PASSWORD",
+        sorted(keys),
+    )
+    check.equal(wholesale, [], "Grafana's pod sees no Secret wholesale (envFrom, secret or projected volumes)")
+
+
+def check_role_like_compose(r: Rendered, chart_default: str) -> None:
+    """The role and its password mean the same in the chart, the binary and the compose file."""
+    portal = env_of(container(r.one("Deployment", name("portal")), "portal"))
+    compose_portal, compose_grafana = compose_env("portal"), compose_env("grafana")
+    default, _ = readme_env_table()["Grafana__DatabaseUser"]
+    check.equal(chart_default, default, "grafana.databaseUser's default = the binary's Grafana__DatabaseUser default")
+    user_var, _ = compose_variable(compose_portal["Grafana__DatabaseUser"], "portal Grafana__DatabaseUser")
+    check.equal(
+        compose_variable(compose_grafana["POSTGRES_USER"], "grafana POSTGRES_USER")[0],
+        user_var,
+        "compose: Grafana's POSTGRES_USER and the portal's Grafana__DatabaseUser are one variable",
+    )
+    password_var, _ = compose_variable(compose_portal["Grafana__DatabasePassword"], "portal Grafana__DatabasePassword")
+    check.equal(
+        (secret_ref(portal.get("Grafana__DatabasePassword")) or (None, None))[1],
+        password_var,
+        "portal Grafana__DatabasePassword: the Secret key named like compose's variable for it",
+    )
 
 
 def check_provisioning_copies(chart_dir: Path, dashboards_path: str) -> None:
@@ -695,6 +988,58 @@ def check_ingress(r: Rendered, portal_dep: dict[str, Any], grafana_dep: dict[str
     check.equal(len(wanted), 4, "four identity headers (USER, EMAIL, NAME, ROLE)")
 
 
+def check_metrics(r: Rendered, portal_dep: dict[str, Any], port: int = METRICS_PORT) -> None:
+    """The metrics listener: configured on the container port `metrics`, behind a ClusterIP
+    Service of its own that no Ingress routes to."""
+    c = container(portal_dep, "portal")
+    check.equal(port_number(c, "metrics"), port, "portal container port `metrics` (portal.metrics.port)")
+    env = {k: e.get("value") for k, e in env_of(c).items()}
+    check.equal(
+        env.get("Application__MetricsAddress"),
+        f"0.0.0.0:{port}",
+        "Application__MetricsAddress listens on the metrics container port (set, not left to the binary's default)",
+    )
+    svc = r.one("Service", name("portal-metrics"))
+    spec = svc["spec"]
+    check.equal(spec.get("type"), "ClusterIP", "the metrics Service is ClusterIP (reachable in the cluster only)")
+    check.equal(
+        spec.get("selector"),
+        portal_dep["spec"]["selector"]["matchLabels"],
+        "the metrics Service selects the portal's pods",
+    )
+    check.equal(len(spec["ports"]), 1, "the metrics Service serves one port")
+    p = spec["ports"][0]
+    check.equal(
+        (p.get("name"), p["port"], port_number(c, p["targetPort"]), p.get("protocol")),
+        ("metrics", port, port, "TCP"),
+        "metrics Service port (name, port, container port it targets, protocol)",
+    )
+    http_svc = r.service_for(portal_dep, 8080)
+    check.that(
+        all(port_number(c, q["targetPort"]) != port for q in http_svc["spec"]["ports"]),
+        "the portal's HTTP Service does not expose the metrics port",
+        http_svc["spec"]["ports"],
+    )
+    for ing in r.all("Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                where = f"Ingress {ing['metadata']['name']} path {path['path']}"
+                check.that(backend["name"] != svc["metadata"]["name"], f"{where} does not route to the metrics Service")
+                workload, target = backend_container_port(r, backend["name"], backend["port"])
+                check.that(
+                    not (workload == portal_dep["metadata"]["name"] and target == port),
+                    f"{where} does not reach the portal's metrics port",
+                    (workload, target),
+                )
+        for key, value in (ing["metadata"].get("annotations") or {}).items():
+            check.that(
+                svc["metadata"]["name"] not in value and f":{port}" not in value,
+                f"Ingress {ing['metadata']['name']} annotation {key} does not lead to the metrics listener",
+                value,
+            )
+
+
 def check_network_policy(r: Rendered) -> None:
     policies = r.all("NetworkPolicy")
     check.equal(len(policies), 1, "one NetworkPolicy")
@@ -719,6 +1064,29 @@ def check_network_policy(r: Rendered) -> None:
     )
     check.that({"podSelector": {}} in sources, "ingress from this namespace", sources)
     check.equal(len(sources), 2, "no other ingress source")
+    # What those rules admit, port by port (the ports as the containers declare them).
+    portal_c = container(r.one("Deployment", name("portal")), "portal")
+    http_ports = {
+        "the portal's HTTP port": port_number(portal_c, "http"),
+        "Grafana's HTTP port": port_number(container(r.one("Deployment", name("grafana")), "grafana"), "http"),
+    }
+    check.equal(sorted(http_ports.values()), [3000, 8080], "the HTTP ports (portal 8080, Grafana 3000)")
+    metrics = port_number(portal_c, "metrics")
+    for what, port in http_ports.items():
+        check.that(admits(r, INGRESS_NAMESPACE, port), f"the ingress controller's namespace reaches {what} ({port})")
+    for what, port in {"the metrics port": metrics, "the database": 5432}.items():
+        check.that(
+            not admits(r, INGRESS_NAMESPACE, port),
+            f"the ingress controller's namespace does not reach {what} ({port})",
+            spec["ingress"],
+        )
+    for port in [*http_ports.values(), metrics, 5432]:
+        check.that(admits(r, NAMESPACE, port), f"pods of this namespace reach port {port}", spec["ingress"])
+        check.that(
+            not admits(r, SCRAPE_NAMESPACE, port),
+            f"without networkPolicy.metricsScrapeNamespaces, namespace {SCRAPE_NAMESPACE} reaches nothing ({port})",
+            spec["ingress"],
+        )
     egress = spec["egress"]
     dns = [
         rule
@@ -781,16 +1149,35 @@ def check_quota(r: Rendered) -> None:
 def check_notes(r: Rendered) -> None:
     check.that(f"https://{HOST}/" in r.notes, "NOTES print the portal URL", r.notes)
     check.that("Authentication__DefaultAdminPassword" in r.notes, "NOTES say how to read the admin password", r.notes)
+    metrics_url = f"http://{name('portal-metrics')}.{NAMESPACE}.svc:{METRICS_PORT}/metrics"
+    check.that(metrics_url in r.notes, "NOTES print the in-cluster metrics URL", r.notes)
 
 
-def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
+def documented_secret_keys(chart_dir: Path) -> dict[str, str]:
+    """Where the keys an existingSecret must hold are listed: values.yaml's comment above
+    `secrets:` and the first paragraph of the README's "Secrets" section."""
+    values = (chart_dir / "values.yaml").read_text()
+    m = re.search(r"^# With existingSecret(.*?)^secrets:", values, re.S | re.M)
+    readme = (chart_dir / "README.md").read_text()
+    n = re.search(r"^## Secrets\n\n(.*?)\n\n", readme, re.S | re.M)
+    if not m or not n:
+        raise CheckFailed("values.yaml (# With existingSecret ... secrets:) or README.md (## Secrets) not found")
+    return {"values.yaml": m.group(1), "README.md \"Secrets\"": n.group(1)}
+
+
+def check_variants(chart: Any, env_keys: dict[str, bool], chart_dir: Path) -> None:
     # Given values win over generated ones; white-label values reach the WhiteLabel__* keys.
     r = Rendered(
         chart,
         merged(
             SAMPLE,
             {
-                "secrets": {"defaultAdminPassword": "correct-horse-battery", "postgresPassword": "pg-secret-value-1"},
+                "secrets": {
+                    "defaultAdminPassword": "correct-horse-battery",
+                    "postgresPassword": "pg-secret-value-1",
+                    "grafanaDatabasePassword": "reader-secret-value-1",
+                },
+                "grafana": {"databaseUser": "dash_ro"},
                 "whiteLabel": {
                     "applicationName": "Acme Energy",
                     "primaryColor": "#112233",
@@ -803,10 +1190,12 @@ def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
             },
         ),
     )
-    data = {k: base64.b64decode(v).decode() for k, v in r.one("Secret", name("secrets"))["data"].items()}
+    data = secret_data(r)
     check.equal(data["Authentication__DefaultAdminPassword"], "correct-horse-battery", "a given admin password is used")
     check.equal(data["POSTGRES_PASSWORD"], "pg-secret-value-1", "a given database password is used")
+    check.equal(data["GRAFANA_DB_PASSWORD"], "reader-secret-value-1", "a given Grafana role password is used")
     check_no_inlined_secrets(r, data)
+    check_grafana_role(r, name("secrets"), "dash_ro")
     c = container(r.one("Deployment", name("portal")), "portal")
     env = {k: e.get("value") for k, e in env_of(c).items()}
     for key, value in {
@@ -836,6 +1225,12 @@ def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
     )
     r = Rendered(chart, values, upgrade=True)
     check.equal(r.all("Secret"), [], "with secrets.existingSecret the chart creates no Secret")
+    check_grafana_role(r, "abc0001-credentials")
+    needed = set().union(*(pod_secret_use(w)[0] for w in r.workloads()))
+    check.that({"GRAFANA_DB_PASSWORD", "FleetIngest__Token"} <= needed, "the pods read the existing Secret", needed)
+    for where, text in documented_secret_keys(chart_dir).items():
+        missing = sorted(k for k in needed if not re.search(rf"(?<![A-Za-z0-9_]){k}(?![A-Za-z0-9_])", text))
+        check.that(not missing, f"{where} lists every key an existingSecret must hold", missing)
     check.equal(r.all("NetworkPolicy") + r.all("ResourceQuota"), [], "networkPolicy/resourceQuota can be switched off")
     for w in r.workloads():
         for ctr in w["spec"]["template"]["spec"]["containers"]:
@@ -868,7 +1263,7 @@ def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
             {"fleetIngest": {"enabled": True, "url": "https://admin.portal.example.com", "token": "tok_fleet_123456"}},
         ),
     )
-    data = {k: base64.b64decode(v).decode() for k, v in r.one("Secret", name("secrets"))["data"].items()}
+    data = secret_data(r)
     check.equal(data.get("FleetIngest__Token"), "tok_fleet_123456", "fleetIngest.token stored in the Secret")
     check_no_inlined_secrets(r, data)
     egress = r.all("NetworkPolicy")[0]["spec"]["egress"]
@@ -888,6 +1283,48 @@ def check_variants(chart: Any, env_keys: dict[str, bool]) -> None:
     else:
         raise CheckFailed("fleet push without a token should be refused")
 
+    # Metrics on another port, scraped from two namespaces: those reach that port and nothing else.
+    scrapers = [SCRAPE_NAMESPACE, "observability"]
+    r = Rendered(
+        chart,
+        merged(SAMPLE, {"portal": {"metrics": {"port": 9100}}, "networkPolicy": {"metricsScrapeNamespaces": scrapers}}),
+    )
+    check_metrics(r, r.one("Deployment", name("portal")), port=9100)
+    for ns in scrapers:
+        check.that(admits(r, ns, 9100), f"scrape namespace {ns} reaches the metrics port 9100")
+        for port in (8080, 3000, 5432, METRICS_PORT):
+            check.that(not admits(r, ns, port), f"scrape namespace {ns} reaches only the metrics port, not {port}")
+    for ns in (INGRESS_NAMESPACE, "default"):
+        check.that(not admits(r, ns, 9100), f"namespace {ns} does not reach the metrics port 9100")
+    check.that(admits(r, NAMESPACE, 9100), "pods of this namespace still reach the metrics port 9100")
+    check_kubernetes_validate(r, "metrics on 9100, two scrape namespaces")
+
+    # Metrics off: the binary told `off`, no container port, no Service, no scrape rule.
+    r = Rendered(
+        chart,
+        merged(
+            SAMPLE,
+            {
+                "portal": {"metrics": {"enabled": False}},
+                "networkPolicy": {"metricsScrapeNamespaces": [SCRAPE_NAMESPACE]},
+            },
+        ),
+    )
+    c = container(r.one("Deployment", name("portal")), "portal")
+    env = {k: e.get("value") for k, e in env_of(c).items()}
+    check.equal(
+        env.get("Application__MetricsAddress"), "off", "metrics off: the portal is told Application__MetricsAddress=off"
+    )
+    check.equal([p["name"] for p in c["ports"]], ["http"], "metrics off: the portal declares only its HTTP port")
+    services = [s["metadata"]["name"] for s in r.all("Service")]
+    check.that(name("portal-metrics") not in services, "metrics off: no metrics Service", services)
+    check.that(
+        not any(p.get("name") == "metrics" for svc in r.all("Service") for p in svc["spec"]["ports"]),
+        "metrics off: no Service port named metrics",
+    )
+    check.that(not admits(r, SCRAPE_NAMESPACE, METRICS_PORT), "metrics off: the scrape namespace is admitted nowhere")
+    check.that("/metrics" not in r.notes, "metrics off: NOTES print no metrics URL", r.notes)
+
 
 def main() -> int:
     chart_dir = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "deploy/helm/tau-portal").resolve()
@@ -905,21 +1342,25 @@ def main() -> int:
             r = Rendered(chart, SAMPLE)
             check_kubernetes_validate(r, "sample customer")
             check_objects(r)
-            secret = check_secret(r, chart_dir)
+            secret = check_secret(r)
+            check_secret_kept(chart_dir)
             check_no_inlined_secrets(r, secret)
             secret_name = name("secrets")
             portal = check_portal(r, secret_name, env_keys)
             check_database(r, secret_name)
             grafana = check_grafana(r, secret_name, chart_dir)
+            check_grafana_role(r, secret_name)
+            check_role_like_compose(r, chart.values["grafana"]["databaseUser"])
             check_provisioning_copies(chart_dir, chart.values["grafana"]["dashboardsPath"])
             check_ingress(r, portal, grafana)
+            check_metrics(r, portal)
             check_network_policy(r)
             check_quota(r)
             check_notes(r)
             again = Rendered(chart, SAMPLE)
             pw = lambda rr: rr.one("Secret", name("secrets"))["data"]["POSTGRES_PASSWORD"]  # noqa: E731
             check.that(pw(again) != pw(r), "passwords are generated per install, not fixed in the chart")
-            check_variants(chart, env_keys)
+            check_variants(chart, env_keys, chart_dir)
     except CheckFailed as e:
         print(f"helm chart: FAILED after {check.passed} passed checks: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 //! Faults the simulator can inject per meter, and their command-line spelling
-//! (`--fault 2=no-reply`, `--fault 1=exception:0x4048`, `--fault 3=delay:1500ms`).
+//! (`--fault 2=no-reply`, `--fault 1=exception:0x4048`, `--fault 3=delay:1500ms`,
+//! `--fault 1=idle-close:2s`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,6 +20,10 @@ pub enum Fault {
     Exception { block_start: u16, code: ExceptionCode },
     /// Close the TCP connection (with a reset) on the next request, without answering.
     ResetConnection,
+    /// Close a connection that has carried no request for this long (an orderly close), as
+    /// RS-485 gateways and AXM-WEB modules do with idle clients. Behind one port (unit ids),
+    /// the shortest idle time among the port's meters applies.
+    IdleClose(Duration),
     /// Move every counter to ~10 s of energy before 999,999,999 counts; they count on through
     /// the wrap.
     CounterWrap,
@@ -34,7 +39,7 @@ pub struct FaultSpec {
 }
 
 pub const FAULT_HELP: &str = "no-reply, delay:<N>ms|<N>s, exception:<block address>[:<code>], reset-connection, \
-                              counter-wrap, meter-reset";
+                              idle-close:<N>ms|<N>s, counter-wrap, meter-reset";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -59,7 +64,11 @@ impl FromStr for Fault {
             ("reset-connection", None) => Fault::ResetConnection,
             ("counter-wrap", None) => Fault::CounterWrap,
             ("meter-reset", None) => Fault::MeterReset,
-            ("delay", Some(d)) => Fault::Delay(parse_duration(d)?),
+            ("delay", Some(d)) => Fault::Delay(parse_duration("delay", d)?),
+            ("idle-close", Some(d)) => match parse_duration("idle-close", d)? {
+                Duration::ZERO => return Err("idle-close needs a time above 0, e.g. idle-close:2s".into()),
+                d => Fault::IdleClose(d),
+            },
             ("exception", Some(a)) => {
                 let (block, code) = a.split_once(':').map_or((a, None), |(b, c)| (b, Some(c)));
                 let block_start = parse_number(block)
@@ -87,8 +96,8 @@ fn parse_number(s: &str) -> Option<u16> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("delay {s:?} is not a duration like 1500ms or 2s");
+fn parse_duration(fault: &str, s: &str) -> Result<Duration, String> {
+    let bad = || format!("{fault} {s:?} is not a duration like 1500ms or 2s");
     if let Some(ms) = s.strip_suffix("ms") {
         ms.parse::<u64>().map(Duration::from_millis).map_err(|_| bad())
     } else if let Some(secs) = s.strip_suffix('s') {
@@ -121,6 +130,8 @@ mod tests {
             Ok(Fault::Exception { block_start: 0x4000, code: ExceptionCode::ServerDeviceFailure })
         );
         assert_eq!(spec("1=reset-connection").map(|s| s.fault), Ok(Fault::ResetConnection));
+        assert_eq!(spec("2=idle-close:2s").map(|s| s.fault), Ok(Fault::IdleClose(Duration::from_secs(2))));
+        assert_eq!(spec("2=idle-close:500ms").map(|s| s.fault), Ok(Fault::IdleClose(Duration::from_millis(500))));
         assert_eq!(spec("1=counter-wrap").map(|s| s.fault), Ok(Fault::CounterWrap));
         assert_eq!(spec("1=meter-reset").map(|s| s.fault), Ok(Fault::MeterReset));
     }
@@ -134,6 +145,9 @@ mod tests {
             ("1=explode", "unknown fault"),
             ("1=delay:fast", "delay"),
             ("1=delay:10", "delay"),
+            ("1=idle-close", "unknown fault"),
+            ("1=idle-close:soon", "idle-close"),
+            ("1=idle-close:0s", "above 0"),
             ("1=exception:0xZZ", "exception block"),
             ("1=exception:0x4000:0", "exception code"),
             ("1=no-reply:5", "unknown fault"),

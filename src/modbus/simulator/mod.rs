@@ -9,6 +9,7 @@
 //!
 //! Per request the server evaluates a few dozen cosines and allocates only the response
 //! vector; meters share no lock (each has its own atomics and a small mutex for its fault).
+//! Connections are counted ([`Simulator::connections`]), so tests can tell a reconnect happened.
 
 pub mod cli;
 mod fault;
@@ -29,7 +30,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_modbus::server::Service;
 use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
@@ -192,6 +193,22 @@ struct Shared {
     scaling: Scaling,
     /// Answers to unit ids no meter has.
     stray_requests: AtomicU64,
+    /// Connections accepted, over all listeners.
+    connections: AtomicU64,
+}
+
+impl Shared {
+    /// How long a connection to `meter`'s own port (`None`: to the shared port) may stay idle.
+    fn idle_close(&self, meter: Option<usize>) -> Option<Duration> {
+        let idle = |m: &Meter| match m.fault() {
+            Some(Fault::IdleClose(after)) => Some(after),
+            _ => None,
+        };
+        match meter {
+            Some(k) => self.meters.get(k).and_then(idle),
+            None => self.meters.iter().filter_map(idle).min(),
+        }
+    }
 }
 
 struct Meter {
@@ -273,6 +290,7 @@ impl Simulator {
             wiring: config.wiring,
             scaling,
             stray_requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
 
         let mut listeners = Vec::new();
@@ -312,7 +330,8 @@ impl Simulator {
     }
 
     /// Sets or clears (`None`) the fault of meter `meter` (0-based); it applies from the next
-    /// request. [`Fault::CounterWrap`] and [`Fault::MeterReset`] change the counters now and
+    /// request (an open connection starts counting its idle time for [`Fault::IdleClose`] after
+    /// that request). [`Fault::CounterWrap`] and [`Fault::MeterReset`] change the counters now and
     /// leave the lasting fault as it was. An unknown meter is ignored with a warning.
     pub fn set_fault(&self, meter: usize, fault: Option<Fault>) {
         let Some(m) = self.shared.meters.get(meter) else {
@@ -343,6 +362,11 @@ impl Simulator {
     pub fn requests(&self) -> u64 {
         self.shared.meters.iter().map(|m| m.requests.load(Ordering::Relaxed)).sum::<u64>()
             + self.shared.stray_requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far, over all listeners.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     /// Stops the listeners and closes every open connection, then returns.
@@ -411,9 +435,18 @@ async fn serve(
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!("Simulator connection without TCP_NODELAY: {e}");
             }
+            shared.connections.fetch_add(1, Ordering::Relaxed);
             let reset = Arc::new(AtomicBool::new(false));
-            let service = MeterService { shared, meter, reset: reset.clone() };
-            Ok(Some((service, Connection { stream, reset, _tracked: tracked })))
+            let connection = Connection {
+                stream,
+                reset: reset.clone(),
+                shared: shared.clone(),
+                meter,
+                last_active: Instant::now(),
+                idle_timer: None,
+                _tracked: tracked,
+            };
+            Ok(Some((MeterService { shared, meter, reset }, connection)))
         }
     };
     let on_error = |e: io::Error| tracing::debug!("Simulator connection ended: {e}");
@@ -529,12 +562,36 @@ impl Future for Reply {
     }
 }
 
-/// A connection's socket. After a `ResetConnection` fault, reading reports end of stream, so
-/// the server ends the connection; zero linger makes closing it a TCP reset.
+/// A connection's socket. Reading reports end of stream, so that the server ends the
+/// connection, after a `ResetConnection` fault (zero linger makes the close a TCP reset) and
+/// when an `IdleClose` fault's time passes without a request (an orderly close, FIN).
 struct Connection {
     stream: TcpStream,
     reset: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    meter: Option<usize>,
+    /// When the connection last carried bytes either way.
+    last_active: Instant,
+    /// Armed while an idle-close fault applies and the server waits for a request.
+    idle_timer: Option<Pin<Box<Sleep>>>,
     _tracked: TaskTrackerToken,
+}
+
+impl Connection {
+    /// Whether an idle-close fault's time has passed since the last traffic (registering `cx`
+    /// to be woken when it will).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(after) = self.shared.idle_close(self.meter) else {
+            self.idle_timer = None;
+            return false;
+        };
+        let deadline = self.last_active + after;
+        let timer = self.idle_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl AsyncRead for Connection {
@@ -545,13 +602,31 @@ impl AsyncRead for Connection {
             let _ = this.stream.set_zero_linger();
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        let filled = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > filled {
+                    this.last_active = Instant::now();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending if this.idle_expired(cx) => {
+                tracing::debug!("Simulator closes a connection idle for {:?}", this.last_active.elapsed());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 impl AsyncWrite for Connection {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.stream).poll_write(cx, buf));
+        if written.as_ref().is_ok_and(|n| *n > 0) {
+            this.last_active = Instant::now();
+        }
+        Poll::Ready(written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -69,6 +69,19 @@ app.kubernetes.io/name: {{ include "tau-portal.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+The read-only database role Grafana's data source logs in as (the portal creates it, README
+"Grafana's database role"). Grafana's free edition lets every user run any SQL on its data
+source, so it must never be the portal's own user.
+*/}}
+{{- define "tau-portal.grafanaDatabaseUser" -}}
+{{- $user := .Values.grafana.databaseUser -}}
+{{- if eq $user .Values.database.user -}}
+{{- fail (printf "grafana.databaseUser %q is the portal's own database user (database.user): Grafana's data source needs a read-only role of its own, e.g. grafana_reader" $user) -}}
+{{- end -}}
+{{- $user -}}
+{{- end -}}
+
 {{/* An env entry read from the Secret; call with (list $ "ENV_NAME" "SECRET_KEY"). */}}
 {{- define "tau-portal.secretEnv" -}}
 {{- $ctx := index . 0 -}}
