@@ -213,23 +213,9 @@ pub fn router(state: AppState) -> Router {
 /// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
 /// whichever process or admin changed the data.
 async fn scrape(State(state): State<AppState>) -> AppResult<Response> {
-    let (sites, enabled, disabled): (i64, i64, i64) = sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let users: Vec<(bool, bool, i64)> =
-        sqlx::query_as(r#"SELECT "IsAdmin", "IsDisabled", count(*) FROM identity."Users" GROUP BY 1, 2"#)
-            .fetch_all(&state.db)
-            .await?;
-    let (keys_active, keys_revoked): (i64, i64) = sqlx::query_as(
-        r#"SELECT count(*) FILTER (WHERE "RevokedAt" IS NULL), count(*) FILTER (WHERE "RevokedAt" IS NOT NULL)
-           FROM identity."ApiKeys""#,
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let (sites, enabled, disabled) = crate::sites::db::inventory(&state.db).await?;
+    let users = crate::auth::db::user_counts(&state.db).await?;
+    let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&state.db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("tau_portal_sites").set(sites as f64);

@@ -3,8 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -17,6 +18,7 @@ use sqlx::PgExecutor;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::db;
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
@@ -42,20 +44,37 @@ fn hash(key: &str) -> [u8; 32] {
 /// The key id when `key` is a live (not revoked) API key; records its use.
 pub async fn authenticate(db: impl PgExecutor<'_> + Copy, key: &str) -> Result<Option<Uuid>, sqlx::Error> {
     let wanted = hash(key);
-    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-        r#"SELECT "Id", "KeyHash" FROM identity."ApiKeys" WHERE "KeyHash" = $1 AND "RevokedAt" IS NULL"#,
-    )
-    .bind(wanted.as_slice())
-    .fetch_optional(db)
-    .await?;
     // The lookup is by hash, which reveals nothing about the key; the final comparison is in
     // constant time all the same.
-    let Some((id, stored)) = row else { return Ok(None) };
+    let Some((id, stored)) = db::live_key(db, &wanted).await? else { return Ok(None) };
     if !bool::from(stored.ct_eq(&wanted)) {
         return Ok(None);
     }
-    sqlx::query(r#"UPDATE identity."ApiKeys" SET "LastUsedAt" = now() WHERE "Id" = $1"#).bind(id).execute(db).await?;
+    db::record_use(db, id).await?;
     Ok(Some(id))
+}
+
+/// A request carrying a live API key (`Authorization: Bearer <key>`), by the key's id; anything
+/// else is refused with 401 before the body is read.
+pub struct ApiKey(pub Uuid);
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let key = bearer(&parts.headers).ok_or_else(|| {
+            AppError::Unauthorized("Send an API key as `Authorization: Bearer <key>` (Settings → API keys).".into())
+        })?;
+        match authenticate(&state.db, key).await? {
+            Some(id) => Ok(ApiKey(id)),
+            None => Err(AppError::Unauthorized("The API key is not valid or has been revoked.".into())),
+        }
+    }
 }
 
 pub struct KeyView {
@@ -82,23 +101,17 @@ fn when(t: Option<DateTime<Utc>>) -> String {
 }
 
 async fn keys_page(state: &AppState, page: Page, name: String, errors: FieldErrors) -> AppResult<Html<String>> {
-    type Row = (Uuid, String, String, DateTime<Utc>, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-    let rows: Vec<Row> = sqlx::query_as(
-        r#"SELECT "Id", "Name", "Prefix", "CreatedAt", "CreatedBy", "LastUsedAt", "RevokedAt"
-           FROM identity."ApiKeys" ORDER BY "RevokedAt" IS NOT NULL, "CreatedAt" DESC"#,
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let keys = rows
+    let keys = db::keys(&state.db)
+        .await?
         .into_iter()
-        .map(|(id, name, prefix, created, created_by, last_used, revoked)| KeyView {
-            id,
-            name,
-            prefix,
-            created: when(Some(created)),
-            created_by,
-            last_used: when(last_used),
-            revoked: revoked.is_some(),
+        .map(|k| KeyView {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created: when(Some(k.created_at)),
+            created_by: k.created_by,
+            last_used: when(k.last_used_at),
+            revoked: k.revoked_at.is_some(),
         })
         .collect();
     render(&KeysPage { page, keys, name, errors })
@@ -133,13 +146,8 @@ async fn create(
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let prefix: String = key.chars().take(SHOWN_CHARS).collect();
     let mut change = Change::begin(&state.db, admin.actor()).await?;
-    sqlx::query(r#"INSERT INTO identity."ApiKeys" ("Name", "Prefix", "KeyHash", "CreatedBy") VALUES ($1, $2, $3, $4)"#)
-        .bind(&name)
-        .bind(&prefix)
-        .bind(hash(&key).as_slice())
-        .bind(&admin.user.email)
-        .execute(change.db())
-        .await?;
+    let new = db::NewKey { name: &name, prefix: &prefix, hash: &hash(&key), created_by: &admin.user.email };
+    db::insert_key(change.db(), &new).await?;
     state.commit(change, "api-key.created", Some(&name), serde_json::json!({ "prefix": prefix })).await?;
     let shown = SecretPage {
         page,
@@ -156,13 +164,7 @@ async fn create(
 
 async fn revoke(State(state): State<AppState>, admin: ActingAdmin, Path(id): Path<Uuid>) -> AppResult<Response> {
     let mut change = Change::begin(&state.db, admin.actor()).await?;
-    let name: Option<String> = sqlx::query_scalar(
-        r#"UPDATE identity."ApiKeys" SET "RevokedAt" = now() WHERE "Id" = $1 AND "RevokedAt" IS NULL RETURNING "Name""#,
-    )
-    .bind(id)
-    .fetch_optional(change.db())
-    .await?;
-    let name = name.ok_or(AppError::NotFound)?;
+    let name = db::revoke_key(change.db(), id).await?.ok_or(AppError::NotFound)?;
     state.commit(change, "api-key.revoked", Some(&name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/api-keys?notice=api-key-revoked").into_response())
 }

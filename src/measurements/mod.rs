@@ -95,6 +95,24 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+/// A stored quantity, by its JSON name: where [`Reading::set`] puts a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(Slot);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Real(usize),
+    Counter(usize),
+}
+
+impl Quantity {
+    /// The quantity called `name` in [`REAL_QUANTITIES`] or [`COUNTER_QUANTITIES`].
+    pub fn named(name: &str) -> Option<Quantity> {
+        let real = REAL_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Real);
+        real.or_else(|| COUNTER_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Counter)).map(Quantity)
+    }
+}
+
 /// The quantities as a Markdown table for the README (a test keeps the two in step).
 pub fn markdown_table() -> String {
     let mut out = String::from("| Field | Column | Unit | Stored as |\n|---|---|---|---|\n");
@@ -126,6 +144,14 @@ pub struct Reading {
 impl Reading {
     pub fn empty(device_id: i32, time: DateTime<Utc>) -> Reading {
         Reading { device_id, time, real: [None; REAL_QUANTITIES.len()], counters: [None; COUNTER_QUANTITIES.len()] }
+    }
+
+    /// Sets one quantity (instantaneous ones are stored as float4).
+    pub fn set(&mut self, quantity: Quantity, value: Option<f64>) {
+        match quantity.0 {
+            Slot::Real(i) => self.real[i] = value.map(|v| v as f32),
+            Slot::Counter(i) => self.counters[i] = value,
+        }
     }
 }
 

@@ -60,7 +60,7 @@ pub async fn show(
     let chart = readings::power_chart(&series, from, now, CHART_BUCKET, tz);
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
-    let meter = meter_facts(&device, tz);
+    let meter = super::meter::facts(&device, tz);
     render(&DevicePage {
         page,
         site,
@@ -73,48 +73,6 @@ pub async fn show(
         chart_width: CHART_WIDTH,
         chart_height: CHART_HEIGHT,
     })
-}
-
-/// What the poller learnt about the meter, as (label, text) rows.
-fn meter_facts(device: &DeviceRow, tz: chrono_tz::Tz) -> Vec<(&'static str, String)> {
-    use crate::modbus::registers::{MeterIdentity, MeterSettings};
-    let mut rows = Vec::new();
-    if device.consecutive_failures > 0 {
-        rows.push(("Failed polls", format!("{} in a row", device.consecutive_failures)));
-    }
-    let identity = device.meter_identity.clone().and_then(|j| serde_json::from_value::<MeterIdentity>(j).ok());
-    if let Some(id) = identity {
-        let name = [id.manufacturer, id.model].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        let mut text = if name.is_empty() { "unnamed".to_string() } else { name };
-        if let Some(serial) = id.serial {
-            text.push_str(&format!(", serial {serial}"));
-        }
-        if let Some(firmware) = id.firmware {
-            text.push_str(&format!(", firmware {firmware}"));
-        }
-        rows.push(("Meter", text));
-    }
-    let settings = device.meter_settings.clone().and_then(|j| serde_json::from_value::<MeterSettings>(j).ok());
-    if let Some(s) = settings {
-        let wiring = s.wiring.and_then(|w| serde_json::to_value(w).ok()).and_then(|v| v.as_str().map(String::from));
-        let mode = if s.primary_values { "primary values" } else { "secondary values, scaled by PT and CT" };
-        let mut text = format!(
-            "PT {}/{} V, CT {}/{} A, wiring {}, {mode}",
-            s.pt1,
-            s.pt2,
-            s.ct1,
-            s.ct2,
-            wiring.as_deref().unwrap_or("unknown")
-        );
-        if let Some(at) = device.meter_settings_at {
-            text.push_str(&format!(" (read {})", readings::local_time(at, tz)));
-        }
-        rows.push(("Meter settings", text));
-    }
-    if !device.unsupported_blocks.is_empty() {
-        rows.push(("Blocks not supported", device.unsupported_blocks.join(", ")));
-    }
-    rows
 }
 
 /// An `<option>` of a select.

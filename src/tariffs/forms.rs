@@ -8,8 +8,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, Period, PeriodRates, Season,
-    Tou, Version,
+    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, PeriodRates, Season, Tou,
+    TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -185,7 +185,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
                 f.set(format!("season_{s}_name"), &season.name);
                 f.set(format!("season_{s}_from"), season.from);
                 f.set(format!("season_{s}_to"), season.to);
-                for p in Period::ALL {
+                for p in TouPeriod::ALL {
                     if let Some(r) = season.rates.get(p) {
                         f.set(format!("season_{s}_{}", p.key()), r);
                     }
@@ -252,18 +252,18 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
                     })
                 };
                 let (from, to) = (day("from"), day("to"));
-                let mut rate = |p: Period| decimal(f, &mut e, &format!("season_{s}_{}", p.key()), p.label());
+                let mut rate = |p: TouPeriod| decimal(f, &mut e, &format!("season_{s}_{}", p.key()), p.label());
                 let rates = PeriodRates {
-                    peak: rate(Period::Peak),
-                    standard: rate(Period::Standard),
-                    off_peak: rate(Period::OffPeak),
+                    peak: rate(TouPeriod::Peak),
+                    standard: rate(TouPeriod::Standard),
+                    off_peak: rate(TouPeriod::OffPeak),
                 };
                 let mut windows = Vec::new();
                 for dt in DayType::ALL {
-                    let mut hours = [Period::OffPeak; 24];
+                    let mut hours = [TouPeriod::OffPeak; 24];
                     for (h, cell) in hours.iter_mut().enumerate() {
                         let key = format!("grid_{s}_{}_{h}", dt.key());
-                        match Period::parse(f.get(&key)) {
+                        match TouPeriod::parse(f.get(&key)) {
                             Some(p) => *cell = p,
                             None => e.add(
                                 &key,
@@ -290,7 +290,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         Some(rate) => {
             let unit = if f.get("demand_unit") == "kW" { DemandUnit::KW } else { DemandUnit::KVA };
             let window_minutes = f.get("demand_window").parse().unwrap_or(0);
-            let periods = Period::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
+            let periods = TouPeriod::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
             Some(Demand { unit, window_minutes, rate, periods })
         }
     };

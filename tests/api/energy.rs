@@ -46,18 +46,13 @@ async fn write(db: &PgPool, device: i32, readings: &[(i64, f64)]) {
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 struct Row {
-    #[sqlx(rename = "Start")]
     start: DateTime<Utc>,
-    #[sqlx(rename = "ImportWh")]
     import_wh: f64,
-    #[sqlx(rename = "MaxW")]
     max_w: Option<f32>,
-    #[sqlx(rename = "Samples")]
     samples: i32,
-    #[sqlx(rename = "Estimated")]
     estimated: bool,
-    #[sqlx(rename = "CounterReset")]
     counter_reset: bool,
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use tau_acuvim_portal::measurements::energy::rollup;
-use tau_acuvim_portal::measurements::{self, Reading, counter_index, real_index};
+use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
@@ -282,11 +282,15 @@ async fn meter_energy(
     while t <= last + step {
         let (import, export, apparent) = if t <= last { energy(t) } else { (0.0, 0.0, 0.0) };
         let mut r = Reading::empty(device, t);
-        r.counters[counter_index("energyImportWh")] = Some(counters.0);
-        r.counters[counter_index("energyExportWh")] = Some(counters.1);
-        r.counters[counter_index("apparentVAh")] = Some(counters.2);
-        r.real[real_index("pTotal")] = Some((import * 4.0) as f32);
-        r.real[real_index("sTotal")] = Some((apparent * 4.0) as f32);
+        for (name, value) in [
+            ("energyImportWh", counters.0),
+            ("energyExportWh", counters.1),
+            ("apparentVAh", counters.2),
+            ("pTotal", import * 4.0),
+            ("sTotal", apparent * 4.0),
+        ] {
+            r.set(Quantity::named(name).unwrap(), Some(value));
+        }
         readings.push(r);
         counters = (counters.0 + import, counters.1 + export, counters.2 + apparent);
         t += step;
