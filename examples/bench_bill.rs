@@ -22,6 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let site_id: i32 = args.get(1).ok_or(usage)?.parse()?;
     let (year, month) = args.get(2).ok_or(usage)?.split_once('-').ok_or(usage)?;
     let runs: usize = args.get(3).map_or(Ok(20), |r| r.parse())?;
+    #[expect(clippy::disallowed_methods, reason = "a benchmark tool, given its database by bench-bill.sh")]
     let url = std::env::var("DATABASE_URL")?;
     let pool = PgPoolOptions::new().max_connections(2).connect(&url).await?;
     let site = tau_acuvim_portal::sites::db::site(&pool, site_id).await?.ok_or("no such site")?;

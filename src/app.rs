@@ -88,19 +88,23 @@ pub enum StartupError {
     #[error(transparent)]
     Migration(#[from] MigrationError),
     #[error("TimescaleDB bootstrap failed: {0}")]
-    Timescale(sqlx::Error),
+    Timescale(#[source] sqlx::Error),
     #[error(transparent)]
     ReaderRole(#[from] ReaderRoleError),
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
-    Other(String),
+    #[error("rollup failed: {0}")]
+    Rollup(#[from] rollup::RollupError),
+    #[error("rollup failed: unknown device externalId '{0}'")]
+    UnknownDevice(String),
+    #[error("rollup interrupted")]
+    RollupInterrupted,
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
 }
 
 impl StartupError {
@@ -142,17 +146,11 @@ pub async fn rollup(
 ) -> Result<(), StartupError> {
     let shutdown = shutdown_on_signal();
     let (pool, _) = prepare_database(&config, &shutdown).await?;
-    let failed = |e: rollup::RollupError| StartupError::Other(format!("rollup failed: {e}"));
     let devices = match &device {
-        Some(external_id) => match crate::sites::db::device_id(&pool, external_id)
-            .await
-            .map_err(|e| failed(e.into()))?
-        {
-            Some(id) => Some(vec![id]),
-            None => {
-                return Err(StartupError::Other(format!("rollup failed: unknown device externalId '{external_id}'")));
-            }
-        },
+        Some(external_id) => {
+            let id = crate::sites::db::device_id(&pool, external_id).await.map_err(rollup::RollupError::from)?;
+            Some(vec![id.ok_or_else(|| StartupError::UnknownDevice(external_id.clone()))?])
+        }
         None => None,
     };
     let started = std::time::Instant::now();
@@ -167,8 +165,8 @@ pub async fn rollup(
         )
     });
     let report = tokio::select! {
-        report = rebuild => report.map_err(failed)?,
-        () = shutdown.cancelled() => return Err(StartupError::Other("rollup interrupted".into())),
+        report = rebuild => report?,
+        () = shutdown.cancelled() => return Err(StartupError::RollupInterrupted),
     };
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(

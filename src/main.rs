@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tau_acuvim_portal::app;
 use tau_acuvim_portal::config::{self, Config, Env, Purpose};
+use tau_acuvim_portal::error::Chain;
 use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
 use tau_acuvim_portal::provision::ProvisionArgs;
 
@@ -24,6 +25,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// last sign-in resident (idle RSS ~40 MB instead of ~25 MB). `rollup` never does: a rebuild
 /// frees and allocates a window's readings (tens of MB) over and over, and faulting fresh pages
 /// back in each time was a third of its CPU time (perf); the command exits when done.
+#[expect(unsafe_code, reason = "mimalloc's option setter is a C function")]
 fn set_purge_delay(milliseconds: std::ffi::c_long) {
     // SAFETY: sets a process-wide integer option; mimalloc reads it on every purge decision.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, milliseconds) }
@@ -118,7 +120,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!("Startup failed: {e}");
+            tracing::error!("Startup failed: {}", Chain(&e));
             ExitCode::from(EXIT_STARTUP)
         }
     }

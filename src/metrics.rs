@@ -21,6 +21,7 @@ use crate::state::AppState;
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The process-wide recorder (one per process: the `metrics` facade is global).
+#[expect(clippy::expect_used, reason = "the buckets are a constant, non-empty list")]
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE

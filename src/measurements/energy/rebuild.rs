@@ -171,16 +171,19 @@ pub async fn rebuild(
             }
         }
         drop((windows, batches));
-        reader.await.map_err(task_failed)??;
-        report.intervals = writer.await.map_err(task_failed)??;
+        reader.await.map_err(RollupError::Task)??;
+        report.intervals = writer.await.map_err(RollupError::Task)??;
         if devices.iter().any(|d| !d.done) {
-            return Err(task_failed("the readings ended before the range did"));
+            return Err(RollupError::Incomplete);
         }
         // A rebuild whose lock was lost (its connection gone) may have run beside the job: it
         // must not save its watermarks over the job's.
         sqlx::query("SELECT 1").execute(&mut lock).await?;
         report.intervals += finish(db, devices).await?;
     }
+    // Released explicitly: closing the connection returns before the server has ended the
+    // session and let go of its locks, and a job run right after would leave the devices alone.
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(REBUILD_LOCK).execute(&mut lock).await?;
     lock.close().await?;
     // The sites' sums catch up (the door would sum the device intervals itself, only slower).
     site_sums::refresh_site_sums(db).await?;
@@ -198,10 +201,6 @@ async fn exclusive_lock(db: &PgPool) -> Result<PgConnection, RollupError> {
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(RollupError::Busy),
         Err(e) => Err(e.into()),
     }
-}
-
-fn task_failed(e: impl std::fmt::Display) -> RollupError {
-    RollupError::Db(sqlx::Error::Protocol(format!("rebuild: {e}")))
 }
 
 /// Sets each device's starting point, in one transaction: an open range rewinds the watermark
@@ -293,7 +292,7 @@ async fn read_windows(
             lo = hi;
         }
         let Some((read, next)) = in_flight.pop_front() else { return Ok(()) };
-        let window = next.await.map_err(task_failed)?;
+        let window = next.await.map_err(RollupError::Task)?;
         if let Ok((_, readings)) = &window {
             // From the density of the window just read (the one in flight has the old length).
             length = next_length(read, *readings);

@@ -25,6 +25,7 @@ use super::intervals::{self, Replacement};
 use super::maths::{self, CHANNELS, ChannelState, HOLD, INTERVAL, Observation, Point, Sample, State, interval_start};
 use super::{site_sums, watermarks};
 use crate::clock::Clock;
+use crate::error::Chain;
 
 /// Readings younger than this are left for the next run: a meter's reading usually arrives
 /// within seconds; waiting a little saves recomputing because of readings still in flight.
@@ -46,6 +47,10 @@ pub enum RollupError {
     Input { device: i32, source: maths::InputError },
     #[error("another rollup rebuild is running; try again when it has finished")]
     Busy,
+    #[error("rebuild: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("rebuild: the readings ended before the range did")]
+    Incomplete,
 }
 
 /// What one device's run did.
@@ -118,7 +123,7 @@ pub async fn job(db: PgPool, clock: Clock, shutdown: CancellationToken) {
             }
             Err(e) => {
                 metrics::counter!("tau_portal_rollup_runs_total", "outcome" => "error").increment(1);
-                tracing::warn!("Energy rollup failed: {e}; retrying in {} s", EVERY.as_secs());
+                tracing::warn!("Energy rollup failed: {}; retrying in {} s", Chain(&e), EVERY.as_secs());
                 failing = true;
             }
         }
