@@ -20,16 +20,18 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use crate::auth::seed::{self, SeedError};
 use crate::auth::sessions::Sessions;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, RunMode};
 use crate::db::migrate::{self, MigrationError};
 use crate::db::reader::{self, ReaderRoleError};
 use crate::db::timescale::Outcome;
 use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
+use crate::fleet::bootstrap::FleetStorage;
+use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs, telemetry};
+use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -38,15 +40,25 @@ use crate::{auth, branding, dashboards, health, ingest, metrics, sites, tariffs,
 /// error page or security headers, and a probe must answer whatever cookie comes with it, also
 /// while the database is away (the gate resolves its session itself). Everything else is a page
 /// or an API call with the full stack.
+///
+/// Both run modes have sign-in, users, the audit log, branding, health and the Grafana gate; a
+/// customer's portal has its sites, rates, dashboards and ingest API, the Admin its customers
+/// and the fleet ingest.
 pub fn router(state: AppState) -> Router {
+    let own = match state.config.run_mode {
+        RunMode::Client => Router::new()
+            .merge(dashboards::router())
+            .merge(sites::router())
+            .merge(tariffs::router())
+            .merge(ingest::router())
+            .merge(fleet::client_router()),
+        RunMode::Admin => fleet::admin_router(),
+    };
     let pages = Router::new()
         .merge(auth::routes::router())
         .merge(auth::users::router())
-        .merge(dashboards::router())
         .merge(branding::router())
-        .merge(sites::router())
-        .merge(tariffs::router())
-        .merge(ingest::router())
+        .merge(own)
         .route("/static/{name}", get(static_files::serve))
         .fallback(|| async { AppError::NotFound })
         // Innermost first: a panic becomes an error response the outer layers still dress;
@@ -122,6 +134,9 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
         tracing::info!("Database schema is up to date");
     }
     let outcome = timescale::bootstrap(&pool).await.map_err(StartupError::Timescale)?;
+    if config.run_mode == RunMode::Admin {
+        fleet::bootstrap::bootstrap(&pool, &outcome).await.map_err(StartupError::Timescale)?;
+    }
     if let Some(reader) = &config.grafana_reader {
         use secrecy::ExposeSecret;
         reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
@@ -190,12 +205,6 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let state = AppState::new(pool.clone(), config, Clock::default(), &storage).await?;
     seed::seed_default_admin(&pool, &state.config, &state.passwords).await?;
 
-    if state.config.run_mode == crate::config::RunMode::Admin {
-        tracing::warn!(
-            "Application__RunMode=Admin: the fleet aggregator (customer registry, push ingest) is not built in this \
-             version; the portal runs with the customer features only"
-        );
-    }
     let addr = state.config.listen_address;
     let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
     let shutdown_timeout = state.config.shutdown_timeout;
@@ -203,10 +212,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tasks.spawn(metrics::upkeep(shutdown.clone()));
-    if state.config.run_mode == crate::config::RunMode::Client {
+    if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
     }
-    if state.config.run_mode == crate::config::RunMode::Client && state.config.modbus.enabled {
+    if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
+        let pusher =
+            Pusher { db: pool.clone(), settings: state.config.fleet_ingest.clone(), status: state.fleet_push.clone() };
+        tasks.spawn(pusher.run(shutdown.clone()));
+    }
+    if state.fleet_storage == Some(FleetStorage::Plain) {
+        tasks.spawn(fleet::hourly::job(pool.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client && state.config.modbus.enabled {
         let poller = crate::modbus::poller::Poller {
             db: state.db.clone(),
             devices: state.devices.clone(),

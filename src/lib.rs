@@ -7,6 +7,7 @@ pub mod config;
 pub mod dashboards;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod measurements;

@@ -15,20 +15,46 @@ use tau_acuvim_portal::provision::ProvisionArgs;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in the bundled mimalloc 3 (`mimalloc.h`, `mi_option_e`).
+/// Opts the process out of transparent huge pages before anything is allocated (see
+/// [`tune_allocator`]): a constructor that runs before mimalloc's own (a numbered `.init_array`
+/// entry runs before the unnumbered ones) and before Rust's runtime allocates.
+#[used]
+#[expect(unsafe_code, reason = "a constructor entry needs its link section")]
+#[unsafe(link_section = ".init_array.00101")]
+static NO_HUGE_PAGES_BEFORE_MAIN: extern "C" fn() = no_huge_pages;
+
+#[expect(unsafe_code, reason = "prctl is a C function")]
+extern "C" fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's flag. A
+    // kernel without it (before 3.15) refuses, and the process keeps its huge pages.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+/// `mi_option_purge_delay` of the bundled mimalloc 3 (`mimalloc.h`, `mi_option_e`).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// When mimalloc returns freed memory to the OS, in milliseconds (-1: never).
+/// Tunes the allocator for the command about to run.
 ///
-/// The services return it at once (0). By default mimalloc purges 10 ms later, but only when the
-/// freeing thread allocates again, so an idle portal kept argon2's 19 MiB working memory of the
-/// last sign-in resident (idle RSS ~40 MB instead of ~25 MB). `rollup` never does: a rebuild
-/// frees and allocates a window's readings (tens of MB) over and over, and faulting fresh pages
-/// back in each time was a third of its CPU time (perf); the command exits when done.
-#[expect(unsafe_code, reason = "mimalloc's option setter is a C function")]
-fn set_purge_delay(milliseconds: std::ffi::c_long) {
+/// Services return freed memory to the OS at once (purge delay 0). By default mimalloc purges 10
+/// ms later, but only when the freeing thread allocates again, so an idle portal kept argon2's
+/// 19 MiB working memory of the last sign-in resident (idle RSS ~40 MB instead of ~25 MB).
+/// Services also get no transparent huge pages: mimalloc advises them for its arena, and with a
+/// small heap each 2 MiB page was mostly empty: idle RSS 24 MB with them, 14.6 MB without
+/// (measured on a release build, issue 21). mimalloc maps its arena before `main` runs, so its own
+/// `allow_thp` option would come too late: the process opts out of THP in a constructor instead
+/// (`prctl`, [`NO_HUGE_PAGES_BEFORE_MAIN`]), and `rollup` opts back in here.
+///
+/// `rollup` never purges and keeps huge pages: a rebuild frees and allocates a window's readings
+/// (tens of MB) over and over, and faulting fresh pages back in each time was a third of its CPU
+/// time (perf); the command exits when done.
+#[expect(unsafe_code, reason = "mimalloc's option setter and prctl are C functions")]
+fn tune_allocator(bulk: bool) {
     // SAFETY: sets a process-wide integer option; mimalloc reads it on every purge decision.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, milliseconds) }
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, if bulk { -1 } else { 0 }) }
+    if bulk {
+        // SAFETY: as in `no_huge_pages`.
+        let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
+    }
 }
 
 /// Exit code for an invalid configuration (the message names the key).
@@ -77,7 +103,7 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    set_purge_delay(if matches!(cli.command, Some(Command::Rollup { .. })) { -1 } else { 0 });
+    tune_allocator(matches!(cli.command, Some(Command::Rollup { .. })));
 
     let env = Env::from_process();
     // Commands that need no configuration and print for a human, not for the log pipeline.

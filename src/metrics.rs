@@ -145,6 +145,42 @@ pub const METRICS: &[Metric] = &[
         "",
         "How far the oldest device's final energy intervals trail the rollup's cutoff.",
     ),
+    metric(
+        "tau_portal_fleet_push_lag_seconds",
+        Kind::Gauge,
+        "",
+        "Fleet push (Client): age of the oldest reading in the batch being delivered; 0 when caught up.",
+    ),
+    metric(
+        "tau_portal_fleet_push_last_success_timestamp_seconds",
+        Kind::Gauge,
+        "",
+        "Fleet push (Client): Unix time of the last batch the Admin accepted.",
+    ),
+    metric(
+        "tau_portal_fleet_push_rows_total",
+        Kind::Counter,
+        "type",
+        "Fleet push (Client): rows the Admin stored, by batch type (sites, devices, measurements).",
+    ),
+    metric(
+        "tau_portal_fleet_push_failures_total",
+        Kind::Counter,
+        "status",
+        "Fleet push (Client): failed deliveries, by status (401, 413, 500, ..., connect, timeout, database).",
+    ),
+    metric(
+        "tau_portal_fleet_push_quarantined_total",
+        Kind::Counter,
+        "",
+        "Fleet push (Client): batches quarantined after repeated refusals as malformed.",
+    ),
+    metric(
+        "tau_portal_fleet_batches_received_total",
+        Kind::Counter,
+        "status",
+        "Fleet ingest (Admin): batches received, by answer status.",
+    ),
     metric("tau_portal_build_info", Kind::Gauge, "version", "Always 1; the label carries the version."),
 ];
 

@@ -13,8 +13,10 @@ use crate::auth::throttle::Throttle;
 use crate::branding::Branding;
 use crate::change::{Cache, Change};
 use crate::clock::Clock;
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, RunMode};
 use crate::db::timescale::Outcome;
+use crate::fleet::bootstrap::FleetStorage;
+use crate::fleet::push::PushStatus;
 use crate::measurements::queries::Bucketing;
 use crate::metrics;
 use crate::sites::directory::DeviceDirectory;
@@ -46,6 +48,10 @@ pub struct Services {
     pub devices: DeviceDirectory,
     /// TimescaleDB or plain PostgreSQL (what the bootstrapper found): how series are bucketed.
     pub bucketing: Bucketing,
+    /// Admin mode: how the fleet is stored. `None` in Client mode.
+    pub fleet_storage: Option<FleetStorage>,
+    /// Client mode: the fleet push's state, for /metrics and Settings → Fleet push.
+    pub fleet_push: PushStatus,
 }
 
 /// Why the state could not be built (a startup step; the message says which part).
@@ -74,6 +80,8 @@ impl AppState {
             branding,
             devices: DeviceDirectory::new(db.clone()),
             bucketing: Bucketing::from(storage),
+            fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
+            fleet_push: PushStatus::default(),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),

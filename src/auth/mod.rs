@@ -11,4 +11,5 @@ pub mod routes;
 pub mod seed;
 pub mod sessions;
 pub mod throttle;
+pub mod tokens;
 pub mod users;

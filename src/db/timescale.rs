@@ -23,16 +23,25 @@ pub enum Outcome {
     PlainTable { reason: String },
 }
 
-pub async fn bootstrap(pool: &PgPool) -> Result<Outcome, sqlx::Error> {
+/// Runs `run` on a dedicated session holding the bootstrappers' advisory lock (Timescale
+/// statements cannot run in a transaction block, so a transaction cannot serialise them).
+pub async fn under_lock<T>(
+    pool: &PgPool,
+    run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
     let mut conn = pool.acquire().await?.detach();
     sqlx::query("SELECT pg_advisory_lock($1)").bind(LOCK_KEY).execute(&mut conn).await?;
-    let outcome = run_locked(&mut conn).await;
+    let outcome = run(&mut conn).await;
     // On error the session is closed below, which releases the lock as well.
     if outcome.is_ok() {
         sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK_KEY).execute(&mut conn).await?;
     }
     conn.close().await.ok();
-    let outcome = outcome?;
+    outcome
+}
+
+pub async fn bootstrap(pool: &PgPool) -> Result<Outcome, sqlx::Error> {
+    let outcome = under_lock(pool, async |conn| run_locked(conn).await).await?;
     match &outcome {
         Outcome::Hypertable { extension_version } => tracing::info!(extension_version, "{READY}"),
         Outcome::PlainTable { reason } => tracing::warn!(

@@ -4,21 +4,17 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgExecutor;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::db;
+use crate::auth::tokens;
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
@@ -28,8 +24,6 @@ use crate::web::secret::SecretPage;
 use crate::web::session::{ActingAdmin, RequireAdmin};
 
 pub const KEY_PREFIX: &str = "tau_";
-/// Characters of a key shown in lists to recognise it (the `tau_` prefix and 8 more).
-const SHOWN_CHARS: usize = 12;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,17 +31,11 @@ pub fn router() -> Router<AppState> {
         .route("/settings/api-keys/{id}/revoke", post(revoke))
 }
 
-fn hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 /// The key id when `key` is a live (not revoked) API key; records its use.
 pub async fn authenticate(db: impl PgExecutor<'_> + Copy, key: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    let wanted = hash(key);
-    // The lookup is by hash, which reveals nothing about the key; the final comparison is in
-    // constant time all the same.
+    let wanted = tokens::hash(key);
     let Some((id, stored)) = db::live_key(db, &wanted).await? else { return Ok(None) };
-    if !bool::from(stored.ct_eq(&wanted)) {
+    if !tokens::matches(&stored, &wanted) {
         return Ok(None);
     }
     db::record_use(db, id).await?;
@@ -58,16 +46,10 @@ pub async fn authenticate(db: impl PgExecutor<'_> + Copy, key: &str) -> Result<O
 /// else is refused with 401 before the body is read.
 pub struct ApiKey(pub Uuid);
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 impl FromRequestParts<AppState> for ApiKey {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let key = bearer(&parts.headers).ok_or_else(|| {
+        let key = crate::web::bearer(&parts.headers).ok_or_else(|| {
             AppError::Unauthorized("Send an API key as `Authorization: Bearer <key>` (Settings → API keys).".into())
         })?;
         match authenticate(&state.db, key).await? {
@@ -141,12 +123,9 @@ async fn create(
             (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, errors).await?).into_response()
         );
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let prefix: String = key.chars().take(SHOWN_CHARS).collect();
+    let tokens::NewToken { secret: key, hash, prefix } = tokens::generate(KEY_PREFIX);
     let mut change = Change::begin(&state.db, admin.actor()).await?;
-    let new = db::NewKey { name: &name, prefix: &prefix, hash: &hash(&key), created_by: &admin.user.email };
+    let new = db::NewKey { name: &name, prefix: &prefix, hash: &hash, created_by: &admin.user.email };
     db::insert_key(change.db(), &new).await?;
     state.commit(change, "api-key.created", Some(&name), serde_json::json!({ "prefix": prefix })).await?;
     let shown = SecretPage {

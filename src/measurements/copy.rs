@@ -93,6 +93,25 @@ pub fn encode(rows: &[&Reading]) -> Result<Vec<u8>, sqlx::Error> {
     Ok(w.finish())
 }
 
+/// One reading's fields in the order of [`encode`] (a `COPY (SELECT <the stored columns> …)`),
+/// `None` for a row without device or time (which the table cannot hold).
+pub fn decode_reading(f: &mut Fields<'_>) -> Result<Option<Reading>, sqlx::Error> {
+    let (Some(device_id), Some(time)) = (f.int4()?, f.timestamptz()?) else { return Ok(None) };
+    let mut r = Reading::empty(device_id, time);
+    for v in &mut r.real {
+        *v = f.float4()?;
+    }
+    for v in &mut r.counters {
+        *v = f.float8()?;
+    }
+    Ok(Some(r))
+}
+
+/// A time as an SQL literal, to the microsecond, for statements that take no parameters (COPY).
+pub fn time_literal(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+}
+
 /// Reads a `COPY … TO STDOUT (FORMAT binary)` stream chunk by chunk. PostgreSQL sends one row
 /// per message, but nothing here relies on it: a row split across chunks is kept until the
 /// rest arrives.

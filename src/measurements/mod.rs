@@ -162,7 +162,7 @@ pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), &'stati
 
 /// The stored columns, quoted, in the order of [`Reading`] and of the COPY data
 /// ([`copy::encode`]): device, time, reals, counters.
-static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+pub static COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let real = REAL_QUANTITIES.iter().map(|q| q.1);
     let counters = COUNTER_QUANTITIES.iter().map(|q| q.1);
     let columns: Vec<String> =
@@ -195,13 +195,14 @@ pub struct FirstReadings {
     pub times: Vec<DateTime<Utc>>,
 }
 
-/// The late-row notes, taken in every batch's transaction before its rows are inserted: a
+/// The late-row notes, taken in every batch's transaction before its rows are inserted: each
 /// reader that keeps a position in the readings (and would otherwise never see a row written
 /// behind it) notes the batch's rows behind its position, and its note commits with the rows or
-/// not at all. Today's reader is the energy rollup (its watermarks, see `energy`); the fleet
-/// push's send position is the next, with its note here beside it.
+/// not at all. The readers: the energy rollup (its watermarks and a rebuild's claim, see
+/// `energy`) and the fleet push (its send positions, `fleet::push::outbox`).
 async fn note_late_rows(tx: &mut PgConnection, first: &FirstReadings) -> Result<(), sqlx::Error> {
-    energy::note_late_readings(tx, first).await
+    energy::note_late_readings(tx, first).await?;
+    crate::fleet::push::outbox::note_late_readings(tx, first).await
 }
 
 /// Stores a batch: binary COPY into a per-connection staging table, then one INSERT … SELECT

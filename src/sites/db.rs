@@ -360,3 +360,23 @@ pub async fn record_meter_facts(
     .await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- for the fleet push
+
+/// Every site as (id, name, address, time zone), by id.
+pub async fn all_sites(db: impl PgExecutor<'_>) -> Result<Vec<(i32, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(r#"SELECT "Id", "Name", "Address", "TimeZone" FROM monitoring."Sites" ORDER BY "Id""#)
+        .fetch_all(db)
+        .await
+}
+
+/// Every device as (id, site, external id, name, model, enabled), by id.
+pub async fn all_devices(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(i32, i32, String, String, String, bool)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "SiteId", "ExternalId", "Name", "Model", "Enabled" FROM monitoring."Devices" ORDER BY "Id""#,
+    )
+    .fetch_all(db)
+    .await
+}

@@ -17,6 +17,13 @@ use axum::response::Html;
 
 use crate::error::{AppError, AppResult};
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// Renders a page template; a template error is an internal error, logged by the error layer.
 pub fn render(template: &impl Template) -> AppResult<Html<String>> {
     template.render().map(Html).map_err(AppError::internal)

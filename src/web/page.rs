@@ -21,6 +21,8 @@ pub struct Page {
     pub css_url: &'static str,
     /// The current path, to mark the active navigation entry.
     pub path: String,
+    /// Admin (fleet) run mode: its own navigation.
+    pub fleet_admin: bool,
 }
 
 const NOTICES: &[(&str, &str)] = &[
@@ -46,6 +48,8 @@ const NOTICES: &[(&str, &str)] = &[
     ("tariff-deleted", "The tariff was deleted."),
     ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
     ("tariff-unassigned", "The tariff was removed from the site's history."),
+    ("customer-updated", "The customer was saved."),
+    ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];
 
 impl Page {
@@ -63,6 +67,7 @@ impl Page {
             notice,
             css_url: static_files::css_url(),
             path: uri.path().to_string(),
+            fleet_admin: state.config.run_mode == crate::config::RunMode::Admin,
         }
     }
 

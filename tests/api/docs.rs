@@ -189,11 +189,14 @@ fn operations_md_states_the_codes_migrations_metrics_keys_and_commands() {
     let example = read(".env.example");
     let compose = read("docker-compose.prod.yml");
     let former = ["TRAEFIK_PUBLIC_SUBNET"]; // named only to say it is gone
+    // Read by config.rs as the fallback of Application__Environment (the runbook's Admin stack
+    // sets it), not a key of its own.
+    let aliases = ["ASPNETCORE_ENVIRONMENT"];
     for (token, _) in
         tokens(&ops, |c| c.is_ascii_uppercase(), |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     {
         let variable = token.contains('_') && !token.starts_with('_') && !token.ends_with('_') && token.len() > 4;
-        if !variable || token.contains("__") || former.contains(&token) {
+        if !variable || token.contains("__") || former.contains(&token) || aliases.contains(&token) {
             continue;
         }
         let known =

@@ -278,6 +278,61 @@ impl Browser {
 
 // ---------------------------------------------------------------- the real binary
 
+/// A client with a manual cookie jar that never follows redirects (to see them).
+pub struct WebClient {
+    pub http: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl WebClient {
+    pub fn new() -> WebClient {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        WebClient { http, cookies: Default::default() }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
+        let req = if self.cookies.is_empty() { req } else { req.header("cookie", self.cookie_header()) };
+        let res = req.send().await.unwrap();
+        for set in res.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        res
+    }
+
+    pub async fn csrf(&mut self, url: &str) -> String {
+        let body = self.send(self.http.get(url)).await.text().await.unwrap();
+        let at = body.find(r#"name="csrf" value=""#).expect("a form") + r#"name="csrf" value=""#.len();
+        body[at..at + body[at..].find('"').unwrap()].to_string()
+    }
+
+    /// Signs in at a real portal `base` (http://host:port).
+    pub async fn sign_in(&mut self, base: &str, email: &str, password: &str) {
+        let csrf = self.csrf(&format!("{base}/login")).await;
+        let form = [("csrf", csrf.as_str()), ("email", email), ("password", password), ("next", "/")];
+        let res = self.send(self.http.post(format!("{base}/login")).form(&form)).await;
+        assert_eq!(res.status(), 303, "sign-in at {base}");
+    }
+
+    /// Submits a form at `url` with the CSRF token of the page at `form_page`; the response.
+    pub async fn submit(&mut self, form_page: &str, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let csrf = self.csrf(form_page).await;
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.send(self.http.post(url).form(&form)).await
+    }
+}
+
 /// The portal binary running as a child process; killed on drop.
 pub struct Portal {
     child: Child,
@@ -305,8 +360,12 @@ impl Portal {
     }
 
     /// Starts a prepared command (e.g. one set to run as another user).
-    pub fn spawn(mut cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
-        let port = free_port();
+    pub fn spawn(cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
+        Portal::spawn_on(free_port(), cmd, args, data_dir)
+    }
+
+    /// Starts on a given port (a restarted server that its peers must find again).
+    pub fn spawn_on(port: u16, mut cmd: Command, args: &[&str], data_dir: &std::path::Path) -> Portal {
         let metrics_port = free_port();
         // Production requires the public URL: the portal's own address unless the test sets one
         // (an empty value unsets it).

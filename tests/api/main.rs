@@ -14,6 +14,7 @@ mod browser;
 mod compose;
 mod docs;
 mod energy;
+mod fleet;
 mod grafana;
 mod grafana_reader;
 mod health;

@@ -43,6 +43,11 @@ async fn metrics_are_served_on_their_own_listener_and_pass_promtool() {
         assert!(METRICS.iter().any(|m| m.name == name), "{name} is exported but not declared in METRICS");
     }
 
+    promtool_check(&text);
+}
+
+/// Passes a scrape through `promtool check metrics` (skipped without promtool).
+pub fn promtool_check(text: &str) {
     let Ok(promtool) = std::env::var("TAU_TEST_PROMTOOL") else {
         eprintln!("SKIPPED: promtool check (TAU_TEST_PROMTOOL not set; scripts/test.sh sets it)");
         return;

@@ -135,6 +135,8 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
         .await;
     assert_eq!(line["level"], "INFO");
     portal.wait_for_message("Seeded default admin admin@example.com", Duration::from_secs(5)).await;
+    drop(portal);
+    crate::fleet::runbook_sql_on_timescaledb(&url).await;
 }
 
 /// The chunk query OPERATIONS.md gives (verbatim, as psql receives it from the shell) answers;

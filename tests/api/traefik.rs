@@ -10,10 +10,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use tau_acuvim_portal::auth::forward::IDENTITY_HEADERS;
 
-use crate::helpers::{ADMIN_PASSWORD, Portal, TestDb, free_port, production_env, wait_for};
+use crate::helpers::{ADMIN_PASSWORD, Portal, TestDb, WebClient, free_port, production_env, wait_for};
 
 const MIDDLEWARE_PREFIX: &str = "traefik.http.middlewares.";
 
@@ -83,44 +82,6 @@ async fn start_echo() -> u16 {
     port
 }
 
-/// A client with a manual cookie jar that never follows redirects (to see them).
-struct Client {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Client {
-    fn new() -> Client {
-        Client { http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(), cookies: BTreeMap::new() }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
-        let req = if self.cookies.is_empty() { req } else { req.header("cookie", self.cookie_header()) };
-        let res = req.send().await.unwrap();
-        for set in res.headers().get_all("set-cookie") {
-            let set = set.to_str().unwrap();
-            let pair = set.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        res
-    }
-
-    async fn csrf(&mut self, url: &str) -> String {
-        let body = self.send(self.http.get(url)).await.text().await.unwrap();
-        let at = body.find(r#"name="csrf" value=""#).expect("a form") + r#"name="csrf" value=""#.len();
-        body[at..at + body[at..].find('"').unwrap()].to_string()
-    }
-}
-
 #[tokio::test]
 async fn traefik_forward_auth_gates_grafana_with_the_portal_session() {
     let Ok(traefik_bin) = std::env::var("TAU_TEST_TRAEFIK") else {
@@ -151,7 +112,7 @@ async fn traefik_forward_auth_gates_grafana_with_the_portal_session() {
         .expect("start traefik");
     let _traefik = Traefik(child);
 
-    let mut browser = Client::new();
+    let mut browser = WebClient::new();
     let grafana = format!("{public}/grafana/d/power?orgId=1");
     // Traefik is up once its router answers (before, connections are refused or 404).
     wait_for("Traefik to route /grafana", Duration::from_secs(30), || async {

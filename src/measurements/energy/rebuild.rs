@@ -428,7 +428,7 @@ async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
 /// given). COPY takes no parameters: the values are written in as literals (numbers and times
 /// that this code formats, nothing from outside).
 fn copy_readings(filter: Option<&[i32]>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> String {
-    let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+    let time = crate::measurements::copy::time_literal;
     let mut sql = format!(
         r#"COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
                  FROM monitoring."PowerMeasurements" WHERE "Time" >= '{lo}' AND "Time" < '{hi}'"#,
