@@ -21,6 +21,7 @@ use crate::state::AppState;
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The process-wide recorder (one per process: the `metrics` facade is global).
+#[expect(clippy::expect_used, reason = "the buckets are a constant, non-empty list")]
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -293,23 +294,9 @@ pub fn router(state: AppState) -> Router {
 /// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
 /// whichever process or admin changed the data.
 async fn scrape(State(state): State<AppState>) -> AppResult<Response> {
-    let (sites, enabled, disabled): (i64, i64, i64) = sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let users: Vec<(bool, bool, i64)> =
-        sqlx::query_as(r#"SELECT "IsAdmin", "IsDisabled", count(*) FROM identity."Users" GROUP BY 1, 2"#)
-            .fetch_all(&state.db)
-            .await?;
-    let (keys_active, keys_revoked): (i64, i64) = sqlx::query_as(
-        r#"SELECT count(*) FILTER (WHERE "RevokedAt" IS NULL), count(*) FILTER (WHERE "RevokedAt" IS NOT NULL)
-           FROM identity."ApiKeys""#,
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let (sites, enabled, disabled) = crate::sites::db::inventory(&state.db).await?;
+    let users = crate::auth::db::user_counts(&state.db).await?;
+    let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&state.db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("tau_portal_sites").set(sites as f64);

@@ -1,4 +1,7 @@
-//! The portal's own pages about the customer's energy; for now the overview a user lands on.
+//! The portal's own pages about the customer's energy; for now the overview a user lands on,
+//! with each site's cost this month (`outlook.rs`).
+
+mod outlook;
 
 use askama::Template;
 use axum::Router;
@@ -9,17 +12,17 @@ use axum::routing::get;
 use crate::auth::sessions::SessionUser;
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::tariffs::cost::{self, SiteOutlook};
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::CurrentUser;
+use outlook::SiteOutlook;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/", get(overview))
 }
 
 #[derive(Template)]
-#[template(path = "overview.html")]
+#[template(path = "dashboards/overview.html")]
 struct Overview {
     page: Page,
     user: SessionUser,
@@ -32,6 +35,6 @@ async fn overview(
     CurrentUser(user): CurrentUser,
     page: Page,
 ) -> AppResult<Html<String>> {
-    let costs = cost::month_outlook(&state.db, state.clock.now()).await?;
+    let costs = outlook::month_outlook(&state.db, state.clock.now()).await?;
     render(&Overview { page, user, costs })
 }

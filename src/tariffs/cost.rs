@@ -1,5 +1,5 @@
-//! The site page's Cost tab (a month's bill, CSV exports of its lines and of its 15-minute
-//! intervals) and the Overview's month to date: the thin I/O around the engine.
+//! The site page's Cost tab: a month's bill, CSV exports of its lines and of its 15-minute
+//! intervals; the thin I/O around the engine.
 
 use std::fmt::Write as _;
 
@@ -10,10 +10,9 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use sqlx::PgPool;
 
-use super::db;
-use super::engine::{self, Assignment, Bill, BillInput, SiteInterval};
+use super::bills::{self, Loaded};
+use super::engine::{self, Bill, BillInput};
 use super::local::Period;
 use crate::error::{AppError, AppResult};
 use crate::sites::db::SiteRow;
@@ -21,43 +20,6 @@ use crate::state::AppState;
 use crate::web::page::Page;
 use crate::web::session::CurrentUser;
 use crate::web::{csv, render};
-
-/// What a site's bill is computed from.
-pub struct Loaded {
-    pub tz: Tz,
-    pub period: Period,
-    pub devices: u32,
-    pub schedule: Vec<Assignment>,
-    pub intervals: Vec<SiteInterval>,
-}
-
-impl Loaded {
-    pub fn input(&self) -> BillInput<'_> {
-        BillInput {
-            tz: self.tz,
-            period: self.period,
-            devices: self.devices,
-            assignments: &self.schedule,
-            intervals: &self.intervals,
-        }
-    }
-}
-
-pub fn zone(site: &SiteRow) -> Tz {
-    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
-}
-
-/// Loads everything a bill of `site` over `period` needs (three queries, after bringing the
-/// site rollup up to date with the device intervals).
-pub async fn load(db: &PgPool, site: &SiteRow, period: Period) -> Result<Loaded, sqlx::Error> {
-    crate::measurements::site_rollup::refresh(db).await?;
-    let tz = zone(site);
-    let (from, to) = period.utc(tz);
-    let schedule = db::site_schedule(db, site.id).await?;
-    let intervals = db::site_intervals(db, site.id, from, to).await?;
-    let devices = db::device_count(db, site.id).await?;
-    Ok(Loaded { tz, period, devices: u32::try_from(devices).unwrap_or(u32::MAX), schedule, intervals })
-}
 
 /// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
 #[derive(Deserialize, Default)]
@@ -140,8 +102,8 @@ pub async fn show(
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Html<String>> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, read_day) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
+    let (period, read_day) = q.resolve(site.zone(), state.clock.now())?;
+    let loaded = bills::load(&state.db, &site, period).await?;
     let bill = engine::bill(&loaded.input());
     let month = period.start.format("%Y-%m").to_string();
     let query = format!("month={month}&read_day={read_day}");
@@ -188,8 +150,8 @@ pub fn bill_csv(bill: &Bill) -> String {
 /// What both CSV exports need: the file name stem and the period's data.
 async fn export_data(state: &AppState, id: i32, q: &PeriodQuery) -> AppResult<(String, Loaded)> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
+    let (period, _) = q.resolve(site.zone(), state.clock.now())?;
+    let loaded = bills::load(&state.db, &site, period).await?;
     Ok((file_stem(&site, period), loaded))
 }
 
@@ -237,46 +199,4 @@ pub async fn intervals_export(
 ) -> AppResult<Response> {
     let (stem, loaded) = export_data(&state, id, &q).await?;
     Ok(csv::download(&format!("{stem}-intervals.csv"), intervals_csv(&loaded.input())))
-}
-
-// ---------------------------------------------------------------- the Overview's figures
-
-pub struct SiteOutlook {
-    pub site_id: i32,
-    pub site: String,
-    pub currency: String,
-    pub to_date: String,
-    pub projected: String,
-    pub completeness: String,
-}
-
-/// Month to date and the projection to month end for every site that has a tariff.
-pub async fn month_outlook(db: &PgPool, now: DateTime<Utc>) -> Result<Vec<SiteOutlook>, sqlx::Error> {
-    let site_ids: Vec<i32> = sqlx::query_scalar(
-        r#"SELECT s."Id" FROM monitoring."Sites" s
-           WHERE EXISTS (SELECT 1 FROM portal."SiteTariffs" a WHERE a."SiteId" = s."Id") ORDER BY lower(s."Name")"#,
-    )
-    .fetch_all(db)
-    .await?;
-    let mut out = Vec::new();
-    for id in site_ids {
-        let Some(site) = crate::sites::db::site(db, id).await? else { continue };
-        let tz = zone(&site);
-        let Some(period) = Period::containing(now.with_timezone(&tz).date_naive(), 1) else { continue };
-        let loaded = load(db, &site, period).await?;
-        let bill = engine::bill(&loaded.input());
-        let (from, to) = period.utc(tz);
-        let elapsed =
-            Decimal::from((now - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1));
-        let (to_date, projected) = engine::outlook(&bill, elapsed);
-        out.push(SiteOutlook {
-            site_id: site.id,
-            site: site.name,
-            currency: bill.currency,
-            to_date: format!("{to_date:.2}"),
-            projected: format!("{projected:.2}"),
-            completeness: format!("{:.1} %", bill.completeness_percent),
-        });
-    }
-    Ok(out)
 }
