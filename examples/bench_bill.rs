@@ -1,4 +1,4 @@
-//! Times a site's bill (load from the site rollup + engine) against a plain SUM of the device
+//! Times a site's bill (load through the energy door + engine) against a plain SUM of the device
 //! intervals it sums, on the same connection pool, after timing the site rollup's refresh of the
 //! whole month (the work the rollup job does in the background). Driven by scripts/bench-bill.sh.
 //!
@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
-use tau_acuvim_portal::measurements::site_rollup;
-use tau_acuvim_portal::tariffs::{cost, engine, local::Period};
+use tau_acuvim_portal::measurements::energy;
+use tau_acuvim_portal::tariffs::{bills, engine, local::Period};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -22,15 +22,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let site_id: i32 = args.get(1).ok_or(usage)?.parse()?;
     let (year, month) = args.get(2).ok_or(usage)?.split_once('-').ok_or(usage)?;
     let runs: usize = args.get(3).map_or(Ok(20), |r| r.parse())?;
+    #[expect(clippy::disallowed_methods, reason = "a benchmark tool, given its database by bench-bill.sh")]
     let url = std::env::var("DATABASE_URL")?;
     let pool = PgPoolOptions::new().max_connections(2).connect(&url).await?;
     let site = tau_acuvim_portal::sites::db::site(&pool, site_id).await?.ok_or("no such site")?;
     let period = Period::month(year.parse()?, month.parse()?, 1).ok_or("bad month")?;
-    let (from, to) = period.utc(cost::zone(&site));
+    let (from, to) = period.utc(site.zone());
 
     // The inserted intervals queued the site: this is a full month's refresh.
     let t = Instant::now();
-    let refreshed = site_rollup::refresh(&pool).await?;
+    let refreshed = energy::refresh_site_sums(&pool).await?;
     let refresh = t.elapsed();
 
     let (mut bills, mut engines, mut sums) = (Vec::new(), Vec::new(), Vec::new());
@@ -38,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One warm-up round (caches, prepared statements), then `runs` measured ones.
     for round in 0..=runs {
         let t0 = Instant::now();
-        let loaded = cost::load(&pool, &site, period).await?;
+        let loaded = bills::load(&pool, &site, period).await?;
         let t1 = Instant::now();
         let bill = engine::bill(&loaded.input());
         let t2 = Instant::now();

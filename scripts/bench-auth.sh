@@ -5,10 +5,14 @@
 #
 # In one run, everything on 127.0.0.1: installs what is missing (wrk, nginx, curl, PostgreSQL 15),
 # builds the portal in release mode, starts a throwaway PostgreSQL cluster, the portal
-# (Development mode, RUST_LOG=warn) and an nginx instance, signs in with curl to get a session
-# cookie, then runs wrk against both (a short warm-up, then the measured run) and prints req/s,
-# p99 latency, the ratio portal/nginx and PASS / TARGET MISSED against the targets
-# (ratio >= 0.5, portal p99 < 5 ms). Everything it started is stopped on any exit.
+# (Development mode, at the deployed default RUST_LOG=info) and an nginx instance, signs in with
+# curl to get a session cookie, then runs wrk against both (a short warm-up, then the measured
+# run) in two setups, and prints req/s, p99 latency, the ratio portal/nginx and PASS / TARGET
+# MISSED against the targets (ratio >= 0.5, portal p99 < 5 ms) for each:
+#   unpinned  wrk -t2 and both servers anywhere on the machine's cores (they compete with wrk);
+#   pinned    the servers on CPU 0 and wrk -t1 on CPU 1 (taskset), so the load generator does not
+#             take the server's core; only on a machine with at least 2 CPUs.
+# Everything it started is stopped on any exit.
 #
 # It is a measurement, not a test: it exits 0 when a target is missed (and says so on a
 # `TARGET MISSED:` line), and non-zero only when the benchmark itself could not run or its
@@ -20,8 +24,8 @@
 # connections open for the whole run.
 #
 # Environment: BENCH_DURATION (seconds of the measured run, default 10), BENCH_CONNECTIONS
-# (default 64), BENCH_SKIP_BUILD=1 to use the existing target/release/tau-portal as is,
-# CARGO_TARGET_DIR (default target/).
+# (default 64), BENCH_SETUPS (default "unpinned pinned"), BENCH_SKIP_BUILD=1 to use the existing
+# target/release/tau-portal as is, CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +35,7 @@ source scripts/lib/bench.sh
 
 DURATION=${BENCH_DURATION:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
+SETUPS=${BENCH_SETUPS:-unpinned pinned}
 THREADS=2
 WARMUP_SECONDS=2
 TARGET_RATIO=0.5
@@ -44,7 +49,7 @@ fi
 
 phase "tools"
 ensure_system_packages postgres
-ensure_apt_packages wrk:wrk nginx:nginx curl:curl
+ensure_apt_packages wrk:wrk nginx:nginx curl:curl taskset:util-linux
 NGINX=$(command -v nginx || true)
 [[ -n $NGINX ]] || NGINX=/usr/sbin/nginx
 CPUS=$(nproc)
@@ -94,7 +99,7 @@ pg_cluster_init "$PG_BASE"
 pg_cluster_start_on_free_port "$PG_BASE" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
 
-phase "portal (release, Development, RUST_LOG=warn)"
+phase "portal (release, Development, RUST_LOG=info)"
 # 64 hex characters: no shell, URL or form escaping concerns.
 ADMIN_PASSWORD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PORTAL_PORT=$(tau_free_port)
@@ -106,7 +111,7 @@ env Application__Environment=Development \
     DATABASE_URL="postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/postgres" \
     Authentication__DefaultAdminEmail="$ADMIN_EMAIL" \
     Authentication__DefaultAdminPassword="$ADMIN_PASSWORD" \
-    RUST_LOG=warn \
+    RUST_LOG=info \
     "$BIN" serve >"$WORK/portal.log" 2>&1 &
 PORTAL_PID=$!
 wait_http "$PORTAL/health" "$PORTAL_PID" "the portal" 120
@@ -169,18 +174,27 @@ NGINX_URL=http://127.0.0.1:$NGINX_PORT/
 wait_http "$NGINX_URL" "$NGINX_PID" "nginx" 30
 echo "listening on $NGINX_URL"
 
-# run_wrk NAME URL [wrk args...]: a warm-up, then the measured run; its output goes to
-# $WORK/wrk-NAME.txt and to the screen. timeout bounds wrk should it ever hang.
+# run_wrk NAME URL [wrk args...]: a warm-up, then the measured run, with $WRK (the wrk command
+# of the setup); its output goes to $WORK/wrk-NAME.txt and to the screen. timeout bounds wrk
+# should it ever hang.
 run_wrk() {
     local name=$1 url=$2
     shift 2
-    phase "wrk: $name (warm-up ${WARMUP_SECONDS}s, then ${DURATION}s)"
+    phase "wrk: $name (warm-up ${WARMUP_SECONDS}s, then ${DURATION}s): ${WRK[*]}"
     IDLE_BEFORE[$name]=$(cpu_idle_percent 2>/dev/null || echo unknown)
     timeout -k 5 $((WARMUP_SECONDS + 30)) \
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "$@" "$url" >/dev/null
+        "${WRK[@]}" -c"$CONNECTIONS" -d"${WARMUP_SECONDS}s" "$@" "$url" >/dev/null
     timeout -k 5 $((DURATION + 30)) \
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk-$name.txt"
+        "${WRK[@]}" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk-$name.txt"
     sed 's/^/    /' "$WORK/wrk-$name.txt"
+}
+
+# pin_servers CPUS: moves every thread of the portal and of nginx's master and workers to CPUS.
+pin_servers() {
+    local pid
+    for pid in "$PORTAL_PID" "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
+        taskset -a -p -c "$1" "$pid" >/dev/null
+    done
 }
 
 # wrk_rps FILE / wrk_p99_ms FILE / wrk_non2xx FILE: figures from wrk's report. Latencies are
@@ -209,49 +223,73 @@ cpu_idle_percent() {
     }'
 }
 declare -A IDLE_BEFORE=()
-run_wrk nginx "$NGINX_URL"
-run_wrk portal "$PORTAL/api/auth/check" -H "$COOKIE"
 
-NGINX_RPS=$(wrk_rps "$WORK/wrk-nginx.txt")
-NGINX_P99=$(wrk_p99_ms "$WORK/wrk-nginx.txt" || true)
-PORTAL_RPS=$(wrk_rps "$WORK/wrk-portal.txt")
-PORTAL_P99=$(wrk_p99_ms "$WORK/wrk-portal.txt" || true)
-for v in "$NGINX_RPS" "$NGINX_P99" "$PORTAL_RPS" "$PORTAL_P99"; do
-    [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "could not read req/s and p99 from wrk's output (got '$v')"
-done
-for name in nginx portal; do
-    bad=$(wrk_non2xx "$WORK/wrk-$name.txt")
-    [[ -z $bad ]] || die "$bad responses from $name were not 2xx/3xx: the figures are void"
-done
-awk -v p="$PORTAL_RPS" 'BEGIN { exit !(p > 0) }' || die "wrk completed no request against the portal"
-awk -v n="$NGINX_RPS" 'BEGIN { exit !(n > 0) }' || die "wrk completed no request against nginx"
-RATIO=$(awk -v p="$PORTAL_RPS" -v n="$NGINX_RPS" 'BEGIN { printf "%.2f", p / n }')
-errors=$(grep -h 'Socket errors:' "$WORK/wrk-nginx.txt" "$WORK/wrk-portal.txt" || true)
+# measure SETUP: both wrk runs in the current setup, then its summary.
+measure() {
+    local setup=$1
+    run_wrk nginx "$NGINX_URL"
+    run_wrk portal "$PORTAL/api/auth/check" -H "$COOKIE"
 
-phase "summary"
-printf '  %s, %s CPUs, wrk -t%s -c%s -d%ss --latency (after a %ss warm-up), all on 127.0.0.1\n' \
-    "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$CPUS" \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP_SECONDS"
-printf '  %-40s %12s %10s\n' "" "req/s" "p99"
-printf '  %-40s %12.2f %7.2f ms\n' "nginx return 200 ($NGINX_WORKERS workers, baseline)" "$NGINX_RPS" "$NGINX_P99"
-printf '  %-40s %12.2f %7.2f ms\n' "portal GET /api/auth/check" "$PORTAL_RPS" "$PORTAL_P99"
-printf '  %-40s %12s\n' "ratio portal/nginx" "$RATIO"
-echo "  CPU idle just before each run: nginx ${IDLE_BEFORE[nginx]}%, portal ${IDLE_BEFORE[portal]}%"
-for name in nginx portal; do
-    if [[ ${IDLE_BEFORE[$name]} =~ ^[0-9]+$ ]] && ((IDLE_BEFORE[$name] < 90)); then
-        echo "  warning: something else was using the CPUs before the $name run; the figures are skewed (rerun on a quiet machine)"
+    NGINX_RPS=$(wrk_rps "$WORK/wrk-nginx.txt")
+    NGINX_P99=$(wrk_p99_ms "$WORK/wrk-nginx.txt" || true)
+    PORTAL_RPS=$(wrk_rps "$WORK/wrk-portal.txt")
+    PORTAL_P99=$(wrk_p99_ms "$WORK/wrk-portal.txt" || true)
+    for v in "$NGINX_RPS" "$NGINX_P99" "$PORTAL_RPS" "$PORTAL_P99"; do
+        [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "could not read req/s and p99 from wrk's output (got '$v')"
+    done
+    for name in nginx portal; do
+        bad=$(wrk_non2xx "$WORK/wrk-$name.txt")
+        [[ -z $bad ]] || die "$bad responses from $name were not 2xx/3xx: the figures are void"
+    done
+    awk -v p="$PORTAL_RPS" 'BEGIN { exit !(p > 0) }' || die "wrk completed no request against the portal"
+    awk -v n="$NGINX_RPS" 'BEGIN { exit !(n > 0) }' || die "wrk completed no request against nginx"
+    RATIO=$(awk -v p="$PORTAL_RPS" -v n="$NGINX_RPS" 'BEGIN { printf "%.2f", p / n }')
+    errors=$(grep -h 'Socket errors:' "$WORK/wrk-nginx.txt" "$WORK/wrk-portal.txt" || true)
+
+    phase "summary: $setup"
+    printf '  %s, %s CPUs, %s -c%s -d%ss --latency (after a %ss warm-up), all on 127.0.0.1, RUST_LOG=info\n' \
+        "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" "$CPUS" \
+        "${WRK[*]}" "$CONNECTIONS" "$DURATION" "$WARMUP_SECONDS"
+    printf '  %-40s %12s %10s\n' "" "req/s" "p99"
+    printf '  %-40s %12.2f %7.2f ms\n' "nginx return 200 ($NGINX_WORKERS workers, baseline)" "$NGINX_RPS" "$NGINX_P99"
+    printf '  %-40s %12.2f %7.2f ms\n' "portal GET /api/auth/check" "$PORTAL_RPS" "$PORTAL_P99"
+    printf '  %-40s %12s\n' "ratio portal/nginx" "$RATIO"
+    echo "  CPU idle just before each run: nginx ${IDLE_BEFORE[nginx]}%, portal ${IDLE_BEFORE[portal]}%"
+    for name in nginx portal; do
+        if [[ ${IDLE_BEFORE[$name]} =~ ^[0-9]+$ ]] && ((IDLE_BEFORE[$name] < 90)); then
+            echo "  warning: something else was using the CPUs before the $name run; the figures are skewed (rerun on a quiet machine)"
+        fi
+    done
+    if [[ -n $errors ]]; then
+        echo "  note: wrk reported $errors"
     fi
+    if awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { exit !(r >= t) }'; then
+        echo "PASS ($setup): ratio portal/nginx $RATIO >= $TARGET_RATIO"
+    else
+        echo "TARGET MISSED ($setup): ratio portal/nginx $RATIO < $TARGET_RATIO"
+    fi
+    if awk -v p="$PORTAL_P99" -v t="$TARGET_P99_MS" 'BEGIN { exit !(p < t) }'; then
+        printf 'PASS (%s): portal p99 %.2f ms < %s ms\n' "$setup" "$PORTAL_P99" "$TARGET_P99_MS"
+    else
+        printf 'TARGET MISSED (%s): portal p99 %.2f ms >= %s ms\n' "$setup" "$PORTAL_P99" "$TARGET_P99_MS"
+    fi
+}
+
+for setup in $SETUPS; do
+    case $setup in
+        unpinned)
+            WRK=(wrk -t"$THREADS")
+            pin_servers "0-$((CPUS - 1))"
+            ;;
+        pinned)
+            if ((CPUS < 2)); then
+                echo "pinned setup skipped: $CPUS CPU"
+                continue
+            fi
+            WRK=(taskset -c 1 wrk -t1)
+            pin_servers 0
+            ;;
+        *) die "BENCH_SETUPS: unknown setup '$setup' (unpinned, pinned)" ;;
+    esac
+    measure "$setup"
 done
-if [[ -n $errors ]]; then
-    echo "  note: wrk reported $errors"
-fi
-if awk -v r="$RATIO" -v t="$TARGET_RATIO" 'BEGIN { exit !(r >= t) }'; then
-    echo "PASS: ratio portal/nginx $RATIO >= $TARGET_RATIO"
-else
-    echo "TARGET MISSED: ratio portal/nginx $RATIO < $TARGET_RATIO"
-fi
-if awk -v p="$PORTAL_P99" -v t="$TARGET_P99_MS" 'BEGIN { exit !(p < t) }'; then
-    printf 'PASS: portal p99 %.2f ms < %s ms\n' "$PORTAL_P99" "$TARGET_P99_MS"
-else
-    printf 'TARGET MISSED: portal p99 %.2f ms >= %s ms\n' "$PORTAL_P99" "$TARGET_P99_MS"
-fi

@@ -28,7 +28,7 @@ use crate::db::{self, ConnectError, timescale};
 use crate::error::AppError;
 use crate::fleet::bootstrap::FleetStorage;
 use crate::fleet::push::Pusher;
-use crate::measurements::{rebuild, rollup};
+use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
 use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
@@ -100,19 +100,23 @@ pub enum StartupError {
     #[error(transparent)]
     Migration(#[from] MigrationError),
     #[error("TimescaleDB bootstrap failed: {0}")]
-    Timescale(sqlx::Error),
+    Timescale(#[source] sqlx::Error),
     #[error(transparent)]
     ReaderRole(#[from] ReaderRoleError),
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
-    Other(String),
+    #[error("rollup failed: {0}")]
+    Rollup(#[from] rollup::RollupError),
+    #[error("rollup failed: unknown device externalId '{0}'")]
+    UnknownDevice(String),
+    #[error("rollup interrupted")]
+    RollupInterrupted,
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
 }
 
 impl StartupError {
@@ -157,9 +161,11 @@ pub async fn rollup(
 ) -> Result<(), StartupError> {
     let shutdown = shutdown_on_signal();
     let (pool, _) = prepare_database(&config, &shutdown).await?;
-    let failed = |e: rollup::RollupError| StartupError::Other(format!("rollup failed: {e}"));
     let devices = match &device {
-        Some(external_id) => Some(vec![rollup::device_id(&pool, external_id).await.map_err(failed)?]),
+        Some(external_id) => {
+            let id = crate::sites::db::device_id(&pool, external_id).await.map_err(rollup::RollupError::from)?;
+            Some(vec![id.ok_or_else(|| StartupError::UnknownDevice(external_id.clone()))?])
+        }
         None => None,
     };
     let started = std::time::Instant::now();
@@ -174,8 +180,8 @@ pub async fn rollup(
         )
     });
     let report = tokio::select! {
-        report = rebuild => report.map_err(failed)?,
-        () = shutdown.cancelled() => return Err(StartupError::Other("rollup interrupted".into())),
+        report = rebuild => report?,
+        () = shutdown.cancelled() => return Err(StartupError::RollupInterrupted),
     };
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -342,6 +342,7 @@ pub struct Env {
 }
 
 impl Env {
+    #[expect(clippy::disallowed_methods, reason = "the one read of the process environment")]
     pub fn from_process() -> Self {
         Self::from_pairs(std::env::vars())
     }

@@ -39,8 +39,9 @@ pub enum AppError {
     TooManyRequests(Duration),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Anything else that went wrong, kept as the error it was (logged with its causes).
     #[error("{0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What `render_errors` needs to render the page.
@@ -73,8 +74,8 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
 }
 
 impl AppError {
-    pub fn internal(e: impl std::fmt::Display) -> AppError {
-        AppError::Internal(e.to_string())
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AppError {
+        AppError::Internal(e.into())
     }
 
     fn unavailable(&self) -> bool {
@@ -119,7 +120,7 @@ impl IntoResponse for AppError {
                 message: format!("Try again in {} seconds.", wait.as_secs().max(1)),
             },
             _ if self.unavailable() => {
-                tracing::warn!(error = %self, "request failed: the database is unavailable");
+                tracing::warn!(error = %Chain(&self), "request failed: the database is unavailable");
                 ErrorInfo {
                     title: "Database unavailable",
                     message: format!(
@@ -129,7 +130,7 @@ impl IntoResponse for AppError {
                 }
             }
             AppError::Database(_) | AppError::Internal(_) => {
-                tracing::error!(error = %self, "request failed");
+                tracing::error!(error = %Chain(&self), "request failed");
                 ErrorInfo {
                     title: "Something went wrong",
                     message:
@@ -152,6 +153,26 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// An error and its causes, for a log line: its message, then each cause's (`source()`) that the
+/// text so far does not already quote (messages of the form "…: {cause}" quote theirs).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let message = e.to_string();
+            if !text.contains(&message) {
+                text.push_str(": ");
+                text.push_str(&message);
+            }
+            cause = e.source();
+        }
+        f.write_str(&text)
+    }
+}
 
 /// What is wrong with a submitted form, by field (the id of the field in the form): the one
 /// validation error of every form. The first message for a field is kept.
@@ -191,6 +212,11 @@ impl FieldErrors {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// (field, message), by field.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(field, message)| (field.as_str(), message.as_str()))
     }
 
     /// `value` when nothing is wrong, these errors otherwise.
@@ -274,6 +300,23 @@ mod tests {
         assert_eq!((e.get("name"), e.get("site_id")), (Some("Enter a name."), Some("Choose a site.")));
         assert_eq!(FieldErrors::default().or_ok(3), Ok(3));
         assert!(e.or_ok(3).is_err());
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("could not load the branding")]
+        Hidden(#[source] std::io::Error),
+        #[error("bootstrap failed: {0}")]
+        Quoted(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let io = || std::io::Error::other("connection refused");
+        assert_eq!(Chain(&Outer::Hidden(io())).to_string(), "could not load the branding: connection refused");
+        assert_eq!(Chain(&Outer::Quoted(io())).to_string(), "bootstrap failed: connection refused");
+        let internal = AppError::internal(Outer::Hidden(io()));
+        assert_eq!(Chain(&internal).to_string(), "could not load the branding: connection refused");
     }
 
     #[test]

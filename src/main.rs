@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tau_acuvim_portal::app;
 use tau_acuvim_portal::config::{self, Config, Env, Purpose};
+use tau_acuvim_portal::error::Chain;
 use tau_acuvim_portal::modbus::simulator::cli::SimulateArgs;
 use tau_acuvim_portal::provision::ProvisionArgs;
 
@@ -18,9 +19,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// [`tune_allocator`]): a constructor that runs before mimalloc's own (a numbered `.init_array`
 /// entry runs before the unnumbered ones) and before Rust's runtime allocates.
 #[used]
+#[expect(unsafe_code, reason = "a constructor entry needs its link section")]
 #[unsafe(link_section = ".init_array.00101")]
 static NO_HUGE_PAGES_BEFORE_MAIN: extern "C" fn() = no_huge_pages;
 
+#[expect(unsafe_code, reason = "prctl is a C function")]
 extern "C" fn no_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's flag. A
     // kernel without it (before 3.15) refuses, and the process keeps its huge pages.
@@ -44,6 +47,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `rollup` never purges and keeps huge pages: a rebuild frees and allocates a window's readings
 /// (tens of MB) over and over, and faulting fresh pages back in each time was a third of its CPU
 /// time (perf); the command exits when done.
+#[expect(unsafe_code, reason = "mimalloc's option setter and prctl are C functions")]
 fn tune_allocator(bulk: bool) {
     // SAFETY: sets a process-wide integer option; mimalloc reads it on every purge decision.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, if bulk { -1 } else { 0 }) }
@@ -142,7 +146,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!("Startup failed: {e}");
+            tracing::error!("Startup failed: {}", Chain(&e));
             ExitCode::from(EXIT_STARTUP)
         }
     }

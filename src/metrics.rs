@@ -21,6 +21,7 @@ use crate::state::AppState;
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The process-wide recorder (one per process: the `metrics` facade is global).
+#[expect(clippy::expect_used, reason = "the buckets are a constant, non-empty list")]
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -234,17 +235,61 @@ pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Counts and times every request under its matched route.
+/// The label of a request's method: the standard ones by name, anything else as `other` (a
+/// client choosing methods must not be able to create metric series without end).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The request metrics' handles of one (route, method, status), made once: the Grafana gate is
+/// asked dozens of times per dashboard load, and building the labelled keys of two metrics for
+/// every request (three strings, two registry lookups) was a measurable part of its cost.
+type Handles = (metrics::Counter, metrics::Histogram);
+
+fn handles(route: &str, method: &'static str, status: u16) -> Handles {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+    type ByRoute = HashMap<String, HashMap<(&'static str, u16), Handles>>;
+    static CACHE: OnceLock<RwLock<ByRoute>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let found = cache
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(route)
+        .and_then(|by_label| by_label.get(&(method, status)).cloned());
+    if let Some(h) = found {
+        return h;
+    }
+    let made = (
+        metrics::counter!("tau_portal_http_requests_total", "route" => route.to_string(), "method" => method, "status" => status.to_string()),
+        metrics::histogram!("tau_portal_http_request_duration_seconds", "route" => route.to_string(), "method" => method),
+    );
+    let mut cache = cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache.entry(route.to_string()).or_default().entry((method, status)).or_insert(made).clone()
+}
+
+/// Counts and times every request under its matched route (`unmatched` for the rest: the
+/// labels' values are bounded, whatever clients send).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
-    let method = req.method().to_string();
+    // A clone of the matched path is a reference count, not a copy of the string.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("tau_portal_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("tau_portal_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let (requests, duration) =
+        handles(route.as_ref().map_or("unmatched", MatchedPath::as_str), method, res.status().as_u16());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     res
 }
 
@@ -255,23 +300,9 @@ pub fn router(state: AppState) -> Router {
 /// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
 /// whichever process or admin changed the data.
 async fn scrape(State(state): State<AppState>) -> AppResult<Response> {
-    let (sites, enabled, disabled): (i64, i64, i64) = sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let users: Vec<(bool, bool, i64)> =
-        sqlx::query_as(r#"SELECT "IsAdmin", "IsDisabled", count(*) FROM identity."Users" GROUP BY 1, 2"#)
-            .fetch_all(&state.db)
-            .await?;
-    let (keys_active, keys_revoked): (i64, i64) = sqlx::query_as(
-        r#"SELECT count(*) FILTER (WHERE "RevokedAt" IS NULL), count(*) FILTER (WHERE "RevokedAt" IS NOT NULL)
-           FROM identity."ApiKeys""#,
-    )
-    .fetch_one(&state.db)
-    .await?;
+    let (sites, enabled, disabled) = crate::sites::db::inventory(&state.db).await?;
+    let users = crate::auth::db::user_counts(&state.db).await?;
+    let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&state.db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("tau_portal_sites").set(sites as f64);

@@ -62,7 +62,7 @@ pub enum StateError {
     #[error(transparent)]
     Passwords(#[from] PasswordError),
     #[error("could not load the branding: {0}")]
-    Branding(sqlx::Error),
+    Branding(#[source] sqlx::Error),
 }
 
 impl AppState {

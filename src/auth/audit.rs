@@ -57,20 +57,14 @@ pub async fn write(
 }
 
 #[derive(Debug, sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct AuditRow {
-    #[sqlx(rename = "Id")]
     pub id: i64,
-    #[sqlx(rename = "At")]
     pub at: chrono::DateTime<chrono::Utc>,
-    #[sqlx(rename = "ActorEmail")]
     pub actor_email: String,
-    #[sqlx(rename = "Action")]
     pub action: String,
-    #[sqlx(rename = "Target")]
     pub target: Option<String>,
-    #[sqlx(rename = "Detail")]
     pub detail: serde_json::Value,
-    #[sqlx(rename = "IpAddress")]
     pub ip_address: Option<String>,
 }
 

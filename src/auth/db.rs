@@ -87,22 +87,24 @@ pub async fn record_login(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx:
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct UserRow {
-    #[sqlx(rename = "Id")]
     pub id: Uuid,
-    #[sqlx(rename = "Email")]
     pub email: String,
-    #[sqlx(rename = "DisplayName")]
     pub display_name: String,
-    #[sqlx(rename = "IsAdmin")]
     pub is_admin: bool,
-    #[sqlx(rename = "IsDisabled")]
     pub is_disabled: bool,
-    #[sqlx(rename = "LastLoginAt")]
     pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const USER_COLUMNS: &str = r#""Id", "Email", "DisplayName", "IsAdmin", "IsDisabled", "LastLoginAt""#;
+
+/// (is admin, is disabled, accounts) per combination that has any, for the metrics.
+pub async fn user_counts(db: impl PgExecutor<'_>) -> Result<Vec<(bool, bool, i64)>, sqlx::Error> {
+    sqlx::query_as(r#"SELECT "IsAdmin", "IsDisabled", count(*) FROM identity."Users" GROUP BY 1, 2"#)
+        .fetch_all(db)
+        .await
+}
 
 pub async fn list_users(db: impl PgExecutor<'_>) -> Result<Vec<UserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -23,8 +23,11 @@ pub const ROLE_HEADER: &str = "x-webauth-role";
 /// client sent itself).
 pub const IDENTITY_HEADERS: [&str; 4] = ["X-WEBAUTH-USER", "X-WEBAUTH-EMAIL", "X-WEBAUTH-NAME", "X-WEBAUTH-ROLE"];
 
+/// The gate's route (its requests are logged at DEBUG, see telemetry.rs).
+pub const ROUTE: &str = "/api/auth/check";
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/auth/check", get(check))
+    Router::new().route(ROUTE, get(check))
 }
 
 /// A stable, namespaced Grafana login: the portal user's id, never the email (which can change).

@@ -18,8 +18,16 @@ use crate::config::{MIN_PASSWORD_LEN, PasswordHashParams};
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct PasswordError(String);
+pub enum PasswordError {
+    #[error("password hashing failed: {0}")]
+    Argon2(#[source] argon2::Error),
+    #[error("password hashing failed: {0}")]
+    Hash(#[source] argon2::password_hash::Error),
+    #[error("password hashing failed: the hashing task did not finish")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("password hashing failed: the hashing permits are closed")]
+    Closed(#[source] tokio::sync::AcquireError),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -41,14 +49,14 @@ pub struct Passwords {
 }
 
 fn hasher(params: PasswordHashParams) -> Result<Argon2<'static>, PasswordError> {
-    let p = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-        .map_err(|e| PasswordError(e.to_string()))?;
+    let p =
+        Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(PasswordError::Argon2)?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
 }
 
 fn hash_blocking(params: PasswordHashParams, password: &[u8]) -> Result<String, PasswordError> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher(params)?.hash_password(password, &salt).map(|h| h.to_string()).map_err(|e| PasswordError(e.to_string()))
+    hasher(params)?.hash_password(password, &salt).map(|h| h.to_string()).map_err(PasswordError::Hash)
 }
 
 impl Passwords {
@@ -56,7 +64,7 @@ impl Passwords {
         let permits = Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
         let dummy = tokio::task::spawn_blocking(move || hash_blocking(params, b"dummy password for unknown accounts"))
             .await
-            .map_err(|e| PasswordError(e.to_string()))??;
+            .map_err(PasswordError::Task)??;
         Ok(Passwords { params, permits, dummy_hash: dummy.into() })
     }
 
@@ -65,8 +73,8 @@ impl Passwords {
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|e| PasswordError(e.to_string()))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| PasswordError(e.to_string()))
+        let _permit = self.permits.acquire().await.map_err(PasswordError::Closed)?;
+        tokio::task::spawn_blocking(f).await.map_err(PasswordError::Task)
     }
 
     /// A PHC string such as `$argon2id$v=19$m=19456,t=2,p=1$…`.

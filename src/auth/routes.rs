@@ -20,7 +20,7 @@ use super::sessions::Origin;
 use super::throttle::Attempt;
 use crate::auth::audit::Actor;
 use crate::change::Change;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
 use crate::web::client::ClientAddr;
 use crate::web::page::Page;
@@ -190,22 +190,15 @@ async fn logout(
     Ok((jar, Redirect::to("/login?notice=signed-out")).into_response())
 }
 
-#[derive(Default)]
-pub(crate) struct PasswordErrors {
-    current: Option<String>,
-    new: Option<String>,
-    confirm: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "auth/password.html")]
 struct PasswordPage {
     page: Page,
-    errors: PasswordErrors,
+    errors: FieldErrors,
 }
 
 async fn password_page(CurrentUser(_): CurrentUser, page: Page) -> AppResult<Html<String>> {
-    render(&PasswordPage { page, errors: PasswordErrors::default() })
+    render(&PasswordPage { page, errors: FieldErrors::default() })
 }
 
 #[derive(Deserialize)]
@@ -226,18 +219,18 @@ async fn change_password(
     page: Page,
     axum::Form(form): axum::Form<PasswordForm>,
 ) -> AppResult<Response> {
-    let mut errors = PasswordErrors::default();
+    let mut errors = FieldErrors::default();
     let stored = db::password_hash(&state.db, user.user_id).await?;
     let verdict = state.passwords.verify(SecretString::from(form.current), stored).await.map_err(AppError::internal)?;
     if verdict == Verification::Invalid {
-        errors.current = Some("This is not your current password.".into());
+        errors.add("current", "This is not your current password.");
     }
     if let Err(e) = check_policy(&form.new, &user.email) {
-        errors.new = Some(e);
+        errors.add("new", e);
     } else if form.new != form.confirm {
-        errors.confirm = Some("The two new passwords differ.".into());
+        errors.add("confirm", "The two new passwords differ.");
     }
-    if errors.current.is_some() || errors.new.is_some() || errors.confirm.is_some() {
+    if !errors.is_empty() {
         let html = render(&PasswordPage { page, errors })?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
     }

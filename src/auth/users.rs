@@ -1,7 +1,5 @@
 //! Settings → Users and Settings → Audit log (admins only).
 
-use std::net::IpAddr;
-
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -20,13 +18,12 @@ use super::password::check_policy;
 use super::sessions::SessionUser;
 use crate::change::Change;
 use crate::config::parse_email;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldErrors, FormResult};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::secret::SecretPage;
-use crate::web::session::RequireAdmin;
+use crate::web::session::{ActingAdmin, RequireAdmin};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -68,20 +65,13 @@ struct CreateForm {
     password: String,
 }
 
-#[derive(Default)]
-struct CreateErrors {
-    email: Option<String>,
-    display_name: Option<String>,
-    password: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "auth/users.html")]
 struct UsersPage {
     page: Page,
     users: Vec<UserView>,
     form: CreateForm,
-    errors: CreateErrors,
+    errors: FieldErrors,
     action_error: Option<String>,
 }
 
@@ -89,7 +79,7 @@ async fn users_page(
     state: &AppState,
     page: Page,
     form: CreateForm,
-    errors: CreateErrors,
+    errors: FieldErrors,
     action_error: Option<String>,
 ) -> AppResult<Html<String>> {
     let users = db::list_users(&state.db).await?.into_iter().map(UserView::from).collect();
@@ -97,7 +87,7 @@ async fn users_page(
 }
 
 async fn list(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
-    users_page(&state, page, CreateForm::default(), CreateErrors::default(), None).await
+    users_page(&state, page, CreateForm::default(), FieldErrors::default(), None).await
 }
 
 fn shown_once(page: Page, heading: &'static str, email: String, password: String) -> SecretPage {
@@ -117,57 +107,63 @@ fn generate_password() -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
 }
 
-async fn create(
-    State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    page: Page,
-    axum::Form(form): axum::Form<CreateForm>,
-) -> AppResult<Response> {
-    let mut errors = CreateErrors::default();
+const EMAIL_TAKEN: &str = "An account with this email already exists.";
+
+/// The new account's email and display name, or what is wrong with the form.
+async fn validate_new_user(state: &AppState, form: &CreateForm, password: &str) -> AppResult<(String, String)> {
+    let mut errors = FieldErrors::default();
     let email = form.email.trim().to_string();
     if let Err(e) = parse_email(&email) {
-        errors.email = Some(if email.is_empty() {
-            "Enter an email address.".into()
-        } else {
-            format!("This is not an email address ({e}).")
-        });
+        errors.add(
+            "email",
+            if email.is_empty() {
+                "Enter an email address.".into()
+            } else {
+                format!("This is not an email address ({e}).")
+            },
+        );
     }
     let display_name = form.display_name.trim().to_string();
     if display_name.chars().count() > 100 {
-        errors.display_name = Some("Use at most 100 characters.".into());
+        errors.add("display_name", "Use at most 100 characters.");
     }
+    if let Err(e) = check_policy(password, &email) {
+        errors.add("password", e);
+    }
+    if errors.get("email").is_none() && db::user_id_by_email(&state.db, &email).await?.is_some() {
+        errors.add("email", EMAIL_TAKEN);
+    }
+    let display = if display_name.is_empty() { email.clone() } else { display_name };
+    Ok(errors.or_ok((email, display))?)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    admin: ActingAdmin,
+    page: Page,
+    axum::Form(form): axum::Form<CreateForm>,
+) -> AppResult<Response> {
     let generated = form.password.is_empty();
     let password = if generated { generate_password() } else { form.password.clone() };
-    if let Err(e) = check_policy(&password, &email) {
-        errors.password = Some(e);
-    }
-    if errors.email.is_none() && db::user_id_by_email(&state.db, &email).await?.is_some() {
-        errors.email = Some("An account with this email already exists.".into());
-    }
-    if errors.email.is_some() || errors.display_name.is_some() || errors.password.is_some() {
-        let form = CreateForm { password: String::new(), ..form };
-        let html = users_page(&state, page, form, errors, None).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
-    }
-
-    let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
-    let display = if display_name.is_empty() { email.clone() } else { display_name };
-    let is_admin = form.is_admin.is_some();
-    let new = db::NewUser { email: &email, display_name: &display, password_hash: &hash, is_admin };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let Some(_) = db::insert_user_if_absent(change.db(), &new).await? else {
-        // Created by someone else between the check and the insert.
-        let errors =
-            CreateErrors { email: Some("An account with this email already exists.".into()), ..Default::default() };
-        let html = users_page(&state, page, CreateForm { password: String::new(), ..form }, errors, None).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    let created = async {
+        let (email, display) = validate_new_user(&state, &form, &password).await?;
+        let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
+        let is_admin = form.is_admin.is_some();
+        let new = db::NewUser { email: &email, display_name: &display, password_hash: &hash, is_admin };
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        // None: created by someone else between the check and the insert.
+        db::insert_user_if_absent(change.db(), &new).await?.ok_or_else(|| FieldErrors::of("email", EMAIL_TAKEN))?;
+        state.commit(change, "user.created", Some(&email), serde_json::json!({ "isAdmin": is_admin })).await?;
+        Ok::<_, AppError>(email)
     };
-    state.commit(change, "user.created", Some(&email), serde_json::json!({ "isAdmin": is_admin })).await?;
-    if generated {
-        return shown_once(page, "User created", email, password).response();
+    match created.await.field_errors()? {
+        Ok(email) if generated => shown_once(page, "User created", email, password).response(),
+        Ok(_) => Ok(Redirect::to("/settings/users?notice=user-updated").into_response()),
+        Err(errors) => {
+            let html = users_page(&state, page, CreateForm { password: String::new(), ..form }, errors, None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+        }
     }
-    Ok(Redirect::to("/settings/users?notice=user-updated").into_response())
 }
 
 /// A change to a user's role or status, checked against the rules inside one transaction.
@@ -232,18 +228,17 @@ async fn apply(
 
 async fn change_user(
     state: AppState,
-    admin: SessionUser,
-    ip: Option<IpAddr>,
+    admin: ActingAdmin,
     page: Page,
     id: Uuid,
     what: UserChange,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let user = match apply(&state, &mut change, &admin, id, &what).await? {
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let user = match apply(&state, &mut change, &admin.user, id, &what).await? {
         Ok(user) => user,
         Err(refusal) => {
             drop(change);
-            let html = users_page(&state, page, CreateForm::default(), CreateErrors::default(), Some(refusal)).await?;
+            let html = users_page(&state, page, CreateForm::default(), FieldErrors::default(), Some(refusal)).await?;
             return Ok((StatusCode::CONFLICT, html).into_response());
         }
     };
@@ -257,8 +252,7 @@ async fn change_user(
 /// `POST /settings/users/{id}/{action}`: one of the row buttons of the users table.
 async fn user_action(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path((id, action)): Path<(Uuid, String)>,
 ) -> AppResult<Response> {
@@ -266,24 +260,18 @@ async fn user_action(
         "admin" => UserChange::ToggleAdmin,
         "disabled" => UserChange::ToggleDisabled,
         "delete" => UserChange::Delete,
-        "reset-password" => return reset_password(state, admin, ip, page, id).await,
+        "reset-password" => return reset_password(state, admin, page, id).await,
         _ => return Err(AppError::NotFound),
     };
-    change_user(state, admin, ip, page, id, what).await
+    change_user(state, admin, page, id, what).await
 }
 
 /// Sets a generated password, shown once, and signs the user out everywhere.
-async fn reset_password(
-    state: AppState,
-    admin: SessionUser,
-    ip: Option<IpAddr>,
-    page: Page,
-    id: Uuid,
-) -> AppResult<Response> {
+async fn reset_password(state: AppState, admin: ActingAdmin, page: Page, id: Uuid) -> AppResult<Response> {
     let user = db::user_by_id(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let password = generate_password();
     let hash = state.passwords.hash(SecretString::from(password.clone())).await.map_err(AppError::internal)?;
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     if !db::set_password(change.db(), id, &hash).await? {
         return Err(AppError::NotFound);
     }

@@ -8,18 +8,13 @@ use crate::change::{Cache, Change};
 use crate::config::Color;
 
 #[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 struct Row {
-    #[sqlx(rename = "ApplicationName")]
     application_name: String,
-    #[sqlx(rename = "PrimaryColor")]
     primary_color: String,
-    #[sqlx(rename = "SecondaryColor")]
     secondary_color: String,
-    #[sqlx(rename = "AccentColor")]
     accent_color: String,
-    #[sqlx(rename = "FooterText")]
     footer_text: String,
-    #[sqlx(rename = "LogoFile")]
     logo_file: Option<String>,
 }
 

@@ -12,12 +12,11 @@ use super::logo::{self, LogoError};
 use super::{Brand, contrast, db};
 use crate::change::Change;
 use crate::config::Color;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
-use crate::web::session::RequireAdmin;
+use crate::web::session::{ActingAdmin, RequireAdmin};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,6 +46,48 @@ struct BrandForm {
     footer_text: String,
 }
 
+impl BrandForm {
+    /// The brand as `current` with this form's texts and colours, or what is wrong with them.
+    fn validate(&self, current: &Brand) -> Result<Brand, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let name = self.application_name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 100 {
+            errors.add("application_name", "Enter a name of 1 to 100 characters.");
+        }
+        let footer = self.footer_text.trim().to_string();
+        if footer.chars().count() > 200 {
+            errors.add("footer_text", "Use at most 200 characters.");
+        }
+        let mut parse = |raw: &str, field: &str, role: Option<contrast::Use>| match raw.trim().parse::<Color>() {
+            Ok(c) => match role.and_then(|role| contrast::problem(&c, role)) {
+                Some(problem) => {
+                    errors.add(field, problem);
+                    None
+                }
+                None => Some(c),
+            },
+            Err(e) => {
+                errors.add(field, format!("Colour: {e}."));
+                None
+            }
+        };
+        let primary = parse(&self.primary_color, "primary_color", Some(contrast::Use::HeaderBackground));
+        let secondary = parse(&self.secondary_color, "secondary_color", Some(contrast::Use::LinksAndButtons));
+        let accent = parse(&self.accent_color, "accent_color", None);
+        match (primary, secondary, accent) {
+            (Some(primary_color), Some(secondary_color), Some(accent_color)) => errors.or_ok(Brand {
+                application_name: name,
+                primary_color,
+                secondary_color,
+                accent_color,
+                footer_text: footer,
+                ..current.clone()
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
 impl From<&Brand> for BrandForm {
     fn from(b: &Brand) -> Self {
         BrandForm {
@@ -59,84 +100,39 @@ impl From<&Brand> for BrandForm {
     }
 }
 
-#[derive(Default)]
-struct BrandErrors {
-    application_name: Option<String>,
-    primary_color: Option<String>,
-    secondary_color: Option<String>,
-    accent_color: Option<String>,
-    footer_text: Option<String>,
-    logo: Option<String>,
-}
-
-impl BrandErrors {
-    fn any(&self) -> bool {
-        [&self.application_name, &self.primary_color, &self.secondary_color, &self.accent_color, &self.footer_text]
-            .iter()
-            .any(|e| e.is_some())
-    }
-}
-
 #[derive(Template)]
 #[template(path = "branding/settings.html")]
 struct SettingsPage {
     page: Page,
     form: BrandForm,
-    errors: BrandErrors,
+    errors: FieldErrors,
     has_logo: bool,
 }
 
-fn settings_page(state: &AppState, page: Page, form: BrandForm, errors: BrandErrors) -> AppResult<Html<String>> {
+fn settings_page(state: &AppState, page: Page, form: BrandForm, errors: FieldErrors) -> AppResult<Html<String>> {
     let has_logo = state.branding.theme().logo_url.is_some();
     render(&SettingsPage { page, form, errors, has_logo })
 }
 
 async fn settings(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
     let form = BrandForm::from(&state.branding.theme().brand);
-    settings_page(&state, page, form, BrandErrors::default())
+    settings_page(&state, page, form, FieldErrors::default())
 }
 
 async fn save(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(form): axum::Form<BrandForm>,
 ) -> AppResult<Response> {
-    let mut errors = BrandErrors::default();
-    let name = form.application_name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.application_name = Some("Enter a name of 1 to 100 characters.".into());
-    }
-    let footer = form.footer_text.trim().to_string();
-    if footer.chars().count() > 200 {
-        errors.footer_text = Some("Use at most 200 characters.".into());
-    }
-    let parse = |raw: &str, slot: &mut Option<String>, role: Option<contrast::Use>| match raw.trim().parse::<Color>() {
-        Ok(c) => {
-            *slot = role.and_then(|role| contrast::problem(&c, role));
-            slot.is_none().then_some(c)
-        }
-        Err(e) => {
-            *slot = Some(format!("Colour: {e}."));
-            None
+    let brand = match form.validate(&state.branding.theme().brand) {
+        Ok(brand) => brand,
+        Err(errors) => {
+            let html = settings_page(&state, page, form, errors)?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
         }
     };
-    let primary = parse(&form.primary_color, &mut errors.primary_color, Some(contrast::Use::HeaderBackground));
-    let secondary = parse(&form.secondary_color, &mut errors.secondary_color, Some(contrast::Use::LinksAndButtons));
-    let accent = parse(&form.accent_color, &mut errors.accent_color, None);
-    let (Some(primary_color), Some(secondary_color), Some(accent_color)) = (primary, secondary, accent) else {
-        let html = settings_page(&state, page, form, errors)?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
-    };
-    if errors.any() {
-        let html = settings_page(&state, page, form, errors)?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
-    }
-    let current = state.branding.theme().brand.clone();
-    let brand =
-        Brand { application_name: name, primary_color, secondary_color, accent_color, footer_text: footer, ..current };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     db::update_texts_and_colors(&mut change, &brand).await?;
     let detail = serde_json::json!({
         "applicationName": brand.application_name,
@@ -159,13 +155,12 @@ async fn read_upload(mut multipart: Multipart) -> Result<Vec<u8>, LogoError> {
 
 async fn upload_logo(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     multipart: Multipart,
 ) -> AppResult<Response> {
     let refuse = |state: &AppState, page: Page, message: String| -> AppResult<Response> {
-        let errors = BrandErrors { logo: Some(message), ..Default::default() };
+        let errors = FieldErrors::of("logo", message);
         let form = BrandForm::from(&state.branding.theme().brand);
         Ok((StatusCode::UNPROCESSABLE_ENTITY, settings_page(state, page, form, errors)?).into_response())
     };
@@ -197,19 +192,15 @@ async fn upload_logo(
         );
         return refuse(&state, page, message);
     }
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     let previous = db::set_logo(&mut change, Some(&logo.file_name)).await?;
     state.commit(change, "branding.logo-uploaded", Some(&logo.file_name), serde_json::json!({})).await?;
     remove_old(&state, previous.as_deref(), Some(&logo.file_name)).await;
     Ok(Redirect::to("/settings/branding?notice=logo-saved").into_response())
 }
 
-async fn delete_logo(
-    State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+async fn delete_logo(State(state): State<AppState>, admin: ActingAdmin) -> AppResult<Response> {
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     let previous = db::set_logo(&mut change, None).await?;
     state.commit(change, "branding.logo-removed", previous.as_deref(), serde_json::json!({})).await?;
     remove_old(&state, previous.as_deref(), None).await;

@@ -143,7 +143,7 @@ pub fn series_json(quantity: Quantity, span: &Span, tz: Tz, buckets: &[Bucketed]
 async fn device_and_zone(state: &AppState, id: i32) -> AppResult<(DeviceRow, SiteRow, Tz)> {
     let device = sites_db::device(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let site = sites_db::site(&state.db, device.site_id).await?.ok_or(AppError::NotFound)?;
-    let tz = crate::tariffs::cost::zone(&site);
+    let tz = site.zone();
     Ok((device, site, tz))
 }
 

@@ -6,9 +6,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
+use crate::measurements::energy::SiteInterval;
 use crate::sites::db::LiveDevice;
 use crate::sites::readings::{self, Status};
-use crate::tariffs::engine::{self, Assignment, BillInput, SiteInterval};
+use crate::tariffs::engine::{self, Assignment, BillInput};
 use crate::tariffs::local::{Period, local_midnight};
 
 /// A device that needs attention, for the list of the ones down.

@@ -12,9 +12,7 @@ use axum::response::Html;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::tariffs::cost::zone;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use super::figures::{self, Energy, Live};
 use crate::auth::sessions::SessionUser;
@@ -22,8 +20,8 @@ use crate::error::{AppError, AppResult};
 use crate::sites::db::{self as sites_db, LiveDevice, SiteRow};
 use crate::sites::readings::{self, Status};
 use crate::state::AppState;
-use crate::tariffs::db as tariffs_db;
-use crate::tariffs::engine::{Assignment, SiteInterval};
+use crate::tariffs::bills;
+use crate::tariffs::local::Period;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::session::CurrentUser;
@@ -31,31 +29,6 @@ use crate::web::session::CurrentUser;
 /// How often the page asks for power and device health, and for energy and cost.
 pub const LIVE_SECONDS: u32 = 5;
 pub const ENERGY_SECONDS: u32 = 60;
-
-/// Each site's energy of this month so far with its tariff history, one site at a time.
-///
-/// Reads through the existing energy functions (the site sums are refreshed once per call, not
-/// per site); when the energy owner's read door lands (issue 14), this becomes one door read.
-async fn month_energy(
-    db: &PgPool,
-    sites: &[SiteRow],
-    now: DateTime<Utc>,
-) -> Result<Vec<(Vec<Assignment>, Vec<SiteInterval>)>, sqlx::Error> {
-    crate::measurements::site_rollup::refresh(db).await?;
-    let mut out = Vec::with_capacity(sites.len());
-    for site in sites {
-        let tz = zone(site);
-        let Some(period) = crate::tariffs::local::Period::containing(now.with_timezone(&tz).date_naive(), 1) else {
-            out.push((Vec::new(), Vec::new()));
-            continue;
-        };
-        let (from, _) = period.utc(tz);
-        let schedule = tariffs_db::site_schedule(db, site.id).await?;
-        let intervals = tariffs_db::site_intervals(db, site.id, from, now).await?;
-        out.push((schedule, intervals));
-    }
-    Ok(out)
-}
 
 fn by_site(devices: &[LiveDevice]) -> HashMap<i32, Vec<&LiveDevice>> {
     let mut map: HashMap<i32, Vec<&LiveDevice>> = HashMap::new();
@@ -141,7 +114,7 @@ pub(super) fn live_fields(
     let mut fields = serde_json::Map::new();
     let mut lives = Vec::new();
     for site in sites {
-        let tz = zone(site);
+        let tz = site.zone();
         let mine = grouped.get(&site.id).cloned().unwrap_or_default();
         let live = figures::live(&mine, now, tz);
         fields.insert(format!("site-{}-kw", site.id), json!(live.kw_text()));
@@ -163,7 +136,7 @@ pub(super) fn live_fields(
 
 /// A site's card: its live figures, meters and (when it has a month) energy.
 pub(super) fn card(site: SiteRow, energy: Option<&Energy>, devices: &[LiveDevice], now: DateTime<Utc>) -> SiteCard {
-    let tz = zone(&site);
+    let tz = site.zone();
     let mine: Vec<&LiveDevice> = devices.iter().filter(|d| d.site_id == site.id).collect();
     let live = figures::live(&mine, now, tz);
     SiteCard {
@@ -178,7 +151,7 @@ pub(super) fn card(site: SiteRow, energy: Option<&Energy>, devices: &[LiveDevice
 }
 
 #[derive(Template)]
-#[template(path = "overview.html")]
+#[template(path = "dashboards/overview.html")]
 struct Overview {
     page: Page,
     user: SessionUser,
@@ -227,17 +200,20 @@ fn portfolio_view(live: &Live, energies: &[&Energy]) -> Portfolio {
 pub(super) async fn energies(
     state: &AppState,
     sites: &[SiteRow],
-    devices: &[LiveDevice],
     now: DateTime<Utc>,
 ) -> AppResult<Vec<Option<Energy>>> {
-    let grouped = by_site(devices);
-    let loaded = month_energy(&state.db, sites, now).await?;
+    // This month in each site's zone, its energy read through the energy door in one statement.
+    let months: Vec<(&SiteRow, Period)> = sites
+        .iter()
+        .filter_map(|site| Period::containing(now.with_timezone(&site.zone()).date_naive(), 1).map(|p| (site, p)))
+        .collect();
+    let loaded = bills::load_all(&state.db, &months).await?;
+    let mut by_id: HashMap<i32, bills::Loaded> = months.iter().map(|(s, _)| s.id).zip(loaded).collect();
     Ok(sites
         .iter()
-        .zip(loaded)
-        .map(|(site, (schedule, intervals))| {
-            let count = grouped.get(&site.id).map_or(0, |d| d.len() as u32);
-            figures::energy(zone(site), now, count, &schedule, &intervals)
+        .map(|site| {
+            let l = by_id.remove(&site.id)?;
+            figures::energy(l.tz, now, l.energy.devices, &l.schedule, &l.energy.intervals)
         })
         .collect())
 }
@@ -250,7 +226,7 @@ pub async fn overview(
     let now = state.clock.now();
     let sites = sites_db::sites_by_name(&state.db).await?;
     let devices = sites_db::live_devices(&state.db).await?;
-    let energies = energies(&state, &sites, &devices, now).await?;
+    let energies = energies(&state, &sites, now).await?;
     let cards: Vec<SiteCard> =
         sites.into_iter().zip(&energies).map(|(site, energy)| card(site, energy.as_ref(), &devices, now)).collect();
     let portfolio = (cards.len() > 1).then(|| {
@@ -287,8 +263,7 @@ pub async fn live_energy(State(state): State<AppState>, user: Option<CurrentUser
     user.ok_or_else(|| AppError::Unauthorized("Your session has ended.".into()))?;
     let now = state.clock.now();
     let sites = sites_db::sites_by_name(&state.db).await?;
-    let devices = sites_db::live_devices(&state.db).await?;
-    let energies = energies(&state, &sites, &devices, now).await?;
+    let energies = energies(&state, &sites, now).await?;
     Ok(answer(energy_fields(&sites, &energies), now))
 }
 

@@ -68,7 +68,7 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(token): Path<S
     let Some(site) = site_of(&state.db, &token).await? else { return Err(AppError::NotFound) };
     let now = state.clock.now();
     let devices = sites_db::live_devices(&state.db).await?;
-    let energies = overview::energies(&state, std::slice::from_ref(&site), &devices, now).await?;
+    let energies = overview::energies(&state, std::slice::from_ref(&site), now).await?;
     let card = overview::card(site, energies.into_iter().next().flatten().as_ref(), &devices, now);
     let html = render(&WallPage { page, token, card, live_seconds: LIVE_SECONDS })?;
     // The link is the credential: never cached by a proxy, never sent on as a referrer.
@@ -87,9 +87,8 @@ pub async fn live(State(state): State<AppState>, Path(token): Path<String>) -> A
 pub async fn energy(State(state): State<AppState>, Path(token): Path<String>) -> AppResult<Json<Value>> {
     let Some(site) = site_of(&state.db, &token).await? else { return Err(AppError::Unauthorized(GONE.into())) };
     let now = state.clock.now();
-    let devices = sites_db::live_devices(&state.db).await?;
     let sites = [site];
-    let energies = overview::energies(&state, &sites, &devices, now).await?;
+    let energies = overview::energies(&state, &sites, now).await?;
     Ok(overview::answer(overview::energy_fields(&sites, &energies), now))
 }
 
@@ -132,7 +131,7 @@ async fn links_page(
     .bind(site.id)
     .fetch_all(&state.db)
     .await?;
-    let tz = crate::tariffs::cost::zone(&site);
+    let tz = site.zone();
     let links = rows
         .into_iter()
         .map(|(id, name, prefix, created, by, used, revoked)| LinkView {

@@ -210,6 +210,13 @@ const BEGIN_STAGING: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
 static COPY_STAGING: LazyLock<String> =
     LazyLock::new(|| format!("COPY pg_temp.\"FleetStaging\" ({}) FROM STDIN (FORMAT binary)", *COLUMNS));
 
+/// Straight into the table, the fast path: a batch the Admin holds none of (every first delivery,
+/// a catch-up) is written once instead of twice. A stored row makes it fail on the primary key,
+/// and the batch goes through the staging table instead (a retry, a re-sent late range).
+static COPY_DIRECT: LazyLock<String> = LazyLock::new(|| {
+    format!("COPY fleet.\"PowerMeasurements\" (\"CustomerId\", {}) FROM STDIN (FORMAT binary)", *COLUMNS)
+});
+
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO fleet.\"PowerMeasurements\" (\"CustomerId\", {cols}) SELECT $1, {cols} FROM pg_temp.\"FleetStaging\" \
@@ -251,6 +258,29 @@ pub fn check_shape(batch: &Batch) -> Result<(), String> {
             Err(format!("measurements.rows[{i}] has {} values for {} columns", m.rows[i].values.len(), m.columns.len()))
         }
         None => Ok(()),
+    }
+}
+
+/// [`COPY_DIRECT`] under a savepoint: the rows stored, or `None` when some were stored already
+/// (the savepoint is rolled back and nothing of the attempt remains).
+async fn copy_direct(tx: &mut PgConnection, customer: Uuid, rows: &[&Reading]) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::raw_sql("SAVEPOINT fleet_direct").execute(&mut *tx).await?;
+    let attempt = async {
+        let mut copy_in = tx.copy_in_raw(COPY_DIRECT.as_str()).await?;
+        copy_in.send(copy::encode_owned_by(Some(customer), rows)?).await?;
+        copy_in.finish().await
+    }
+    .await;
+    match attempt {
+        Ok(stored) => {
+            sqlx::raw_sql("RELEASE SAVEPOINT fleet_direct").execute(&mut *tx).await?;
+            Ok(Some(stored))
+        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT fleet_direct").execute(&mut *tx).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -309,12 +339,17 @@ async fn insert_measurements(
     }
     let newest = readings.iter().map(|r| r.time).max();
     let refs: Vec<&Reading> = readings.iter().collect();
-    let data = copy::encode(&refs)?;
-    let mut copy_in = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
-    copy_in.send(data).await?;
-    copy_in.finish().await?;
-    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).bind(customer).execute(&mut *tx).await?;
-    receipt.accepted = new.rows_affected();
+    receipt.accepted = match copy_direct(tx, customer, &refs).await? {
+        Some(stored) => stored,
+        None => {
+            let data = copy::encode(&refs)?;
+            let mut copy_in = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
+            copy_in.send(data).await?;
+            copy_in.finish().await?;
+            let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).bind(customer).execute(&mut *tx).await?;
+            new.rows_affected()
+        }
+    };
     receipt.duplicates += readings.len() as u64 - receipt.accepted;
     if plain_hourly {
         super::hourly::note_stale(&mut *tx, &readings).await?;

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::keys;
+use super::keys::ApiKey;
 use crate::error::{AppError, AppResult};
-use crate::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
+use crate::measurements::{self, COUNTER_QUANTITIES, Quantity, REAL_QUANTITIES, Reading};
+use crate::sites::directory::DeviceMap;
 use crate::state::AppState;
 
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
@@ -63,18 +63,29 @@ pub struct IngestResponse {
     pub errors_not_listed: usize,
 }
 
-pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AppResult<Json<IngestResponse>> {
-    let key = crate::web::bearer(&headers).ok_or_else(|| {
-        AppError::Unauthorized("Send an API key as `Authorization: Bearer <key>` (Settings → API keys).".into())
-    })?;
-    if keys::authenticate(&state.db, key).await?.is_none() {
-        return Err(AppError::Unauthorized("The API key is not valid or has been revoked.".into()));
-    }
+pub async fn ingest(State(state): State<AppState>, _: ApiKey, body: Body) -> AppResult<Json<IngestResponse>> {
     let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
         AppError::PayloadTooLarge(format!("The body is larger than {} MB; send smaller batches.", MAX_BODY_BYTES >> 20))
     })?;
+    let rows = parse_batch(&bytes)?;
+    let devices = state.devices.snapshot().await?;
+    let (readings, mut errors) = readings(rows, &devices, state.clock.now());
+    let valid = readings.len() as u64;
+    let accepted = measurements::write(&state.db, &readings).await?;
+    let rejected = errors.len();
+    metrics::counter!("tau_portal_readings_ingested_total", "source" => "api").increment(accepted);
+    metrics::counter!("tau_portal_ingest_rows_rejected_total").increment(rejected as u64);
+    let errors_not_listed = rejected.saturating_sub(MAX_LISTED_ERRORS);
+    errors.truncate(MAX_LISTED_ERRORS);
+    Ok(Json(IngestResponse { accepted, duplicates: valid - accepted, rejected, errors, errors_not_listed }))
+}
+
+/// The body's rows, refused as a whole when it is not a batch of the documented shape: not
+/// JSON, no rows, too many, or a field that is not a stored quantity (a typo never silently
+/// drops a value).
+fn parse_batch(body: &[u8]) -> Result<Vec<Row>, AppError> {
     let batch: Batch =
-        serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("Invalid JSON body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("Invalid JSON body: {e}")))?;
     if batch.measurements.is_empty() {
         return Err(AppError::BadRequest("`measurements` is empty: send at least one row.".into()));
     }
@@ -84,21 +95,23 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bod
             batch.measurements.len()
         )));
     }
-    // Unknown quantity names are refused for the whole batch, like any other schema error.
     for (index, row) in batch.measurements.iter().enumerate() {
-        if let Some(name) = row.values.keys().find(|k| position(k).is_none()) {
+        if let Some(name) = row.values.keys().find(|k| Quantity::named(k).is_none()) {
             return Err(AppError::BadRequest(format!(
                 "measurements[{index}]: unknown field `{name}` (the fields are externalId, time, {})",
                 REAL_QUANTITIES.iter().chain(&COUNTER_QUANTITIES).map(|q| q.0).collect::<Vec<_>>().join(", ")
             )));
         }
     }
+    Ok(batch.measurements)
+}
 
-    let devices = state.devices.snapshot().await?;
-    let now = state.clock.now();
-    let mut readings = Vec::with_capacity(batch.measurements.len());
+/// Each row as a reading of its device, or why it is refused (by its index in the batch): an
+/// unknown `externalId`, an unreadable time, or a time too far ahead of `now`.
+fn readings(rows: Vec<Row>, devices: &DeviceMap, now: DateTime<Utc>) -> (Vec<Reading>, Vec<RowError>) {
+    let mut readings = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
-    for (index, row) in batch.measurements.into_iter().enumerate() {
+    for (index, row) in rows.into_iter().enumerate() {
         let reject = |reason: String| RowError { index, external_id: row.external_id.clone(), reason };
         let Some(&device_id) = devices.get(&row.external_id) else {
             errors.push(reject("unknown device".into()));
@@ -117,34 +130,64 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bod
         }
         let mut reading = Reading::empty(device_id, time);
         for (name, value) in row.values {
-            match position(&name) {
-                Some(Slot::Real(i)) => reading.real[i] = value.map(|v| v as f32),
-                Some(Slot::Counter(i)) => reading.counters[i] = value,
-                None => {}
+            if let Some(quantity) = Quantity::named(&name) {
+                reading.set(quantity, value);
             }
         }
         readings.push(reading);
     }
-
-    let valid = readings.len() as u64;
-    let accepted = measurements::write(&state.db, &readings).await?;
-    let rejected = errors.len();
-    metrics::counter!("tau_portal_readings_ingested_total", "source" => "api").increment(accepted);
-    metrics::counter!("tau_portal_ingest_rows_rejected_total").increment(rejected as u64);
-    let errors_not_listed = rejected.saturating_sub(MAX_LISTED_ERRORS);
-    errors.truncate(MAX_LISTED_ERRORS);
-    Ok(Json(IngestResponse { accepted, duplicates: valid - accepted, rejected, errors, errors_not_listed }))
+    (readings, errors)
 }
 
-enum Slot {
-    Real(usize),
-    Counter(usize),
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
 
-fn position(name: &str) -> Option<Slot> {
-    REAL_QUANTITIES
-        .iter()
-        .position(|q| q.0 == name)
-        .map(Slot::Real)
-        .or_else(|| COUNTER_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Counter))
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn rows_become_readings_of_their_devices_or_are_refused_by_index() {
+        let body = br#"{"measurements": [
+            {"externalId": "m1", "time": "2026-11-23T10:00:00Z", "pTotal": 1500.5, "energyImportWh": 12.0, "v1": null},
+            {"externalId": "nope", "time": "2026-11-23T10:00:00Z"},
+            {"externalId": "m1", "time": "yesterday"},
+            {"externalId": "m1", "time": "2026-11-23T10:06:00Z"},
+            {"externalId": "m1", "time": "2026-11-23T12:04:59+02:00"}
+        ]}"#;
+        let devices = Arc::new(HashMap::from([("m1".to_string(), 7)]));
+        let (readings, errors) = readings(parse_batch(body).unwrap(), &devices, at("2026-11-23T10:00:00Z"));
+        let reasons: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.reason.as_str())).collect();
+        assert_eq!(reasons[0], (1, "unknown device"));
+        assert_eq!(reasons[1].0, 2);
+        assert!(reasons[1].1.starts_with("invalid time: "), "{}", reasons[1].1);
+        assert_eq!(reasons[2], (3, "time is more than 5 minutes in the future"));
+        assert_eq!(reasons.len(), 3);
+        let mut expected = Reading::empty(7, at("2026-11-23T10:00:00Z"));
+        expected.set(Quantity::named("pTotal").unwrap(), Some(1500.5));
+        expected.set(Quantity::named("energyImportWh").unwrap(), Some(12.0));
+        assert_eq!(readings, [expected, Reading::empty(7, at("2026-11-23T10:04:59Z"))]);
+    }
+
+    #[test]
+    fn a_batch_of_the_wrong_shape_is_refused_whole() {
+        let refused = |body: &str| match parse_batch(body.as_bytes()) {
+            Err(AppError::BadRequest(m) | AppError::PayloadTooLarge(m)) => m,
+            other => panic!("{body}: {:?}", other.map(|rows| rows.len())),
+        };
+        assert!(refused("[]").starts_with("Invalid JSON body: "));
+        assert!(refused(r#"{"measurements": [], "extra": 1}"#).starts_with("Invalid JSON body: "));
+        assert_eq!(refused(r#"{"measurements": []}"#), "`measurements` is empty: send at least one row.");
+        let typo = refused(r#"{"measurements": [{"externalId": "m1", "time": "2026-11-23T10:00:00Z", "ptotal": 1}]}"#);
+        assert!(
+            typo.starts_with("measurements[0]: unknown field `ptotal` (the fields are externalId, time, frequency")
+        );
+        let row = r#"{"externalId": "m1", "time": "2026-11-23T10:00:00Z"}"#;
+        let many = format!(r#"{{"measurements": [{}]}}"#, vec![row; MAX_ROWS + 1].join(","));
+        assert_eq!(refused(&many), format!("{} rows in one batch; the limit is {MAX_ROWS}.", MAX_ROWS + 1));
+    }
 }

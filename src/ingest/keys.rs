@@ -3,8 +3,9 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -12,15 +13,15 @@ use serde::Deserialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::db;
 use crate::auth::tokens;
 use crate::change::Change;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
 use crate::web::secret::SecretPage;
-use crate::web::session::RequireAdmin;
+use crate::web::session::{ActingAdmin, RequireAdmin};
 
 pub const KEY_PREFIX: &str = "tau_";
 
@@ -33,18 +34,29 @@ pub fn router() -> Router<AppState> {
 /// The key id when `key` is a live (not revoked) API key; records its use.
 pub async fn authenticate(db: impl PgExecutor<'_> + Copy, key: &str) -> Result<Option<Uuid>, sqlx::Error> {
     let wanted = tokens::hash(key);
-    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-        r#"SELECT "Id", "KeyHash" FROM identity."ApiKeys" WHERE "KeyHash" = $1 AND "RevokedAt" IS NULL"#,
-    )
-    .bind(wanted.as_slice())
-    .fetch_optional(db)
-    .await?;
-    let Some((id, stored)) = row else { return Ok(None) };
+    let Some((id, stored)) = db::live_key(db, &wanted).await? else { return Ok(None) };
     if !tokens::matches(&stored, &wanted) {
         return Ok(None);
     }
-    sqlx::query(r#"UPDATE identity."ApiKeys" SET "LastUsedAt" = now() WHERE "Id" = $1"#).bind(id).execute(db).await?;
+    db::record_use(db, id).await?;
     Ok(Some(id))
+}
+
+/// A request carrying a live API key (`Authorization: Bearer <key>`), by the key's id; anything
+/// else is refused with 401 before the body is read.
+pub struct ApiKey(pub Uuid);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let key = crate::web::bearer(&parts.headers).ok_or_else(|| {
+            AppError::Unauthorized("Send an API key as `Authorization: Bearer <key>` (Settings → API keys).".into())
+        })?;
+        match authenticate(&state.db, key).await? {
+            Some(id) => Ok(ApiKey(id)),
+            None => Err(AppError::Unauthorized("The API key is not valid or has been revoked.".into())),
+        }
+    }
 }
 
 pub struct KeyView {
@@ -63,38 +75,32 @@ struct KeysPage {
     page: Page,
     keys: Vec<KeyView>,
     name: String,
-    error: Option<String>,
+    errors: FieldErrors,
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "never".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
-async fn keys_page(state: &AppState, page: Page, name: String, error: Option<String>) -> AppResult<Html<String>> {
-    type Row = (Uuid, String, String, DateTime<Utc>, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-    let rows: Vec<Row> = sqlx::query_as(
-        r#"SELECT "Id", "Name", "Prefix", "CreatedAt", "CreatedBy", "LastUsedAt", "RevokedAt"
-           FROM identity."ApiKeys" ORDER BY "RevokedAt" IS NOT NULL, "CreatedAt" DESC"#,
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let keys = rows
+async fn keys_page(state: &AppState, page: Page, name: String, errors: FieldErrors) -> AppResult<Html<String>> {
+    let keys = db::keys(&state.db)
+        .await?
         .into_iter()
-        .map(|(id, name, prefix, created, created_by, last_used, revoked)| KeyView {
-            id,
-            name,
-            prefix,
-            created: when(Some(created)),
-            created_by,
-            last_used: when(last_used),
-            revoked: revoked.is_some(),
+        .map(|k| KeyView {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created: when(Some(k.created_at)),
+            created_by: k.created_by,
+            last_used: when(k.last_used_at),
+            revoked: k.revoked_at.is_some(),
         })
         .collect();
-    render(&KeysPage { page, keys, name, error })
+    render(&KeysPage { page, keys, name, errors })
 }
 
 async fn list(State(state): State<AppState>, RequireAdmin(_): RequireAdmin, page: Page) -> AppResult<Html<String>> {
-    keys_page(&state, page, String::new(), None).await
+    keys_page(&state, page, String::new(), FieldErrors::default()).await
 }
 
 #[derive(Deserialize)]
@@ -105,25 +111,22 @@ struct CreateForm {
 
 async fn create(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(form): axum::Form<CreateForm>,
 ) -> AppResult<Response> {
     let name = form.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
-        let error = Some("Give the key a name of 1 to 100 characters, e.g. the system that will use it.".into());
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, error).await?).into_response());
+        let errors =
+            FieldErrors::of("name", "Give the key a name of 1 to 100 characters, e.g. the system that will use it.");
+        return Ok(
+            (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, page, form.name, errors).await?).into_response()
+        );
     }
     let tokens::NewToken { secret: key, hash, prefix } = tokens::generate(KEY_PREFIX);
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    sqlx::query(r#"INSERT INTO identity."ApiKeys" ("Name", "Prefix", "KeyHash", "CreatedBy") VALUES ($1, $2, $3, $4)"#)
-        .bind(&name)
-        .bind(&prefix)
-        .bind(hash.as_slice())
-        .bind(&admin.email)
-        .execute(change.db())
-        .await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let new = db::NewKey { name: &name, prefix: &prefix, hash: &hash, created_by: &admin.user.email };
+    db::insert_key(change.db(), &new).await?;
     state.commit(change, "api-key.created", Some(&name), serde_json::json!({ "prefix": prefix })).await?;
     let shown = SecretPage {
         page,
@@ -138,20 +141,9 @@ async fn create(
     shown.response()
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
-    Path(id): Path<Uuid>,
-) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let name: Option<String> = sqlx::query_scalar(
-        r#"UPDATE identity."ApiKeys" SET "RevokedAt" = now() WHERE "Id" = $1 AND "RevokedAt" IS NULL RETURNING "Name""#,
-    )
-    .bind(id)
-    .fetch_optional(change.db())
-    .await?;
-    let name = name.ok_or(AppError::NotFound)?;
+async fn revoke(State(state): State<AppState>, admin: ActingAdmin, Path(id): Path<Uuid>) -> AppResult<Response> {
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let name = db::revoke_key(change.db(), id).await?.ok_or(AppError::NotFound)?;
     state.commit(change, "api-key.revoked", Some(&name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/api-keys?notice=api-key-revoked").into_response())
 }

@@ -1,6 +1,7 @@
 //! The HTTP ingest API and the API keys that authenticate it.
 
 pub mod api;
+pub mod db;
 pub mod keys;
 pub mod openapi;
 

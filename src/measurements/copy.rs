@@ -34,7 +34,7 @@ impl Writer {
     }
 
     fn field(&mut self, value: &[u8]) {
-        // Field values here are at most 8 bytes.
+        // Field values here are at most 16 bytes.
         self.buf.extend_from_slice(&(value.len() as i32).to_be_bytes());
         self.buf.extend_from_slice(value);
     }
@@ -65,6 +65,10 @@ impl Writer {
         }
     }
 
+    pub fn uuid(&mut self, v: uuid::Uuid) {
+        self.field(v.as_bytes());
+    }
+
     pub fn timestamptz(&mut self, t: DateTime<Utc>) -> Result<(), sqlx::Error> {
         self.field(&micros_since_2000(t)?.to_be_bytes());
         Ok(())
@@ -78,9 +82,22 @@ impl Writer {
 
 /// The readings as one binary COPY stream.
 pub fn encode(rows: &[&Reading]) -> Result<Vec<u8>, sqlx::Error> {
-    let mut w = Writer::new(rows.len(), ROW_BYTES);
+    encode_owned_by(None, rows)
+}
+
+/// The readings as one binary COPY stream, each row led by `owner` when given (a uuid column
+/// before the device: the fleet's customer).
+pub fn encode_owned_by(owner: Option<uuid::Uuid>, rows: &[&Reading]) -> Result<Vec<u8>, sqlx::Error> {
+    let (fields, row_bytes) = match owner {
+        Some(_) => (FIELDS + 1, ROW_BYTES + 4 + 16),
+        None => (FIELDS, ROW_BYTES),
+    };
+    let mut w = Writer::new(rows.len(), row_bytes);
     for r in rows {
-        w.row(FIELDS);
+        w.row(fields);
+        if let Some(owner) = owner {
+            w.uuid(owner);
+        }
         w.int4(r.device_id);
         w.timestamptz(r.time)?;
         for v in r.real {

@@ -6,14 +6,12 @@ pub mod copy;
 pub mod energy;
 pub mod hourly;
 pub mod queries;
-pub mod rebuild;
-pub mod rollup;
-pub mod site_rollup;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 /// Instantaneous quantities, stored as float4: (JSON name, column, unit).
 pub const REAL_QUANTITIES: [(&str, &str, &str); 30] = [
@@ -98,6 +96,24 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+/// A stored quantity, by its JSON name: where [`Reading::set`] puts a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(Slot);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Real(usize),
+    Counter(usize),
+}
+
+impl Quantity {
+    /// The quantity called `name` in [`REAL_QUANTITIES`] or [`COUNTER_QUANTITIES`].
+    pub fn named(name: &str) -> Option<Quantity> {
+        let real = REAL_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Real);
+        real.or_else(|| COUNTER_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Counter)).map(Quantity)
+    }
+}
+
 /// The quantities as a Markdown table for the README (a test keeps the two in step).
 pub fn markdown_table() -> String {
     let mut out = String::from("| Field | Column | Unit | Stored as |\n|---|---|---|---|\n");
@@ -130,6 +146,14 @@ impl Reading {
     pub fn empty(device_id: i32, time: DateTime<Utc>) -> Reading {
         Reading { device_id, time, real: [None; REAL_QUANTITIES.len()], counters: [None; COUNTER_QUANTITIES.len()] }
     }
+
+    /// Sets one quantity (instantaneous ones are stored as float4).
+    pub fn set(&mut self, quantity: Quantity, value: Option<f64>) {
+        match quantity.0 {
+            Slot::Real(i) => self.real[i] = value.map(|v| v as f32),
+            Slot::Counter(i) => self.counters[i] = value,
+        }
+    }
 }
 
 /// Why a timestamp cannot be stored, if it cannot.
@@ -157,32 +181,32 @@ const BEGIN_STAGING: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
 static COPY_STAGING: LazyLock<String> =
     LazyLock::new(|| format!("COPY pg_temp.\"PowerMeasurementsStaging\" ({}) FROM STDIN (FORMAT binary)", *COLUMNS));
 
-/// Readings older than a device's rollup watermark would never be rolled up: the earliest one
-/// per device ($1, $2) is noted in the same statement (rollup.rs recomputes from there). FOR KEY
-/// SHARE waits for a rollup run holding the device's watermark (FOR UPDATE) and then sees its new
-/// value, so a reading is either read by that run or noted as late, never neither. A rebuild in
-/// progress claims the range it reads (`ClaimedUntil`): readings in it are noted too.
-/// The fleet push's send positions work the same way (fleet/push/outbox.rs): a reading older
-/// than its device's position is noted in FleetLateReadings and sent again.
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH watermark AS (SELECT \"DeviceId\", \"ProcessedUntil\", \"ClaimedUntil\" FROM monitoring.\"EnergyWatermarks\" \
-         WHERE \"DeviceId\" = ANY($1::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
-         backfill AS (INSERT INTO monitoring.\"EnergyBackfills\" (\"DeviceId\", \"From\") \
-         SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t) \
-         JOIN watermark w ON w.\"DeviceId\" = b.d WHERE b.t < greatest(w.\"ProcessedUntil\", w.\"ClaimedUntil\") \
-         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"EnergyBackfills\".\"From\", EXCLUDED.\"From\")), \
-         position AS (SELECT \"DeviceId\", \"SentUntil\" FROM monitoring.\"FleetPositions\" \
-         WHERE \"DeviceId\" = ANY($1::int4[]) ORDER BY \"DeviceId\" FOR KEY SHARE), \
-         late AS (INSERT INTO monitoring.\"FleetLateReadings\" (\"DeviceId\", \"From\") \
-         SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t) \
-         JOIN position p ON p.\"DeviceId\" = b.d WHERE b.t < p.\"SentUntil\" \
-         ON CONFLICT (\"DeviceId\") DO UPDATE SET \"From\" = least(monitoring.\"FleetLateReadings\".\"From\", EXCLUDED.\"From\")) \
-         INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
+        "INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
          ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
         cols = *COLUMNS
     )
 });
+
+/// The earliest reading of each device in a batch being written, device ids ascending: what
+/// every late-row note is given.
+pub struct FirstReadings {
+    pub devices: Vec<i32>,
+    pub times: Vec<DateTime<Utc>>,
+}
+
+/// The late-row notes, taken in every batch's transaction before its rows are inserted: each
+/// reader that keeps a position in the readings (and would otherwise never see a row written
+/// behind it) notes the batch's rows behind its position, and its note commits with the rows or
+/// not at all. The readers: the energy rollup (its watermarks and a rebuild's claim, see
+/// `energy`), the fleet push (its send positions, `fleet::push::outbox`) and the hourly chart
+/// rollup (which recomputes every batch's hours, `hourly`).
+async fn note_late_rows(tx: &mut PgConnection, first: &FirstReadings) -> Result<(), sqlx::Error> {
+    energy::note_late_readings(tx, first).await?;
+    crate::fleet::push::outbox::note_late_readings(tx, first).await?;
+    hourly::note(tx, &first.devices, &first.times).await
+}
 
 /// Stores a batch: binary COPY into a per-connection staging table, then one INSERT … SELECT
 /// from it. Rows already stored for the same device and time are skipped, so a retried batch
@@ -199,21 +223,21 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
         return Ok(0);
     }
     // A batch may repeat a (device, time): the first one counts, as ON CONFLICT would decide.
-    let mut seen = std::collections::HashSet::with_capacity(readings.len());
+    let mut seen = HashSet::with_capacity(readings.len());
     let rows: Vec<&Reading> = readings.iter().filter(|r| seen.insert((r.device_id, r.time))).collect();
-    let mut earliest: std::collections::BTreeMap<i32, DateTime<Utc>> = std::collections::BTreeMap::new();
+    let mut earliest: BTreeMap<i32, DateTime<Utc>> = BTreeMap::new();
     for r in &rows {
         earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
     }
+    let first = FirstReadings { devices: earliest.keys().copied().collect(), times: earliest.into_values().collect() };
     let data = copy::encode(&rows)?;
     // Dropping the transaction on an error rolls it back (and a dropped COPY is aborted first).
     let mut tx = db.begin_with(BEGIN_STAGING).await?;
     let mut copy = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
     copy.send(data).await?;
     copy.finish().await?;
-    let (devices, times): (Vec<i32>, Vec<DateTime<Utc>>) = earliest.iter().map(|(d, t)| (*d, *t)).unzip();
-    hourly::note(&mut tx, &devices, &times).await?;
-    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).bind(&devices).bind(&times).execute(&mut *tx).await?;
+    note_late_rows(&mut tx, &first).await?;
+    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(new.rows_affected())
 }

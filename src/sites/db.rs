@@ -15,17 +15,21 @@ pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
 // ---------------------------------------------------------------- sites
 
 #[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct SiteRow {
-    #[sqlx(rename = "Id")]
     pub id: i32,
-    #[sqlx(rename = "Name")]
     pub name: String,
-    #[sqlx(rename = "Address")]
     pub address: String,
-    #[sqlx(rename = "TimeZone")]
     pub time_zone: String,
-    #[sqlx(rename = "Notes")]
     pub notes: String,
+}
+
+impl SiteRow {
+    /// The zone the site's times, days and tariffs are in (UTC should a stored name ever stop
+    /// parsing; the form only stores valid ones).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
 }
 
 pub struct SiteFields<'a> {
@@ -36,16 +40,12 @@ pub struct SiteFields<'a> {
 }
 
 #[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct SiteListRow {
-    #[sqlx(rename = "Id")]
     pub id: i32,
-    #[sqlx(rename = "Name")]
     pub name: String,
-    #[sqlx(rename = "Address")]
     pub address: String,
-    #[sqlx(rename = "TimeZone")]
     pub time_zone: String,
-    #[sqlx(rename = "DeviceCount")]
     pub device_count: i64,
 }
 
@@ -117,6 +117,17 @@ pub async fn delete_site(change: &mut Change, id: i32) -> Result<Option<(String,
     .await
 }
 
+/// (sites, enabled devices, disabled devices), for the metrics.
+pub async fn inventory(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
+                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
+                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// What deleting a site takes with it: `(devices, readings)`.
 pub async fn site_contents(db: impl PgExecutor<'_>, id: i32) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
@@ -132,47 +143,29 @@ pub async fn site_contents(db: impl PgExecutor<'_>, id: i32) -> Result<(i64, i64
 // ---------------------------------------------------------------- devices
 
 #[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct DeviceRow {
-    #[sqlx(rename = "Id")]
     pub id: i32,
-    #[sqlx(rename = "SiteId")]
     pub site_id: i32,
-    #[sqlx(rename = "ExternalId")]
     pub external_id: String,
-    #[sqlx(rename = "Name")]
     pub name: String,
-    #[sqlx(rename = "Model")]
     pub model: String,
-    #[sqlx(rename = "Source")]
     pub source: String,
-    #[sqlx(rename = "ModbusHost")]
     pub modbus_host: Option<String>,
-    #[sqlx(rename = "ModbusPort")]
     pub modbus_port: i32,
-    #[sqlx(rename = "ModbusUnitId")]
     pub modbus_unit_id: i16,
-    #[sqlx(rename = "PollIntervalSeconds")]
     pub poll_interval_seconds: i32,
-    #[sqlx(rename = "Enabled")]
     pub enabled: bool,
-    #[sqlx(rename = "LastError")]
     pub last_error: Option<String>,
-    #[sqlx(rename = "LastErrorAt")]
     pub last_error_at: Option<DateTime<Utc>>,
-    #[sqlx(rename = "ConsecutiveFailures")]
     pub consecutive_failures: i32,
-    /// The meter's settings and identity as the poller last read them (JSON of
-    /// `modbus::registers::MeterSettings` / `MeterIdentity`).
-    #[sqlx(rename = "MeterSettings")]
+    /// The meter's settings and identity as the poller last read them (JSON the poller writes;
+    /// `sites::meter` shows them).
     pub meter_settings: Option<serde_json::Value>,
-    #[sqlx(rename = "MeterSettingsAt")]
     pub meter_settings_at: Option<DateTime<Utc>>,
-    #[sqlx(rename = "MeterIdentity")]
     pub meter_identity: Option<serde_json::Value>,
-    #[sqlx(rename = "UnsupportedBlocks")]
     pub unsupported_blocks: Vec<String>,
     /// The newest reading's time, from the measurement table.
-    #[sqlx(rename = "LastReadingAt")]
     pub last_reading_at: Option<DateTime<Utc>>,
 }
 
@@ -188,6 +181,14 @@ pub async fn devices_of_site(db: impl PgExecutor<'_>, site_id: i32) -> Result<Ve
         r#"SELECT {DEVICE_COLUMNS} FROM monitoring."Devices" d WHERE d."SiteId" = $1 ORDER BY lower(d."Name"), d."Id""#
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(site_id).fetch_all(db).await
+}
+
+/// The id of the device with this `externalId`.
+pub async fn device_id(db: impl PgExecutor<'_>, external_id: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "ExternalId" = $1"#)
+        .bind(external_id)
+        .fetch_optional(db)
+        .await
 }
 
 pub async fn device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<DeviceRow>, sqlx::Error> {
@@ -273,12 +274,10 @@ pub async fn reading_count(db: impl PgExecutor<'_>, device_id: i32) -> Result<i6
 
 /// An enabled Modbus TCP device, as the poller needs it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 pub struct ModbusDeviceRow {
-    #[sqlx(rename = "Id")]
     pub id: i32,
-    #[sqlx(rename = "ExternalId")]
     pub external_id: String,
-    #[sqlx(rename = "Model")]
     pub model: String,
     #[sqlx(rename = "ModbusHost")]
     pub host: String,
@@ -286,7 +285,6 @@ pub struct ModbusDeviceRow {
     pub port: i32,
     #[sqlx(rename = "ModbusUnitId")]
     pub unit_id: i16,
-    #[sqlx(rename = "PollIntervalSeconds")]
     pub poll_interval_seconds: i32,
 }
 

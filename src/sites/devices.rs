@@ -9,18 +9,17 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
-use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceErrors, DeviceForm, MODELS, SOURCES, ValidDevice};
+use super::forms::{DUPLICATE_EXTERNAL_ID, DeviceForm, MODELS, SOURCES, ValidDevice};
 use super::readings::{self, ReadingView};
-use super::routes::{DeviceListView, device_list_view, zone};
+use super::routes::{DeviceListView, device_list_view};
 use crate::change::Change;
 use crate::dashboards::charts::{self, ChartQuery, ChartView};
-use crate::error::{AppError, AppResult, violated_constraint};
+use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
 use crate::measurements::queries;
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
-use crate::web::session::{CurrentUser, RequireAdmin};
+use crate::web::session::{ActingAdmin, CurrentUser, RequireAdmin};
 
 async fn device_and_site(state: &AppState, id: i32) -> AppResult<(DeviceRow, SiteRow)> {
     let device = db::device(&state.db, id).await?.ok_or(AppError::NotFound)?;
@@ -49,55 +48,13 @@ pub async fn show(
     Query(query): Query<ChartQuery>,
 ) -> AppResult<Html<String>> {
     let (device, site) = device_and_site(&state, id).await?;
-    let (tz, now) = (zone(&site), state.clock.now());
+    let (tz, now) = (site.zone(), state.clock.now());
     let reading = queries::latest_reading(&state.db, id).await?.map(|r| readings::reading_view(&r, tz));
     let chart = charts::device_chart(&state, id, tz, &query).await?;
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
-    let meter = meter_facts(&device, tz);
+    let meter = super::meter::facts(&device, tz);
     render(&DevicePage { page, site, device, status, last_error_at, meter, reading, chart })
-}
-
-/// What the poller learnt about the meter, as (label, text) rows.
-fn meter_facts(device: &DeviceRow, tz: chrono_tz::Tz) -> Vec<(&'static str, String)> {
-    use crate::modbus::registers::{MeterIdentity, MeterSettings};
-    let mut rows = Vec::new();
-    if device.consecutive_failures > 0 {
-        rows.push(("Failed polls", format!("{} in a row", device.consecutive_failures)));
-    }
-    let identity = device.meter_identity.clone().and_then(|j| serde_json::from_value::<MeterIdentity>(j).ok());
-    if let Some(id) = identity {
-        let name = [id.manufacturer, id.model].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        let mut text = if name.is_empty() { "unnamed".to_string() } else { name };
-        if let Some(serial) = id.serial {
-            text.push_str(&format!(", serial {serial}"));
-        }
-        if let Some(firmware) = id.firmware {
-            text.push_str(&format!(", firmware {firmware}"));
-        }
-        rows.push(("Meter", text));
-    }
-    let settings = device.meter_settings.clone().and_then(|j| serde_json::from_value::<MeterSettings>(j).ok());
-    if let Some(s) = settings {
-        let wiring = s.wiring.and_then(|w| serde_json::to_value(w).ok()).and_then(|v| v.as_str().map(String::from));
-        let mode = if s.primary_values { "primary values" } else { "secondary values, scaled by PT and CT" };
-        let mut text = format!(
-            "PT {}/{} V, CT {}/{} A, wiring {}, {mode}",
-            s.pt1,
-            s.pt2,
-            s.ct1,
-            s.ct2,
-            wiring.as_deref().unwrap_or("unknown")
-        );
-        if let Some(at) = device.meter_settings_at {
-            text.push_str(&format!(" (read {})", readings::local_time(at, tz)));
-        }
-        rows.push(("Meter settings", text));
-    }
-    if !device.unsupported_blocks.is_empty() {
-        rows.push(("Blocks not supported", device.unsupported_blocks.join(", ")));
-    }
-    rows
 }
 
 /// An `<option>` of a select.
@@ -123,7 +80,7 @@ struct DeviceFormPage {
     /// The device being edited (`None`: a new device) and its stored name.
     editing: Option<Editing>,
     form: DeviceForm,
-    errors: DeviceErrors,
+    errors: FieldErrors,
     sites: Vec<Choice>,
     models: Vec<Choice>,
     sources: Vec<Choice>,
@@ -135,7 +92,7 @@ async fn device_form(
     site: SiteRow,
     editing: Option<Editing>,
     form: DeviceForm,
-    errors: DeviceErrors,
+    errors: FieldErrors,
 ) -> AppResult<Html<String>> {
     let sites = db::site_names(&state.db).await?;
     let sites = choices(sites.iter().map(|(id, name)| (id.to_string(), name.as_str())), &form.site_id);
@@ -150,24 +107,17 @@ async fn invalid(
     site: SiteRow,
     editing: Option<Editing>,
     form: DeviceForm,
-    errors: DeviceErrors,
+    errors: FieldErrors,
 ) -> AppResult<Response> {
     let html = device_form(state, page, site, editing, form, errors).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
 }
 
-/// The field a refused write is about, for the constraints a concurrent change can hit.
-fn constraint_error(e: &sqlx::Error) -> Option<DeviceErrors> {
-    match violated_constraint(e)? {
-        db::DEVICE_EXTERNAL_ID_UNIQUE => {
-            Some(DeviceErrors { external_id: Some(DUPLICATE_EXTERNAL_ID.into()), ..Default::default() })
-        }
-        db::DEVICE_SITE_FK => Some(DeviceErrors {
-            site_id: Some("This site no longer exists; choose another.".into()),
-            ..Default::default()
-        }),
-        _ => None,
-    }
+/// A device write with the constraints a concurrent change can hit turned into field errors.
+fn refused<T>(written: Result<T, sqlx::Error>) -> AppResult<T> {
+    written
+        .on_constraint(db::DEVICE_EXTERNAL_ID_UNIQUE, || FieldErrors::of("external_id", DUPLICATE_EXTERNAL_ID))
+        .on_constraint(db::DEVICE_SITE_FK, || FieldErrors::of("site_id", "This site no longer exists; choose another."))
 }
 
 fn device_detail(d: &ValidDevice) -> serde_json::Value {
@@ -191,13 +141,12 @@ pub async fn new_device(
     Path(site_id): Path<i32>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, site_id).await?.ok_or(AppError::NotFound)?;
-    device_form(&state, page, site, None, DeviceForm::new_on(site_id), DeviceErrors::default()).await
+    device_form(&state, page, site, None, DeviceForm::new_on(site_id), FieldErrors::default()).await
 }
 
 pub async fn create_device(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path(site_id): Path<i32>,
     axum::Form(mut form): axum::Form<DeviceForm>,
@@ -206,21 +155,18 @@ pub async fn create_device(
     if form.site_id.trim().is_empty() {
         form.site_id = site_id.to_string();
     }
-    let device = match form.validate() {
-        Ok(device) => device,
-        Err(errors) => return invalid(&state, page, site, None, form, *errors).await,
+    let created = async {
+        let device = form.validate()?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        let id = refused(db::insert_device(&mut change, &device.fields()).await)?;
+        let target = Some(device.external_id.as_str());
+        state.commit(change, "device.created", target, device_detail(&device)).await?;
+        Ok::<_, AppError>(id)
     };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let id = match db::insert_device(&mut change, &device.fields()).await {
-        Ok(id) => id,
-        Err(e) => match constraint_error(&e) {
-            Some(errors) => return invalid(&state, page, site, None, form, errors).await,
-            None => return Err(e.into()),
-        },
-    };
-    let target = Some(device.external_id.as_str());
-    state.commit(change, "device.created", target, device_detail(&device)).await?;
-    Ok(Redirect::to(&format!("/devices/{id}?notice=device-created")).into_response())
+    match created.await.field_errors()? {
+        Ok(id) => Ok(Redirect::to(&format!("/devices/{id}?notice=device-created")).into_response()),
+        Err(errors) => invalid(&state, page, site, None, form, errors).await,
+    }
 }
 
 pub async fn edit_device(
@@ -231,13 +177,12 @@ pub async fn edit_device(
 ) -> AppResult<Html<String>> {
     let (device, site) = device_and_site(&state, id).await?;
     let form = DeviceForm::from(&device);
-    device_form(&state, page, site, Some(Editing { id, name: device.name }), form, DeviceErrors::default()).await
+    device_form(&state, page, site, Some(Editing { id, name: device.name }), form, FieldErrors::default()).await
 }
 
 pub async fn update_device(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path(id): Path<i32>,
     axum::Form(mut form): axum::Form<DeviceForm>,
@@ -246,25 +191,22 @@ pub async fn update_device(
     if form.site_id.trim().is_empty() {
         form.site_id = current.site_id.to_string();
     }
-    let editing = Some(Editing { id, name: current.name });
-    let device = match form.validate() {
-        Ok(device) => device,
-        Err(errors) => return invalid(&state, page, site, editing, form, *errors).await,
+    let updated = async {
+        let device = form.validate()?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        if !refused(db::update_device(&mut change, id, &device.fields()).await)? {
+            return Err(AppError::NotFound);
+        }
+        let mut detail = device_detail(&device);
+        detail["previousExternalId"] = current.external_id.clone().into();
+        let target = Some(device.external_id.as_str());
+        state.commit(change, "device.updated", target, detail).await?;
+        Ok(())
     };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    match db::update_device(&mut change, id, &device.fields()).await {
-        Ok(true) => {}
-        Ok(false) => return Err(AppError::NotFound),
-        Err(e) => match constraint_error(&e) {
-            Some(errors) => return invalid(&state, page, site, editing, form, errors).await,
-            None => return Err(e.into()),
-        },
+    match updated.await.field_errors()? {
+        Ok(()) => Ok(Redirect::to(&format!("/devices/{id}?notice=device-updated")).into_response()),
+        Err(errors) => invalid(&state, page, site, Some(Editing { id, name: current.name }), form, errors).await,
     }
-    let mut detail = device_detail(&device);
-    detail["previousExternalId"] = current.external_id.into();
-    let target = Some(device.external_id.as_str());
-    state.commit(change, "device.updated", target, detail).await?;
-    Ok(Redirect::to(&format!("/devices/{id}?notice=device-updated")).into_response())
 }
 
 #[derive(Template)]
@@ -289,11 +231,10 @@ pub async fn confirm_delete(
 
 pub async fn delete_device(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     let (external_id, site_id) = db::delete_device(&mut change, id).await?.ok_or(AppError::NotFound)?;
     state.commit(change, "device.deleted", Some(&external_id), serde_json::json!({})).await?;
     Ok(Redirect::to(&format!("/sites/{site_id}?notice=device-deleted")).into_response())

@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::db::{DeviceFields, DeviceRow, SiteFields, SiteRow};
+use crate::error::FieldErrors;
 
 pub const DUPLICATE_SITE: &str = "A site with this name already exists.";
 pub const DUPLICATE_EXTERNAL_ID: &str = "A device with this external ID already exists.";
@@ -40,14 +41,6 @@ pub struct SiteForm {
     pub time_zone: String,
     #[serde(default)]
     pub notes: String,
-}
-
-#[derive(Default)]
-pub struct SiteErrors {
-    pub name: Option<String>,
-    pub address: Option<String>,
-    pub time_zone: Option<String>,
-    pub notes: Option<String>,
 }
 
 pub struct ValidSite {
@@ -91,22 +84,20 @@ pub fn parse_time_zone(raw: &str) -> Result<Tz, String> {
 }
 
 impl SiteForm {
-    pub fn validate(&self) -> Result<ValidSite, SiteErrors> {
+    pub fn validate(&self) -> Result<ValidSite, FieldErrors> {
         let name = self.name.trim().to_string();
         let address = self.address.trim().to_string();
         let notes = self.notes.trim().to_string();
-        let time_zone = parse_time_zone(&self.time_zone);
-        let errors = SiteErrors {
-            name: name_error(&name),
-            address: length_error(&address, 200),
-            time_zone: time_zone.as_ref().err().cloned(),
-            notes: length_error(&notes, 2000),
-        };
-        match time_zone {
-            Ok(time_zone) if errors.name.is_none() && errors.address.is_none() && errors.notes.is_none() => {
-                Ok(ValidSite { name, address, time_zone, notes })
+        let mut e = FieldErrors::default();
+        e.check("name", name_error(&name));
+        e.check("address", length_error(&address, 200));
+        e.check("notes", length_error(&notes, 2000));
+        match parse_time_zone(&self.time_zone) {
+            Ok(time_zone) => e.or_ok(ValidSite { name, address, time_zone, notes }),
+            Err(message) => {
+                e.add("time_zone", message);
+                Err(e)
             }
-            _ => Err(errors),
         }
     }
 }
@@ -172,37 +163,6 @@ impl From<&DeviceRow> for DeviceForm {
     }
 }
 
-#[derive(Default)]
-pub struct DeviceErrors {
-    pub site_id: Option<String>,
-    pub external_id: Option<String>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub source: Option<String>,
-    pub modbus_host: Option<String>,
-    pub modbus_port: Option<String>,
-    pub modbus_unit_id: Option<String>,
-    pub poll_interval_seconds: Option<String>,
-}
-
-impl DeviceErrors {
-    fn any(&self) -> bool {
-        [
-            &self.site_id,
-            &self.external_id,
-            &self.name,
-            &self.model,
-            &self.source,
-            &self.modbus_host,
-            &self.modbus_port,
-            &self.modbus_unit_id,
-            &self.poll_interval_seconds,
-        ]
-        .iter()
-        .any(|e| e.is_some())
-    }
-}
-
 pub struct ValidDevice {
     pub site_id: i32,
     pub external_id: String,
@@ -234,7 +194,7 @@ impl ValidDevice {
 }
 
 /// A whole number in `min..=max`; an empty field takes `default`.
-fn number(raw: &str, default: i32, min: i32, max: i32, error: &str, slot: &mut Option<String>) -> i32 {
+fn number(raw: &str, (default, min, max): (i32, i32, i32), field: &str, error: &str, e: &mut FieldErrors) -> i32 {
     let raw = raw.trim();
     if raw.is_empty() {
         return default;
@@ -242,67 +202,70 @@ fn number(raw: &str, default: i32, min: i32, max: i32, error: &str, slot: &mut O
     match raw.parse::<i32>() {
         Ok(n) if (min..=max).contains(&n) => n,
         _ => {
-            *slot = Some(error.to_string());
+            e.add(field, error);
             default
         }
     }
 }
 
-fn choice(raw: &str, choices: &[(&'static str, &str)], error: &str, slot: &mut Option<String>) -> &'static str {
+fn choice(raw: &str, choices: &[(&'static str, &str)], field: &str, error: &str, e: &mut FieldErrors) -> &'static str {
     match choices.iter().find(|(v, _)| *v == raw.trim()) {
         Some((v, _)) => v,
         None => {
-            *slot = Some(error.to_string());
+            e.add(field, error);
             ""
         }
     }
 }
 
 impl DeviceForm {
-    /// The errors are boxed: nine optional messages make a large `Err`.
-    pub fn validate(&self) -> Result<ValidDevice, Box<DeviceErrors>> {
-        let mut e = DeviceErrors::default();
+    pub fn validate(&self) -> Result<ValidDevice, FieldErrors> {
+        let mut e = FieldErrors::default();
         let site_id = self.site_id.trim().parse::<i32>().unwrap_or_else(|_| {
-            e.site_id = Some("Choose the site this device belongs to.".into());
+            e.add("site_id", "Choose the site this device belongs to.");
             0
         });
         let external_id = self.external_id.trim().to_string();
-        e.external_id = if external_id.is_empty() {
-            Some("Enter the external ID its readings arrive with (e.g. the meter's serial number).".into())
-        } else if external_id.chars().any(char::is_whitespace) {
-            Some("An external ID cannot contain spaces.".into())
-        } else {
-            length_error(&external_id, 100)
-        };
+        e.check(
+            "external_id",
+            if external_id.is_empty() {
+                Some("Enter the external ID its readings arrive with (e.g. the meter's serial number).".into())
+            } else if external_id.chars().any(char::is_whitespace) {
+                Some("An external ID cannot contain spaces.".into())
+            } else {
+                length_error(&external_id, 100)
+            },
+        );
         let name = self.name.trim().to_string();
-        e.name = name_error(&name);
-        let model = choice(&self.model, &MODELS, "Choose a meter model.", &mut e.model);
-        let source = choice(&self.source, &SOURCES, "Choose how its readings arrive.", &mut e.source);
+        e.check("name", name_error(&name));
+        let model = choice(&self.model, &MODELS, "model", "Choose a meter model.", &mut e);
+        let source = choice(&self.source, &SOURCES, "source", "Choose how its readings arrive.", &mut e);
         let host = self.modbus_host.trim().to_string();
-        e.modbus_host = if host.is_empty() {
-            (source == MODBUS_TCP).then(|| {
-                "Enter the meter's (or its gateway's) host name or IP address: Modbus TCP devices are polled there."
-                    .to_string()
-            })
-        } else if host.chars().any(char::is_whitespace) {
-            Some("A host name cannot contain spaces.".into())
-        } else {
-            length_error(&host, 253)
-        };
-        let modbus_port = number(&self.modbus_port, 502, 1, 65535, "Enter a port from 1 to 65535.", &mut e.modbus_port);
-        let unit_id = number(&self.modbus_unit_id, 1, 1, 247, "Enter a unit id from 1 to 247.", &mut e.modbus_unit_id);
+        e.check(
+            "modbus_host",
+            if host.is_empty() {
+                (source == MODBUS_TCP).then(|| {
+                    "Enter the meter's (or its gateway's) host name or IP address: Modbus TCP devices are polled there."
+                        .to_string()
+                })
+            } else if host.chars().any(char::is_whitespace) {
+                Some("A host name cannot contain spaces.".into())
+            } else {
+                length_error(&host, 253)
+            },
+        );
+        let modbus_port =
+            number(&self.modbus_port, (502, 1, 65535), "modbus_port", "Enter a port from 1 to 65535.", &mut e);
+        let unit_id =
+            number(&self.modbus_unit_id, (1, 1, 247), "modbus_unit_id", "Enter a unit id from 1 to 247.", &mut e);
         let poll_interval_seconds = number(
             &self.poll_interval_seconds,
-            60,
-            1,
-            3600,
+            (60, 1, 3600),
+            "poll_interval_seconds",
             "Enter an interval from 1 to 3600 seconds.",
-            &mut e.poll_interval_seconds,
+            &mut e,
         );
-        if e.any() {
-            return Err(Box::new(e));
-        }
-        Ok(ValidDevice {
+        e.or_ok(ValidDevice {
             site_id,
             external_id,
             name,
@@ -356,11 +319,15 @@ mod tests {
                 ..device()
             };
             let e = form.validate().err().unwrap();
-            let got = [("port", &e.modbus_port), ("unit", &e.modbus_unit_id), ("interval", &e.poll_interval_seconds)]
-                .into_iter()
-                .filter(|(_, e)| e.is_some())
-                .map(|(n, _)| n)
-                .collect::<Vec<_>>();
+            let got = [
+                ("port", e.get("modbus_port")),
+                ("unit", e.get("modbus_unit_id")),
+                ("interval", e.get("poll_interval_seconds")),
+            ]
+            .into_iter()
+            .filter(|(_, e)| e.is_some())
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>();
             assert_eq!(got, [bad], "{port} {unit} {interval}");
         }
         for (port, unit, interval) in [("1", "1", "1"), ("65535", "247", "3600")] {
@@ -377,7 +344,7 @@ mod tests {
     #[test]
     fn host_is_required_for_modbus_tcp_only() {
         let e = DeviceForm { modbus_host: " ".into(), ..device() }.validate().err().unwrap();
-        assert!(e.modbus_host.unwrap().starts_with("Enter the meter's"));
+        assert!(e.get("modbus_host").unwrap().starts_with("Enter the meter's"));
         let d = DeviceForm { modbus_host: "".into(), source: "push".into(), ..device() }.validate().ok().unwrap();
         assert_eq!(d.modbus_host, None);
     }
@@ -385,11 +352,11 @@ mod tests {
     #[test]
     fn external_id_has_no_whitespace_and_at_most_100_characters() {
         let e = DeviceForm { external_id: "MTR 1".into(), ..device() }.validate().err().unwrap();
-        assert_eq!(e.external_id.as_deref(), Some("An external ID cannot contain spaces."));
+        assert_eq!(e.get("external_id"), Some("An external ID cannot contain spaces."));
         assert!(DeviceForm { external_id: "x".repeat(101), ..device() }.validate().is_err());
         assert!(DeviceForm { external_id: "é".repeat(100), ..device() }.validate().is_ok());
         let e = DeviceForm { model: "acuvim-x".into(), source: "".into(), ..device() }.validate().err().unwrap();
-        assert!(e.model.is_some() && e.source.is_some());
+        assert!(e.get("model").is_some() && e.get("source").is_some());
     }
 
     #[test]
@@ -404,7 +371,7 @@ mod tests {
     fn site_names_are_trimmed_and_limited() {
         let site = |name: &str| SiteForm { name: name.into(), time_zone: "UTC".into(), ..Default::default() };
         assert_eq!(site("  Plant A ").validate().ok().unwrap().name, "Plant A");
-        assert!(site("   ").validate().err().unwrap().name.is_some());
+        assert!(site("   ").validate().err().unwrap().get("name").is_some());
         assert!(site(&"n".repeat(101)).validate().is_err());
         assert!(site(&"n".repeat(100)).validate().is_ok());
     }

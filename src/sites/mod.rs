@@ -5,6 +5,7 @@ pub mod db;
 mod devices;
 pub mod directory;
 mod forms;
+mod meter;
 pub mod readings;
 mod routes;
 

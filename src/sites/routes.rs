@@ -8,15 +8,14 @@ use chrono_tz::Tz;
 
 use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
-use super::forms::{self, DUPLICATE_SITE, SiteErrors, SiteForm, ValidSite};
+use super::forms::{self, DUPLICATE_SITE, SiteForm, ValidSite};
 use super::readings::{self, local_time};
 use crate::change::Change;
-use crate::error::{AppError, AppResult, violated_constraint};
+use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
-use crate::web::session::{CurrentUser, RequireAdmin};
+use crate::web::session::{ActingAdmin, CurrentUser, RequireAdmin};
 
 pub struct SiteListView {
     id: i32,
@@ -46,11 +45,6 @@ pub async fn list(State(state): State<AppState>, CurrentUser(_): CurrentUser, pa
         })
         .collect();
     render(&ListPage { page, sites })
-}
-
-/// The zone a site's times are shown in (UTC should a stored name ever stop parsing).
-pub fn zone(site: &SiteRow) -> Tz {
-    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
 }
 
 /// A device as a row of its site's table.
@@ -109,7 +103,7 @@ pub async fn show(
     Path(id): Path<i32>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (tz, now) = (zone(&site), state.clock.now());
+    let (tz, now) = (site.zone(), state.clock.now());
     let devices =
         db::devices_of_site(&state.db, id).await?.into_iter().map(|d| device_list_view(&d, tz, now)).collect();
     render(&SitePage { page, site, devices })
@@ -122,16 +116,20 @@ struct SiteFormPage {
     /// The site being edited (`None`: a new site) and its stored name, for the breadcrumb.
     editing: Option<Editing>,
     form: SiteForm,
-    errors: SiteErrors,
+    errors: FieldErrors,
     time_zones: &'static [Tz],
 }
 
-fn site_form(page: Page, editing: Option<Editing>, form: SiteForm, errors: SiteErrors) -> AppResult<Html<String>> {
+fn site_form(page: Page, editing: Option<Editing>, form: SiteForm, errors: FieldErrors) -> AppResult<Html<String>> {
     render(&SiteFormPage { page, editing, form, errors, time_zones: &chrono_tz::TZ_VARIANTS })
 }
 
-fn invalid(page: Page, editing: Option<Editing>, form: SiteForm, errors: SiteErrors) -> AppResult<Response> {
+fn invalid(page: Page, editing: Option<Editing>, form: SiteForm, errors: FieldErrors) -> AppResult<Response> {
     Ok((StatusCode::UNPROCESSABLE_ENTITY, site_form(page, editing, form, errors)?).into_response())
+}
+
+fn duplicate_site() -> FieldErrors {
+    FieldErrors::of("name", DUPLICATE_SITE)
 }
 
 pub async fn new_site(
@@ -140,7 +138,7 @@ pub async fn new_site(
     page: Page,
 ) -> AppResult<Html<String>> {
     let form = SiteForm { time_zone: state.config.default_time_zone.name().to_string(), ..Default::default() };
-    site_form(page, None, form, SiteErrors::default())
+    site_form(page, None, form, FieldErrors::default())
 }
 
 fn site_detail(site: &ValidSite) -> serde_json::Value {
@@ -149,25 +147,22 @@ fn site_detail(site: &ValidSite) -> serde_json::Value {
 
 pub async fn create_site(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(form): axum::Form<SiteForm>,
 ) -> AppResult<Response> {
-    let site = match form.validate() {
-        Ok(site) => site,
-        Err(errors) => return invalid(page, None, form, errors),
+    let created = async {
+        let site = form.validate()?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        let id =
+            db::insert_site(change.db(), &site.fields()).await.on_constraint(db::SITE_NAME_UNIQUE, duplicate_site)?;
+        state.commit(change, "site.created", Some(&site.name), site_detail(&site)).await?;
+        Ok::<_, AppError>(id)
     };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let id = match db::insert_site(change.db(), &site.fields()).await {
-        Ok(id) => id,
-        Err(e) if violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
-            return invalid(page, None, form, SiteErrors { name: Some(DUPLICATE_SITE.into()), ..Default::default() });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    state.commit(change, "site.created", Some(&site.name), site_detail(&site)).await?;
-    Ok(Redirect::to(&format!("/sites/{id}?notice=site-created")).into_response())
+    match created.await.field_errors()? {
+        Ok(id) => Ok(Redirect::to(&format!("/sites/{id}?notice=site-created")).into_response()),
+        Err(errors) => invalid(page, None, form, errors),
+    }
 }
 
 pub async fn edit_site(
@@ -177,39 +172,33 @@ pub async fn edit_site(
     Path(id): Path<i32>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    site_form(page, Some(Editing { id, name: site.name.clone() }), SiteForm::from(&site), SiteErrors::default())
+    site_form(page, Some(Editing { id, name: site.name.clone() }), SiteForm::from(&site), FieldErrors::default())
 }
 
 pub async fn update_site(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path(id): Path<i32>,
     axum::Form(form): axum::Form<SiteForm>,
 ) -> AppResult<Response> {
     let current = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let editing = Some(Editing { id, name: current.name });
-    let site = match form.validate() {
-        Ok(site) => site,
-        Err(errors) => return invalid(page, editing, form, errors),
-    };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    match db::update_site(change.db(), id, &site.fields()).await {
-        Ok(true) => {}
-        Ok(false) => return Err(AppError::NotFound),
-        Err(e) if violated_constraint(&e) == Some(db::SITE_NAME_UNIQUE) => {
-            return invalid(
-                page,
-                editing,
-                form,
-                SiteErrors { name: Some(DUPLICATE_SITE.into()), ..Default::default() },
-            );
+    let updated = async {
+        let site = form.validate()?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        let found = db::update_site(change.db(), id, &site.fields())
+            .await
+            .on_constraint(db::SITE_NAME_UNIQUE, duplicate_site)?;
+        if !found {
+            return Err(AppError::NotFound);
         }
-        Err(e) => return Err(e.into()),
+        state.commit(change, "site.updated", Some(&site.name), site_detail(&site)).await?;
+        Ok(())
+    };
+    match updated.await.field_errors()? {
+        Ok(()) => Ok(Redirect::to(&format!("/sites/{id}?notice=site-updated")).into_response()),
+        Err(errors) => invalid(page, Some(Editing { id, name: current.name }), form, errors),
     }
-    state.commit(change, "site.updated", Some(&site.name), site_detail(&site)).await?;
-    Ok(Redirect::to(&format!("/sites/{id}?notice=site-updated")).into_response())
 }
 
 #[derive(Template)]
@@ -236,11 +225,10 @@ pub async fn confirm_delete(
 
 pub async fn delete_site(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     let (name, devices) = db::delete_site(&mut change, id).await?.ok_or(AppError::NotFound)?;
     let detail = serde_json::json!({ "devices": devices });
     state.commit(change, "site.deleted", Some(&name), detail).await?;

@@ -1,5 +1,5 @@
-//! The site page's Cost tab (a month's bill, CSV exports of its lines and of its 15-minute
-//! intervals): the thin I/O around the engine.
+//! The site page's Cost tab: a month's bill, CSV exports of its lines and of its 15-minute
+//! intervals; the thin I/O around the engine.
 
 use std::fmt::Write as _;
 
@@ -10,10 +10,9 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use sqlx::PgPool;
 
-use super::db;
-use super::engine::{self, Assignment, Bill, BillInput, SiteInterval};
+use super::bills::{self, Loaded};
+use super::engine::{self, Bill, BillInput};
 use super::local::Period;
 use crate::error::{AppError, AppResult};
 use crate::sites::db::SiteRow;
@@ -21,43 +20,6 @@ use crate::state::AppState;
 use crate::web::page::Page;
 use crate::web::session::CurrentUser;
 use crate::web::{csv, render};
-
-/// What a site's bill is computed from.
-pub struct Loaded {
-    pub tz: Tz,
-    pub period: Period,
-    pub devices: u32,
-    pub schedule: Vec<Assignment>,
-    pub intervals: Vec<SiteInterval>,
-}
-
-impl Loaded {
-    pub fn input(&self) -> BillInput<'_> {
-        BillInput {
-            tz: self.tz,
-            period: self.period,
-            devices: self.devices,
-            assignments: &self.schedule,
-            intervals: &self.intervals,
-        }
-    }
-}
-
-pub fn zone(site: &SiteRow) -> Tz {
-    site.time_zone.parse().unwrap_or(chrono_tz::UTC)
-}
-
-/// Loads everything a bill of `site` over `period` needs (three queries, after bringing the
-/// site rollup up to date with the device intervals).
-pub async fn load(db: &PgPool, site: &SiteRow, period: Period) -> Result<Loaded, sqlx::Error> {
-    crate::measurements::site_rollup::refresh(db).await?;
-    let tz = zone(site);
-    let (from, to) = period.utc(tz);
-    let schedule = db::site_schedule(db, site.id).await?;
-    let intervals = db::site_intervals(db, site.id, from, to).await?;
-    let devices = db::device_count(db, site.id).await?;
-    Ok(Loaded { tz, period, devices: u32::try_from(devices).unwrap_or(u32::MAX), schedule, intervals })
-}
 
 /// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
 #[derive(Deserialize, Default)]
@@ -140,8 +102,8 @@ pub async fn show(
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Html<String>> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, read_day) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
+    let (period, read_day) = q.resolve(site.zone(), state.clock.now())?;
+    let loaded = bills::load(&state.db, &site, period).await?;
     let bill = engine::bill(&loaded.input());
     let month = period.start.format("%Y-%m").to_string();
     let query = format!("month={month}&read_day={read_day}");
@@ -188,8 +150,8 @@ pub fn bill_csv(bill: &Bill) -> String {
 /// What both CSV exports need: the file name stem and the period's data.
 async fn export_data(state: &AppState, id: i32, q: &PeriodQuery) -> AppResult<(String, Loaded)> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(zone(&site), state.clock.now())?;
-    let loaded = load(&state.db, &site, period).await?;
+    let (period, _) = q.resolve(site.zone(), state.clock.now())?;
+    let loaded = bills::load(&state.db, &site, period).await?;
     Ok((file_stem(&site, period), loaded))
 }
 

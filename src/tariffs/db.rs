@@ -1,15 +1,15 @@
 //! SQL of `portal."Municipalities"`, `portal."Tariffs"` and `portal."SiteTariffs"` (the only
-//! module that writes them), and the read of a site's 15-minute energy for its bills.
+//! module that writes them). A site's energy comes through the energy door (`tariffs::bills`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 
-use super::engine::{Assignment, SiteInterval, Tariff};
+use super::engine::{Assignment, Tariff};
 use super::model::{Municipality, TariffDoc};
 
 pub const MUNICIPALITY_NAME_UNIQUE: &str = "UX_Municipalities_Name";
@@ -190,6 +190,16 @@ pub async fn unassign(db: impl PgExecutor<'_>, site_id: i32, from: NaiveDate) ->
     Ok(done.rows_affected() == 1)
 }
 
+/// The sites that have (had) a tariff, by name.
+pub async fn sites_with_tariff(db: impl PgExecutor<'_>) -> Result<Vec<i32>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"SELECT s."Id" FROM monitoring."Sites" s
+           WHERE EXISTS (SELECT 1 FROM portal."SiteTariffs" a WHERE a."SiteId" = s."Id") ORDER BY lower(s."Name")"#,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// A site's tariff history with the tariffs and municipalities, ready for the engine.
 pub async fn site_schedule(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<Assignment>, sqlx::Error> {
     type Row = (NaiveDate, i32, Json<TariffDoc>, String, String, String, Decimal, Vec<NaiveDate>);
@@ -222,43 +232,4 @@ pub async fn site_schedule(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<
             Assignment { from, tariff }
         })
         .collect())
-}
-
-/// The site's energy per 15-minute interval in `[from, to)`: its devices' rows summed, from the
-/// site rollup (call `measurements::site_rollup::refresh` first; it documents the kVA fallbacks).
-pub async fn site_intervals(
-    db: impl PgExecutor<'_>,
-    site_id: i32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<SiteInterval>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, f64, f64, f64, i32, bool)> = sqlx::query_as(
-        r#"SELECT "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated"
-           FROM monitoring."SiteEnergyIntervals"
-           WHERE "SiteId" = $1 AND "Start" >= $2 AND "Start" < $3
-           ORDER BY "Start""#,
-    )
-    .bind(site_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(start, import_wh, export_wh, vah, rows, estimated)| SiteInterval {
-            start,
-            import_wh,
-            export_wh,
-            vah,
-            rows: rows.max(0) as u32,
-            estimated,
-        })
-        .collect())
-}
-
-pub async fn device_count(db: impl PgExecutor<'_>, site_id: i32) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."Devices" WHERE "SiteId" = $1"#)
-        .bind(site_id)
-        .fetch_one(db)
-        .await
 }

@@ -22,23 +22,8 @@ use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
-use super::model::{
-    self, Component, DayType, DemandUnit, Energy, Municipality, Period as TouPeriod, SLOTS, TariffDoc, Version,
-};
-
-/// A site's energy in one 15-minute interval: its devices' rows summed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SiteInterval {
-    pub start: DateTime<Utc>,
-    pub import_wh: f64,
-    pub export_wh: f64,
-    /// Apparent energy, for kVA demand (see `db::site_intervals` for the fallbacks).
-    pub vah: f64,
-    /// Device rows that made up the interval.
-    pub rows: u32,
-    /// Any of them estimated (energy spread over a data gap).
-    pub estimated: bool,
-}
+use super::model::{self, Component, DayType, DemandUnit, Energy, Municipality, SLOTS, TariffDoc, TouPeriod, Version};
+use crate::measurements::energy::SiteInterval;
 
 /// A tariff with the municipality it belongs to.
 #[derive(Debug, Clone)]
@@ -211,9 +196,79 @@ struct Totals {
 type DaysKey = (NaiveDate, NaiveDate, Option<(usize, usize)>);
 
 pub fn bill(input: &BillInput<'_>) -> Bill {
-    let BillInput { tz, period, devices, assignments, intervals } = *input;
+    let BillInput { tz, period, devices, assignments, intervals: _ } = *input;
+    let keys = day_segments(period, assignments);
+    let compiled: Vec<Option<Compiled<'_>>> = keys
+        .iter()
+        .map(|(_, _, k)| {
+            k.map(|(a, v)| {
+                let t = &assignments[a].tariff;
+                Compiled::new(&t.doc.versions[v], &t.municipality)
+            })
+        })
+        .collect();
+    let sums = sum_intervals(input, &keys, &compiled);
 
-    // 1. Segments of days with one (assignment, version).
+    let period_days = Decimal::from(period.days().max(1));
+    let mut lines = Vec::new();
+    let mut segments = Vec::new();
+    let mut currency = String::new();
+    for (s, ((start, end, key), t)) in keys.iter().zip(&sums.totals).enumerate() {
+        let days = Decimal::from((*end - *start).num_days());
+        let Some(c) = &compiled[s] else {
+            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None });
+            let unpriced = "No tariff in effect: not priced".into();
+            lines.push(line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO));
+            continue;
+        };
+        let Some((a, _)) = key else { continue };
+        if currency.is_empty() {
+            currency = c.municipality.currency.clone();
+        }
+        segments.push(Segment {
+            start: *start,
+            end: *end,
+            tariff: Some(assignments[*a].tariff.doc.name.clone()),
+            version_from: Some(c.version.effective_from),
+        });
+        let part = Part { segment: s, tariff: c, totals: t, days, period_days };
+        lines.extend(part.energy_lines());
+        lines.extend(part.fixed_lines());
+        lines.extend(part.demand_line());
+        lines.extend(part.export_line());
+    }
+
+    let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
+    let vat = vat_of(lines.iter().map(|l| (l.amount, l.vat_percent)));
+    let exact_total: Decimal =
+        lines.iter().map(|l| l.exact * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
+    let intervals_in_period = period.intervals(tz);
+    let expected = intervals_in_period * i64::from(devices);
+    let completeness_percent = if expected == 0 {
+        Decimal::ZERO
+    } else {
+        (Decimal::from(sums.rows.min(expected)) * Decimal::ONE_HUNDRED / Decimal::from(expected)).round_dp(1)
+    };
+    Bill {
+        period,
+        currency,
+        segments,
+        subtotal,
+        vat,
+        total: subtotal + vat,
+        exact_total,
+        import_kwh: sums.totals.iter().map(|t| t.import_wh).sum::<Decimal>() / KILO,
+        export_kwh: sums.totals.iter().map(|t| t.export_wh).sum::<Decimal>() / KILO,
+        lines,
+        intervals: intervals_in_period,
+        rows: sums.rows,
+        completeness_percent,
+        estimated_intervals: sums.estimated,
+    }
+}
+
+/// Step 1 of a bill: the period's days in runs with one (assignment, version) each.
+fn day_segments(period: Period, assignments: &[Assignment]) -> Vec<DaysKey> {
     let mut keys: Vec<DaysKey> = Vec::new();
     let mut day = period.start;
     while day < period.end {
@@ -225,28 +280,29 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         }
         day = next;
     }
-    let compiled: Vec<Option<Compiled<'_>>> = keys
-        .iter()
-        .map(|(_, _, k)| {
-            k.map(|(a, v)| {
-                let t = &assignments[a].tariff;
-                Compiled::new(&t.doc.versions[v], &t.municipality)
-            })
-        })
-        .collect();
+    keys
+}
 
-    // 2. Intervals into their segments.
-    let mut totals: Vec<Totals> = keys.iter().map(|_| Totals::default()).collect();
-    let (mut rows, mut estimated) = (0i64, 0u32);
-    let (from, to) = period.utc(tz);
-    for i in intervals.iter().filter(|i| from <= i.start && i.start < to) {
-        let local = i.start.with_timezone(&tz);
+/// The intervals summed per segment, and the device rows and estimated intervals among them.
+struct Sums {
+    totals: Vec<Totals>,
+    rows: i64,
+    estimated: u32,
+}
+
+/// Step 2: each interval of the period into the segment of its local date: energy, TOU classes and
+/// demand windows.
+fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Compiled<'_>>]) -> Sums {
+    let mut sums = Sums { totals: keys.iter().map(|_| Totals::default()).collect(), rows: 0, estimated: 0 };
+    let (from, to) = input.period.utc(input.tz);
+    for i in input.intervals.iter().filter(|i| from <= i.start && i.start < to) {
+        let local = i.start.with_timezone(&input.tz);
         let at = local.naive_local();
         let Some(s) = keys.iter().position(|(a, b, _)| *a <= at.date() && at.date() < *b) else { continue };
-        rows += i64::from(i.rows);
-        estimated += u32::from(i.estimated);
+        sums.rows += i64::from(i.rows);
+        sums.estimated += u32::from(i.estimated);
         let (imp, exp, vah) = (wh(i.import_wh), wh(i.export_wh), wh(i.vah));
-        let t = &mut totals[s];
+        let t = &mut sums.totals[s];
         t.import_wh += imp;
         t.export_wh += exp;
         let Some(c) = &compiled[s] else { continue };
@@ -266,58 +322,49 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
             }
         }
     }
+    sums
+}
 
-    // 3. Lines.
-    let period_days = Decimal::from(period.days().max(1));
-    let mut lines = Vec::new();
-    let mut segments = Vec::new();
-    let mut currency = String::new();
-    for (s, ((start, end, key), t)) in keys.iter().zip(&totals).enumerate() {
-        let days = Decimal::from((*end - *start).num_days());
-        let share = days / period_days;
+/// Step 3: one priced segment of the period, and its lines.
+struct Part<'a> {
+    segment: usize,
+    tariff: &'a Compiled<'a>,
+    totals: &'a Totals,
+    days: Decimal,
+    period_days: Decimal,
+}
+
+impl Part<'_> {
+    /// The segment's share of the period's days.
+    fn share(&self) -> Decimal {
+        self.days / self.period_days
+    }
+
+    /// kWh × rate: flat, per block (thresholds prorated to the segment), or per season × period.
+    fn energy_lines(&self) -> Vec<Line> {
+        let (s, t, v) = (self.segment, self.totals, self.tariff.version);
+        let vat = self.tariff.vat(Component::Energy);
         let import_kwh = t.import_wh / KILO;
-        let Some(c) = &compiled[s] else {
-            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None });
-            lines.push(line(
-                s,
-                LineKind::Energy,
-                "No tariff in effect: not priced".into(),
-                import_kwh,
-                "kWh",
-                Decimal::ZERO,
-                Decimal::ZERO,
-            ));
-            continue;
-        };
-        let Some((a, _)) = key else { continue };
-        let v = c.version;
-        if currency.is_empty() {
-            currency = c.municipality.currency.clone();
-        }
-        segments.push(Segment {
-            start: *start,
-            end: *end,
-            tariff: Some(assignments[*a].tariff.doc.name.clone()),
-            version_from: Some(v.effective_from),
-        });
-        let vat_energy = c.vat(Component::Energy);
+        let mut lines = Vec::new();
         match &v.energy {
             Energy::Flat { rate } => {
-                lines.push(line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat_energy));
+                lines.push(line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat));
             }
             Energy::Blocks { blocks } => {
                 let (mut remaining, mut lower) = (import_kwh, Decimal::ZERO);
                 for (b, block) in blocks.iter().enumerate() {
-                    let upper = block.up_to_kwh.map(|u| u * days / period_days);
+                    let upper = block.up_to_kwh.map(|u| u * self.days / self.period_days);
                     let qty = upper.map_or(remaining, |u| remaining.min(u - lower));
                     let label = match block.up_to_kwh {
-                        Some(u) => {
-                            format!("Block {} (up to {} kWh)", b + 1, (u * days / period_days).round_dp(2).normalize())
-                        }
+                        Some(u) => format!(
+                            "Block {} (up to {} kWh)",
+                            b + 1,
+                            (u * self.days / self.period_days).round_dp(2).normalize()
+                        ),
                         None => format!("Block {} (the rest)", b + 1),
                     };
                     if qty > Decimal::ZERO || b == 0 {
-                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat_energy));
+                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat));
                     }
                     remaining -= qty;
                     lower = upper.unwrap_or(lower);
@@ -331,114 +378,86 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
                     let s_def = &tou.seasons[*season];
                     let rate = s_def.rates.get(*p).unwrap_or_default();
                     let label = format!("{} · {}", s_def.name, p.label());
-                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat_energy));
+                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat));
                 }
             }
         }
-        let vat_fixed = c.vat(Component::Fixed);
-        if !v.fixed_per_day.is_zero() {
-            lines.push(line(
-                s,
-                LineKind::Fixed,
-                "Fixed charge per day".into(),
-                days,
-                "days",
-                v.fixed_per_day,
-                vat_fixed,
-            ));
-        }
-        if !v.fixed_per_month.is_zero() {
-            let mut l = line(
-                s,
-                LineKind::Fixed,
-                "Fixed charge per month".into(),
-                share.round_dp(4),
-                "months",
-                v.fixed_per_month,
-                vat_fixed,
-            );
-            l.exact = v.fixed_per_month * days / period_days;
-            l.amount = round_cents(l.exact);
-            lines.push(l);
-        }
-        if let Some(d) = &v.demand {
-            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
-            let best = t.windows.iter().max_by(|x, y| {
-                let e = |w: &(Decimal, Decimal, DateTime<Utc>)| if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-                e(x.1).cmp(&e(y.1)).then(y.0.cmp(x.0))
-            });
-            let (qty, note) = match best {
-                Some(((start_local, _), w)) => {
-                    let energy = if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-                    let end_local = *start_local + Duration::minutes(i64::from(d.window_minutes));
-                    let note = format!(
-                        "maximum on {} {}–{} ({} UTC)",
-                        start_local.format("%Y-%m-%d"),
-                        start_local.format("%H:%M"),
-                        end_local.format("%H:%M"),
-                        w.2.format("%Y-%m-%d %H:%M")
-                    );
-                    ((energy / KILO / hours).round_dp(3), note)
-                }
-                None => (Decimal::ZERO, "no demand recorded".into()),
-            };
-            let only = if d.periods.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"))
-            };
-            let label = format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes);
-            let mut l = line(s, LineKind::Demand, label, qty, d.unit.label(), d.rate, c.vat(Component::Demand));
-            l.exact = qty * d.rate * days / period_days;
-            l.amount = round_cents(l.exact);
-            l.note =
-                if share == Decimal::ONE { note } else { format!("{note}; prorated for {days} of {period_days} days") };
-            lines.push(l);
-        }
-        if let Some(rate) = v.export_credit
-            && !t.export_wh.is_zero()
-        {
-            let mut l = line(
-                s,
-                LineKind::Export,
-                "Export credit".into(),
-                t.export_wh / KILO,
-                "kWh",
-                rate,
-                c.vat(Component::Export),
-            );
-            l.exact = -l.exact;
-            l.amount = -l.amount;
-            lines.push(l);
-        }
+        lines
     }
 
-    let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
-    let vat = vat_of(lines.iter().map(|l| (l.amount, l.vat_percent)));
-    let exact_total: Decimal =
-        lines.iter().map(|l| l.exact * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
-    let intervals_in_period = period.intervals(tz);
-    let expected = intervals_in_period * i64::from(devices);
-    let completeness_percent = if expected == 0 {
-        Decimal::ZERO
-    } else {
-        (Decimal::from(rows.min(expected)) * Decimal::ONE_HUNDRED / Decimal::from(expected)).round_dp(1)
-    };
-    Bill {
-        period,
-        currency,
-        segments,
-        subtotal,
-        vat,
-        total: subtotal + vat,
-        exact_total,
-        import_kwh: totals.iter().map(|t| t.import_wh).sum::<Decimal>() / KILO,
-        export_kwh: totals.iter().map(|t| t.export_wh).sum::<Decimal>() / KILO,
-        lines,
-        intervals: intervals_in_period,
-        rows,
-        completeness_percent,
-        estimated_intervals: estimated,
+    /// Days × the rate per day; the per-month charge × the segment's share of the period.
+    fn fixed_lines(&self) -> Vec<Line> {
+        let (s, v) = (self.segment, self.tariff.version);
+        let vat = self.tariff.vat(Component::Fixed);
+        let mut lines = Vec::new();
+        if !v.fixed_per_day.is_zero() {
+            let label = "Fixed charge per day".into();
+            lines.push(line(s, LineKind::Fixed, label, self.days, "days", v.fixed_per_day, vat));
+        }
+        if !v.fixed_per_month.is_zero() {
+            let label = "Fixed charge per month".into();
+            let mut l = line(s, LineKind::Fixed, label, self.share().round_dp(4), "months", v.fixed_per_month, vat);
+            l.exact = v.fixed_per_month * self.days / self.period_days;
+            l.amount = round_cents(l.exact);
+            lines.push(l);
+        }
+        lines
+    }
+
+    /// The highest window average in the chosen periods × the rate × the share, with when it
+    /// occurred.
+    fn demand_line(&self) -> Option<Line> {
+        let d = self.tariff.version.demand.as_ref()?;
+        let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
+        let best = self.totals.windows.iter().max_by(|x, y| {
+            let e = |w: &(Decimal, Decimal, DateTime<Utc>)| if d.unit == DemandUnit::KW { w.0 } else { w.1 };
+            e(x.1).cmp(&e(y.1)).then(y.0.cmp(x.0))
+        });
+        let (qty, note) = match best {
+            Some(((start_local, _), w)) => {
+                let energy = if d.unit == DemandUnit::KW { w.0 } else { w.1 };
+                let end_local = *start_local + Duration::minutes(i64::from(d.window_minutes));
+                let note = format!(
+                    "maximum on {} {}–{} ({} UTC)",
+                    start_local.format("%Y-%m-%d"),
+                    start_local.format("%H:%M"),
+                    end_local.format("%H:%M"),
+                    w.2.format("%Y-%m-%d %H:%M")
+                );
+                ((energy / KILO / hours).round_dp(3), note)
+            }
+            None => (Decimal::ZERO, "no demand recorded".into()),
+        };
+        let only = if d.periods.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"))
+        };
+        let label = format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes);
+        let vat = self.tariff.vat(Component::Demand);
+        let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat);
+        l.exact = qty * d.rate * self.days / self.period_days;
+        l.amount = round_cents(l.exact);
+        l.note = if self.share() == Decimal::ONE {
+            note
+        } else {
+            format!("{note}; prorated for {} of {} days", self.days, self.period_days)
+        };
+        Some(l)
+    }
+
+    /// Exported kWh × the credit, negative.
+    fn export_line(&self) -> Option<Line> {
+        let rate = self.tariff.version.export_credit?;
+        if self.totals.export_wh.is_zero() {
+            return None;
+        }
+        let vat = self.tariff.vat(Component::Export);
+        let label = "Export credit".into();
+        let mut l = line(self.segment, LineKind::Export, label, self.totals.export_wh / KILO, "kWh", rate, vat);
+        l.exact = -l.exact;
+        l.amount = -l.amount;
+        Some(l)
     }
 }
 

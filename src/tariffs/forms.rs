@@ -8,9 +8,10 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, Period, PeriodRates, Season,
-    Tou, Version,
+    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, PeriodRates, Season, Tou,
+    TouPeriod, Version,
 };
+use crate::error::FieldErrors;
 
 pub const SEASON_SLOTS: usize = 4;
 pub const BLOCK_SLOTS: usize = 6;
@@ -49,25 +50,7 @@ impl Fields {
     }
 }
 
-/// Field id → what is wrong with it.
-#[derive(Default)]
-pub struct Errors(pub HashMap<String, String>);
-
-impl Errors {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|s| s.as_str())
-    }
-
-    fn add(&mut self, key: &str, message: impl Into<String>) {
-        self.0.entry(key.to_string()).or_insert_with(|| message.into());
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-fn decimal(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Option<Decimal> {
+fn decimal(f: &Fields, e: &mut FieldErrors, key: &str, label: &str) -> Option<Decimal> {
     let raw = f.get(key).trim();
     if raw.is_empty() {
         return None;
@@ -85,14 +68,14 @@ fn decimal(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Option<Decimal
     }
 }
 
-fn required_decimal(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Decimal {
+fn required_decimal(f: &Fields, e: &mut FieldErrors, key: &str, label: &str) -> Decimal {
     if f.get(key).trim().is_empty() {
         e.add(key, format!("Enter the {label}."));
     }
     decimal(f, e, key, label).unwrap_or_default()
 }
 
-fn date(f: &Fields, e: &mut Errors, key: &str, label: &str) -> Option<NaiveDate> {
+fn date(f: &Fields, e: &mut FieldErrors, key: &str, label: &str) -> Option<NaiveDate> {
     let raw = f.get(key).trim();
     if raw.is_empty() {
         return None;
@@ -114,8 +97,8 @@ pub fn municipality_fields(m: &Municipality) -> Fields {
     f
 }
 
-pub fn parse_municipality(f: &Fields) -> Result<Municipality, Errors> {
-    let mut e = Errors::default();
+pub fn parse_municipality(f: &Fields) -> Result<Municipality, FieldErrors> {
+    let mut e = FieldErrors::default();
     let vat_percent = required_decimal(f, &mut e, "vat_percent", "VAT %");
     let mut holidays = Vec::new();
     for line in f.get("holidays").lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -136,7 +119,7 @@ pub fn parse_municipality(f: &Fields) -> Result<Municipality, Errors> {
     for p in model::validate_municipality(&m) {
         e.add(&p.field, capitalise(&p.message));
     }
-    if e.is_empty() { Ok(m) } else { Err(e) }
+    e.or_ok(m)
 }
 
 fn capitalise(s: &str) -> String {
@@ -202,7 +185,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
                 f.set(format!("season_{s}_name"), &season.name);
                 f.set(format!("season_{s}_from"), season.from);
                 f.set(format!("season_{s}_to"), season.to);
-                for p in Period::ALL {
+                for p in TouPeriod::ALL {
                     if let Some(r) = season.rates.get(p) {
                         f.set(format!("season_{s}_{}", p.key()), r);
                     }
@@ -231,8 +214,8 @@ fn component_key(c: Component) -> &'static str {
 
 /// The version the editor describes; field errors when a field cannot be read at all (the
 /// model's own validation of the whole tariff follows).
-pub fn parse_version(f: &Fields) -> Result<Version, Errors> {
-    let mut e = Errors::default();
+pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
+    let mut e = FieldErrors::default();
     let effective_from = date(f, &mut e, "effective_from", "Effective from");
     if f.get("effective_from").trim().is_empty() {
         e.add("effective_from", "Enter the date these rates take effect.");
@@ -269,18 +252,18 @@ pub fn parse_version(f: &Fields) -> Result<Version, Errors> {
                     })
                 };
                 let (from, to) = (day("from"), day("to"));
-                let mut rate = |p: Period| decimal(f, &mut e, &format!("season_{s}_{}", p.key()), p.label());
+                let mut rate = |p: TouPeriod| decimal(f, &mut e, &format!("season_{s}_{}", p.key()), p.label());
                 let rates = PeriodRates {
-                    peak: rate(Period::Peak),
-                    standard: rate(Period::Standard),
-                    off_peak: rate(Period::OffPeak),
+                    peak: rate(TouPeriod::Peak),
+                    standard: rate(TouPeriod::Standard),
+                    off_peak: rate(TouPeriod::OffPeak),
                 };
                 let mut windows = Vec::new();
                 for dt in DayType::ALL {
-                    let mut hours = [Period::OffPeak; 24];
+                    let mut hours = [TouPeriod::OffPeak; 24];
                     for (h, cell) in hours.iter_mut().enumerate() {
                         let key = format!("grid_{s}_{}_{h}", dt.key());
-                        match Period::parse(f.get(&key)) {
+                        match TouPeriod::parse(f.get(&key)) {
                             Some(p) => *cell = p,
                             None => e.add(
                                 &key,
@@ -307,7 +290,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, Errors> {
         Some(rate) => {
             let unit = if f.get("demand_unit") == "kW" { DemandUnit::KW } else { DemandUnit::KVA };
             let window_minutes = f.get("demand_window").parse().unwrap_or(0);
-            let periods = Period::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
+            let periods = TouPeriod::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
             Some(Demand { unit, window_minutes, rate, periods })
         }
     };
@@ -325,7 +308,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, Errors> {
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
     };
-    if e.is_empty() { Ok(v) } else { Err(e) }
+    e.or_ok(v)
 }
 
 #[cfg(test)]
@@ -337,7 +320,7 @@ mod tests {
         for json in [crate::tariffs::tests::ONTARIO_JSON, crate::tariffs::tests::HOMEFLEX_JSON] {
             let doc: model::TariffDoc = serde_json::from_str(json).unwrap();
             for v in &doc.versions {
-                let again = parse_version(&version_fields(Some(v))).unwrap_or_else(|e| panic!("{:?}", e.0));
+                let again = parse_version(&version_fields(Some(v))).unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(&again, v);
             }
         }

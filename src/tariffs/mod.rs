@@ -2,6 +2,7 @@
 //! history, and the cost engine that turns a site's 15-minute energy into an itemised bill in
 //! the site's local time (the site page's Cost tab, the Overview's month to date).
 
+pub mod bills;
 pub mod cost;
 pub mod db;
 pub mod engine;

@@ -123,11 +123,11 @@ pub struct PeriodRates {
 }
 
 impl PeriodRates {
-    pub fn get(&self, p: Period) -> Option<Decimal> {
+    pub fn get(&self, p: TouPeriod) -> Option<Decimal> {
         match p {
-            Period::Peak => self.peak,
-            Period::Standard => self.standard,
-            Period::OffPeak => self.off_peak,
+            TouPeriod::Peak => self.peak,
+            TouPeriod::Standard => self.standard,
+            TouPeriod::OffPeak => self.off_peak,
         }
     }
 }
@@ -139,7 +139,7 @@ pub struct Window {
     pub from: TimeOfDay,
     /// End (exclusive); `24:00` is the end of the day.
     pub to: TimeOfDay,
-    pub period: Period,
+    pub period: TouPeriod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,33 +188,33 @@ impl DayType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Period {
+pub enum TouPeriod {
     Peak,
     Standard,
     OffPeak,
 }
 
-impl Period {
-    pub const ALL: [Period; 3] = [Period::Peak, Period::Standard, Period::OffPeak];
+impl TouPeriod {
+    pub const ALL: [TouPeriod; 3] = [TouPeriod::Peak, TouPeriod::Standard, TouPeriod::OffPeak];
 
     pub fn key(self) -> &'static str {
         match self {
-            Period::Peak => "peak",
-            Period::Standard => "standard",
-            Period::OffPeak => "off_peak",
+            TouPeriod::Peak => "peak",
+            TouPeriod::Standard => "standard",
+            TouPeriod::OffPeak => "off_peak",
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Period::Peak => "Peak",
-            Period::Standard => "Standard",
-            Period::OffPeak => "Off-peak",
+            TouPeriod::Peak => "Peak",
+            TouPeriod::Standard => "Standard",
+            TouPeriod::OffPeak => "Off-peak",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Period> {
-        Period::ALL.into_iter().find(|p| p.key() == s)
+    pub fn parse(s: &str) -> Option<TouPeriod> {
+        TouPeriod::ALL.into_iter().find(|p| p.key() == s)
     }
 }
 
@@ -228,7 +228,7 @@ pub struct Demand {
     pub rate: Decimal,
     /// Only demand in these TOU periods counts (a TOU tariff); all times when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub periods: Vec<Period>,
+    pub periods: Vec<TouPeriod>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,7 +514,7 @@ fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
         if season.name.trim().is_empty() {
             p.add(format!("{at}.name"), "enter the season's name, e.g. High demand.");
         }
-        for period in Period::ALL {
+        for period in TouPeriod::ALL {
             if let Some(r) = season.rates.get(period) {
                 non_negative(p, &format!("{at}.rates.{}", period.key()), r);
             }
@@ -596,8 +596,8 @@ fn uncovered_ranges(owner: &[Option<usize>; SLOTS]) -> Vec<String> {
 }
 
 /// A validated TOU season as a lookup table: the period of every quarter hour per day type.
-pub fn period_table(season: &Season) -> [[Period; SLOTS]; 3] {
-    let mut table = [[Period::OffPeak; SLOTS]; 3];
+pub fn period_table(season: &Season) -> [[TouPeriod; SLOTS]; 3] {
+    let mut table = [[TouPeriod::OffPeak; SLOTS]; 3];
     for w in &season.windows {
         let row = &mut table[w.day_type.index()];
         row[w.from.slot().min(SLOTS)..w.to.slot().min(SLOTS)].fill(w.period);
@@ -606,7 +606,7 @@ pub fn period_table(season: &Season) -> [[Period; SLOTS]; 3] {
 }
 
 /// Windows from an hourly grid (the editor's): consecutive hours of one period become one window.
-pub fn windows_from_grid(day_type: DayType, hours: &[Period; 24]) -> Vec<Window> {
+pub fn windows_from_grid(day_type: DayType, hours: &[TouPeriod; 24]) -> Vec<Window> {
     let mut out: Vec<Window> = Vec::new();
     for (h, &period) in hours.iter().enumerate() {
         match out.last_mut() {
@@ -623,7 +623,7 @@ pub fn windows_from_grid(day_type: DayType, hours: &[Period; 24]) -> Vec<Window>
 }
 
 /// The period of each hour (its first quarter) for the editor's grid.
-pub fn grid_from_windows(season: &Season, day_type: DayType) -> [Option<Period>; 24] {
+pub fn grid_from_windows(season: &Season, day_type: DayType) -> [Option<TouPeriod>; 24] {
     let mut out = [None; 24];
     for w in season.windows.iter().filter(|w| w.day_type == day_type) {
         for (h, cell) in out.iter_mut().enumerate() {
@@ -644,7 +644,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn all_day(day_type: DayType, period: Period) -> Window {
+    fn all_day(day_type: DayType, period: TouPeriod) -> Window {
         Window { day_type, from: TimeOfDay { minutes: 0 }, to: TimeOfDay { minutes: 1440 }, period }
     }
 
@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn a_complete_tou_tariff_is_valid() {
-        let doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        let doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, TouPeriod::OffPeak)).collect());
         assert_eq!(validate(&doc), vec![]);
     }
 
@@ -691,17 +691,17 @@ mod tests {
                 day_type: DayType::Weekday,
                 from: TimeOfDay::parse("00:00").unwrap(),
                 to: TimeOfDay::parse("10:00").unwrap(),
-                period: Period::OffPeak,
+                period: TouPeriod::OffPeak,
             },
             Window {
                 day_type: DayType::Weekday,
                 from: TimeOfDay::parse("09:00").unwrap(),
                 to: TimeOfDay::parse("18:00").unwrap(),
-                period: Period::Peak,
+                period: TouPeriod::Peak,
             },
         ];
-        windows.push(all_day(DayType::Saturday, Period::OffPeak));
-        windows.push(all_day(DayType::Sunday, Period::OffPeak));
+        windows.push(all_day(DayType::Saturday, TouPeriod::OffPeak));
+        windows.push(all_day(DayType::Sunday, TouPeriod::OffPeak));
         let problems = validate(&tou(windows));
         assert_eq!(
             fields(&problems),
@@ -717,7 +717,7 @@ mod tests {
 
     #[test]
     fn seasons_must_cover_each_day_once() {
-        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, TouPeriod::OffPeak)).collect());
         let Energy::Tou(t) = &mut doc.versions[0].energy else { unreachable!() };
         t.seasons[0].from = MonthDay { month: 9, day: 1 };
         t.seasons[0].to = MonthDay { month: 5, day: 31 };
@@ -736,7 +736,7 @@ mod tests {
 
     #[test]
     fn a_used_period_needs_a_rate() {
-        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::Peak)).collect());
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, TouPeriod::Peak)).collect());
         let Energy::Tou(t) = &mut doc.versions[0].energy else { unreachable!() };
         t.seasons[0].rates.peak = None;
         let problems = validate(&doc);
@@ -762,7 +762,7 @@ mod tests {
 
     #[test]
     fn overlapping_versions_are_named() {
-        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, Period::OffPeak)).collect());
+        let mut doc = tou(DayType::ALL.into_iter().map(|d| all_day(d, TouPeriod::OffPeak)).collect());
         let mut second = doc.versions[0].clone();
         second.effective_from = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
         doc.versions.push(second);
@@ -785,9 +785,9 @@ mod tests {
 
     #[test]
     fn the_hourly_grid_round_trips_through_windows() {
-        let mut hours = [Period::OffPeak; 24];
-        hours[6..9].fill(Period::Peak);
-        hours[9..17].fill(Period::Standard);
+        let mut hours = [TouPeriod::OffPeak; 24];
+        hours[6..9].fill(TouPeriod::Peak);
+        hours[9..17].fill(TouPeriod::Standard);
         let windows = windows_from_grid(DayType::Weekday, &hours);
         assert_eq!(windows.len(), 4);
         assert_eq!((windows[1].from.to_string(), windows[1].to.to_string()), ("06:00".into(), "09:00".into()));

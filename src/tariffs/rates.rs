@@ -9,15 +9,14 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::db::{self, AssignmentRow, MunicipalityRow, TariffRow};
-use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, Errors, Fields, SEASON_SLOTS};
+use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, Fields, SEASON_SLOTS};
 use super::model::{self, Problem, TariffDoc};
 use crate::change::Change;
-use crate::error::{AppError, AppResult, violated_constraint};
+use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
 use crate::state::AppState;
-use crate::web::client::ClientAddr;
 use crate::web::page::Page;
 use crate::web::render;
-use crate::web::session::RequireAdmin;
+use crate::web::session::{ActingAdmin, RequireAdmin};
 
 type PostedPairs = axum::Form<Vec<(String, String)>>;
 
@@ -66,14 +65,14 @@ struct RatesPage {
     assignments: Vec<AssignmentRow>,
     /// The add-a-municipality form.
     municipality: Fields,
-    municipality_errors: Errors,
+    municipality_errors: FieldErrors,
     /// The import form.
     import_json: String,
     import_municipality: String,
     import_problems: Vec<Problem>,
     /// The assignment form.
     assign: Fields,
-    assign_errors: Errors,
+    assign_errors: FieldErrors,
 }
 
 impl RatesPage {
@@ -85,12 +84,12 @@ impl RatesPage {
             sites: crate::sites::db::site_names(&state.db).await?,
             assignments: db::assignments(&state.db, None).await?,
             municipality: Fields::default(),
-            municipality_errors: Errors::default(),
+            municipality_errors: FieldErrors::default(),
             import_json: String::new(),
             import_municipality: String::new(),
             import_problems: Vec::new(),
             assign: Fields::default(),
-            assign_errors: Errors::default(),
+            assign_errors: FieldErrors::default(),
         })
     }
 }
@@ -105,38 +104,35 @@ pub async fn overview(
 
 // ---------------------------------------------------------------- municipalities
 
-const DUPLICATE_MUNICIPALITY: &str = "A municipality with this name already exists.";
+fn duplicate_municipality() -> FieldErrors {
+    FieldErrors::of("name", "A municipality with this name already exists.")
+}
 
 pub async fn create_municipality(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(pairs): PostedPairs,
 ) -> AppResult<Response> {
     let fields = Fields::from_pairs(pairs);
-    let invalid = |page, errors| async {
-        let mut p = RatesPage::load(&state, page).await?;
-        p.municipality = fields.clone();
-        p.municipality_errors = errors;
-        Ok::<_, AppError>(unprocessable(render(&p)?))
+    let created = async {
+        let m = forms::parse_municipality(&fields)?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        db::save_municipality(change.db(), None, &m)
+            .await
+            .on_constraint(db::MUNICIPALITY_NAME_UNIQUE, duplicate_municipality)?;
+        state.commit(change, "municipality.created", Some(&m.name), serde_json::json!({})).await?;
+        Ok::<_, AppError>(())
     };
-    let m = match forms::parse_municipality(&fields) {
-        Ok(m) => m,
-        Err(errors) => return invalid(page, errors).await,
-    };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    match db::save_municipality(change.db(), None, &m).await {
-        Ok(_) => {}
-        Err(e) if violated_constraint(&e) == Some(db::MUNICIPALITY_NAME_UNIQUE) => {
-            let mut errors = Errors::default();
-            errors.0.insert("name".into(), DUPLICATE_MUNICIPALITY.into());
-            return invalid(page, errors).await;
+    match created.await.field_errors()? {
+        Ok(()) => Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response()),
+        Err(errors) => {
+            let mut p = RatesPage::load(&state, page).await?;
+            p.municipality = fields;
+            p.municipality_errors = errors;
+            Ok(unprocessable(render(&p)?))
         }
-        Err(e) => return Err(e.into()),
     }
-    state.commit(change, "municipality.created", Some(&m.name), serde_json::json!({})).await?;
-    Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response())
 }
 
 #[derive(Template)]
@@ -147,7 +143,7 @@ struct MunicipalityPage {
     stored_name: String,
     tariffs: i64,
     form: Fields,
-    errors: Errors,
+    errors: FieldErrors,
 }
 
 pub async fn edit_municipality(
@@ -164,57 +160,50 @@ pub async fn edit_municipality(
         stored_name: row.m.name,
         tariffs: row.tariffs,
         form,
-        errors: Errors::default(),
+        errors: FieldErrors::default(),
     })
 }
 
 pub async fn update_municipality(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path(id): Path<i32>,
     axum::Form(pairs): PostedPairs,
 ) -> AppResult<Response> {
     let row = db::municipality(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let form = Fields::from_pairs(pairs);
-    let invalid = |page, form, errors| {
-        let p = MunicipalityPage { page, id, stored_name: row.m.name.clone(), tariffs: row.tariffs, form, errors };
-        Ok(unprocessable(render(&p)?))
+    let updated = async {
+        let m = forms::parse_municipality(&form)?;
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        db::save_municipality(change.db(), Some(id), &m)
+            .await
+            .on_constraint(db::MUNICIPALITY_NAME_UNIQUE, duplicate_municipality)?
+            .ok_or(AppError::NotFound)?;
+        state.commit(change, "municipality.updated", Some(&m.name), serde_json::json!({})).await?;
+        Ok::<_, AppError>(())
     };
-    let m = match forms::parse_municipality(&form) {
-        Ok(m) => m,
-        Err(errors) => return invalid(page, form, errors),
-    };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    match db::save_municipality(change.db(), Some(id), &m).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(AppError::NotFound),
-        Err(e) if violated_constraint(&e) == Some(db::MUNICIPALITY_NAME_UNIQUE) => {
-            let mut errors = Errors::default();
-            errors.0.insert("name".into(), DUPLICATE_MUNICIPALITY.into());
-            return invalid(page, form, errors);
+    match updated.await.field_errors()? {
+        Ok(()) => Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response()),
+        Err(errors) => {
+            let p = MunicipalityPage { page, id, stored_name: row.m.name, tariffs: row.tariffs, form, errors };
+            Ok(unprocessable(render(&p)?))
         }
-        Err(e) => return Err(e.into()),
     }
-    state.commit(change, "municipality.updated", Some(&m.name), serde_json::json!({})).await?;
-    Ok(Redirect::to("/settings/rates?notice=municipality-saved").into_response())
 }
 
 pub async fn delete_municipality(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let name = match db::delete_municipality(change.db(), id).await {
-        Ok(name) => name.ok_or(AppError::NotFound)?,
-        Err(e) if violated_constraint(&e) == Some(db::TARIFF_MUNICIPALITY_FK) => {
-            return Err(AppError::BadRequest("This municipality still has tariffs: delete or move them first.".into()));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let name = db::delete_municipality(change.db(), id)
+        .await
+        .on_constraint(db::TARIFF_MUNICIPALITY_FK, || {
+            AppError::BadRequest("This municipality still has tariffs: delete or move them first.".into())
+        })?
+        .ok_or(AppError::NotFound)?;
     state.commit(change, "municipality.deleted", Some(&name), serde_json::json!({})).await?;
     Ok(Redirect::to("/settings/rates?notice=municipality-deleted").into_response())
 }
@@ -234,7 +223,7 @@ struct TariffPage {
     editing: usize,
     municipalities: Vec<MunicipalityRow>,
     form: Fields,
-    errors: Errors,
+    errors: FieldErrors,
     problems: Vec<Problem>,
     season_slots: Vec<usize>,
     block_slots: Vec<usize>,
@@ -266,7 +255,7 @@ async fn tariff_page(
     stored: Option<&TariffDoc>,
     editing: usize,
     form: Fields,
-    errors: Errors,
+    errors: FieldErrors,
     problems: Vec<Problem>,
 ) -> AppResult<Html<String>> {
     render(&TariffPage {
@@ -296,7 +285,7 @@ pub async fn new_tariff(
     RequireAdmin(_): RequireAdmin,
     page: Page,
 ) -> AppResult<Html<String>> {
-    tariff_page(&state, page, None, None, 0, forms::version_fields(None), Errors::default(), Vec::new()).await
+    tariff_page(&state, page, None, None, 0, forms::version_fields(None), FieldErrors::default(), Vec::new()).await
 }
 
 pub async fn edit_tariff(
@@ -317,34 +306,31 @@ pub async fn edit_tariff(
     }
     form.0.insert("name".into(), row.doc.name.clone());
     form.0.insert("municipality_id".into(), row.municipality_id.to_string());
-    tariff_page(&state, page, Some(id), Some(&row.doc), editing, form, Errors::default(), Vec::new()).await
+    tariff_page(&state, page, Some(id), Some(&row.doc), editing, form, FieldErrors::default(), Vec::new()).await
 }
 
 pub async fn create_tariff(
     state: State<AppState>,
-    admin: RequireAdmin,
-    ip: ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     form: PostedPairs,
 ) -> AppResult<Response> {
-    save_tariff(state, admin, ip, page, None, form).await
+    save_tariff(state, admin, page, None, form).await
 }
 
 pub async fn update_tariff(
     state: State<AppState>,
-    admin: RequireAdmin,
-    ip: ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     Path(id): Path<i32>,
     form: PostedPairs,
 ) -> AppResult<Response> {
-    save_tariff(state, admin, ip, page, Some(id), form).await
+    save_tariff(state, admin, page, Some(id), form).await
 }
 
 async fn save_tariff(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     id: Option<i32>,
     axum::Form(pairs): PostedPairs,
@@ -356,61 +342,55 @@ async fn save_tariff(
     let form = Fields::from_pairs(pairs);
     let count = stored.as_ref().map_or(0, |d| d.versions.len());
     let editing = form.get("version").parse::<usize>().unwrap_or(count).min(count);
-    let mut errors = Errors::default();
-    let municipality_id = form.get("municipality_id").parse::<i32>().ok();
-    if municipality_id.is_none() {
-        errors.0.insert("municipality_id".into(), "Choose the municipality the tariff belongs to.".into());
-    }
-    let version = match forms::parse_version(&form) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.0.extend(e.0);
-            None
+    let saved = async {
+        let mut errors = FieldErrors::default();
+        let municipality_id = form.get("municipality_id").parse::<i32>().ok();
+        if municipality_id.is_none() {
+            errors.add("municipality_id", "Choose the municipality the tariff belongs to.");
         }
-    };
-    let (Some(version), Some(municipality_id), true) = (version, municipality_id, errors.is_empty()) else {
-        let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, Vec::new()).await?;
-        return Ok(unprocessable(html));
-    };
-    let mut doc = stored.clone().unwrap_or(TariffDoc { name: String::new(), source: String::new(), versions: vec![] });
-    doc.name = form.get("name").trim().to_string();
-    if editing < doc.versions.len() {
-        doc.versions[editing] = version;
-    } else {
-        doc.versions.push(version);
-    }
-    let problems = model::validate(&doc);
-    if !problems.is_empty() {
-        let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, problems).await?;
-        return Ok(unprocessable(html));
-    }
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let saved = match db::save_tariff(change.db(), id, municipality_id, &doc).await {
-        Ok(saved) => saved.ok_or(AppError::NotFound)?,
-        Err(e) if violated_constraint(&e) == Some(db::TARIFF_NAME_UNIQUE) => {
-            let mut errors = Errors::default();
-            errors.0.insert("name".into(), "This municipality already has a tariff with this name.".into());
-            let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, Vec::new()).await?;
-            return Ok(unprocessable(html));
+        let version = forms::parse_version(&form).map_err(|e| errors.merge(e)).ok();
+        let (Some(version), Some(municipality_id)) = (version, municipality_id) else { return Err(errors.into()) };
+        let mut doc =
+            stored.clone().unwrap_or(TariffDoc { name: String::new(), source: String::new(), versions: vec![] });
+        doc.name = form.get("name").trim().to_string();
+        if editing < doc.versions.len() {
+            doc.versions[editing] = version;
+        } else {
+            doc.versions.push(version);
         }
-        Err(e) if violated_constraint(&e) == Some(db::TARIFF_MUNICIPALITY_FK) => {
-            let mut errors = Errors::default();
-            errors.0.insert("municipality_id".into(), "That municipality no longer exists.".into());
-            let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, Vec::new()).await?;
-            return Ok(unprocessable(html));
+        let problems = model::validate(&doc);
+        if !problems.is_empty() {
+            return Ok(Err(problems));
         }
-        Err(e) => return Err(e.into()),
+        let mut change = Change::begin(&state.db, admin.actor()).await?;
+        let saved = db::save_tariff(change.db(), id, municipality_id, &doc)
+            .await
+            .on_constraint(db::TARIFF_NAME_UNIQUE, || {
+                FieldErrors::of("name", "This municipality already has a tariff with this name.")
+            })
+            .on_constraint(db::TARIFF_MUNICIPALITY_FK, || {
+                FieldErrors::of("municipality_id", "That municipality no longer exists.")
+            })?
+            .ok_or(AppError::NotFound)?;
+        let action = if id.is_some() { "tariff.updated" } else { "tariff.created" };
+        state.commit(change, action, Some(&doc.name), serde_json::json!({ "id": saved })).await?;
+        Ok(Ok(saved))
     };
-    let action = if id.is_some() { "tariff.updated" } else { "tariff.created" };
-    state.commit(change, action, Some(&doc.name), serde_json::json!({ "id": saved })).await?;
-    Ok(Redirect::to(&format!("/settings/rates/tariffs/{saved}?notice=tariff-saved")).into_response())
+    let (errors, problems) = match saved.await.field_errors()? {
+        Ok(Ok(saved)) => {
+            return Ok(Redirect::to(&format!("/settings/rates/tariffs/{saved}?notice=tariff-saved")).into_response());
+        }
+        Ok(Err(problems)) => (FieldErrors::default(), problems),
+        Err(errors) => (errors, Vec::new()),
+    };
+    let html = tariff_page(&state, page, id, stored.as_ref(), editing, form, errors, problems).await?;
+    Ok(unprocessable(html))
 }
 
 /// Removes one version (a tariff keeps at least one).
 pub async fn delete_version(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     Path((id, index)): Path<(i32, usize)>,
 ) -> AppResult<Response> {
     let mut row = db::tariff(&state.db, id).await?.ok_or(AppError::NotFound)?;
@@ -421,7 +401,7 @@ pub async fn delete_version(
         return Err(AppError::BadRequest("A tariff keeps at least one version; delete the tariff instead.".into()));
     }
     row.doc.versions.remove(index);
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     db::save_tariff(change.db(), Some(id), row.municipality_id, &row.doc).await?.ok_or(AppError::NotFound)?;
     state.commit(change, "tariff.updated", Some(&row.doc.name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-saved")).into_response())
@@ -429,20 +409,18 @@ pub async fn delete_version(
 
 pub async fn delete_tariff(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     Path(id): Path<i32>,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let name = match db::delete_tariff(change.db(), id).await {
-        Ok(name) => name.ok_or(AppError::NotFound)?,
-        Err(e) if violated_constraint(&e) == Some(db::SITE_TARIFF_FK) => {
-            return Err(AppError::BadRequest(
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let name = db::delete_tariff(change.db(), id)
+        .await
+        .on_constraint(db::SITE_TARIFF_FK, || {
+            AppError::BadRequest(
                 "Sites have (had) this tariff; their bills need it. Remove it from their tariff history first.".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+            )
+        })?
+        .ok_or(AppError::NotFound)?;
     state.commit(change, "tariff.deleted", Some(&name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to("/settings/rates?notice=tariff-deleted").into_response())
 }
@@ -488,8 +466,7 @@ pub struct ImportForm {
 
 pub async fn import(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(form): axum::Form<ImportForm>,
 ) -> AppResult<Response> {
@@ -504,31 +481,32 @@ pub async fn import(
         }]),
         Some(_) => parse_import(&form.json),
     };
-    let doc = match result {
-        Ok(doc) => doc,
-        Err(problems) => {
-            let mut p = RatesPage::load(&state, page).await?;
-            p.import_json = form.json;
-            p.import_municipality = form.municipality_id;
-            p.import_problems = problems;
-            return Ok(unprocessable(render(&p)?));
-        }
+    let refuse = |problems: Vec<Problem>| async {
+        let mut p = RatesPage::load(&state, page).await?;
+        p.import_json = form.json.clone();
+        p.import_municipality = form.municipality_id.clone();
+        p.import_problems = problems;
+        Ok::<_, AppError>(unprocessable(render(&p)?))
     };
-    let Some(m) = municipality else { return Err(AppError::NotFound) };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
-    let id = match db::save_tariff(change.db(), None, m.id, &doc).await {
+    let (doc, m) = match (result, municipality) {
+        (Ok(doc), Some(m)) => (doc, m),
+        (Err(problems), _) => return refuse(problems).await,
+        (Ok(_), None) => return Err(AppError::NotFound),
+    };
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let taken = || {
+        let message = format!("{} already has a tariff named “{}”; rename it in the JSON.", m.m.name, doc.name);
+        FieldErrors::of("name", message)
+    };
+    let saved = db::save_tariff(change.db(), None, m.id, &doc).await.on_constraint(db::TARIFF_NAME_UNIQUE, taken);
+    let id = match saved.field_errors()? {
         Ok(id) => id.ok_or(AppError::NotFound)?,
-        Err(e) if violated_constraint(&e) == Some(db::TARIFF_NAME_UNIQUE) => {
-            let mut p = RatesPage::load(&state, page).await?;
-            p.import_json = form.json;
-            p.import_municipality = form.municipality_id;
-            p.import_problems = vec![Problem {
-                field: "name".into(),
-                message: format!("{} already has a tariff named “{}”; rename it in the JSON.", m.m.name, doc.name),
-            }];
-            return Ok(unprocessable(render(&p)?));
+        Err(errors) => {
+            drop(change);
+            let problems =
+                errors.iter().map(|(field, message)| Problem { field: field.into(), message: message.into() });
+            return refuse(problems.collect()).await;
         }
-        Err(e) => return Err(e.into()),
     };
     state.commit(change, "tariff.imported", Some(&doc.name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-imported")).into_response())
@@ -538,13 +516,12 @@ pub async fn import(
 
 pub async fn assign(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     page: Page,
     axum::Form(pairs): PostedPairs,
 ) -> AppResult<Response> {
     let form = Fields::from_pairs(pairs);
-    let mut errors = Errors::default();
+    let mut errors = FieldErrors::default();
     let site = form.get("site_id").parse::<i32>().ok();
     let tariff = form.get("tariff_id").parse::<i32>().ok();
     let from = NaiveDate::parse_from_str(form.get("effective_from").trim(), "%Y-%m-%d").ok();
@@ -557,16 +534,13 @@ pub async fn assign(
         None => None,
     };
     if site_row.is_none() {
-        errors.0.insert("site_id".into(), "Choose a site.".into());
+        errors.add("site_id", "Choose a site.");
     }
     if tariff_row.is_none() {
-        errors.0.insert("tariff_id".into(), "Choose a tariff.".into());
+        errors.add("tariff_id", "Choose a tariff.");
     }
     if from.is_none() {
-        errors.0.insert(
-            "effective_from".into(),
-            "Enter the first day (YYYY-MM-DD, the site's local date) it applies.".into(),
-        );
+        errors.add("effective_from", "Enter the first day (YYYY-MM-DD, the site's local date) it applies.");
     }
     let (Some(site), Some(tariff), Some(from)) = (site_row, tariff_row, from) else {
         let mut p = RatesPage::load(&state, page).await?;
@@ -574,7 +548,7 @@ pub async fn assign(
         p.assign_errors = errors;
         return Ok(unprocessable(render(&p)?));
     };
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     db::assign(change.db(), site.id, from, tariff.id).await?;
     let detail = serde_json::json!({ "tariff": tariff.doc.name, "from": from });
     state.commit(change, "site.tariff-assigned", Some(&site.name), detail).await?;
@@ -589,11 +563,10 @@ pub struct UnassignForm {
 
 pub async fn unassign(
     State(state): State<AppState>,
-    RequireAdmin(admin): RequireAdmin,
-    ClientAddr(ip): ClientAddr,
+    admin: ActingAdmin,
     axum::Form(form): axum::Form<UnassignForm>,
 ) -> AppResult<Response> {
-    let mut change = Change::begin(&state.db, admin.actor(ip)).await?;
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
     if !db::unassign(change.db(), form.site_id, form.effective_from).await? {
         return Err(AppError::NotFound);
     }

@@ -9,9 +9,10 @@ use chrono_tz::Tz;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use super::engine::{self, Assignment, Bill, BillInput, LineKind, SiteInterval, Tariff};
+use super::engine::{self, Assignment, Bill, BillInput, LineKind, Tariff};
 use super::local::Period;
 use super::model::*;
+use crate::measurements::energy::SiteInterval;
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -62,10 +63,10 @@ fn tou(windows: Vec<Window>, holidays_as: DayType) -> Energy {
     })
 }
 
-fn window(day_type: DayType, from: &str, to: &str, period: Period_) -> Window {
+fn window(day_type: DayType, from: &str, to: &str, period: TouPeriod) -> Window {
     Window { day_type, from: t(from), to: t(to), period }
 }
-use super::model::Period as Period_;
+use super::model::TouPeriod;
 
 /// Every interval of `period` in `tz`, energy from `f(local start)` as (import, export, VAh) Wh.
 fn intervals(tz: Tz, period: Period, mut f: impl FnMut(NaiveDateTime) -> (f64, f64, f64)) -> Vec<SiteInterval> {
@@ -125,9 +126,9 @@ fn the_repeated_and_the_missing_hour_fall_in_their_local_windows() {
     // Peak 01:00–02:00 local, every day type.
     let mut windows = Vec::new();
     for dt in DayType::ALL {
-        windows.push(window(dt, "00:00", "01:00", Period_::OffPeak));
-        windows.push(window(dt, "01:00", "02:00", Period_::Peak));
-        windows.push(window(dt, "02:00", "24:00", Period_::OffPeak));
+        windows.push(window(dt, "00:00", "01:00", TouPeriod::OffPeak));
+        windows.push(window(dt, "01:00", "02:00", TouPeriod::Peak));
+        windows.push(window(dt, "02:00", "24:00", TouPeriod::OffPeak));
     }
     let tariff = assign(vec![version(tou(windows, DayType::Sunday))], municipality(vec![]));
     // 25-hour day: 01:00–02:00 happens twice (8 intervals); 23-hour day: it never happens.
@@ -145,9 +146,9 @@ fn johannesburg_days_are_always_96_intervals_and_windows_are_local() {
     let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
     let mut windows = Vec::new();
     for dt in DayType::ALL {
-        windows.push(window(dt, "00:00", "18:00", Period_::OffPeak));
-        windows.push(window(dt, "18:00", "20:00", Period_::Peak));
-        windows.push(window(dt, "20:00", "24:00", Period_::OffPeak));
+        windows.push(window(dt, "00:00", "18:00", TouPeriod::OffPeak));
+        windows.push(window(dt, "18:00", "20:00", TouPeriod::Peak));
+        windows.push(window(dt, "20:00", "24:00", TouPeriod::OffPeak));
     }
     let tariff = assign(vec![version(tou(windows, DayType::Sunday))], municipality(vec![]));
     let period = Period::month(2026, 10, 1).unwrap();
@@ -162,9 +163,9 @@ fn johannesburg_days_are_always_96_intervals_and_windows_are_local() {
 #[test]
 fn a_public_holiday_is_billed_as_the_chosen_day_type() {
     let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
-    let mut windows = vec![window(DayType::Weekday, "00:00", "24:00", Period_::Peak)];
-    windows.push(window(DayType::Saturday, "00:00", "24:00", Period_::Standard));
-    windows.push(window(DayType::Sunday, "00:00", "24:00", Period_::OffPeak));
+    let mut windows = vec![window(DayType::Weekday, "00:00", "24:00", TouPeriod::Peak)];
+    windows.push(window(DayType::Saturday, "00:00", "24:00", TouPeriod::Standard));
+    windows.push(window(DayType::Sunday, "00:00", "24:00", TouPeriod::OffPeak));
     // 2026-06-16 (Youth Day) is a Tuesday.
     let period = Period { start: d(2026, 6, 15), end: d(2026, 6, 18) };
     for (holidays_as, description) in
@@ -214,9 +215,9 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
     let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
     let mut windows = Vec::new();
     for dt in DayType::ALL {
-        windows.push(window(dt, "00:00", "17:00", Period_::OffPeak));
-        windows.push(window(dt, "17:00", "19:00", Period_::Peak));
-        windows.push(window(dt, "19:00", "24:00", Period_::OffPeak));
+        windows.push(window(dt, "00:00", "17:00", TouPeriod::OffPeak));
+        windows.push(window(dt, "17:00", "19:00", TouPeriod::Peak));
+        windows.push(window(dt, "19:00", "24:00", TouPeriod::OffPeak));
     }
     let period = Period::month(2026, 6, 1).unwrap();
     // 2 kWh per interval (8 kW), 2.5 kVAh; a 03:00–03:15 spike of 10 kWh (off-peak) on the 2nd
@@ -232,7 +233,7 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
         };
         (e, 0.0, e * 1.25)
     });
-    let demand = |unit, minutes, periods: Vec<Period_>| {
+    let demand = |unit, minutes, periods: Vec<TouPeriod>| {
         let mut v = version(tou(windows.clone(), DayType::Sunday));
         v.demand = Some(Demand { unit, window_minutes: minutes, rate: dec("100"), periods });
         assign(vec![v], municipality(vec![]))
@@ -245,11 +246,14 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
     // 30 minutes: the spike averages (10 + 2) / 0.5 = 24 kW, 17:30–18:00 is (5 + 5) / 0.5 = 20.
     assert_eq!(max(&run(joburg, period, &demand(DemandUnit::KW, 30, vec![]), &data)).quantity, dec("24"));
     // Peak only: 20 kW, in kVA 25.
-    let l = max(&run(joburg, period, &demand(DemandUnit::KVA, 30, vec![Period_::Peak]), &data));
+    let l = max(&run(joburg, period, &demand(DemandUnit::KVA, 30, vec![TouPeriod::Peak]), &data));
     assert_eq!(l.quantity, dec("25"));
     assert!(l.note.contains("2026-06-03 17:30–18:00"), "{}", l.note);
     // 60 minutes, peak: 17:00–18:00 holds 2 + 2 + 5 + 5 = 14 kWh: 14 kW.
-    assert_eq!(max(&run(joburg, period, &demand(DemandUnit::KW, 60, vec![Period_::Peak]), &data)).quantity, dec("14"));
+    assert_eq!(
+        max(&run(joburg, period, &demand(DemandUnit::KW, 60, vec![TouPeriod::Peak]), &data)).quantity,
+        dec("14")
+    );
 }
 
 #[test]
@@ -296,20 +300,20 @@ fn additive_version() -> impl Strategy<Value = Version> {
                         day_type: dt,
                         from: TimeOfDay { minutes: 0 },
                         to: TimeOfDay { minutes: a * 60 },
-                        period: Period_::OffPeak,
+                        period: TouPeriod::OffPeak,
                     });
                     windows.push(Window {
                         day_type: dt,
                         from: TimeOfDay { minutes: a * 60 },
                         to: TimeOfDay { minutes: b * 60 },
-                        period: Period_::Peak,
+                        period: TouPeriod::Peak,
                     });
                     if b < 24 {
                         windows.push(Window {
                             day_type: dt,
                             from: TimeOfDay { minutes: b * 60 },
                             to: TimeOfDay { minutes: 1440 },
-                            period: Period_::OffPeak,
+                            period: TouPeriod::OffPeak,
                         });
                     }
                 }

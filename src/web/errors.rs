@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use tower_http::request_id::RequestId;
@@ -42,7 +42,7 @@ pub async fn render_errors(State(state): State<AppState>, req: Request, next: Ne
     let body = match page {
         None => {
             let json = serde_json::json!({ "error": info.message, "requestId": request_id });
-            new_parts.headers.insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+            new_parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             json.to_string().into_response().into_body()
         }
         Some(page) => {
@@ -50,7 +50,7 @@ pub async fn render_errors(State(state): State<AppState>, req: Request, next: Ne
                 ErrorPage { page, status: status.as_u16(), title: info.title, message: info.message, request_id }
                     .render()
                     .unwrap_or_else(|_| "Something went wrong.".into());
-            new_parts.headers.insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
+            new_parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             Html(html).into_response().into_body()
         }
     };

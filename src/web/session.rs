@@ -8,9 +8,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 
+use crate::auth::audit::Actor;
 use crate::auth::sessions::{Activity, SessionUser};
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::web::client::ClientAddr;
 
 /// The request's session, as resolved by [`resolve`].
 #[derive(Debug, Clone, Default)]
@@ -92,6 +94,29 @@ impl<S: Send + Sync> FromRequestParts<S> for RequireAdmin {
         } else {
             Err(AppError::Forbidden("This page is for administrators.".into()).into_response())
         }
+    }
+}
+
+/// A signed-in admin making a change, with the client address the audit log records: what
+/// every admin write handler takes.
+pub struct ActingAdmin {
+    pub user: SessionUser,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl ActingAdmin {
+    /// The admin as the author of a [`Change`](crate::change::Change).
+    pub fn actor(&self) -> Actor {
+        self.user.actor(self.ip)
+    }
+}
+
+impl FromRequestParts<AppState> for ActingAdmin {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let RequireAdmin(user) = RequireAdmin::from_request_parts(parts, state).await?;
+        let Ok(ClientAddr(ip)) = ClientAddr::from_request_parts(parts, state).await;
+        Ok(ActingAdmin { user, ip })
     }
 }
 

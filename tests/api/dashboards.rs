@@ -276,7 +276,8 @@ fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
 #[sqlx::test]
 async fn the_overview_shows_live_power_todays_and_this_months_energy_and_cost_and_who_is_down(pool: PgPool) {
     use chrono::{Datelike, TimeDelta, TimeZone};
-    use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading, rollup};
+    use tau_acuvim_portal::measurements::energy::rollup;
+    use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
     let app = TestApp::new(pool.clone()).await;
     let mut b = admin(&app).await;
     let now = app.clock.now();

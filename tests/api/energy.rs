@@ -1,13 +1,16 @@
 //! Energy intervals from readings written through the store's one write path, rolled up by the
-//! real job functions against the real PostgreSQL, and the `tau-portal rollup` command.
+//! real job functions against the real PostgreSQL, and the `tau-portal rollup` command. The
+//! owner's own tests: the one place outside `measurements::energy` that names its tables, to
+//! damage them (a rebuild repairs them) and to check what the owner promises about them.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use tau_acuvim_portal::db::migrate::{self, MIGRATOR};
-use tau_acuvim_portal::measurements::energy::WRAP_WH;
-use tau_acuvim_portal::measurements::{self, Reading, rebuild, rollup};
+use tau_acuvim_portal::measurements::energy::maths::WRAP_WH;
+use tau_acuvim_portal::measurements::energy::{self, SiteRange, rebuild, rollup};
+use tau_acuvim_portal::measurements::{self, Reading};
 
 use crate::helpers::{Portal, TestApp, TestDb, production_env, site_with_devices, wait_for};
 
@@ -43,18 +46,13 @@ async fn write(db: &PgPool, device: i32, readings: &[(i64, f64)]) {
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 struct Row {
-    #[sqlx(rename = "Start")]
     start: DateTime<Utc>,
-    #[sqlx(rename = "ImportWh")]
     import_wh: f64,
-    #[sqlx(rename = "MaxW")]
     max_w: Option<f32>,
-    #[sqlx(rename = "Samples")]
     samples: i32,
-    #[sqlx(rename = "Estimated")]
     estimated: bool,
-    #[sqlx(rename = "CounterReset")]
     counter_reset: bool,
 }
 
@@ -416,16 +414,31 @@ async fn the_rollup_command_rebuilds_a_range_and_the_portal_runs_the_job() {
     assert_eq!(n, 96);
 }
 
-/// Site totals from the site rollup, as (SiteId, import Wh, device rows), every site.
-async fn site_totals(db: &PgPool) -> Vec<(i32, f64, i64)> {
-    measurements::site_rollup::refresh(db).await.unwrap();
-    sqlx::query_as(
+/// Site totals from the site rollup, as (SiteId, import Wh, device rows), every site. The
+/// energy door's answer for `sites`, read before the refresh, agrees with them.
+async fn site_totals(db: &PgPool, sites: &[i32]) -> Vec<(i32, f64, i64)> {
+    let ranges: Vec<SiteRange> = sites.iter().map(|&site| SiteRange { site, from: at(-1440), to: at(1440) }).collect();
+    let door: Vec<(i32, f64, i64)> = energy::sites_intervals(db, &ranges)
+        .await
+        .unwrap()
+        .iter()
+        .zip(sites)
+        .filter(|(e, _)| !e.intervals.is_empty())
+        .map(|(e, &site)| {
+            let wh: f64 = e.intervals.iter().map(|i| i.import_wh).sum();
+            (site, wh, e.intervals.iter().map(|i| i64::from(i.rows)).sum())
+        })
+        .collect();
+    energy::refresh_site_sums(db).await.unwrap();
+    let stored: Vec<(i32, f64, i64)> = sqlx::query_as(
         r#"SELECT "SiteId", sum("ImportWh"), sum("Rows")::int8 FROM monitoring."SiteEnergyIntervals"
            GROUP BY "SiteId" ORDER BY "SiteId""#,
     )
     .fetch_all(db)
     .await
-    .unwrap()
+    .unwrap();
+    assert_eq!(door, stored, "the door is as fresh as the device intervals before any refresh");
+    stored
 }
 
 #[sqlx::test]
@@ -447,7 +460,8 @@ async fn site_sums_follow_their_devices_through_rollups_moves_and_deletes(pool: 
     write(&pool, a, &[(0, 0.0), (60, 1_000.0)]).await;
     write(&pool, b, &[(0, 0.0), (60, 2_000.0)]).await;
     rollup::run_once(&pool, at(61)).await.unwrap();
-    assert_eq!(site_totals(&pool).await, [(site_a, 1_000.0, 5), (site_b, 2_000.0, 5)]);
+    let sites = [site_a, site_b];
+    assert_eq!(site_totals(&pool, &sites).await, [(site_a, 1_000.0, 5), (site_b, 2_000.0, 5)]);
 
     // More readings: the job's run refreshes the sums too.
     write(&pool, a, &[(120, 1_500.0)]).await;
@@ -467,16 +481,16 @@ async fn site_sums_follow_their_devices_through_rollups_moves_and_deletes(pool: 
         .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(site_totals(&pool).await, [(site_a, 3_500.0, 9 + 5)]);
+    assert_eq!(site_totals(&pool, &sites).await, [(site_a, 3_500.0, 9 + 5)]);
 
     // Device a is deleted: its energy leaves the site, and its intervals go with it.
     sqlx::query(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1"#).bind(a).execute(&pool).await.unwrap();
-    assert_eq!(site_totals(&pool).await, [(site_a, 2_000.0, 5)]);
+    assert_eq!(site_totals(&pool, &sites).await, [(site_a, 2_000.0, 5)]);
     assert!(intervals(&pool, a).await.is_empty(), "the trigger deletes a deleted device's intervals");
 
     // A site deleted with its devices leaves nothing queued or summed behind.
     sqlx::query(r#"DELETE FROM monitoring."Sites" WHERE "Id" = $1"#).bind(site_a).execute(&pool).await.unwrap();
-    assert_eq!(site_totals(&pool).await, []);
+    assert_eq!(site_totals(&pool, &sites).await, []);
     let queued: i64 =
         sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."SiteEnergyStale""#).fetch_one(&pool).await.unwrap();
     assert_eq!(queued, 0);

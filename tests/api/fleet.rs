@@ -503,6 +503,31 @@ mod ingest {
         assert!(!res.body.contains("BBB0001"));
     }
 
+    /// A new batch holding rows the Admin has (a re-sent late range) cannot take the direct COPY:
+    /// it goes through the staging table, storing only the new rows and counting the others.
+    #[sqlx::test]
+    async fn a_batch_overlapping_stored_rows_stores_only_the_new_ones(pool: PgPool) {
+        let app = admin_app(pool).await;
+        let (a, token) = customer(&app, "AAA0001").await;
+        for batch in inventory(&[1]) {
+            post(&app, Some(&token), batch.encode().unwrap()).await;
+        }
+        let (_, first) = post(&app, Some(&token), readings(1, 10).encode().unwrap()).await;
+        assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(10), Some(0)), "{first}");
+        let (status, overlap) = post(&app, Some(&token), readings(1, 25).encode().unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((overlap["accepted"].as_u64(), overlap["duplicates"].as_u64()), (Some(15), Some(10)), "{overlap}");
+        assert_eq!(rows_of(&app, a).await, 25);
+        let values: Vec<f32> = sqlx::query_scalar(
+            r#"SELECT "PTotal" FROM fleet."PowerMeasurements" WHERE "CustomerId" = $1 ORDER BY "Time""#,
+        )
+        .bind(a)
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+        assert_eq!(values, (0..25).map(|k| 1000.0 + k as f32).collect::<Vec<_>>(), "every row once, as sent");
+    }
+
     #[sqlx::test]
     async fn replays_versions_malformed_and_oversized_batches(pool: PgPool) {
         let app = admin_app(pool).await;

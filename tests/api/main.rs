@@ -2,6 +2,10 @@
 //! the private PostgreSQL cluster that `scripts/test.sh` starts (`DATABASE_URL`), and, for the
 //! TimescaleDB leg, the real TimescaleDB it starts (`TAU_TEST_TIMESCALE_URL`).
 
+// Tests unwrap (a failed unwrap is a failed test) and read the peers' locations from the
+// variables scripts/test.sh exports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
 mod audit;
 mod auth;
 mod backup;

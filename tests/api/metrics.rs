@@ -17,6 +17,11 @@ async fn metrics_are_served_on_their_own_listener_and_pass_promtool() {
     for path in ["/health", "/health", "/login", "/no/such/page?secret=1"] {
         client.get(portal.url(path)).send().await.unwrap();
     }
+    // A method of the client's choosing is no new label value (no series without end).
+    for method in ["BREW", "WHEN"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        client.request(method, portal.url("/health")).send().await.unwrap();
+    }
     assert_eq!(client.get(portal.url("/metrics")).send().await.unwrap().status(), 404, "not on the public listener");
 
     let res = client.get(format!("http://127.0.0.1:{}/metrics", portal.metrics_port)).send().await.unwrap();
@@ -25,6 +30,7 @@ async fn metrics_are_served_on_their_own_listener_and_pass_promtool() {
     let text = res.text().await.unwrap();
     for expected in [
         r#"tau_portal_http_requests_total{route="/health",method="GET",status="200"} 2"#,
+        r#"tau_portal_http_requests_total{route="/health",method="other",status="405"} 2"#,
         // The unknown page and the /metrics probe on the public listener.
         r#"tau_portal_http_requests_total{route="unmatched",method="GET",status="404"} 2"#,
         r#"tau_portal_build_info{version=""#,

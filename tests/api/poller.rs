@@ -109,16 +109,12 @@ async fn more_readings(db: &PgPool, device: i32, n: i64) {
 }
 
 #[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
 struct Stored {
-    #[sqlx(rename = "Time")]
     time: DateTime<Utc>,
-    #[sqlx(rename = "PTotal")]
     p_total: Option<f32>,
-    #[sqlx(rename = "V1")]
     v1: Option<f32>,
-    #[sqlx(rename = "V12")]
     v12: Option<f32>,
-    #[sqlx(rename = "I1")]
     i1: Option<f32>,
     #[sqlx(rename = "EnergyImportWh")]
     import_wh: Option<f64>,

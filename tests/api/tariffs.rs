@@ -1,11 +1,15 @@
 //! Settings → Rates and the site Cost tab through the real router: the editor's validation, JSON
-//! import and export, assignment, bills from 15-minute intervals written straight into
-//! monitoring."EnergyIntervals" (the worked example on Ontario's published time-of-use prices and
-//! the Homeflex-structured tariff with demand and export, both calculated by hand in
-//! src/tariffs/tests.rs), and both CSV exports.
+//! import and export, assignment, bills from a meter's readings written through the store's one
+//! write path and rolled up by the real job (the worked example on Ontario's published
+//! time-of-use prices and the Homeflex-structured tariff with demand and export, both calculated
+//! by hand in src/tariffs/tests.rs), and both CSV exports.
 
 use axum::http::StatusCode;
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
 use sqlx::PgPool;
+use tau_acuvim_portal::measurements::energy::rollup;
+use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
@@ -255,38 +259,63 @@ async fn site_with_meter(app: &TestApp, time_zone: &str) -> (i32, i32) {
     (site, devices[0])
 }
 
+fn time(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+}
+
+/// A meter whose energy in the 15-minute interval starting at `t` is `energy(t)` = (import,
+/// export, apparent) Wh, for every interval from `first` to `last` (inclusive): its readings, one
+/// at each interval start and one at the end, go through the store's one write path and are
+/// rolled up by the real job, so its intervals are exactly these. Returns how many intervals.
+async fn meter_energy(
+    app: &TestApp,
+    device: i32,
+    first: &str,
+    last: &str,
+    energy: impl Fn(DateTime<Utc>) -> (f64, f64, f64),
+) -> usize {
+    let (first, last) = (time(first), time(last));
+    let step = TimeDelta::minutes(15);
+    let mut counters = (0.0, 0.0, 0.0);
+    let mut readings = Vec::new();
+    let mut t = first;
+    while t <= last + step {
+        let (import, export, apparent) = if t <= last { energy(t) } else { (0.0, 0.0, 0.0) };
+        let mut r = Reading::empty(device, t);
+        for (name, value) in [
+            ("energyImportWh", counters.0),
+            ("energyExportWh", counters.1),
+            ("apparentVAh", counters.2),
+            ("pTotal", import * 4.0),
+            ("sTotal", apparent * 4.0),
+        ] {
+            r.set(Quantity::named(name).unwrap(), Some(value));
+        }
+        readings.push(r);
+        counters = (counters.0 + import, counters.1 + export, counters.2 + apparent);
+        t += step;
+    }
+    measurements::write(&app.state.db, &readings).await.unwrap();
+    let report = rollup::run_once(&app.state.db, last + step * 2).await.unwrap();
+    assert_eq!(report.readings, readings.len() as u64);
+    readings.len() - 1
+}
+
 /// The Homeflex-structured example's month (src/tariffs/tests.rs): one meter in Johannesburg,
 /// June 2026.
 async fn homeflex_june_site(app: &TestApp) -> i32 {
     let (site, device) = site_with_meter(app, "Africa/Johannesburg").await;
-    sqlx::query(
-        r#"INSERT INTO monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples")
-           SELECT $1, t, imp, exp, imp / 0.8, imp * 4, imp * 5, 15 FROM (
-             SELECT t,
-               CASE WHEN t >= '2026-06-10 18:00+02' AND t < '2026-06-10 18:30+02' THEN 10000 ELSE 4000 END AS imp,
-               CASE WHEN extract(isodow FROM t AT TIME ZONE 'Africa/Johannesburg') = 6
-                     AND extract(hour FROM t AT TIME ZONE 'Africa/Johannesburg') IN (12, 13) THEN 1000 ELSE 0 END AS exp
-             FROM generate_series('2026-06-01 00:00+02'::timestamptz, '2026-06-30 23:45+02', '15 minutes') t) x"#,
-    )
-    .bind(device)
-    .execute(&app.state.db)
-    .await
-    .unwrap();
-    queue_site(app, site).await;
+    let tz: Tz = "Africa/Johannesburg".parse().unwrap();
+    let peak = time("2026-06-10T18:00:00+02:00")..time("2026-06-10T18:30:00+02:00");
+    let intervals = meter_energy(app, device, "2026-06-01T00:00:00+02:00", "2026-06-30T23:45:00+02:00", |t| {
+        let local = t.with_timezone(&tz);
+        let import = if peak.contains(&t) { 10_000.0 } else { 4_000.0 };
+        let noon_saturday = local.weekday() == Weekday::Sat && matches!(local.hour(), 12 | 13);
+        (import, if noon_saturday { 1_000.0 } else { 0.0 }, import / 0.8)
+    })
+    .await;
+    assert_eq!(intervals, 2880);
     site
-}
-
-/// Intervals written here by SQL, not by the rollup's writers: queue the site's sums for a
-/// refresh as those writers do.
-async fn queue_site(app: &TestApp, site: i32) {
-    sqlx::query(
-        r#"INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From") VALUES ($1, '-infinity')
-           ON CONFLICT ("SiteId") DO UPDATE SET "From" = '-infinity'"#,
-    )
-    .bind(site)
-    .execute(&app.state.db)
-    .await
-    .unwrap();
 }
 
 #[sqlx::test]
@@ -380,18 +409,13 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
 
     // 0.5 kWh per 15 minutes, 1 kWh 17:00–19:00 local time.
     let (site, device) = site_with_meter(&app, "America/Toronto").await;
-    let rows = sqlx::query(
-        r#"INSERT INTO monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh", "MaxW", "MaxVA", "Samples")
-           SELECT $1, t, imp, 0, imp, imp * 4, imp * 4, 15 FROM (
-             SELECT t, CASE WHEN extract(hour FROM t AT TIME ZONE 'America/Toronto') IN (17, 18) THEN 1000 ELSE 500 END AS imp
-             FROM generate_series('2025-10-13 00:00-04'::timestamptz, '2025-11-12 23:45-05', '15 minutes') t) x"#,
-    )
-    .bind(device)
-    .execute(&app.state.db)
-    .await
-    .unwrap();
-    assert_eq!(rows.rows_affected(), 2980, "30 days of 96 intervals and the 100 of 2 November");
-    queue_site(&app, site).await;
+    let toronto: Tz = "America/Toronto".parse().unwrap();
+    let intervals = meter_energy(&app, device, "2025-10-13T00:00:00-04:00", "2025-11-12T23:45:00-05:00", |t| {
+        let import = if matches!(t.with_timezone(&toronto).hour(), 17 | 18) { 1_000.0 } else { 500.0 };
+        (import, 0.0, import)
+    })
+    .await;
+    assert_eq!(intervals, 2980, "30 days of 96 intervals and the 100 of 2 November");
     let res = submit(
         &mut b,
         "/settings/rates",

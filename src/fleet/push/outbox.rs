@@ -3,10 +3,11 @@
 //! outbox of formed batches (monitoring."FleetOutbox").
 //!
 //! Forming a batch and moving the positions past it is one transaction that holds the devices'
-//! position rows FOR UPDATE. The write path reads the same rows FOR KEY SHARE in the statement
-//! that inserts readings (measurements/mod.rs), so a reading is either committed before the
-//! batch is read (and is in it, or beyond the new position) or its insert waits for the new
-//! position and notes itself late: never neither. The batch's exact body is stored in the same
+//! position rows FOR UPDATE. The write path reads the same rows FOR KEY SHARE in the transaction
+//! that inserts readings ([`note_late_readings`], one of `measurements::write`'s late-row
+//! notes), so a reading is either committed before the batch is read (and is in it, or beyond
+//! the new position) or its insert waits for the new position and notes itself late: never
+//! neither. The batch's exact body is stored in the same
 //! transaction, so from then on it is delivered as stored: readings that commit into its range
 //! later are late readings and go in a later batch.
 
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use crate::fleet::wire::{self, Batch, BatchType, Measurements};
 use crate::measurements::copy::{self, Decoder};
-use crate::measurements::{COLUMNS, Reading};
+use crate::measurements::{COLUMNS, FirstReadings, Reading};
 
 /// A batch of the outbox.
 #[derive(Debug, sqlx::FromRow)]
@@ -147,6 +148,26 @@ pub async fn counts(db: &PgPool) -> Result<(i64, i64, i64), sqlx::Error> {
     )
     .fetch_one(db)
     .await
+}
+
+/// The write path's note (in the batch's transaction, before its rows are inserted): the
+/// earliest reading of each device in `first` that is older than the device's send position, so
+/// the push sends the device again from there. The FOR KEY SHARE lock on the position row is
+/// held until the batch commits.
+pub(crate) async fn note_late_readings(tx: &mut sqlx::PgConnection, first: &FirstReadings) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"WITH position AS (SELECT "DeviceId", "SentUntil" FROM monitoring."FleetPositions"
+                             WHERE "DeviceId" = ANY($1::int4[]) ORDER BY "DeviceId" FOR KEY SHARE)
+           INSERT INTO monitoring."FleetLateReadings" ("DeviceId", "From")
+           SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t)
+           JOIN position p ON p."DeviceId" = b.d WHERE b.t < p."SentUntil"
+           ON CONFLICT ("DeviceId") DO UPDATE SET "From" = least(monitoring."FleetLateReadings"."From", EXCLUDED."From")"#,
+    )
+    .bind(&first.devices)
+    .bind(&first.times)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// A measurement batch formed and stored in the outbox.

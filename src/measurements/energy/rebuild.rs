@@ -5,7 +5,7 @@
 //! they arrive, all meters of a minute together, so one device's month is spread over nearly
 //! every page of the table, and reading 100 devices one by one reads the table 100 times. Here
 //! each window's readings of all devices come in one binary COPY, are sorted per device in
-//! memory and go through the same pure `energy::compute`, carried from window to window by the
+//! memory and go through the same pure `maths::compute`, carried from window to window by the
 //! same `State` and pending observations the job would re-read.
 //!
 //! Three things run at once, on their own connections: [`READERS`] windows are read ahead, the
@@ -29,12 +29,11 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::copy::Decoder;
-use super::energy::{self, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
-use super::rollup::{
-    LAG, REBUILD_LOCK, Replacement, Report, RollupError, ensure_watermarks, lock_watermarks, replace_intervals,
-    restart_state, resume, save_watermarks,
-};
+use super::intervals::{self, Replacement};
+use super::maths::{self, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
+use super::rollup::{LAG, REBUILD_LOCK, Report, RollupError, restart_state, resume};
+use super::{site_sums, watermarks};
+use crate::measurements::copy::Decoder;
 
 /// Readings per window the window length aims at: memory (~170 bytes a reading while read, times
 /// the windows in flight) against the per-window overhead. 125,000 and 250,000 were equally fast
@@ -141,7 +140,7 @@ pub async fn rebuild(
     now: DateTime<Utc>,
     mut progress: impl FnMut(&Progress),
 ) -> Result<Report, RollupError> {
-    let ids = ensure_watermarks(db, chosen).await?;
+    let ids = watermarks::ensure(db, chosen).await?;
     let mut lock = exclusive_lock(db).await?;
     let (mut devices, first, backfills) = start(db, &ids, from, to.map(interval_ceil), now - LAG).await?;
     let mut report = Report { devices: ids.len() as u64, backfills, ..Report::default() };
@@ -172,19 +171,22 @@ pub async fn rebuild(
             }
         }
         drop((windows, batches));
-        reader.await.map_err(task_failed)??;
-        report.intervals = writer.await.map_err(task_failed)??;
+        reader.await.map_err(RollupError::Task)??;
+        report.intervals = writer.await.map_err(RollupError::Task)??;
         if devices.iter().any(|d| !d.done) {
-            return Err(task_failed("the readings ended before the range did"));
+            return Err(RollupError::Incomplete);
         }
         // A rebuild whose lock was lost (its connection gone) may have run beside the job: it
         // must not save its watermarks over the job's.
         sqlx::query("SELECT 1").execute(&mut lock).await?;
         report.intervals += finish(db, devices).await?;
     }
+    // Released explicitly: closing the connection returns before the server has ended the
+    // session and let go of its locks, and a job run right after would leave the devices alone.
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(REBUILD_LOCK).execute(&mut lock).await?;
     lock.close().await?;
-    // The sites' sums follow (bills would refresh them anyway).
-    super::site_rollup::refresh(db).await?;
+    // The sites' sums catch up (the door would sum the device intervals itself, only slower).
+    site_sums::refresh_site_sums(db).await?;
     Ok(report)
 }
 
@@ -201,10 +203,6 @@ async fn exclusive_lock(db: &PgPool) -> Result<PgConnection, RollupError> {
     }
 }
 
-fn task_failed(e: impl std::fmt::Display) -> RollupError {
-    RollupError::Db(sqlx::Error::Protocol(format!("rebuild: {e}")))
-}
-
 /// Sets each device's starting point, in one transaction: an open range rewinds the watermark
 /// to the state at `from` (or at an earlier backfill noted by the write path, which this
 /// consumes) and claims the range up to its limit; a closed range keeps its state in memory.
@@ -217,17 +215,10 @@ async fn start(
     cutoff: DateTime<Utc>,
 ) -> Result<(Vec<Device>, DateTime<Utc>, u64), RollupError> {
     let mut tx = db.begin().await?;
-    let marks = lock_watermarks(&mut tx, ids).await?;
+    let marks = watermarks::lock(&mut tx, ids).await?;
     let open: Vec<i32> =
         marks.iter().filter(|(_, m)| end.is_none_or(|end| end >= m.state.from)).map(|(id, _)| *id).collect();
-    let notes: HashMap<i32, DateTime<Utc>> = sqlx::query_as(
-        r#"DELETE FROM monitoring."EnergyBackfills" WHERE "DeviceId" = ANY($1) RETURNING "DeviceId", "From""#,
-    )
-    .bind(&open)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    let notes: HashMap<i32, DateTime<Utc>> = watermarks::take_backfills(&mut tx, &open).await?.into_iter().collect();
     let mut devices = Vec::with_capacity(marks.len());
     let mut rewound = Vec::new();
     for (id, mark) in marks {
@@ -247,7 +238,7 @@ async fn start(
         device.done = state.from >= device.limit() || matches!(range, Range::Closed { end, .. } if state.from >= end);
         devices.push(device);
     }
-    save_watermarks(&mut tx, &rewound).await?;
+    watermarks::save(&mut tx, &rewound).await?;
     let claims: Vec<(i32, DateTime<Utc>)> = devices
         .iter()
         .filter_map(|d| match d.range {
@@ -255,14 +246,7 @@ async fn start(
             _ => None,
         })
         .collect();
-    sqlx::query(
-        r#"UPDATE monitoring."EnergyWatermarks" w SET "ClaimedUntil" = c.t
-           FROM UNNEST($1::int4[], $2::timestamptz[]) AS c(d, t) WHERE w."DeviceId" = c.d"#,
-    )
-    .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
-    .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
+    watermarks::claim(&mut tx, &claims).await?;
     tx.commit().await?;
 
     // Skip to the first reading: `--from` may be long before the data (an index lookup per device).
@@ -308,7 +292,7 @@ async fn read_windows(
             lo = hi;
         }
         let Some((read, next)) = in_flight.pop_front() else { return Ok(()) };
-        let window = next.await.map_err(task_failed)?;
+        let window = next.await.map_err(RollupError::Task)?;
         if let Ok((_, readings)) = &window {
             // From the density of the window just read (the one in flight has the old length).
             length = next_length(read, *readings);
@@ -379,8 +363,8 @@ fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Vec<Replac
         let start = samples.partition_point(|s| s.time < device.state.from);
         readings += (samples.len() - start) as u64;
         let mut observations = std::mem::take(&mut device.pending);
-        observations.extend(energy::observations(&samples[start..]));
-        let computed = energy::compute(&device.state, &observations)
+        observations.extend(maths::observations(&samples[start..]));
+        let computed = maths::compute(&device.state, &observations)
             .map_err(|source| RollupError::Input { device: device.id, source })?;
         let next = computed.next;
         let last = window.hi >= device.limit();
@@ -416,7 +400,7 @@ async fn write_batches(db: PgPool, mut batches: mpsc::Receiver<Vec<Replacement>>
     let mut written = 0;
     while let Some(batch) = batches.recv().await {
         let mut tx = db.begin().await?;
-        written += replace_intervals(&mut tx, &batch).await?;
+        written += intervals::replace(&mut tx, &batch).await?;
         tx.commit().await?;
     }
     Ok(written)
@@ -430,12 +414,12 @@ async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
         return Ok(0);
     }
     let mut tx = db.begin().await?;
-    lock_watermarks(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
+    watermarks::lock(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
     let states: Vec<_> = open.iter().map(|d| (d.id, d.state, d.limit())).collect();
     let tails: Vec<Replacement> =
         open.into_iter().map(|d| Replacement { device: d.id, from: d.written, to: None, intervals: d.tail }).collect();
-    let written = replace_intervals(&mut tx, &tails).await?;
-    save_watermarks(&mut tx, &states).await?;
+    let written = intervals::replace(&mut tx, &tails).await?;
+    watermarks::save(&mut tx, &states).await?;
     tx.commit().await?;
     Ok(written)
 }
@@ -444,7 +428,7 @@ async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
 /// given). COPY takes no parameters: the values are written in as literals (numbers and times
 /// that this code formats, nothing from outside).
 fn copy_readings(filter: Option<&[i32]>, lo: DateTime<Utc>, hi: DateTime<Utc>) -> String {
-    let time = super::copy::time_literal;
+    let time = crate::measurements::copy::time_literal;
     let mut sql = format!(
         r#"COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
                  FROM monitoring."PowerMeasurements" WHERE "Time" >= '{lo}' AND "Time" < '{hi}'"#,

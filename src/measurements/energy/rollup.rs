@@ -1,12 +1,12 @@
-//! Keeps `monitoring."EnergyIntervals"` up to date from the readings, per device, behind the
-//! watermark in `monitoring."EnergyWatermarks"` (the maths is in `energy.rs`).
+//! The rollup job: keeps the device intervals up to date from the readings, per device, behind
+//! its watermark (the maths is `maths.rs`, the tables' SQL `intervals.rs` and `watermarks.rs`).
 //!
 //! A run for one device, in one transaction: lock its watermark row (FOR UPDATE), take any
 //! backfill note the write path left, read the readings from the watermark (or from the
 //! backfill's restart point) up to the cutoff, compute, replace the intervals from that point
 //! on, and move the watermark, all or nothing. The write path holds FOR KEY SHARE on the same row
 //! while it checks whether a reading is older than the watermark, so a reading committed during a
-//! run is either seen by the run or noted as a backfill (see `measurements::write`).
+//! run is either seen by the run or noted as a backfill (`watermarks::note_late_readings`).
 //!
 //! The database does the per-interval summary (count, maxima, first/last counter, and whether a
 //! counter dropped inside the interval); only intervals with a drop are fetched row by row.
@@ -21,12 +21,11 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::copy;
-use super::energy::{
-    self, APPARENT, CHANNELS, ChannelState, EXPORT, HOLD, IMPORT, INTERVAL, Interval, Observation, Point, Sample,
-    State, interval_start,
-};
+use super::intervals::{self, Replacement};
+use super::maths::{self, CHANNELS, ChannelState, HOLD, INTERVAL, Observation, Point, Sample, State, interval_start};
+use super::{site_sums, watermarks};
 use crate::clock::Clock;
+use crate::error::Chain;
 
 /// Readings younger than this are left for the next run: a meter's reading usually arrives
 /// within seconds; waiting a little saves recomputing because of readings still in flight.
@@ -45,11 +44,13 @@ pub enum RollupError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("device {device}: {source}")]
-    Input { device: i32, source: energy::InputError },
-    #[error("unknown device externalId '{0}'")]
-    UnknownDevice(String),
+    Input { device: i32, source: maths::InputError },
     #[error("another rollup rebuild is running; try again when it has finished")]
     Busy,
+    #[error("rebuild: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("rebuild: the readings ended before the range did")]
+    Incomplete,
 }
 
 /// What one device's run did.
@@ -122,7 +123,7 @@ pub async fn job(db: PgPool, clock: Clock, shutdown: CancellationToken) {
             }
             Err(e) => {
                 metrics::counter!("tau_portal_rollup_runs_total", "outcome" => "error").increment(1);
-                tracing::warn!("Energy rollup failed: {e}; retrying in {} s", EVERY.as_secs());
+                tracing::warn!("Energy rollup failed: {}; retrying in {} s", Chain(&e), EVERY.as_secs());
                 failing = true;
             }
         }
@@ -132,7 +133,7 @@ pub async fn job(db: PgPool, clock: Clock, shutdown: CancellationToken) {
 /// Rolls every device up to `cutoff` (the job's run). One device failing does not stop the
 /// others; the first error is returned after all were tried.
 pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, RollupError> {
-    let devices = ensure_watermarks(db, None).await?;
+    let devices = watermarks::ensure(db, None).await?;
     let mut report = Report::default();
     let mut first_error = None;
     for device in devices {
@@ -143,11 +144,12 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
             }
         }
     }
-    // The sites' sums follow their devices' intervals (bills would refresh them anyway).
-    if let Err(e) = super::site_rollup::refresh(db).await {
+    // The sites' sums catch up with their devices' intervals (the door would sum the device
+    // intervals of a stale site itself, only slower).
+    if let Err(e) = site_sums::refresh_site_sums(db).await {
         first_error.get_or_insert(e.into());
     }
-    if let Ok(lag) = oldest_watermark(db).await {
+    if let Ok(lag) = watermarks::oldest(db).await {
         metrics::gauge!("tau_portal_rollup_lag_seconds")
             .set(lag.map_or(0.0, |t| (cutoff - t).as_seconds_f64().max(0.0)));
     }
@@ -158,21 +160,12 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
 /// computing a bill for a period that may reach into the last minute; the job otherwise trails
 /// by up to [`LAG`] + [`EVERY`]). Cheap when nothing new arrived.
 pub async fn ensure_up_to_date(db: &PgPool, devices: &[i32], until: DateTime<Utc>) -> Result<Report, RollupError> {
-    ensure_watermarks(db, Some(devices)).await?;
+    watermarks::ensure(db, Some(devices)).await?;
     let mut report = Report::default();
     for &device in devices {
         report.add(roll_device(db, device, until).await?);
     }
     Ok(report)
-}
-
-/// The id of a device by its `externalId`.
-pub async fn device_id(db: &PgPool, external_id: &str) -> Result<i32, RollupError> {
-    sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "ExternalId" = $1"#)
-        .bind(external_id)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| RollupError::UnknownDevice(external_id.to_string()))
 }
 
 fn record(d: &DeviceReport) {
@@ -182,74 +175,6 @@ fn record(d: &DeviceReport) {
         metrics::counter!("tau_portal_rollup_backfills_total").increment(1);
     }
 }
-
-/// Creates the missing watermark rows and returns the devices. Committed before any run: the
-/// write path can only notice a late reading for a device that has a watermark row.
-pub(super) async fn ensure_watermarks(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i32>, sqlx::Error> {
-    sqlx::query(
-        r#"INSERT INTO monitoring."EnergyWatermarks" ("DeviceId")
-           SELECT "Id" FROM monitoring."Devices" WHERE $1::int4[] IS NULL OR "Id" = ANY($1)
-           ON CONFLICT DO NOTHING"#,
-    )
-    .bind(devices)
-    .execute(db)
-    .await?;
-    sqlx::query_scalar(
-        r#"SELECT "DeviceId" FROM monitoring."EnergyWatermarks" WHERE $1::int4[] IS NULL OR "DeviceId" = ANY($1)
-           ORDER BY "DeviceId""#,
-    )
-    .bind(devices)
-    .fetch_all(db)
-    .await
-}
-
-async fn oldest_watermark(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        r#"SELECT min("ProcessedUntil") FROM monitoring."EnergyWatermarks" WHERE "ProcessedUntil" > '1900-01-01'"#,
-    )
-    .fetch_one(db)
-    .await
-}
-
-pub(super) struct Watermark {
-    pub state: State,
-    pub seen_until: DateTime<Utc>,
-}
-
-/// Locks the devices' watermark rows for the rest of the transaction (in id order, as every
-/// locker does, so two never wait for each other) and returns them.
-pub(super) async fn lock_watermarks(
-    conn: &mut PgConnection,
-    devices: &[i32],
-) -> Result<Vec<(i32, Watermark)>, sqlx::Error> {
-    let rows = sqlx::query(
-        r#"SELECT * FROM monitoring."EnergyWatermarks" WHERE "DeviceId" = ANY($1) ORDER BY "DeviceId" FOR UPDATE"#,
-    )
-    .bind(devices)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let mut channels = [ChannelState::default(); CHANNELS];
-            for (c, (at, value, stale)) in CHANNEL_COLUMNS.iter().enumerate() {
-                let time: Option<DateTime<Utc>> = row.try_get(*at)?;
-                let value: Option<f64> = row.try_get(*value)?;
-                channels[c] = ChannelState {
-                    last: time.zip(value).map(|(time, value)| Point { time, value }),
-                    stale: row.try_get(*stale)?,
-                };
-            }
-            let state = State { from: row.try_get("ProcessedUntil")?, channels };
-            Ok((row.try_get("DeviceId")?, Watermark { state, seen_until: row.try_get("SeenUntil")? }))
-        })
-        .collect()
-}
-
-const CHANNEL_COLUMNS: [(&str, &str, &str); CHANNELS] = [
-    ("ImportAt", "ImportWh", "ImportStale"),
-    ("ExportAt", "ExportWh", "ExportStale"),
-    ("ApparentAt", "ApparentVAh", "ApparentStale"),
-];
 
 /// One device's incremental run up to `cutoff`, in one transaction; `None` when a rebuild is
 /// in progress (it does the device's work).
@@ -262,14 +187,10 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
     if !free {
         return Ok(None);
     }
-    let Some((_, watermark)) = lock_watermarks(&mut tx, &[device]).await?.pop() else {
+    let Some((_, watermark)) = watermarks::lock(&mut tx, &[device]).await?.pop() else {
         return Ok(Some(DeviceReport { device_id: device, ..Default::default() }));
     };
-    let backfill: Option<DateTime<Utc>> =
-        sqlx::query_scalar(r#"DELETE FROM monitoring."EnergyBackfills" WHERE "DeviceId" = $1 RETURNING "From""#)
-            .bind(device)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let backfill = watermarks::take_backfills(&mut tx, &[device]).await?.pop().map(|(_, from)| from);
     let (state, rewound) = resume(&mut tx, device, &watermark, backfill).await?;
     // Never roll up less than an earlier run saw (ensure_up_to_date may have gone further).
     let cutoff = cutoff.max(watermark.seen_until);
@@ -278,10 +199,10 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
         return Ok(Some(DeviceReport { device_id: device, backfill: backfill.is_some(), ..Default::default() }));
     }
     let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
-    let computed = energy::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
+    let computed = maths::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
     let replacement = Replacement { device, from: state.from, to: None, intervals: computed.intervals };
-    let intervals = replace_intervals(&mut tx, &[replacement]).await?;
-    save_watermarks(&mut tx, &[(device, computed.next, cutoff)]).await?;
+    let intervals = intervals::replace(&mut tx, &[replacement]).await?;
+    watermarks::save(&mut tx, &[(device, computed.next, cutoff)]).await?;
     tx.commit().await?;
     Ok(Some(DeviceReport {
         device_id: device,
@@ -297,7 +218,7 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
 pub(super) async fn resume(
     conn: &mut PgConnection,
     device: i32,
-    watermark: &Watermark,
+    watermark: &watermarks::Watermark,
     restart: Option<DateTime<Utc>>,
 ) -> Result<(State, bool), sqlx::Error> {
     match restart.filter(|t| *t < watermark.state.from) {
@@ -398,7 +319,7 @@ async fn read_observations(
         readings += n as u64;
         if row.try_get("dropped")? {
             let start: DateTime<Utc> = row.try_get("b")?;
-            observations.extend(energy::observations(&samples(conn, device, start, start + INTERVAL).await?));
+            observations.extend(maths::observations(&samples(conn, device, start, start + INTERVAL).await?));
         } else {
             observations.push(summary(row, n)?);
         }
@@ -453,157 +374,4 @@ async fn samples(
         .into_iter()
         .map(|(time, i, e, a, p_total, s_total)| Sample { time, counters: [i, e, a], p_total, s_total })
         .collect())
-}
-
-/// One device's intervals from `from` up to `to` (`None`: all later ones), to be replaced by
-/// `intervals`, which all lie inside that range.
-pub(super) struct Replacement {
-    pub device: i32,
-    pub from: DateTime<Utc>,
-    pub to: Option<DateTime<Utc>>,
-    pub intervals: Vec<Interval>,
-}
-
-/// Replaces the intervals of each device's range, and queues the devices' sites for
-/// `site_rollup::refresh` from the ranges' starts; returns how many intervals were written. The
-/// one way intervals are written (the job's run, the rebuild), so the site sums always follow.
-pub(super) async fn replace_intervals(
-    conn: &mut PgConnection,
-    replacements: &[Replacement],
-) -> Result<u64, sqlx::Error> {
-    if replacements.is_empty() {
-        return Ok(0);
-    }
-    delete_intervals(conn, replacements).await?;
-    queue_sites(conn, replacements).await?;
-    write_intervals(conn, replacements).await
-}
-
-/// Deletes each device's intervals in its range.
-///
-/// The rows are found by an index lookup per device and deleted by `ctid`: as a join of the
-/// ranges with the table, the planner chose a hash join over the whole table for every batch
-/// (measured: most of a rebuild's delete time). The ORDER BY keeps the lateral subquery from
-/// being flattened into that join. The `ctid`s are used within the statement that reads them,
-/// and only rollup writers change intervals (one at a time per device, under its watermark or
-/// the rebuild lock).
-async fn delete_intervals(conn: &mut PgConnection, ranges: &[Replacement]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"DELETE FROM monitoring."EnergyIntervals" WHERE ctid = ANY(ARRAY(
-               SELECT x.ctid FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) AS r(d, f, t)
-               CROSS JOIN LATERAL (SELECT ctid FROM monitoring."EnergyIntervals"
-                                   WHERE "DeviceId" = r.d AND "Start" >= r.f AND "Start" < coalesce(r.t, 'infinity')
-                                   ORDER BY "Start") x))"#,
-    )
-    .bind(ranges.iter().map(|r| r.device).collect::<Vec<_>>())
-    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
-    .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Queues the sites of the devices whose intervals change from the ranges' starts on. A refresh
-/// holding a site's queue row makes this wait and queue the site anew after it.
-async fn queue_sites(conn: &mut PgConnection, ranges: &[Replacement]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From")
-           SELECT d."SiteId", min(s.f) FROM UNNEST($1::int4[], $2::timestamptz[]) AS s(id, f)
-           JOIN monitoring."Devices" d ON d."Id" = s.id GROUP BY d."SiteId" ORDER BY d."SiteId"
-           ON CONFLICT ("SiteId") DO UPDATE SET "From" = least(monitoring."SiteEnergyStale"."From", EXCLUDED."From")"#,
-    )
-    .bind(ranges.iter().map(|r| r.device).collect::<Vec<_>>())
-    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Writes the new intervals with one binary COPY, and returns how many. The devices' rows are
-/// locked FOR KEY SHARE first (what the foreign key did row by row, see migration 0008): a device
-/// deleted meanwhile is skipped, and one deleted later takes its intervals with it.
-async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) -> Result<u64, sqlx::Error> {
-    let ids: Vec<i32> = replacements.iter().filter(|r| !r.intervals.is_empty()).map(|r| r.device).collect();
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let present: std::collections::HashSet<i32> =
-        sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
-    let rows: Vec<(i32, &Interval)> = replacements
-        .iter()
-        .filter(|r| present.contains(&r.device))
-        .flat_map(|r| r.intervals.iter().map(move |i| (r.device, i)))
-        .collect();
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    // Field count, then per field its length and value.
-    let mut w = copy::Writer::new(rows.len(), 2 + 10 * 4 + 4 + 8 + 3 * 8 + 2 * 4 + 4 + 2);
-    for (device, i) in rows {
-        w.row(10);
-        w.int4(device);
-        w.timestamptz(i.start)?;
-        w.float8(Some(i.import_wh));
-        w.float8(Some(i.export_wh));
-        w.float8(i.apparent_vah);
-        w.float4(i.max_w);
-        w.float4(i.max_va);
-        w.int4(i.samples.try_into().unwrap_or(i32::MAX));
-        w.bool(i.estimated);
-        w.bool(i.counter_reset);
-    }
-    let mut copy = conn
-        .copy_in_raw(
-            r#"COPY monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh",
-                   "MaxW", "MaxVA", "Samples", "Estimated", "CounterReset") FROM STDIN (FORMAT binary)"#,
-        )
-        .await?;
-    copy.send(w.finish()).await?;
-    copy.finish().await
-}
-
-/// Saves the devices' states as their watermarks; `SeenUntil` only moves forward, a rebuild's
-/// claim ends (the job runs only when no rebuild does, and a rebuild saves when it is done).
-pub(super) async fn save_watermarks(
-    conn: &mut PgConnection,
-    states: &[(i32, State, DateTime<Utc>)],
-) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let at = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.time)).collect::<Vec<_>>();
-    let value = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.value)).collect::<Vec<_>>();
-    let stale = |c: usize| states.iter().map(|s| s.1.channels[c].stale).collect::<Vec<_>>();
-    sqlx::query(
-        r#"UPDATE monitoring."EnergyWatermarks" w SET "ProcessedUntil" = s.f, "SeenUntil" = greatest(w."SeenUntil", s.seen),
-               "ImportAt" = s.ia, "ImportWh" = s.iv, "ImportStale" = s."is",
-               "ExportAt" = s.ea, "ExportWh" = s.ev, "ExportStale" = s.es,
-               "ApparentAt" = s.aa, "ApparentVAh" = s.av, "ApparentStale" = s."as", "ClaimedUntil" = NULL
-           FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[],
-                       $4::timestamptz[], $5::float8[], $6::bool[],
-                       $7::timestamptz[], $8::float8[], $9::bool[],
-                       $10::timestamptz[], $11::float8[], $12::bool[])
-                AS s(d, f, seen, ia, iv, "is", ea, ev, es, aa, av, "as")
-           WHERE w."DeviceId" = s.d"#,
-    )
-    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
-    .bind(states.iter().map(|s| s.1.from).collect::<Vec<_>>())
-    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
-    .bind(at(IMPORT))
-    .bind(value(IMPORT))
-    .bind(stale(IMPORT))
-    .bind(at(EXPORT))
-    .bind(value(EXPORT))
-    .bind(stale(EXPORT))
-    .bind(at(APPARENT))
-    .bind(value(APPARENT))
-    .bind(stale(APPARENT))
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -1,0 +1,188 @@
+//! Per-site 15-minute energy (`monitoring."SiteEnergyIntervals"`): the devices' intervals summed,
+//! so a month's bill reads one row per interval whatever the number of devices, and the queue of
+//! sites whose sums are stale from some interval on (`monitoring."SiteEnergyStale"`). This file
+//! holds both tables' SQL and [`site_intervals`] / [`sites_intervals`], the door every consumer
+//! reads a site's energy through.
+//!
+//! Apparent energy for kVA demand (`"DemandVAh"`): a device's `ApparentVAh` when its meter has
+//! that counter; otherwise its `MaxVA` × 0.25 h, the highest apparent power sampled held for the
+//! whole interval (an upper bound: a bill never understates demand the meter saw); with neither,
+//! its active energy (a lower bound, exact at unity power factor).
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+/// A site's energy in one 15-minute interval, its devices' intervals summed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteInterval {
+    pub start: DateTime<Utc>,
+    pub import_wh: f64,
+    pub export_wh: f64,
+    /// Apparent energy for kVA demand, with the per-device fallbacks of the module doc.
+    pub vah: f64,
+    /// Device intervals that made up the interval (for the data completeness).
+    pub rows: u32,
+    /// Any of them estimated (energy spread over a data gap).
+    pub estimated: bool,
+}
+
+/// A site and a time range `[from, to)` to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteRange {
+    pub site: i32,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// What the door answers for one [`SiteRange`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteEnergy {
+    /// Devices the sums are over (the site's devices now): with the intervals, the data
+    /// completeness of a period.
+    pub devices: u32,
+    /// Oldest first; intervals without any device's data are absent.
+    pub intervals: Vec<SiteInterval>,
+}
+
+/// The sum of device intervals `e` per site and interval: the one definition the stored sums
+/// and the door's live part share.
+const SUMS: &str = r#"sum(e."ImportWh"), sum(e."ExportWh"),
+    sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")), count(*)::int4, bool_or(e."Estimated")"#;
+
+/// One site's energy over `[from, to)`: see [`sites_intervals`].
+pub async fn site_intervals(
+    db: &PgPool,
+    site: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<SiteEnergy, sqlx::Error> {
+    let mut energy = sites_intervals(db, &[SiteRange { site, from, to }]).await?;
+    Ok(energy.pop().unwrap_or(SiteEnergy { devices: 0, intervals: Vec::new() }))
+}
+
+/// The energy of each range, in the order asked, always as fresh as the device intervals: in one
+/// statement (one snapshot) it reads a site's stored sums before the site's stale point and sums
+/// its devices' intervals from there on, so a queued refresh that has not run yet changes
+/// nothing but the speed. It never writes: consumers call it on every page.
+///
+/// The live part probes each device's intervals by index (the laterals, kept from being
+/// flattened by `OFFSET 0`) and only for a range that is stale at all: planned as a join, it
+/// scanned the whole interval table for every fresh bill (48 ms of a 50 ms bill, measured).
+pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<SiteEnergy>, sqlx::Error> {
+    let sites: Vec<i32> = ranges.iter().map(|r| r.site).collect();
+    let sql = format!(
+        r#"WITH q AS (SELECT q.k, q.site, q.lo, q.hi, coalesce(s."From", 'infinity') AS stale
+                      FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(site, lo, hi, k)
+                      LEFT JOIN monitoring."SiteEnergyStale" s ON s."SiteId" = q.site)
+           SELECT q.k, i."Start", i."ImportWh", i."ExportWh", i."DemandVAh", i."Rows", i."Estimated"
+           FROM q JOIN monitoring."SiteEnergyIntervals" i
+                ON i."SiteId" = q.site AND i."Start" >= q.lo AND i."Start" < least(q.hi, q.stale)
+           UNION ALL
+           SELECT q.k, e."Start", {SUMS}
+           FROM q
+           CROSS JOIN LATERAL (SELECT d."Id" FROM monitoring."Devices" d
+                               WHERE d."SiteId" = q.site AND q.stale < q.hi OFFSET 0) d
+           CROSS JOIN LATERAL (SELECT * FROM monitoring."EnergyIntervals" e
+                               WHERE e."DeviceId" = d."Id" AND e."Start" >= greatest(q.lo, q.stale) AND e."Start" < q.hi
+                               OFFSET 0) e
+           GROUP BY q.k, e."Start""#
+    );
+    type Row = (i64, DateTime<Utc>, f64, f64, f64, i32, bool);
+    let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&sites)
+        .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
+        .fetch_all(db)
+        .await?;
+    let devices: Vec<i64> = sqlx::query_scalar(
+        r#"SELECT (SELECT count(*) FROM monitoring."Devices" d WHERE d."SiteId" = q.site)
+           FROM UNNEST($1::int4[]) WITH ORDINALITY AS q(site, k) ORDER BY q.k"#,
+    )
+    .bind(&sites)
+    .fetch_all(db)
+    .await?;
+    let mut out: Vec<SiteEnergy> = devices
+        .into_iter()
+        .map(|n| SiteEnergy { devices: u32::try_from(n).unwrap_or(u32::MAX), intervals: Vec::new() })
+        .collect();
+    for (k, start, import_wh, export_wh, vah, rows, estimated) in rows {
+        let interval = SiteInterval { start, import_wh, export_wh, vah, rows: rows.max(0) as u32, estimated };
+        if let Some(energy) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) {
+            energy.intervals.push(interval);
+        }
+    }
+    // Sorted here: a sort in the statement cost more than the rest of it (measured).
+    for energy in &mut out {
+        energy.intervals.sort_unstable_by_key(|i| i.start);
+    }
+    Ok(out)
+}
+
+/// Queues the sites of `devices` for a refresh from `from` (per device) on: called by every
+/// writer of device intervals in its transaction. A refresh holding a site's queue row makes
+/// this wait and queue the site anew after it.
+pub(super) async fn queue_sites(
+    conn: &mut PgConnection,
+    devices: &[i32],
+    from: &[DateTime<Utc>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From")
+           SELECT d."SiteId", min(s.f) FROM UNNEST($1::int4[], $2::timestamptz[]) AS s(id, f)
+           JOIN monitoring."Devices" d ON d."Id" = s.id GROUP BY d."SiteId" ORDER BY d."SiteId"
+           ON CONFLICT ("SiteId") DO UPDATE SET "From" = least(monitoring."SiteEnergyStale"."From", EXCLUDED."From")"#,
+    )
+    .bind(devices)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Recomputes every queued site's sums from its stale interval on; returns how many sites it
+/// refreshed. The rollup job runs it after every run (and the rebuild when it is done), which
+/// keeps the door's live part short. Safe to run concurrently with writers: a write racing a
+/// refresh queues the site again.
+pub async fn refresh_site_sums(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let queued: Vec<i32> =
+        sqlx::query_scalar(r#"SELECT "SiteId" FROM monitoring."SiteEnergyStale""#).fetch_all(db).await?;
+    let mut refreshed = 0;
+    for site in queued {
+        let mut tx = db.begin().await?;
+        // Holding the queue row makes a concurrent writer wait and queue the site anew after us.
+        // "From" stays in SQL: it may be '-infinity', which has no chrono value.
+        let queued = sqlx::query(r#"SELECT 1 FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1 FOR UPDATE"#)
+            .bind(site)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if queued.is_none() {
+            continue; // refreshed by someone else meanwhile
+        }
+        sqlx::query(
+            r#"DELETE FROM monitoring."SiteEnergyIntervals" WHERE "SiteId" = $1
+               AND "Start" >= (SELECT "From" FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1)"#,
+        )
+        .bind(site)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            r#"INSERT INTO monitoring."SiteEnergyIntervals"
+                   ("SiteId", "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated")
+               SELECT d."SiteId", e."Start", {SUMS}
+               FROM monitoring."EnergyIntervals" e JOIN monitoring."Devices" d ON d."Id" = e."DeviceId"
+               WHERE d."SiteId" = $1
+                 AND e."Start" >= (SELECT "From" FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1)
+               GROUP BY d."SiteId", e."Start""#
+        )))
+        .bind(site)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(r#"DELETE FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1"#)
+            .bind(site)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        refreshed += 1;
+    }
+    Ok(refreshed)
+}

@@ -1,0 +1,163 @@
+//! How far the rollup has got per device (`monitoring."EnergyWatermarks"`, with a rebuild's
+//! claim in `"ClaimedUntil"`) and the notes of readings that arrived behind it
+//! (`monitoring."EnergyBackfills"`): both tables' SQL. Who locks a watermark row how is the
+//! protocol of the module doc (`energy/mod.rs`, "Who locks what").
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::maths::{APPARENT, CHANNELS, ChannelState, EXPORT, IMPORT, Point, State};
+use crate::measurements::FirstReadings;
+
+/// Creates the missing watermark rows and returns the devices. Committed before any run: the
+/// write path can only notice a late reading for a device that has a watermark row.
+pub(super) async fn ensure(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i32>, sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO monitoring."EnergyWatermarks" ("DeviceId")
+           SELECT "Id" FROM monitoring."Devices" WHERE $1::int4[] IS NULL OR "Id" = ANY($1)
+           ON CONFLICT DO NOTHING"#,
+    )
+    .bind(devices)
+    .execute(db)
+    .await?;
+    sqlx::query_scalar(
+        r#"SELECT "DeviceId" FROM monitoring."EnergyWatermarks" WHERE $1::int4[] IS NULL OR "DeviceId" = ANY($1)
+           ORDER BY "DeviceId""#,
+    )
+    .bind(devices)
+    .fetch_all(db)
+    .await
+}
+
+/// The earliest watermark of a device that has been rolled up at all (for the lag metric).
+pub(super) async fn oldest(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        r#"SELECT min("ProcessedUntil") FROM monitoring."EnergyWatermarks" WHERE "ProcessedUntil" > '1900-01-01'"#,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub(super) struct Watermark {
+    pub state: State,
+    pub seen_until: DateTime<Utc>,
+}
+
+/// Locks the devices' watermark rows for the rest of the transaction (in id order, as every
+/// locker does, so two never wait for each other) and returns them.
+pub(super) async fn lock(conn: &mut PgConnection, devices: &[i32]) -> Result<Vec<(i32, Watermark)>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT * FROM monitoring."EnergyWatermarks" WHERE "DeviceId" = ANY($1) ORDER BY "DeviceId" FOR UPDATE"#,
+    )
+    .bind(devices)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let mut channels = [ChannelState::default(); CHANNELS];
+            for (c, (at, value, stale)) in CHANNEL_COLUMNS.iter().enumerate() {
+                let time: Option<DateTime<Utc>> = row.try_get(*at)?;
+                let value: Option<f64> = row.try_get(*value)?;
+                channels[c] = ChannelState {
+                    last: time.zip(value).map(|(time, value)| Point { time, value }),
+                    stale: row.try_get(*stale)?,
+                };
+            }
+            let state = State { from: row.try_get("ProcessedUntil")?, channels };
+            Ok((row.try_get("DeviceId")?, Watermark { state, seen_until: row.try_get("SeenUntil")? }))
+        })
+        .collect()
+}
+
+const CHANNEL_COLUMNS: [(&str, &str, &str); CHANNELS] = [
+    ("ImportAt", "ImportWh", "ImportStale"),
+    ("ExportAt", "ExportWh", "ExportStale"),
+    ("ApparentAt", "ApparentVAh", "ApparentStale"),
+];
+
+/// The write path's note (in the batch's transaction, before its rows are inserted): the
+/// earliest reading of each device in `first` that is older than its watermark or inside a
+/// rebuild's claim, so the next run recomputes the device from there. FOR KEY SHARE waits for a
+/// run holding the watermark (FOR UPDATE) and then sees its new value, so every reading is
+/// either read by that run or noted, never neither; the lock is held until the batch commits.
+pub(crate) async fn note_late_readings(tx: &mut PgConnection, first: &FirstReadings) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"WITH watermark AS (SELECT "DeviceId", "ProcessedUntil", "ClaimedUntil" FROM monitoring."EnergyWatermarks"
+                              WHERE "DeviceId" = ANY($1::int4[]) ORDER BY "DeviceId" FOR KEY SHARE)
+           INSERT INTO monitoring."EnergyBackfills" ("DeviceId", "From")
+           SELECT b.d, b.t FROM UNNEST($1::int4[], $2::timestamptz[]) AS b(d, t)
+           JOIN watermark w ON w."DeviceId" = b.d WHERE b.t < greatest(w."ProcessedUntil", w."ClaimedUntil")
+           ON CONFLICT ("DeviceId") DO UPDATE SET "From" = least(monitoring."EnergyBackfills"."From", EXCLUDED."From")"#,
+    )
+    .bind(&first.devices)
+    .bind(&first.times)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes (deletes and returns) the backfill note of each of `devices`, under their locked
+/// watermarks.
+pub(super) async fn take_backfills(
+    conn: &mut PgConnection,
+    devices: &[i32],
+) -> Result<Vec<(i32, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"DELETE FROM monitoring."EnergyBackfills" WHERE "DeviceId" = ANY($1) RETURNING "DeviceId", "From""#,
+    )
+    .bind(devices)
+    .fetch_all(conn)
+    .await
+}
+
+/// A rebuild's claim: until it ends (with [`save`]), the write path notes every reading of the
+/// device older than `until` as late, while the rebuild reads without holding the row.
+pub(super) async fn claim(conn: &mut PgConnection, claims: &[(i32, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"UPDATE monitoring."EnergyWatermarks" w SET "ClaimedUntil" = c.t
+           FROM UNNEST($1::int4[], $2::timestamptz[]) AS c(d, t) WHERE w."DeviceId" = c.d"#,
+    )
+    .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Saves the devices' states as their watermarks; `SeenUntil` only moves forward, a rebuild's
+/// claim ends (the job runs only when no rebuild does, and a rebuild saves when it is done).
+pub(super) async fn save(conn: &mut PgConnection, states: &[(i32, State, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let at = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.time)).collect::<Vec<_>>();
+    let value = |c: usize| states.iter().map(|s| s.1.channels[c].last.map(|p| p.value)).collect::<Vec<_>>();
+    let stale = |c: usize| states.iter().map(|s| s.1.channels[c].stale).collect::<Vec<_>>();
+    sqlx::query(
+        r#"UPDATE monitoring."EnergyWatermarks" w SET "ProcessedUntil" = s.f, "SeenUntil" = greatest(w."SeenUntil", s.seen),
+               "ImportAt" = s.ia, "ImportWh" = s.iv, "ImportStale" = s."is",
+               "ExportAt" = s.ea, "ExportWh" = s.ev, "ExportStale" = s.es,
+               "ApparentAt" = s.aa, "ApparentVAh" = s.av, "ApparentStale" = s."as", "ClaimedUntil" = NULL
+           FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[],
+                       $4::timestamptz[], $5::float8[], $6::bool[],
+                       $7::timestamptz[], $8::float8[], $9::bool[],
+                       $10::timestamptz[], $11::float8[], $12::bool[])
+                AS s(d, f, seen, ia, iv, "is", ea, ev, es, aa, av, "as")
+           WHERE w."DeviceId" = s.d"#,
+    )
+    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.1.from).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
+    .bind(at(IMPORT))
+    .bind(value(IMPORT))
+    .bind(stale(IMPORT))
+    .bind(at(EXPORT))
+    .bind(value(EXPORT))
+    .bind(stale(EXPORT))
+    .bind(at(APPARENT))
+    .bind(value(APPARENT))
+    .bind(stale(APPARENT))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
