@@ -136,7 +136,8 @@
     }
     function draw(body) {
       original = original || body;
-      el.querySelectorAll('.fallback').forEach(function (f) { f.hidden = true; });
+      // SVG elements have no `hidden` property: hide the fallbacks by style.
+      el.querySelectorAll('.fallback').forEach(function (f) { f.style.display = 'none'; });
       var width = Math.max(280, el.clientWidth);
       var opts = chartOptions(el, body, width);
       opts.hooks.setSelect = [function (u) {
@@ -153,6 +154,7 @@
       }];
       opts.hooks.setCursor = [function (u) {
         var i = u.cursor.idx;
+        el.setAttribute('data-cursor', i == null ? '' : String(i));
         if (i == null || u.cursor.left < 0) { tooltip.hidden = true; return; }
         var lines = [fmtTime(u.data[0][i], body.timeZone)];
         for (var s = 1; s < u.series.length; s++) {
