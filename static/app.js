@@ -69,39 +69,57 @@
   }
 
   // ------------------------------------------------------------ charts
-  var COLOURS = ['#0c4a6e', '#b45309', '#6d28d9'];
+  var COLOURS = ['#0c4a6e', '#b45309', '#6d28d9', '#15803d', '#be123c', '#0891b2'];
 
-  function chartOptions(el, body, width) {
+  // `body` as the series endpoint answers it, or as a page's inline `data-chart`: style
+  // "bars" (day and month energy) or lines; `zoomable` when finer data can be fetched.
+  function chartOptions(el, body, width, zoomable) {
     var tz = body.timeZone;
+    var decimals = body.decimals == null ? 3 : body.decimals;
+    var bars = body.style === 'bars';
     var single = body.lines.length === 3 && body.lines[0].kind === 'min';
-    var series = [{ value: function (u, t) { return t == null ? '–' : fmtTime(t, tz); } }];
+    var fmtValue = function (v) { return v == null ? '–' : v.toFixed(decimals) + (body.unit ? ' ' + body.unit : ''); };
+    var series = [{ value: function (u, t) { return t == null ? '–' : fmtTime(t, tz, body); } }];
     body.lines.forEach(function (line, i) {
       var avg = line.kind === 'avg';
-      series.push({
-        label: line.label,
-        stroke: single ? (avg ? COLOURS[0] : '#7dd3fc') : COLOURS[i % COLOURS.length],
-        width: avg ? 1.5 : 1,
-        spanGaps: false,
-        value: function (u, v) { return v == null ? '–' : v.toFixed(3) + (body.unit ? ' ' + body.unit : ''); },
-      });
+      var colour = single ? (avg ? COLOURS[0] : '#7dd3fc') : COLOURS[i % COLOURS.length];
+      var s = { label: line.label, stroke: colour, width: avg ? 1.5 : 1, spanGaps: false, value: function (u, v) { return fmtValue(v); } };
+      if (bars) {
+        // Each bar spans its bucket from its start (align 1), so a day's bar sits on that day.
+        s.paths = uPlot.paths.bars({ size: [0.8, 64], align: 1 });
+        s.fill = colour;
+        s.points = { show: false };
+      }
+      series.push(s);
     });
     var opts = {
       width: width,
       height: Math.max(220, Math.min(360, Math.round(width * 0.4))),
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); },
       series: series,
-      cursor: { drag: { x: true, y: false } },
+      cursor: { drag: { x: zoomable, y: false } },
       axes: [{}, { label: body.unit, size: 60 }],
       hooks: {},
     };
+    if (bars) {
+      opts.scales = {
+        x: { time: true, range: function () { return [body.from, body.to]; } },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } },
+      };
+    }
     if (single) opts.bands = [{ series: [3, 1], fill: 'rgba(125, 211, 252, 0.25)' }];
+    opts.fmtValue = fmtValue;
     return opts;
   }
 
-  function fmtTime(t, tz) {
-    return new Date(t * 1000).toLocaleString(undefined, {
-      timeZone: tz, year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
-    });
+  function fmtTime(t, tz, body) {
+    var parts = { timeZone: tz, year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' };
+    if (body && body.dateOnly) {
+      delete parts.hour;
+      delete parts.minute;
+      if (body.bucket === 'month') { delete parts.day; parts.month = 'long'; }
+    }
+    return new Date(t * 1000).toLocaleString(undefined, parts);
   }
 
   function columns(body) {
@@ -111,6 +129,7 @@
   function startChart(el) {
     if (typeof uPlot === 'undefined' || !window.fetch) return;
     var base = el.getAttribute('data-series');
+    var inline = el.getAttribute('data-chart');
     var status = document.createElement('p');
     status.className = 'muted status';
     status.setAttribute('role', 'status');
@@ -120,6 +139,7 @@
     var plot = null;
     var original = null;
     function load(url) {
+      if (!url) return Promise.resolve(JSON.parse(inline));
       el.setAttribute('data-loading', 'true');
       return fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
         .then(function (res) {
@@ -131,17 +151,22 @@
     function describe(body) {
       el.setAttribute('data-points', String(body.times.length));
       el.setAttribute('data-bucket-seconds', String(body.bucketSeconds));
-      status.textContent = body.times.length + ' buckets of ' + body.bucket + ' from ' + fmtTime(body.from, body.timeZone) +
-        ' to ' + fmtTime(body.to, body.timeZone) + (body.times.length ? '' : ': no readings');
+      var points = body.lines.reduce(function (n, l) {
+        return n + l.values.filter(function (v) { return v != null; }).length;
+      }, 0);
+      el.setAttribute('data-values', String(points));
+      status.textContent = body.times.length + ' buckets' + (body.bucket ? ' of ' + body.bucket : '') + ' from ' +
+        fmtTime(body.from, body.timeZone, body) + ' to ' + fmtTime(body.to, body.timeZone, body) +
+        (points ? '' : ': no data');
     }
     function draw(body) {
       original = original || body;
       // SVG elements have no `hidden` property: hide the fallbacks by style.
       el.querySelectorAll('.fallback').forEach(function (f) { f.style.display = 'none'; });
       var width = Math.max(280, el.clientWidth);
-      var opts = chartOptions(el, body, width);
+      var opts = chartOptions(el, body, width, !!base);
       opts.hooks.setSelect = [function (u) {
-        if (u.select.width < 4) return;
+        if (!base || u.select.width < 4) return;
         var min = u.posToVal(u.select.left, 'x');
         var max = u.posToVal(u.select.left + u.select.width, 'x');
         u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
@@ -156,10 +181,9 @@
         var i = u.cursor.idx;
         el.setAttribute('data-cursor', i == null ? '' : String(i));
         if (i == null || u.cursor.left < 0) { tooltip.hidden = true; return; }
-        var lines = [fmtTime(u.data[0][i], body.timeZone)];
+        var lines = [fmtTime(u.data[0][i], body.timeZone, body)];
         for (var s = 1; s < u.series.length; s++) {
-          var v = u.data[s][i];
-          lines.push(u.series[s].label + ': ' + (v == null ? '–' : v.toFixed(3) + (body.unit ? ' ' + body.unit : '')));
+          lines.push(u.series[s].label + ': ' + opts.fmtValue(u.data[s][i]));
         }
         tooltip.textContent = lines.join('\n');
         tooltip.style.whiteSpace = 'pre';
@@ -194,7 +218,7 @@
   // ------------------------------------------------------------ start
   function start() {
     document.querySelectorAll('[data-live]').forEach(startLive);
-    document.querySelectorAll('.chart[data-series]').forEach(startChart);
+    document.querySelectorAll('.chart[data-series], .chart[data-chart]').forEach(startChart);
     if (window.tauTouGrid) window.tauTouGrid();
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

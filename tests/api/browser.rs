@@ -91,17 +91,20 @@ async fn dashboards_update_live_chart_and_wall_display_in_chromium() {
     let pool = db.pool().await;
     let (site, devices) =
         crate::helpers::site_with_devices(&pool, "North plant", "Europe/London", &["north-main"]).await;
-    // A day of readings every 5 minutes (a slow wave between 2 and 6 kW), the newest now: 4 kW.
+    // A day of readings every 5 minutes (a slow wave between 2 and 6 kW), the newest now: 4 kW;
+    // the import counter rises 4 kWh an hour, and the energy rollup has run over it.
     sqlx::query(
-        r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal", "V1", "V2", "V3")
-           SELECT $1, t, 4000 + 2000 * sin(extract(epoch FROM t) / 7200), 230, 231, 229
+        r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal", "V1", "V2", "V3", "EnergyImportWh")
+           SELECT $1, t, 4000 + 2000 * sin(extract(epoch FROM t) / 7200), 230, 231, 229,
+                  extract(epoch FROM t - (now() - interval '24 hours')) / 3600 * 4000
            FROM generate_series(now() - interval '24 hours', now() - interval '5 minutes', interval '5 minutes') AS t
-           UNION ALL SELECT $1, now(), 4000, 230, 231, 229"#,
+           UNION ALL SELECT $1, now(), 4000, 230, 231, 229, 96000"#,
     )
     .bind(devices[0])
     .execute(&pool)
     .await
     .unwrap();
+    tau_acuvim_portal::measurements::energy::rollup::run_once(&pool, chrono::Utc::now()).await.unwrap();
 
     let script = root.join("tests/browser/dashboards.cjs");
     let base = portal.url("");

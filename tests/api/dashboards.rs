@@ -256,7 +256,7 @@ async fn the_csv_export_streams_every_reading_of_the_range_in_order(pool: PgPool
 
 /// A zone where it is about noon now (fixed offset, no DST), so "today" has a morning of data
 /// whenever the test runs.
-fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::Timelike;
     let offset = 12 - i64::from(now.hour());
     match offset {
@@ -266,7 +266,7 @@ fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
-fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(900), 0).unwrap()
 }
 

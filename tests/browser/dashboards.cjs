@@ -118,6 +118,28 @@ const drawnPixels = (page, selector) =>
     await page.waitForFunction((sel) => Number(document.querySelector(sel).getAttribute('data-bucket-seconds')) < 300, chart);
     await page.screenshot({ path: `${artifacts}/13-device-zoomed.png`, fullPage: true });
 
+    // 3b. The site page: the day and month bars draw from the energy, today against yesterday too.
+    await page.goto(`${base}/sites/${site}`);
+    const bars = '.chart.bars[data-chart]';
+    await page.waitForSelector(`${bars}[data-points]`);
+    expect(Number(await page.getAttribute(bars, 'data-points')) >= 28, 'a bar slot per day of the month');
+    expect(Number(await page.getAttribute(bars, 'data-values')) === new Date().getUTCDate(), 'the days gone have bars, the rest none');
+    await page.locator(`${bars} canvas`).first().scrollIntoViewIfNeeded();
+    expect((await drawnPixels(page, `${bars} canvas`)) > 200, 'the day bars are drawn');
+    expect(await page.locator(`${bars} .table-wrap`).first().isHidden(), 'the table gives way to the chart');
+    const months = page.locator('.chart.bars[data-chart]').nth(1);
+    expect(Number(await months.getAttribute('data-points')) === 12, 'twelve month slots');
+    expect(Number(await page.locator('#today .chart').getAttribute('data-values')) > 0, 'today against yesterday has data');
+    expect((await drawnPixels(page, '#today .chart canvas')) > 200, 'today against yesterday is drawn');
+    expect(Number(await page.locator('#compare .chart').getAttribute('data-values')) > 250, 'the device comparison has data');
+    // The day bars' tooltip says the day and its energy.
+    const barOver = await page.locator(`${bars} .u-over`).first().boundingBox();
+    await page.mouse.move(barOver.x + barOver.width * 0.02, barOver.y + barOver.height / 2);
+    await page.mouse.move(barOver.x + barOver.width * 0.03, barOver.y + barOver.height / 2, { steps: 3 });
+    await page.waitForSelector(`${bars} .tooltip:not([hidden])`, { timeout: 5000 });
+    expect((await text(page, `${bars} .tooltip`)).includes('kWh'), 'the bar tooltip shows kWh');
+    await page.screenshot({ path: `${artifacts}/13b-site.png`, fullPage: true });
+
     // 4. 375 px wide: the key figures are visible and nothing scrolls sideways.
     const phone = await browser.newContext({ viewport: { width: 375, height: 740 }, storageState: await context.storageState() });
     const small = await phone.newPage();
