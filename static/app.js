@@ -215,11 +215,145 @@
     });
   }
 
+  // ------------------------------------------------------------ TOU grid
+  // <table class="tou-grid"> of <select>s (the form without JavaScript) becomes a grid to paint:
+  // each cell shows its period's colour and letter; a press paints a cell with the chosen
+  // period, a drag or a shift-click the rectangle from the first cell; the keyboard moves with
+  // the arrows (Home/End: the row's ends), sets the period with P, S or O, paints with Space
+  // and with Shift+arrow as it moves. The selects stay in the form (hidden), so saving is
+  // unchanged.
+  var LETTERS = { peak: 'P', standard: 'S', off_peak: 'O' };
+  var LABELS = { peak: 'Peak', standard: 'Standard', off_peak: 'Off-peak' };
+  var KEYS = { p: 'peak', s: 'standard', o: 'off_peak' };
+
+  function startTouGrid(table) {
+    var rows = Array.prototype.map.call(table.tBodies[0].rows, function (tr) {
+      return Array.prototype.filter.call(tr.cells, function (c) { return c.querySelector('select'); });
+    });
+    if (!rows.length || !rows[0].length) return;
+    var season = table.closest('fieldset');
+    var toolbar = season && season.querySelector('.tou-brush');
+    var brush = 'peak';
+    var anchor = [0, 0];
+    var focus = [0, 0];
+    var drag = null;
+    function sel(cell) { return cell.querySelector('select'); }
+    function show(cell) {
+      var s = sel(cell);
+      cell.className = 'tou-cell tou-' + s.value;
+      cell.querySelector('.tou-letter').textContent = LETTERS[s.value] || '?';
+      cell.setAttribute('aria-label', s.getAttribute('aria-label') + ': ' + (LABELS[s.value] || 'not set'));
+    }
+    function set(r, c, period) {
+      sel(rows[r][c]).value = period;
+      show(rows[r][c]);
+    }
+    function paint(a, b, period) {
+      for (var r = Math.min(a[0], b[0]); r <= Math.max(a[0], b[0]); r++) {
+        for (var c = Math.min(a[1], b[1]); c <= Math.max(a[1], b[1]); c++) set(r, c, period);
+      }
+    }
+    function values() {
+      return rows.map(function (row) { return row.map(function (cell) { return sel(cell).value; }); });
+    }
+    function restore(saved) {
+      saved.forEach(function (row, r) { row.forEach(function (v, c) { set(r, c, v); }); });
+    }
+    function setBrush(period) {
+      brush = period;
+      if (toolbar) toolbar.querySelectorAll('button[data-period]').forEach(function (b) {
+        b.setAttribute('aria-pressed', String(b.getAttribute('data-period') === period));
+      });
+    }
+    function moveFocus(r, c) {
+      rows[focus[0]][focus[1]].tabIndex = -1;
+      focus = [r, c];
+      rows[r][c].tabIndex = 0;
+      rows[r][c].focus();
+    }
+    function cellAt(el) {
+      var cell = el && el.closest && el.closest('td.tou-cell');
+      return cell && table.contains(cell) ? [Number(cell.getAttribute('data-r')), Number(cell.getAttribute('data-c'))] : null;
+    }
+    table.classList.add('paintable');
+    table.setAttribute('role', 'grid');
+    rows.forEach(function (row, r) {
+      row.forEach(function (cell, c) {
+        var letter = document.createElement('span');
+        letter.className = 'tou-letter';
+        letter.setAttribute('aria-hidden', 'true');
+        cell.appendChild(letter);
+        sel(cell).hidden = true; // still submitted with the form
+        cell.setAttribute('role', 'gridcell');
+        cell.setAttribute('data-r', String(r));
+        cell.setAttribute('data-c', String(c));
+        cell.tabIndex = -1;
+        show(cell);
+      });
+    });
+    rows[0][0].tabIndex = 0;
+    if (toolbar) {
+      toolbar.hidden = false;
+      toolbar.addEventListener('click', function (e) {
+        var b = e.target.closest('button[data-period]');
+        if (b) setBrush(b.getAttribute('data-period'));
+      });
+    }
+    table.addEventListener('pointerdown', function (e) {
+      var at = cellAt(e.target);
+      if (!at || e.button !== 0) return;
+      e.preventDefault();
+      var from = e.shiftKey ? anchor : at;
+      drag = { from: from, saved: values() };
+      paint(from, at, brush);
+      anchor = from;
+      moveFocus(at[0], at[1]);
+    });
+    table.addEventListener('pointermove', function (e) {
+      if (!drag) return;
+      var at = cellAt(document.elementFromPoint(e.clientX, e.clientY));
+      if (!at) return;
+      restore(drag.saved);
+      paint(drag.from, at, brush);
+    });
+    function endDrag() { drag = null; }
+    document.addEventListener('pointerup', endDrag);
+    document.addEventListener('pointercancel', endDrag);
+    table.addEventListener('keydown', function (e) {
+      var r = focus[0];
+      var c = focus[1];
+      var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+      if (KEYS[key] && !e.ctrlKey && !e.metaKey && !e.altKey) {
+        setBrush(KEYS[key]);
+        set(r, c, brush);
+        anchor = [r, c];
+      } else if (key === ' ' || key === 'Enter') {
+        set(r, c, brush);
+        anchor = [r, c];
+      } else if (key === 'ArrowLeft' || key === 'ArrowRight' || key === 'ArrowUp' || key === 'ArrowDown' || key === 'Home' || key === 'End') {
+        if (key === 'ArrowLeft') c = Math.max(0, c - 1);
+        if (key === 'ArrowRight') c = Math.min(rows[r].length - 1, c + 1);
+        if (key === 'ArrowUp') r = Math.max(0, r - 1);
+        if (key === 'ArrowDown') r = Math.min(rows.length - 1, r + 1);
+        if (key === 'Home') c = 0;
+        if (key === 'End') c = rows[r].length - 1;
+        if (e.shiftKey) {
+          paint(focus, [r, c], brush);
+          anchor = [r, c];
+        }
+        moveFocus(r, c);
+      } else {
+        return;
+      }
+      e.preventDefault();
+    });
+  }
+
   // ------------------------------------------------------------ start
   function start() {
     document.querySelectorAll('[data-live]').forEach(startLive);
     document.querySelectorAll('.chart[data-series], .chart[data-chart]').forEach(startChart);
-    if (window.tauTouGrid) window.tauTouGrid();
+    document.querySelectorAll('table.tou-grid').forEach(startTouGrid);
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
   else start();

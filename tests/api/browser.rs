@@ -130,3 +130,48 @@ async fn dashboards_update_live_chart_and_wall_display_in_chromium() {
     );
     assert!(stdout.contains("dashboards flow passed"), "{stdout}");
 }
+
+/// The TOU grid editor in Chromium: colour and letter per cell, painting by drag, shift-click and
+/// keyboard, the painted grid saved, and the plain form without JavaScript.
+#[tokio::test]
+async fn the_tou_grid_paints_with_mouse_and_keyboard_in_chromium() {
+    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
+    else {
+        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("test-artifacts/browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create().await;
+    let env = [
+        ("Database__ConnectionString", db.npgsql()),
+        ("Application__Environment", "Development".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let portal = Portal::start(&[], &env, data.path());
+    portal.wait_listening().await;
+    let script = root.join("tests/browser/tou_grid.cjs");
+    let base = portal.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
+            .arg(&artifacts)
+            .env("NODE_PATH", node_path)
+            .env("TAU_TEST_CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
+        portal.raw_lines().join("\n")
+    );
+    assert!(stdout.contains("tou grid flow passed"), "{stdout}");
+}
