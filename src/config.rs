@@ -140,6 +140,11 @@ pub const KEYS: &[KeySpec] = &[
     secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled)."),
     key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400)."),
     key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000)."),
+    key(
+        "Measurements__EarliestTime",
+        "2000-01-01T00:00:00Z",
+        "Readings timed before this (RFC 3339, or a date) are refused by every ingestion path, naming the row: a clock reset to year 0 or a hostile timestamp must not be stored (nor make energy spread over millennia).",
+    ),
     key("Modbus__Enabled", "true", "Client mode: poll the Modbus TCP devices configured under Sites."),
     key(
         "Modbus__RequestTimeoutMilliseconds",
@@ -161,7 +166,7 @@ pub const KEYS: &[KeySpec] = &[
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
 const SECTIONS: &[&str] =
-    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Modbus"];
+    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Measurements", "Modbus"];
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -309,6 +314,8 @@ pub struct Config {
     pub grafana_reader: Option<GrafanaReader>,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
+    /// Readings before this are refused (`measurements::check_time`).
+    pub earliest_reading: chrono::DateTime<chrono::Utc>,
     pub modbus: ModbusSettings,
 }
 
@@ -526,6 +533,18 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     if valid { Ok(raw.to_string()) } else { Err(format!("expected an email address, got {raw:?}")) }
 }
 
+/// An RFC 3339 time, or a date (midnight UTC).
+fn parse_time(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.to_utc())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| {
+            format!("expected an RFC 3339 time such as 2000-01-01T00:00:00Z or a date such as 2000-01-01, got {raw:?}")
+        })
+}
+
 fn parse_listen_address(raw: &str) -> Result<SocketAddr, String> {
     raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
 }
@@ -729,6 +748,7 @@ impl Config {
             }
         }
 
+        let earliest_reading = r.parse("Measurements__EarliestTime", parse_time);
         let modbus_enabled = r.parse("Modbus__Enabled", parse_bool);
         let modbus_timeout = r.number("Modbus__RequestTimeoutMilliseconds", 100, 60_000).map(Duration::from_millis);
         let modbus_backoff = r.seconds("Modbus__MaxBackoffSeconds", 1, 3600);
@@ -783,6 +803,7 @@ impl Config {
                 interval: fleet_interval.ok_or_else(missing)?,
                 batch_size: fleet_batch.ok_or_else(missing)? as u32,
             },
+            earliest_reading: earliest_reading.ok_or_else(missing)?,
             modbus: ModbusSettings {
                 enabled: modbus_enabled.ok_or_else(missing)?,
                 request_timeout: modbus_timeout.ok_or_else(missing)?,

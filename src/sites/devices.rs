@@ -44,7 +44,13 @@ struct DevicePage {
     chart: Option<Chart>,
     chart_width: f64,
     chart_height: f64,
+    /// What the energy rollup did not count (newest first) and how many in all.
+    anomalies: Vec<(String, String)>,
+    anomalies_total: i64,
 }
+
+/// How many of a device's energy anomalies its page lists.
+const ANOMALIES_SHOWN: i64 = 10;
 
 pub async fn show(
     State(state): State<AppState>,
@@ -61,6 +67,9 @@ pub async fn show(
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
     let meter = super::meter::facts(&device, tz);
+    let (anomalies, anomalies_total) =
+        crate::measurements::energy::anomalies::of_device(&state.db, id, ANOMALIES_SHOWN).await?;
+    let anomalies = anomalies.into_iter().map(|a| (readings::local_time(a.time, tz), a.description)).collect();
     render(&DevicePage {
         page,
         site,
@@ -72,6 +81,8 @@ pub async fn show(
         chart,
         chart_width: CHART_WIDTH,
         chart_height: CHART_HEIGHT,
+        anomalies,
+        anomalies_total,
     })
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::intervals::{self, Replacement};
-use super::maths::{self, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
+use super::maths::{self, Anomaly, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
 use super::rollup::{LAG, REBUILD_LOCK, Report, RollupError, restart_state, resume};
 use super::{site_sums, watermarks};
 use crate::measurements::copy::Decoder;
@@ -80,8 +80,9 @@ struct Device {
     /// The intervals before this are replaced.
     written: DateTime<Utc>,
     /// An open range's intervals from `written` on, computed by its last window, written with
-    /// the watermark at the end.
+    /// the watermark at the end, and what that window did not count.
     tail: Vec<Interval>,
+    tail_anomalies: Vec<Anomaly>,
     done: bool,
 }
 
@@ -233,8 +234,16 @@ async fn start(
                 (state, Range::Open { limit: cutoff.max(mark.seen_until) })
             }
         };
-        let mut device =
-            Device { id, range, state, pending: Vec::new(), written: state.from, tail: Vec::new(), done: false };
+        let mut device = Device {
+            id,
+            range,
+            state,
+            pending: Vec::new(),
+            written: state.from,
+            tail: Vec::new(),
+            tail_anomalies: Vec::new(),
+            done: false,
+        };
         device.done = state.from >= device.limit() || matches!(range, Range::Closed { end, .. } if state.from >= end);
         devices.push(device);
     }
@@ -377,11 +386,18 @@ fn compute_window(devices: &mut [Device], window: &Window) -> Result<(Vec<Replac
             computed.intervals.into_iter().partition(|i| until.is_some_and(|u| i.start < u));
         intervals += done.len() as u64;
         if let Some(until) = until {
-            batch.push(Replacement { device: device.id, from: device.written, to: Some(until), intervals: done });
+            batch.push(Replacement {
+                device: device.id,
+                from: device.written,
+                to: Some(until),
+                intervals: done,
+                anomalies: computed.anomalies,
+            });
             device.written = until;
         } else {
             intervals += rest.len() as u64;
             device.tail = rest;
+            device.tail_anomalies = computed.anomalies;
         }
         device.done = match device.range {
             Range::Open { .. } => last,
@@ -416,8 +432,16 @@ async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
     let mut tx = db.begin().await?;
     watermarks::lock(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
     let states: Vec<_> = open.iter().map(|d| (d.id, d.state, d.limit())).collect();
-    let tails: Vec<Replacement> =
-        open.into_iter().map(|d| Replacement { device: d.id, from: d.written, to: None, intervals: d.tail }).collect();
+    let tails: Vec<Replacement> = open
+        .into_iter()
+        .map(|d| Replacement {
+            device: d.id,
+            from: d.written,
+            to: None,
+            intervals: d.tail,
+            anomalies: d.tail_anomalies,
+        })
+        .collect();
     let written = intervals::replace(&mut tx, &tails).await?;
     watermarks::save(&mut tx, &states).await?;
     tx.commit().await?;
