@@ -31,7 +31,11 @@ macro_rules! keys {
 }
 
 keys! {
-    RUN_MODE = key("Application__RunMode", "Client", "`Client` (a customer's portal) or `Admin` (the fleet aggregator).");
+    RUN_MODE = key(
+        "Application__RunMode",
+        "Client",
+        "`Client` (a customer's portal) or `Admin` (the fleet aggregator).",
+    );
     ENVIRONMENT = key(
         "Application__Environment",
         "Production",
@@ -43,7 +47,11 @@ keys! {
         "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect and for the same-origin check of forms. Required in Production; in Development `http://localhost:<port>`.",
     );
     LISTEN_ADDRESS = key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds.");
-    DATA_DIRECTORY = key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`).");
+    DATA_DIRECTORY = key(
+        "Application__DataDirectory",
+        "/data",
+        "Folder for the key ring (`keys/`) and uploaded logos (`branding/`).",
+    );
     METRICS_ADDRESS = key(
         "Application__MetricsAddress",
         "0.0.0.0:9090",
@@ -63,7 +71,10 @@ keys! {
         "Database__ConnectionString",
         "Database, as Npgsql `Host=…;Port=…;Database=…;Username=…;Password=…` or a `postgres://` URL. Takes precedence over `DATABASE_URL` and the `POSTGRES_*` parts.",
     );
-    DATABASE_URL = secret("DATABASE_URL", "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset.");
+    DATABASE_URL = secret(
+        "DATABASE_URL",
+        "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset.",
+    );
     POSTGRES_HOST = key(
         "POSTGRES_HOST",
         "timescaledb",
@@ -92,8 +103,16 @@ keys! {
         "Authentication__DefaultAdminPassword",
         "Password of the seeded admin, at least 12 characters. Required in Production; in Development a missing one is generated and written to `<data dir>/default-admin-password`.",
     );
-    SESSION_IDLE_MINUTES = key("Authentication__SessionIdleMinutes", "30", "A session unused this long ends (sliding; 1-1440).");
-    SESSION_ABSOLUTE_HOURS = key("Authentication__SessionAbsoluteHours", "12", "A session ends this long after sign-in, used or not (1-720).");
+    SESSION_IDLE_MINUTES = key(
+        "Authentication__SessionIdleMinutes",
+        "30",
+        "A session unused this long ends (sliding; 1-1440).",
+    );
+    SESSION_ABSOLUTE_HOURS = key(
+        "Authentication__SessionAbsoluteHours",
+        "12",
+        "A session ends this long after sign-in, used or not (1-720).",
+    );
     TRUSTED_PROXIES = key(
         "Authentication__TrustedProxies",
         "127.0.0.0/8,::1/128",
@@ -106,7 +125,11 @@ keys! {
     );
     PASSWORD_HASH_ITERATIONS = key("Authentication__PasswordHashIterations", "2", "argon2id time cost (OWASP: 2).");
     PASSWORD_HASH_PARALLELISM = key("Authentication__PasswordHashParallelism", "1", "argon2id lanes (OWASP: 1).");
-    GRAFANA_EMBED_PATH_PREFIX = key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana.");
+    GRAFANA_EMBED_PATH_PREFIX = key(
+        "Grafana__EmbedPathPrefix",
+        "/grafana",
+        "Path under which Traefik serves the embedded Grafana.",
+    );
     GRAFANA_DATABASE_USER = key(
         "Grafana__DatabaseUser",
         "grafana_reader",
@@ -122,12 +145,23 @@ keys! {
         "Application name shown in every page (first boot only; later via Settings → Branding).",
     );
     PRIMARY_COLOR = key("WhiteLabel__PrimaryColor", "#0c4a6e", "Primary brand colour, `#rrggbb` (first boot only).");
-    SECONDARY_COLOR = key("WhiteLabel__SecondaryColor", "#0e7490", "Secondary brand colour, `#rrggbb` (first boot only).");
+    SECONDARY_COLOR = key(
+        "WhiteLabel__SecondaryColor",
+        "#0e7490",
+        "Secondary brand colour, `#rrggbb` (first boot only).",
+    );
     ACCENT_COLOR = key("WhiteLabel__AccentColor", "#06b6d4", "Accent brand colour, `#rrggbb` (first boot only).");
     FOOTER_TEXT = key("WhiteLabel__FooterText", "", "Footer text (first boot only).");
-    FLEET_ENABLED = key("FleetIngest__Enabled", "false", "Client mode: push this portal's data to an Admin (fleet) portal.");
+    FLEET_ENABLED = key(
+        "FleetIngest__Enabled",
+        "false",
+        "Client mode: push this portal's data to an Admin (fleet) portal.",
+    );
     FLEET_URL = key("FleetIngest__Url", "", "Base URL of the Admin portal (required when enabled).");
-    FLEET_TOKEN = secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled).");
+    FLEET_TOKEN = secret(
+        "FleetIngest__Token",
+        "Push token shown once by the Admin portal's Customers page (required when enabled).",
+    );
     FLEET_INTERVAL_SECONDS = key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400).");
     FLEET_BATCH_SIZE = key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000).");
     MODBUS_ENABLED = key("Modbus__Enabled", "true", "Client mode: poll the Modbus TCP devices configured under Sites.");
