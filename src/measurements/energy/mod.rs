@@ -19,7 +19,9 @@
 //! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused; `rollup.rs` the job's per-device
 //! run; `rebuild.rs` the one-pass rebuild; `watermarks.rs` the watermarks, the rebuild's claim
 //! and the backfill notes; `intervals.rs` the device intervals; `site_sums.rs` the site sums,
-//! their queue and the door.
+//! their queue and the door. (The applied migrations that made these tables name the files of
+//! the time: `energy.rs` is `maths.rs`, `rollup.rs`'s writers are `intervals.rs`, `site_rollup.rs`
+//! is `site_sums.rs`; migrations are never edited.)
 //!
 //! # What is fresh when
 //! 1. *Device intervals.* For every device, the intervals before its watermark's
