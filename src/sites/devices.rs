@@ -38,7 +38,13 @@ struct DevicePage {
     meter: Vec<(&'static str, String)>,
     reading: Option<ReadingView>,
     chart: ChartView,
+    /// What the energy rollup did not count (newest first) and how many in all.
+    anomalies: Vec<(String, String)>,
+    anomalies_total: i64,
 }
+
+/// How many of a device's energy anomalies its page lists.
+const ANOMALIES_SHOWN: i64 = 10;
 
 pub async fn show(
     State(state): State<AppState>,
@@ -54,7 +60,21 @@ pub async fn show(
     let status = device_list_view(&device, tz, now);
     let last_error_at = device.last_error_at.map(|t| readings::local_time(t, tz));
     let meter = super::meter::facts(&device, tz);
-    render(&DevicePage { page, site, device, status, last_error_at, meter, reading, chart })
+    let (anomalies, anomalies_total) =
+        crate::measurements::energy::anomalies::of_device(&state.db, id, ANOMALIES_SHOWN).await?;
+    let anomalies = anomalies.into_iter().map(|a| (readings::local_time(a.time, tz), a.description)).collect();
+    render(&DevicePage {
+        page,
+        site,
+        device,
+        status,
+        last_error_at,
+        meter,
+        reading,
+        chart,
+        anomalies,
+        anomalies_total,
+    })
 }
 
 /// An `<option>` of a select.
