@@ -63,18 +63,7 @@ pub async fn show(
     let (anomalies, anomalies_total) =
         crate::measurements::energy::anomalies::of_device(&state.db, id, ANOMALIES_SHOWN).await?;
     let anomalies = anomalies.into_iter().map(|a| (readings::local_time(a.time, tz), a.description)).collect();
-    render(&DevicePage {
-        page,
-        site,
-        device,
-        status,
-        last_error_at,
-        meter,
-        reading,
-        chart,
-        anomalies,
-        anomalies_total,
-    })
+    render(&DevicePage { page, site, device, status, last_error_at, meter, reading, chart, anomalies, anomalies_total })
 }
 
 /// An `<option>` of a select.
