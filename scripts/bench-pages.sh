@@ -26,8 +26,9 @@
 #                  summary says how many runs each window saw (from the portal's /metrics)
 # each target is loaded by wrk (BENCH_CONNECTIONS (2) connections, one thread, the session
 # cookie, a Lua script for p50/p95/p99 and for counting answers other than 200) for one window:
-#   the Overview and its two live updates, the site page of both sites, the Cost tab, the device
-#   page (HTML) and its chart data (JSON) at 24 h / 30 d / 1 y of a year device
+#   the Overview and its two live updates, the site page of both sites (and the Fleet site's with
+#   its devices compared over 7 days), the Cost tab, the device page (HTML) and its chart data
+#   (JSON) at 24 h / 30 d / 1 y of a year device
 # and the CSV export of a year of one device is timed (rows/s) against psql's COPY of the same
 # rows to CSV. PostgreSQL logs every statement slower than BENCH_SLOW_MS (100) and every lock
 # wait longer than 100 ms; the summary lists what happened during the measurements, so a missed
@@ -311,6 +312,7 @@ TARGETS=(
     "Overview live update (energy, cost)|/api/live/overview/energy"
     "Site page, Year site ($YEAR_DEVICES devices)|/sites/$YEAR_SITE"
     "Site page, Fleet site ($FLEET_DEVICES devices)|/sites/$FLEET_SITE"
+    "Site page, Fleet site, devices compared over 7 d|/sites/$FLEET_SITE?compare=7d"
     "Cost tab, Fleet site|/sites/$FLEET_SITE/cost"
     "Device page 24 h (HTML)|/devices/$YEAR_DEVICE?range=24h"
     "Device page 30 d (HTML)|/devices/$YEAR_DEVICE?range=30d"
