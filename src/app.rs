@@ -31,7 +31,7 @@ use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
+use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, mqtt, sites, tariffs, telemetry};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
             .merge(sites::router())
             .merge(tariffs::router())
             .merge(ingest::router())
+            .merge(mqtt::router())
             .merge(fleet::client_router()),
         RunMode::Admin => fleet::admin_router(),
     };
@@ -103,6 +104,8 @@ pub enum StartupError {
     Timescale(#[source] sqlx::Error),
     #[error(transparent)]
     ReaderRole(#[from] ReaderRoleError),
+    #[error("MQTT broker setup failed")]
+    Mqtt(#[from] crate::mqtt::db::BrokerSetupError),
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
@@ -140,6 +143,9 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
     if let Some(reader) = &config.grafana_reader {
         use secrecy::ExposeSecret;
         reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
+    }
+    if config.run_mode == RunMode::Client {
+        mqtt::prepare(&pool, &config.mqtt).await?;
     }
     Ok((pool, outcome))
 }
@@ -222,6 +228,16 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     if state.fleet_storage == Some(FleetStorage::Plain) {
         tasks.spawn(fleet::hourly::job(pool.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client && state.config.mqtt.enabled {
+        let subscriber = mqtt::subscriber::Subscriber {
+            db: pool.clone(),
+            devices: state.devices.clone(),
+            clock: state.clock.clone(),
+            earliest: state.config.earliest_reading,
+            settings: state.config.mqtt.clone(),
+        };
+        tasks.spawn(subscriber.run(shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.modbus.enabled {
         let poller = crate::modbus::poller::Poller {

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod measurements;
 pub mod metrics;
 pub mod modbus;
+pub mod mqtt;
 pub mod provision;
 pub mod sites;
 pub mod state;

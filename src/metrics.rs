@@ -83,7 +83,7 @@ pub const METRICS: &[Metric] = &[
         "tau_portal_readings_ingested_total",
         Kind::Counter,
         "source",
-        "Readings stored, by source (api, modbus, fleet).",
+        "Readings stored, by source (api, modbus, mqtt, fleet).",
     ),
     metric(
         "tau_portal_readings_dropped_total",
@@ -115,6 +115,20 @@ pub const METRICS: &[Metric] = &[
         "",
         "Ingest rows refused (unknown device, bad time).",
     ),
+    metric(
+        "tau_portal_mqtt_messages_total",
+        Kind::Counter,
+        "result",
+        "MQTT messages received on sensor/#, by result (accepted; invalid: unknown device, topic or payload, logged with the topic).",
+    ),
+    metric("tau_portal_mqtt_connected", Kind::Gauge, "", "1 while the MQTT subscriber is connected to the broker."),
+    metric(
+        "tau_portal_mqtt_connection_failures_total",
+        Kind::Counter,
+        "",
+        "Failed or lost connections of the MQTT subscriber to the broker (it reconnects with backoff).",
+    ),
+    metric("tau_portal_mqtt_credentials", Kind::Gauge, "", "Devices with MQTT broker credentials."),
     metric("tau_portal_sites", Kind::Gauge, "", "Sites configured, counted at scrape time."),
     metric("tau_portal_devices", Kind::Gauge, "state", "Devices configured, by state (enabled, disabled)."),
     metric(
@@ -298,6 +312,7 @@ async fn scrape(State(db): State<PgPool>) -> AppResult<Response> {
     let (sites, enabled, disabled) = crate::sites::db::inventory(&db).await?;
     let users = crate::auth::db::user_counts(&db).await?;
     let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&db).await?;
+    let mqtt_credentials = crate::mqtt::db::credential_count(&db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("tau_portal_sites").set(sites as f64);
@@ -313,6 +328,7 @@ async fn scrape(State(db): State<PgPool>) -> AppResult<Response> {
     }
     metrics::gauge!("tau_portal_api_keys", "state" => "active").set(keys_active as f64);
     metrics::gauge!("tau_portal_api_keys", "state" => "revoked").set(keys_revoked as f64);
+    metrics::gauge!("tau_portal_mqtt_credentials").set(mqtt_credentials as f64);
 
     let body = handle().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())

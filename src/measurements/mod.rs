@@ -111,6 +111,19 @@ impl Quantity {
         let real = REAL_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Real);
         real.or_else(|| COUNTER_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Counter)).map(Quantity)
     }
+
+    /// Its SI unit ("" for power factors).
+    pub fn unit(self) -> &'static str {
+        match self.0 {
+            Slot::Real(i) => REAL_QUANTITIES[i].2,
+            Slot::Counter(i) => COUNTER_QUANTITIES[i].2,
+        }
+    }
+
+    /// Every quantity's JSON name, comma-separated (for error messages that list them).
+    pub fn names() -> String {
+        REAL_QUANTITIES.iter().chain(&COUNTER_QUANTITIES).map(|q| q.0).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// The quantities as a Markdown table for the README (a test keeps the two in step).

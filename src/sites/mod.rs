@@ -27,6 +27,9 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/delete", get(devices::confirm_delete).post(devices::delete_device))
 }
 
+/// The source of devices that publish over MQTT (src/mqtt/).
+pub const MQTT_SOURCE: &str = forms::MQTT;
+
 /// The site or device a form edits (its stored name, for the title and breadcrumb).
 pub struct Editing {
     id: i32,

@@ -73,6 +73,7 @@ pub fn device_list_view(d: &DeviceRow, tz: Tz, now: chrono::DateTime<chrono::Utc
         Some(host) if d.source == forms::MODBUS_TCP => {
             format!("Modbus TCP {host}:{}, unit {}", d.modbus_port, d.modbus_unit_id)
         }
+        _ if d.source == forms::MQTT => "MQTT".into(),
         _ => "Push".into(),
     };
     DeviceListView {

@@ -49,6 +49,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
     ("tariff-unassigned", "The tariff was removed from the site's history."),
     ("customer-updated", "The customer was saved."),
+    ("mqtt-revoked", "The device's MQTT credentials were revoked: the broker refuses them from now on."),
     ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];
 

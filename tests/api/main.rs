@@ -26,6 +26,7 @@ mod measurements;
 mod metrics;
 mod migrations;
 mod modbus_peer;
+mod mqtt;
 mod poller;
 mod quickstart;
 mod seed;
