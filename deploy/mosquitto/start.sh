@@ -25,6 +25,8 @@ fi
 umask 077
 {
     cat "$template"
+    # A template without a final newline (a ConfigMap value) must not swallow the next line.
+    echo
     printf 'auth_opt_pg_host %s\n' "$MQTT_DB_HOST"
     printf 'auth_opt_pg_port %s\n' "$MQTT_DB_PORT"
     printf 'auth_opt_pg_dbname %s\n' "$MQTT_DB_NAME"
