@@ -31,7 +31,7 @@ use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, mqtt, sites, tariffs, telemetry};
+use crate::{auth, branding, dashboards, fleet, health, ingest, licence, metrics, mqtt, sites, tariffs, telemetry};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -52,8 +52,9 @@ pub fn router(state: AppState) -> Router {
             .merge(tariffs::router())
             .merge(ingest::router())
             .merge(mqtt::router())
+            .merge(licence::client_router())
             .merge(fleet::client_router()),
-        RunMode::Admin => fleet::admin_router(),
+        RunMode::Admin => fleet::admin_router().merge(licence::admin_router()),
     };
     let pages = Router::new()
         .merge(auth::routes::router())
@@ -66,6 +67,9 @@ pub fn router(state: AppState) -> Router {
         // CSRF needs the session; error pages need the session the resolver leaves on the
         // response; every response gets the security headers.
         .layer(catch_panic())
+        // Read-only settings once a licence has run out: after the CSRF check (a forged form
+        // is refused as such), before any handler.
+        .layer(from_fn_with_state(state.clone(), licence::guard::read_only))
         .layer(from_fn_with_state(state.clone(), csrf::guard))
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
@@ -228,6 +232,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     if state.fleet_storage == Some(FleetStorage::Plain) {
         tasks.spawn(fleet::hourly::job(pool.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client {
+        tasks.spawn(licence::watch(state.licence.clone(), state.clock.clone(), shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.mqtt.enabled {
         let subscriber = mqtt::subscriber::Subscriber {

@@ -35,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "Measurements",
     "Modbus",
     "Mqtt",
+    "License",
 ];
 
 /// The minimum length of the portal's own MQTT password (a generated secret, not a person's).
@@ -166,6 +167,18 @@ pub struct MqttSettings {
     pub device_url: String,
 }
 
+/// Licence keys (`src/licence/`).
+#[derive(Debug, Clone)]
+pub struct LicenseSettings {
+    /// Client mode: the licence key as given (verified at startup, never refused here: a bad key
+    /// makes settings read-only, it does not stop data collection).
+    pub key: Option<SecretString>,
+    /// The key licences must be signed with: configured, or compiled in; `None`: neither.
+    pub public_key: Option<crate::licence::keys::PublicKey>,
+    /// Admin mode: the key licences are signed with.
+    pub signing_key: Option<crate::licence::keys::SigningKey>,
+}
+
 #[derive(Debug, Clone)]
 pub struct FleetIngest {
     pub enabled: bool,
@@ -206,6 +219,7 @@ pub struct Config {
     pub earliest_reading: chrono::DateTime<chrono::Utc>,
     pub modbus: ModbusSettings,
     pub mqtt: MqttSettings,
+    pub license: LicenseSettings,
 }
 
 /// One invalid key: `<key>: <what was expected and what was found>`.
@@ -522,6 +536,7 @@ impl Config {
         let earliest_reading = r.parse(keys::MEASUREMENTS_EARLIEST_TIME, parse_time);
         let modbus = modbus(&mut r);
         let mqtt = mqtt(&mut r, app.as_ref(), database.as_ref(), &mut warnings);
+        let license = license(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -548,6 +563,7 @@ impl Config {
             earliest_reading: earliest_reading.ok_or_else(missing)?,
             modbus: modbus.ok_or_else(missing)?,
             mqtt: mqtt.ok_or_else(missing)?,
+            license: license.ok_or_else(missing)?,
         };
         Ok((config, warnings))
     }
@@ -828,6 +844,34 @@ fn mqtt(
         broker_role,
         device_url,
     })
+}
+
+/// `License__*`: the licence key and the keys that sign and verify it.
+fn license(r: &mut Reader<'_>, run_mode: Option<RunMode>, warnings: &mut Vec<String>) -> Option<LicenseSettings> {
+    use crate::licence::keys::{PublicKey, SigningKey};
+    let key = r.secret(keys::LICENSE_KEY);
+    let public_key = if r.is_set(keys::LICENSE_PUBLIC_KEY) {
+        r.parse(keys::LICENSE_PUBLIC_KEY, |raw| PublicKey::parse(raw).map(Some))
+    } else {
+        r.parse(keys::LICENSE_PUBLIC_KEY, |_| PublicKey::compiled_in())
+    };
+    let signing_key = match r.secret(keys::LICENSE_SIGNING_KEY) {
+        Some(pem) => match SigningKey::parse(pem.expose_secret()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                r.refuse(keys::LICENSE_SIGNING_KEY, e);
+                None
+            }
+        },
+        None => None,
+    };
+    if signing_key.is_some() && run_mode == Some(RunMode::Client) {
+        warnings.push(format!(
+            "{} is set in Client mode: only the Admin portal signs licences; remove it from customer stacks",
+            keys::LICENSE_SIGNING_KEY.key
+        ));
+    }
+    Some(LicenseSettings { key, public_key: public_key?, signing_key })
 }
 
 /// A PostgreSQL role of the portal's making: a plain lowercase identifier, not a reserved role

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod ingest;
+pub mod licence;
 pub mod measurements;
 pub mod metrics;
 pub mod modbus;

@@ -219,6 +219,19 @@ keys! {
         "",
         "Where devices connect, shown on device pages, e.g. `mqtt://abc0001.portal.example.com:1883`; empty: the host of `Application__PublicUrl` on port 1883.",
     );
+    LICENSE_KEY = secret(
+        "License__Key",
+        "Client mode: the licence key (a JWT signed by the Admin portal, Helm `license.key`). Unset: the portal runs unlicensed, without limits, and says so to admins and in /metrics.",
+    );
+    LICENSE_PUBLIC_KEY = key(
+        "License__PublicKey",
+        "",
+        "The Ed25519 public key licence keys must be signed with (`tau-portal licence keygen` prints it; base64url or a PEM `PUBLIC KEY`); empty: the key compiled into this build (TAU_LICENSE_PUBLIC_KEY at build time).",
+    );
+    LICENSE_SIGNING_KEY = secret(
+        "License__SigningKey",
+        "Admin mode: the Ed25519 private key licences are signed with (PKCS#8 PEM, `tau-portal licence keygen` or `openssl genpkey -algorithm ed25519`); give it as `License__SigningKey_FILE`, a secret file that only the Admin portal mounts.",
+    );
     RUST_LOG = key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`.");
 }
 

@@ -69,6 +69,15 @@ pub async fn issue(
             device.external_id
         )));
     }
+    if let Some(claims) = state.licence.claims()
+        && !claims.features.iter().any(|f| f == super::LICENCE_FEATURE)
+    {
+        return Err(AppError::Forbidden(
+            "The licence of this portal does not include MQTT ingestion (feature mqtt): nothing was changed. Ask \
+             your provider for a licence with it (Settings → Licence)."
+                .into(),
+        ));
+    }
     let password = tokens::random("");
     let hash = db::bcrypt_hash(password.clone()).await.map_err(AppError::internal)?;
     let mut change = Change::begin(&state.db, admin.actor()).await?;

@@ -21,6 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/mqtt/revoke", post(credentials::revoke))
 }
 
+/// The licence feature that allows device broker credentials (a licensed portal without it
+/// cannot issue them; an unlicensed one can).
+pub const LICENCE_FEATURE: &str = "mqtt";
+
 /// Why `external_id` cannot be an MQTT topic level (and a broker username), if it cannot: MQTT
 /// reserves `/` (the level separator) and the wildcards `+` and `#`.
 pub fn topic_safe(external_id: &str) -> Result<(), String> {

@@ -190,6 +190,7 @@ pub async fn create_device(
     let created = async {
         let device = form.validate()?;
         let mut change = Change::begin(&state.db, admin.actor()).await?;
+        crate::licence::limits::admit(&state, &mut change, crate::licence::limits::Resource::Devices).await?;
         let id = refused(db::insert_device(&mut change, &device.fields()).await)?;
         let target = Some(device.external_id.as_str());
         state.commit(change, "device.created", target, device_detail(&device)).await?;

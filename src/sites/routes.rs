@@ -155,6 +155,7 @@ pub async fn create_site(
     let created = async {
         let site = form.validate()?;
         let mut change = Change::begin(&state.db, admin.actor()).await?;
+        crate::licence::limits::admit(&state, &mut change, crate::licence::limits::Resource::Sites).await?;
         let id =
             db::insert_site(change.db(), &site.fields()).await.on_constraint(db::SITE_NAME_UNIQUE, duplicate_site)?;
         state.commit(change, "site.created", Some(&site.name), site_detail(&site)).await?;

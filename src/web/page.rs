@@ -23,6 +23,8 @@ pub struct Page {
     pub path: String,
     /// Admin (fleet) run mode: its own navigation.
     pub fleet_admin: bool,
+    /// What admins are told about the licence on every page (expiring, expired, refused).
+    pub licence_banner: Option<String>,
 }
 
 const NOTICES: &[(&str, &str)] = &[
@@ -61,7 +63,13 @@ impl Page {
                 .find(|(k, _)| k == "notice")
                 .and_then(|(_, code)| NOTICES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text))
         });
+        let licence_banner = if user.as_ref().is_some_and(|u| u.is_admin) {
+            state.licence.standing(state.clock.now()).banner()
+        } else {
+            None
+        };
         Page {
+            licence_banner,
             theme: state.branding.theme(),
             user,
             csrf,

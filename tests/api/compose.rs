@@ -390,6 +390,9 @@ fn a_provisioned_env_renders_the_runbooks_stack() {
         "Database__ConnectionString",
         "DATABASE_URL",
         "POSTGRES_PORT",
+        // The Admin's private key: a secret file only the Admin's stack mounts (OPERATIONS.md,
+        // Licences), never a variable of a customer's .env.
+        "License__SigningKey",
     ];
     for k in KEYS.iter().filter(|k| !not_for_compose.contains(&k.key)) {
         assert!(portal.contains_key(k.key), "{} set in .env would never reach the portal", k.key);

@@ -22,6 +22,7 @@ mod helm;
 mod helpers;
 mod image;
 mod ingest;
+mod licence;
 mod measurements;
 mod metrics;
 mod migrations;

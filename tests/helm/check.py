@@ -1173,6 +1173,37 @@ MOSQUITTO_FILES = ["mosquitto.conf", "start.sh"]
 SEED_MOSQUITTO_IMAGE = "iegomez/mosquitto-go-auth:2.0.18-mosquitto_2.0.18"
 
 
+# The seed's own install command (seed 002, "Manual Installation"), values verbatim.
+SEED_INSTALL = {
+    "customer": {"id": "abc123", "email": "john@example.com", "companyName": "Acme Corp"},
+    "license": {"key": "eyJhbGc..."},
+    "domain": {"base": "iotistic.cloud"},
+}
+
+
+def check_seed_install(chart: Any, env_keys: dict[str, bool]) -> None:
+    """`helm install customer-abc123 ./charts/customer-instance --set customer.id=abc123 ...
+    --set license.key="eyJhbGc..." --set domain.base=iotistic.cloud`: the chart accepts it, and
+    the licence key reaches the portal from the Secret, never as a literal."""
+    files = chart.render(SEED_INSTALL, name="customer-abc123", namespace="customer-abc123", is_install=True)
+    docs = [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    secret = [d for d in docs if d["kind"] == "Secret"][0]
+    check.equal(base64.b64decode(secret["data"]["License__Key"]).decode(), "eyJhbGc...", "license.key in the Secret")
+    portal = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "customer-abc123-portal"][0]
+    env = env_of(container(portal, "portal"))
+    check.that(all(k in env_keys for k in env), "the seed's install: portal env holds only keys the binary reads")
+    check.equal(secret_ref(env["License__Key"]), (secret["metadata"]["name"], "License__Key"), "License__Key from the Secret")
+    check.that("value" not in env["License__Key"], "the licence key is never a literal in the Deployment")
+    host = [d for d in docs if d["kind"] == "Ingress"][0]["spec"]["rules"][0]["host"]
+    check.equal(host, "abc123.iotistic.cloud", "the seed's host: <customer.id>.<domain.base>")
+    r = Rendered(chart, merged(SAMPLE, {"license": {"key": "eyJhbGc...", "publicKey": "x" * 43}}))
+    check_kubernetes_validate(r, "with a licence key")
+    check.equal(env_of(container(r.one("Deployment", name("portal")), "portal"))["License__PublicKey"].get("value"),
+                "x" * 43, "license.publicKey reaches License__PublicKey")
+    check.that("License__Key" not in env_of(container(Rendered(chart, SAMPLE).one("Deployment", name("portal")), "portal")),
+               "without license.key the portal gets no License__Key (unlicensed)")
+
+
 def check_mosquitto(chart: Any, chart_dir: Path, env_keys: dict[str, bool]) -> None:
     """mosquitto.enabled: the broker of seed 002 (its image and ports, configured by the stack's
     own deploy/mosquitto/ files), the portal's subscriber pointed at it with the broker account and
@@ -1507,6 +1538,7 @@ def main() -> int:
             check.that(pw(again) != pw(r), "passwords are generated per install, not fixed in the chart")
             check_variants(chart, env_keys, chart_dir)
             check_mosquitto(chart, chart_dir, env_keys)
+            check_seed_install(chart, env_keys)
     except CheckFailed as e:
         print(f"helm chart: FAILED after {check.passed} passed checks: {e}", file=sys.stderr)
         return 1
