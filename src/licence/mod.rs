@@ -118,9 +118,36 @@ impl Licence {
     }
 }
 
+impl Licence {
+    /// Sets the licence gauges of /metrics (README "Metrics"): where it stands at `now` and, for
+    /// a verified key, its customer, expiry, read-only date and limits, for the operator who
+    /// bills on them. The key is read once at startup, so only the standing ever changes.
+    pub fn publish(&self, now: DateTime<Utc>) {
+        let current = self.standing(now).label();
+        for label in Standing::LABELS {
+            metrics::gauge!("tau_portal_licence_state", "state" => label).set(if label == current { 1.0 } else { 0.0 });
+        }
+        let Some(c) = self.claims() else { return };
+        metrics::gauge!("tau_portal_licence_info", "customer" => c.customer_code.clone()).set(1.0);
+        metrics::gauge!("tau_portal_licence_expiry_timestamp_seconds").set(c.exp as f64);
+        let read_only = read_only_from(c.expires_at(), c.grace_days);
+        metrics::gauge!("tau_portal_licence_read_only_timestamp_seconds").set(read_only.timestamp() as f64);
+        for (resource, limit) in [("sites", c.limits.sites), ("devices", c.limits.devices), ("users", c.limits.users)] {
+            if let Some(limit) = limit {
+                metrics::gauge!("tau_portal_licence_limit", "resource" => resource).set(f64::from(limit));
+            }
+        }
+    }
+}
+
+/// When settings of a licence expiring at `expires` with `grace_days` become read-only.
+fn read_only_from(expires: DateTime<Utc>, grace_days: u32) -> DateTime<Utc> {
+    expires + Duration::days(i64::from(grace_days))
+}
+
 /// Where a licence expiring at `expires` with `grace_days` stands at `now`.
 pub fn standing(expires: DateTime<Utc>, grace_days: u32, now: DateTime<Utc>) -> Standing {
-    let read_only_from = expires + Duration::days(i64::from(grace_days));
+    let read_only_from = read_only_from(expires, grace_days);
     if now >= read_only_from {
         Standing::ReadOnly { expired: expires }
     } else if now >= expires {
@@ -194,7 +221,8 @@ impl Standing {
 }
 
 /// Logs the licence's standing at startup and then once a day (and at every change of standing),
-/// so an operator's log search finds the warning well before the licence runs out.
+/// so an operator's log search finds the warning well before the licence runs out; keeps the
+/// licence gauges of /metrics current every minute.
 pub async fn watch(
     licence: std::sync::Arc<Licence>,
     clock: crate::clock::Clock,
@@ -209,6 +237,7 @@ pub async fn watch(
             () = shutdown.cancelled() => return,
         }
         let now = clock.now();
+        licence.publish(now);
         let standing = licence.standing(now);
         let due = match last {
             Some((label, at)) => label != standing.label() || now - at >= Duration::days(1),

@@ -8,6 +8,7 @@ mod forms;
 mod meter;
 pub mod readings;
 mod routes;
+pub mod usage;
 
 use axum::Router;
 use axum::routing::get;

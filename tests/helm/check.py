@@ -1196,6 +1196,16 @@ def check_seed_install(chart: Any, env_keys: dict[str, bool]) -> None:
     check.that("value" not in env["License__Key"], "the licence key is never a literal in the Deployment")
     host = [d for d in docs if d["kind"] == "Ingress"][0]["spec"]["rules"][0]["host"]
     check.equal(host, "abc123.iotistic.cloud", "the seed's host: <customer.id>.<domain.base>")
+    # The seed's "/metrics (internal only)" billing exporter: the portal's metrics Service.
+    metrics_svc = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "customer-abc123-portal-metrics"]
+    check.equal(len(metrics_svc), 1, "the seed's install: the metrics Service (usage figures for billing)")
+    check.equal(metrics_svc[0]["spec"].get("type"), "ClusterIP", "the seed's install: the metrics Service is internal")
+    check.equal([(p["name"], p["port"]) for p in metrics_svc[0]["spec"]["ports"]], [("metrics", METRICS_PORT)],
+                "the seed's install: the metrics Service serves the metrics port")
+    check.equal(port_number(container(portal, "portal"), "metrics"), METRICS_PORT, "the seed's install: container port `metrics`")
+    routed = [p["backend"].get("service", {}).get("name") for d in docs if d["kind"] == "Ingress"
+              for rule in d["spec"].get("rules", []) for p in rule.get("http", {}).get("paths", [])]
+    check.that("customer-abc123-portal-metrics" not in routed, "the seed's install: no Ingress routes to the metrics Service", routed)
     r = Rendered(chart, merged(SAMPLE, {"license": {"key": "eyJhbGc...", "publicKey": "x" * 43}}))
     check_kubernetes_validate(r, "with a licence key")
     check.equal(env_of(container(r.one("Deployment", name("portal")), "portal"))["License__PublicKey"].get("value"),
