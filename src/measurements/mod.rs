@@ -268,8 +268,8 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
     note_late_rows(&mut tx, &first).await?;
     let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).execute(&mut *tx).await?.rows_affected();
     if new > 0 {
-        // Last before the commit: every batch updates the day's one row, so its lock is held
-        // for as short a time as possible (and after every other lock the batch takes).
+        // Last before the commit, so the counter row's lock is held as briefly as it can be (and
+        // after every other lock the batch takes).
         sqlx::query(COUNT_STORED).bind(i64::try_from(new).unwrap_or(i64::MAX)).execute(&mut *tx).await?;
     }
     tx.commit().await?;
@@ -277,10 +277,11 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
 }
 
 /// Adds a batch's new rows to the readings stored today (UTC, the database's clock: when they
-/// were stored, whatever their timestamps), the usage figure of [`stored_per_day`].
-const COUNT_STORED: &str = r#"INSERT INTO monitoring."ReadingsStoredPerDay" ("Day", "Readings")
-    VALUES ((now() AT TIME ZONE 'UTC')::date, $1)
-    ON CONFLICT ("Day") DO UPDATE SET "Readings" = "ReadingsStoredPerDay"."Readings" + EXCLUDED."Readings""#;
+/// were stored, whatever their timestamps), in this connection's slot of the day (see the
+/// migration ReadingsStoredPerDay: concurrent batches do not queue on one row).
+const COUNT_STORED: &str = r#"INSERT INTO monitoring."ReadingsStoredPerDay" ("Day", "Slot", "Readings")
+    VALUES ((now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 16, $1)
+    ON CONFLICT ("Day", "Slot") DO UPDATE SET "Readings" = "ReadingsStoredPerDay"."Readings" + EXCLUDED."Readings""#;
 
 /// How many readings were stored on each of the last `days` UTC days, today last (0 for a day
 /// without any), for usage billing.
@@ -289,7 +290,9 @@ pub async fn stored_per_day(db: &PgPool, days: i32) -> Result<Vec<(NaiveDate, i6
         r#"SELECT d."Day"::date, COALESCE(r."Readings", 0)
            FROM generate_series((now() AT TIME ZONE 'UTC')::date - ($1 - 1), (now() AT TIME ZONE 'UTC')::date,
                                 interval '1 day') AS d ("Day")
-           LEFT JOIN monitoring."ReadingsStoredPerDay" r ON r."Day" = d."Day"::date
+           LEFT JOIN (SELECT "Day", sum("Readings")::bigint AS "Readings" FROM monitoring."ReadingsStoredPerDay"
+                      WHERE "Day" > (now() AT TIME ZONE 'UTC')::date - $1 GROUP BY "Day") r
+                  ON r."Day" = d."Day"::date
            ORDER BY d."Day""#,
     )
     .bind(days)
