@@ -17,6 +17,7 @@ use crate::config::{Config, Environment, RunMode};
 use crate::db::timescale::Outcome;
 use crate::fleet::bootstrap::FleetStorage;
 use crate::fleet::push::PushStatus;
+use crate::licence::Licence;
 use crate::measurements::queries::Bucketing;
 use crate::metrics;
 use crate::sites::directory::DeviceDirectory;
@@ -52,6 +53,8 @@ pub struct Services {
     pub fleet_storage: Option<FleetStorage>,
     /// Client mode: the fleet push's state, for /metrics and Settings → Fleet push.
     pub fleet_push: PushStatus,
+    /// The licence key as verified at startup (judged against the clock where it is used).
+    pub licence: Arc<Licence>,
 }
 
 /// Why the state could not be built (a startup step; the message says which part).
@@ -82,6 +85,10 @@ impl AppState {
             bucketing: Bucketing::from(storage),
             fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
             fleet_push: PushStatus::default(),
+            licence: Arc::new(match config.run_mode {
+                RunMode::Client => Licence::load(&config.license),
+                RunMode::Admin => Licence::Unlicensed,
+            }),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),

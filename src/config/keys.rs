@@ -185,6 +185,53 @@ keys! {
         "100000",
         "Polled readings held in memory while the database is unavailable (1000-10000000); beyond it the oldest are dropped and counted.",
     );
+    MQTT_ENABLED = key(
+        "Mqtt__Enabled",
+        "false",
+        "Client mode: subscribe to the device topics (`sensor/<externalId>` and `sensor/<externalId>/<quantity>`) on the MQTT broker and store their readings.",
+    );
+    MQTT_HOST = key("Mqtt__Host", "mosquitto", "Host name or address of the MQTT broker (the stack's Mosquitto).");
+    MQTT_PORT = key(
+        "Mqtt__Port",
+        "1883",
+        "Port of the broker's MQTT listener (plain MQTT on the stack's internal network).",
+    );
+    MQTT_USERNAME = key(
+        "Mqtt__Username",
+        "tau-portal",
+        "The portal's own broker account: written into `mqtt_users` as a superuser at every start (never a device's username).",
+    );
+    MQTT_PASSWORD = secret(
+        "Mqtt__Password",
+        "Password of `Mqtt__Username`, at least 16 characters (required when `Mqtt__Enabled`); stored bcrypt-hashed in `mqtt_users` at every start, so changing it and restarting rotates it.",
+    );
+    MQTT_BROKER_DATABASE_USER = key(
+        "Mqtt__BrokerDatabaseUser",
+        "mqtt_auth",
+        "The database role the broker's auth plugin (mosquitto-go-auth) logs in as: created by the portal when `Mqtt__BrokerDatabasePassword` is set, with SELECT on `mqtt_users` and `mqtt_acls` and nothing else.",
+    );
+    MQTT_BROKER_DATABASE_PASSWORD = secret(
+        "Mqtt__BrokerDatabasePassword",
+        "Password of `Mqtt__BrokerDatabaseUser`, set at every start; when unset the portal manages no role for the broker.",
+    );
+    MQTT_DEVICE_URL = key(
+        "Mqtt__DeviceUrl",
+        "",
+        "Where devices connect, shown on device pages, e.g. `mqtt://abc0001.portal.example.com:1883`; empty: the host of `Application__PublicUrl` on port 1883.",
+    );
+    LICENSE_KEY = secret(
+        "License__Key",
+        "Client mode: the licence key (a JWT signed by the Admin portal, Helm `license.key`). Unset: the portal runs unlicensed, without limits, and says so to admins and in /metrics.",
+    );
+    LICENSE_PUBLIC_KEY = key(
+        "License__PublicKey",
+        "",
+        "The Ed25519 public key licence keys must be signed with (`tau-portal licence keygen` prints it; base64url or a PEM `PUBLIC KEY`); empty: the key compiled into this build (TAU_LICENSE_PUBLIC_KEY at build time).",
+    );
+    LICENSE_SIGNING_KEY = secret(
+        "License__SigningKey",
+        "Admin mode: the Ed25519 private key licences are signed with (PKCS#8 PEM, `tau-portal licence keygen` or `openssl genpkey -algorithm ed25519`); give it as `License__SigningKey_FILE`, a secret file that only the Admin portal mounts.",
+    );
     RUST_LOG = key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`.");
 }
 

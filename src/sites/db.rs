@@ -117,15 +117,33 @@ pub async fn delete_site(change: &mut Change, id: i32) -> Result<Option<(String,
     .await
 }
 
-/// (sites, enabled devices, disabled devices), for the metrics.
-pub async fn inventory(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
+/// What the usage figures of /metrics need of every device (`sites::usage`).
+#[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
+pub struct DeviceStateRow {
+    pub site_id: i32,
+    pub source: String,
+    pub enabled: bool,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub poll_interval_seconds: i32,
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+/// Every site's id and what its devices' states are made of; the newest reading per device is
+/// one probe of the measurements' primary key, as for the device pages.
+pub async fn inventory(db: &sqlx::PgPool) -> Result<(Vec<i32>, Vec<DeviceStateRow>), sqlx::Error> {
+    let sites = sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Sites""#).fetch_all(db).await?;
+    let devices = sqlx::query_as(
+        r#"SELECT d."SiteId", d."Source", d."Enabled", d."LastErrorAt", d."ConsecutiveFailures",
+                  d."PollIntervalSeconds",
+                  (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id")
+                      AS "LastReadingAt"
+           FROM monitoring."Devices" d"#,
     )
-    .fetch_one(db)
-    .await
+    .fetch_all(db)
+    .await?;
+    Ok((sites, devices))
 }
 
 /// What deleting a site takes with it: `(devices, readings)`.

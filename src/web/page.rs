@@ -23,6 +23,8 @@ pub struct Page {
     pub path: String,
     /// Admin (fleet) run mode: its own navigation.
     pub fleet_admin: bool,
+    /// What admins are told about the licence on every page (expiring, expired, refused).
+    pub licence_banner: Option<String>,
 }
 
 const NOTICES: &[(&str, &str)] = &[
@@ -49,6 +51,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
     ("tariff-unassigned", "The tariff was removed from the site's history."),
     ("customer-updated", "The customer was saved."),
+    ("mqtt-revoked", "The device's MQTT credentials were revoked: the broker refuses them from now on."),
     ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];
 
@@ -60,7 +63,13 @@ impl Page {
                 .find(|(k, _)| k == "notice")
                 .and_then(|(_, code)| NOTICES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text))
         });
+        let licence_banner = if user.as_ref().is_some_and(|u| u.is_admin) {
+            state.licence.standing(state.clock.now()).banner()
+        } else {
+            None
+        };
         Page {
+            licence_banner,
             theme: state.branding.theme(),
             user,
             csrf,
