@@ -31,7 +31,7 @@ use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
+use crate::{alarms, auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -51,7 +51,8 @@ pub fn router(state: AppState) -> Router {
             .merge(sites::router())
             .merge(tariffs::router())
             .merge(ingest::router())
-            .merge(fleet::client_router()),
+            .merge(fleet::client_router())
+            .merge(alarms::router()),
         RunMode::Admin => fleet::admin_router(),
     };
     let pages = Router::new()
@@ -214,6 +215,10 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tasks.spawn(metrics::upkeep(shutdown.clone()));
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client {
+        let evaluator = alarms::evaluate::Evaluator::new(pool.clone(), state.clock.clone(), state.alarms.clone());
+        tasks.spawn(evaluator.run(shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
         let pusher =

@@ -380,3 +380,30 @@ pub async fn all_devices(
     .fetch_all(db)
     .await
 }
+
+/// A device as the alarm rules watch it: where it is, whether it is polled, how often readings
+/// are due, and when it was added (a device that never sent a reading is silent since then).
+#[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
+pub struct WatchedDevice {
+    pub id: i32,
+    pub site_id: i32,
+    pub site_name: String,
+    pub name: String,
+    pub enabled: bool,
+    pub poll_interval_seconds: i32,
+    pub created_at: DateTime<Utc>,
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+pub async fn watched_devices(db: impl PgExecutor<'_>) -> Result<Vec<WatchedDevice>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."PollIntervalSeconds",
+                  d."CreatedAt",
+                  (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt"
+           FROM monitoring."Devices" d JOIN monitoring."Sites" s ON s."Id" = d."SiteId"
+           ORDER BY d."Id""#,
+    )
+    .fetch_all(db)
+    .await
+}

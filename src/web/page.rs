@@ -23,6 +23,8 @@ pub struct Page {
     pub path: String,
     /// Admin (fleet) run mode: its own navigation.
     pub fleet_admin: bool,
+    /// Open alarms, for the header.
+    pub active_alarms: i64,
 }
 
 const NOTICES: &[(&str, &str)] = &[
@@ -48,6 +50,18 @@ const NOTICES: &[(&str, &str)] = &[
     ("tariff-deleted", "The tariff was deleted."),
     ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
     ("tariff-unassigned", "The tariff was removed from the site's history."),
+    ("alarm-acknowledged", "The alarm was acknowledged."),
+    ("alarm-already-acknowledged", "The alarm had already been acknowledged; nothing was changed."),
+    (
+        "alarm-cleared",
+        "The alarm was cleared. It is raised again only after its condition has recovered and breached again.",
+    ),
+    ("alarm-already-ended", "The alarm had already ended; nothing was changed."),
+    (
+        "alarm-rule-saved",
+        "The alarm rule was saved. Alarms it had raised ended; it is evaluated afresh within seconds.",
+    ),
+    ("alarm-rule-deleted", "The alarm rule was deleted; its alarms stay in the history."),
     ("customer-updated", "The customer was saved."),
     ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];
@@ -68,6 +82,7 @@ impl Page {
             css_url: static_files::css_url(),
             path: uri.path().to_string(),
             fleet_admin: state.config.run_mode == crate::config::RunMode::Admin,
+            active_alarms: state.alarms.count(),
         }
     }
 

@@ -6,6 +6,7 @@
 // variables scripts/test.sh exports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod alarms;
 mod audit;
 mod auth;
 mod backup;
