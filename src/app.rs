@@ -108,6 +108,8 @@ pub enum StartupError {
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Notifications(#[from] alarms::notify::NotifierError),
     #[error("rollup failed: {0}")]
     Rollup(#[from] rollup::RollupError),
     #[error("rollup failed: unknown device externalId '{0}'")]
@@ -219,6 +221,14 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     if state.config.run_mode == RunMode::Client {
         let evaluator = alarms::evaluate::Evaluator::new(pool.clone(), state.clock.clone(), state.alarms.clone());
         tasks.spawn(evaluator.run(shutdown.clone()));
+        let notifier = alarms::notify::Notifier::new(
+            pool.clone(),
+            state.clock.clone(),
+            state.branding.clone(),
+            state.config.notifications.clone(),
+            state.config.public_url.clone(),
+        )?;
+        tasks.spawn(notifier.run(shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
         let pusher =

@@ -25,8 +25,17 @@ pub use keys::{KEYS, KeySpec};
 pub use npgsql::parse_npgsql;
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
-const SECTIONS: &[&str] =
-    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Measurements", "Modbus"];
+const SECTIONS: &[&str] = &[
+    "Application",
+    "Database",
+    "Authentication",
+    "Grafana",
+    "WhiteLabel",
+    "FleetIngest",
+    "Measurements",
+    "Modbus",
+    "Notifications",
+];
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -139,6 +148,34 @@ pub struct ModbusSettings {
     pub buffer_readings: usize,
 }
 
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// The SMTP server alarm e-mails go through.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: String,
+}
+
+/// `Notifications__*`: alarm e-mails and webhooks.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    /// `None`: no e-mail (no `Notifications__SmtpHost`).
+    pub smtp: Option<SmtpSettings>,
+    pub timeout: Duration,
+    pub digest_threshold: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct FleetIngest {
     pub enabled: bool,
@@ -177,6 +214,7 @@ pub struct Config {
     /// Readings before this are refused (`measurements::check_time`).
     pub earliest_reading: chrono::DateTime<chrono::Utc>,
     pub modbus: ModbusSettings,
+    pub notifications: Notifications,
 }
 
 /// One invalid key: `<key>: <what was expected and what was found>`.
@@ -492,6 +530,7 @@ impl Config {
         let fleet_ingest = fleet_ingest(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
         let earliest_reading = r.parse(keys::MEASUREMENTS_EARLIEST_TIME, parse_time);
         let modbus = modbus(&mut r);
+        let notifications = notifications(&mut r);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -517,6 +556,7 @@ impl Config {
             fleet_ingest: fleet_ingest.ok_or_else(missing)?,
             earliest_reading: earliest_reading.ok_or_else(missing)?,
             modbus: modbus.ok_or_else(missing)?,
+            notifications: notifications.ok_or_else(missing)?,
         };
         Ok((config, warnings))
     }
@@ -736,6 +776,50 @@ fn modbus(r: &mut Reader<'_>) -> Option<ModbusSettings> {
         max_backoff: max_backoff?,
         buffer_readings: buffer_readings? as usize,
     })
+}
+
+/// `Notifications__*`: the SMTP server (optional) and how deliveries behave.
+fn notifications(r: &mut Reader<'_>) -> Option<Notifications> {
+    let security = r.parse(keys::SMTP_SECURITY, |raw| match raw.to_ascii_lowercase().as_str() {
+        "starttls" => Ok(SmtpSecurity::StartTls),
+        "tls" => Ok(SmtpSecurity::Tls),
+        "none" => Ok(SmtpSecurity::None),
+        _ => Err(format!("expected starttls, tls or none, got {raw:?}")),
+    });
+    let port = r.optional(keys::SMTP_PORT, |raw| match raw.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("expected a port from 1 to 65535, got {raw:?}")),
+    });
+    let username = r.is_set(keys::SMTP_USERNAME).then(|| r.text(keys::SMTP_USERNAME));
+    let password = r.secret(keys::SMTP_PASSWORD);
+    let from = r.optional(keys::SMTP_FROM, parse_email);
+    let timeout = r.seconds(keys::SMTP_TIMEOUT_SECONDS, 1, 300);
+    let digest_threshold = r.number(keys::DIGEST_THRESHOLD, 1, 1000);
+    if password.is_some() && username.is_none() {
+        r.refuse(keys::SMTP_USERNAME, format!("required when {} is set", keys::SMTP_PASSWORD.key));
+    }
+    let smtp = if r.is_set(keys::SMTP_HOST) {
+        if from.is_none() && !r.has_error(keys::SMTP_FROM) {
+            r.refuse(keys::SMTP_FROM, format!("required when {} is set", keys::SMTP_HOST.key));
+        }
+        let security = security?;
+        let default_port = match security {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        };
+        Some(SmtpSettings {
+            host: r.text(keys::SMTP_HOST),
+            port: port.unwrap_or(default_port),
+            security,
+            username,
+            password,
+            from: from?,
+        })
+    } else {
+        None
+    };
+    Some(Notifications { smtp, timeout: timeout?, digest_threshold: digest_threshold? as usize })
 }
 
 /// Picks the database source in contract order: `Database__ConnectionString`, `DATABASE_URL`,

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
+use super::notify;
 use crate::change::{Cache, Change};
 
 pub const RULE_NAME_UNIQUE: &str = "UX_AlarmRules_Name";
@@ -30,6 +31,10 @@ pub struct RuleRow {
     pub nominal: Option<f64>,
     pub hysteresis: f64,
     pub hold_seconds: i32,
+    /// Demand limit: `kW` or `kVA`.
+    pub unit: Option<String>,
+    /// Budget: `to-date` or `projected`.
+    pub basis: Option<String>,
     pub updated_at: DateTime<Utc>,
     /// The scope's names, for the rules list (`None`: every device).
     pub site_name: Option<String>,
@@ -51,11 +56,13 @@ pub struct RuleFields<'a> {
     pub nominal: Option<f64>,
     pub hysteresis: f64,
     pub hold_seconds: i32,
+    pub unit: Option<&'a str>,
+    pub basis: Option<&'a str>,
 }
 
 const RULE_COLUMNS: &str = r#"r."Id", r."Name", r."Kind", r."Severity", r."Enabled", r."SiteId", r."DeviceId",
     r."MissedPolls", r."Quantity", r."Direction", r."Limit", r."Nominal", r."Hysteresis", r."HoldSeconds",
-    r."UpdatedAt", s."Name" AS "SiteName", d."Name" AS "DeviceName"
+    r."Unit", r."Basis", r."UpdatedAt", s."Name" AS "SiteName", d."Name" AS "DeviceName"
     FROM alarms."Rules" r
     LEFT JOIN monitoring."Sites" s ON s."Id" = r."SiteId"
     LEFT JOIN monitoring."Devices" d ON d."Id" = r."DeviceId""#;
@@ -92,13 +99,15 @@ fn bind_rule<'q>(
         .bind(r.nominal)
         .bind(r.hysteresis)
         .bind(r.hold_seconds)
+        .bind(r.unit)
+        .bind(r.basis)
 }
 
 pub async fn insert_rule(change: &mut Change, r: &RuleFields<'_>) -> Result<i32, sqlx::Error> {
     let q = sqlx::query(
         r#"INSERT INTO alarms."Rules" ("Name", "Kind", "Severity", "Enabled", "SiteId", "DeviceId", "MissedPolls",
-               "Quantity", "Direction", "Limit", "Nominal", "Hysteresis", "HoldSeconds")
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING "Id""#,
+               "Quantity", "Direction", "Limit", "Nominal", "Hysteresis", "HoldSeconds", "Unit", "Basis")
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING "Id""#,
     );
     let row = bind_rule(q, r).fetch_one(change.db()).await?;
     sqlx::Row::try_get(&row, "Id")
@@ -115,8 +124,9 @@ pub async fn update_rule(
     let q = sqlx::query(
         r#"UPDATE alarms."Rules" SET "Name" = $1, "Kind" = $2, "Severity" = $3, "Enabled" = $4, "SiteId" = $5,
                "DeviceId" = $6, "MissedPolls" = $7, "Quantity" = $8, "Direction" = $9, "Limit" = $10,
-               "Nominal" = $11, "Hysteresis" = $12, "HoldSeconds" = $13, "UpdatedAt" = $15
-           WHERE "Id" = $14"#,
+               "Nominal" = $11, "Hysteresis" = $12, "HoldSeconds" = $13, "Unit" = $14, "Basis" = $15,
+               "UpdatedAt" = $17
+           WHERE "Id" = $16"#,
     );
     let done = bind_rule(q, r).bind(id).bind(now).execute(change.db()).await?;
     if done.rows_affected() == 0 {
@@ -138,15 +148,15 @@ pub async fn delete_rule(change: &mut Change, id: i32, now: DateTime<Utc>) -> Re
 
 async fn end_open_alarms_of_rule(change: &mut Change, id: i32, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     change.stale(Cache::ActiveAlarms);
-    sqlx::query(
+    let ended: Vec<i64> = sqlx::query_scalar(
         r#"UPDATE alarms."Alarms" SET "EndedAt" = greatest($2, "StartedAt"), "ClearedBy" = 'rule'
-           WHERE "RuleId" = $1 AND "EndedAt" IS NULL"#,
+           WHERE "RuleId" = $1 AND "EndedAt" IS NULL RETURNING "Id""#,
     )
     .bind(id)
     .bind(now)
-    .execute(change.db())
+    .fetch_all(change.db())
     .await?;
-    Ok(())
+    notify::db::queue(change.db(), &ended, "cleared", now).await
 }
 
 // ---------------------------------------------------------------- alarms
@@ -226,13 +236,17 @@ pub async fn active_count(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
 pub struct OpenAlarm {
     pub id: i64,
     pub rule_id: Option<i32>,
+    pub site_id: i32,
     pub device_id: Option<i32>,
+    pub started_at: DateTime<Utc>,
 }
 
 pub async fn open_alarms(db: impl PgExecutor<'_>) -> Result<Vec<OpenAlarm>, sqlx::Error> {
-    sqlx::query_as(r#"SELECT "Id", "RuleId", "DeviceId" FROM alarms."Alarms" WHERE "EndedAt" IS NULL"#)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(
+        r#"SELECT "Id", "RuleId", "SiteId", "DeviceId", "StartedAt" FROM alarms."Alarms" WHERE "EndedAt" IS NULL"#,
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// An alarm the evaluator raises.
@@ -248,6 +262,26 @@ pub struct NewAlarm {
     pub started_at: DateTime<Utc>,
     pub trigger_value: Option<f64>,
     pub details: serde_json::Value,
+    /// An event that is over when it is found (a data gap): raised and ended at once, by the
+    /// condition, at this time.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// When alarms of `rules` raised since `since` started, by rule and subject: an event rule
+/// (data gap, new maximum demand) raises one alarm per event, told apart by its start.
+pub async fn starts_since(
+    db: impl PgExecutor<'_>,
+    rules: &[i32],
+    since: DateTime<Utc>,
+) -> Result<Vec<(i32, i32, Option<i32>, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "RuleId", "SiteId", "DeviceId", "StartedAt" FROM alarms."Alarms"
+           WHERE "RuleId" = ANY($1) AND "StartedAt" >= $2"#,
+    )
+    .bind(rules)
+    .bind(since)
+    .fetch_all(db)
+    .await
 }
 
 /// An alarm the evaluator ends.
@@ -259,15 +293,29 @@ pub struct EndAlarm {
     pub by: &'static str,
 }
 
-/// Writes a cycle's raises and ends in `tx`; the ids of the alarms raised (a raise that meets an
-/// open alarm of the same rule and subject is skipped).
+/// Writes a cycle's ends and raises in `tx`; the ids of the alarms raised (a raise that meets an
+/// open alarm of the same rule and subject is skipped). Ends go first: a new maximum demand ends
+/// the previous one's alarm and raises its own for the same subject in one cycle.
 pub async fn apply(tx: &mut PgConnection, raises: &[NewAlarm], ends: &[EndAlarm]) -> Result<Vec<i64>, sqlx::Error> {
+    for e in ends {
+        let ended: Option<i64> = sqlx::query_scalar(
+            r#"UPDATE alarms."Alarms" SET "EndedAt" = greatest($2, "StartedAt"), "ClearValue" = $3, "ClearedBy" = $4
+               WHERE "Id" = $1 AND "EndedAt" IS NULL RETURNING "Id""#,
+        )
+        .bind(e.id)
+        .bind(e.at)
+        .bind(e.value)
+        .bind(e.by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        notify::db::queue(tx, ended.as_slice(), "cleared", e.at).await?;
+    }
     let mut raised = Vec::with_capacity(raises.len());
     for a in raises {
         let id: Option<i64> = sqlx::query_scalar(
             r#"INSERT INTO alarms."Alarms" ("RuleId", "RuleName", "Kind", "Severity", "SiteId", "DeviceId", "Subject",
-                   "Message", "StartedAt", "TriggerValue", "Details")
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   "Message", "StartedAt", "TriggerValue", "Details", "EndedAt", "ClearedBy")
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $12 IS NOT NULL THEN 'condition' END)
                ON CONFLICT ("RuleId", "SiteId", coalesce("DeviceId", 0)) WHERE "EndedAt" IS NULL DO NOTHING
                RETURNING "Id""#,
         )
@@ -282,21 +330,16 @@ pub async fn apply(tx: &mut PgConnection, raises: &[NewAlarm], ends: &[EndAlarm]
         .bind(a.started_at)
         .bind(a.trigger_value)
         .bind(&a.details)
+        .bind(a.ended_at)
         .fetch_optional(&mut *tx)
         .await?;
-        raised.extend(id);
-    }
-    for e in ends {
-        sqlx::query(
-            r#"UPDATE alarms."Alarms" SET "EndedAt" = greatest($2, "StartedAt"), "ClearValue" = $3, "ClearedBy" = $4
-               WHERE "Id" = $1 AND "EndedAt" IS NULL"#,
-        )
-        .bind(e.id)
-        .bind(e.at)
-        .bind(e.value)
-        .bind(e.by)
-        .execute(&mut *tx)
-        .await?;
+        if let Some(id) = id {
+            notify::db::queue(tx, &[id], "raised", a.started_at).await?;
+            if let Some(ended) = a.ended_at {
+                notify::db::queue(tx, &[id], "cleared", ended).await?;
+            }
+            raised.push(id);
+        }
     }
     Ok(raised)
 }
@@ -328,14 +371,15 @@ pub async fn acknowledge(
 /// Ends an open alarm by hand; false when it does not exist or has already ended.
 pub async fn clear(change: &mut Change, id: i64, by: &str, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     change.stale(Cache::ActiveAlarms);
-    let done = sqlx::query(
+    let ended: Option<i64> = sqlx::query_scalar(
         r#"UPDATE alarms."Alarms" SET "EndedAt" = greatest($2, "StartedAt"), "ClearedBy" = $3
-           WHERE "Id" = $1 AND "EndedAt" IS NULL"#,
+           WHERE "Id" = $1 AND "EndedAt" IS NULL RETURNING "Id""#,
     )
     .bind(id)
     .bind(now)
     .bind(by)
-    .execute(change.db())
+    .fetch_optional(change.db())
     .await?;
-    Ok(done.rows_affected() == 1)
+    notify::db::queue(change.db(), ended.as_slice(), "cleared", now).await?;
+    Ok(ended.is_some())
 }

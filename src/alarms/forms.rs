@@ -9,10 +9,21 @@ use crate::error::FieldErrors;
 
 pub const COMMUNICATION_LOSS: &str = "communication-loss";
 pub const THRESHOLD: &str = "threshold";
-pub const KINDS: [(&str, &str); 2] = [
+pub const DEMAND_LIMIT: &str = "demand-limit";
+pub const MAX_DEMAND: &str = "max-demand";
+pub const BUDGET: &str = "budget";
+pub const DATA_GAP: &str = "data-gap";
+pub const KINDS: [(&str, &str); 6] = [
     (COMMUNICATION_LOSS, "Communication loss (no reading for a number of poll intervals)"),
     (THRESHOLD, "Threshold (a quantity above or below a limit)"),
+    (DEMAND_LIMIT, "Demand limit (a site's current demand window forecast above a limit)"),
+    (MAX_DEMAND, "New maximum demand (a site's highest demand of the month so far, with its cost)"),
+    (BUDGET, "Budget (a site's cost of the month, to date or projected, above a budget)"),
+    (DATA_GAP, "Data gap (readings missing, energy estimated by the rollup)"),
 ];
+/// Kinds that watch sites (every site, or one), not devices.
+pub const SITE_KINDS: [&str; 3] = [DEMAND_LIMIT, MAX_DEMAND, BUDGET];
+pub const SITE_SCOPE: &str = "This kind of rule watches sites: choose every site or one site.";
 pub const DUPLICATE_RULE: &str = "A rule with this name already exists.";
 pub const SCOPE_GONE: &str = "This site or device no longer exists; choose another scope.";
 pub const COMMENT_MAX: usize = 500;
@@ -48,6 +59,12 @@ pub struct RuleForm {
     pub hysteresis: String,
     #[serde(default)]
     pub hold_seconds: String,
+    /// Demand limit: `kW` or `kVA`.
+    #[serde(default)]
+    pub unit: String,
+    /// Budget: `to-date` or `projected`.
+    #[serde(default)]
+    pub basis: String,
 }
 
 impl RuleForm {
@@ -62,6 +79,8 @@ impl RuleForm {
             direction: Direction::Above.as_str().into(),
             hysteresis: "0".into(),
             hold_seconds: "0".into(),
+            unit: "kVA".into(),
+            basis: "projected".into(),
             ..Default::default()
         }
     }
@@ -91,6 +110,8 @@ impl From<&RuleRow> for RuleForm {
             nominal: number_text(r.nominal),
             hysteresis: r.hysteresis.to_string(),
             hold_seconds: r.hold_seconds.to_string(),
+            unit: r.unit.clone().unwrap_or_default(),
+            basis: r.basis.clone().unwrap_or_default(),
         }
     }
 }
@@ -110,6 +131,8 @@ pub struct ValidRule {
     pub nominal: Option<f64>,
     pub hysteresis: f64,
     pub hold_seconds: i32,
+    pub unit: Option<&'static str>,
+    pub basis: Option<&'static str>,
 }
 
 impl ValidRule {
@@ -128,6 +151,8 @@ impl ValidRule {
             nominal: self.nominal,
             hysteresis: self.hysteresis,
             hold_seconds: self.hold_seconds,
+            unit: self.unit,
+            basis: self.basis,
         }
     }
 
@@ -138,6 +163,7 @@ impl ValidRule {
             "siteId": self.site_id, "deviceId": self.device_id, "missedPolls": self.missed_polls,
             "quantity": self.quantity, "direction": self.direction.map(Direction::as_str), "limit": self.limit,
             "nominal": self.nominal, "hysteresis": self.hysteresis, "holdSeconds": self.hold_seconds,
+            "unit": self.unit, "basis": self.basis,
         })
     }
 }
@@ -205,11 +231,43 @@ impl RuleForm {
         });
         let (mut missed_polls, mut quantity, mut direction, mut limit, mut nominal, mut hysteresis) =
             (None, None, None, None, None, 0.0);
+        let (mut unit, mut basis) = (None, None);
+        if kind.is_some_and(|k| SITE_KINDS.contains(&k)) && device_id.is_some() {
+            e.add("scope", SITE_SCOPE);
+        }
+        // A positive limit and a hysteresis of 0 or more, in the unit the rule names.
+        let mut positive_limit = |e: &mut FieldErrors, what: &str| {
+            match number(&self.limit) {
+                Ok(Some(l)) if l > 0.0 => limit = Some(l),
+                Ok(_) => e.add("limit", format!("Enter the {what}, a number greater than 0.")),
+                Err(m) => e.add("limit", m),
+            }
+            match number(&self.hysteresis) {
+                Ok(Some(h)) if h < 0.0 => e.add("hysteresis", "The hysteresis is 0 or more."),
+                Ok(h) => hysteresis = h.unwrap_or(0.0),
+                Err(m) => e.add("hysteresis", m),
+            }
+        };
         match kind {
             Some(COMMUNICATION_LOSS) => match whole(&self.missed_polls, 1, 1000, "a number of poll intervals") {
                 Ok(n) => missed_polls = Some(n),
                 Err(m) => e.add("missed_polls", m),
             },
+            Some(DEMAND_LIMIT) => {
+                unit = ["kW", "kVA"].into_iter().find(|u| *u == self.unit);
+                if unit.is_none() {
+                    e.add("unit", "Choose kW or kVA.");
+                }
+                positive_limit(&mut e, "demand limit");
+            }
+            Some(BUDGET) => {
+                basis = ["to-date", "projected"].into_iter().find(|b| *b == self.basis);
+                if basis.is_none() {
+                    e.add("basis", "Choose the month to date or the projection to month end.");
+                }
+                positive_limit(&mut e, "budget");
+            }
+            Some(MAX_DEMAND | DATA_GAP) => {}
             Some(_) => {
                 quantity = watched(&self.quantity).map(|w| w.key);
                 if quantity.is_none() {
@@ -258,6 +316,8 @@ impl RuleForm {
                 nominal,
                 hysteresis,
                 hold_seconds,
+                unit,
+                basis,
             }),
             _ => Err(e),
         }
@@ -349,6 +409,30 @@ mod tests {
         assert_eq!(f.validate().unwrap().missed_polls, Some(3));
         f.missed_polls = "0".into();
         assert!(error(f, "missed_polls").contains("1 to 1000"));
+    }
+
+    #[test]
+    fn site_rules_need_a_site_scope_and_their_figures() {
+        let mut f = RuleForm::new_rule();
+        f.name = "Peak".into();
+        f.kind = DEMAND_LIMIT.into();
+        f.limit = "500".into();
+        f.hysteresis = "20".into();
+        let rule = f.validate().unwrap();
+        assert_eq!((rule.unit, rule.limit, rule.hysteresis), (Some("kVA"), Some(500.0), 20.0));
+        f.scope = "device:3".into();
+        assert_eq!(error(f, "scope"), SITE_SCOPE);
+        let mut f = RuleForm::new_rule();
+        f.name = "Money".into();
+        f.kind = BUDGET.into();
+        f.limit = "0".into();
+        assert!(error(f, "limit").contains("budget, a number greater than 0"));
+        let mut f = RuleForm::new_rule();
+        f.name = "Money".into();
+        f.kind = BUDGET.into();
+        f.limit = "10000".into();
+        f.basis = "tomorrow".into();
+        assert!(error(f, "basis").contains("Choose"));
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //!   hysteresis and a hold time; with a `Nominal` the limit and hysteresis are percent of it, e.g.
 //!   over-voltage = 10 % above 230 V). Seeded: communication loss on for every device;
 //!   over/under voltage, low power factor and frequency high/low ready but off (the nominal is
-//!   the site's to confirm).
+//!   the site's to confirm). Migration `AlarmRuleKinds` adds the rules that need the tariff or
+//!   the rollup: `demand-limit` (a site's current demand window forecast above `Limit` kW/kVA,
+//!   `Unit`), `max-demand` (a new highest demand window of the billing month, with its cost),
+//!   `budget` (the month's cost to date or projected, `Basis`, above `Limit`) and `data-gap` (an
+//!   interval the rollup estimated); data gap and new maximum demand are seeded on.
 //! - `alarms."Alarms"`: one row per raised alarm, open (`EndedAt` NULL) or history, with the
 //!   rule's name, kind and severity and the subject's name copied at raise time (history reads as
 //!   it was), the values that raised and cleared it, who acknowledged it (when, comment) and what
@@ -44,10 +48,16 @@
 //! count ([`ActiveAlarms`], refreshed by every cycle and by every change that notes
 //! `Cache::ActiveAlarms`); the Overview includes `alarms/active.html`. Admins manage the rules
 //! under Settings → Alarm rules (`alarm-rule.created|updated|deleted`).
+//!
+//! # Notifications
+//! [`notify`]: recipient lists (e-mail addresses and/or a signed webhook, least severity, quiet
+//! hours), an outbox written in the transaction that raises or ends an alarm, and a task of its
+//! own that plans, renders, sends and records every delivery (Settings → Notifications).
 
 pub mod db;
 pub mod evaluate;
 mod forms;
+pub mod notify;
 mod routes;
 mod rule_routes;
 pub mod rules;
@@ -73,6 +83,10 @@ pub fn router() -> Router<AppState> {
         .route("/settings/alarm-rules/new", get(rule_routes::new_rule).post(rule_routes::create_rule))
         .route("/settings/alarm-rules/{id}/edit", get(rule_routes::edit_rule).post(rule_routes::update_rule))
         .route("/settings/alarm-rules/{id}/delete", get(rule_routes::confirm_delete).post(rule_routes::delete_rule))
+        .route("/settings/notifications", get(notify::list_page))
+        .route("/settings/notifications/new", get(notify::new_list).post(notify::create_list))
+        .route("/settings/notifications/{id}/edit", get(notify::edit_list).post(notify::update_list))
+        .route("/settings/notifications/{id}/delete", get(notify::confirm_delete).post(notify::delete_list))
 }
 
 /// The number of open alarms, for every page's header: counted by the evaluator after every

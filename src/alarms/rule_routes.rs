@@ -31,15 +31,31 @@ pub struct RuleView {
 
 fn rule_view(r: &RuleRow) -> RuleView {
     let severity = Severity::parse(&r.severity).unwrap_or(Severity::Warning);
+    let per_site = forms::SITE_KINDS.contains(&r.kind.as_str());
     let scope = match (&r.site_name, &r.device_name) {
         (_, Some(device)) => format!("Device {device}"),
+        (Some(site), None) if per_site => format!("Site {site}"),
         (Some(site), None) => format!("Devices of {site}"),
+        (None, None) if per_site => "Every site".into(),
         (None, None) => "Every device".into(),
     };
+    let band = if r.hysteresis > 0.0 { format!(" (hysteresis {})", r.hysteresis) } else { String::new() };
     let hold =
         if r.hold_seconds > 0 { format!(" for {}", duration_text(f64::from(r.hold_seconds))) } else { String::new() };
     let condition = match (r.kind.as_str(), r.quantity.as_deref().and_then(watched)) {
         ("communication-loss", _) => format!("No reading for {} poll intervals", r.missed_polls.unwrap_or_default()),
+        ("demand-limit", _) => format!(
+            "Demand window forecast above {} {}{hold}{band}",
+            r.limit.unwrap_or_default(),
+            r.unit.as_deref().unwrap_or("")
+        ),
+        ("budget", _) => format!(
+            "{} above {} (tariff's currency, with VAT){hold}{band}",
+            if r.basis.as_deref() == Some("projected") { "Projection to month end" } else { "Month to date" },
+            r.limit.unwrap_or_default()
+        ),
+        ("max-demand", _) => "A new highest demand of the billing month (sites with a demand charge)".into(),
+        ("data-gap", _) => "Readings missing for whole intervals (energy estimated)".into(),
         (_, Some(w)) => {
             let side = r.direction.as_deref().unwrap_or("");
             let (limit, band) = match r.nominal {
@@ -101,10 +117,10 @@ struct RuleFormPage {
 }
 
 async fn scopes(state: &AppState) -> AppResult<Vec<ScopeOption>> {
-    let mut out = vec![ScopeOption { value: "all".into(), label: "Every device".into() }];
+    let mut out = vec![ScopeOption { value: "all".into(), label: "Every device (site rules: every site)".into() }];
     let devices = crate::sites::db::watched_devices(&state.db).await?;
     for (id, name) in crate::sites::db::site_names(&state.db).await? {
-        out.push(ScopeOption { value: format!("site:{id}"), label: format!("Devices of site {name}") });
+        out.push(ScopeOption { value: format!("site:{id}"), label: format!("Site {name} (its devices)") });
         for d in devices.iter().filter(|d| d.site_id == id) {
             out.push(ScopeOption { value: format!("device:{}", d.id), label: format!("{name} › {}", d.name) });
         }

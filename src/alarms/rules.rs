@@ -181,6 +181,54 @@ pub fn communication_level(
     (level, silent.num_milliseconds() as f64 / 1000.0)
 }
 
+/// The demand window (`minutes` long, aligned to the local hour as a meter and a bill count it)
+/// that `at` falls in: `[start, end)`.
+pub fn demand_window(at: DateTime<Utc>, tz: chrono_tz::Tz, minutes: u32) -> (DateTime<Utc>, DateTime<Utc>) {
+    use chrono::Timelike;
+    let local = at.with_timezone(&tz);
+    let minutes = i64::from(minutes.max(1));
+    let into = (i64::from(local.hour()) * 60 + i64::from(local.minute())) % minutes;
+    let start = at
+        - TimeDelta::minutes(into)
+        - TimeDelta::seconds(i64::from(local.second()))
+        - TimeDelta::nanoseconds(i64::from(local.nanosecond() % 1_000_000_000));
+    (start, start + TimeDelta::minutes(minutes))
+}
+
+/// One device's power samples (W or VA) as measured.
+pub type Samples = [(DateTime<Utc>, f64)];
+
+/// The forecast average power of a demand window `[start, end)` at `now`, summed over devices:
+/// each device's energy so far (every sample held until the next, the first from the window's
+/// start) plus its newest power held to the window's end, over the window's length. A device
+/// without a sample in the window adds nothing; `None` when none has one. Exact for constant
+/// power; a step up shows in the forecast at the next sample, while there is time to shed load.
+pub fn forecast_demand(
+    devices: &[&Samples],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<f64> {
+    let length = (end - start).num_milliseconds() as f64;
+    if length <= 0.0 {
+        return None;
+    }
+    let mut energy = 0.0;
+    let mut any = false;
+    for samples in devices {
+        let mut inside = samples.iter().filter(|(t, v)| *t >= start && *t <= now && *t < end && v.is_finite());
+        let Some(&(_, first)) = inside.clone().next() else { continue };
+        any = true;
+        let (mut at, mut value) = (start, first);
+        for &(t, v) in inside.by_ref() {
+            energy += value * (t - at).num_milliseconds() as f64;
+            (at, value) = (t, v);
+        }
+        energy += value * (end - at).num_milliseconds() as f64;
+    }
+    any.then(|| energy / length)
+}
+
 /// Where a value stands against a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -329,6 +377,35 @@ mod tests {
         assert_eq!(communication_level(t(181), Some(t(0)), t(-999), poll, 3), (Level::Breach, 181.0));
         assert_eq!(communication_level(t(100), None, t(0), poll, 1).0, Level::Breach);
         assert_eq!(communication_level(t(100), None, t(50), poll, 1).0, Level::Recovered);
+    }
+
+    #[test]
+    fn demand_windows_follow_the_local_hour() {
+        let at = "2026-12-02T10:44:59Z".parse::<DateTime<Utc>>().unwrap();
+        let (start, end) = demand_window(at, chrono_tz::Africa::Johannesburg, 30);
+        assert_eq!(
+            (start.to_rfc3339(), end.to_rfc3339()),
+            ("2026-12-02T10:30:00+00:00".into(), "2026-12-02T11:00:00+00:00".into())
+        );
+        // Kathmandu is 5:45 ahead: its local half hours start at :15 and :45 UTC.
+        let (start, _) = demand_window(at, chrono_tz::Asia::Kathmandu, 30);
+        assert_eq!(start.to_rfc3339(), "2026-12-02T10:15:00+00:00");
+    }
+
+    #[test]
+    fn the_forecast_holds_the_newest_power_to_the_window_end() {
+        let start = t(0);
+        let end = t(1800);
+        // 100 kW for 10 minutes, then 400 kW from minute 10: (100·600 + 400·1200) / 1800 = 300.
+        let a: Vec<(DateTime<Utc>, f64)> = vec![(t(0), 100.0), (t(300), 100.0), (t(600), 400.0)];
+        assert_eq!(forecast_demand(&[&a], start, end, t(700)), Some(300.0));
+        // A second device adds its own; one without samples in the window adds nothing.
+        let b = vec![(t(-60), 999.0), (t(60), 50.0)];
+        let empty: Vec<(DateTime<Utc>, f64)> = vec![];
+        assert_eq!(forecast_demand(&[&a, &b, &empty], start, end, t(700)), Some(350.0));
+        assert_eq!(forecast_demand(&[&empty], start, end, t(700)), None);
+        // Samples after now (clock skew) are not foreseen.
+        assert_eq!(forecast_demand(&[&a], start, end, t(400)), Some(100.0));
     }
 
     proptest! {

@@ -100,3 +100,23 @@ pub async fn power_series(
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(bucket).fetch_all(db).await
 }
+
+/// Total active (`PTotal`, W) and apparent (`STotal`, VA) power of each of `device_ids` in
+/// `[from, to]`, per device oldest first: what a demand forecast integrates.
+pub async fn power_samples(
+    db: impl PgExecutor<'_>,
+    device_ids: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i32, DateTime<Utc>, Option<f64>, Option<f64>)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "DeviceId", "Time", "PTotal"::float8, "STotal"::float8 FROM monitoring."PowerMeasurements"
+           WHERE "DeviceId" = ANY($1) AND "Time" >= $2 AND "Time" <= $3
+           ORDER BY "DeviceId", "Time""#,
+    )
+    .bind(device_ids)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}

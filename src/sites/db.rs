@@ -14,7 +14,7 @@ pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
 
 // ---------------------------------------------------------------- sites
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 #[sqlx(rename_all = "PascalCase")]
 pub struct SiteRow {
     pub id: i32,

@@ -9,6 +9,8 @@ mod meter;
 pub mod readings;
 mod routes;
 
+pub use forms::parse_time_zone;
+
 use axum::Router;
 use axum::routing::get;
 

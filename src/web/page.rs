@@ -62,6 +62,8 @@ const NOTICES: &[(&str, &str)] = &[
         "The alarm rule was saved. Alarms it had raised ended; it is evaluated afresh within seconds.",
     ),
     ("alarm-rule-deleted", "The alarm rule was deleted; its alarms stay in the history."),
+    ("recipient-list-saved", "The recipient list was saved."),
+    ("recipient-list-deleted", "The recipient list was deleted; its past deliveries stay listed."),
     ("customer-updated", "The customer was saved."),
     ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];

@@ -1,14 +1,19 @@
 //! Alarms through the real router, the real evaluator and the real database: communication loss
 //! raised and cleared, thresholds with hold and hysteresis, rule management with field errors,
-//! acknowledge and clear audited, the header count and the Overview, a database outage, and a
-//! simulated meter whose plug is pulled while the real poller polls it.
+//! acknowledge and clear audited, the header count and the Overview, a database outage, a
+//! simulated meter whose plug is pulled while the real poller polls it; a demand forecast over
+//! its limit with hysteresis, a budget and a new maximum demand priced by the tariff engine, and
+//! a data gap the real rollup estimated.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use sqlx::PgPool;
 use tau_acuvim_portal::alarms::evaluate::{Cycle, Evaluator};
+use tau_acuvim_portal::alarms::rules;
+use tau_acuvim_portal::measurements::energy::rollup;
+use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 use tau_acuvim_portal::modbus::simulator::{Fault, Layout, Simulator};
 use tokio_util::sync::CancellationToken;
 
@@ -462,4 +467,229 @@ async fn pulling_a_simulated_meters_plug_raises_an_alarm_and_plugging_it_in_clea
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
     poller.stop().await;
     sim.shutdown().await;
+}
+
+/// A reading of total active power only (W).
+async fn power(db: &PgPool, device: i32, at: DateTime<Utc>, watts: f64) {
+    sqlx::query(r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal") VALUES ($1, $2, $3)"#)
+        .bind(device)
+        .bind(at)
+        .bind(watts as f32)
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// Moves the test clock just past `t` (it runs on with the wall clock from there).
+fn advance_to(app: &TestApp, t: DateTime<Utc>) {
+    let now = app.clock.now();
+    if t >= now {
+        app.clock.advance((t - now).to_std().unwrap() + Duration::from_millis(1));
+    }
+}
+
+#[sqlx::test]
+async fn a_demand_forecast_crosses_the_limit_before_the_window_ends_and_hysteresis_keeps_it_from_flapping(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool.clone()).await;
+    without_communication_loss(&pool).await;
+    let mut b = admin(&app).await;
+    let (site, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1", "m2"]).await;
+    let scope = format!("site:{site}");
+    let rule = [
+        ("name", "Peak demand"),
+        ("kind", "demand-limit"),
+        ("severity", "critical"),
+        ("enabled", "on"),
+        ("unit", "kW"),
+        ("limit", "300"),
+        ("hysteresis", "20"),
+        ("hold_seconds", "0"),
+    ];
+    // A device is not a site: the form says so and stores nothing.
+    let device_scope = format!("device:{}", devices[0]);
+    let mut fields = rule.to_vec();
+    fields.push(("scope", &device_scope));
+    let refused = submit(&mut b, "/settings/alarm-rules/new", "/settings/alarm-rules/new", &fields).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("This kind of rule watches sites"), "{}", refused.body);
+    let mut fields = rule.to_vec();
+    fields.push(("scope", &scope));
+    let res = submit(&mut b, "/settings/alarm-rules/new", "/settings/alarm-rules/new", &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+
+    // Start at the beginning of a 15-minute window (no tariff: the default window).
+    let (_, start) = rules::demand_window(app.clock.now(), chrono_tz::UTC, 15);
+    advance_to(&app, start);
+    let mut ev = evaluator(&app);
+    // (seconds into the window, m1 kW, m2 kW, what the cycle does). Limit 300 kW, cleared at
+    // 280 kW or less. Forecast = energy so far + the newest power held to the window's end.
+    let steps: [(i64, f64, f64, Cycle); 6] = [
+        (0, 100.0, 100.0, Cycle::default()),   // 200 kW forecast
+        (240, 100.0, 100.0, Cycle::default()), // still 200
+        // m1 steps up to 300 kW at minute 5: (100·5 + 300·10) / 15 + 100 = 333 kW, 10 min left.
+        (300, 300.0, 100.0, Cycle { raised: 1, ended: 0 }),
+        // m1 down to 230 kW at minute 6: (100·5 + 300·1 + 230·9) / 15 + 100 = 291.3, in the band.
+        (360, 230.0, 100.0, Cycle::default()),
+        (400, 230.0, 100.0, Cycle::default()), // in the band: no clear, no flapping
+        (480, 100.0, 100.0, Cycle { raised: 0, ended: 1 }), // (500 + 300 + 230·2 + 100·7)/15 + 100 = 230.7
+    ];
+    for (i, (at, m1, m2, want)) in steps.into_iter().enumerate() {
+        let t = start + TimeDelta::seconds(at);
+        advance_to(&app, t);
+        power(&pool, devices[0], t, m1 * 1000.0).await;
+        power(&pool, devices[1], t, m2 * 1000.0).await;
+        assert_eq!(ev.cycle().await.unwrap(), want, "step {i}: {m1} + {m2} kW at {at} s");
+        assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "step {i}: again, nothing");
+    }
+    #[derive(sqlx::FromRow)]
+    #[sqlx(rename_all = "PascalCase")]
+    struct Demand {
+        device_id: Option<i32>,
+        started_at: DateTime<Utc>,
+        trigger_value: Option<f64>,
+        message: String,
+        details: serde_json::Value,
+    }
+    let all: Vec<Demand> =
+        sqlx::query_as(r#"SELECT "DeviceId", "StartedAt", "TriggerValue", "Message", "Details" FROM alarms."Alarms""#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(all.len(), 1, "one alarm, raised once and ended once");
+    let a = &all[0];
+    assert_eq!(a.device_id, None, "a site alarm");
+    assert_eq!(a.started_at, start + TimeDelta::minutes(5), "raised five minutes into the window");
+    assert!(a.started_at < start + TimeDelta::minutes(15), "while there was time to shed load");
+    assert!((a.trigger_value.unwrap() - 1000.0 / 3.0).abs() < 0.01, "{:?}", a.trigger_value);
+    assert_eq!(a.details["secondsLeft"], 600.0);
+    assert!(a.message.contains("forecast at 333.3 kW, above the limit of 300 kW: 10 min left"), "{}", a.message);
+}
+
+#[sqlx::test]
+async fn a_budget_and_a_new_maximum_demand_are_priced_by_the_sites_tariff(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    without_communication_loss(&pool).await;
+    let mut b = admin(&app).await;
+    let (site, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1"]).await;
+    // A flat 2.00 per kWh and 100.00 per kW of the month's highest 30-minute demand, no VAT.
+    let tariff = serde_json::json!({
+        "name": "Business", "versions": [{
+            "effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"},
+            "demand": {"unit": "kW", "window_minutes": 30, "rate": "100.00"}
+        }]
+    });
+    let tariff_id: i32 = sqlx::query_scalar(
+        r#"WITH m AS (INSERT INTO portal."Municipalities" ("Name", "Currency", "VatPercent") VALUES ('Town', 'ZAR', 0) RETURNING "Id")
+           INSERT INTO portal."Tariffs" ("MunicipalityId", "Name", "Definition") SELECT "Id", 'Business', $1 FROM m RETURNING "Id""#,
+    )
+    .bind(&tariff)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        r#"INSERT INTO portal."SiteTariffs" ("SiteId", "EffectiveFrom", "TariffId") VALUES ($1, '2020-01-01', $2)"#,
+    )
+    .bind(site)
+    .bind(tariff_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let res = submit(
+        &mut b,
+        "/settings/alarm-rules/new",
+        "/settings/alarm-rules/new",
+        &[
+            ("name", "Monthly budget"),
+            ("kind", "budget"),
+            ("severity", "major"),
+            ("enabled", "on"),
+            ("scope", &format!("site:{site}")),
+            ("basis", "to-date"),
+            ("limit", "10000"),
+            ("hysteresis", "0"),
+            ("hold_seconds", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+
+    // The 2nd of next month, 10:04 UTC: the 09:30–10:00 window is complete (and settled).
+    let now = app.clock.now();
+    let month = chrono::NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap() + chrono::Months::new(1);
+    let month_start = month.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let at = month_start + TimeDelta::days(1) + TimeDelta::hours(10) + TimeDelta::minutes(4);
+    advance_to(&app, at);
+    // 10 kWh per 15 minutes (40 kW) from the 1st, then 20 kWh twice from 09:30 (80 kW).
+    let high = at - TimeDelta::minutes(34);
+    let last = at - TimeDelta::minutes(19);
+    crate::tariffs::meter_energy(&app, devices[0], &month_start.to_rfc3339(), &last.to_rfc3339(), |t| {
+        let wh = if t >= high { 20_000.0 } else { 10_000.0 };
+        (wh, 0.0, wh)
+    })
+    .await;
+    let mut ev = evaluator(&app);
+    assert_eq!(ev.cycle().await.unwrap(), Cycle { raised: 2, ended: 0 });
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "each told once");
+    #[derive(sqlx::FromRow)]
+    #[sqlx(rename_all = "PascalCase")]
+    struct Priced {
+        rule_name: String,
+        site_id: i32,
+        message: String,
+        details: serde_json::Value,
+    }
+    let all: Vec<Priced> =
+        sqlx::query_as(r#"SELECT "RuleName", "SiteId", "Message", "Details" FROM alarms."Alarms" ORDER BY "RuleName""#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(all.iter().all(|a| a.site_id == site));
+    // 134 intervals of 10 kWh and 2 of 20 kWh: 1 380 kWh × 2.00 + 80 kW × 100.00.
+    assert_eq!(all[0].rule_name, "Monthly budget");
+    assert!(
+        all[0].message.contains("is ZAR 10760.00 (with VAT), above the budget of ZAR 10000.00"),
+        "{}",
+        all[0].message
+    );
+    assert_eq!(all[1].rule_name, "New maximum demand");
+    assert!(
+        all[1].message.contains("80 kW") && all[1].message.contains("the highest before was 40 kW"),
+        "{}",
+        all[1].message
+    );
+    assert!(all[1].message.contains("raises the demand charge by ZAR 4000.00 to ZAR 8000.00"), "{}", all[1].message);
+    assert_eq!(all[1].details["costImpact"], "4000.00");
+    // Half an hour on without a higher window: no new maximum.
+    app.clock.advance(Duration::from_secs(1800));
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default());
+}
+
+#[sqlx::test]
+async fn a_data_gap_the_rollup_estimated_is_reported_once_with_its_start_and_end(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    without_communication_loss(&pool).await;
+    let (_, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1"]).await;
+    let (start, _) = rules::demand_window(app.clock.now() - TimeDelta::hours(6), chrono_tz::UTC, 15);
+    // A reading every 5 minutes for an hour, none for the next hour, then again for half an hour.
+    let mut readings = Vec::new();
+    for minutes in (0..=60).step_by(5).chain((120..=150).step_by(5)) {
+        let mut r = Reading::empty(devices[0], start + TimeDelta::minutes(minutes));
+        r.set(Quantity::named("energyImportWh").unwrap(), Some(f64::from(minutes as i32) * 100.0));
+        readings.push(r);
+    }
+    measurements::write(&pool, &readings).await.unwrap();
+    rollup::run_once(&pool, app.clock.now()).await.unwrap();
+    let mut ev = evaluator(&app);
+    assert_eq!(ev.cycle().await.unwrap(), Cycle { raised: 1, ended: 0 });
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "reported once");
+    let all = alarms(&pool).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].rule_name.as_str(), all[0].device_id), ("Data gap", Some(devices[0])));
+    assert_eq!(all[0].ended_at, Some(start + TimeDelta::hours(2)), "ended where the readings resumed");
+    assert_eq!(all[0].cleared_by.as_deref(), Some("condition"));
+    let started: DateTime<Utc> =
+        sqlx::query_scalar(r#"SELECT "StartedAt" FROM alarms."Alarms""#).fetch_one(&pool).await.unwrap();
+    assert_eq!(started, start + TimeDelta::hours(1));
 }

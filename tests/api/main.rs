@@ -27,6 +27,7 @@ mod measurements;
 mod metrics;
 mod migrations;
 mod modbus_peer;
+mod notifications;
 mod poller;
 mod quickstart;
 mod seed;
