@@ -310,13 +310,9 @@ impl Evaluator {
         for d in devices.iter().filter(|d| d.enabled) {
             by_site.entry(d.site_id).or_default().push(d.id);
         }
-        let mut out = Vec::with_capacity(by_site.len());
-        for (id, devices) in by_site {
-            if let Some(row) = crate::sites::db::site(&self.db, id).await? {
-                out.push(Site { row, devices });
-            }
-        }
-        Ok(out)
+        let ids: Vec<i32> = by_site.keys().copied().collect();
+        let rows = crate::sites::db::sites_of(&self.db, &ids).await?;
+        Ok(rows.into_iter().filter_map(|row| Some(Site { devices: by_site.remove(&row.id)?, row })).collect())
     }
 
     /// The forecast of the site's current demand window (the tariff's window, or 15 minutes).

@@ -72,6 +72,16 @@ pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, s
         .await
 }
 
+/// The sites of `ids` that exist, by id: one query for the alarm evaluator's site rules.
+pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
         r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
