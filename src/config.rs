@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "Modbus",
     "Mqtt",
     "License",
+    "Notifications",
 ];
 
 /// The minimum length of the portal's own MQTT password (a generated secret, not a person's).
@@ -179,6 +180,34 @@ pub struct LicenseSettings {
     pub signing_key: Option<crate::licence::keys::SigningKey>,
 }
 
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// The SMTP server alarm e-mails go through.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: String,
+}
+
+/// `Notifications__*`: alarm e-mails and webhooks.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    /// `None`: no e-mail (no `Notifications__SmtpHost`).
+    pub smtp: Option<SmtpSettings>,
+    pub timeout: Duration,
+    pub digest_threshold: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct FleetIngest {
     pub enabled: bool,
@@ -220,6 +249,7 @@ pub struct Config {
     pub modbus: ModbusSettings,
     pub mqtt: MqttSettings,
     pub license: LicenseSettings,
+    pub notifications: Notifications,
 }
 
 /// One invalid key: `<key>: <what was expected and what was found>`.
@@ -537,6 +567,7 @@ impl Config {
         let modbus = modbus(&mut r);
         let mqtt = mqtt(&mut r, app.as_ref(), database.as_ref(), &mut warnings);
         let license = license(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
+        let notifications = notifications(&mut r);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -564,6 +595,7 @@ impl Config {
             modbus: modbus.ok_or_else(missing)?,
             mqtt: mqtt.ok_or_else(missing)?,
             license: license.ok_or_else(missing)?,
+            notifications: notifications.ok_or_else(missing)?,
         };
         Ok((config, warnings))
     }
@@ -887,6 +919,50 @@ fn parse_role_name(raw: &str, example: &str) -> Result<String, String> {
         return Err(format!("{raw:?} is a reserved role; use a role of its own, e.g. {example}"));
     }
     Ok(raw.to_string())
+}
+
+/// `Notifications__*`: the SMTP server (optional) and how deliveries behave.
+fn notifications(r: &mut Reader<'_>) -> Option<Notifications> {
+    let security = r.parse(keys::SMTP_SECURITY, |raw| match raw.to_ascii_lowercase().as_str() {
+        "starttls" => Ok(SmtpSecurity::StartTls),
+        "tls" => Ok(SmtpSecurity::Tls),
+        "none" => Ok(SmtpSecurity::None),
+        _ => Err(format!("expected starttls, tls or none, got {raw:?}")),
+    });
+    let port = r.optional(keys::SMTP_PORT, |raw| match raw.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("expected a port from 1 to 65535, got {raw:?}")),
+    });
+    let username = r.is_set(keys::SMTP_USERNAME).then(|| r.text(keys::SMTP_USERNAME));
+    let password = r.secret(keys::SMTP_PASSWORD);
+    let from = r.optional(keys::SMTP_FROM, parse_email);
+    let timeout = r.seconds(keys::SMTP_TIMEOUT_SECONDS, 1, 300);
+    let digest_threshold = r.number(keys::DIGEST_THRESHOLD, 1, 1000);
+    if password.is_some() && username.is_none() {
+        r.refuse(keys::SMTP_USERNAME, format!("required when {} is set", keys::SMTP_PASSWORD.key));
+    }
+    let smtp = if r.is_set(keys::SMTP_HOST) {
+        if from.is_none() && !r.has_error(keys::SMTP_FROM) {
+            r.refuse(keys::SMTP_FROM, format!("required when {} is set", keys::SMTP_HOST.key));
+        }
+        let security = security?;
+        let default_port = match security {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        };
+        Some(SmtpSettings {
+            host: r.text(keys::SMTP_HOST),
+            port: port.unwrap_or(default_port),
+            security,
+            username,
+            password,
+            from: from?,
+        })
+    } else {
+        None
+    };
+    Some(Notifications { smtp, timeout: timeout?, digest_threshold: digest_threshold? as usize })
 }
 
 /// Picks the database source in contract order: `Database__ConnectionString`, `DATABASE_URL`,

@@ -1,3 +1,4 @@
+pub mod alarms;
 pub mod app;
 pub mod auth;
 pub mod branding;

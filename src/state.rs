@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::alarms::ActiveAlarms;
 use crate::auth::keyring::{KeyRing, KeyRingError};
 use crate::auth::password::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
@@ -55,6 +56,8 @@ pub struct Services {
     pub fleet_push: PushStatus,
     /// The licence key as verified at startup (judged against the clock where it is used).
     pub licence: Arc<Licence>,
+    /// The number of open alarms, for every page's header.
+    pub alarms: ActiveAlarms,
 }
 
 /// Why the state could not be built (a startup step; the message says which part).
@@ -66,6 +69,8 @@ pub enum StateError {
     Passwords(#[from] PasswordError),
     #[error("could not load the branding: {0}")]
     Branding(#[source] sqlx::Error),
+    #[error("could not count the open alarms: {0}")]
+    Alarms(#[source] sqlx::Error),
 }
 
 impl AppState {
@@ -79,8 +84,13 @@ impl AppState {
         let branding = Branding::load(db.clone(), &config.white_label, config.data_directory.join("branding"))
             .await
             .map_err(StateError::Branding)?;
+        let alarms = ActiveAlarms::default();
+        if config.run_mode == RunMode::Client {
+            alarms.refresh(&db).await.map_err(StateError::Alarms)?;
+        }
         Ok(AppState(Arc::new(Services {
             branding,
+            alarms,
             devices: DeviceDirectory::new(db.clone()),
             bucketing: Bucketing::from(storage),
             fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
@@ -115,6 +125,7 @@ impl AppState {
                 Cache::Branding => self.branding.reload().await?,
                 Cache::SessionsOf(user) => self.sessions.forget_user(user),
                 Cache::Session(token_hash) => self.sessions.forget(&token_hash),
+                Cache::ActiveAlarms => self.alarms.refresh(&self.db).await?,
             }
         }
         Ok(())

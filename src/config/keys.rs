@@ -232,6 +232,38 @@ keys! {
         "License__SigningKey",
         "Admin mode: the Ed25519 private key licences are signed with (PKCS#8 PEM, `tau-portal licence keygen` or `openssl genpkey -algorithm ed25519`); give it as `License__SigningKey_FILE`, a secret file that only the Admin portal mounts.",
     );
+    SMTP_HOST = key(
+        "Notifications__SmtpHost",
+        "",
+        "SMTP server for alarm e-mails (unset: no e-mail; webhooks still work). Mail is sent by a background task: a slow or failing server never holds up polling or pages.",
+    );
+    SMTP_PORT = key(
+        "Notifications__SmtpPort",
+        "",
+        "SMTP port (1-65535); unset: 587 for `starttls`, 465 for `tls`, 25 for `none`.",
+    );
+    SMTP_SECURITY = key(
+        "Notifications__SmtpSecurity",
+        "starttls",
+        "`starttls` (the server must offer STARTTLS), `tls` (TLS from the first byte, port 465) or `none` (plain text: only for a relay on the same host or a private network).",
+    );
+    SMTP_USERNAME = key("Notifications__SmtpUsername", "", "SMTP login (unset: no authentication).");
+    SMTP_PASSWORD = secret("Notifications__SmtpPassword", "SMTP password (with `Notifications__SmtpUsername`).");
+    SMTP_FROM = key(
+        "Notifications__SmtpFrom",
+        "",
+        "Sender address of alarm e-mails, e.g. `alarms@portal.example.com` (required with `Notifications__SmtpHost`); the display name is the branding's application name.",
+    );
+    SMTP_TIMEOUT_SECONDS = key(
+        "Notifications__SmtpTimeoutSeconds",
+        "10",
+        "How long one SMTP or webhook delivery may take before it counts as failed and is retried (1-300).",
+    );
+    DIGEST_THRESHOLD = key(
+        "Notifications__DigestThreshold",
+        "5",
+        "When more alarm events than this are due for one recipient list at once (many alarms firing together, or the end of quiet hours), they go out as one digest instead of one message each (1-1000).",
+    );
     RUST_LOG = key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`.");
 }
 

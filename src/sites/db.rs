@@ -14,7 +14,7 @@ pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
 
 // ---------------------------------------------------------------- sites
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 #[sqlx(rename_all = "PascalCase")]
 pub struct SiteRow {
     pub id: i32,
@@ -70,6 +70,16 @@ pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, s
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+/// The sites of `ids` that exist, by id: one query for the alarm evaluator's site rules.
+pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
 }
 
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
@@ -394,6 +404,33 @@ pub async fn all_devices(
 ) -> Result<Vec<(i32, i32, String, String, String, bool)>, sqlx::Error> {
     sqlx::query_as(
         r#"SELECT "Id", "SiteId", "ExternalId", "Name", "Model", "Enabled" FROM monitoring."Devices" ORDER BY "Id""#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A device as the alarm rules watch it: where it is, whether it is polled, how often readings
+/// are due, and when it was added (a device that never sent a reading is silent since then).
+#[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
+pub struct WatchedDevice {
+    pub id: i32,
+    pub site_id: i32,
+    pub site_name: String,
+    pub name: String,
+    pub enabled: bool,
+    pub poll_interval_seconds: i32,
+    pub created_at: DateTime<Utc>,
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+pub async fn watched_devices(db: impl PgExecutor<'_>) -> Result<Vec<WatchedDevice>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."PollIntervalSeconds",
+                  d."CreatedAt",
+                  (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt"
+           FROM monitoring."Devices" d JOIN monitoring."Sites" s ON s."Id" = d."SiteId"
+           ORDER BY d."Id""#,
     )
     .fetch_all(db)
     .await

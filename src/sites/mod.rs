@@ -10,6 +10,8 @@ pub mod readings;
 mod routes;
 pub mod usage;
 
+pub use forms::parse_time_zone;
+
 use axum::Router;
 use axum::routing::get;
 
