@@ -159,6 +159,8 @@ struct Overview {
     portfolio: Option<Portfolio>,
     live_seconds: u32,
     energy_seconds: u32,
+    /// Open alarms (`alarms/active.html`).
+    active: crate::alarms::ActiveAlarmView,
 }
 
 pub struct Portfolio {
@@ -233,6 +235,7 @@ pub async fn overview(
         let live = figures::portfolio(&cards.iter().map(|c| &c.live).collect::<Vec<_>>());
         portfolio_view(&live, &energies.iter().flatten().collect::<Vec<_>>())
     });
+    let active = crate::alarms::active_alarms(&state).await?;
     render(&Overview {
         page,
         user,
@@ -240,6 +243,7 @@ pub async fn overview(
         portfolio,
         live_seconds: LIVE_SECONDS,
         energy_seconds: ENERGY_SECONDS,
+        active,
     })
 }
 
