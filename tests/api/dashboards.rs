@@ -256,7 +256,7 @@ async fn the_csv_export_streams_every_reading_of_the_range_in_order(pool: PgPool
 
 /// A zone where it is about noon now (fixed offset, no DST), so "today" has a morning of data
 /// whenever the test runs.
-fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::Timelike;
     let offset = 12 - i64::from(now.hour());
     match offset {
@@ -266,7 +266,7 @@ fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
-fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(900), 0).unwrap()
 }
 
@@ -324,29 +324,7 @@ async fn the_overview_shows_live_power_todays_and_this_months_energy_and_cost_an
     .unwrap();
     rollup::run_once(&pool, now).await.unwrap();
 
-    let m = crate::tariffs::municipality(
-        &mut b,
-        &[
-            ("name", "Flat town"),
-            ("country", "South Africa"),
-            ("currency", "ZAR"),
-            ("vat_percent", "15"),
-            ("holidays", ""),
-        ],
-    )
-    .await;
-    let flat = r#"{"name": "Flat 2.00", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#;
-    let res = crate::tariffs::import(&mut b, m, flat).await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let tariff = crate::tariffs::id_after(res.location(), "/settings/rates/tariffs/");
-    let res = crate::tariffs::submit(
-        &mut b,
-        "/settings/rates",
-        "/settings/rates/assignments",
-        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2020-01-01")],
-    )
-    .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    crate::tariffs::flat_tariff(&mut b, site).await;
 
     let page = b.get("/").await;
     assert_eq!(page.status, StatusCode::OK);

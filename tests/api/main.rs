@@ -21,6 +21,7 @@ mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;
+mod hierarchy;
 mod image;
 mod ingest;
 mod measurements;

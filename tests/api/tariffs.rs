@@ -85,6 +85,33 @@ async fn post(b: &mut Browser, url: &str, fields: &[(String, String)]) -> Reply 
     submit(b, "/settings/rates/tariffs/new", url, &refs).await
 }
 
+/// A flat 2.00 per kWh tariff assigned to `site` from 2020 on.
+pub(crate) async fn flat_tariff(b: &mut Browser, site: i32) {
+    let m = municipality(
+        b,
+        &[
+            ("name", "Flat town"),
+            ("country", "South Africa"),
+            ("currency", "ZAR"),
+            ("vat_percent", "15"),
+            ("holidays", ""),
+        ],
+    )
+    .await;
+    let flat = r#"{"name": "Flat 2.00", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#;
+    let res = import(b, m, flat).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let res = submit(
+        b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2020-01-01")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+}
+
 pub(crate) fn id_after(location: &str, prefix: &str) -> i32 {
     location
         .strip_prefix(prefix)
