@@ -54,7 +54,7 @@ impl ChartQuery {
     }
 }
 
-fn store_bucket(bucket: Bucket, tz: Tz) -> SeriesBucket {
+pub(super) fn store_bucket(bucket: Bucket, tz: Tz) -> SeriesBucket {
     match bucket {
         Bucket::Fixed(width) => SeriesBucket::Fixed(width),
         Bucket::LocalDay => SeriesBucket::LocalDay(tz),
@@ -85,6 +85,13 @@ pub struct Line {
     label: String,
     kind: &'static str,
     values: Vec<Option<f64>>,
+}
+
+impl Line {
+    /// A line of `kind` "min", "avg" or "max" (the chart draws a band between min and max).
+    pub(super) fn new(label: String, kind: &'static str, values: Vec<Option<f64>>) -> Line {
+        Line { label, kind, values }
+    }
 }
 
 /// What `/devices/{id}/series` answers: uPlot's columns (seconds, then one array per line).

@@ -11,6 +11,8 @@ pub mod figures;
 mod grafana;
 mod overview;
 pub mod series;
+mod site_energy;
+pub mod site_page;
 mod svg;
 mod wall;
 

@@ -100,7 +100,7 @@ fn device_lines(devices: &[&LiveDevice], live: &Live) -> Vec<DeviceLine> {
         .collect()
 }
 
-fn newest_text(live: &Live, tz: Tz) -> String {
+pub(super) fn newest_text(live: &Live, tz: Tz) -> String {
     live.newest.map_or_else(|| "no readings yet".into(), |t| format!("newest reading {}", readings::local_time(t, tz)))
 }
 

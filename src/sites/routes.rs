@@ -1,22 +1,18 @@
 //! The sites pages: the list, a site with its devices, and create, edit and delete (admins).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use std::collections::HashMap;
-
 use chrono_tz::Tz;
 
 use super::Editing;
 use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{self, DUPLICATE_SITE, SiteForm, ValidSite};
-use super::hierarchy::{self, HierarchyView, Kwh};
 use super::readings::{self, local_time};
 use crate::change::Change;
-use crate::dashboards::series;
+use crate::dashboards::site_page::{self, SiteDashboard, SiteQuery};
 use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
-use crate::measurements::energy;
 use crate::state::AppState;
 use crate::web::page::Page;
 use crate::web::render;
@@ -99,30 +95,7 @@ struct SitePage {
     page: Page,
     site: SiteRow,
     devices: Vec<DeviceListView>,
-    hierarchy: HierarchyView,
-}
-
-/// The site's sub-meter breakdown today and this month (local days of the site), from each
-/// meter's energy through the energy door.
-async fn hierarchy_view(
-    state: &AppState,
-    site: &SiteRow,
-    now: chrono::DateTime<chrono::Utc>,
-) -> AppResult<HierarchyView> {
-    use chrono::Datelike;
-    let tz = site.zone();
-    let (today, today_start) = series::day_of(now, tz);
-    let month_start = series::local_day_start(today.with_day(1).unwrap_or(today), tz);
-    let nodes = db::hierarchy(&state.db, site.id).await?;
-    let energy = energy::device_energy(&state.db, site.id, &[(today_start, now), (month_start, now)]).await?;
-    let kwh: HashMap<i32, Kwh> = energy
-        .into_iter()
-        .map(|e| {
-            let at = |k: usize| e.import_wh.get(k).copied().unwrap_or(0.0) / 1000.0;
-            (e.device, Kwh { today: at(0), month: at(1) })
-        })
-        .collect();
-    Ok(hierarchy::view(&nodes, &hierarchy::breakdown(&nodes, &kwh)))
+    dashboard: SiteDashboard,
 }
 
 pub async fn show(
@@ -130,13 +103,14 @@ pub async fn show(
     CurrentUser(_): CurrentUser,
     page: Page,
     Path(id): Path<i32>,
+    Query(query): Query<SiteQuery>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let (tz, now) = (site.zone(), state.clock.now());
-    let devices =
-        db::devices_of_site(&state.db, id).await?.into_iter().map(|d| device_list_view(&d, tz, now)).collect();
-    let hierarchy = hierarchy_view(&state, &site, now).await?;
-    render(&SitePage { page, site, devices, hierarchy })
+    let rows = db::devices_of_site(&state.db, id).await?;
+    let dashboard = site_page::dashboard(&state, &site, &rows, &query).await?;
+    let devices = rows.iter().map(|d| device_list_view(d, tz, now)).collect();
+    render(&SitePage { page, site, devices, dashboard })
 }
 
 #[derive(Template)]

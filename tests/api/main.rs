@@ -32,6 +32,7 @@ mod poller;
 mod quickstart;
 mod seed;
 mod simulator;
+mod site_page;
 mod sites;
 mod startup;
 mod tariffs;
