@@ -246,7 +246,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             .await
             .map_err(|source| StartupError::Bind { addr: metrics_addr, source })?;
         tracing::info!(address = %metrics_addr, "Metrics on http://{metrics_addr}/metrics");
-        let app = metrics::router(state.clone());
+        let app = metrics::router(state.db.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(metrics_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;

@@ -7,6 +7,7 @@
 //! secrets). An empty value counts as unset, because `KEY=` lines in a compose `.env` file
 //! arrive as empty strings.
 
+mod keys;
 mod npgsql;
 
 use std::collections::BTreeMap;
@@ -20,148 +21,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
 
+pub use keys::{KEYS, KeySpec};
 pub use npgsql::parse_npgsql;
-
-/// One documented environment key. The table [`KEYS`] is the single source for `--help`, the
-/// README's configuration table and `.env.example` (tests keep the last two in step).
-#[derive(Debug, Clone, Copy)]
-pub struct KeySpec {
-    pub key: &'static str,
-    pub default: &'static str,
-    pub secret: bool,
-    pub help: &'static str,
-}
-
-const fn key(key: &'static str, default: &'static str, help: &'static str) -> KeySpec {
-    KeySpec { key, default, secret: false, help }
-}
-
-const fn secret(key: &'static str, help: &'static str) -> KeySpec {
-    KeySpec { key, default: "", secret: true, help }
-}
-
-pub const KEYS: &[KeySpec] = &[
-    key("Application__RunMode", "Client", "`Client` (a customer's portal) or `Admin` (the fleet aggregator)."),
-    key(
-        "Application__Environment",
-        "Production",
-        "`Production` or `Development`; `ASPNETCORE_ENVIRONMENT` is read when this is unset.",
-    ),
-    key(
-        "Application__PublicUrl",
-        "",
-        "Absolute URL users reach the portal at (e.g. `https://abc0001.portal.example.com`); used for absolute redirects such as the forwardAuth login redirect and for the same-origin check of forms. Required in Production; in Development `http://localhost:<port>`.",
-    ),
-    key("Application__ListenAddress", "0.0.0.0:8080", "Address and port the HTTP server binds."),
-    key("Application__DataDirectory", "/data", "Folder for the key ring (`keys/`) and uploaded logos (`branding/`)."),
-    key(
-        "Application__MetricsAddress",
-        "0.0.0.0:9090",
-        "Separate listener for Prometheus `GET /metrics` (keep it off the public host); `off` disables it.",
-    ),
-    key(
-        "Application__DefaultTimeZone",
-        "UTC",
-        "IANA time zone proposed for new sites (e.g. `Africa/Johannesburg`); each site has its own.",
-    ),
-    key(
-        "Application__ShutdownTimeoutSeconds",
-        "8",
-        "On SIGTERM/SIGINT, how long in-flight requests and background tasks may take to finish (1-300).",
-    ),
-    secret(
-        "Database__ConnectionString",
-        "Database, as Npgsql `Host=…;Port=…;Database=…;Username=…;Password=…` or a `postgres://` URL. Takes precedence over `DATABASE_URL` and the `POSTGRES_*` parts.",
-    ),
-    secret("DATABASE_URL", "Database as a `postgres://` URL, used when `Database__ConnectionString` is unset."),
-    key(
-        "POSTGRES_HOST",
-        "timescaledb",
-        "Database host, used when neither of the above is set (the compose file's parts).",
-    ),
-    key("POSTGRES_PORT", "5432", "Database port for the `POSTGRES_*` parts."),
-    key("POSTGRES_DB", "", "Database name for the `POSTGRES_*` parts (required in that form)."),
-    key("POSTGRES_USER", "", "Database user for the `POSTGRES_*` parts (required in that form)."),
-    secret("POSTGRES_PASSWORD", "Database password for the `POSTGRES_*` parts."),
-    key(
-        "Database__StartupTimeoutSeconds",
-        "60",
-        "How long startup keeps retrying an unreachable database before it gives up (1-3600).",
-    ),
-    key(
-        "Database__MaxConnections",
-        "10",
-        "Size of the connection pool (1-500); an Npgsql `Maximum Pool Size` in the connection string overrides it.",
-    ),
-    key(
-        "Authentication__DefaultAdminEmail",
-        "admin@example.com",
-        "Email of the admin account seeded on first start (only when no account with that email exists).",
-    ),
-    secret(
-        "Authentication__DefaultAdminPassword",
-        "Password of the seeded admin, at least 12 characters. Required in Production; in Development a missing one is generated and written to `<data dir>/default-admin-password`.",
-    ),
-    key("Authentication__SessionIdleMinutes", "30", "A session unused this long ends (sliding; 1-1440)."),
-    key("Authentication__SessionAbsoluteHours", "12", "A session ends this long after sign-in, used or not (1-720)."),
-    key(
-        "Authentication__TrustedProxies",
-        "127.0.0.0/8,::1/128",
-        "Comma-separated addresses/CIDRs of the reverse proxies in front of the portal whose `X-Forwarded-For` is believed (for login throttling per client address and the audit log); `none` trusts no proxy. Name exactly your proxy (the compose file passes Traefik's `TRAEFIK_ADDRESS`): a client on a trusted network could otherwise claim any address.",
-    ),
-    key(
-        "Authentication__PasswordHashMemoryKib",
-        "19456",
-        "argon2id memory cost in KiB (OWASP: 19456; lower only for tests).",
-    ),
-    key("Authentication__PasswordHashIterations", "2", "argon2id time cost (OWASP: 2)."),
-    key("Authentication__PasswordHashParallelism", "1", "argon2id lanes (OWASP: 1)."),
-    key("Grafana__EmbedPathPrefix", "/grafana", "Path under which Traefik serves the embedded Grafana."),
-    key(
-        "Grafana__DatabaseUser",
-        "grafana_reader",
-        "The read-only database role Grafana's data source logs in as (created and kept read-only by the portal when `Grafana__DatabasePassword` is set); never the portal's own user.",
-    ),
-    secret(
-        "Grafana__DatabasePassword",
-        "Password of `Grafana__DatabaseUser`, set at every start (rotate by changing it); when unset the portal manages no role for Grafana. Grafana's free edition lets every user run any SQL on its data source: give it this role, never the portal's own login.",
-    ),
-    key(
-        "WhiteLabel__ApplicationName",
-        "Tau Acuvim Portal",
-        "Application name shown in every page (first boot only; later via Settings → Branding).",
-    ),
-    key("WhiteLabel__PrimaryColor", "#0c4a6e", "Primary brand colour, `#rrggbb` (first boot only)."),
-    key("WhiteLabel__SecondaryColor", "#0e7490", "Secondary brand colour, `#rrggbb` (first boot only)."),
-    key("WhiteLabel__AccentColor", "#06b6d4", "Accent brand colour, `#rrggbb` (first boot only)."),
-    key("WhiteLabel__FooterText", "", "Footer text (first boot only)."),
-    key("FleetIngest__Enabled", "false", "Client mode: push this portal's data to an Admin (fleet) portal."),
-    key("FleetIngest__Url", "", "Base URL of the Admin portal (required when enabled)."),
-    secret("FleetIngest__Token", "Push token shown once by the Admin portal's Customers page (required when enabled)."),
-    key("FleetIngest__IntervalSeconds", "60", "Seconds between pushes (5-86400)."),
-    key("FleetIngest__BatchSize", "5000", "Measurement rows per push request (1-50000)."),
-    key("Modbus__Enabled", "true", "Client mode: poll the Modbus TCP devices configured under Sites."),
-    key(
-        "Modbus__RequestTimeoutMilliseconds",
-        "2000",
-        "A Modbus request without a reply this long counts as a failure and drops the connection (100-60000).",
-    ),
-    key(
-        "Modbus__MaxBackoffSeconds",
-        "60",
-        "Longest wait between reconnect attempts to an unreachable meter or gateway (1-3600).",
-    ),
-    key(
-        "Modbus__BufferReadings",
-        "100000",
-        "Polled readings held in memory while the database is unavailable (1000-10000000); beyond it the oldest are dropped and counted.",
-    ),
-    key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`."),
-];
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
 const SECTIONS: &[&str] =
-    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Modbus"];
+    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Measurements", "Modbus"];
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -309,6 +174,8 @@ pub struct Config {
     pub grafana_reader: Option<GrafanaReader>,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
+    /// Readings before this are refused (`measurements::check_time`).
+    pub earliest_reading: chrono::DateTime<chrono::Utc>,
     pub modbus: ModbusSettings,
 }
 
@@ -384,7 +251,7 @@ impl Env {
 
     /// The log filter, read before the rest so that configuration errors can be logged.
     pub fn log_filter(&self) -> String {
-        self.get("RUST_LOG").unwrap_or("info").to_string()
+        self.get(keys::RUST_LOG.key).unwrap_or(keys::RUST_LOG.default).to_string()
     }
 
     /// Keys of a known section that this build does not know (typos, or keys of a newer version).
@@ -413,18 +280,23 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn default_of(key: &str) -> &'static str {
-        KEYS.iter().find(|k| k.key == key).map(|k| k.default).unwrap_or("")
+    /// Whether the key is set (to something other than blanks).
+    fn is_set(&self, key: KeySpec) -> bool {
+        self.env.get(key.key).is_some()
     }
 
     /// The key's value, or its documented default.
-    fn text(&self, key: &str) -> String {
-        self.env.get(key).unwrap_or(Self::default_of(key)).to_string()
+    fn text(&self, key: KeySpec) -> String {
+        self.env.get(key.key).unwrap_or(key.default).to_string()
     }
 
-    fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        let raw = self.text(key);
-        match parse(&raw) {
+    fn parse<T>(&mut self, key: KeySpec, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        self.parse_as(key.key, &self.text(key), parse)
+    }
+
+    /// `raw`, the value of `key` (a key or an alias of one), parsed; an error is noted for `key`.
+    fn parse_as<T>(&mut self, key: &str, raw: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        match parse(raw) {
             Ok(v) => Some(v),
             Err(message) => {
                 self.errors.push(err(key, message));
@@ -433,33 +305,43 @@ impl Reader<'_> {
         }
     }
 
-    fn number(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+    /// A set key's value parsed; `None` without an error when it is not set.
+    fn optional<T>(&mut self, key: KeySpec, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        if self.is_set(key) { self.parse(key, parse) } else { None }
+    }
+
+    fn number(&mut self, key: KeySpec, min: u64, max: u64) -> Option<u64> {
         self.parse(key, |raw| match raw.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(format!("expected a whole number from {min} to {max}, got {raw:?}")),
         })
     }
 
-    fn seconds(&mut self, key: &str, min: u64, max: u64) -> Option<Duration> {
+    fn seconds(&mut self, key: KeySpec, min: u64, max: u64) -> Option<Duration> {
         self.number(key, min, max).map(Duration::from_secs)
+    }
+
+    /// Notes that `key` is wrong as it is.
+    fn refuse(&mut self, key: KeySpec, message: impl Into<String>) {
+        self.errors.push(err(key.key, message));
     }
 
     /// Whether `key` (or its `_FILE` variant) already has an error, so a follow-up check such as
     /// "required" does not pile a second, misleading message on the first.
-    fn has_error(&self, key: &str) -> bool {
-        self.errors.iter().any(|e| e.key == key || e.key == format!("{key}_FILE"))
+    fn has_error(&self, key: KeySpec) -> bool {
+        self.errors.iter().any(|e| e.key == key.key || e.key == format!("{}_FILE", key.key))
     }
 
     /// A secret, refused when it looks like a template's placeholder rather than a secret: a
     /// `.env` copied from a template and left unfilled must stop the portal, not run it with a
     /// publicly known password.
-    fn secret(&mut self, key: &str) -> Option<SecretString> {
-        let value = self.env.secret(key).unwrap_or_else(|e| {
+    fn secret(&mut self, key: KeySpec) -> Option<SecretString> {
+        let value = self.env.secret(key.key).unwrap_or_else(|e| {
             self.errors.push(e);
             None
         })?;
         if let Some(why) = placeholder(value.expose_secret()) {
-            self.errors.push(err(key, format!("{why}; set a real secret (`tau-portal provision` generates them)")));
+            self.refuse(key, format!("{why}; set a real secret (`tau-portal provision` generates them)"));
             return None;
         }
         Some(value)
@@ -526,6 +408,18 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     if valid { Ok(raw.to_string()) } else { Err(format!("expected an email address, got {raw:?}")) }
 }
 
+/// An RFC 3339 time, or a date (midnight UTC).
+fn parse_time(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.to_utc())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        })
+        .map_err(|_| {
+            format!("expected an RFC 3339 time such as 2000-01-01T00:00:00Z or a date such as 2000-01-01, got {raw:?}")
+        })
+}
+
 fn parse_listen_address(raw: &str) -> Result<SocketAddr, String> {
     raw.parse::<SocketAddr>().map_err(|_| format!("expected an address such as 0.0.0.0:8080, got {raw:?}"))
 }
@@ -533,7 +427,7 @@ fn parse_listen_address(raw: &str) -> Result<SocketAddr, String> {
 /// Only the listen address, for `tau-portal healthcheck`, which must not need the rest.
 pub fn listen_address(env: &Env) -> Result<SocketAddr, ConfigError> {
     let mut r = Reader { env, errors: Vec::new() };
-    r.parse("Application__ListenAddress", parse_listen_address).ok_or_else(|| r.errors.remove(0))
+    r.parse(keys::LISTEN_ADDRESS, parse_listen_address).ok_or_else(|| r.errors.remove(0))
 }
 
 /// `10.0.0.0/8,::1` → networks (a bare address is a /32 or /128); `none` → no proxy trusted.
@@ -579,7 +473,8 @@ impl Config {
         Config::read(env, Purpose::Serve)
     }
 
-    /// Reads and validates the contract for `purpose`.
+    /// Reads and validates the contract for `purpose`, section by section; every problem of
+    /// every section is reported at once.
     pub fn read(env: &Env, purpose: Purpose) -> Result<(Config, Vec<String>), ConfigErrors> {
         let mut r = Reader { env, errors: Vec::new() };
         let mut warnings: Vec<String> = env
@@ -587,250 +482,308 @@ impl Config {
             .into_iter()
             .map(|k| format!("Unknown configuration key {k} is ignored (see `tau-portal --help` for the known keys)"))
             .collect();
-
-        let run_mode = r.parse("Application__RunMode", |raw| match raw.to_ascii_lowercase().as_str() {
-            "client" => Ok(RunMode::Client),
-            "admin" => Ok(RunMode::Admin),
-            _ => Err(format!("expected Client or Admin, got {raw:?}")),
-        });
-        let environment_key = match (env.get("Application__Environment"), env.get("ASPNETCORE_ENVIRONMENT")) {
-            (None, Some(_)) => "ASPNETCORE_ENVIRONMENT",
-            _ => "Application__Environment",
-        };
-        let environment = r.parse(environment_key, |raw| match raw.to_ascii_lowercase().as_str() {
-            "production" => Ok(Environment::Production),
-            "development" => Ok(Environment::Development),
-            _ => Err(format!("expected Production or Development, got {raw:?}")),
-        });
-        let public_url = match env.get("Application__PublicUrl") {
-            Some(_) => r.parse("Application__PublicUrl", parse_http_url),
-            None => None,
-        };
-        if purpose == Purpose::Serve
-            && environment == Some(Environment::Production)
-            && env.get("Application__PublicUrl").is_none()
-        {
-            r.errors.push(err(
-                "Application__PublicUrl",
-                "required in Production: the absolute URL users reach the portal at, e.g. \
-                 https://abc0001.portal.example.com (redirects would otherwise be built from request headers a client \
-                 controls)",
-            ));
-        }
-        let listen_address = r.parse("Application__ListenAddress", parse_listen_address);
-        let metrics_address = r.parse("Application__MetricsAddress", |raw| {
-            if raw.eq_ignore_ascii_case("off") { Ok(None) } else { parse_listen_address(raw).map(Some) }
-        });
-        let data_directory = PathBuf::from(r.text("Application__DataDirectory"));
-        let default_time_zone = r.parse("Application__DefaultTimeZone", |raw| {
-            raw.parse::<chrono_tz::Tz>()
-                .map_err(|_| format!("expected an IANA time zone such as Europe/London, got {raw:?}"))
-        });
-        let shutdown_timeout = r.seconds("Application__ShutdownTimeoutSeconds", 1, 300);
+        let app = application(&mut r, purpose);
+        let environment = app.as_ref().map(|a| a.environment);
         let database = resolve_database(&mut r, &mut warnings);
-
-        let admin_email = r.parse("Authentication__DefaultAdminEmail", parse_email);
-        let admin_password = r.secret("Authentication__DefaultAdminPassword");
-        let key = "Authentication__DefaultAdminPassword";
-        if purpose == Purpose::Serve && environment == Some(Environment::Production) && !r.has_error(key) {
-            match &admin_password {
-                None => r.errors.push(err(
-                    key,
-                    "required in Production (the password of the admin account seeded on first start; \
-                     also accepted as Authentication__DefaultAdminPassword_FILE)",
-                )),
-                Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_LEN => r.errors.push(err(
-                    key,
-                    format!(
-                        "expected at least {MIN_PASSWORD_LEN} characters, got {}",
-                        p.expose_secret().chars().count()
-                    ),
-                )),
-                Some(_) => {}
-            }
-        }
-
-        let session_idle = r.number("Authentication__SessionIdleMinutes", 1, 1440).map(|m| Duration::from_secs(m * 60));
-        let session_absolute =
-            r.number("Authentication__SessionAbsoluteHours", 1, 720).map(|h| Duration::from_secs(h * 3600));
-        let trusted_proxies = r.parse("Authentication__TrustedProxies", parse_networks);
-        let memory_kib = r.number("Authentication__PasswordHashMemoryKib", 8, 4_194_304);
-        let iterations = r.number("Authentication__PasswordHashIterations", 1, 64);
-        let parallelism = r.number("Authentication__PasswordHashParallelism", 1, 64);
-        let password_hash = match (memory_kib, iterations, parallelism) {
-            (Some(m), Some(t), Some(p)) => {
-                let params = PasswordHashParams { memory_kib: m as u32, iterations: t as u32, parallelism: p as u32 };
-                if environment == Some(Environment::Production)
-                    && (params.memory_kib < PasswordHashParams::PRODUCTION.memory_kib
-                        || params.iterations < PasswordHashParams::PRODUCTION.iterations)
-                {
-                    warnings.push(
-                        "Authentication__PasswordHash*: cost parameters below OWASP's argon2id recommendation \
-                         (m=19456, t=2) in Production"
-                            .into(),
-                    );
-                }
-                Some(params)
-            }
-            _ => None,
-        };
-
-        let grafana_embed_path_prefix = r.parse("Grafana__EmbedPathPrefix", parse_path_prefix);
-        let reader_user = r.parse("Grafana__DatabaseUser", |raw| {
-            let valid = raw.len() <= 63
-                && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
-                return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
-            }
-            if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
-                return Err(format!("{raw:?} is a reserved role; use a role of Grafana's own, e.g. grafana_reader"));
-            }
-            Ok(raw.to_string())
-        });
-        let reader_password = r.secret("Grafana__DatabasePassword");
-        if let (Some(user), Some(db)) = (&reader_user, &database)
-            && db.connect.get_username() == user
-        {
-            r.errors.push(err(
-                "Grafana__DatabaseUser",
-                format!(
-                    "is the portal's own database user ({user:?}); Grafana needs a role of its own, e.g. grafana_reader"
-                ),
-            ));
-        }
-        let application_name = r.parse("WhiteLabel__ApplicationName", |raw| {
-            if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
-        });
-        let primary_color = r.parse("WhiteLabel__PrimaryColor", Color::from_str);
-        let secondary_color = r.parse("WhiteLabel__SecondaryColor", Color::from_str);
-        let accent_color = r.parse("WhiteLabel__AccentColor", Color::from_str);
-        let footer_text = r.text("WhiteLabel__FooterText");
-
-        let fleet_enabled = r.parse("FleetIngest__Enabled", parse_bool);
-        let fleet_url = match env.get("FleetIngest__Url") {
-            Some(_) => r.parse("FleetIngest__Url", parse_http_url),
-            None => None,
-        };
-        let fleet_token = r.secret("FleetIngest__Token");
-        let fleet_interval = r.seconds("FleetIngest__IntervalSeconds", 5, 86_400);
-        let fleet_batch = r.number("FleetIngest__BatchSize", 1, 50_000);
-        if fleet_enabled == Some(true) {
-            if env.get("FleetIngest__Url").is_none() {
-                r.errors.push(err("FleetIngest__Url", "required when FleetIngest__Enabled is true"));
-            }
-            if fleet_token.is_none() && !r.has_error("FleetIngest__Token") {
-                r.errors.push(err("FleetIngest__Token", "required when FleetIngest__Enabled is true"));
-            }
-            if run_mode == Some(RunMode::Admin) {
-                warnings.push(
-                    "FleetIngest__Enabled is ignored in Admin run mode (the Admin portal receives pushes)".into(),
-                );
-            }
-        }
-
-        let modbus_enabled = r.parse("Modbus__Enabled", parse_bool);
-        let modbus_timeout = r.number("Modbus__RequestTimeoutMilliseconds", 100, 60_000).map(Duration::from_millis);
-        let modbus_backoff = r.seconds("Modbus__MaxBackoffSeconds", 1, 3600);
-        let modbus_buffer = r.number("Modbus__BufferReadings", 1000, 10_000_000);
-
+        let default_admin = default_admin(&mut r, purpose, environment);
+        let auth = auth_settings(&mut r, environment, &mut warnings);
+        let grafana = grafana(&mut r, database.as_ref());
+        let white_label = white_label(&mut r);
+        let fleet_ingest = fleet_ingest(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
+        let earliest_reading = r.parse(keys::MEASUREMENTS_EARLIEST_TIME, parse_time);
+        let modbus = modbus(&mut r);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
-        // Every `None` above pushed an error, so these cannot fail once `errors` is empty.
+        // A section is `None` only after noting an error, so none is once `errors` is empty.
         let missing = || ConfigErrors(vec![err("(internal)", "value missing without an error")]);
-        let environment = environment.ok_or_else(missing)?;
-        let listen_address = listen_address.ok_or_else(missing)?;
-        let public_url = match (public_url, environment) {
-            (Some(url), _) => Some(url),
-            (None, Environment::Development) => Url::parse(&format!("http://localhost:{}", listen_address.port())).ok(),
-            // Checked before the errors were returned (required in Production).
-            (None, Environment::Production) => None,
-        };
+        let app = app.ok_or_else(missing)?;
+        let (grafana_embed_path_prefix, grafana_reader) = grafana.ok_or_else(missing)?;
         let config = Config {
-            run_mode: run_mode.ok_or_else(missing)?,
-            environment,
-            public_url,
-            listen_address,
-            metrics_address: metrics_address.ok_or_else(missing)?,
-            data_directory,
-            default_time_zone: default_time_zone.ok_or_else(missing)?,
-            shutdown_timeout: shutdown_timeout.ok_or_else(missing)?,
+            run_mode: app.run_mode,
+            environment: app.environment,
+            public_url: app.public_url,
+            listen_address: app.listen_address,
+            metrics_address: app.metrics_address,
+            data_directory: app.data_directory,
+            default_time_zone: app.default_time_zone,
+            shutdown_timeout: app.shutdown_timeout,
             database: database.ok_or_else(missing)?,
-            default_admin: DefaultAdmin { email: admin_email.ok_or_else(missing)?, password: admin_password },
-            auth: AuthSettings {
-                session_idle: session_idle.ok_or_else(missing)?,
-                session_absolute: session_absolute.ok_or_else(missing)?,
-                trusted_proxies: trusted_proxies.ok_or_else(missing)?,
-                password_hash: password_hash.ok_or_else(missing)?,
-            },
-            grafana_embed_path_prefix: grafana_embed_path_prefix.ok_or_else(missing)?,
-            grafana_reader: match reader_password {
-                Some(password) => Some(GrafanaReader { user: reader_user.ok_or_else(missing)?, password }),
-                None => None,
-            },
-            white_label: WhiteLabel {
-                application_name: application_name.ok_or_else(missing)?,
-                primary_color: primary_color.ok_or_else(missing)?,
-                secondary_color: secondary_color.ok_or_else(missing)?,
-                accent_color: accent_color.ok_or_else(missing)?,
-                footer_text,
-            },
-            fleet_ingest: FleetIngest {
-                enabled: fleet_enabled.ok_or_else(missing)?,
-                url: fleet_url,
-                token: fleet_token,
-                interval: fleet_interval.ok_or_else(missing)?,
-                batch_size: fleet_batch.ok_or_else(missing)? as u32,
-            },
-            modbus: ModbusSettings {
-                enabled: modbus_enabled.ok_or_else(missing)?,
-                request_timeout: modbus_timeout.ok_or_else(missing)?,
-                max_backoff: modbus_backoff.ok_or_else(missing)?,
-                buffer_readings: modbus_buffer.ok_or_else(missing)? as usize,
-            },
+            default_admin: default_admin.ok_or_else(missing)?,
+            auth: auth.ok_or_else(missing)?,
+            grafana_embed_path_prefix,
+            grafana_reader,
+            white_label: white_label.ok_or_else(missing)?,
+            fleet_ingest: fleet_ingest.ok_or_else(missing)?,
+            earliest_reading: earliest_reading.ok_or_else(missing)?,
+            modbus: modbus.ok_or_else(missing)?,
         };
         Ok((config, warnings))
     }
 }
 
+/// The `Application__*` section.
+struct Application {
+    run_mode: RunMode,
+    environment: Environment,
+    public_url: Option<Url>,
+    listen_address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
+    data_directory: PathBuf,
+    default_time_zone: chrono_tz::Tz,
+    shutdown_timeout: Duration,
+}
+
+fn application(r: &mut Reader<'_>, purpose: Purpose) -> Option<Application> {
+    let run_mode = r.parse(keys::RUN_MODE, |raw| match raw.to_ascii_lowercase().as_str() {
+        "client" => Ok(RunMode::Client),
+        "admin" => Ok(RunMode::Admin),
+        _ => Err(format!("expected Client or Admin, got {raw:?}")),
+    });
+    let parse_environment = |raw: &str| match raw.to_ascii_lowercase().as_str() {
+        "production" => Ok(Environment::Production),
+        "development" => Ok(Environment::Development),
+        _ => Err(format!("expected Production or Development, got {raw:?}")),
+    };
+    let environment = match r.env.get(keys::ASPNETCORE_ENVIRONMENT) {
+        Some(raw) if !r.is_set(keys::ENVIRONMENT) => r.parse_as(keys::ASPNETCORE_ENVIRONMENT, raw, parse_environment),
+        _ => r.parse(keys::ENVIRONMENT, parse_environment),
+    };
+    let public_url = r.optional(keys::PUBLIC_URL, parse_http_url);
+    if purpose == Purpose::Serve && environment == Some(Environment::Production) && !r.is_set(keys::PUBLIC_URL) {
+        r.refuse(
+            keys::PUBLIC_URL,
+            "required in Production: the absolute URL users reach the portal at, e.g. \
+             https://abc0001.portal.example.com (redirects would otherwise be built from request headers a client \
+             controls)",
+        );
+    }
+    let listen_address = r.parse(keys::LISTEN_ADDRESS, parse_listen_address);
+    let metrics_address = r.parse(keys::METRICS_ADDRESS, |raw| {
+        if raw.eq_ignore_ascii_case("off") { Ok(None) } else { parse_listen_address(raw).map(Some) }
+    });
+    let data_directory = PathBuf::from(r.text(keys::DATA_DIRECTORY));
+    let default_time_zone = r.parse(keys::DEFAULT_TIME_ZONE, |raw| {
+        raw.parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("expected an IANA time zone such as Europe/London, got {raw:?}"))
+    });
+    let shutdown_timeout = r.seconds(keys::SHUTDOWN_TIMEOUT_SECONDS, 1, 300);
+    let (environment, listen_address) = (environment?, listen_address?);
+    let public_url = match (public_url, environment) {
+        (Some(url), _) => Some(url),
+        (None, Environment::Development) => Url::parse(&format!("http://localhost:{}", listen_address.port())).ok(),
+        // Required in Production (refused above when the purpose needs it).
+        (None, Environment::Production) => None,
+    };
+    Some(Application {
+        run_mode: run_mode?,
+        environment,
+        public_url,
+        listen_address,
+        metrics_address: metrics_address?,
+        data_directory,
+        default_time_zone: default_time_zone?,
+        shutdown_timeout: shutdown_timeout?,
+    })
+}
+
+/// The admin seeded on first start (`Authentication__DefaultAdmin*`).
+fn default_admin(r: &mut Reader<'_>, purpose: Purpose, environment: Option<Environment>) -> Option<DefaultAdmin> {
+    let email = r.parse(keys::DEFAULT_ADMIN_EMAIL, parse_email);
+    let password = r.secret(keys::DEFAULT_ADMIN_PASSWORD);
+    let key = keys::DEFAULT_ADMIN_PASSWORD;
+    if purpose == Purpose::Serve && environment == Some(Environment::Production) && !r.has_error(key) {
+        match &password {
+            None => r.refuse(
+                key,
+                format!(
+                    "required in Production (the password of the admin account seeded on first start; also \
+                     accepted as {}_FILE)",
+                    key.key
+                ),
+            ),
+            Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_LEN => r.refuse(
+                key,
+                format!("expected at least {MIN_PASSWORD_LEN} characters, got {}", p.expose_secret().chars().count()),
+            ),
+            Some(_) => {}
+        }
+    }
+    Some(DefaultAdmin { email: email?, password })
+}
+
+/// Sessions, proxies and password hashing (the rest of `Authentication__*`).
+fn auth_settings(
+    r: &mut Reader<'_>,
+    environment: Option<Environment>,
+    warnings: &mut Vec<String>,
+) -> Option<AuthSettings> {
+    let session_idle = r.number(keys::SESSION_IDLE_MINUTES, 1, 1440).map(|m| Duration::from_secs(m * 60));
+    let session_absolute = r.number(keys::SESSION_ABSOLUTE_HOURS, 1, 720).map(|h| Duration::from_secs(h * 3600));
+    let trusted_proxies = r.parse(keys::TRUSTED_PROXIES, parse_networks);
+    let memory_kib = r.number(keys::PASSWORD_HASH_MEMORY_KIB, 8, 4_194_304);
+    let iterations = r.number(keys::PASSWORD_HASH_ITERATIONS, 1, 64);
+    let parallelism = r.number(keys::PASSWORD_HASH_PARALLELISM, 1, 64);
+    let password_hash = PasswordHashParams {
+        memory_kib: memory_kib? as u32,
+        iterations: iterations? as u32,
+        parallelism: parallelism? as u32,
+    };
+    if environment == Some(Environment::Production)
+        && (password_hash.memory_kib < PasswordHashParams::PRODUCTION.memory_kib
+            || password_hash.iterations < PasswordHashParams::PRODUCTION.iterations)
+    {
+        warnings.push(
+            "Authentication__PasswordHash*: cost parameters below OWASP's argon2id recommendation (m=19456, t=2) \
+             in Production"
+                .into(),
+        );
+    }
+    Some(AuthSettings {
+        session_idle: session_idle?,
+        session_absolute: session_absolute?,
+        trusted_proxies: trusted_proxies?,
+        password_hash,
+    })
+}
+
+/// `Grafana__*`: the embed path, and the read-only role when its password is set.
+fn grafana(r: &mut Reader<'_>, database: Option<&DatabaseConfig>) -> Option<(String, Option<GrafanaReader>)> {
+    let embed_path_prefix = r.parse(keys::GRAFANA_EMBED_PATH_PREFIX, parse_path_prefix);
+    let user = r.parse(keys::GRAFANA_DATABASE_USER, |raw| {
+        let valid = raw.len() <= 63
+            && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
+        }
+        if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
+            return Err(format!("{raw:?} is a reserved role; use a role of Grafana's own, e.g. grafana_reader"));
+        }
+        Ok(raw.to_string())
+    });
+    let password = r.secret(keys::GRAFANA_DATABASE_PASSWORD);
+    if let (Some(user), Some(db)) = (&user, database)
+        && db.connect.get_username() == user
+    {
+        r.refuse(
+            keys::GRAFANA_DATABASE_USER,
+            format!(
+                "is the portal's own database user ({user:?}); Grafana needs a role of its own, e.g. grafana_reader"
+            ),
+        );
+        return None;
+    }
+    let reader = match password {
+        Some(password) => Some(GrafanaReader { user: user?, password }),
+        None => None,
+    };
+    Some((embed_path_prefix?, reader))
+}
+
+/// `WhiteLabel__*`: the first boot's branding.
+fn white_label(r: &mut Reader<'_>) -> Option<WhiteLabel> {
+    let application_name = r.parse(keys::APPLICATION_NAME, |raw| {
+        if raw.chars().count() <= 100 { Ok(raw.to_string()) } else { Err("expected at most 100 characters".into()) }
+    });
+    let primary_color = r.parse(keys::PRIMARY_COLOR, Color::from_str);
+    let secondary_color = r.parse(keys::SECONDARY_COLOR, Color::from_str);
+    let accent_color = r.parse(keys::ACCENT_COLOR, Color::from_str);
+    let footer_text = r.text(keys::FOOTER_TEXT);
+    Some(WhiteLabel {
+        application_name: application_name?,
+        primary_color: primary_color?,
+        secondary_color: secondary_color?,
+        accent_color: accent_color?,
+        footer_text,
+    })
+}
+
+/// `FleetIngest__*`: the push to an Admin portal.
+fn fleet_ingest(r: &mut Reader<'_>, run_mode: Option<RunMode>, warnings: &mut Vec<String>) -> Option<FleetIngest> {
+    let enabled = r.parse(keys::FLEET_ENABLED, parse_bool);
+    let url = r.optional(keys::FLEET_URL, parse_http_url);
+    let token = r.secret(keys::FLEET_TOKEN);
+    let interval = r.seconds(keys::FLEET_INTERVAL_SECONDS, 5, 86_400);
+    let batch_size = r.number(keys::FLEET_BATCH_SIZE, 1, 50_000);
+    if enabled == Some(true) {
+        let required = format!("required when {} is true", keys::FLEET_ENABLED.key);
+        if !r.is_set(keys::FLEET_URL) {
+            r.refuse(keys::FLEET_URL, required.clone());
+        }
+        if token.is_none() && !r.has_error(keys::FLEET_TOKEN) {
+            r.refuse(keys::FLEET_TOKEN, required);
+        }
+        if run_mode == Some(RunMode::Admin) {
+            warnings.push(format!(
+                "{} is ignored in Admin run mode (the Admin portal receives pushes)",
+                keys::FLEET_ENABLED.key
+            ));
+        }
+    }
+    Some(FleetIngest { enabled: enabled?, url, token, interval: interval?, batch_size: batch_size? as u32 })
+}
+
+/// `Modbus__*`: the poller.
+fn modbus(r: &mut Reader<'_>) -> Option<ModbusSettings> {
+    let enabled = r.parse(keys::MODBUS_ENABLED, parse_bool);
+    let request_timeout = r.number(keys::MODBUS_REQUEST_TIMEOUT_MILLISECONDS, 100, 60_000).map(Duration::from_millis);
+    let max_backoff = r.seconds(keys::MODBUS_MAX_BACKOFF_SECONDS, 1, 3600);
+    let buffer_readings = r.number(keys::MODBUS_BUFFER_READINGS, 1000, 10_000_000);
+    Some(ModbusSettings {
+        enabled: enabled?,
+        request_timeout: request_timeout?,
+        max_backoff: max_backoff?,
+        buffer_readings: buffer_readings? as usize,
+    })
+}
+
 /// Picks the database source in contract order: `Database__ConnectionString`, `DATABASE_URL`,
 /// then the `POSTGRES_*` parts.
 fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<DatabaseConfig> {
-    let startup_timeout = r.seconds("Database__StartupTimeoutSeconds", 1, 3600);
-    let max_connections = r.number("Database__MaxConnections", 1, 500).map(|n| n as u32);
-    let (connect, pool_override, source) = if let Some(cs) = r.secret("Database__ConnectionString") {
-        let key = "Database__ConnectionString";
-        parse_connection_string(r, key, cs.expose_secret(), warnings)?
-    } else if let Some(url) = r.secret("DATABASE_URL") {
-        parse_connection_string(r, "DATABASE_URL", url.expose_secret(), warnings)?
+    let startup_timeout = r.seconds(keys::DATABASE_STARTUP_TIMEOUT_SECONDS, 1, 3600);
+    let max_connections = r.number(keys::DATABASE_MAX_CONNECTIONS, 1, 500).map(|n| n as u32);
+    let (connect, pool_override, source) = if let Some(cs) = r.secret(keys::CONNECTION_STRING) {
+        parse_connection_string(r, keys::CONNECTION_STRING, cs.expose_secret(), warnings)?
+    } else if let Some(url) = r.secret(keys::DATABASE_URL) {
+        parse_connection_string(r, keys::DATABASE_URL, url.expose_secret(), warnings)?
     } else {
-        let env = r.env;
-        if env.get("POSTGRES_DB").is_none() && env.get("POSTGRES_USER").is_none() && env.get("POSTGRES_HOST").is_none()
-        {
-            r.errors.push(err(
-                "Database__ConnectionString",
-                "no database configured: set Database__ConnectionString, DATABASE_URL, or POSTGRES_HOST/POSTGRES_DB/\
-                 POSTGRES_USER/POSTGRES_PASSWORD",
-            ));
+        let parts =
+            [keys::POSTGRES_HOST, keys::POSTGRES_PORT, keys::POSTGRES_DB, keys::POSTGRES_USER, keys::POSTGRES_PASSWORD];
+        let names: Vec<&str> = parts.iter().map(|k| k.key).collect();
+        if !r.is_set(keys::POSTGRES_DB) && !r.is_set(keys::POSTGRES_USER) && !r.is_set(keys::POSTGRES_HOST) {
+            r.refuse(
+                keys::CONNECTION_STRING,
+                format!(
+                    "no database configured: set {}, {}, or {}/{}/{}/{}",
+                    keys::CONNECTION_STRING.key,
+                    keys::DATABASE_URL.key,
+                    keys::POSTGRES_HOST.key,
+                    keys::POSTGRES_DB.key,
+                    keys::POSTGRES_USER.key,
+                    keys::POSTGRES_PASSWORD.key
+                ),
+            );
             return None;
         }
-        let host = r.text("POSTGRES_HOST");
-        let port = r.number("POSTGRES_PORT", 1, 65_535);
-        let database = env.get("POSTGRES_DB").map(str::to_string);
-        let user = env.get("POSTGRES_USER").map(str::to_string);
-        for (k, v) in [("POSTGRES_DB", &database), ("POSTGRES_USER", &user)] {
-            if v.is_none() {
-                r.errors.push(err(k, "required when the database is configured by POSTGRES_* parts"));
+        let host = r.text(keys::POSTGRES_HOST);
+        let port = r.number(keys::POSTGRES_PORT, 1, 65_535);
+        let required = |r: &mut Reader<'_>, key: KeySpec| {
+            let value = r.env.get(key.key).map(str::to_string);
+            if value.is_none() {
+                r.refuse(key, "required when the database is configured by POSTGRES_* parts");
             }
-        }
-        let password = r.secret("POSTGRES_PASSWORD");
+            value
+        };
+        let database = required(r, keys::POSTGRES_DB);
+        let user = required(r, keys::POSTGRES_USER);
+        let password = r.secret(keys::POSTGRES_PASSWORD);
         let mut options =
             PgConnectOptions::new_without_pgpass().host(&host).port(port? as u16).database(&database?).username(&user?);
         if let Some(p) = password {
             options = options.password(p.expose_secret());
         }
-        (options, None, "POSTGRES_HOST/POSTGRES_PORT/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD".to_string())
+        (options, None, names.join("/"))
     };
     Some(DatabaseConfig {
         connect: connect.application_name("tau-portal"),
@@ -844,27 +797,27 @@ fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Da
 /// description of the source for the startup log line.
 fn parse_connection_string(
     r: &mut Reader<'_>,
-    key: &str,
+    key: KeySpec,
     value: &str,
     warnings: &mut Vec<String>,
 ) -> Option<(PgConnectOptions, Option<u32>, String)> {
     let is_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
     let parsed = if is_url {
         PgConnectOptions::from_str(value)
-            .map(|o| (o, None, format!("{key} (URL)")))
+            .map(|o| (o, None, format!("{} (URL)", key.key)))
             .map_err(|e| format!("expected a postgres:// URL: {e}"))
-    } else if key == "DATABASE_URL" {
+    } else if key == keys::DATABASE_URL {
         Err("expected a postgres:// or postgresql:// URL".to_string())
     } else {
         parse_npgsql(value).map(|parsed| {
             warnings.extend(parsed.ignored.iter().map(|k| {
-                format!("{key}: the Npgsql keyword {k:?} has no meaning for this implementation and is ignored")
+                format!("{}: the Npgsql keyword {k:?} has no meaning for this implementation and is ignored", key.key)
             }));
-            (parsed.options, parsed.max_pool_size, format!("{key} (Npgsql key=value form)"))
+            (parsed.options, parsed.max_pool_size, format!("{} (Npgsql key=value form)", key.key))
         })
     };
     // The message never repeats the value: it holds the password.
-    parsed.map_err(|message| r.errors.push(err(key, message))).ok()
+    parsed.map_err(|message| r.refuse(key, message)).ok()
 }
 
 /// The whole key table as Markdown, for the README (a test checks that they match).

@@ -14,9 +14,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
 
 use crate::error::AppResult;
-use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -293,16 +293,17 @@ pub async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new().route("/metrics", get(scrape)).with_state(state)
+/// The metrics listener's router: it needs only the database (for the inventory gauges).
+pub fn router(db: PgPool) -> Router {
+    Router::new().route("/metrics", get(scrape)).with_state(db)
 }
 
 /// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
 /// whichever process or admin changed the data.
-async fn scrape(State(state): State<AppState>) -> AppResult<Response> {
-    let (sites, enabled, disabled) = crate::sites::db::inventory(&state.db).await?;
-    let users = crate::auth::db::user_counts(&state.db).await?;
-    let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&state.db).await?;
+async fn scrape(State(db): State<PgPool>) -> AppResult<Response> {
+    let (sites, enabled, disabled) = crate::sites::db::inventory(&db).await?;
+    let users = crate::auth::db::user_counts(&db).await?;
+    let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("tau_portal_sites").set(sites as f64);

@@ -67,6 +67,30 @@ fn every_key_has_a_default_in_the_table_or_is_optional() {
 }
 
 #[test]
+fn every_key_is_spelled_once_in_a_known_section_or_the_compose_parts() {
+    let mut seen = std::collections::BTreeSet::new();
+    for k in KEYS {
+        assert!(seen.insert(k.key.to_ascii_lowercase()), "{} is in the table twice", k.key);
+        let known = match k.key.split_once("__") {
+            Some((section, name)) => SECTIONS.contains(&section) && !name.is_empty() && !name.contains("__"),
+            None => k.key.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+        };
+        assert!(known, "{} is neither Section__Key of a known section nor an UPPER_CASE variable", k.key);
+    }
+}
+
+#[test]
+fn a_key_without_a_value_reads_its_documented_default() {
+    // Each default goes through the key's own parser: a key read under another spelling than
+    // its table entry would get no default and fail here.
+    let (c, _) = ok(&[]);
+    assert_eq!(c.listen_address.to_string(), keys::LISTEN_ADDRESS.default);
+    assert_eq!(c.modbus.buffer_readings.to_string(), keys::MODBUS_BUFFER_READINGS.default);
+    assert_eq!(c.white_label.application_name, keys::APPLICATION_NAME.default);
+    assert_eq!(c.data_directory.to_string_lossy(), keys::DATA_DIRECTORY.default);
+}
+
+#[test]
 fn run_mode_and_environment_are_case_insensitive() {
     let (c, _) = ok(&[("Application__RunMode", "admin"), ("Application__Environment", "development")]);
     assert_eq!(c.run_mode, RunMode::Admin);

@@ -56,7 +56,14 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bod
         return refuse(StatusCode::BAD_REQUEST, "malformed", error, Some(&batch)).await;
     }
     let plain = state.fleet_storage == Some(FleetStorage::Plain);
-    let receipt = store::store(&state.db, sender.customer_id, &batch, state.clock.now(), plain).await?;
+    let receipt = store::store(
+        &state.db,
+        sender.customer_id,
+        &batch,
+        crate::measurements::Horizon { earliest: state.config.earliest_reading, now: state.clock.now() },
+        plain,
+    )
+    .await?;
     metrics::counter!("tau_portal_fleet_batches_received_total", "status" => "200").increment(1);
     if batch.kind == wire::BatchType::Measurements {
         metrics::counter!("tau_portal_readings_ingested_total", "source" => "fleet").increment(receipt.accepted);

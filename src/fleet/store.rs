@@ -77,7 +77,7 @@ pub async fn store(
     db: &PgPool,
     customer: Uuid,
     batch: &Batch,
-    now: DateTime<Utc>,
+    horizon: measurements::Horizon,
     plain_hourly: bool,
 ) -> Result<Receipt, sqlx::Error> {
     let mut tx = db.begin_with(BEGIN_STAGING).await?;
@@ -107,7 +107,7 @@ pub async fn store(
         BatchType::Devices => upsert_devices(&mut tx, customer, &batch.devices, &mut receipt).await?,
         BatchType::Measurements => {
             if let Some(m) = &batch.measurements {
-                newest = insert_measurements(&mut tx, customer, m, now, plain_hourly, &mut receipt).await?;
+                newest = insert_measurements(&mut tx, customer, m, horizon, plain_hourly, &mut receipt).await?;
             }
         }
     }
@@ -288,7 +288,7 @@ async fn insert_measurements(
     tx: &mut PgConnection,
     customer: Uuid,
     m: &super::wire::Measurements,
-    now: DateTime<Utc>,
+    horizon: measurements::Horizon,
     plain_hourly: bool,
     receipt: &mut Receipt,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
@@ -314,7 +314,7 @@ async fn insert_measurements(
             continue;
         };
         let time = match row.time() {
-            Some(t) if measurements::check_time(t, now).is_ok() => t,
+            Some(t) if horizon.check(t).is_ok() => t,
             _ => {
                 receipt.rejected += 1;
                 receipt.errors.push(format!("device {}: implausible time {} µs", row.device, row.time_us));

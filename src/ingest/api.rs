@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::ApiKey;
 use crate::error::{AppError, AppResult};
-use crate::measurements::{self, COUNTER_QUANTITIES, Quantity, REAL_QUANTITIES, Reading};
+use crate::measurements::{self, COUNTER_QUANTITIES, Horizon, Quantity, REAL_QUANTITIES, Reading};
 use crate::sites::directory::DeviceMap;
 use crate::state::AppState;
 
@@ -69,7 +69,8 @@ pub async fn ingest(State(state): State<AppState>, _: ApiKey, body: Body) -> App
     })?;
     let rows = parse_batch(&bytes)?;
     let devices = state.devices.snapshot().await?;
-    let (readings, mut errors) = readings(rows, &devices, state.clock.now());
+    let horizon = Horizon { earliest: state.config.earliest_reading, now: state.clock.now() };
+    let (readings, mut errors) = readings(rows, &devices, horizon);
     let valid = readings.len() as u64;
     let accepted = measurements::write(&state.db, &readings).await?;
     let rejected = errors.len();
@@ -107,8 +108,8 @@ fn parse_batch(body: &[u8]) -> Result<Vec<Row>, AppError> {
 }
 
 /// Each row as a reading of its device, or why it is refused (by its index in the batch): an
-/// unknown `externalId`, an unreadable time, or a time too far ahead of `now`.
-fn readings(rows: Vec<Row>, devices: &DeviceMap, now: DateTime<Utc>) -> (Vec<Reading>, Vec<RowError>) {
+/// unknown `externalId`, an unreadable time, or a time outside the `horizon`.
+fn readings(rows: Vec<Row>, devices: &DeviceMap, horizon: Horizon) -> (Vec<Reading>, Vec<RowError>) {
     let mut readings = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (index, row) in rows.into_iter().enumerate() {
@@ -124,8 +125,8 @@ fn readings(rows: Vec<Row>, devices: &DeviceMap, now: DateTime<Utc>) -> (Vec<Rea
                 continue;
             }
         };
-        if let Err(why) = measurements::check_time(time, now) {
-            errors.push(reject(why.into()));
+        if let Err(why) = horizon.check(time) {
+            errors.push(reject(why));
             continue;
         }
         let mut reading = Reading::empty(device_id, time);
@@ -157,16 +158,22 @@ mod tests {
             {"externalId": "nope", "time": "2026-11-23T10:00:00Z"},
             {"externalId": "m1", "time": "yesterday"},
             {"externalId": "m1", "time": "2026-11-23T10:06:00Z"},
-            {"externalId": "m1", "time": "2026-11-23T12:04:59+02:00"}
+            {"externalId": "m1", "time": "2026-11-23T12:04:59+02:00"},
+            {"externalId": "m1", "time": "0000-01-01T00:00:00Z", "energyImportWh": 1.0},
+            {"externalId": "m1", "time": "1999-12-31T23:59:59Z"}
         ]}"#;
         let devices = Arc::new(HashMap::from([("m1".to_string(), 7)]));
-        let (readings, errors) = readings(parse_batch(body).unwrap(), &devices, at("2026-11-23T10:00:00Z"));
+        let horizon = Horizon { earliest: at("2000-01-01T00:00:00Z"), now: at("2026-11-23T10:00:00Z") };
+        let (readings, errors) = readings(parse_batch(body).unwrap(), &devices, horizon);
         let reasons: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.reason.as_str())).collect();
         assert_eq!(reasons[0], (1, "unknown device"));
         assert_eq!(reasons[1].0, 2);
         assert!(reasons[1].1.starts_with("invalid time: "), "{}", reasons[1].1);
         assert_eq!(reasons[2], (3, "time is more than 5 minutes in the future"));
-        assert_eq!(reasons.len(), 3);
+        let too_old = "time is before 2000-01-01T00:00:00Z (Measurements__EarliestTime): no meter reading is that old";
+        assert_eq!(reasons[3], (5, too_old), "year 0000 is refused");
+        assert_eq!(reasons[4], (6, too_old));
+        assert_eq!(reasons.len(), 5);
         let mut expected = Reading::empty(7, at("2026-11-23T10:00:00Z"));
         expected.set(Quantity::named("pTotal").unwrap(), Some(1500.5));
         expected.set(Quantity::named("energyImportWh").unwrap(), Some(12.0));

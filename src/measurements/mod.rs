@@ -156,9 +156,28 @@ impl Reading {
     }
 }
 
-/// Why a timestamp cannot be stored, if it cannot.
-pub fn check_time(time: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), &'static str> {
-    if time > now + MAX_FUTURE { Err("time is more than 5 minutes in the future") } else { Ok(()) }
+/// The times a reading may have: from `earliest` (`Measurements__EarliestTime`: a meter clock
+/// reset to year 0 or a hostile timestamp is refused) to [`MAX_FUTURE`] after `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    pub earliest: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+impl Horizon {
+    /// Why a reading at `time` cannot be stored, if it cannot.
+    pub fn check(&self, time: DateTime<Utc>) -> Result<(), String> {
+        if time > self.now + MAX_FUTURE {
+            Err("time is more than 5 minutes in the future".into())
+        } else if time < self.earliest {
+            Err(format!(
+                "time is before {} (Measurements__EarliestTime): no meter reading is that old",
+                self.earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The stored columns, quoted, in the order of [`Reading`] and of the COPY data

@@ -42,7 +42,13 @@ struct DevicePage {
     role: &'static str,
     /// A sub-meter's parent `(id, name)`.
     parent: Option<(i32, String)>,
+    /// What the energy rollup did not count (newest first) and how many in all.
+    anomalies: Vec<(String, String)>,
+    anomalies_total: i64,
 }
+
+/// How many of a device's energy anomalies its page lists.
+const ANOMALIES_SHOWN: i64 = 10;
 
 pub async fn show(
     State(state): State<AppState>,
@@ -63,7 +69,23 @@ pub async fn show(
         Some(p) => db::device(&state.db, p).await?.map(|p| (p.id, p.name)),
         None => None,
     };
-    render(&DevicePage { page, site, device, status, last_error_at, meter, reading, chart, role, parent })
+    let (anomalies, anomalies_total) =
+        crate::measurements::energy::anomalies::of_device(&state.db, id, ANOMALIES_SHOWN).await?;
+    let anomalies = anomalies.into_iter().map(|a| (readings::local_time(a.time, tz), a.description)).collect();
+    render(&DevicePage {
+        page,
+        site,
+        device,
+        status,
+        last_error_at,
+        meter,
+        reading,
+        chart,
+        role,
+        parent,
+        anomalies,
+        anomalies_total,
+    })
 }
 
 /// An `<option>` of a select.

@@ -132,7 +132,17 @@ pub fn round_cents(x: Decimal) -> Decimal {
 
 /// Wh as stored (float8) to a decimal, to the milliwatt-hour: exact and deterministic.
 pub fn wh(x: f64) -> Decimal {
-    Decimal::from_f64_retain(x).unwrap_or_default().round_dp(3)
+    // Interval energies are bounded by the rollup (maths.rs: implausible values and rises are not
+    // counted), so this always converts; should it not, the figure is the largest there is, never
+    // a silent zero.
+    match Decimal::from_f64_retain(x) {
+        Some(d) => d.round_dp(3),
+        None if x.is_nan() => Decimal::ZERO,
+        None => {
+            tracing::error!(wh = x, "an energy figure outside the decimal range reached a bill");
+            if x > 0.0 { Decimal::MAX } else { Decimal::MIN }
+        }
+    }
 }
 
 const KILO: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);

@@ -417,16 +417,33 @@ async fn runs_as_uid_1000_on_a_data_folder_it_owns_and_explains_one_it_cannot_wr
         eprintln!("SKIPPED: uid 1000 test (needs root to switch user)");
         return;
     }
-    let db = TestDb::create().await;
     let root = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // uid 1000 must be able to enter every folder above the temporary one (TMPDIR below a
+    // mode-0700 folder would fail the test, not the portal).
+    let closed =
+        root.path().ancestors().skip(1).find(|dir| std::fs::metadata(dir).map_or(true, |m| m.mode() & 0o001 == 0));
+    if let Some(closed) = closed {
+        eprintln!(
+            "SKIPPED: uid 1000 test (uid 1000 cannot enter {}, above the temporary folder; point TMPDIR at a folder \
+             others may enter)",
+            closed.display()
+        );
+        return;
+    }
+    // A copy of the binary in that folder: the checkout itself may lie where uid 1000 cannot
+    // reach (a mode-0700 home or temporary folder).
+    let binary = root.path().join("tau-portal");
+    std::fs::copy(env!("CARGO_BIN_EXE_tau-portal"), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = TestDb::create().await;
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::os::unix::fs::chown(&data, Some(1000), Some(1000)).unwrap();
 
     let start = |dir: &Path| {
-        let mut cmd = crate::helpers::portal_command(&production_env(&db));
-        cmd.uid(1000).gid(1000);
+        let mut cmd = crate::helpers::portal_command_of(&binary, &production_env(&db));
+        cmd.uid(1000).gid(1000).current_dir(root.path());
         Portal::spawn(cmd, &[], dir)
     };
     let portal = start(&data);

@@ -495,3 +495,53 @@ async fn site_sums_follow_their_devices_through_rollups_moves_and_deletes(pool: 
         sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."SiteEnergyStale""#).fetch_one(&pool).await.unwrap();
     assert_eq!(queued, 0);
 }
+
+/// Hostile and broken counters through the write path and the job (issue 20, items 7 and 8): a
+/// reading ten years before the rest, a counter of 1e300 Wh (the rollup failed on it every minute
+/// forever), one of 1e35 Wh (billed as 0 kWh), and a meter with history whose counter jumps to
+/// just below the wrap (billed as 98 GWh in one interval). The job goes on, counts none of them,
+/// bills stay plausible, and the device's page says what was not counted and why.
+#[sqlx::test]
+async fn hostile_counters_are_not_counted_and_shown_on_the_device_page(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let d = device(&pool, "meter-1").await;
+    let decade_ago = -10 * 365 * 24 * 60;
+    let mut history: Vec<(i64, f64)> = vec![(decade_ago, 1000.0)];
+    history.extend((0..60).map(|m| (m, 5e6 + 100.0 * m as f64)));
+    history.extend([(60, 1e300), (61, 5e6 + 6100.0), (62, 1e35), (63, 5e6 + 6300.0)]);
+    history.extend([(64, WRAP_WH - 1000.0), (65, 500.0), (66, 900.0)]);
+    write(&pool, d, &history).await;
+    let report = run(&app).await;
+    assert_eq!(report.devices, 1, "the run succeeded");
+
+    let rows = intervals(&pool, d).await;
+    assert!(rows.len() < 20, "{} intervals: the decade was not filled in", rows.len());
+    let total: f64 = rows.iter().map(|r| r.import_wh).sum();
+    // 59 steps of 100 Wh, the two steps around each impossible value (200 Wh each), and the
+    // 1,500 Wh across the wrap plus 400 Wh after it: nothing of the jump or of the decade.
+    assert!((total - (5900.0 + 200.0 + 200.0 + 1500.0 + 400.0)).abs() < 1e-6, "{total}");
+    assert!(rows.iter().all(|r| r.import_wh <= 100e6 * 0.25));
+
+    app.seed_admin().await;
+    let mut b = app.browser();
+    b.sign_in("admin@example.com", crate::helpers::ADMIN_PASSWORD).await;
+    let page = b.get(&format!("/devices/{d}")).await;
+    assert!(page.body.contains("Energy not counted"), "{}", page.body);
+    // Both counters were silent for the decade; the import counter's three impossible points.
+    assert!(page.body.contains("5 counter readings of this meter could not be energy"), "{}", page.body);
+    for why in [
+        "read 1.000e300 Wh, which no meter counts",
+        "rose by 99,994,992,700 Wh in 60 s (a mean 5,999,700 MW, above the plausible 100 MW)",
+        "No import energy reading for 3650.0 days (longer than the 7 days",
+    ] {
+        assert!(page.body.contains(why), "{why}: {}", page.body);
+    }
+    // Recomputing the same readings (a rebuild) notes nothing twice.
+    rebuild::rebuild(&pool, Some(&[d]), at(decade_ago), None, app.clock.now(), |_| {}).await.unwrap();
+    let noted: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM monitoring."EnergyAnomalies" WHERE "DeviceId" = $1"#)
+        .bind(d)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(noted, 5);
+}

@@ -344,7 +344,12 @@ pub struct Portal {
 }
 
 pub fn portal_command(env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tau-portal"));
+    portal_command_of(std::path::Path::new(env!("CARGO_BIN_EXE_tau-portal")), env)
+}
+
+/// [`portal_command`] of the binary at `program` (a copy another user can reach).
+pub fn portal_command_of(program: &std::path::Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(program);
     // Only what the test gives: the developer's own environment must not leak into the config.
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "info");
     for (k, v) in env {

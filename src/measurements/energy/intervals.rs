@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::maths::Interval;
-use super::site_sums;
+use super::maths::{Anomaly, Interval};
+use super::{anomalies, site_sums};
 use crate::measurements::copy;
 
 /// One device's intervals from `from` up to `to` (`None`: all later ones), to be replaced by
@@ -15,6 +15,8 @@ pub(super) struct Replacement {
     pub from: DateTime<Utc>,
     pub to: Option<DateTime<Utc>>,
     pub intervals: Vec<Interval>,
+    /// What the computation did not count (recorded for the device's page; see maths.rs).
+    pub anomalies: Vec<Anomaly>,
 }
 
 /// Replaces the intervals of each device's range, and queues the devices' sites for a refresh
@@ -27,6 +29,7 @@ pub(super) async fn replace(conn: &mut PgConnection, replacements: &[Replacement
     let devices: Vec<i32> = replacements.iter().map(|r| r.device).collect();
     let from: Vec<DateTime<Utc>> = replacements.iter().map(|r| r.from).collect();
     site_sums::queue_sites(conn, &devices, &from).await?;
+    anomalies::record(conn, replacements).await?;
     write_intervals(conn, replacements).await
 }
 

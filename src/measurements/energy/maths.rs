@@ -14,6 +14,13 @@
 //! sample is a gap: the counters say how much, not when, so its intervals are flagged
 //! `estimated`.
 //!
+//! Hostile or broken values never become energy. A counter value outside `0..=`[`MAX_COUNTER`]
+//! is not read; a rise implying more than [`MAX_PLAUSIBLE_W`] of mean power (a counter that
+//! jumped, a corrupted value) and a step longer than [`MAX_SPREAD`] (energy that cannot be placed
+//! in time) count nothing and restart the baseline like a reset. Each of these is an
+//! [`Anomaly`] the rollup records for the device's page, so it is visible, never a silent zero
+//! nor a poisoned figure, and the rollup goes on.
+//!
 //! The rollup job runs this incrementally: [`compute`] takes the [`State`] carried from the
 //! previous run and the device's readings from `State::from` on, and returns the intervals from
 //! `State::from` on plus the next state. The next state's `from` is the first interval that may
@@ -36,6 +43,13 @@ pub const WRAP_WH: f64 = 1e11;
 /// bottom tenth, and the energy across the wrap implies no more than this mean power. Anything
 /// else is a reset or a meter replacement.
 pub const MAX_PLAUSIBLE_W: f64 = 100e6;
+/// The largest counter value that is read at all: 10,000 times an Acuvim's range. Above it (and
+/// below zero) a value is corrupt, whatever the meter.
+pub const MAX_COUNTER: f64 = 1e15;
+/// The longest step whose energy is spread over the intervals it spans. Longer, and the energy
+/// cannot be placed in time (two readings ten years apart would make 350,000 estimated
+/// intervals): it is not counted, and the next point starts a new baseline.
+pub const MAX_SPREAD: TimeDelta = TimeDelta::days(7);
 /// A counter missing from every reading for longer than this, while the meter kept reporting,
 /// starts a new baseline when it returns (flagged like a reset) instead of spreading an unknown
 /// amount over the whole absence. It also bounds how far back a run re-reads.
@@ -190,6 +204,87 @@ pub struct Interval {
 pub struct Computed {
     pub intervals: Vec<Interval>,
     pub next: State,
+    /// What was not counted, and why (in the order met).
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Why a counter point did not count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnomalyKind {
+    /// The value itself is impossible (negative, above [`MAX_COUNTER`]).
+    ImplausibleValue,
+    /// A rise implying a mean power above [`MAX_PLAUSIBLE_W`] since the previous point.
+    ImplausibleRise,
+    /// More than [`MAX_SPREAD`] since the previous point.
+    GapTooLong,
+}
+
+impl AnomalyKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            AnomalyKind::ImplausibleValue => "implausible-value",
+            AnomalyKind::ImplausibleRise => "implausible-rise",
+            AnomalyKind::GapTooLong => "gap-too-long",
+        }
+    }
+}
+
+/// A counter point that did not count: at `point`, on `channel`, after `previous`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anomaly {
+    pub channel: usize,
+    pub kind: AnomalyKind,
+    pub point: Point,
+    pub previous: Option<Point>,
+}
+
+impl Anomaly {
+    /// What the device page says about it.
+    pub fn describe(&self) -> String {
+        let (counter, unit) = [("import energy", "Wh"), ("export energy", "Wh"), ("apparent energy", "VAh")]
+            .get(self.channel)
+            .copied()
+            .unwrap_or(("a", ""));
+        match (self.kind, self.previous) {
+            (AnomalyKind::ImplausibleValue, _) => format!(
+                "The {counter} counter read {:.3e} {unit}, which no meter counts: the value was ignored.",
+                self.point.value
+            ),
+            (AnomalyKind::ImplausibleRise, Some(prev)) => {
+                let seconds = (self.point.time - prev.time).as_seconds_f64().max(1e-3);
+                let rise = self.point.value - prev.value;
+                format!(
+                    "The {counter} counter rose by {} {unit} in {} s (a mean {} MW, above the plausible {} MW): not \
+                     counted; the counter starts a new baseline there.",
+                    grouped(rise),
+                    grouped(seconds),
+                    grouped(rise / seconds * 3600.0 / 1e6),
+                    grouped(MAX_PLAUSIBLE_W / 1e6)
+                )
+            }
+            (AnomalyKind::GapTooLong, Some(prev)) => format!(
+                "No {counter} reading for {:.1} days (longer than the {} days energy is spread over): the {} {unit} \
+                 counted meanwhile is not placed in time, and the counter starts a new baseline there.",
+                (self.point.time - prev.time).as_seconds_f64() / 86_400.0,
+                MAX_SPREAD.num_days(),
+                grouped(self.point.value - prev.value)
+            ),
+            (_, None) => format!("The {counter} counter's point was not counted."),
+        }
+    }
+}
+
+/// `x` rounded to a whole number, with thousands separators (12,345,678).
+fn grouped(x: f64) -> String {
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 { format!("-{out}") } else { out }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -213,6 +308,38 @@ struct Acc {
     counter_reset: bool,
 }
 
+/// What the step from `a` to `b` of a counter means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    /// This much energy passed.
+    Energy(f64),
+    /// A meter reset or replacement: a new baseline, nothing counted.
+    Reset,
+    /// Not energy (see [`AnomalyKind`]): a new baseline, nothing counted, recorded.
+    Refused(AnomalyKind),
+}
+
+/// The step from `a` to `b` (both plausible values, `a` before `b`).
+pub fn step(a: Point, b: Point) -> Step {
+    if b.time - a.time > MAX_SPREAD {
+        return Step::Refused(AnomalyKind::GapTooLong);
+    }
+    match increase(a, b) {
+        None => Step::Reset,
+        Some(delta) => {
+            let hours = (b.time - a.time).as_seconds_f64() / 3600.0;
+            // A rise within one microsecond cannot be judged by power; the counters' range can.
+            let plausible = if hours > 0.0 { delta / hours <= MAX_PLAUSIBLE_W } else { delta <= MAX_PLAUSIBLE_W };
+            if plausible { Step::Energy(delta) } else { Step::Refused(AnomalyKind::ImplausibleRise) }
+        }
+    }
+}
+
+/// Whether a counter value can be read at all.
+pub fn plausible_value(value: f64) -> bool {
+    value.is_finite() && (0.0..=MAX_COUNTER).contains(&value)
+}
+
 /// The counter increase from `a` to `b`, or `None` when the drop is a reset.
 pub fn increase(a: Point, b: Point) -> Option<f64> {
     if b.value >= a.value {
@@ -233,6 +360,7 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
     // The channel state at the start of each observed interval: the next run's baseline is one
     // of them.
     let mut snapshots: Vec<(DateTime<Utc>, [ChannelState; CHANNELS])> = Vec::with_capacity(observations.len());
+    let mut anomalies = Vec::new();
     for o in observations {
         snapshots.push((o.start, channels));
         let bucket = bucket_of(o.start.timestamp_micros());
@@ -249,12 +377,25 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
                 continue;
             }
             for &p in points {
+                if !plausible_value(p.value) {
+                    anomalies.push(Anomaly {
+                        channel: c,
+                        kind: AnomalyKind::ImplausibleValue,
+                        point: p,
+                        previous: ch.last,
+                    });
+                    continue;
+                }
                 match ch.last {
                     None => {}
                     Some(_) if ch.stale => acc.entry(bucket).or_default().counter_reset = true,
-                    Some(prev) => match increase(prev, p) {
-                        Some(delta) => spread(&mut acc, c, prev.time, p.time, delta),
-                        None => acc.entry(bucket).or_default().counter_reset = true,
+                    Some(prev) => match step(prev, p) {
+                        Step::Energy(delta) => spread(&mut acc, c, prev.time, p.time, delta),
+                        Step::Reset => acc.entry(bucket).or_default().counter_reset = true,
+                        Step::Refused(kind) => {
+                            acc.entry(bucket).or_default().counter_reset = true;
+                            anomalies.push(Anomaly { channel: c, kind, point: p, previous: Some(prev) });
+                        }
                     },
                 }
                 *ch = ChannelState { last: Some(p), stale: false };
@@ -299,7 +440,7 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
             counter_reset: a.counter_reset,
         })
         .collect();
-    Ok(Computed { intervals, next })
+    Ok(Computed { intervals, next, anomalies })
 }
 
 fn validate(state: &State, observations: &[Observation]) -> Result<(), InputError> {
@@ -505,7 +646,84 @@ mod tests {
                 == (b.start, b.max_w, b.max_va, b.samples, b.estimated, b.counter_reset)
     }
 
+    #[test]
+    fn an_implausible_rise_counts_nothing_and_is_recorded() {
+        // The simulator's counter-wrap fault on a meter with history: 5 MWh, then a jump to just
+        // below the wrap a minute later (98 GWh: ~5.9 TW), then on through the wrap.
+        let c = run(&[s(1.0, 5e6), s(2.0, WRAP_WH - 1000.0), s(3.0, 500.0), s(4.0, 900.0)]);
+        let total: f64 = c.intervals.iter().map(|i| i.import_wh).sum();
+        assert!(close(total, 1000.0 + 500.0 + 400.0), "only the wrap and the steps after it: {total}");
+        assert!(c.intervals[0].counter_reset);
+        assert_eq!(c.anomalies.len(), 1);
+        let a = c.anomalies[0];
+        assert_eq!((a.kind, a.channel, a.point.value), (AnomalyKind::ImplausibleRise, IMPORT, WRAP_WH - 1000.0));
+        assert!(a.describe().contains("above the plausible 100 MW"), "{}", a.describe());
+    }
+
+    #[test]
+    fn a_gap_longer_than_a_week_is_not_spread() {
+        // Two counter readings ten years apart made 350,593 estimated intervals.
+        let later = t0() + TimeDelta::days(3653);
+        let mut late = s(0.0, 9e9);
+        late.time = later;
+        let c = run(&[s(1.0, 1000.0), late]);
+        assert!(c.intervals.len() <= 2, "{} intervals", c.intervals.len());
+        assert!(c.intervals.iter().all(|i| i.import_wh == 0.0));
+        assert_eq!(c.anomalies.iter().map(|a| a.kind).collect::<Vec<_>>(), [AnomalyKind::GapTooLong]);
+        // Up to a week is a gap spread over its intervals, as before.
+        let mut week = s(0.0, 1000.0 + 7.0 * 24.0 * 1000.0);
+        week.time = t0() + TimeDelta::days(7);
+        let c = run(&[s(0.0, 1000.0), week]);
+        assert!(c.anomalies.is_empty() && close(c.intervals.iter().map(|i| i.import_wh).sum(), 168_000.0));
+    }
+
+    #[test]
+    fn impossible_values_are_ignored_and_the_baseline_kept() {
+        for bad in [1e300, 1e35, -5.0, MAX_COUNTER * 1.5] {
+            let c = run(&[s(1.0, 1000.0), s(2.0, bad), s(3.0, 1100.0)]);
+            let total: f64 = c.intervals.iter().map(|i| i.import_wh).sum();
+            assert_eq!(total, 100.0, "{bad}: the step around it counts");
+            assert_eq!(c.anomalies.len(), 1, "{bad}");
+            assert_eq!(c.anomalies[0].kind, AnomalyKind::ImplausibleValue);
+        }
+    }
+
+    /// Any values at all, hostile ones included, at any times over twenty years.
+    fn hostile() -> impl Strategy<Value = Vec<Sample>> {
+        let value = prop_oneof![
+            4 => 0.0f64..1e9,
+            1 => prop::num::f64::ANY,
+            1 => Just(1e300),
+            1 => Just(WRAP_WH - 1.0),
+            1 => -1e12f64..0.0,
+        ];
+        let step = (prop_oneof![8 => 1i64..3600, 1 => 3600i64..(20 * 365 * 86_400)], value);
+        prop::collection::vec(step, 2..60).prop_map(|steps| {
+            let mut t = at(0.0);
+            steps
+                .into_iter()
+                .map(|(secs, v)| {
+                    t += TimeDelta::seconds(secs);
+                    Sample { time: t, counters: [Some(v), None, None], p_total: None, s_total: None }
+                })
+                .collect()
+        })
+    }
+
     proptest! {
+        /// Hostile input never poisons a figure: every interval's energy is finite, not negative,
+        /// within what a plausible power delivers in 15 minutes, and the intervals are few.
+        #[test]
+        fn hostile_counters_give_bounded_energy(samples in hostile()) {
+            let c = run(&samples);
+            let most = MAX_PLAUSIBLE_W * 0.25 * (1.0 + 1e-9);
+            for i in &c.intervals {
+                prop_assert!(i.import_wh.is_finite() && i.import_wh >= 0.0 && i.import_wh <= most, "{i:?}");
+            }
+            let per_step = (MAX_SPREAD.num_minutes() / 15 + 2) as usize;
+            prop_assert!(c.intervals.len() <= samples.len() * per_step, "{} intervals", c.intervals.len());
+        }
+
         #[test]
         fn energy_adds_up_to_the_counters_last_minus_first(samples in readings(false)) {
             let c = run(&samples);

@@ -1,7 +1,8 @@
 //! Derived energy, the one owner of it: raw readings → 15-minute intervals per device → 15-minute
 //! sums per site. This module, and nothing outside it, reads and writes
 //! `monitoring."EnergyIntervals"`, `"EnergyWatermarks"` (with a rebuild's claim, `"ClaimedUntil"`),
-//! `"EnergyBackfills"`, `"SiteEnergyIntervals"` and the stale-site queue `"SiteEnergyStale"`.
+//! `"EnergyBackfills"`, `"SiteEnergyIntervals"`, the stale-site queue `"SiteEnergyStale"` and
+//! `"EnergyAnomalies"` (what was not counted, and why: [`anomalies`]).
 //!
 //! What others use:
 //! - **The door**: [`site_intervals`] / [`sites_intervals`], a site's energy per interval over a
@@ -15,10 +16,12 @@
 //! - **The job and the rebuild**: [`rollup::job`] (every minute in Client mode) and
 //!   [`rebuild::rebuild`] (`tau-portal rollup --from …`).
 //!
-//! Files: `maths.rs` the pure energy-from-counters (no I/O); `rollup.rs` the job's per-device
+//! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused; `rollup.rs` the job's per-device
 //! run; `rebuild.rs` the one-pass rebuild; `watermarks.rs` the watermarks, the rebuild's claim
 //! and the backfill notes; `intervals.rs` the device intervals; `site_sums.rs` the site sums,
-//! their queue and the door.
+//! their queue and the door. (The applied migrations that made these tables name the files of
+//! the time: `energy.rs` is `maths.rs`, `rollup.rs`'s writers are `intervals.rs`, `site_rollup.rs`
+//! is `site_sums.rs`; migrations are never edited.)
 //!
 //! # What is fresh when
 //! 1. *Device intervals.* For every device, the intervals before its watermark's
@@ -71,6 +74,7 @@
 //! the check, and the trigger `TR_Devices_DeleteIntervals` deletes a deleted device's intervals
 //! as `ON DELETE CASCADE` did.
 
+pub mod anomalies;
 mod intervals;
 pub mod maths;
 pub mod rebuild;

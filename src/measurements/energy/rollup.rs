@@ -200,7 +200,13 @@ async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<
     }
     let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
     let computed = maths::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
-    let replacement = Replacement { device, from: state.from, to: None, intervals: computed.intervals };
+    let replacement = Replacement {
+        device,
+        from: state.from,
+        to: None,
+        intervals: computed.intervals,
+        anomalies: computed.anomalies,
+    };
     let intervals = intervals::replace(&mut tx, &[replacement]).await?;
     watermarks::save(&mut tx, &[(device, computed.next, cutoff)]).await?;
     tx.commit().await?;
