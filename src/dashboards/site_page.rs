@@ -381,8 +381,7 @@ pub async fn dashboard(
     let live = figures::live(&mine, now, tz);
     let newest = super::overview::newest_text(&live, tz);
     let this_month = site_energy::month_of(None, today).unwrap_or(today);
-    let hierarchy =
-        hierarchy_view(state, site, local_midnight(tz, today), local_midnight(tz, this_month), now).await?;
+    let hierarchy = hierarchy_view(state, site, local_midnight(tz, today), local_midnight(tz, this_month), now).await?;
     Ok(SiteDashboard {
         today: today_view(&site_energy::today_yesterday(tz, now, &recent), tz),
         compare: compare(state, site, devices, now, query, &month_key_now).await?,
