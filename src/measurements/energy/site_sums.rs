@@ -57,7 +57,6 @@ const MAIN_METERS: &str = r#"d."Role" = 'main'"#;
 
 /// The sum of device intervals `e` per site and interval: the one definition the stored sums
 /// and the door's live part share.
-
 const SUMS: &str = r#"sum(e."ImportWh"), sum(e."ExportWh"),
     sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")), count(*)::int4, bool_or(e."Estimated")"#;
 
