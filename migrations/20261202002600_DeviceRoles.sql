@@ -19,12 +19,14 @@ ALTER TABLE monitoring."Devices"
 CREATE INDEX "IX_Devices_ParentId" ON monitoring."Devices" ("ParentId") WHERE "ParentId" IS NOT NULL;
 
 -- A role change changes which devices a site's stored sums add up: it queues the site from
--- -infinity like a device leaving the site does (the energy owner's stale-site queue).
+-- -infinity like a device leaving the site does (the energy owner's stale-site queue). DISTINCT:
+-- a role change on one site names that site twice, and ON CONFLICT DO UPDATE refuses to update
+-- one row twice in a statement.
 CREATE OR REPLACE FUNCTION monitoring."QueueStaleSitesOfDevice"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR NEW."SiteId" IS DISTINCT FROM OLD."SiteId" OR NEW."Role" IS DISTINCT FROM OLD."Role" THEN
         INSERT INTO monitoring."SiteEnergyStale" ("SiteId", "From")
-        SELECT s, '-infinity' FROM unnest(ARRAY[OLD."SiteId", CASE WHEN TG_OP = 'UPDATE' THEN NEW."SiteId" END]) s
+        SELECT DISTINCT s, '-infinity'::timestamptz FROM unnest(ARRAY[OLD."SiteId", CASE WHEN TG_OP = 'UPDATE' THEN NEW."SiteId" END]) s
         WHERE s IS NOT NULL
         ON CONFLICT ("SiteId") DO UPDATE SET "From" = '-infinity';
     END IF;
