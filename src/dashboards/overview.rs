@@ -159,6 +159,8 @@ struct Overview {
     portfolio: Option<Portfolio>,
     live_seconds: u32,
     energy_seconds: u32,
+    /// Open alarms (`alarms/active.html`).
+    active: crate::alarms::ActiveAlarmView,
 }
 
 pub struct Portfolio {
@@ -240,6 +242,7 @@ pub async fn overview(
         portfolio,
         live_seconds: LIVE_SECONDS,
         energy_seconds: ENERGY_SECONDS,
+        active: crate::alarms::active_alarms(&state).await?,
     })
 }
 

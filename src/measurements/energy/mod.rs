@@ -11,6 +11,8 @@
 //!   no consumer writes. A site's energy is its **main meters'** (device roles, issue 15):
 //!   sub-meters, check and generation meters are never in it; [`device_energy`] reads each
 //!   meter's own energy for the site page's breakdown.
+//! - **Data gaps**: [`estimated_gaps`], the runs of estimated intervals of devices (the alarm
+//!   rule `data-gap` reports them).
 //! - **The write path's note**: `measurements::write` calls [`note_late_readings`] in each
 //!   batch's transaction (one of its late-row notes).
 //! - **The job and the rebuild**: [`rollup::job`] (every minute in Client mode) and
@@ -82,6 +84,7 @@ pub mod rollup;
 mod site_sums;
 mod watermarks;
 
+pub use intervals::{EstimatedGap, estimated_gaps};
 pub use site_sums::{
     DeviceEnergy, SiteEnergy, SiteInterval, SiteRange, device_energy, refresh_site_sums, site_intervals,
     sites_intervals,
