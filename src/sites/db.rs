@@ -512,6 +512,8 @@ pub struct WatchedDevice {
     pub site_name: String,
     pub name: String,
     pub enabled: bool,
+    /// Its role in the site hierarchy: site rules (demand) add up main meters only.
+    pub role: String,
     pub poll_interval_seconds: i32,
     pub created_at: DateTime<Utc>,
     pub last_reading_at: Option<DateTime<Utc>>,
@@ -519,7 +521,7 @@ pub struct WatchedDevice {
 
 pub async fn watched_devices(db: impl PgExecutor<'_>) -> Result<Vec<WatchedDevice>, sqlx::Error> {
     sqlx::query_as(
-        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."PollIntervalSeconds",
+        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."Role", d."PollIntervalSeconds",
                   d."CreatedAt",
                   (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt"
            FROM monitoring."Devices" d JOIN monitoring."Sites" s ON s."Id" = d."SiteId"
