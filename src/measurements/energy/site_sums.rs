@@ -194,37 +194,40 @@ pub async fn refresh_site_sums(db: &PgPool) -> Result<u64, sqlx::Error> {
     for site in queued {
         let mut tx = db.begin().await?;
         // Holding the queue row makes a concurrent writer wait and queue the site anew after us.
-        // "From" stays in SQL: it may be '-infinity', which has no chrono value. The insert
-        // probes each main meter's intervals by index from it (the laterals, kept by OFFSET 0):
-        // as a join of all intervals with the site's devices, the planner scanned the whole
-        // interval table for every refresh (issue 21).
-        let queued = sqlx::query(r#"SELECT 1 FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1 FOR UPDATE"#)
-            .bind(site)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if queued.is_none() {
-            continue; // refreshed by someone else meanwhile
-        }
-        sqlx::query(
-            r#"DELETE FROM monitoring."SiteEnergyIntervals" WHERE "SiteId" = $1
-               AND "Start" >= (SELECT "From" FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1)"#,
+        // Its stale point is read here and bound below as a parameter: as a sub-select (or a
+        // join) the planner does not know it, plans for a third of the interval table, scans it
+        // and JIT-compiles the plan (226 ms per refresh with a year of 100 devices, where the
+        // known bound takes 1-2 ms: issue 21). NULL stands for '-infinity' (everything), which
+        // has no chrono value.
+        let queued: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            r#"SELECT CASE WHEN isfinite("From") THEN "From" END FROM monitoring."SiteEnergyStale"
+               WHERE "SiteId" = $1 FOR UPDATE"#,
         )
         .bind(site)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(from) = queued else {
+            continue; // refreshed by someone else meanwhile
+        };
+        sqlx::query(
+            r#"DELETE FROM monitoring."SiteEnergyIntervals" WHERE "SiteId" = $1
+               AND "Start" >= coalesce($2::timestamptz, '-infinity')"#,
+        )
+        .bind(site)
+        .bind(from)
         .execute(&mut *tx)
         .await?;
         sqlx::query(AssertSqlSafe(format!(
             r#"INSERT INTO monitoring."SiteEnergyIntervals"
                    ("SiteId", "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated")
-               SELECT $1, e."Start", {SUMS}
-               FROM monitoring."SiteEnergyStale" s
-               CROSS JOIN LATERAL (SELECT d."Id" FROM monitoring."Devices" d
-                                   WHERE d."SiteId" = $1 AND {MAIN_METERS} OFFSET 0) d
-               CROSS JOIN LATERAL (SELECT * FROM monitoring."EnergyIntervals" e
-                                   WHERE e."DeviceId" = d."Id" AND e."Start" >= s."From" OFFSET 0) e
-               WHERE s."SiteId" = $1
-               GROUP BY e."Start""#
+               SELECT d."SiteId", e."Start", {SUMS}
+               FROM monitoring."EnergyIntervals" e JOIN monitoring."Devices" d ON d."Id" = e."DeviceId"
+               WHERE d."SiteId" = $1 AND {MAIN_METERS}
+                 AND e."Start" >= coalesce($2::timestamptz, '-infinity')
+               GROUP BY d."SiteId", e."Start""#
         )))
         .bind(site)
+        .bind(from)
         .execute(&mut *tx)
         .await?;
         sqlx::query(r#"DELETE FROM monitoring."SiteEnergyStale" WHERE "SiteId" = $1"#)
