@@ -9,8 +9,9 @@
 //!    tariff's `holidays_as`) and the TOU period.
 //! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), fixed charges
 //!    (days × rate per day; per-month charges prorated by the segment's share of the period's
-//!    days, so a month without a change is charged once), maximum demand × rate (also prorated),
-//!    export credit. Block thresholds are prorated the same way.
+//!    days, so a month without a change is charged once), per demand charge its maximum demand
+//!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
+//!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
 //! 4. Each line's amount is rounded to the cent (half away from zero); VAT is the rounded sum of
 //!    the VAT-able lines times the municipality's VAT %; total = subtotal + VAT.
 
@@ -22,7 +23,10 @@ use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
-use super::model::{self, Component, DayType, DemandUnit, Energy, Municipality, SLOTS, TariffDoc, TouPeriod, Version};
+use super::model::{
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, Municipality, SLOTS, TariffDoc,
+    TouPeriod, Version,
+};
 use crate::measurements::energy::SiteInterval;
 
 /// A tariff with the municipality it belongs to.
@@ -174,6 +178,17 @@ impl<'a> Compiled<'a> {
         Some((season, self.tables[season][day_type.index()][slot.min(SLOTS - 1)]))
     }
 
+    /// Whether demand charge `n` counts on `date` (its seasons; every day when it names none).
+    fn in_seasons(&self, n: usize, date: NaiveDate) -> bool {
+        let names = &self.version.demand_charges[n].seasons;
+        if names.is_empty() {
+            return true;
+        }
+        let Energy::Tou(tou) = &self.version.energy else { return false };
+        let md = model::MonthDay::of(date);
+        tou.seasons.iter().any(|s| md.within(s.from, s.to) && names.contains(&s.name))
+    }
+
     fn vat(&self, c: Component) -> Decimal {
         if self.version.vat_on.contains(&c) { self.municipality.vat_percent } else { Decimal::ZERO }
     }
@@ -197,9 +212,22 @@ struct Totals {
     export_wh: Decimal,
     /// Wh per (season, period) of a TOU tariff.
     tou: BTreeMap<(usize, TouPeriod), Decimal>,
-    /// Demand windows: key (local window start, UTC offset: tells a repeated hour apart) →
-    /// (Wh, VAh, first instant).
-    windows: BTreeMap<(NaiveDateTime, i32), (Decimal, Decimal, DateTime<Utc>)>,
+    /// Per demand charge of the version: the intervals in its window.
+    demand: Vec<Vec<Counted>>,
+    /// Per demand charge: the segment's days in its seasons.
+    demand_days: Vec<i64>,
+}
+
+/// One interval that counts towards a demand charge.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    start: DateTime<Utc>,
+    /// Local start.
+    at: NaiveDateTime,
+    /// UTC offset in seconds: tells a repeated local hour apart.
+    offset: i32,
+    wh: Decimal,
+    vah: Decimal,
 }
 
 /// Days `start..end` on one (assignment, version); `None`: no tariff.
@@ -244,7 +272,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         let part = Part { segment: s, tariff: c, totals: t, days, period_days };
         lines.extend(part.energy_lines());
         lines.extend(part.fixed_lines());
-        lines.extend(part.demand_line());
+        lines.extend(part.demand_lines());
         lines.extend(part.export_line());
     }
 
@@ -303,7 +331,22 @@ struct Sums {
 /// Step 2: each interval of the period into the segment of its local date: energy, TOU classes and
 /// demand windows.
 fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Compiled<'_>>]) -> Sums {
-    let mut sums = Sums { totals: keys.iter().map(|_| Totals::default()).collect(), rows: 0, estimated: 0 };
+    let totals = keys
+        .iter()
+        .zip(compiled)
+        .map(|((start, end, _), c)| {
+            let charges = c.as_ref().map_or(0, |c| c.version.demand_charges.len());
+            let demand_days = c.as_ref().map_or_else(Vec::new, |c| {
+                (0..charges)
+                    .map(|d| {
+                        start.iter_days().take_while(|day| day < end).filter(|day| c.in_seasons(d, *day)).count() as i64
+                    })
+                    .collect()
+            });
+            Totals { demand: vec![Vec::new(); charges], demand_days, ..Totals::default() }
+        })
+        .collect();
+    let mut sums = Sums { totals, rows: 0, estimated: 0 };
     let (from, to) = input.period.utc(input.tz);
     for i in input.intervals.iter().filter(|i| from <= i.start && i.start < to) {
         let local = i.start.with_timezone(&input.tz);
@@ -320,19 +363,54 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
         if let Some(key) = class {
             *t.tou.entry(key).or_default() += imp;
         }
-        if let Some(d) = &c.version.demand {
-            let counts = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
-            if counts {
-                let minutes = i64::from(d.window_minutes);
-                let into = (i64::from(at.hour()) * 60 + i64::from(at.minute())) % minutes;
-                let key = (at - Duration::minutes(into), local.offset().fix().local_minus_utc());
-                let w = t.windows.entry(key).or_insert((Decimal::ZERO, Decimal::ZERO, i.start));
-                w.0 += imp;
-                w.1 += vah;
+        for (n, d) in c.version.demand_charges.iter().enumerate() {
+            let in_periods = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
+            if in_periods && c.in_seasons(n, at.date()) {
+                let offset = local.offset().fix().local_minus_utc();
+                t.demand[n].push(Counted { start: i.start, at, offset, wh: imp, vah });
             }
         }
     }
     sums
+}
+
+/// The highest demand interval of one charge: (Wh or VAh, local start, first instant), or none.
+fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Decimal, NaiveDateTime, DateTime<Utc>)> {
+    let energy = |c: &Counted| if d.unit == DemandUnit::KW { c.wh } else { c.vah };
+    let minutes = i64::from(d.window_minutes);
+    // (energy, local start, UTC offset, first instant) of each candidate interval.
+    let mut candidates: Vec<(Decimal, NaiveDateTime, i32, DateTime<Utc>)> = Vec::new();
+    match d.method {
+        DemandMethod::Block => {
+            // Key: (local interval start, UTC offset).
+            let mut blocks: BTreeMap<(NaiveDateTime, i32), (Decimal, DateTime<Utc>)> = BTreeMap::new();
+            for c in counted {
+                let into = (i64::from(c.at.hour()) * 60 + i64::from(c.at.minute())) % minutes;
+                let w = blocks.entry((c.at - Duration::minutes(into), c.offset)).or_insert((Decimal::ZERO, c.start));
+                w.0 += energy(c);
+            }
+            candidates.extend(blocks.into_iter().map(|((at, offset), (e, first))| (e, at, offset, first)));
+        }
+        DemandMethod::Sliding => {
+            // Every quarter hour with counted energy starts an interval; `counted` is in time order.
+            let mut end = 0;
+            let mut sum = Decimal::ZERO;
+            for (i, c) in counted.iter().enumerate() {
+                let until = c.start + Duration::minutes(minutes);
+                while end < counted.len() && counted[end].start < until {
+                    sum += energy(&counted[end]);
+                    end += 1;
+                }
+                candidates.push((sum, c.at, c.offset, c.start));
+                sum -= energy(&counted[i]);
+            }
+        }
+    }
+    // The highest; of equals, the earliest.
+    candidates
+        .into_iter()
+        .max_by(|x, y| x.0.cmp(&y.0).then((y.1, y.2).cmp(&(x.1, x.2))))
+        .map(|(e, at, _, first)| (e, at, first))
 }
 
 /// Step 3: one priced segment of the period, and its lines.
@@ -414,46 +492,43 @@ impl Part<'_> {
         lines
     }
 
-    /// The highest window average in the chosen periods × the rate × the share, with when it
-    /// occurred.
-    fn demand_line(&self) -> Option<Line> {
-        let d = self.tariff.version.demand.as_ref()?;
-        let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
-        let best = self.totals.windows.iter().max_by(|x, y| {
-            let e = |w: &(Decimal, Decimal, DateTime<Utc>)| if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-            e(x.1).cmp(&e(y.1)).then(y.0.cmp(x.0))
-        });
-        let (qty, note) = match best {
-            Some(((start_local, _), w)) => {
-                let energy = if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-                let end_local = *start_local + Duration::minutes(i64::from(d.window_minutes));
-                let note = format!(
-                    "maximum on {} {}–{} ({} UTC)",
-                    start_local.format("%Y-%m-%d"),
-                    start_local.format("%H:%M"),
-                    end_local.format("%H:%M"),
-                    w.2.format("%Y-%m-%d %H:%M")
-                );
-                ((energy / KILO / hours).round_dp(3), note)
+    /// Per demand charge: the highest interval average in its window × the rate × the share of
+    /// the period's days in its seasons, with when it occurred.
+    fn demand_lines(&self) -> Vec<Line> {
+        let v = self.tariff.version;
+        let mut lines = Vec::new();
+        for (n, d) in v.demand_charges.iter().enumerate() {
+            let days = Decimal::from(self.totals.demand_days[n]);
+            if days.is_zero() {
+                continue;
             }
-            None => (Decimal::ZERO, "no demand recorded".into()),
-        };
-        let only = if d.periods.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"))
-        };
-        let label = format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes);
-        let vat = self.tariff.vat(Component::Demand);
-        let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat);
-        l.exact = qty * d.rate * self.days / self.period_days;
-        l.amount = round_cents(l.exact);
-        l.note = if self.share() == Decimal::ONE {
-            note
-        } else {
-            format!("{note}; prorated for {} of {} days", self.days, self.period_days)
-        };
-        Some(l)
+            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
+            let (qty, note) = match peak_interval(d, &self.totals.demand[n]) {
+                Some((energy, start_local, first)) => {
+                    let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
+                    let note = format!(
+                        "maximum on {} {}–{} ({} UTC)",
+                        start_local.format("%Y-%m-%d"),
+                        start_local.format("%H:%M"),
+                        end_local.format("%H:%M"),
+                        first.format("%Y-%m-%d %H:%M")
+                    );
+                    ((energy / KILO / hours).round_dp(3), note)
+                }
+                None => (Decimal::ZERO, "no demand recorded".into()),
+            };
+            let vat = self.tariff.vat(Component::Demand);
+            let mut l = line(self.segment, LineKind::Demand, demand_label(d), qty, d.unit.label(), d.rate, vat);
+            l.exact = qty * d.rate * days / self.period_days;
+            l.amount = round_cents(l.exact);
+            l.note = if days == self.period_days {
+                note
+            } else {
+                format!("{note}; prorated for {days} of {} days", self.period_days)
+            };
+            lines.push(l);
+        }
+        lines
     }
 
     /// Exported kWh × the credit, negative.
@@ -469,6 +544,26 @@ impl Part<'_> {
         l.amount = -l.amount;
         Some(l)
     }
+}
+
+/// The charge's name, or what it is: "Maximum demand (kVA, 30-minute, Peak)".
+fn demand_label(d: &DemandCharge) -> String {
+    if !d.name.trim().is_empty() {
+        return d.name.clone();
+    }
+    let mut only = String::new();
+    if d.method == DemandMethod::Sliding {
+        only.push_str(" sliding");
+    }
+    if !d.periods.is_empty() {
+        only.push_str(", ");
+        only.push_str(&d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"));
+    }
+    if !d.seasons.is_empty() {
+        only.push_str(", ");
+        only.push_str(&d.seasons.join("/"));
+    }
+    format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes)
 }
 
 fn line(

@@ -8,13 +8,14 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, PeriodRates, Season, Tou,
-    TouPeriod, Version,
+    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, MonthDay, Municipality,
+    PeriodRates, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
 pub const SEASON_SLOTS: usize = 4;
 pub const BLOCK_SLOTS: usize = 6;
+pub const DEMAND_SLOTS: usize = 4;
 
 /// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
 #[derive(Default, Clone)]
@@ -47,6 +48,18 @@ impl Fields {
 
     pub fn block(&self, block: &usize, field: &str) -> &str {
         self.get(&format!("block_{block}_{field}"))
+    }
+
+    pub fn demand(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("demand_{charge}_{field}"))
+    }
+
+    pub fn demand_checked(&self, charge: &usize, field: &str) -> bool {
+        !self.demand(charge, field).is_empty()
+    }
+
+    pub fn demand_season(&self, charge: &usize, season: &usize) -> bool {
+        !self.get(&format!("demand_{charge}_season_{season}")).is_empty()
     }
 }
 
@@ -136,8 +149,11 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     let mut f = Fields::default();
     f.set("energy_kind", "flat");
     f.set("holidays_as", "sunday");
-    f.set("demand_unit", "kVA");
-    f.set("demand_window", "30");
+    for n in 0..DEMAND_SLOTS {
+        f.set(format!("demand_{n}_unit"), "kVA");
+        f.set(format!("demand_{n}_window"), "30");
+        f.set(format!("demand_{n}_method"), "block");
+    }
     for s in 0..SEASON_SLOTS {
         for dt in DAY_TYPE_KEYS {
             for h in 0..24 {
@@ -159,12 +175,23 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     for c in &v.vat_on {
         f.set(format!("vat_{}", component_key(*c)), "on");
     }
-    if let Some(d) = &v.demand {
-        f.set("demand_rate", d.rate);
-        f.set("demand_unit", d.unit.label());
-        f.set("demand_window", d.window_minutes);
+    let season_names: Vec<&str> = match &v.energy {
+        Energy::Tou(tou) => tou.seasons.iter().map(|s| s.name.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    for (n, d) in v.demand_charges.iter().enumerate().take(DEMAND_SLOTS) {
+        f.set(format!("demand_{n}_name"), &d.name);
+        f.set(format!("demand_{n}_rate"), d.rate);
+        f.set(format!("demand_{n}_unit"), d.unit.label());
+        f.set(format!("demand_{n}_window"), d.window_minutes);
+        f.set(format!("demand_{n}_method"), d.method.key());
         for p in &d.periods {
-            f.set(format!("demand_{}", p.key()), "on");
+            f.set(format!("demand_{n}_{}", p.key()), "on");
+        }
+        for name in &d.seasons {
+            if let Some(s) = season_names.iter().position(|s| s == name) {
+                f.set(format!("demand_{n}_season_{s}"), "on");
+            }
         }
     }
     match &v.energy {
@@ -285,15 +312,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
             Energy::Flat { rate: Decimal::ZERO }
         }
     };
-    let demand = match decimal(f, &mut e, "demand_rate", "Demand rate") {
-        None => None,
-        Some(rate) => {
-            let unit = if f.get("demand_unit") == "kW" { DemandUnit::KW } else { DemandUnit::KVA };
-            let window_minutes = f.get("demand_window").parse().unwrap_or(0);
-            let periods = TouPeriod::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
-            Some(Demand { unit, window_minutes, rate, periods })
-        }
-    };
+    let demand_charges = demand_charges(f, &mut e);
     let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
         .into_iter()
         .filter(|c| f.checked(&format!("vat_{}", component_key(*c))))
@@ -304,11 +323,66 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         energy,
         fixed_per_day: decimal(f, &mut e, "fixed_per_day", "Fixed charge per day").unwrap_or_default(),
         fixed_per_month: decimal(f, &mut e, "fixed_per_month", "Fixed charge per month").unwrap_or_default(),
-        demand,
+        demand_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
     };
     e.or_ok(v)
+}
+
+/// The editor's demand charge slots; a slot without a name and a rate is unused. Seasons are
+/// ticked by slot and stored by the season's name.
+fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
+    let mut out = Vec::new();
+    for n in 0..DEMAND_SLOTS {
+        let name = f.demand(&n, "name").trim().to_string();
+        let rate_key = format!("demand_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let label = format!("Demand charge {} rate", n + 1);
+        let rate = required_decimal(f, e, &rate_key, &label);
+        let unit = match f.demand(&n, "unit") {
+            "kW" => DemandUnit::KW,
+            "kVA" => DemandUnit::KVA,
+            other => {
+                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA or kW."));
+                DemandUnit::KVA
+            }
+        };
+        let window_key = format!("demand_{n}_window");
+        let window_minutes = match f.get(&window_key).parse::<u32>() {
+            Ok(m) if [15, 30, 60].contains(&m) => m,
+            _ => {
+                e.add(&window_key, "Choose a demand interval of 15, 30 or 60 minutes.");
+                30
+            }
+        };
+        let method = match f.demand(&n, "method") {
+            "sliding" => DemandMethod::Sliding,
+            "block" | "" => DemandMethod::Block,
+            other => {
+                e.add(&format!("demand_{n}_method"), format!("“{other}” is not a method: choose block or sliding."));
+                DemandMethod::Block
+            }
+        };
+        let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
+        let mut seasons = Vec::new();
+        for s in 0..SEASON_SLOTS {
+            if !f.demand_season(&n, &s) {
+                continue;
+            }
+            match f.season(&s, "name").trim() {
+                "" => e.add(
+                    &format!("demand_{n}_season_{s}"),
+                    format!("Season {} is not in use: name it in the time-of-use energy charge or untick it.", s + 1),
+                ),
+                name => seasons.push(name.to_string()),
+            }
+        }
+        out.push(DemandCharge { name, unit, window_minutes, method, rate, periods, seasons });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -331,10 +405,10 @@ mod tests {
         let mut f = version_fields(None);
         f.set("effective_from", "2026-13-01");
         f.set("flat_rate", "2,15");
-        f.set("demand_rate", "-1");
+        f.set("demand_0_rate", "-1");
         let e = parse_version(&f).err().unwrap();
         assert!(e.get("effective_from").unwrap().contains("is not a date"));
         assert!(e.get("flat_rate").unwrap().contains("“2,15” is not a number"));
-        assert_eq!(e.get("demand_rate"), Some("Demand rate must not be negative."));
+        assert_eq!(e.get("demand_0_rate"), Some("Demand charge 1 rate must not be negative."));
     }
 }

@@ -27,19 +27,63 @@ pub struct Municipality {
     pub holidays: Vec<NaiveDate>,
 }
 
+/// The JSON format this portal writes (`"format"` in the document). Format 1 (no `format`
+/// field) had one `demand` object per version; it still imports and is read as format 2.
+pub const FORMAT: u32 = 2;
+
 /// A tariff as imported, exported and stored: its name and its versions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "DocIn")]
 pub struct TariffDoc {
     pub name: String,
     /// Where the figures come from (the published schedule and its year), for whoever reuses it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     pub versions: Vec<Version>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A document as read: any format up to [`FORMAT`].
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct DocIn {
+    #[serde(default)]
+    format: Option<u32>,
+    name: String,
+    #[serde(default)]
+    source: String,
+    versions: Vec<Version>,
+}
+
+impl TryFrom<DocIn> for TariffDoc {
+    type Error = String;
+
+    fn try_from(d: DocIn) -> Result<TariffDoc, String> {
+        match d.format {
+            None | Some(1..=FORMAT) => Ok(TariffDoc { name: d.name, source: d.source, versions: d.versions }),
+            Some(n) => Err(format!(
+                "format {n} is not one this portal reads (1 to {FORMAT}): it was written by a newer portal."
+            )),
+        }
+    }
+}
+
+/// A document as written: always the current format.
+#[derive(Serialize)]
+struct DocOut<'a> {
+    format: u32,
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    source: &'a str,
+    versions: &'a [Version],
+}
+
+impl Serialize for TariffDoc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DocOut { format: FORMAT, name: &self.name, source: &self.source, versions: &self.versions }.serialize(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "VersionIn")]
 pub struct Version {
     pub effective_from: NaiveDate,
     /// Last day the version applies (inclusive); open-ended when absent.
@@ -50,14 +94,70 @@ pub struct Version {
     pub fixed_per_day: Decimal,
     #[serde(default)]
     pub fixed_per_month: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub demand: Option<Demand>,
+    /// Each billed on its own line: non-coincident, on-peak, per season, in kW or kVA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demand_charges: Vec<DemandCharge>,
     /// Credit per exported kWh (feed-in); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_credit: Option<Decimal>,
     /// The components VAT is charged on.
     #[serde(default)]
     pub vat_on: Vec<Component>,
+}
+
+/// A version as read: format 1's single `demand` becomes the one demand charge.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionIn {
+    effective_from: NaiveDate,
+    #[serde(default)]
+    effective_to: Option<NaiveDate>,
+    energy: Energy,
+    #[serde(default)]
+    fixed_per_day: Decimal,
+    #[serde(default)]
+    fixed_per_month: Decimal,
+    /// Format 1.
+    #[serde(default)]
+    demand: Option<LegacyDemand>,
+    #[serde(default)]
+    demand_charges: Vec<DemandCharge>,
+    #[serde(default)]
+    export_credit: Option<Decimal>,
+    #[serde(default)]
+    vat_on: Vec<Component>,
+}
+
+impl TryFrom<VersionIn> for Version {
+    type Error = &'static str;
+
+    fn try_from(v: VersionIn) -> Result<Version, &'static str> {
+        let mut demand_charges = v.demand_charges;
+        if let Some(d) = v.demand {
+            if !demand_charges.is_empty() {
+                return Err("a version has either `demand` (format 1) or `demand_charges`, not both.");
+            }
+            demand_charges.push(DemandCharge {
+                name: String::new(),
+                unit: d.unit,
+                window_minutes: d.window_minutes,
+                method: DemandMethod::Block,
+                rate: d.rate,
+                periods: d.periods,
+                seasons: Vec::new(),
+            });
+        }
+        Ok(Version {
+            effective_from: v.effective_from,
+            effective_to: v.effective_to,
+            energy: v.energy,
+            fixed_per_day: v.fixed_per_day,
+            fixed_per_month: v.fixed_per_month,
+            demand_charges,
+            export_credit: v.export_credit,
+            vat_on: v.vat_on,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,17 +318,61 @@ impl TouPeriod {
     }
 }
 
+/// Format 1's demand charge: one per version, block intervals, no seasons.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyDemand {
+    unit: DemandUnit,
+    window_minutes: u32,
+    rate: Decimal,
+    #[serde(default)]
+    periods: Vec<TouPeriod>,
+}
+
+/// One demand charge: the billing period's highest average demand over `window_minutes`,
+/// counting only the intervals in its window (TOU periods and seasons), × the rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Demand {
+pub struct DemandCharge {
+    /// What the bill calls the line; a description from the fields when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub unit: DemandUnit,
-    /// The integrating period: 15, 30 or 60 minutes.
+    /// The demand interval: 15, 30 or 60 minutes.
     pub window_minutes: u32,
+    #[serde(default, skip_serializing_if = "DemandMethod::is_block")]
+    pub method: DemandMethod,
     /// Per kVA or kW of the billing period's maximum demand.
     pub rate: Decimal,
     /// Only demand in these TOU periods counts (a TOU tariff); all times when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<TouPeriod>,
+    /// Only on days of these TOU seasons (by name); every day when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+/// How demand intervals are laid: `block` intervals start on the clock (every 15, 30 or 60
+/// minutes from local midnight); a `sliding` interval may start at any quarter hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemandMethod {
+    #[default]
+    Block,
+    Sliding,
+}
+
+impl DemandMethod {
+    fn is_block(&self) -> bool {
+        *self == DemandMethod::Block
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            DemandMethod::Block => "block",
+            DemandMethod::Sliding => "sliding",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,14 +577,32 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
         Energy::Blocks { blocks } => validate_blocks(p, &format!("{at}.energy.blocks"), blocks),
         Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou),
     }
-    if let Some(d) = &v.demand {
-        let at = format!("{at}.demand");
-        if ![15, 30, 60].contains(&d.window_minutes) {
-            p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
-        }
-        non_negative(p, &format!("{at}.rate"), d.rate);
-        if !d.periods.is_empty() && !matches!(v.energy, Energy::Tou(_)) {
-            p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
+    for (i, d) in v.demand_charges.iter().enumerate() {
+        validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
+    }
+}
+
+fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy) {
+    if d.name.chars().count() > 100 {
+        p.add(format!("{at}.name"), "use at most 100 characters.");
+    }
+    if ![15, 30, 60].contains(&d.window_minutes) {
+        p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
+    }
+    non_negative(p, &format!("{at}.rate"), d.rate);
+    let seasons = match energy {
+        Energy::Tou(t) => &t.seasons[..],
+        _ => &[],
+    };
+    if !d.periods.is_empty() && !matches!(energy, Energy::Tou(_)) {
+        p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
+    }
+    for (s, name) in d.seasons.iter().enumerate() {
+        if !seasons.iter().any(|season| season.name == *name) {
+            p.add(
+                format!("{at}.seasons[{s}]"),
+                format!("“{name}” is not a season of this version's time-of-use energy charge."),
+            );
         }
     }
 }
@@ -667,7 +829,7 @@ mod tests {
                 }),
                 fixed_per_day: Decimal::ZERO,
                 fixed_per_month: Decimal::ZERO,
-                demand: None,
+                demand_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],
             }],

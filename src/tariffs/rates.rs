@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::db::{self, AssignmentRow, MunicipalityRow, TariffRow};
-use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, Fields, SEASON_SLOTS};
+use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, DEMAND_SLOTS, Fields, SEASON_SLOTS};
 use super::model::{self, Problem, TariffDoc};
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
@@ -227,6 +227,7 @@ struct TariffPage {
     problems: Vec<Problem>,
     season_slots: Vec<usize>,
     block_slots: Vec<usize>,
+    demand_slots: Vec<usize>,
     day_types: [&'static str; 3],
     hours: Vec<usize>,
 }
@@ -270,6 +271,7 @@ async fn tariff_page(
         problems,
         season_slots: (0..SEASON_SLOTS).collect(),
         block_slots: (0..BLOCK_SLOTS).collect(),
+        demand_slots: (0..DEMAND_SLOTS).collect(),
         day_types: DAY_TYPE_KEYS,
         hours: (0..24).collect(),
     })

@@ -37,7 +37,7 @@ fn version(energy: Energy) -> Version {
         energy,
         fixed_per_day: Decimal::ZERO,
         fixed_per_month: Decimal::ZERO,
-        demand: None,
+        demand_charges: vec![],
         export_credit: None,
         vat_on: vec![],
     }
@@ -183,6 +183,19 @@ fn a_public_holiday_is_billed_as_the_chosen_day_type() {
 
 // ---------------------------------------------------------------- blocks, demand, splits
 
+/// A block demand charge in every season.
+fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPeriod>) -> DemandCharge {
+    DemandCharge {
+        name: String::new(),
+        unit,
+        window_minutes: minutes,
+        method: DemandMethod::Block,
+        rate: dec(rate),
+        periods,
+        seasons: vec![],
+    }
+}
+
 #[test]
 fn inclining_blocks_fill_in_order_and_prorate_at_a_change() {
     let utc: Tz = chrono_tz::UTC;
@@ -235,7 +248,7 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
     });
     let demand = |unit, minutes, periods: Vec<TouPeriod>| {
         let mut v = version(tou(windows.clone(), DayType::Sunday));
-        v.demand = Some(Demand { unit, window_minutes: minutes, rate: dec("100"), periods });
+        v.demand_charges = vec![demand_charge(unit, minutes, "100", periods)];
         assign(vec![v], municipality(vec![]))
     };
     let max = |bill: &Bill| bill.lines.iter().find(|l| l.kind == LineKind::Demand).unwrap().clone();
@@ -656,4 +669,201 @@ fn the_worked_example_on_published_ontario_prices_matches_the_hand_calculation()
     assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("179.62"), dec("23.35"), dec("202.97")));
     assert_eq!((bill.import_kwh, bill.currency.as_str()), (dec("1614"), "CAD"));
     assert_eq!((bill.intervals, bill.completeness_percent), (2980, dec("100.0")));
+}
+
+// ---------------------------------------------------------------- several demand charges
+
+/// A US-style TOU tariff in America/Los_Angeles: summer (06-01 to 10-31) and winter, weekday
+/// on-peak 16:00–21:00, everything else off-peak; three demand charges on their own lines.
+fn three_demand_charges() -> Version {
+    let mut windows = vec![
+        window(DayType::Weekday, "00:00", "16:00", TouPeriod::OffPeak),
+        window(DayType::Weekday, "16:00", "21:00", TouPeriod::Peak),
+        window(DayType::Weekday, "21:00", "24:00", TouPeriod::OffPeak),
+    ];
+    windows.push(window(DayType::Saturday, "00:00", "24:00", TouPeriod::OffPeak));
+    windows.push(window(DayType::Sunday, "00:00", "24:00", TouPeriod::OffPeak));
+    let season = |name: &str, from: (u32, u32), to: (u32, u32), peak: &str, off: &str| Season {
+        name: name.into(),
+        from: MonthDay { month: from.0, day: from.1 },
+        to: MonthDay { month: to.0, day: to.1 },
+        rates: PeriodRates { peak: Some(dec(peak)), standard: None, off_peak: Some(dec(off)) },
+        windows: windows.clone(),
+    };
+    let mut v = version(Energy::Tou(Tou {
+        holidays_as: DayType::Sunday,
+        seasons: vec![
+            season("Summer", (6, 1), (10, 31), "0.30", "0.10"),
+            season("Winter", (11, 1), (5, 31), "0.25", "0.12"),
+        ],
+    }));
+    let mut non_coincident = demand_charge(DemandUnit::KW, 15, "20.00", vec![]);
+    non_coincident.name = "Non-coincident demand".into();
+    let mut on_peak = demand_charge(DemandUnit::KW, 30, "15.00", vec![TouPeriod::Peak]);
+    on_peak.name = "Summer on-peak demand".into();
+    on_peak.method = DemandMethod::Sliding;
+    on_peak.seasons = vec!["Summer".into()];
+    let mut facilities = demand_charge(DemandUnit::KVA, 60, "5.00", vec![]);
+    facilities.name = "Facilities demand".into();
+    v.demand_charges = vec![non_coincident, on_peak, facilities];
+    v
+}
+
+/// THREE DEMAND CHARGES, by hand. Meter-read day 15: 15 October to 14 November 2026 (31 days),
+/// in America/Los_Angeles; daylight saving time ends on Sunday 1 November at 02:00 (01:00–02:00
+/// happens twice: a 25-hour day). Summer: 15–31 October (17 days; 12 weekdays: 15, 16, 19–23,
+/// 26–30; 5 weekend days). Winter: 1–14 November (14 days; 10 weekdays: 2–6, 9–13; 4 weekend
+/// days: 1 (25 h), 7, 8, 14). No holidays, no VAT.
+///
+/// Data: 2 kWh per 15 minutes (8 kW; VAh = 1.25 × Wh) except
+///   A  Wednesday 21 October 16:15 and 16:30 (summer on-peak): 6 kWh each;
+///   B  Sunday 1 November, the SECOND 01:00–01:15 (PST, 09:00 UTC): 10 kWh;
+///   C  Tuesday 10 November 17:00, 17:15, 17:30 (winter on-peak): 7 kWh each.
+///
+/// Energy:
+///   Summer peak      12 × 5 h × 8 = 480 + A's extra 2 × 4 = 488 kWh × 0.30  = 146.40
+///   Summer off-peak  12 × 19 h × 8 = 1 824 + 5 × 24 h × 8 = 960 = 2 784 kWh × 0.10 = 278.40
+///   Winter peak      10 × 5 h × 8 = 400 + C's extra 3 × 5 = 415 kWh × 0.25  = 103.75
+///   Winter off-peak  10 × 19 h × 8 = 1 520; 1 Nov 25 h × 8 = 200 + B's extra 8 = 208;
+///                    3 × 192 = 576; = 2 304 kWh × 0.12                        = 276.48
+///   (5 991 kWh = 30 × 192 + 200 + 8 + 8 + 15)
+/// Demand:
+///   Non-coincident (kW, 15-minute block, any time): B, 10 kWh / 0.25 h = 40 kW × 20.00 = 800.00
+///   Summer on-peak (kW, 30-minute SLIDING, peak, summer days only): 16:15–16:45 on 21 October,
+///     (6 + 6) / 0.5 = 24 kW (block intervals would give 16 kW); prorated for the 17 summer days
+///     of 31: 24 × 15.00 × 17 / 31 = 197.419… → 197.42
+///   Facilities (kVA, 60-minute block, any time): 17:00–18:00 on 10 November,
+///     (7 + 7 + 7 + 2) × 1.25 = 28.75 kVA × 5.00 = 143.75 (the PST 01:00 hour of 1 November is
+///     (10 + 2 + 2 + 2) × 1.25 = 20 kVA: the two 01:00 hours are not merged, which would be 30)
+///   subtotal 146.40 + 278.40 + 103.75 + 276.48 + 800.00 + 197.42 + 143.75 = 1 946.20
+#[test]
+fn several_demand_charges_match_the_hand_calculation() {
+    let la = chrono_tz::America::Los_Angeles;
+    let period = Period::month(2026, 10, 15).unwrap();
+    let mut data = intervals(la, period, |at| {
+        let (day, h, m) = (at.date(), at.hour(), at.minute());
+        let e = if day == d(2026, 10, 21) && h == 16 && (m == 15 || m == 30) {
+            6_000.0
+        } else if day == d(2026, 11, 10) && h == 17 && m < 45 {
+            7_000.0
+        } else {
+            2_000.0
+        };
+        (e, 0.0, e * 1.25)
+    });
+    let second_one_am = data.iter_mut().find(|i| i.start.to_rfc3339() == "2026-11-01T09:00:00+00:00").unwrap();
+    second_one_am.import_wh = 10_000.0;
+    second_one_am.vah = 12_500.0;
+    let bill = run(la, period, &assign(vec![three_demand_charges()], municipality(vec![])), &data);
+    let got: Vec<(&str, String, String, &str)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.quantity.normalize().to_string(), l.amount.to_string(), l.note.as_str()))
+        .collect();
+    let row = |description, qty: &str, amount: &str, note| (description, qty.to_string(), amount.to_string(), note);
+    assert_eq!(
+        got,
+        [
+            row("Summer · Peak", "488", "146.40", ""),
+            row("Summer · Off-peak", "2784", "278.40", ""),
+            row("Winter · Peak", "415", "103.75", ""),
+            row("Winter · Off-peak", "2304", "276.48", ""),
+            row("Non-coincident demand", "40", "800.00", "maximum on 2026-11-01 01:00–01:15 (2026-11-01 09:00 UTC)"),
+            row(
+                "Summer on-peak demand",
+                "24",
+                "197.42",
+                "maximum on 2026-10-21 16:15–16:45 (2026-10-21 23:15 UTC); prorated for 17 of 31 days"
+            ),
+            row("Facilities demand", "28.75", "143.75", "maximum on 2026-11-10 17:00–18:00 (2026-11-11 01:00 UTC)"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("1946.20"), dec("0"), dec("1946.20")));
+    assert_eq!((bill.import_kwh, bill.intervals), (dec("5991"), 31 * 96 + 4));
+}
+
+#[test]
+fn a_seasonal_demand_charge_is_not_billed_outside_its_season() {
+    let la = chrono_tz::America::Los_Angeles;
+    let period = Period::month(2026, 12, 1).unwrap();
+    let bill =
+        run(la, period, &assign(vec![three_demand_charges()], municipality(vec![])), &intervals_of_one_kwh(la, period));
+    let demand: Vec<&str> =
+        bill.lines.iter().filter(|l| l.kind == LineKind::Demand).map(|l| l.description.as_str()).collect();
+    assert_eq!(demand, ["Non-coincident demand", "Facilities demand"]);
+}
+
+#[test]
+fn format_1_documents_import_as_one_demand_charge_and_newer_formats_are_refused() {
+    let old: TariffDoc =
+        serde_json::from_str(include_str!("../../tests/fixtures/tariffs/homeflex-illustrative-format1.json")).unwrap();
+    let new: TariffDoc = serde_json::from_str(HOMEFLEX_JSON).unwrap();
+    assert_eq!(old, new);
+    assert_eq!(new.versions[0].demand_charges, vec![demand_charge(DemandUnit::KVA, 30, "45.00", vec![])]);
+    let written = serde_json::to_value(&old).unwrap();
+    assert_eq!(written["format"], 2);
+    assert!(written["versions"][0].get("demand").is_none());
+    let err = serde_json::from_str::<TariffDoc>(&HOMEFLEX_JSON.replace("\"format\": 2", "\"format\": 3")).unwrap_err();
+    assert!(err.to_string().contains("format 3 is not one this portal reads (1 to 2)"), "{err}");
+    let both = HOMEFLEX_JSON.replace(
+        "\"demand_charges\"",
+        "\"demand\": {\"unit\": \"kW\", \"window_minutes\": 15, \"rate\": \"1\"}, \"demand_charges\"",
+    );
+    let err = serde_json::from_str::<TariffDoc>(&both).unwrap_err();
+    assert!(err.to_string().contains("either `demand` (format 1) or `demand_charges`"), "{err}");
+}
+
+#[test]
+fn a_demand_charge_names_what_is_wrong_with_it() {
+    let mut v = three_demand_charges();
+    v.demand_charges[1].seasons = vec!["Monsoon".into()];
+    v.demand_charges[2].window_minutes = 45;
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].demand_charges[1].seasons[0]: “Monsoon” is not a season of this version's time-of-use energy charge.",
+            "versions[0].demand_charges[2].window_minutes: must be 15, 30 or 60 (got 45).",
+        ]
+    );
+    v.energy = Energy::Flat { rate: dec("1") };
+    v.demand_charges[2].window_minutes = 60;
+    v.demand_charges[1].seasons.clear();
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    assert_eq!(
+        validate(&doc).iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+        ["versions[0].demand_charges[1].periods"]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Block intervals are some of the sliding ones, and a charge limited to some periods sees
+    /// some of the intervals of the one that is not: neither can be the higher.
+    #[test]
+    fn sliding_demand_is_at_least_block_demand_and_any_time_at_least_on_peak(
+        tz in zones(), month in 1u32..=12, seed in any::<u64>(), minutes in prop_oneof![Just(15u32), Just(30), Just(60)],
+    ) {
+        let period = Period::month(2026, month, 1).unwrap();
+        let data = random_data(tz, period, seed);
+        let mut v = three_demand_charges();
+        let mut sliding = demand_charge(DemandUnit::KW, minutes, "1", vec![]);
+        sliding.method = DemandMethod::Sliding;
+        v.demand_charges = vec![
+            demand_charge(DemandUnit::KW, minutes, "1", vec![]),
+            sliding,
+            demand_charge(DemandUnit::KW, minutes, "1", vec![TouPeriod::Peak]),
+        ];
+        let bill = run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let q: Vec<Decimal> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).map(|l| l.quantity).collect();
+        prop_assert_eq!(q.len(), 3);
+        prop_assert!(q[1] >= q[0], "sliding {} < block {}", q[1], q[0]);
+        prop_assert!(q[0] >= q[2], "any time {} < on-peak {}", q[0], q[2]);
+        if minutes == 15 {
+            prop_assert_eq!(q[0], q[1]);
+        }
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
 }

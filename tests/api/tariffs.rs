@@ -456,3 +456,73 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
         assert!(csv.body.contains(&format!("{repeated},0.5,0,0.5,1,false,Winter,off_peak")), "{repeated}");
     }
 }
+
+/// A flat-rate version with `extra` editor fields, as the editor posts it.
+fn flat_version(name: &str, municipality: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = [
+        ("name", name),
+        ("municipality_id", municipality),
+        ("effective_from", "2026-01-01"),
+        ("energy_kind", "flat"),
+        ("flat_rate", "2.00"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    fields.sort();
+    fields
+}
+
+#[sqlx::test]
+async fn the_editor_builds_several_demand_charges_and_names_a_bad_one(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let charges = [
+        ("demand_0_name", "Network access charge"),
+        ("demand_0_rate", "12.50"),
+        ("demand_0_unit", "kVA"),
+        ("demand_0_window", "30"),
+        ("demand_0_method", "block"),
+        ("demand_1_name", "Network demand charge"),
+        ("demand_1_rate", "8,40"),
+        ("demand_1_unit", "kW"),
+        ("demand_1_window", "15"),
+        ("demand_1_method", "sliding"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &charges)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("Demand charge 2 rate: “8,40” is not a number; use a point for decimals"),
+        "{}",
+        res.body
+    );
+    // A season ticked on a flat tariff is named too.
+    let mut bad = charges.to_vec();
+    bad[6] = ("demand_1_rate", "8.40");
+    bad.push(("demand_1_season_2", "on"));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &bad)).await;
+    assert!(res.body.contains("Season 3 is not in use"), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    bad.pop();
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &bad)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(export["format"], 2);
+    assert_eq!(
+        export["versions"][0]["demand_charges"],
+        serde_json::json!([
+            { "name": "Network access charge", "unit": "kVA", "window_minutes": 30, "rate": "12.50" },
+            { "name": "Network demand charge", "unit": "kW", "window_minutes": 15, "method": "sliding", "rate": "8.40" },
+        ])
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains(r#"name="demand_1_name" value="Network demand charge""#), "{}", page.body);
+    assert!(page.body.contains(r#"<option value="sliding" selected>"#), "{}", page.body);
+}
