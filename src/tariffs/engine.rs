@@ -5,8 +5,9 @@
 //! 1. The period's local days are split into segments where the site's tariff or the tariff's
 //!    version changes; a day without a tariff becomes an unpriced segment.
 //! 2. Each interval goes to the segment of its local date; its local date and time of day give
-//!    the season, the day type (a public holiday of the tariff's municipality counts as the
-//!    tariff's `holidays_as`) and the TOU period.
+//!    the season, the day type (a holiday the version lists counts as the day type it names; else
+//!    a public holiday of the tariff's municipality counts as the tariff's `holidays_as`) and the
+//!    TOU period.
 //! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), fixed charges
 //!    (days × rate per day; per-month charges prorated by the segment's share of the period's
 //!    days, so a month without a change is charged once), per demand charge its maximum demand
@@ -99,6 +100,9 @@ pub struct Segment {
     /// `None`: no tariff in effect on these days.
     pub tariff: Option<String>,
     pub version_from: Option<NaiveDate>,
+    /// The public holidays in the segment, as the bill states them: "2026-04-27 Freedom Day:
+    /// billed as Saturday".
+    pub holidays: Vec<String>,
 }
 
 impl Segment {
@@ -154,7 +158,9 @@ struct Compiled<'a> {
     version: &'a Version,
     municipality: &'a Municipality,
     /// Per TOU season: the period of each quarter hour per day type.
-    tables: Vec<[[TouPeriod; SLOTS]; 3]>,
+    tables: Vec<[[TouPeriod; SLOTS]; 4]>,
+    /// The version's holidays by date, sorted: the day type each is billed as and its name.
+    holidays: Vec<(NaiveDate, DayType, &'a str)>,
 }
 
 impl<'a> Compiled<'a> {
@@ -163,7 +169,10 @@ impl<'a> Compiled<'a> {
             Energy::Tou(t) => t.seasons.iter().map(model::period_table).collect(),
             _ => Vec::new(),
         };
-        Compiled { version, municipality, tables }
+        let mut holidays: Vec<(NaiveDate, DayType, &str)> =
+            version.holidays.iter().map(|h| (h.date, h.billed_as, h.name.as_str())).collect();
+        holidays.sort_unstable_by_key(|h| h.0);
+        Compiled { version, municipality, tables, holidays }
     }
 
     /// `(season index, period)` of an interval starting at local `at`; `None` for a non-TOU tariff.
@@ -172,10 +181,20 @@ impl<'a> Compiled<'a> {
         let date = at.date();
         let md = model::MonthDay::of(date);
         let season = tou.seasons.iter().position(|s| md.within(s.from, s.to))?;
-        let day_type =
-            if self.municipality.holidays.binary_search(&date).is_ok() { tou.holidays_as } else { DayType::of(date) };
+        let day_type = self.holiday(date).map_or_else(|| DayType::of(date), |h| h.0);
         let slot = (at.hour() * 60 + at.minute()) as usize / INTERVAL_MINUTES as usize;
         Some((season, self.tables[season][day_type.index()][slot.min(SLOTS - 1)]))
+    }
+
+    /// The day type a public holiday on `date` is billed as, and its name (empty when the
+    /// municipality's list gives it); `None` on other days and for a non-TOU tariff.
+    fn holiday(&self, date: NaiveDate) -> Option<(DayType, &'a str)> {
+        let Energy::Tou(tou) = &self.version.energy else { return None };
+        match self.holidays.binary_search_by_key(&date, |h| h.0) {
+            Ok(i) => Some((self.holidays[i].1, self.holidays[i].2)),
+            Err(_) if self.municipality.holidays.binary_search(&date).is_ok() => Some((tou.holidays_as, "")),
+            Err(_) => None,
+        }
     }
 
     /// Whether demand charge `n` counts on `date` (its seasons; every day when it names none).
@@ -254,7 +273,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
     for (s, ((start, end, key), t)) in keys.iter().zip(&sums.totals).enumerate() {
         let days = Decimal::from((*end - *start).num_days());
         let Some(c) = &compiled[s] else {
-            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None });
+            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None, holidays: vec![] });
             let unpriced = "No tariff in effect: not priced".into();
             lines.push(line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO));
             continue;
@@ -268,6 +287,15 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
             end: *end,
             tariff: Some(assignments[*a].tariff.doc.name.clone()),
             version_from: Some(c.version.effective_from),
+            holidays: start
+                .iter_days()
+                .take_while(|d| d < end)
+                .filter_map(|d| {
+                    let (day_type, name) = c.holiday(d)?;
+                    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+                    Some(format!("{d}{name}: billed as {}", day_type.label()))
+                })
+                .collect(),
         });
         let part = Part { segment: s, tariff: c, totals: t, days, period_days };
         lines.extend(part.energy_lines());

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, MonthDay, Municipality,
+    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, Holiday, MonthDay, Municipality,
     PeriodRates, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
@@ -142,7 +142,7 @@ fn capitalise(s: &str) -> String {
 
 // ---------------------------------------------------------------- tariff versions
 
-pub const DAY_TYPE_KEYS: [&str; 3] = ["weekday", "saturday", "sunday"];
+pub const DAY_TYPE_KEYS: [&str; 4] = ["weekday", "saturday", "sunday", "holiday"];
 
 /// The editor's fields for `v` (a new tariff starts from an empty flat one).
 pub fn version_fields(v: Option<&Version>) -> Fields {
@@ -166,6 +166,12 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     if let Some(to) = v.effective_to {
         f.set("effective_to", to);
     }
+    let holidays: Vec<String> = v
+        .holidays
+        .iter()
+        .map(|h| format!("{} {} {}", h.date, h.billed_as.key(), h.name).trim_end().to_string())
+        .collect();
+    f.set("version_holidays", holidays.join("\n"));
     let money = |d: Decimal| if d.is_zero() { String::new() } else { d.normalize().to_string() };
     f.set("fixed_per_day", money(v.fixed_per_day));
     f.set("fixed_per_month", money(v.fixed_per_month));
@@ -217,7 +223,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
                         f.set(format!("season_{s}_{}", p.key()), r);
                     }
                 }
-                for dt in DayType::ALL {
+                for dt in DayType::EVERY {
                     for (h, cell) in model::grid_from_windows(season, dt).iter().enumerate() {
                         if let Some(p) = cell {
                             f.set(format!("grid_{s}_{}_{h}", dt.key()), p.key());
@@ -248,6 +254,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         e.add("effective_from", "Enter the date these rates take effect.");
     }
     let effective_to = date(f, &mut e, "effective_to", "Effective to");
+    let holidays = holidays(f, &mut e);
     let energy = match f.get("energy_kind") {
         "flat" => Energy::Flat { rate: required_decimal(f, &mut e, "flat_rate", "rate per kWh") },
         "blocks" => {
@@ -265,6 +272,10 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         }
         "tou" => {
             let holidays_as = DayType::parse(f.get("holidays_as")).unwrap_or(DayType::Sunday);
+            // The Holiday rows of the grid count only when some day is billed on them.
+            let holiday_grid =
+                holidays_as == DayType::Holiday || holidays.iter().any(|h| h.billed_as == DayType::Holiday);
+            let day_types = DayType::ALL.into_iter().chain(holiday_grid.then_some(DayType::Holiday));
             let mut seasons = Vec::new();
             for s in 0..SEASON_SLOTS {
                 let name = f.season(&s, "name").trim().to_string();
@@ -286,7 +297,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
                     off_peak: rate(TouPeriod::OffPeak),
                 };
                 let mut windows = Vec::new();
-                for dt in DayType::ALL {
+                for dt in day_types.clone() {
                     let mut hours = [TouPeriod::OffPeak; 24];
                     for (h, cell) in hours.iter_mut().enumerate() {
                         let key = format!("grid_{s}_{}_{h}", dt.key());
@@ -326,8 +337,39 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         demand_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
+        holidays,
     };
     e.or_ok(v)
+}
+
+/// The version's holidays, one a line: `YYYY-MM-DD day-type name`, e.g.
+/// `2026-04-27 saturday Freedom Day`.
+fn holidays(f: &Fields, e: &mut FieldErrors) -> Vec<Holiday> {
+    let mut out = Vec::new();
+    for (n, line) in f.get("version_holidays").lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty()) {
+        let mut words = line.split_whitespace();
+        let (date, day_type) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let name = words.collect::<Vec<_>>().join(" ");
+        let Ok(date) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+            e.add(
+                "version_holidays",
+                format!("Line {}: “{date}” is not a date; start the line with YYYY-MM-DD.", n + 1),
+            );
+            continue;
+        };
+        let Some(billed_as) = DayType::parse(day_type) else {
+            e.add(
+                "version_holidays",
+                format!(
+                    "Line {} ({date}): “{day_type}” is not a day type; write saturday, sunday, holiday or weekday after the date.",
+                    n + 1
+                ),
+            );
+            continue;
+        };
+        out.push(Holiday { date, billed_as, name });
+    }
+    out
 }
 
 /// The editor's demand charge slots; a slot without a name and a rate is unused. Seasons are
@@ -398,6 +440,34 @@ mod tests {
                 assert_eq!(&again, v);
             }
         }
+    }
+
+    #[test]
+    fn holidays_by_type_survive_the_editor_and_bad_lines_are_named() {
+        let doc: model::TariffDoc = serde_json::from_str(crate::tariffs::tests::ONTARIO_JSON).unwrap();
+        let mut v = doc.versions[0].clone();
+        let mut f = version_fields(Some(&v));
+        f.set("version_holidays", "2025-10-13 holiday Thanksgiving\n\n2025-12-26  saturday");
+        for h in 0..24 {
+            f.set(format!("grid_0_holiday_{h}"), if h < 12 { "standard" } else { "off_peak" });
+        }
+        let parsed = parse_version(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.holidays.len(), 2);
+        assert_eq!((parsed.holidays[1].billed_as, parsed.holidays[1].name.as_str()), (DayType::Saturday, ""));
+        let Energy::Tou(t) = &parsed.energy else { unreachable!() };
+        assert_eq!(t.seasons[0].windows.iter().filter(|w| w.day_type == DayType::Holiday).count(), 2);
+        assert_eq!(t.seasons[1].windows.iter().filter(|w| w.day_type == DayType::Holiday).count(), 1);
+        v = parsed;
+        assert_eq!(parse_version(&version_fields(Some(&v))).unwrap(), v);
+        f.set("version_holidays", "2025-10-13 holiday\n2025-13-01 sunday");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("version_holidays"),
+            Some("Line 2: “2025-13-01” is not a date; start the line with YYYY-MM-DD.")
+        );
+        f.set("version_holidays", "2025-10-13 boxing");
+        let e = parse_version(&f).err().unwrap();
+        assert!(e.get("version_holidays").unwrap().contains("“boxing” is not a day type"));
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct Municipality {
     /// ISO 4217 code, e.g. ZAR.
     pub currency: String,
     pub vat_percent: Decimal,
-    /// Public holidays: billed as the tariff's `holidays_as` day type.
+    /// Public holidays: billed as the tariff's `holidays_as` day type, unless the tariff version
+    /// lists the date with a day type of its own.
     #[serde(default)]
     pub holidays: Vec<NaiveDate>,
 }
@@ -103,6 +104,21 @@ pub struct Version {
     /// The components VAT is charged on.
     #[serde(default)]
     pub vat_on: Vec<Component>,
+    /// Public holidays with the day type each is billed as on this version (a time-of-use
+    /// tariff); they take precedence over the municipality's list and `holidays_as`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<Holiday>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    pub date: NaiveDate,
+    /// `saturday`, `sunday`, `holiday` (the seasons' own Holiday grid) or `weekday`.
+    pub billed_as: DayType,
+    /// E.g. Freedom Day.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 /// A version as read: format 1's single `demand` becomes the one demand charge.
@@ -126,6 +142,8 @@ struct VersionIn {
     export_credit: Option<Decimal>,
     #[serde(default)]
     vat_on: Vec<Component>,
+    #[serde(default)]
+    holidays: Vec<Holiday>,
 }
 
 impl TryFrom<VersionIn> for Version {
@@ -156,6 +174,7 @@ impl TryFrom<VersionIn> for Version {
             demand_charges,
             export_credit: v.export_credit,
             vat_on: v.vat_on,
+            holidays: v.holidays,
         })
     }
 }
@@ -193,7 +212,8 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tou {
-    /// The day type a public holiday is billed as.
+    /// The day type a public holiday of the municipality is billed as (unless the version lists
+    /// it in `holidays`).
     pub holidays_as: DayType,
     pub seasons: Vec<Season>,
 }
@@ -248,10 +268,15 @@ pub enum DayType {
     Weekday,
     Saturday,
     Sunday,
+    /// A public holiday billed on the seasons' own Holiday grid.
+    Holiday,
 }
 
 impl DayType {
+    /// The days of the week's types: every TOU season has their windows.
     pub const ALL: [DayType; 3] = [DayType::Weekday, DayType::Saturday, DayType::Sunday];
+    /// With the Holiday type, whose windows a season has when holidays are billed as it.
+    pub const EVERY: [DayType; 4] = [DayType::Weekday, DayType::Saturday, DayType::Sunday, DayType::Holiday];
 
     pub fn of(date: NaiveDate) -> DayType {
         match date.weekday() {
@@ -266,6 +291,7 @@ impl DayType {
             DayType::Weekday => "weekday",
             DayType::Saturday => "saturday",
             DayType::Sunday => "sunday",
+            DayType::Holiday => "holiday",
         }
     }
 
@@ -274,11 +300,12 @@ impl DayType {
             DayType::Weekday => "Weekday",
             DayType::Saturday => "Saturday",
             DayType::Sunday => "Sunday",
+            DayType::Holiday => "Holiday",
         }
     }
 
     pub fn parse(s: &str) -> Option<DayType> {
-        DayType::ALL.into_iter().find(|d| d.key() == s)
+        DayType::EVERY.into_iter().find(|d| d.key() == s)
     }
 
     pub fn index(self) -> usize {
@@ -575,8 +602,9 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     match &v.energy {
         Energy::Flat { rate } => non_negative(p, &format!("{at}.energy.rate"), *rate),
         Energy::Blocks { blocks } => validate_blocks(p, &format!("{at}.energy.blocks"), blocks),
-        Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou),
+        Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou, uses_holiday_grid(v)),
     }
+    validate_holidays(p, at, v);
     for (i, d) in v.demand_charges.iter().enumerate() {
         validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
     }
@@ -641,7 +669,33 @@ fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
     }
 }
 
-fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
+/// Whether any day of `v` is billed on the Holiday grid (the seasons then need one).
+pub fn uses_holiday_grid(v: &Version) -> bool {
+    let Energy::Tou(tou) = &v.energy else { return false };
+    tou.holidays_as == DayType::Holiday
+        || v.holidays.iter().any(|h| h.billed_as == DayType::Holiday)
+        || tou.seasons.iter().any(|s| s.windows.iter().any(|w| w.day_type == DayType::Holiday))
+}
+
+fn validate_holidays(p: &mut Problems, at: &str, v: &Version) {
+    if !v.holidays.is_empty() && !matches!(v.energy, Energy::Tou(_)) {
+        p.add(format!("{at}.holidays"), "holidays by day type need a time-of-use energy charge.");
+    }
+    for (i, h) in v.holidays.iter().enumerate() {
+        let field = format!("{at}.holidays[{i}]");
+        if let Some(first) = v.holidays[..i].iter().position(|o| o.date == h.date) {
+            p.add(format!("{field}.date"), format!("{} is listed twice (also holiday {}).", h.date, first + 1));
+        }
+        if h.date < v.effective_from || v.effective_to.is_some_and(|to| h.date > to) {
+            p.add(format!("{field}.date"), format!("{} is outside this version's dates.", h.date));
+        }
+        if h.name.chars().count() > 100 {
+            p.add(format!("{field}.name"), "use at most 100 characters.");
+        }
+    }
+}
+
+fn validate_tou(p: &mut Problems, at: &str, tou: &Tou, holiday_grid: bool) {
     if tou.seasons.is_empty() {
         p.add(format!("{at}.seasons"), "a time-of-use tariff needs at least one season (e.g. 01-01 to 12-31).");
         return;
@@ -681,7 +735,7 @@ fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
                 non_negative(p, &format!("{at}.rates.{}", period.key()), r);
             }
         }
-        for day_type in DayType::ALL {
+        for day_type in DayType::ALL.into_iter().chain(holiday_grid.then_some(DayType::Holiday)) {
             let mut owner: [Option<usize>; SLOTS] = [None; SLOTS];
             for (w, window) in season.windows.iter().enumerate().filter(|(_, w)| w.day_type == day_type) {
                 let field = format!("{at}.windows[{w}]");
@@ -758,8 +812,8 @@ fn uncovered_ranges(owner: &[Option<usize>; SLOTS]) -> Vec<String> {
 }
 
 /// A validated TOU season as a lookup table: the period of every quarter hour per day type.
-pub fn period_table(season: &Season) -> [[TouPeriod; SLOTS]; 3] {
-    let mut table = [[TouPeriod::OffPeak; SLOTS]; 3];
+pub fn period_table(season: &Season) -> [[TouPeriod; SLOTS]; 4] {
+    let mut table = [[TouPeriod::OffPeak; SLOTS]; 4];
     for w in &season.windows {
         let row = &mut table[w.day_type.index()];
         row[w.from.slot().min(SLOTS)..w.to.slot().min(SLOTS)].fill(w.period);
@@ -832,6 +886,7 @@ mod tests {
                 demand_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],
+                holidays: vec![],
             }],
         }
     }

@@ -228,7 +228,7 @@ struct TariffPage {
     season_slots: Vec<usize>,
     block_slots: Vec<usize>,
     demand_slots: Vec<usize>,
-    day_types: [&'static str; 3],
+    day_types: [&'static str; 4],
     hours: Vec<usize>,
 }
 

@@ -40,6 +40,7 @@ fn version(energy: Energy) -> Version {
         demand_charges: vec![],
         export_credit: None,
         vat_on: vec![],
+        holidays: vec![],
     }
 }
 
@@ -865,5 +866,140 @@ proptest! {
             prop_assert_eq!(q[0], q[1]);
         }
         prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
+}
+
+// ---------------------------------------------------------------- holidays by type
+
+/// One season all year at peak 5.00, standard 2.00, off-peak 1.00: weekdays peak 07–10 and
+/// 18–20, standard 06–07, 10–18 and 20–22, off-peak 22–06; Saturdays standard 07–12 and 18–20,
+/// off-peak otherwise; Sundays off-peak; the Holiday grid standard 10–14, off-peak otherwise.
+/// Municipality holidays are billed as Sundays; the version bills Family Day on the Holiday grid
+/// and Freedom Day as a Saturday.
+fn holidays_by_type() -> Version {
+    use DayType::*;
+    use TouPeriod::*;
+    let mut windows = vec![
+        window(Weekday, "00:00", "06:00", OffPeak),
+        window(Weekday, "06:00", "07:00", Standard),
+        window(Weekday, "07:00", "10:00", Peak),
+        window(Weekday, "10:00", "18:00", Standard),
+        window(Weekday, "18:00", "20:00", Peak),
+        window(Weekday, "20:00", "22:00", Standard),
+        window(Weekday, "22:00", "24:00", OffPeak),
+        window(Saturday, "00:00", "07:00", OffPeak),
+        window(Saturday, "07:00", "12:00", Standard),
+        window(Saturday, "12:00", "18:00", OffPeak),
+        window(Saturday, "18:00", "20:00", Standard),
+        window(Saturday, "20:00", "24:00", OffPeak),
+        window(Sunday, "00:00", "24:00", OffPeak),
+    ];
+    windows.extend([
+        window(Holiday, "00:00", "10:00", OffPeak),
+        window(Holiday, "10:00", "14:00", Standard),
+        window(Holiday, "14:00", "24:00", OffPeak),
+    ]);
+    let Energy::Tou(mut t) = tou(windows, Sunday) else { unreachable!() };
+    t.seasons[0].rates =
+        PeriodRates { peak: Some(dec("5.00")), standard: Some(dec("2.00")), off_peak: Some(dec("1.00")) };
+    let mut v = version(Energy::Tou(t));
+    v.holidays = vec![
+        super::model::Holiday { date: d(2026, 4, 6), billed_as: Holiday, name: "Family Day".into() },
+        super::model::Holiday { date: d(2026, 4, 27), billed_as: Saturday, name: "Freedom Day".into() },
+    ];
+    v
+}
+
+/// HOLIDAYS BY TYPE, by hand. April 2026 in Africa/Johannesburg (30 days, no DST), 1 kWh per
+/// 15 minutes (4 kWh an hour). The municipality lists Good Friday (Friday 3 April), Family Day
+/// (Monday 6 April) and Freedom Day (Monday 27 April), billed as Sundays; the version lists
+/// Family Day as Holiday and Freedom Day as Saturday, so only Good Friday falls back to Sunday.
+/// 22 weekdays (1–3, 6–10, 13–17, 20–24, 27–30) less the 3 holidays = 19 weekdays; Saturday
+/// type: 4, 11, 18, 25 and Freedom Day = 5; Sunday type: 5, 12, 19, 26 and Good Friday = 5;
+/// Holiday type: Family Day = 1. (19 + 5 + 5 + 1 = 30.)
+///   peak      19 × 5 h × 4 = 380 kWh × 5.00                                    = 1 900.00
+///   standard  19 × 11 h × 4 = 836; 5 × 7 h × 4 = 140; 1 × 4 h × 4 = 16: 992 kWh × 2.00 = 1 984.00
+///   off-peak  19 × 8 h × 4 = 608; 5 × 17 h × 4 = 340; 5 × 24 h × 4 = 480; 1 × 20 h × 4 = 80:
+///             1 508 kWh × 1.00                                                 = 1 508.00
+///   (2 880 kWh = 30 × 96)                                       subtotal, no VAT: 5 392.00
+#[test]
+fn holidays_by_type_match_the_hand_calculation() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period::month(2026, 4, 1).unwrap();
+    let m = municipality(vec![d(2026, 4, 3), d(2026, 4, 6), d(2026, 4, 27)]);
+    let bill = run(joburg, period, &assign(vec![holidays_by_type()], m), &intervals_of_one_kwh(joburg, period));
+    let got: Vec<(&str, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.quantity.normalize().to_string(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("All year · Peak", "380".to_string(), "1900.00".to_string()),
+            ("All year · Standard", "992".into(), "1984.00".into()),
+            ("All year · Off-peak", "1508".into(), "1508.00".into()),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.total), (dec("5392.00"), dec("5392.00")));
+    assert_eq!(
+        bill.segments[0].holidays,
+        [
+            "2026-04-03: billed as Sunday",
+            "2026-04-06 Family Day: billed as Holiday",
+            "2026-04-27 Freedom Day: billed as Saturday"
+        ]
+    );
+}
+
+#[test]
+fn holidays_by_type_are_validated_naming_the_field() {
+    let mut v = holidays_by_type();
+    v.holidays.push(super::model::Holiday { date: d(2026, 4, 6), billed_as: DayType::Sunday, name: String::new() });
+    v.effective_to = Some(d(2026, 4, 20));
+    let Energy::Tou(t) = &mut v.energy else { unreachable!() };
+    t.seasons[0].windows.retain(|w| !(w.day_type == DayType::Holiday && w.period == TouPeriod::Standard));
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].energy.seasons[0].windows: Holiday hours not covered by any window: 10:00–14:00.",
+            "versions[0].holidays[1].date: 2026-04-27 is outside this version's dates.",
+            "versions[0].holidays[2].date: 2026-04-06 is listed twice (also holiday 1).",
+        ]
+    );
+    v.energy = Energy::Flat { rate: dec("1") };
+    v.holidays.truncate(1);
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    assert_eq!(validate(&doc).iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["versions[0].holidays"]);
+    // Without holidays billed on it, a season needs no Holiday grid (format-1 documents have none).
+    let doc: TariffDoc = serde_json::from_str(ONTARIO_JSON).unwrap();
+    assert_eq!(validate(&doc), vec![]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A holiday billed as its own day of the week bills nothing differently; the same day billed
+    /// on another day type moves its energy between periods but never changes the kWh.
+    #[test]
+    fn a_holiday_billed_as_its_own_day_type_changes_nothing(
+        day in 1u32..=30, month in 1u32..=12, seed in any::<u64>(), tz in zones(), other in 0usize..4,
+    ) {
+        let period = Period::month(2026, month, 1).unwrap();
+        let date = d(2026, month, day.min(28));
+        let data = random_data(tz, period, seed);
+        let mut plain = holidays_by_type();
+        plain.holidays.clear();
+        let mut same = plain.clone();
+        same.holidays = vec![super::model::Holiday { date, billed_as: DayType::of(date), name: String::new() }];
+        let mut moved = plain.clone();
+        moved.holidays = vec![super::model::Holiday { date, billed_as: DayType::EVERY[other], name: String::new() }];
+        let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let (a, b, c) = (bill(plain), bill(same), bill(moved));
+        prop_assert_eq!(a.exact_total, b.exact_total);
+        prop_assert_eq!(energy_kwh(&a), energy_kwh(&c));
+        prop_assert_eq!(c.subtotal, c.lines.iter().map(|l| l.amount).sum::<Decimal>());
     }
 }

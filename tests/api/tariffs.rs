@@ -357,6 +357,7 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
         "maximum on 2026-06-10 18:00–18:30",
         "<strong>34402.94</strong>",
         "Data completeness: <strong>100.0 %</strong>",
+        "Public holidays: 2026-06-16: billed as Sunday</p>",
         r#"aria-current="page">Cost</a>"#,
     ] {
         assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
@@ -525,4 +526,57 @@ async fn the_editor_builds_several_demand_charges_and_names_a_bad_one(pool: PgPo
     let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
     assert!(page.body.contains(r#"name="demand_1_name" value="Network demand charge""#), "{}", page.body);
     assert!(page.body.contains(r#"<option value="sliding" selected>"#), "{}", page.body);
+}
+
+#[sqlx::test]
+async fn the_editor_bills_holidays_by_type_and_names_a_bad_line(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let mut fields: Vec<(String, String)> = [
+        ("name", "Holidays"),
+        ("municipality_id", &m),
+        ("effective_from", "2026-01-01"),
+        ("energy_kind", "tou"),
+        ("holidays_as", "sunday"),
+        ("season_0_name", "All year"),
+        ("season_0_from", "01-01"),
+        ("season_0_to", "12-31"),
+        ("season_0_peak", "5.00"),
+        ("season_0_off_peak", "1.00"),
+        ("version_holidays", "2026-04-06 holiday Family Day\n2026-04-27 saturdy Freedom Day"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for dt in ["weekday", "saturday", "sunday", "holiday"] {
+        for h in 0..24 {
+            let p = if dt == "weekday" && (7..10).contains(&h) { "peak" } else { "off_peak" };
+            fields.push((format!("grid_0_{dt}_{h}"), p.into()));
+        }
+    }
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Line 2 (2026-04-27): “saturdy” is not a day type"), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    fields[10].1 = "2026-04-06 holiday Family Day\n2026-04-27 saturday Freedom Day".into();
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        export["versions"][0]["holidays"],
+        serde_json::json!([
+            { "date": "2026-04-06", "billed_as": "holiday", "name": "Family Day" },
+            { "date": "2026-04-27", "billed_as": "saturday", "name": "Freedom Day" },
+        ])
+    );
+    let windows = export["versions"][0]["energy"]["seasons"][0]["windows"].as_array().unwrap();
+    assert!(windows.contains(&serde_json::json!({ "day_type": "holiday", "from": "00:00", "to": "24:00", "period": "off_peak" })));
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains("2026-04-27 saturday Freedom Day</textarea>"), "{}", page.body);
 }
