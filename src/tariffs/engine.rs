@@ -8,9 +8,10 @@
 //!    the season, the day type (a holiday the version lists counts as the day type it names; else
 //!    a public holiday of the tariff's municipality counts as the tariff's `holidays_as`) and the
 //!    TOU period.
-//! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), fixed charges
-//!    (days × rate per day; per-month charges prorated by the segment's share of the period's
-//!    days, so a month without a change is charged once), per demand charge its maximum demand
+//! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), per per-kWh
+//!    charge its kWh in its seasons × its flat rate or per period, fixed charges (days in their
+//!    seasons × rate per day; per-month charges prorated by the share of the period's days in the
+//!    segment and their seasons, so a month without a change is charged once), per demand charge its maximum demand
 //!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
 //!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
 //! 4. Each line's amount is rounded to the cent (half away from zero); VAT is the rounded sum of
@@ -25,7 +26,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
 use super::model::{
-    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, Municipality, SLOTS, TariffDoc,
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, SLOTS, TariffDoc,
     TouPeriod, Version,
 };
 use crate::measurements::energy::SiteInterval;
@@ -59,6 +60,8 @@ pub struct BillInput<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
     Energy,
+    /// An unbundled per-kWh charge (network, levy, subsidy).
+    Charge,
     Fixed,
     Demand,
     Export,
@@ -68,6 +71,7 @@ impl LineKind {
     pub fn label(self) -> &'static str {
         match self {
             LineKind::Energy => "Energy",
+            LineKind::Charge => "Per-kWh charge",
             LineKind::Fixed => "Fixed",
             LineKind::Demand => "Demand",
             LineKind::Export => "Export credit",
@@ -197,9 +201,8 @@ impl<'a> Compiled<'a> {
         }
     }
 
-    /// Whether demand charge `n` counts on `date` (its seasons; every day when it names none).
-    fn in_seasons(&self, n: usize, date: NaiveDate) -> bool {
-        let names = &self.version.demand_charges[n].seasons;
+    /// Whether a charge limited to the seasons `names` counts on `date` (every day when empty).
+    fn in_seasons(&self, names: &[String], date: NaiveDate) -> bool {
         if names.is_empty() {
             return true;
         }
@@ -231,6 +234,10 @@ struct Totals {
     export_wh: Decimal,
     /// Wh per (season, period) of a TOU tariff.
     tou: BTreeMap<(usize, TouPeriod), Decimal>,
+    /// Per per-kWh charge of the version: Wh per TOU period (`None`: a flat charge).
+    kwh: Vec<BTreeMap<Option<TouPeriod>, Decimal>>,
+    /// Per fixed charge: the segment's days in its seasons.
+    fixed_days: Vec<i64>,
     /// Per demand charge of the version: the intervals in its window.
     demand: Vec<Vec<Counted>>,
     /// Per demand charge: the segment's days in its seasons.
@@ -299,6 +306,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         });
         let part = Part { segment: s, tariff: c, totals: t, days, period_days };
         lines.extend(part.energy_lines());
+        lines.extend(part.kwh_charge_lines());
         lines.extend(part.fixed_lines());
         lines.extend(part.demand_lines());
         lines.extend(part.export_line());
@@ -363,15 +371,18 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
         .iter()
         .zip(compiled)
         .map(|((start, end, _), c)| {
-            let charges = c.as_ref().map_or(0, |c| c.version.demand_charges.len());
-            let demand_days = c.as_ref().map_or_else(Vec::new, |c| {
-                (0..charges)
-                    .map(|d| {
-                        start.iter_days().take_while(|day| day < end).filter(|day| c.in_seasons(d, *day)).count() as i64
-                    })
-                    .collect()
-            });
-            Totals { demand: vec![Vec::new(); charges], demand_days, ..Totals::default() }
+            let Some(c) = c else { return Totals::default() };
+            let v = c.version;
+            let days = |seasons: &[String]| {
+                start.iter_days().take_while(|day| day < end).filter(|day| c.in_seasons(seasons, *day)).count() as i64
+            };
+            Totals {
+                kwh: vec![BTreeMap::new(); v.kwh_charges.len()],
+                fixed_days: v.fixed_charges.iter().map(|f| days(&f.seasons)).collect(),
+                demand: vec![Vec::new(); v.demand_charges.len()],
+                demand_days: v.demand_charges.iter().map(|d| days(&d.seasons)).collect(),
+                ..Totals::default()
+            }
         })
         .collect();
     let mut sums = Sums { totals, rows: 0, estimated: 0 };
@@ -391,9 +402,20 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
         if let Some(key) = class {
             *t.tou.entry(key).or_default() += imp;
         }
+        for (n, k) in c.version.kwh_charges.iter().enumerate() {
+            if !c.in_seasons(&k.seasons, at.date()) {
+                continue;
+            }
+            let key = match (k.rate, class) {
+                (Some(_), _) => None,
+                (None, Some((_, p))) if k.rates.get(p).is_some() => Some(p),
+                _ => continue,
+            };
+            *t.kwh[n].entry(key).or_default() += imp;
+        }
         for (n, d) in c.version.demand_charges.iter().enumerate() {
             let in_periods = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
-            if in_periods && c.in_seasons(n, at.date()) {
+            if in_periods && c.in_seasons(&d.seasons, at.date()) {
                 let offset = local.offset().fix().local_minus_utc();
                 t.demand[n].push(Counted { start: i.start, at, offset, wh: imp, vah });
             }
@@ -451,11 +473,6 @@ struct Part<'a> {
 }
 
 impl Part<'_> {
-    /// The segment's share of the period's days.
-    fn share(&self) -> Decimal {
-        self.days / self.period_days
-    }
-
     /// kWh × rate: flat, per block (thresholds prorated to the segment), or per season × period.
     fn energy_lines(&self) -> Vec<Line> {
         let (s, t, v) = (self.segment, self.totals, self.tariff.version);
@@ -501,20 +518,48 @@ impl Part<'_> {
         lines
     }
 
-    /// Days × the rate per day; the per-month charge × the segment's share of the period.
+    /// Per per-kWh charge: its kWh (in its seasons) × its flat rate, or one line per TOU period
+    /// with a rate. They carry the energy charge's VAT.
+    fn kwh_charge_lines(&self) -> Vec<Line> {
+        let vat = self.tariff.vat(Component::Energy);
+        let mut lines = Vec::new();
+        for (k, wh) in self.tariff.version.kwh_charges.iter().zip(&self.totals.kwh) {
+            for (period, wh) in wh {
+                let (label, rate) = match period {
+                    None => (k.name.clone(), k.rate.unwrap_or_default()),
+                    Some(p) => (format!("{} · {}", k.name, p.label()), k.rates.get(*p).unwrap_or_default()),
+                };
+                lines.push(line(self.segment, LineKind::Charge, label, wh / KILO, "kWh", rate, vat));
+            }
+        }
+        lines
+    }
+
+    /// Per fixed charge: its days in the segment and its seasons × the rate per day, or the
+    /// per-month rate × those days' share of the period.
     fn fixed_lines(&self) -> Vec<Line> {
-        let (s, v) = (self.segment, self.tariff.version);
         let vat = self.tariff.vat(Component::Fixed);
         let mut lines = Vec::new();
-        if !v.fixed_per_day.is_zero() {
-            let label = "Fixed charge per day".into();
-            lines.push(line(s, LineKind::Fixed, label, self.days, "days", v.fixed_per_day, vat));
-        }
-        if !v.fixed_per_month.is_zero() {
-            let label = "Fixed charge per month".into();
-            let mut l = line(s, LineKind::Fixed, label, self.share().round_dp(4), "months", v.fixed_per_month, vat);
-            l.exact = v.fixed_per_month * self.days / self.period_days;
-            l.amount = round_cents(l.exact);
+        for (f, days) in self.tariff.version.fixed_charges.iter().zip(&self.totals.fixed_days) {
+            if *days == 0 {
+                continue;
+            }
+            let days = Decimal::from(*days);
+            let label = match (f.name.trim().is_empty(), f.per) {
+                (false, _) => f.name.clone(),
+                (true, FixedPer::Day) => "Fixed charge per day".into(),
+                (true, FixedPer::Month) => "Fixed charge per month".into(),
+            };
+            let l = match f.per {
+                FixedPer::Day => line(self.segment, LineKind::Fixed, label, days, "days", f.rate, vat),
+                FixedPer::Month => {
+                    let share = (days / self.period_days).round_dp(4);
+                    let mut l = line(self.segment, LineKind::Fixed, label, share, "months", f.rate, vat);
+                    l.exact = f.rate * days / self.period_days;
+                    l.amount = round_cents(l.exact);
+                    l
+                }
+            };
             lines.push(l);
         }
         lines
@@ -639,8 +684,8 @@ pub fn outlook(bill: &Bill, elapsed: Decimal) -> (Decimal, Decimal) {
     };
     let to_date = scaled(&|l| if l.kind == LineKind::Fixed { l.exact * elapsed } else { l.exact });
     let projected = scaled(&|l| match l.kind {
-        LineKind::Energy | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
-        LineKind::Energy | LineKind::Export => Decimal::ZERO,
+        LineKind::Energy | LineKind::Charge | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
+        LineKind::Energy | LineKind::Charge | LineKind::Export => Decimal::ZERO,
         LineKind::Fixed | LineKind::Demand => l.exact,
     });
     (to_date, projected)

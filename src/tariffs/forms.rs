@@ -8,14 +8,16 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, Holiday, MonthDay, Municipality,
-    PeriodRates, Season, Tou, TouPeriod, Version,
+    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge, FixedPer, Holiday,
+    KwhCharge, MonthDay, Municipality, PeriodRates, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
 pub const SEASON_SLOTS: usize = 4;
 pub const BLOCK_SLOTS: usize = 6;
 pub const DEMAND_SLOTS: usize = 4;
+pub const KWH_SLOTS: usize = 6;
+pub const FIXED_SLOTS: usize = 4;
 
 /// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
 #[derive(Default, Clone)]
@@ -58,8 +60,18 @@ impl Fields {
         !self.demand(charge, field).is_empty()
     }
 
-    pub fn demand_season(&self, charge: &usize, season: &usize) -> bool {
-        !self.get(&format!("demand_{charge}_season_{season}")).is_empty()
+    pub fn kwh(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("kwh_{charge}_{field}"))
+    }
+
+    pub fn fixed(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("fixed_{charge}_{field}"))
+    }
+
+    /// Whether charge slot `charge` of the `kind` (demand, kwh, fixed) has season slot `season`
+    /// ticked.
+    pub fn season_ticked(&self, kind: &str, charge: &usize, season: &usize) -> bool {
+        !self.get(&format!("{kind}_{charge}_season_{season}")).is_empty()
     }
 }
 
@@ -149,6 +161,9 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     let mut f = Fields::default();
     f.set("energy_kind", "flat");
     f.set("holidays_as", "sunday");
+    for n in 0..FIXED_SLOTS {
+        f.set(format!("fixed_{n}_per"), "day");
+    }
     for n in 0..DEMAND_SLOTS {
         f.set(format!("demand_{n}_unit"), "kVA");
         f.set(format!("demand_{n}_window"), "30");
@@ -172,9 +187,6 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         .map(|h| format!("{} {} {}", h.date, h.billed_as.key(), h.name).trim_end().to_string())
         .collect();
     f.set("version_holidays", holidays.join("\n"));
-    let money = |d: Decimal| if d.is_zero() { String::new() } else { d.normalize().to_string() };
-    f.set("fixed_per_day", money(v.fixed_per_day));
-    f.set("fixed_per_month", money(v.fixed_per_month));
     if let Some(c) = v.export_credit {
         f.set("export_credit", c);
     }
@@ -185,6 +197,31 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         Energy::Tou(tou) => tou.seasons.iter().map(|s| s.name.as_str()).collect(),
         _ => Vec::new(),
     };
+    let tick_seasons = |f: &mut Fields, kind: &str, n: usize, names: &[String]| {
+        for name in names {
+            if let Some(s) = season_names.iter().position(|s| s == name) {
+                f.set(format!("{kind}_{n}_season_{s}"), "on");
+            }
+        }
+    };
+    for (n, k) in v.kwh_charges.iter().enumerate().take(KWH_SLOTS) {
+        f.set(format!("kwh_{n}_name"), &k.name);
+        if let Some(r) = k.rate {
+            f.set(format!("kwh_{n}_rate"), r);
+        }
+        for p in TouPeriod::ALL {
+            if let Some(r) = k.rates.get(p) {
+                f.set(format!("kwh_{n}_{}", p.key()), r);
+            }
+        }
+        tick_seasons(&mut f, "kwh", n, &k.seasons);
+    }
+    for (n, c) in v.fixed_charges.iter().enumerate().take(FIXED_SLOTS) {
+        f.set(format!("fixed_{n}_name"), &c.name);
+        f.set(format!("fixed_{n}_rate"), c.rate);
+        f.set(format!("fixed_{n}_per"), c.per.key());
+        tick_seasons(&mut f, "fixed", n, &c.seasons);
+    }
     for (n, d) in v.demand_charges.iter().enumerate().take(DEMAND_SLOTS) {
         f.set(format!("demand_{n}_name"), &d.name);
         f.set(format!("demand_{n}_rate"), d.rate);
@@ -194,11 +231,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         for p in &d.periods {
             f.set(format!("demand_{n}_{}", p.key()), "on");
         }
-        for name in &d.seasons {
-            if let Some(s) = season_names.iter().position(|s| s == name) {
-                f.set(format!("demand_{n}_season_{s}"), "on");
-            }
-        }
+        tick_seasons(&mut f, "demand", n, &d.seasons);
     }
     match &v.energy {
         Energy::Flat { rate } => f.set("flat_rate", rate),
@@ -323,6 +356,8 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
             Energy::Flat { rate: Decimal::ZERO }
         }
     };
+    let kwh_charges = kwh_charges(f, &mut e);
+    let fixed_charges = fixed_charges(f, &mut e);
     let demand_charges = demand_charges(f, &mut e);
     let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
         .into_iter()
@@ -332,8 +367,8 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         effective_from: effective_from.unwrap_or_default(),
         effective_to,
         energy,
-        fixed_per_day: decimal(f, &mut e, "fixed_per_day", "Fixed charge per day").unwrap_or_default(),
-        fixed_per_month: decimal(f, &mut e, "fixed_per_month", "Fixed charge per month").unwrap_or_default(),
+        kwh_charges,
+        fixed_charges,
         demand_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
@@ -368,6 +403,89 @@ fn holidays(f: &Fields, e: &mut FieldErrors) -> Vec<Holiday> {
             continue;
         };
         out.push(Holiday { date, billed_as, name });
+    }
+    out
+}
+
+/// The names of the seasons ticked for charge slot `n` of `kind`; a ticked slot without a season
+/// is named.
+fn ticked_seasons(f: &Fields, e: &mut FieldErrors, kind: &str, n: usize) -> Vec<String> {
+    let mut seasons = Vec::new();
+    for s in 0..SEASON_SLOTS {
+        if !f.season_ticked(kind, &n, &s) {
+            continue;
+        }
+        match f.season(&s, "name").trim() {
+            "" => e.add(
+                &format!("{kind}_{n}_season_{s}"),
+                format!("Season {} is not in use: name it in the time-of-use energy charge or untick it.", s + 1),
+            ),
+            name => seasons.push(name.to_string()),
+        }
+    }
+    seasons
+}
+
+/// The editor's per-kWh charge slots; a slot without a name and rates is unused. A negative rate
+/// (a subsidy credit) is allowed here, unlike elsewhere.
+fn kwh_charges(f: &Fields, e: &mut FieldErrors) -> Vec<KwhCharge> {
+    let mut out = Vec::new();
+    for n in 0..KWH_SLOTS {
+        let keys = ["name", "rate", "peak", "standard", "off_peak"];
+        if keys.iter().all(|k| f.kwh(&n, k).trim().is_empty()) {
+            continue;
+        }
+        let mut rate = |key: &str, label: String| {
+            let k = format!("kwh_{n}_{key}");
+            let raw = f.get(&k).trim();
+            if raw.is_empty() {
+                return None;
+            }
+            raw.parse::<Decimal>()
+                .map_err(|_| {
+                    e.add(&k, format!("{label}: “{raw}” is not a number; use a point for decimals, e.g. 0.1250."))
+                })
+                .ok()
+        };
+        let flat = rate("rate", format!("Per-kWh charge {} rate", n + 1));
+        let mut rates = PeriodRates::default();
+        for p in TouPeriod::ALL {
+            let r = rate(p.key(), format!("Per-kWh charge {} {} rate", n + 1, p.label()));
+            match p {
+                TouPeriod::Peak => rates.peak = r,
+                TouPeriod::Standard => rates.standard = r,
+                TouPeriod::OffPeak => rates.off_peak = r,
+            }
+        }
+        let seasons = ticked_seasons(f, e, "kwh", n);
+        out.push(KwhCharge { name: f.kwh(&n, "name").trim().to_string(), rate: flat, rates, seasons });
+    }
+    out
+}
+
+/// The editor's fixed charge slots; a slot without a name and a rate is unused.
+fn fixed_charges(f: &Fields, e: &mut FieldErrors) -> Vec<FixedCharge> {
+    let mut out = Vec::new();
+    for n in 0..FIXED_SLOTS {
+        let name = f.fixed(&n, "name").trim().to_string();
+        let rate_key = format!("fixed_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let rate = required_decimal(f, e, &rate_key, &format!("Fixed charge {} rate", n + 1));
+        let per = match f.fixed(&n, "per") {
+            "month" => FixedPer::Month,
+            "day" | "" => FixedPer::Day,
+            other => {
+                e.add(
+                    &format!("fixed_{n}_per"),
+                    format!("“{other}” is not a charging basis: choose per day or per month."),
+                );
+                FixedPer::Day
+            }
+        };
+        let seasons = ticked_seasons(f, e, "fixed", n);
+        out.push(FixedCharge { name, rate, per, seasons });
     }
     out
 }
@@ -409,19 +527,7 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
             }
         };
         let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
-        let mut seasons = Vec::new();
-        for s in 0..SEASON_SLOTS {
-            if !f.demand_season(&n, &s) {
-                continue;
-            }
-            match f.season(&s, "name").trim() {
-                "" => e.add(
-                    &format!("demand_{n}_season_{s}"),
-                    format!("Season {} is not in use: name it in the time-of-use energy charge or untick it.", s + 1),
-                ),
-                name => seasons.push(name.to_string()),
-            }
-        }
+        let seasons = ticked_seasons(f, e, "demand", n);
         out.push(DemandCharge { name, unit, window_minutes, method, rate, periods, seasons });
     }
     out
@@ -440,6 +546,30 @@ mod tests {
                 assert_eq!(&again, v);
             }
         }
+    }
+
+    #[test]
+    fn per_kwh_and_seasonal_fixed_charges_survive_the_editor_and_bad_ones_are_named() {
+        let v = crate::tariffs::tests::unbundled();
+        let mut f = version_fields(Some(&v));
+        assert_eq!(parse_version(&f).unwrap_or_else(|e| panic!("{e}")), v);
+        assert_eq!((f.get("kwh_1_peak"), f.get("kwh_1_off_peak"), f.get("kwh_2_rate")), ("0.30", "", "-0.0125"));
+        assert!(f.season_ticked("fixed", &2, &1) && !f.season_ticked("fixed", &2, &0));
+        f.set("kwh_4_name", "Electrification levy");
+        f.set("kwh_4_rate", "0,05");
+        f.set("fixed_3_rate", "12");
+        f.set("fixed_3_per", "week");
+        f.set("fixed_3_season_3", "on");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("kwh_4_rate"),
+            Some("Per-kWh charge 5 rate: “0,05” is not a number; use a point for decimals, e.g. 0.1250.")
+        );
+        assert_eq!(e.get("fixed_3_per"), Some("“week” is not a charging basis: choose per day or per month."));
+        assert_eq!(
+            e.get("fixed_3_season_3"),
+            Some("Season 4 is not in use: name it in the time-of-use energy charge or untick it.")
+        );
     }
 
     #[test]

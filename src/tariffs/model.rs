@@ -91,10 +91,12 @@ pub struct Version {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_to: Option<NaiveDate>,
     pub energy: Energy,
-    #[serde(default)]
-    pub fixed_per_day: Decimal,
-    #[serde(default)]
-    pub fixed_per_month: Decimal,
+    /// Unbundled per-kWh charges (network, legacy, levies, subsidies), each its own bill line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwh_charges: Vec<KwhCharge>,
+    /// Per day or per month, each its own bill line, in every season or only some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed_charges: Vec<FixedCharge>,
     /// Each billed on its own line: non-coincident, on-peak, per season, in kW or kVA.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub demand_charges: Vec<DemandCharge>,
@@ -121,7 +123,54 @@ pub struct Holiday {
     pub name: String,
 }
 
-/// A version as read: format 1's single `demand` becomes the one demand charge.
+/// An unbundled per-kWh charge: a flat `rate` on every kWh, or `rates` per TOU period (a period
+/// without a rate is not charged), on the days of its `seasons` (every day when empty). A
+/// negative rate is a credit (a subsidy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KwhCharge {
+    /// What the bill calls the line, e.g. Network demand charge.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "PeriodRates::is_empty")]
+    pub rates: PeriodRates,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+/// A fixed charge: `rate` per day (× the days billed in its seasons) or per month (× the share of
+/// the billing period's days in its seasons).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedCharge {
+    /// What the bill calls the line; "Fixed charge per day" or "… per month" when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub rate: Decimal,
+    pub per: FixedPer,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixedPer {
+    Day,
+    Month,
+}
+
+impl FixedPer {
+    pub fn key(self) -> &'static str {
+        match self {
+            FixedPer::Day => "day",
+            FixedPer::Month => "month",
+        }
+    }
+}
+
+/// A version as read: format 1's single `demand` becomes the one demand charge, and
+/// `fixed_per_day` / `fixed_per_month` (still accepted in any format) the first fixed charges.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VersionIn {
@@ -130,9 +179,13 @@ struct VersionIn {
     effective_to: Option<NaiveDate>,
     energy: Energy,
     #[serde(default)]
+    kwh_charges: Vec<KwhCharge>,
+    #[serde(default)]
     fixed_per_day: Decimal,
     #[serde(default)]
     fixed_per_month: Decimal,
+    #[serde(default)]
+    fixed_charges: Vec<FixedCharge>,
     /// Format 1.
     #[serde(default)]
     demand: Option<LegacyDemand>,
@@ -165,12 +218,19 @@ impl TryFrom<VersionIn> for Version {
                 seasons: Vec::new(),
             });
         }
+        let shorthand = [(v.fixed_per_day, FixedPer::Day), (v.fixed_per_month, FixedPer::Month)];
+        let fixed_charges = shorthand
+            .into_iter()
+            .filter(|(rate, _)| !rate.is_zero())
+            .map(|(rate, per)| FixedCharge { name: String::new(), rate, per, seasons: Vec::new() })
+            .chain(v.fixed_charges)
+            .collect();
         Ok(Version {
             effective_from: v.effective_from,
             effective_to: v.effective_to,
             energy: v.energy,
-            fixed_per_day: v.fixed_per_day,
-            fixed_per_month: v.fixed_per_month,
+            kwh_charges: v.kwh_charges,
+            fixed_charges,
             demand_charges,
             export_credit: v.export_credit,
             vat_on: v.vat_on,
@@ -243,6 +303,10 @@ pub struct PeriodRates {
 }
 
 impl PeriodRates {
+    pub fn is_empty(&self) -> bool {
+        TouPeriod::ALL.iter().all(|p| self.get(*p).is_none())
+    }
+
     pub fn get(&self, p: TouPeriod) -> Option<Decimal> {
         match p {
             TouPeriod::Peak => self.peak,
@@ -594,8 +658,6 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     {
         p.add(format!("{at}.effective_to"), format!("ends ({to}) before it starts ({}).", v.effective_from));
     }
-    non_negative(p, &format!("{at}.fixed_per_day"), v.fixed_per_day);
-    non_negative(p, &format!("{at}.fixed_per_month"), v.fixed_per_month);
     if let Some(c) = v.export_credit {
         non_negative(p, &format!("{at}.export_credit"), c);
     }
@@ -605,8 +667,53 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
         Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou, uses_holiday_grid(v)),
     }
     validate_holidays(p, at, v);
+    for (i, c) in v.kwh_charges.iter().enumerate() {
+        validate_kwh_charge(p, &format!("{at}.kwh_charges[{i}]"), c, &v.energy);
+    }
+    for (i, c) in v.fixed_charges.iter().enumerate() {
+        let at = format!("{at}.fixed_charges[{i}]");
+        if c.name.chars().count() > 100 {
+            p.add(format!("{at}.name"), "use at most 100 characters.");
+        }
+        non_negative(p, &format!("{at}.rate"), c.rate);
+        validate_season_names(p, &at, &c.seasons, &v.energy);
+    }
     for (i, d) in v.demand_charges.iter().enumerate() {
         validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
+    }
+}
+
+fn validate_kwh_charge(p: &mut Problems, at: &str, c: &KwhCharge, energy: &Energy) {
+    if c.name.trim().is_empty() || c.name.chars().count() > 100 {
+        p.add(format!("{at}.name"), "enter the name the bill gives the charge (1 to 100 characters).");
+    }
+    match (c.rate.is_some(), c.rates.is_empty()) {
+        (true, false) => {
+            p.add(format!("{at}.rates"), "a charge is either flat (`rate`) or per TOU period (`rates`), not both.")
+        }
+        (false, true) => p.add(format!("{at}.rate"), "enter a rate per kWh, or rates per TOU period."),
+        (false, false) if !matches!(energy, Energy::Tou(_)) => p.add(
+            format!("{at}.rates"),
+            "rates per TOU period need a time-of-use energy charge; enter one flat rate instead.",
+        ),
+        _ => {}
+    }
+    validate_season_names(p, at, &c.seasons, energy);
+}
+
+/// Each name in `names` (at `{at}.seasons[i]`) must be a season of the version's TOU energy charge.
+fn validate_season_names(p: &mut Problems, at: &str, names: &[String], energy: &Energy) {
+    let seasons = match energy {
+        Energy::Tou(t) => &t.seasons[..],
+        _ => &[],
+    };
+    for (s, name) in names.iter().enumerate() {
+        if !seasons.iter().any(|season| season.name == *name) {
+            p.add(
+                format!("{at}.seasons[{s}]"),
+                format!("“{name}” is not a season of this version's time-of-use energy charge."),
+            );
+        }
     }
 }
 
@@ -618,21 +725,10 @@ fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy
         p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
     }
     non_negative(p, &format!("{at}.rate"), d.rate);
-    let seasons = match energy {
-        Energy::Tou(t) => &t.seasons[..],
-        _ => &[],
-    };
     if !d.periods.is_empty() && !matches!(energy, Energy::Tou(_)) {
         p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
     }
-    for (s, name) in d.seasons.iter().enumerate() {
-        if !seasons.iter().any(|season| season.name == *name) {
-            p.add(
-                format!("{at}.seasons[{s}]"),
-                format!("“{name}” is not a season of this version's time-of-use energy charge."),
-            );
-        }
-    }
+    validate_season_names(p, at, &d.seasons, energy);
 }
 
 fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
@@ -881,8 +977,8 @@ mod tests {
                         windows,
                     }],
                 }),
-                fixed_per_day: Decimal::ZERO,
-                fixed_per_month: Decimal::ZERO,
+                kwh_charges: vec![],
+                fixed_charges: vec![],
                 demand_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],

@@ -35,13 +35,18 @@ fn version(energy: Energy) -> Version {
         effective_from: d(2000, 1, 1),
         effective_to: None,
         energy,
-        fixed_per_day: Decimal::ZERO,
-        fixed_per_month: Decimal::ZERO,
+        kwh_charges: vec![],
+        fixed_charges: vec![],
         demand_charges: vec![],
         export_credit: None,
         vat_on: vec![],
         holidays: vec![],
     }
+}
+
+/// An unnamed fixed charge in every season.
+fn fixed(rate: Decimal, per: FixedPer) -> FixedCharge {
+    FixedCharge { name: String::new(), rate, per, seasons: vec![] }
 }
 
 fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
@@ -102,7 +107,7 @@ fn line<'a>(bill: &'a Bill, description: &str) -> &'a engine::Line {
 fn london_months_with_dst_changes_bill_every_interval_once() {
     let london: Tz = "Europe/London".parse().unwrap();
     let mut v = version(Energy::Flat { rate: dec("0.25") });
-    v.fixed_per_day = dec("0.50");
+    v.fixed_charges = vec![fixed(dec("0.50"), FixedPer::Day)];
     let tariff = assign(vec![v], municipality(vec![]));
     for (month, intervals) in [(3, 2972), (10, 2980), (6, 2880)] {
         let period = Period::month(2026, month, 1).unwrap();
@@ -274,7 +279,7 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
 fn the_outlook_accrues_fixed_charges_and_extrapolates_energy() {
     let utc: Tz = chrono_tz::UTC;
     let mut v = version(Energy::Flat { rate: dec("1") });
-    v.fixed_per_month = dec("300");
+    v.fixed_charges = vec![fixed(dec("300"), FixedPer::Month)];
     v.vat_on = vec![Component::Energy, Component::Fixed];
     let period = Period::month(2026, 6, 1).unwrap();
     // Data for the first 10 days only: 960 intervals of 1 kWh.
@@ -303,7 +308,7 @@ fn days_without_a_tariff_are_shown_unpriced() {
 fn additive_version() -> impl Strategy<Value = Version> {
     let rate = || (0u32..100_000).prop_map(|c| Decimal::new(c.into(), 4));
     (rate(), rate(), rate(), rate(), proptest::bool::ANY, 1usize..23, 1usize..24, proptest::bool::ANY).prop_map(
-        |(peak, off, fixed, export, flat, a, len, vat)| {
+        |(peak, off, fixed_rate, export, flat, a, len, vat)| {
             let energy = if flat {
                 Energy::Flat { rate: peak }
             } else {
@@ -337,8 +342,24 @@ fn additive_version() -> impl Strategy<Value = Version> {
                 }
                 e
             };
+            // Per-kWh charges add up over a split too: a flat levy and, on TOU, a peak-only one.
+            let mut kwh_charges = vec![KwhCharge {
+                name: "Levy".into(),
+                rate: Some(off),
+                rates: PeriodRates::default(),
+                seasons: vec![],
+            }];
+            if !flat {
+                kwh_charges.push(KwhCharge {
+                    name: "Network".into(),
+                    rate: None,
+                    rates: PeriodRates { peak: Some(-fixed_rate), ..PeriodRates::default() },
+                    seasons: vec!["All year".into()],
+                });
+            }
             let mut v = version(energy);
-            v.fixed_per_day = fixed;
+            v.kwh_charges = kwh_charges;
+            v.fixed_charges = vec![fixed(fixed_rate, FixedPer::Day)];
             v.export_credit = Some(export);
             v.vat_on = if vat { vec![Component::Energy, Component::Fixed, Component::Export] } else { vec![] };
             v
@@ -374,6 +395,7 @@ proptest! {
     ) {
         let mut v = v;
         if blocks {
+            v.kwh_charges.retain(|k| k.rate.is_some());
             v.energy = Energy::Blocks { blocks: vec![
                 Block { up_to_kwh: Some(dec("5000")), rate: dec("1") },
                 Block { up_to_kwh: Some(dec("20000")), rate: dec("2") },
@@ -386,6 +408,8 @@ proptest! {
         let bill = run(tz, period, &assign(vec![v], municipality(vec![d(2026, 1, 1), d(2026, 12, 25)])), &data);
         prop_assert_eq!(energy_kwh(&bill), metered);
         prop_assert_eq!(bill.import_kwh, metered);
+        // A flat per-kWh charge is on every kWh.
+        prop_assert_eq!(line(&bill, "Levy").quantity, metered);
         prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
         prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
     }
@@ -533,9 +557,8 @@ fn the_json_format_round_trips_and_names_unknown_fields() {
         assert_eq!(validate(&doc), vec![], "{}", doc.name);
         let again: TariffDoc = serde_json::from_str(&serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         assert_eq!(again, doc);
-        let err =
-            serde_json::from_str::<TariffDoc>(&json.replace("\"fixed_per_day\"", "\"fixed_per_dya\"")).unwrap_err();
-        assert!(err.to_string().contains("unknown field `fixed_per_dya`"), "{err}");
+        let err = serde_json::from_str::<TariffDoc>(&json.replace("\"vat_on\"", "\"vat_onn\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `vat_onn`"), "{err}");
         let err = serde_json::from_str::<TariffDoc>(&json.replace("\"07:00\"", "\"07:10\"")).unwrap_err();
         assert!(err.to_string().contains("07:10 is not on a quarter hour"), "{err}");
     }
@@ -1001,5 +1024,206 @@ proptest! {
         prop_assert_eq!(a.exact_total, b.exact_total);
         prop_assert_eq!(energy_kwh(&a), energy_kwh(&c));
         prop_assert_eq!(c.subtotal, c.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
+}
+
+// ---------------------------------------------------------------- unbundled and seasonal charges
+
+/// Two seasons with the windows of [`holidays_by_type`] (weekdays peak 07–10 and 18–20, standard
+/// 06–07, 10–18 and 20–22; Saturdays standard 07–12 and 18–20; Sundays off-peak), High demand
+/// (06-01 to 08-31: peak 4.00, standard 1.50, off-peak 0.80) and Low demand (the rest: 2.00,
+/// 1.20, 0.70); four per-kWh charges and three fixed charges, two of them by season. ILLUSTRATIVE
+/// rates with the structure of an Eskom or municipal TOU schedule.
+pub(super) fn unbundled() -> Version {
+    let Energy::Tou(t) = holidays_by_type().energy else { unreachable!() };
+    let season = |name: &str, from: (u32, u32), to: (u32, u32), rates: [&str; 3]| Season {
+        name: name.into(),
+        from: MonthDay { month: from.0, day: from.1 },
+        to: MonthDay { month: to.0, day: to.1 },
+        rates: PeriodRates { peak: Some(dec(rates[0])), standard: Some(dec(rates[1])), off_peak: Some(dec(rates[2])) },
+        windows: t.seasons[0].windows.iter().filter(|w| w.day_type != DayType::Holiday).cloned().collect(),
+    };
+    let mut v = version(Energy::Tou(Tou {
+        holidays_as: DayType::Sunday,
+        seasons: vec![
+            season("High demand", (6, 1), (8, 31), ["4.00", "1.50", "0.80"]),
+            season("Low demand", (9, 1), (5, 31), ["2.00", "1.20", "0.70"]),
+        ],
+    }));
+    let kwh = |name: &str, rate: Option<&str>, rates: PeriodRates, seasons: &[&str]| KwhCharge {
+        name: name.into(),
+        rate: rate.map(dec),
+        rates,
+        seasons: seasons.iter().map(|s| s.to_string()).collect(),
+    };
+    let network = PeriodRates { peak: Some(dec("0.30")), standard: Some(dec("0.10")), off_peak: None };
+    v.kwh_charges = vec![
+        kwh("Legacy charge", Some("0.2000"), PeriodRates::default(), &[]),
+        kwh("Network demand charge", None, network, &[]),
+        kwh("Affordability subsidy credit", Some("-0.0125"), PeriodRates::default(), &[]),
+        kwh("Ancillary service charge", Some("0.0100"), PeriodRates::default(), &["High demand"]),
+    ];
+    let fixed = |name: &str, rate: &str, per, seasons: &[&str]| FixedCharge {
+        name: name.into(),
+        rate: dec(rate),
+        per,
+        seasons: seasons.iter().map(|s| s.to_string()).collect(),
+    };
+    v.fixed_charges = vec![
+        fixed("Service charge", "25.00", FixedPer::Day, &[]),
+        fixed("Administration charge (high demand)", "300.00", FixedPer::Month, &["High demand"]),
+        fixed("Administration charge (low demand)", "200.00", FixedPer::Month, &["Low demand"]),
+    ];
+    v.vat_on = vec![Component::Energy, Component::Fixed];
+    v
+}
+
+/// UNBUNDLED AND SEASONAL CHARGES, by hand. Meter-read day 15: 15 August to 14 September 2026
+/// (31 days) in Africa/Johannesburg (no DST, no holidays), 1 kWh per 15 minutes (4 kWh an hour).
+/// High demand, 15–31 August (17 days): 15 August is a Saturday; weekdays 17–21, 24–28, 31 = 11,
+/// Saturdays 15, 22, 29 = 3, Sundays 16, 23, 30 = 3. Low demand, 1–14 September (14 days):
+/// weekdays 1–4, 7–11, 14 = 10, Saturdays 5, 12 = 2, Sundays 6, 13 = 2.
+/// A weekday: peak 5 h = 20 kWh, standard 11 h = 44, off-peak 8 h = 32; a Saturday: standard
+/// 7 h = 28, off-peak 17 h = 68; a Sunday: off-peak 96.
+///   High · Peak      11 × 20 = 220 kWh × 4.00                                   =   880.00
+///   High · Standard  11 × 44 + 3 × 28 = 568 kWh × 1.50                          =   852.00
+///   High · Off-peak  11 × 32 + 3 × 68 + 3 × 96 = 844 kWh × 0.80                 =   675.20
+///   Low · Peak       10 × 20 = 200 kWh × 2.00                                   =   400.00
+///   Low · Standard   10 × 44 + 2 × 28 = 496 kWh × 1.20                          =   595.20
+///   Low · Off-peak   10 × 32 + 2 × 68 + 2 × 96 = 648 kWh × 0.70                 =   453.60
+///   (1 632 + 1 344 = 2 976 kWh = 31 × 96)
+///   Legacy charge                 2 976 kWh × 0.2000                            =   595.20
+///   Network demand charge · Peak  220 + 200 = 420 kWh × 0.30                    =   126.00
+///   Network · Standard            568 + 496 = 1 064 kWh × 0.10                  =   106.40
+///     (off-peak has no network rate: no line)
+///   Affordability subsidy credit  2 976 kWh × −0.0125                           =   −37.20
+///   Ancillary service charge      High demand days only: 1 632 kWh × 0.0100     =    16.32
+///   Service charge                31 days × 25.00                               =   775.00
+///   Administration (high demand)  300.00 × 17 / 31 = 164.516… (0.5484 months)   =   164.52
+///   Administration (low demand)   200.00 × 14 / 31 = 90.322… (0.4516 months)    =    90.32
+///   subtotal  3 856.00 + 806.72 + 1 029.84                                      = 5 692.56
+///   VAT 15 %  5 692.56 × 0.15 = 853.884                                         =   853.88
+///   total                                                                       = 6 546.44
+#[test]
+fn unbundled_and_seasonal_charges_match_the_hand_calculation() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period::month(2026, 8, 15).unwrap();
+    let bill =
+        run(joburg, period, &assign(vec![unbundled()], municipality(vec![])), &intervals_of_one_kwh(joburg, period));
+    let got: Vec<(&str, &str, String, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.kind.label(),
+                l.description.as_str(),
+                l.quantity.normalize().to_string(),
+                l.rate.normalize().to_string(),
+                l.amount.to_string(),
+            )
+        })
+        .collect();
+    let row = |kind, description, qty: &str, rate: &str, amount: &str| {
+        (kind, description, qty.to_string(), rate.to_string(), amount.to_string())
+    };
+    assert_eq!(
+        got,
+        [
+            row("Energy", "High demand · Peak", "220", "4", "880.00"),
+            row("Energy", "High demand · Standard", "568", "1.5", "852.00"),
+            row("Energy", "High demand · Off-peak", "844", "0.8", "675.20"),
+            row("Energy", "Low demand · Peak", "200", "2", "400.00"),
+            row("Energy", "Low demand · Standard", "496", "1.2", "595.20"),
+            row("Energy", "Low demand · Off-peak", "648", "0.7", "453.60"),
+            row("Per-kWh charge", "Legacy charge", "2976", "0.2", "595.20"),
+            row("Per-kWh charge", "Network demand charge · Peak", "420", "0.3", "126.00"),
+            row("Per-kWh charge", "Network demand charge · Standard", "1064", "0.1", "106.40"),
+            row("Per-kWh charge", "Affordability subsidy credit", "2976", "-0.0125", "-37.20"),
+            row("Per-kWh charge", "Ancillary service charge", "1632", "0.01", "16.32"),
+            row("Fixed", "Service charge", "31", "25", "775.00"),
+            row("Fixed", "Administration charge (high demand)", "0.5484", "300", "164.52"),
+            row("Fixed", "Administration charge (low demand)", "0.4516", "200", "90.32"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("5692.56"), dec("853.88"), dec("6546.44")));
+}
+
+#[test]
+fn per_kwh_and_fixed_charges_name_what_is_wrong() {
+    let mut v = unbundled();
+    v.kwh_charges[0].name = " ".into();
+    v.kwh_charges[1].rate = Some(dec("0.1"));
+    v.kwh_charges[2].rate = None;
+    v.kwh_charges[3].seasons = vec!["Winter".into()];
+    v.fixed_charges[0].rate = dec("-1");
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].kwh_charges[0].name: enter the name the bill gives the charge (1 to 100 characters).",
+            "versions[0].kwh_charges[1].rates: a charge is either flat (`rate`) or per TOU period (`rates`), not both.",
+            "versions[0].kwh_charges[2].rate: enter a rate per kWh, or rates per TOU period.",
+            "versions[0].kwh_charges[3].seasons[0]: “Winter” is not a season of this version's time-of-use energy charge.",
+            "versions[0].fixed_charges[0].rate: must not be negative (got -1).",
+        ]
+    );
+    let mut flat = unbundled();
+    flat.energy = Energy::Flat { rate: dec("1") };
+    flat.kwh_charges.truncate(2);
+    flat.fixed_charges.truncate(1);
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![flat] };
+    assert_eq!(
+        validate(&doc).iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        [
+            "versions[0].kwh_charges[1].rates: rates per TOU period need a time-of-use energy charge; enter one flat rate instead."
+        ]
+    );
+}
+
+#[test]
+fn fixed_per_day_and_per_month_still_import_as_fixed_charges() {
+    let v: Version = serde_json::from_str(
+        r#"{ "effective_from": "2026-01-01", "energy": { "kind": "flat", "rate": "1" },
+             "fixed_per_day": "2.50", "fixed_per_month": "0",
+             "fixed_charges": [{ "name": "Meter rental", "rate": "40", "per": "month" }] }"#,
+    )
+    .unwrap();
+    assert_eq!(
+        v.fixed_charges,
+        [
+            fixed(dec("2.50"), FixedPer::Day),
+            FixedCharge { name: "Meter rental".into(), rate: dec("40"), per: FixedPer::Month, seasons: vec![] }
+        ]
+    );
+    let written = serde_json::to_value(&v).unwrap();
+    assert!(written.get("fixed_per_day").is_none() && written["fixed_charges"][0]["per"] == "day", "{written}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Seasonal fixed charges that together cover the year bill what one all-year charge does,
+    /// and the bill is the sum of its lines, whatever the period and its seasons.
+    #[test]
+    fn seasonal_fixed_charges_cover_the_period_once(
+        month in 1u32..=12, read_day in 1u32..=28, seed in any::<u64>(), tz in zones(),
+    ) {
+        let period = Period::month(2026, month, read_day).unwrap();
+        let data = random_data(tz, period, seed);
+        let mut seasonal = unbundled();
+        let mut whole = seasonal.clone();
+        for f in &mut seasonal.fixed_charges[1..] {
+            f.rate = dec("300.00");
+        }
+        whole.fixed_charges.truncate(1);
+        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![] });
+        let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let (a, b) = (bill(seasonal), bill(whole));
+        let fixed_exact = |b: &Bill| b.lines.iter().filter(|l| l.kind == LineKind::Fixed).map(|l| l.exact).sum::<Decimal>();
+        // Equal but for the last of Decimal's 28 digits (17/31 + 14/31 against 31/31).
+        prop_assert!((fixed_exact(&a) - fixed_exact(&b)).abs() < dec("0.000000000001"));
+        prop_assert_eq!(a.subtotal, a.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(a.total, a.subtotal + a.vat);
     }
 }

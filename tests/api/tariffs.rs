@@ -208,9 +208,9 @@ async fn the_municipality_and_tariff_editors_explain_what_is_wrong(pool: PgPool)
         res.body
     );
     let mut bad = blocks;
-    bad.push(("fixed_per_day".into(), "1,50".into()));
+    bad.push(("fixed_0_rate".into(), "1,50".into()));
     let res = post(&mut b, "/settings/rates/tariffs/new", &bad).await;
-    assert!(res.body.contains("Fixed charge per day: “1,50” is not a number"), "{}", res.body);
+    assert!(res.body.contains("Fixed charge 1 rate: “1,50” is not a number"), "{}", res.body);
     let stored: i64 =
         sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
     assert_eq!(stored, 1, "nothing invalid was stored");
@@ -576,7 +576,97 @@ async fn the_editor_bills_holidays_by_type_and_names_a_bad_line(pool: PgPool) {
         ])
     );
     let windows = export["versions"][0]["energy"]["seasons"][0]["windows"].as_array().unwrap();
-    assert!(windows.contains(&serde_json::json!({ "day_type": "holiday", "from": "00:00", "to": "24:00", "period": "off_peak" })));
+    assert!(
+        windows.contains(
+            &serde_json::json!({ "day_type": "holiday", "from": "00:00", "to": "24:00", "period": "off_peak" })
+        )
+    );
     let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
     assert!(page.body.contains("2026-04-27 saturday Freedom Day</textarea>"), "{}", page.body);
+}
+
+#[sqlx::test]
+async fn the_editor_builds_per_kwh_and_named_fixed_charges_and_the_bill_shows_them(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let charges = [
+        ("kwh_0_name", "Network charge"),
+        ("kwh_0_rate", "0.2500"),
+        ("kwh_1_name", "Subsidy"),
+        ("kwh_1_peak", "-0.01"),
+        ("fixed_0_name", "Service charge"),
+        ("fixed_0_rate", "10.00"),
+        ("fixed_0_per", "day"),
+        ("fixed_1_name", "Meter rental"),
+        ("fixed_1_rate", "62.00"),
+        ("fixed_1_per", "month"),
+    ];
+    // Rates per TOU period on a flat tariff: refused, naming the charge.
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Unbundled", &m, &charges)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body
+            .contains("versions[0].kwh_charges[1].rates</code>: rates per TOU period need a time-of-use energy charge"),
+        "{}",
+        res.body
+    );
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    let mut good = charges.to_vec();
+    good[3] = ("kwh_1_rate", "-0.01");
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Unbundled", &m, &good)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        (&export["versions"][0]["kwh_charges"], &export["versions"][0]["fixed_charges"]),
+        (
+            &serde_json::json!([
+                { "name": "Network charge", "rate": "0.2500" },
+                { "name": "Subsidy", "rate": "-0.01" },
+            ]),
+            &serde_json::json!([
+                { "name": "Service charge", "rate": "10.00", "per": "day" },
+                { "name": "Meter rental", "rate": "62.00", "per": "month" },
+            ])
+        )
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains(r#"name="kwh_1_rate" value="-0.01""#), "{}", page.body);
+
+    // On a bill: June 2026 of the Homeflex example's meter (11 532 kWh; R 2.00 flat).
+    //   Energy          11 532 kWh × 2.00     = 23 064.00
+    //   Network charge  11 532 kWh × 0.2500   =  2 883.00
+    //   Subsidy         11 532 kWh × −0.01    =   −115.32
+    //   Service charge  30 days × 10.00       =    300.00
+    //   Meter rental    1 month × 62.00       =     62.00
+    //   total (no VAT ticked)                 = 26 193.68
+    let site = homeflex_june_site(&app).await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
+            "Per-kWh charge,Network charge,11532,kWh,0.25,2883.00,0,,ZAR",
+            "Per-kWh charge,Subsidy,11532,kWh,-0.01,-115.32,0,,ZAR",
+            "Fixed,Service charge,30,days,10,300.00,0,,ZAR",
+            "Fixed,Meter rental,1,months,62,62.00,0,,ZAR",
+            "Subtotal,,,,,26193.68,,,ZAR",
+            "VAT,,,,,0.00,,,ZAR",
+            "Total,,,,,26193.68,,,ZAR",
+        ]
+    );
 }
