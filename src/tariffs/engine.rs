@@ -82,6 +82,9 @@ impl LineKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub kind: LineKind,
+    /// Stable internal code: `energy.{season}.{period}`, `{charge}` or `{charge}.{period}` (the
+    /// charge's own code or `kwh1`, `fixed2`, `demand1` by position), `export`, `unpriced`.
+    pub code: String,
     pub segment: usize,
     pub description: String,
     pub quantity: Decimal,
@@ -211,6 +214,14 @@ impl<'a> Compiled<'a> {
         tou.seasons.iter().any(|s| md.within(s.from, s.to) && names.contains(&s.name))
     }
 
+    /// What the tariff's bills call TOU period `p`.
+    fn period_label(&self, p: TouPeriod) -> &'a str {
+        match &self.version.energy {
+            Energy::Tou(tou) => tou.period_names.label(p),
+            _ => p.label(),
+        }
+    }
+
     fn vat(&self, c: Component) -> Decimal {
         if self.version.vat_on.contains(&c) { self.municipality.vat_percent } else { Decimal::ZERO }
     }
@@ -282,7 +293,8 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         let Some(c) = &compiled[s] else {
             segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None, holidays: vec![] });
             let unpriced = "No tariff in effect: not priced".into();
-            lines.push(line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO));
+            let l = line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO);
+            lines.push(l.coded("unpriced".into()));
             continue;
         };
         let Some((a, _)) = key else { continue };
@@ -481,7 +493,9 @@ impl Part<'_> {
         let mut lines = Vec::new();
         match &v.energy {
             Energy::Flat { rate } => {
-                lines.push(line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat));
+                lines.push(
+                    line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat).coded("energy".into()),
+                );
             }
             Energy::Blocks { blocks } => {
                 let (mut remaining, mut lower) = (import_kwh, Decimal::ZERO);
@@ -497,7 +511,8 @@ impl Part<'_> {
                         None => format!("Block {} (the rest)", b + 1),
                     };
                     if qty > Decimal::ZERO || b == 0 {
-                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat));
+                        let code = format!("energy.block{}", b + 1);
+                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat).coded(code));
                     }
                     remaining -= qty;
                     lower = upper.unwrap_or(lower);
@@ -510,8 +525,9 @@ impl Part<'_> {
                 for ((season, p), wh) in &t.tou {
                     let s_def = &tou.seasons[*season];
                     let rate = s_def.rates.get(*p).unwrap_or_default();
-                    let label = format!("{} · {}", s_def.name, p.label());
-                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat));
+                    let label = format!("{} · {}", s_def.name, tou.period_names.label(*p));
+                    let code = format!("energy.{}.{}", model::code_or(&s_def.code, "s", *season), p.key());
+                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat).coded(code));
                 }
             }
         }
@@ -523,13 +539,18 @@ impl Part<'_> {
     fn kwh_charge_lines(&self) -> Vec<Line> {
         let vat = self.tariff.vat(Component::Energy);
         let mut lines = Vec::new();
-        for (k, wh) in self.tariff.version.kwh_charges.iter().zip(&self.totals.kwh) {
+        for (n, (k, wh)) in self.tariff.version.kwh_charges.iter().zip(&self.totals.kwh).enumerate() {
+            let code = model::code_or(&k.code, "kwh", n);
             for (period, wh) in wh {
-                let (label, rate) = match period {
-                    None => (k.name.clone(), k.rate.unwrap_or_default()),
-                    Some(p) => (format!("{} · {}", k.name, p.label()), k.rates.get(*p).unwrap_or_default()),
+                let (label, rate, code) = match period {
+                    None => (k.name.clone(), k.rate.unwrap_or_default(), code.clone()),
+                    Some(p) => (
+                        format!("{} · {}", k.name, self.tariff.period_label(*p)),
+                        k.rates.get(*p).unwrap_or_default(),
+                        format!("{code}.{}", p.key()),
+                    ),
                 };
-                lines.push(line(self.segment, LineKind::Charge, label, wh / KILO, "kWh", rate, vat));
+                lines.push(line(self.segment, LineKind::Charge, label, wh / KILO, "kWh", rate, vat).coded(code));
             }
         }
         lines
@@ -540,7 +561,7 @@ impl Part<'_> {
     fn fixed_lines(&self) -> Vec<Line> {
         let vat = self.tariff.vat(Component::Fixed);
         let mut lines = Vec::new();
-        for (f, days) in self.tariff.version.fixed_charges.iter().zip(&self.totals.fixed_days) {
+        for (n, (f, days)) in self.tariff.version.fixed_charges.iter().zip(&self.totals.fixed_days).enumerate() {
             if *days == 0 {
                 continue;
             }
@@ -560,7 +581,7 @@ impl Part<'_> {
                     l
                 }
             };
-            lines.push(l);
+            lines.push(l.coded(model::code_or(&f.code, "fixed", n)));
         }
         lines
     }
@@ -591,7 +612,9 @@ impl Part<'_> {
                 None => (Decimal::ZERO, "no demand recorded".into()),
             };
             let vat = self.tariff.vat(Component::Demand);
-            let mut l = line(self.segment, LineKind::Demand, demand_label(d), qty, d.unit.label(), d.rate, vat);
+            let label = demand_label(d, self.tariff);
+            let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat)
+                .coded(model::code_or(&d.code, "demand", n));
             l.exact = qty * d.rate * days / self.period_days;
             l.amount = round_cents(l.exact);
             l.note = if days == self.period_days {
@@ -612,7 +635,8 @@ impl Part<'_> {
         }
         let vat = self.tariff.vat(Component::Export);
         let label = "Export credit".into();
-        let mut l = line(self.segment, LineKind::Export, label, self.totals.export_wh / KILO, "kWh", rate, vat);
+        let mut l = line(self.segment, LineKind::Export, label, self.totals.export_wh / KILO, "kWh", rate, vat)
+            .coded("export".into());
         l.exact = -l.exact;
         l.amount = -l.amount;
         Some(l)
@@ -620,7 +644,7 @@ impl Part<'_> {
 }
 
 /// The charge's name, or what it is: "Maximum demand (kVA, 30-minute, Peak)".
-fn demand_label(d: &DemandCharge) -> String {
+fn demand_label(d: &DemandCharge, tariff: &Compiled<'_>) -> String {
     if !d.name.trim().is_empty() {
         return d.name.clone();
     }
@@ -630,7 +654,7 @@ fn demand_label(d: &DemandCharge) -> String {
     }
     if !d.periods.is_empty() {
         only.push_str(", ");
-        only.push_str(&d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"));
+        only.push_str(&d.periods.iter().map(|p| tariff.period_label(*p)).collect::<Vec<_>>().join("/"));
     }
     if !d.seasons.is_empty() {
         only.push_str(", ");
@@ -651,6 +675,7 @@ fn line(
     let exact = quantity * rate;
     Line {
         kind,
+        code: String::new(),
         segment,
         description,
         quantity,
@@ -660,6 +685,13 @@ fn line(
         amount: round_cents(exact),
         vat_percent,
         note: String::new(),
+    }
+}
+
+impl Line {
+    fn coded(mut self, code: String) -> Line {
+        self.code = code;
+        self
     }
 }
 

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge, FixedPer, Holiday,
-    KwhCharge, MonthDay, Municipality, PeriodRates, Season, Tou, TouPeriod, Version,
+    KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -206,6 +206,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     };
     for (n, k) in v.kwh_charges.iter().enumerate().take(KWH_SLOTS) {
         f.set(format!("kwh_{n}_name"), &k.name);
+        f.set(format!("kwh_{n}_code"), &k.code);
         if let Some(r) = k.rate {
             f.set(format!("kwh_{n}_rate"), r);
         }
@@ -218,12 +219,14 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     }
     for (n, c) in v.fixed_charges.iter().enumerate().take(FIXED_SLOTS) {
         f.set(format!("fixed_{n}_name"), &c.name);
+        f.set(format!("fixed_{n}_code"), &c.code);
         f.set(format!("fixed_{n}_rate"), c.rate);
         f.set(format!("fixed_{n}_per"), c.per.key());
         tick_seasons(&mut f, "fixed", n, &c.seasons);
     }
     for (n, d) in v.demand_charges.iter().enumerate().take(DEMAND_SLOTS) {
         f.set(format!("demand_{n}_name"), &d.name);
+        f.set(format!("demand_{n}_code"), &d.code);
         f.set(format!("demand_{n}_rate"), d.rate);
         f.set(format!("demand_{n}_unit"), d.unit.label());
         f.set(format!("demand_{n}_window"), d.window_minutes);
@@ -247,8 +250,12 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         Energy::Tou(tou) => {
             f.set("energy_kind", "tou");
             f.set("holidays_as", tou.holidays_as.key());
+            for p in TouPeriod::ALL {
+                f.set(format!("period_name_{}", p.key()), tou.period_names.get(p).unwrap_or(""));
+            }
             for (s, season) in tou.seasons.iter().enumerate().take(SEASON_SLOTS) {
                 f.set(format!("season_{s}_name"), &season.name);
+                f.set(format!("season_{s}_code"), &season.code);
                 f.set(format!("season_{s}_from"), season.from);
                 f.set(format!("season_{s}_to"), season.to);
                 for p in TouPeriod::ALL {
@@ -344,9 +351,15 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
                     }
                     windows.extend(model::windows_from_grid(dt, &hours));
                 }
-                seasons.push(Season { name, from, to, rates, windows });
+                let code = f.season(&s, "code").trim().to_string();
+                seasons.push(Season { name, code, from, to, rates, windows });
             }
-            Energy::Tou(Tou { holidays_as, seasons })
+            let mut period_names = PeriodNames::default();
+            for p in TouPeriod::ALL {
+                let name = f.get(&format!("period_name_{}", p.key())).trim();
+                period_names.set(p, (!name.is_empty()).then(|| name.to_string()));
+            }
+            Energy::Tou(Tou { holidays_as, period_names, seasons })
         }
         other => {
             e.add(
@@ -458,7 +471,13 @@ fn kwh_charges(f: &Fields, e: &mut FieldErrors) -> Vec<KwhCharge> {
             }
         }
         let seasons = ticked_seasons(f, e, "kwh", n);
-        out.push(KwhCharge { name: f.kwh(&n, "name").trim().to_string(), rate: flat, rates, seasons });
+        out.push(KwhCharge {
+            name: f.kwh(&n, "name").trim().to_string(),
+            code: f.kwh(&n, "code").trim().to_string(),
+            rate: flat,
+            rates,
+            seasons,
+        });
     }
     out
 }
@@ -485,7 +504,7 @@ fn fixed_charges(f: &Fields, e: &mut FieldErrors) -> Vec<FixedCharge> {
             }
         };
         let seasons = ticked_seasons(f, e, "fixed", n);
-        out.push(FixedCharge { name, rate, per, seasons });
+        out.push(FixedCharge { name, code: f.fixed(&n, "code").trim().to_string(), rate, per, seasons });
     }
     out
 }
@@ -528,7 +547,8 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         };
         let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
         let seasons = ticked_seasons(f, e, "demand", n);
-        out.push(DemandCharge { name, unit, window_minutes, method, rate, periods, seasons });
+        let code = f.demand(&n, "code").trim().to_string();
+        out.push(DemandCharge { name, code, unit, window_minutes, method, rate, periods, seasons });
     }
     out
 }

@@ -131,6 +131,10 @@ pub struct Holiday {
 pub struct KwhCharge {
     /// What the bill calls the line, e.g. Network demand charge.
     pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `kwh1, kwh2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "PeriodRates::is_empty")]
@@ -147,6 +151,10 @@ pub struct FixedCharge {
     /// What the bill calls the line; "Fixed charge per day" or "… per month" when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `fixed1, fixed2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     pub rate: Decimal,
     pub per: FixedPer,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -210,6 +218,7 @@ impl TryFrom<VersionIn> for Version {
             }
             demand_charges.push(DemandCharge {
                 name: String::new(),
+                code: String::new(),
                 unit: d.unit,
                 window_minutes: d.window_minutes,
                 method: DemandMethod::Block,
@@ -222,7 +231,7 @@ impl TryFrom<VersionIn> for Version {
         let fixed_charges = shorthand
             .into_iter()
             .filter(|(rate, _)| !rate.is_zero())
-            .map(|(rate, per)| FixedCharge { name: String::new(), rate, per, seasons: Vec::new() })
+            .map(|(rate, per)| FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: Vec::new() })
             .chain(v.fixed_charges)
             .collect();
         Ok(Version {
@@ -275,13 +284,63 @@ pub struct Tou {
     /// The day type a public holiday of the municipality is billed as (unless the version lists
     /// it in `holidays`).
     pub holidays_as: DayType,
+    /// What the utility calls each period on its bills (e.g. On-peak, Mid-peak); the portal's
+    /// Peak, Standard and Off-peak when absent. The period's key stays its internal code.
+    #[serde(default, skip_serializing_if = "PeriodNames::is_empty")]
+    pub period_names: PeriodNames,
     pub seasons: Vec<Season>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodNames {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_peak: Option<String>,
+}
+
+impl PeriodNames {
+    pub fn is_empty(&self) -> bool {
+        TouPeriod::ALL.iter().all(|p| self.get(*p).is_none())
+    }
+
+    pub fn get(&self, p: TouPeriod) -> Option<&str> {
+        match p {
+            TouPeriod::Peak => self.peak.as_deref(),
+            TouPeriod::Standard => self.standard.as_deref(),
+            TouPeriod::OffPeak => self.off_peak.as_deref(),
+        }
+    }
+
+    pub fn set(&mut self, p: TouPeriod, name: Option<String>) {
+        match p {
+            TouPeriod::Peak => self.peak = name,
+            TouPeriod::Standard => self.standard = name,
+            TouPeriod::OffPeak => self.off_peak = name,
+        }
+    }
+
+    /// What the bill calls `p`.
+    pub fn label(&self, p: TouPeriod) -> &str {
+        self.get(p).unwrap_or(p.label())
+    }
+}
+
+/// A line's code: `explicit`, or `{prefix}{position + 1}` when empty.
+pub fn code_or(explicit: &str, prefix: &str, position: usize) -> String {
+    if explicit.is_empty() { format!("{prefix}{}", position + 1) } else { explicit.to_string() }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Season {
     pub name: String,
+    /// The season's stable internal code in its energy lines' codes; `s1`, `s2`, … when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     /// First day, `MM-DD`.
     pub from: MonthDay,
     /// Last day (inclusive), `MM-DD`; earlier than `from` for a season that spans New Year.
@@ -428,6 +487,10 @@ pub struct DemandCharge {
     /// What the bill calls the line; a description from the fields when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `demand1, demand2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     pub unit: DemandUnit,
     /// The demand interval: 15, 30 or 60 minutes.
     pub window_minutes: u32,
@@ -680,6 +743,49 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     }
     for (i, d) in v.demand_charges.iter().enumerate() {
         validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
+    }
+    validate_codes(p, at, v);
+}
+
+/// Codes are short, lowercase and unique among a version's charges (and among its seasons).
+fn validate_codes(p: &mut Problems, at: &str, v: &Version) {
+    let charges =
+        v.kwh_charges.iter().enumerate().map(|(i, c)| ("kwh_charges", i, code_or(&c.code, "kwh", i), &c.code));
+    let charges = charges
+        .chain(
+            v.fixed_charges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("fixed_charges", i, code_or(&c.code, "fixed", i), &c.code)),
+        )
+        .chain(
+            v.demand_charges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("demand_charges", i, code_or(&c.code, "demand", i), &c.code)),
+        );
+    let seasons: Vec<_> = match &v.energy {
+        Energy::Tou(t) => t
+            .seasons
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ("energy.seasons", i, code_or(&s.code, "s", i), &s.code))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for group in [charges.collect::<Vec<_>>(), seasons] {
+        for (n, (list, i, code, explicit)) in group.iter().enumerate() {
+            let field = format!("{at}.{list}[{i}].code");
+            if !explicit.is_empty()
+                && (explicit.len() > 40
+                    || !explicit.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+            {
+                p.add(&field, format!("“{explicit}”: use 1 to 40 of a–z, 0–9, _ and -."));
+            }
+            if let Some((other_list, j, _, _)) = group[..n].iter().find(|o| o.2 == *code) {
+                p.add(field, format!("“{code}” is also the code of {other_list}[{j}]; each needs its own."));
+            }
+        }
     }
 }
 
@@ -969,8 +1075,10 @@ mod tests {
                 effective_to: None,
                 energy: Energy::Tou(Tou {
                     holidays_as: DayType::Sunday,
+                    period_names: PeriodNames::default(),
                     seasons: vec![Season {
                         name: "All year".into(),
+                        code: String::new(),
                         from: MonthDay { month: 1, day: 1 },
                         to: MonthDay { month: 12, day: 31 },
                         rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
@@ -1106,6 +1214,7 @@ mod tests {
         assert_eq!((windows[1].from.to_string(), windows[1].to.to_string()), ("06:00".into(), "09:00".into()));
         let season = Season {
             name: "x".into(),
+            code: String::new(),
             from: MonthDay { month: 1, day: 1 },
             to: MonthDay { month: 12, day: 31 },
             rates: PeriodRates::default(),

@@ -46,7 +46,7 @@ fn version(energy: Energy) -> Version {
 
 /// An unnamed fixed charge in every season.
 fn fixed(rate: Decimal, per: FixedPer) -> FixedCharge {
-    FixedCharge { name: String::new(), rate, per, seasons: vec![] }
+    FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: vec![] }
 }
 
 fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
@@ -59,8 +59,10 @@ fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
 fn tou(windows: Vec<Window>, holidays_as: DayType) -> Energy {
     Energy::Tou(Tou {
         holidays_as,
+        period_names: PeriodNames::default(),
         seasons: vec![Season {
             name: "All year".into(),
+            code: String::new(),
             from: MonthDay { month: 1, day: 1 },
             to: MonthDay { month: 12, day: 31 },
             rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
@@ -193,6 +195,7 @@ fn a_public_holiday_is_billed_as_the_chosen_day_type() {
 fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPeriod>) -> DemandCharge {
     DemandCharge {
         name: String::new(),
+        code: String::new(),
         unit,
         window_minutes: minutes,
         method: DemandMethod::Block,
@@ -345,6 +348,7 @@ fn additive_version() -> impl Strategy<Value = Version> {
             // Per-kWh charges add up over a split too: a flat levy and, on TOU, a peak-only one.
             let mut kwh_charges = vec![KwhCharge {
                 name: "Levy".into(),
+                code: String::new(),
                 rate: Some(off),
                 rates: PeriodRates::default(),
                 seasons: vec![],
@@ -352,6 +356,7 @@ fn additive_version() -> impl Strategy<Value = Version> {
             if !flat {
                 kwh_charges.push(KwhCharge {
                     name: "Network".into(),
+                    code: String::new(),
                     rate: None,
                     rates: PeriodRates { peak: Some(-fixed_rate), ..PeriodRates::default() },
                     seasons: vec!["All year".into()],
@@ -673,12 +678,25 @@ fn the_worked_example_on_published_ontario_prices_matches_the_hand_calculation()
     assert_eq!(
         got,
         [
-            row("Summer · Peak", 0, "168", "0.158", "26.54"),
-            row("Summer · Standard", 0, "224", "0.122", "27.33"),
+            row("Summer · On-peak", 0, "168", "0.158", "26.54"),
+            row("Summer · Mid-peak", 0, "224", "0.122", "27.33"),
             row("Summer · Off-peak", 0, "596", "0.076", "45.30"),
-            row("Winter · Peak", 1, "128", "0.203", "25.98"),
-            row("Winter · Standard", 1, "96", "0.157", "15.07"),
+            row("Winter · On-peak", 1, "128", "0.203", "25.98"),
+            row("Winter · Mid-peak", 1, "96", "0.157", "15.07"),
             row("Winter · Off-peak", 1, "402", "0.098", "39.40"),
+        ]
+    );
+    // The OEB's period names on the lines; the codes stay the same across the two versions.
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "energy.summer.peak",
+            "energy.summer.standard",
+            "energy.summer.off_peak",
+            "energy.winter.peak",
+            "energy.winter.standard",
+            "energy.winter.off_peak"
         ]
     );
     let parts: Vec<_> = bill.segments.iter().map(|s| (s.start, s.last_day(), s.version_from)).collect();
@@ -709,6 +727,7 @@ fn three_demand_charges() -> Version {
     windows.push(window(DayType::Sunday, "00:00", "24:00", TouPeriod::OffPeak));
     let season = |name: &str, from: (u32, u32), to: (u32, u32), peak: &str, off: &str| Season {
         name: name.into(),
+        code: String::new(),
         from: MonthDay { month: from.0, day: from.1 },
         to: MonthDay { month: to.0, day: to.1 },
         rates: PeriodRates { peak: Some(dec(peak)), standard: None, off_peak: Some(dec(off)) },
@@ -716,6 +735,7 @@ fn three_demand_charges() -> Version {
     };
     let mut v = version(Energy::Tou(Tou {
         holidays_as: DayType::Sunday,
+        period_names: PeriodNames::default(),
         seasons: vec![
             season("Summer", (6, 1), (10, 31), "0.30", "0.10"),
             season("Winter", (11, 1), (5, 31), "0.25", "0.12"),
@@ -1038,6 +1058,7 @@ pub(super) fn unbundled() -> Version {
     let Energy::Tou(t) = holidays_by_type().energy else { unreachable!() };
     let season = |name: &str, from: (u32, u32), to: (u32, u32), rates: [&str; 3]| Season {
         name: name.into(),
+        code: String::new(),
         from: MonthDay { month: from.0, day: from.1 },
         to: MonthDay { month: to.0, day: to.1 },
         rates: PeriodRates { peak: Some(dec(rates[0])), standard: Some(dec(rates[1])), off_peak: Some(dec(rates[2])) },
@@ -1045,6 +1066,7 @@ pub(super) fn unbundled() -> Version {
     };
     let mut v = version(Energy::Tou(Tou {
         holidays_as: DayType::Sunday,
+        period_names: PeriodNames::default(),
         seasons: vec![
             season("High demand", (6, 1), (8, 31), ["4.00", "1.50", "0.80"]),
             season("Low demand", (9, 1), (5, 31), ["2.00", "1.20", "0.70"]),
@@ -1052,6 +1074,7 @@ pub(super) fn unbundled() -> Version {
     }));
     let kwh = |name: &str, rate: Option<&str>, rates: PeriodRates, seasons: &[&str]| KwhCharge {
         name: name.into(),
+        code: String::new(),
         rate: rate.map(dec),
         rates,
         seasons: seasons.iter().map(|s| s.to_string()).collect(),
@@ -1065,6 +1088,7 @@ pub(super) fn unbundled() -> Version {
     ];
     let fixed = |name: &str, rate: &str, per, seasons: &[&str]| FixedCharge {
         name: name.into(),
+        code: String::new(),
         rate: dec(rate),
         per,
         seasons: seasons.iter().map(|s| s.to_string()).collect(),
@@ -1146,6 +1170,87 @@ fn unbundled_and_seasonal_charges_match_the_hand_calculation() {
         ]
     );
     assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("5692.56"), dec("853.88"), dec("6546.44")));
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "energy.s1.peak",
+            "energy.s1.standard",
+            "energy.s1.off_peak",
+            "energy.s2.peak",
+            "energy.s2.standard",
+            "energy.s2.off_peak",
+            "kwh1",
+            "kwh2.peak",
+            "kwh2.standard",
+            "kwh3",
+            "kwh4",
+            "fixed1",
+            "fixed2",
+            "fixed3"
+        ]
+    );
+}
+
+/// THE UTILITY'S NAMES, by hand: the unbundled example's first three days (15–17 August 2026:
+/// Saturday, Sunday, Monday; all High demand) with the periods named as on the utility's bill and
+/// the network charge given its own code. 1 kWh per 15 minutes.
+///   High demand · Morning/evening peak  Monday 5 h × 4 = 20 kWh × 4.00          =  80.00
+///   High demand · Shoulder              Saturday 28 + Monday 44 = 72 kWh × 1.50 = 108.00
+///   High demand · Night                 68 + 96 + 32 = 196 kWh × 0.80           = 156.80
+///   Network demand charge · Morning/evening peak  20 kWh × 0.30                 =   6.00
+///   Network demand charge · Shoulder    72 kWh × 0.10                           =   7.20
+/// (the other charges as before; only names and codes change, not amounts)
+#[test]
+fn the_utilitys_period_names_are_on_the_bill_and_codes_stay() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period { start: d(2026, 8, 15), end: d(2026, 8, 18) };
+    let data = intervals_of_one_kwh(joburg, period);
+    let plain = unbundled();
+    let mut named = plain.clone();
+    let Energy::Tou(t) = &mut named.energy else { unreachable!() };
+    t.period_names = PeriodNames {
+        peak: Some("Morning/evening peak".into()),
+        standard: Some("Shoulder".into()),
+        off_peak: Some("Night".into()),
+    };
+    t.seasons[0].code = "hd".into();
+    named.kwh_charges[1].code = "ndc".into();
+    let bill = |v: Version| run(joburg, period, &assign(vec![v], municipality(vec![])), &data);
+    let (a, b) = (bill(plain), bill(named));
+    let got: Vec<(&str, &str, String)> =
+        b.lines.iter().take(5).map(|l| (l.code.as_str(), l.description.as_str(), l.amount.to_string())).collect();
+    assert_eq!(
+        got,
+        [
+            ("energy.hd.peak", "High demand · Morning/evening peak", "80.00".to_string()),
+            ("energy.hd.standard", "High demand · Shoulder", "108.00".into()),
+            ("energy.hd.off_peak", "High demand · Night", "156.80".into()),
+            ("kwh1", "Legacy charge", "57.60".into()),
+            ("ndc.peak", "Network demand charge · Morning/evening peak", "6.00".into()),
+        ]
+    );
+    assert_eq!(line(&b, "Network demand charge · Shoulder").amount, dec("7.20"));
+    assert_eq!((a.total, a.lines.len()), (b.total, b.lines.len()));
+}
+
+#[test]
+fn codes_must_be_short_lowercase_and_unique() {
+    let mut v = unbundled();
+    v.kwh_charges[0].code = "fixed2".into();
+    v.fixed_charges[0].code = "Service Charge".into();
+    let Energy::Tou(t) = &mut v.energy else { unreachable!() };
+    t.seasons[1].code = "s1".into();
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].fixed_charges[0].code: “Service Charge”: use 1 to 40 of a–z, 0–9, _ and -.",
+            "versions[0].fixed_charges[1].code: “fixed2” is also the code of kwh_charges[0]; each needs its own.",
+            "versions[0].energy.seasons[1].code: “s1” is also the code of energy.seasons[0]; each needs its own.",
+        ]
+    );
 }
 
 #[test]
@@ -1193,7 +1298,13 @@ fn fixed_per_day_and_per_month_still_import_as_fixed_charges() {
         v.fixed_charges,
         [
             fixed(dec("2.50"), FixedPer::Day),
-            FixedCharge { name: "Meter rental".into(), rate: dec("40"), per: FixedPer::Month, seasons: vec![] }
+            FixedCharge {
+                name: "Meter rental".into(),
+                code: String::new(),
+                rate: dec("40"),
+                per: FixedPer::Month,
+                seasons: vec![]
+            }
         ]
     );
     let written = serde_json::to_value(&v).unwrap();
@@ -1217,7 +1328,7 @@ proptest! {
             f.rate = dec("300.00");
         }
         whole.fixed_charges.truncate(1);
-        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![] });
+        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), code: String::new(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![] });
         let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
         let (a, b) = (bill(seasonal), bill(whole));
         let fixed_exact = |b: &Bill| b.lines.iter().filter(|l| l.kind == LineKind::Fixed).map(|l| l.exact).sum::<Decimal>();

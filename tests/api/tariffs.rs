@@ -367,10 +367,10 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
     assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
     assert!(csv.headers["content-disposition"].to_str().unwrap().contains("site-1-2026-06-01-to-2026-06-30-bill.csv"));
     let lines: Vec<&str> = csv.body.lines().collect();
-    assert_eq!(lines[0], "kind,description,quantity,unit,rate,amount,vat_percent,note,currency");
-    assert_eq!(lines[1], "Energy,High demand · Peak,1692,kWh,6.25,10575.00,15,,ZAR");
-    assert!(lines.contains(&"Export credit,Export credit,32,kWh,0.9,-28.80,15,,ZAR"), "{}", csv.body);
-    assert_eq!(lines.last(), Some(&"Total,,,,,34402.94,,,ZAR"));
+    assert_eq!(lines[0], "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency");
+    assert_eq!(lines[1], "Energy,energy.s1.peak,High demand · Peak,1692,kWh,6.25,10575.00,15,,ZAR");
+    assert!(lines.contains(&"Export credit,export,Export credit,32,kWh,0.9,-28.80,15,,ZAR"), "{}", csv.body);
+    assert_eq!(lines.last(), Some(&"Total,,,,,,34402.94,,,ZAR"));
 
     let csv = b.get(&format!("/sites/{site}/cost/intervals.csv?month=2026-06")).await;
     let lines: Vec<&str> = csv.body.lines().collect();
@@ -406,6 +406,11 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
     let (a, b_): (serde_json::Value, serde_json::Value) =
         (serde_json::from_str(ONTARIO).unwrap(), serde_json::from_str(&export.body).unwrap());
     assert_eq!(a, b_, "the tariff is stored as published, its sources included");
+    // The editor shows the OEB's period names and the seasons' codes, and saving keeps them.
+    let page = b.get(&format!("/settings/rates/tariffs/{tariff}")).await;
+    for field in [r#"name="period_name_standard" value="Mid-peak""#, r#"name="season_0_code" value="winter""#] {
+        assert!(page.body.contains(field), "{field} missing from {}", page.body);
+    }
 
     // 0.5 kWh per 15 minutes, 1 kWh 17:00–19:00 local time.
     let (site, device) = site_with_meter(&app, "America/Toronto").await;
@@ -430,16 +435,16 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
     assert_eq!(
         csv.body.lines().collect::<Vec<_>>(),
         [
-            "kind,description,quantity,unit,rate,amount,vat_percent,note,currency",
-            "Energy,Summer · Peak,168,kWh,0.158,26.54,13,,CAD",
-            "Energy,Summer · Standard,224,kWh,0.122,27.33,13,,CAD",
-            "Energy,Summer · Off-peak,596,kWh,0.076,45.30,13,,CAD",
-            "Energy,Winter · Peak,128,kWh,0.203,25.98,13,,CAD",
-            "Energy,Winter · Standard,96,kWh,0.157,15.07,13,,CAD",
-            "Energy,Winter · Off-peak,402,kWh,0.098,39.40,13,,CAD",
-            "Subtotal,,,,,179.62,,,CAD",
-            "VAT,,,,,23.35,,,CAD",
-            "Total,,,,,202.97,,,CAD",
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy.summer.peak,Summer · On-peak,168,kWh,0.158,26.54,13,,CAD",
+            "Energy,energy.summer.standard,Summer · Mid-peak,224,kWh,0.122,27.33,13,,CAD",
+            "Energy,energy.summer.off_peak,Summer · Off-peak,596,kWh,0.076,45.30,13,,CAD",
+            "Energy,energy.winter.peak,Winter · On-peak,128,kWh,0.203,25.98,13,,CAD",
+            "Energy,energy.winter.standard,Winter · Mid-peak,96,kWh,0.157,15.07,13,,CAD",
+            "Energy,energy.winter.off_peak,Winter · Off-peak,402,kWh,0.098,39.40,13,,CAD",
+            "Subtotal,,,,,,179.62,,,CAD",
+            "VAT,,,,,,23.35,,,CAD",
+            "Total,,,,,,202.97,,,CAD",
         ]
     );
     let cost = b.get(&format!("/sites/{site}/cost?{query}")).await;
@@ -658,15 +663,15 @@ async fn the_editor_builds_per_kwh_and_named_fixed_charges_and_the_bill_shows_th
     assert_eq!(
         csv.body.lines().collect::<Vec<_>>(),
         [
-            "kind,description,quantity,unit,rate,amount,vat_percent,note,currency",
-            "Energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
-            "Per-kWh charge,Network charge,11532,kWh,0.25,2883.00,0,,ZAR",
-            "Per-kWh charge,Subsidy,11532,kWh,-0.01,-115.32,0,,ZAR",
-            "Fixed,Service charge,30,days,10,300.00,0,,ZAR",
-            "Fixed,Meter rental,1,months,62,62.00,0,,ZAR",
-            "Subtotal,,,,,26193.68,,,ZAR",
-            "VAT,,,,,0.00,,,ZAR",
-            "Total,,,,,26193.68,,,ZAR",
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
+            "Per-kWh charge,kwh1,Network charge,11532,kWh,0.25,2883.00,0,,ZAR",
+            "Per-kWh charge,kwh2,Subsidy,11532,kWh,-0.01,-115.32,0,,ZAR",
+            "Fixed,fixed1,Service charge,30,days,10,300.00,0,,ZAR",
+            "Fixed,fixed2,Meter rental,1,months,62,62.00,0,,ZAR",
+            "Subtotal,,,,,,26193.68,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,26193.68,,,ZAR",
         ]
     );
 }
