@@ -14,8 +14,10 @@
 //!    segment and their seasons, so a month without a change is charged once), per demand charge its maximum demand
 //!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
 //!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
-//! 4. Each line's amount is rounded to the cent (half away from zero); VAT is the rounded sum of
-//!    the VAT-able lines times the municipality's VAT %; total = subtotal + VAT.
+//! 4. Each line's amount is rounded to the cent as the version says (half away from zero unless
+//!    it says otherwise); then the version's minimum or cap (per month, prorated like a monthly
+//!    fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
+//!    times the municipality's VAT %; total = subtotal + VAT.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub enum LineKind {
     Fixed,
     Demand,
     Export,
+    /// A minimum charge's top-up or a cap's reduction.
+    Adjustment,
 }
 
 impl LineKind {
@@ -75,6 +79,7 @@ impl LineKind {
             LineKind::Fixed => "Fixed",
             LineKind::Demand => "Demand",
             LineKind::Export => "Export credit",
+            LineKind::Adjustment => "Adjustment",
         }
     }
 }
@@ -317,11 +322,17 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
                 .collect(),
         });
         let part = Part { segment: s, tariff: c, totals: t, days, period_days };
-        lines.extend(part.energy_lines());
-        lines.extend(part.kwh_charge_lines());
-        lines.extend(part.fixed_lines());
-        lines.extend(part.demand_lines());
-        lines.extend(part.export_line());
+        let mut own = part.energy_lines();
+        own.extend(part.kwh_charge_lines());
+        own.extend(part.fixed_lines());
+        own.extend(part.demand_lines());
+        own.extend(part.export_line());
+        // Amounts as the tariff rounds them; then its minimum or cap on what they add up to.
+        for l in &mut own {
+            l.amount = c.version.rounding.cents(l.exact);
+        }
+        own.extend(part.limit_line(&own));
+        lines.extend(own);
     }
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
@@ -607,7 +618,7 @@ impl Part<'_> {
                         end_local.format("%H:%M"),
                         first.format("%Y-%m-%d %H:%M")
                     );
-                    ((energy / KILO / hours).round_dp(3), note)
+                    (v.rounding.demand(energy / KILO / hours), note)
                 }
                 None => (Decimal::ZERO, "no demand recorded".into()),
             };
@@ -625,6 +636,26 @@ impl Part<'_> {
             lines.push(l);
         }
         lines
+    }
+
+    /// The minimum charge's top-up, or the cap's reduction, of the part's `lines` (export credits
+    /// aside): compared with their rounded amounts, so a bill at the limit totals it exactly. The
+    /// monthly limit is prorated by the part's share of the period's days; the line carries the
+    /// fixed charges' VAT.
+    fn limit_line(&self, lines: &[Line]) -> Option<Line> {
+        let v = self.tariff.version;
+        let charged: Decimal = lines.iter().filter(|l| l.kind != LineKind::Export).map(|l| l.amount).sum();
+        let share = |per_month: Decimal| v.rounding.cents(per_month * self.days / self.period_days);
+        let (code, label, limit, adjustment) = match (v.minimum_per_month.map(share), v.maximum_per_month.map(share)) {
+            (Some(min), _) if charged < min => ("minimum", "Minimum charge top-up", min, min - charged),
+            (_, Some(max)) if charged > max => ("maximum", "Maximum charge reduction", max, max - charged),
+            _ => return None,
+        };
+        let vat = self.tariff.vat(Component::Fixed);
+        let mut l = line(self.segment, LineKind::Adjustment, label.into(), Decimal::ONE, "", adjustment, vat)
+            .coded(code.into());
+        l.note = format!("charges {charged:.2}, {code} {limit:.2}");
+        Some(l)
     }
 
     /// Exported kWh × the credit, negative.
@@ -718,7 +749,7 @@ pub fn outlook(bill: &Bill, elapsed: Decimal) -> (Decimal, Decimal) {
     let projected = scaled(&|l| match l.kind {
         LineKind::Energy | LineKind::Charge | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
         LineKind::Energy | LineKind::Charge | LineKind::Export => Decimal::ZERO,
-        LineKind::Fixed | LineKind::Demand => l.exact,
+        LineKind::Fixed | LineKind::Demand | LineKind::Adjustment => l.exact,
     });
     (to_date, projected)
 }

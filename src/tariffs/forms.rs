@@ -8,8 +8,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge, FixedPer, Holiday,
-    KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Season, Tou, TouPeriod, Version,
+    self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Rounding, Season, Tou, TouPeriod,
+    Version,
 };
 use crate::error::FieldErrors;
 
@@ -160,6 +161,8 @@ pub const DAY_TYPE_KEYS: [&str; 4] = ["weekday", "saturday", "sunday", "holiday"
 pub fn version_fields(v: Option<&Version>) -> Fields {
     let mut f = Fields::default();
     f.set("energy_kind", "flat");
+    f.set("rounding_amounts", "half_up");
+    f.set("demand_decimals", 3);
     f.set("holidays_as", "sunday");
     for n in 0..FIXED_SLOTS {
         f.set(format!("fixed_{n}_per"), "day");
@@ -190,6 +193,14 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     if let Some(c) = v.export_credit {
         f.set("export_credit", c);
     }
+    if let Some(x) = v.minimum_per_month {
+        f.set("minimum_per_month", x);
+    }
+    if let Some(x) = v.maximum_per_month {
+        f.set("maximum_per_month", x);
+    }
+    f.set("rounding_amounts", v.rounding.amounts.key());
+    f.set("demand_decimals", v.rounding.demand_decimals);
     for c in &v.vat_on {
         f.set(format!("vat_{}", component_key(*c)), "on");
     }
@@ -385,9 +396,31 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         demand_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
+        minimum_per_month: decimal(f, &mut e, "minimum_per_month", "Minimum per month"),
+        maximum_per_month: decimal(f, &mut e, "maximum_per_month", "Maximum per month"),
+        rounding: rounding(f, &mut e),
         holidays,
     };
     e.or_ok(v)
+}
+
+fn rounding(f: &Fields, e: &mut FieldErrors) -> Rounding {
+    let amounts = match AmountRounding::ALL.into_iter().find(|a| a.key() == f.get("rounding_amounts")) {
+        Some(a) => a,
+        None if f.get("rounding_amounts").is_empty() => AmountRounding::HalfUp,
+        None => {
+            e.add("rounding_amounts", "Choose how amounts are rounded to the cent.");
+            AmountRounding::HalfUp
+        }
+    };
+    let demand_decimals = match f.get("demand_decimals").trim() {
+        "" => Rounding::default().demand_decimals,
+        raw => raw.parse().unwrap_or_else(|_| {
+            e.add("demand_decimals", format!("Demand decimals: “{raw}” is not a number from 0 to 3."));
+            3
+        }),
+    };
+    Rounding { amounts, demand_decimals }
 }
 
 /// The version's holidays, one a line: `YYYY-MM-DD day-type name`, e.g.

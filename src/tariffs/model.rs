@@ -106,10 +106,92 @@ pub struct Version {
     /// The components VAT is charged on.
     #[serde(default)]
     pub vat_on: Vec<Component>,
+    /// The least the version's charges (before VAT, export credits aside) come to per month,
+    /// prorated by the billing period's days like a monthly fixed charge: a top-up line when less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_per_month: Option<Decimal>,
+    /// The most they come to per month, prorated the same way: a negative cap line when more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_per_month: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Rounding::is_default")]
+    pub rounding: Rounding,
     /// Public holidays with the day type each is billed as on this version (a time-of-use
     /// tariff); they take precedence over the municipality's list and `holidays_as`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holidays: Vec<Holiday>,
+}
+
+/// How the tariff rounds: each line's amount to the cent by `amounts`, billed demand to
+/// `demand_decimals` decimals of a kW or kVA (half away from zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rounding {
+    #[serde(default)]
+    pub amounts: AmountRounding,
+    #[serde(default = "Rounding::default_demand_decimals")]
+    pub demand_decimals: u32,
+}
+
+impl Default for Rounding {
+    fn default() -> Rounding {
+        Rounding { amounts: AmountRounding::HalfUp, demand_decimals: Rounding::default_demand_decimals() }
+    }
+}
+
+impl Rounding {
+    fn default_demand_decimals() -> u32 {
+        3
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Rounding::default()
+    }
+
+    /// `x` to the cent as the tariff rounds.
+    pub fn cents(&self, x: Decimal) -> Decimal {
+        x.round_dp_with_strategy(2, self.amounts.strategy())
+    }
+
+    /// Billed demand (kW or kVA) as the tariff rounds it.
+    pub fn demand(&self, x: Decimal) -> Decimal {
+        x.round_dp_with_strategy(self.demand_decimals, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    }
+}
+
+/// To the cent: `half_up` (half away from zero, the default), `half_even` (banker's), `down`
+/// (towards zero: truncated), `up` (away from zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountRounding {
+    #[default]
+    HalfUp,
+    HalfEven,
+    Down,
+    Up,
+}
+
+impl AmountRounding {
+    pub const ALL: [AmountRounding; 4] =
+        [AmountRounding::HalfUp, AmountRounding::HalfEven, AmountRounding::Down, AmountRounding::Up];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            AmountRounding::HalfUp => "half_up",
+            AmountRounding::HalfEven => "half_even",
+            AmountRounding::Down => "down",
+            AmountRounding::Up => "up",
+        }
+    }
+
+    fn strategy(self) -> rust_decimal::RoundingStrategy {
+        use rust_decimal::RoundingStrategy as S;
+        match self {
+            AmountRounding::HalfUp => S::MidpointAwayFromZero,
+            AmountRounding::HalfEven => S::MidpointNearestEven,
+            AmountRounding::Down => S::ToZero,
+            AmountRounding::Up => S::AwayFromZero,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +286,12 @@ struct VersionIn {
     #[serde(default)]
     vat_on: Vec<Component>,
     #[serde(default)]
+    minimum_per_month: Option<Decimal>,
+    #[serde(default)]
+    maximum_per_month: Option<Decimal>,
+    #[serde(default)]
+    rounding: Rounding,
+    #[serde(default)]
     holidays: Vec<Holiday>,
 }
 
@@ -243,6 +331,9 @@ impl TryFrom<VersionIn> for Version {
             demand_charges,
             export_credit: v.export_credit,
             vat_on: v.vat_on,
+            minimum_per_month: v.minimum_per_month,
+            maximum_per_month: v.maximum_per_month,
+            rounding: v.rounding,
             holidays: v.holidays,
         })
     }
@@ -724,6 +815,22 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     if let Some(c) = v.export_credit {
         non_negative(p, &format!("{at}.export_credit"), c);
     }
+    for (field, limit) in [("minimum_per_month", v.minimum_per_month), ("maximum_per_month", v.maximum_per_month)] {
+        if let Some(x) = limit {
+            non_negative(p, &format!("{at}.{field}"), x);
+        }
+    }
+    if let (Some(min), Some(max)) = (v.minimum_per_month, v.maximum_per_month)
+        && min > max
+    {
+        p.add(format!("{at}.maximum_per_month"), format!("is below the minimum ({max} < {min})."));
+    }
+    if v.rounding.demand_decimals > 3 {
+        p.add(
+            format!("{at}.rounding.demand_decimals"),
+            format!("must be 0 to 3 (got {}): demand is known to the watt.", v.rounding.demand_decimals),
+        );
+    }
     match &v.energy {
         Energy::Flat { rate } => non_negative(p, &format!("{at}.energy.rate"), *rate),
         Energy::Blocks { blocks } => validate_blocks(p, &format!("{at}.energy.blocks"), blocks),
@@ -1090,6 +1197,9 @@ mod tests {
                 demand_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],
+                minimum_per_month: None,
+                maximum_per_month: None,
+                rounding: Rounding::default(),
                 holidays: vec![],
             }],
         }

@@ -40,6 +40,9 @@ fn version(energy: Energy) -> Version {
         demand_charges: vec![],
         export_credit: None,
         vat_on: vec![],
+        minimum_per_month: None,
+        maximum_per_month: None,
+        rounding: Rounding::default(),
         holidays: vec![],
     }
 }
@@ -1336,5 +1339,143 @@ proptest! {
         prop_assert!((fixed_exact(&a) - fixed_exact(&b)).abs() < dec("0.000000000001"));
         prop_assert_eq!(a.subtotal, a.lines.iter().map(|l| l.amount).sum::<Decimal>());
         prop_assert_eq!(a.total, a.subtotal + a.vat);
+    }
+}
+
+// ---------------------------------------------------------------- minimum charges, caps, rounding
+
+/// MINIMUM CHARGE AND ROUNDING, by hand. June 2026 in UTC (30 days), 0.1 kWh per 15 minutes except
+/// 0.6371 kWh at 12:00–12:15 on 10 June. Flat R 1.2345/kWh, R 1.00 a day, a non-coincident demand
+/// charge of R 10.00 per kW (15-minute), a minimum of R 500.00 a month; the tariff truncates
+/// amounts to the cent and bills demand in whole kW.
+///   energy   2 880 × 0.1 + 0.5371 = 288.5371 kWh × 1.2345 = 356.19904995 → down 356.19
+///            (half up would be 356.20)
+///   fixed    30 days × 1.00                               =  30.00
+///   demand   0.6371 kWh / 0.25 h = 2.5484 kW → 3 kW × 10.00 = 30.00 (to the watt: 25.48)
+///   charges  356.19 + 30.00 + 30.00 = 416.19 < 500.00: top-up 500.00 − 416.19 = 83.81
+///   total    500.00 (no VAT)
+#[test]
+fn a_minimum_charge_tops_up_and_amounts_round_as_the_tariff_says() {
+    let utc = chrono_tz::UTC;
+    let period = Period::month(2026, 6, 1).unwrap();
+    let data = intervals(utc, period, |at| {
+        let spike = at.date() == d(2026, 6, 10) && at.hour() == 12 && at.minute() == 0;
+        let wh = if spike { 637.1 } else { 100.0 };
+        (wh, 0.0, wh)
+    });
+    let mut v = version(Energy::Flat { rate: dec("1.2345") });
+    v.fixed_charges = vec![fixed(dec("1.00"), FixedPer::Day)];
+    v.demand_charges = vec![demand_charge(DemandUnit::KW, 15, "10.00", vec![])];
+    v.minimum_per_month = Some(dec("500.00"));
+    v.rounding = Rounding { amounts: AmountRounding::Down, demand_decimals: 0 };
+    let bill = run(utc, period, &assign(vec![v.clone()], municipality(vec![])), &data);
+    let got: Vec<(&str, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.code.as_str(), l.quantity.normalize().to_string(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("energy", "288.5371".to_string(), "356.19".to_string()),
+            ("fixed1", "30".into(), "30.00".into()),
+            ("demand1", "3".into(), "30.00".into()),
+            ("minimum", "1".into(), "83.81".into()),
+        ]
+    );
+    assert_eq!(line(&bill, "Minimum charge top-up").note, "charges 416.19, minimum 500.00");
+    assert_eq!((bill.subtotal, bill.total), (dec("500.00"), dec("500.00")));
+    // Half up and to the watt: 356.20 + 30.00 + 25.48 = 411.68, topped up by 88.32.
+    v.rounding = Rounding::default();
+    let bill = run(utc, period, &assign(vec![v], municipality(vec![])), &data);
+    let amounts: Vec<String> = bill.lines.iter().map(|l| l.amount.to_string()).collect();
+    assert_eq!(amounts, ["356.20", "30.00", "25.48", "88.32"]);
+}
+
+/// A CAP, by hand. June 2026 in UTC, 1 kWh per 15 minutes (2 880 kWh) at R 2.00 flat, R 300.00 a
+/// month fixed, capped at R 4 000.00 a month; a new version (the same rates) from 16 June splits
+/// the month in two halves, each capped at 4 000.00 × 15 / 30 = 2 000.00.
+///   each half  1 440 kWh × 2.00 = 2 880.00 + 300.00 × 15 / 30 = 150.00 → 3 030.00
+///              cap 2 000.00: reduction 2 000.00 − 3 030.00 = −1 030.00
+///   VAT 15 % on energy and fixed charges (the reduction carries the fixed charges' VAT):
+///            (2 880 + 150 − 1 030) × 2 = 4 000.00 × 0.15 = 600.00
+///   subtotal 4 000.00, total 4 600.00
+#[test]
+fn a_cap_reduces_each_part_of_a_split_period() {
+    let utc = chrono_tz::UTC;
+    let period = Period::month(2026, 6, 1).unwrap();
+    let mut first = version(Energy::Flat { rate: dec("2.00") });
+    first.fixed_charges = vec![fixed(dec("300.00"), FixedPer::Month)];
+    first.maximum_per_month = Some(dec("4000.00"));
+    first.vat_on = vec![Component::Energy, Component::Fixed];
+    first.effective_to = Some(d(2026, 6, 15));
+    let mut second = first.clone();
+    (second.effective_from, second.effective_to) = (d(2026, 6, 16), None);
+    let bill = run(utc, period, &assign(vec![first, second], municipality(vec![])), &intervals_of_one_kwh(utc, period));
+    let got: Vec<(usize, &str, String)> =
+        bill.lines.iter().map(|l| (l.segment, l.code.as_str(), l.amount.to_string())).collect();
+    let row = |s, code, amount: &str| (s, code, amount.to_string());
+    assert_eq!(
+        got,
+        [
+            row(0, "energy", "2880.00"),
+            row(0, "fixed1", "150.00"),
+            row(0, "maximum", "-1030.00"),
+            row(1, "energy", "2880.00"),
+            row(1, "fixed1", "150.00"),
+            row(1, "maximum", "-1030.00"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("4000.00"), dec("600.00"), dec("4600.00")));
+}
+
+#[test]
+fn limits_and_rounding_name_what_is_wrong() {
+    let mut v = version(Energy::Flat { rate: dec("1") });
+    v.minimum_per_month = Some(dec("100"));
+    v.maximum_per_month = Some(dec("50"));
+    v.rounding.demand_decimals = 4;
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].maximum_per_month: is below the minimum (50 < 100).",
+            "versions[0].rounding.demand_decimals: must be 0 to 3 (got 4): demand is known to the watt.",
+        ]
+    );
+    let json = r#"{ "effective_from": "2026-01-01", "energy": { "kind": "flat", "rate": "1" },
+                    "rounding": { "amounts": "down" } }"#;
+    let v: Version = serde_json::from_str(json).unwrap();
+    assert_eq!(v.rounding, Rounding { amounts: AmountRounding::Down, demand_decimals: 3 });
+    assert!(serde_json::to_value(version(Energy::Flat { rate: dec("1") })).unwrap().get("rounding").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Whatever the limits and the rounding: the bill is the sum of its lines, and its charges
+    /// (export credits aside) are at least the minimum and at most the cap.
+    #[test]
+    fn limits_hold_and_the_bill_is_the_sum_of_its_lines(
+        v in additive_version(), tz in zones(), month in 1u32..=12, seed in any::<u64>(),
+        min in proptest::option::of(0u32..5_000_000), span in proptest::option::of(0u32..5_000_000), rounding in 0usize..4,
+    ) {
+        let mut v = v;
+        v.minimum_per_month = min.map(|m| Decimal::new(m.into(), 2));
+        v.maximum_per_month = span.map(|s| Decimal::new((min.unwrap_or(0) + s).into(), 2));
+        v.rounding.amounts = AmountRounding::ALL[rounding];
+        let period = Period::month(2026, month, 1).unwrap();
+        let bill = run(tz, period, &assign(vec![v.clone()], municipality(vec![])), &random_data(tz, period, seed));
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
+        let charged: Decimal = bill.lines.iter().filter(|l| l.kind != LineKind::Export).map(|l| l.amount).sum();
+        if let Some(min) = v.minimum_per_month {
+            prop_assert!(charged >= min, "{} < minimum {}", charged, min);
+        }
+        if let Some(max) = v.maximum_per_month {
+            prop_assert!(charged <= max, "{} > cap {}", charged, max);
+        }
+        prop_assert!(bill.lines.iter().all(|l| l.kind == LineKind::Adjustment || l.amount == v.rounding.cents(l.exact)));
     }
 }

@@ -675,3 +675,64 @@ async fn the_editor_builds_per_kwh_and_named_fixed_charges_and_the_bill_shows_th
         ]
     );
 }
+
+#[sqlx::test]
+async fn the_editor_sets_a_minimum_charge_and_rounding_and_the_bill_tops_up(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let mut limits = vec![
+        ("minimum_per_month", "30000"),
+        ("maximum_per_month", "2O000"),
+        ("rounding_amounts", "down"),
+        ("demand_decimals", "0"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Maximum per month: “2O000” is not a number"), "{}", res.body);
+    limits[1].1 = "20000";
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert!(
+        res.body.contains("versions[0].maximum_per_month</code>: is below the minimum (20000 &#60; 30000)."),
+        "{}",
+        res.body
+    );
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    limits.remove(1);
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        (&export["versions"][0]["minimum_per_month"], &export["versions"][0]["rounding"]),
+        (&serde_json::json!("30000"), &serde_json::json!({ "amounts": "down", "demand_decimals": 0 }))
+    );
+
+    // June 2026 of the Homeflex example's meter: 11 532 kWh × 2.00 = 23 064.00 < 30 000.00, so a
+    // top-up of 6 936.00 and a total of 30 000.00.
+    let site = homeflex_june_site(&app).await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "Energy,energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
+            "Adjustment,minimum,Minimum charge top-up,1,,6936,6936.00,0,\"charges 23064.00, minimum 30000.00\",ZAR",
+            "Subtotal,,,,,,30000.00,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,30000.00,,,ZAR",
+        ]
+    );
+}
