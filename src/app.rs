@@ -31,7 +31,9 @@ use crate::fleet::push::Pusher;
 use crate::measurements::energy::{rebuild, rollup};
 use crate::state::{AppState, StateError};
 use crate::web::{csrf, errors, headers, session, static_files};
-use crate::{auth, branding, dashboards, fleet, health, ingest, metrics, sites, tariffs, telemetry};
+use crate::{
+    alarms, auth, branding, dashboards, fleet, health, ingest, licence, metrics, mqtt, sites, tariffs, telemetry,
+};
 
 /// The whole HTTP surface. Tests drive it with `oneshot`; `serve` binds it.
 ///
@@ -51,8 +53,11 @@ pub fn router(state: AppState) -> Router {
             .merge(sites::router())
             .merge(tariffs::router())
             .merge(ingest::router())
-            .merge(fleet::client_router()),
-        RunMode::Admin => fleet::admin_router(),
+            .merge(mqtt::router())
+            .merge(licence::client_router())
+            .merge(fleet::client_router())
+            .merge(alarms::router()),
+        RunMode::Admin => fleet::admin_router().merge(licence::admin_router()),
     };
     let pages = Router::new()
         .merge(auth::routes::router())
@@ -65,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         // CSRF needs the session; error pages need the session the resolver leaves on the
         // response; every response gets the security headers.
         .layer(catch_panic())
+        // Read-only settings once a licence has run out: after the CSRF check (a forged form
+        // is refused as such), before any handler.
+        .layer(from_fn_with_state(state.clone(), licence::guard::read_only))
         .layer(from_fn_with_state(state.clone(), csrf::guard))
         .layer(from_fn_with_state(state.clone(), session::resolve))
         .layer(from_fn_with_state(state.clone(), errors::render_errors))
@@ -103,10 +111,14 @@ pub enum StartupError {
     Timescale(#[source] sqlx::Error),
     #[error(transparent)]
     ReaderRole(#[from] ReaderRoleError),
+    #[error("MQTT broker setup failed")]
+    Mqtt(#[from] crate::mqtt::db::BrokerSetupError),
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Notifications(#[from] alarms::notify::NotifierError),
     #[error("rollup failed: {0}")]
     Rollup(#[from] rollup::RollupError),
     #[error("rollup failed: unknown device externalId '{0}'")]
@@ -140,6 +152,9 @@ async fn prepare_database(config: &Config, shutdown: &CancellationToken) -> Resu
     if let Some(reader) = &config.grafana_reader {
         use secrecy::ExposeSecret;
         reader::ensure(&pool, &reader.user, reader.password.expose_secret()).await?;
+    }
+    if config.run_mode == RunMode::Client {
+        mqtt::prepare(&pool, &config.mqtt).await?;
     }
     Ok((pool, outcome))
 }
@@ -215,6 +230,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
     }
+    if state.config.run_mode == RunMode::Client {
+        let evaluator = alarms::evaluate::Evaluator::new(pool.clone(), state.clock.clone(), state.alarms.clone());
+        tasks.spawn(evaluator.run(shutdown.clone()));
+        let notifier = alarms::notify::Notifier::new(
+            pool.clone(),
+            state.clock.clone(),
+            state.branding.clone(),
+            state.config.notifications.clone(),
+            state.config.public_url.clone(),
+        )?;
+        tasks.spawn(notifier.run(shutdown.clone()));
+    }
     if state.config.run_mode == RunMode::Client && state.config.fleet_ingest.enabled {
         let pusher =
             Pusher { db: pool.clone(), settings: state.config.fleet_ingest.clone(), status: state.fleet_push.clone() };
@@ -222,6 +249,19 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     if state.fleet_storage == Some(FleetStorage::Plain) {
         tasks.spawn(fleet::hourly::job(pool.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client {
+        tasks.spawn(licence::watch(state.licence.clone(), state.clock.clone(), shutdown.clone()));
+    }
+    if state.config.run_mode == RunMode::Client && state.config.mqtt.enabled {
+        let subscriber = mqtt::subscriber::Subscriber {
+            db: pool.clone(),
+            devices: state.devices.clone(),
+            clock: state.clock.clone(),
+            earliest: state.config.earliest_reading,
+            settings: state.config.mqtt.clone(),
+        };
+        tasks.spawn(subscriber.run(shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client && state.config.modbus.enabled {
         let poller = crate::modbus::poller::Poller {
@@ -245,7 +285,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             .await
             .map_err(|source| StartupError::Bind { addr: metrics_addr, source })?;
         tracing::info!(address = %metrics_addr, "Metrics on http://{metrics_addr}/metrics");
-        let app = metrics::router(state.db.clone());
+        let app = metrics::router(state.db.clone(), state.clock.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(metrics_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;

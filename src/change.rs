@@ -25,6 +25,8 @@ pub enum Cache {
     SessionsOf(Uuid),
     /// One validated session, by its token hash (sign-out).
     Session([u8; 32]),
+    /// The count of open alarms in every page's header (alarms).
+    ActiveAlarms,
 }
 
 pub struct Change {

@@ -25,8 +25,22 @@ pub use keys::{KEYS, KeySpec};
 pub use npgsql::parse_npgsql;
 
 /// Sections whose unknown keys earn a warning (a typo in a key otherwise goes unnoticed).
-const SECTIONS: &[&str] =
-    &["Application", "Database", "Authentication", "Grafana", "WhiteLabel", "FleetIngest", "Measurements", "Modbus"];
+const SECTIONS: &[&str] = &[
+    "Application",
+    "Database",
+    "Authentication",
+    "Grafana",
+    "WhiteLabel",
+    "FleetIngest",
+    "Measurements",
+    "Modbus",
+    "Mqtt",
+    "License",
+    "Notifications",
+];
+
+/// The minimum length of the portal's own MQTT password (a generated secret, not a person's).
+pub const MIN_MQTT_PASSWORD_LEN: usize = 16;
 
 /// The minimum length of any account password, the seeded admin's included.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -139,6 +153,61 @@ pub struct ModbusSettings {
     pub buffer_readings: usize,
 }
 
+/// The MQTT subscriber's settings (`src/mqtt/`).
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Required when enabled.
+    pub password: Option<SecretString>,
+    /// `None`: no role for the broker is managed (no `Mqtt__BrokerDatabasePassword`).
+    pub broker_role: Option<ManagedRole>,
+    /// Where devices connect (shown on device pages).
+    pub device_url: String,
+}
+
+/// Licence keys (`src/licence/`).
+#[derive(Debug, Clone)]
+pub struct LicenseSettings {
+    /// Client mode: the licence key as given (verified at startup, never refused here: a bad key
+    /// makes settings read-only, it does not stop data collection).
+    pub key: Option<SecretString>,
+    /// The key licences must be signed with: configured, or compiled in; `None`: neither.
+    pub public_key: Option<crate::licence::keys::PublicKey>,
+    /// Admin mode: the key licences are signed with.
+    pub signing_key: Option<crate::licence::keys::SigningKey>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// The SMTP server alarm e-mails go through.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: String,
+}
+
+/// `Notifications__*`: alarm e-mails and webhooks.
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    /// `None`: no e-mail (no `Notifications__SmtpHost`).
+    pub smtp: Option<SmtpSettings>,
+    pub timeout: Duration,
+    pub digest_threshold: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct FleetIngest {
     pub enabled: bool,
@@ -148,9 +217,10 @@ pub struct FleetIngest {
     pub batch_size: u32,
 }
 
-/// The read-only database role for Grafana (`src/db/reader.rs`).
+/// A login role the portal creates and keeps to its few grants (`src/db/reader.rs`): Grafana's
+/// read-only role, the MQTT broker's.
 #[derive(Debug, Clone)]
-pub struct GrafanaReader {
+pub struct ManagedRole {
     pub user: String,
     pub password: SecretString,
 }
@@ -171,12 +241,15 @@ pub struct Config {
     pub auth: AuthSettings,
     pub grafana_embed_path_prefix: String,
     /// `None`: no role for Grafana is managed (no `Grafana__DatabasePassword`).
-    pub grafana_reader: Option<GrafanaReader>,
+    pub grafana_reader: Option<ManagedRole>,
     pub white_label: WhiteLabel,
     pub fleet_ingest: FleetIngest,
     /// Readings before this are refused (`measurements::check_time`).
     pub earliest_reading: chrono::DateTime<chrono::Utc>,
     pub modbus: ModbusSettings,
+    pub mqtt: MqttSettings,
+    pub license: LicenseSettings,
+    pub notifications: Notifications,
 }
 
 /// One invalid key: `<key>: <what was expected and what was found>`.
@@ -492,6 +565,9 @@ impl Config {
         let fleet_ingest = fleet_ingest(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
         let earliest_reading = r.parse(keys::MEASUREMENTS_EARLIEST_TIME, parse_time);
         let modbus = modbus(&mut r);
+        let mqtt = mqtt(&mut r, app.as_ref(), database.as_ref(), &mut warnings);
+        let license = license(&mut r, app.as_ref().map(|a| a.run_mode), &mut warnings);
+        let notifications = notifications(&mut r);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -517,6 +593,9 @@ impl Config {
             fleet_ingest: fleet_ingest.ok_or_else(missing)?,
             earliest_reading: earliest_reading.ok_or_else(missing)?,
             modbus: modbus.ok_or_else(missing)?,
+            mqtt: mqtt.ok_or_else(missing)?,
+            license: license.ok_or_else(missing)?,
+            notifications: notifications.ok_or_else(missing)?,
         };
         Ok((config, warnings))
     }
@@ -648,20 +727,9 @@ fn auth_settings(
 }
 
 /// `Grafana__*`: the embed path, and the read-only role when its password is set.
-fn grafana(r: &mut Reader<'_>, database: Option<&DatabaseConfig>) -> Option<(String, Option<GrafanaReader>)> {
+fn grafana(r: &mut Reader<'_>, database: Option<&DatabaseConfig>) -> Option<(String, Option<ManagedRole>)> {
     let embed_path_prefix = r.parse(keys::GRAFANA_EMBED_PATH_PREFIX, parse_path_prefix);
-    let user = r.parse(keys::GRAFANA_DATABASE_USER, |raw| {
-        let valid = raw.len() <= 63
-            && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
-        }
-        if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
-            return Err(format!("{raw:?} is a reserved role; use a role of Grafana's own, e.g. grafana_reader"));
-        }
-        Ok(raw.to_string())
-    });
+    let user = r.parse(keys::GRAFANA_DATABASE_USER, |raw| parse_role_name(raw, "grafana_reader"));
     let password = r.secret(keys::GRAFANA_DATABASE_PASSWORD);
     if let (Some(user), Some(db)) = (&user, database)
         && db.connect.get_username() == user
@@ -675,7 +743,7 @@ fn grafana(r: &mut Reader<'_>, database: Option<&DatabaseConfig>) -> Option<(Str
         return None;
     }
     let reader = match password {
-        Some(password) => Some(GrafanaReader { user: user?, password }),
+        Some(password) => Some(ManagedRole { user: user?, password }),
         None => None,
     };
     Some((embed_path_prefix?, reader))
@@ -736,6 +804,165 @@ fn modbus(r: &mut Reader<'_>) -> Option<ModbusSettings> {
         max_backoff: max_backoff?,
         buffer_readings: buffer_readings? as usize,
     })
+}
+
+/// `Mqtt__*`: the subscriber, the portal's broker account and the broker's database role.
+fn mqtt(
+    r: &mut Reader<'_>,
+    app: Option<&Application>,
+    database: Option<&DatabaseConfig>,
+    warnings: &mut Vec<String>,
+) -> Option<MqttSettings> {
+    let enabled = r.parse(keys::MQTT_ENABLED, parse_bool);
+    let host = r.parse(keys::MQTT_HOST, |raw| {
+        let valid = raw.len() <= 253 && raw.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+        if valid { Ok(raw.to_string()) } else { Err(format!("expected a host name or IP address, got {raw:?}")) }
+    });
+    let port = r.number(keys::MQTT_PORT, 1, 65_535);
+    let username = r.parse(keys::MQTT_USERNAME, |raw| {
+        if raw.len() > 255 || raw.contains(['+', '#', '/']) || raw.chars().any(char::is_whitespace) {
+            Err(format!("expected up to 255 characters without spaces, '+', '#' or '/', got {raw:?}"))
+        } else {
+            Ok(raw.to_string())
+        }
+    });
+    let password = r.secret(keys::MQTT_PASSWORD);
+    if let Some(p) = &password
+        && p.expose_secret().chars().count() < MIN_MQTT_PASSWORD_LEN
+    {
+        r.refuse(
+            keys::MQTT_PASSWORD,
+            format!("expected at least {MIN_MQTT_PASSWORD_LEN} characters (a generated secret)"),
+        );
+    }
+    if enabled == Some(true) && password.is_none() && !r.has_error(keys::MQTT_PASSWORD) {
+        r.refuse(keys::MQTT_PASSWORD, format!("required when {} is true", keys::MQTT_ENABLED.key));
+    }
+    if enabled == Some(true) && app.map(|a| a.run_mode) == Some(RunMode::Admin) {
+        warnings.push(format!(
+            "{} is ignored in Admin run mode (devices publish to customer portals)",
+            keys::MQTT_ENABLED.key
+        ));
+    }
+    let broker_user = r.parse(keys::MQTT_BROKER_DATABASE_USER, |raw| parse_role_name(raw, "mqtt_auth"));
+    let broker_password = r.secret(keys::MQTT_BROKER_DATABASE_PASSWORD);
+    if let (Some(user), Some(db)) = (&broker_user, database)
+        && db.connect.get_username() == user
+    {
+        r.refuse(
+            keys::MQTT_BROKER_DATABASE_USER,
+            format!("is the portal's own database user ({user:?}); the broker needs a role of its own, e.g. mqtt_auth"),
+        );
+        return None;
+    }
+    let device_url = match r.text(keys::MQTT_DEVICE_URL) {
+        // The host users reach the portal at is the host devices reach the broker at.
+        url if url.is_empty() => {
+            let host = app.and_then(|a| a.public_url.as_ref()).and_then(|u| u.host_str().map(str::to_string));
+            format!("mqtt://{}:1883", host.unwrap_or_else(|| "localhost".into()))
+        }
+        url => url,
+    };
+    let broker_role = match broker_password {
+        Some(password) => Some(ManagedRole { user: broker_user?, password }),
+        None => None,
+    };
+    Some(MqttSettings {
+        enabled: enabled?,
+        host: host?,
+        port: port? as u16,
+        username: username?,
+        password,
+        broker_role,
+        device_url,
+    })
+}
+
+/// `License__*`: the licence key and the keys that sign and verify it.
+fn license(r: &mut Reader<'_>, run_mode: Option<RunMode>, warnings: &mut Vec<String>) -> Option<LicenseSettings> {
+    use crate::licence::keys::{PublicKey, SigningKey};
+    let key = r.secret(keys::LICENSE_KEY);
+    let public_key = if r.is_set(keys::LICENSE_PUBLIC_KEY) {
+        r.parse(keys::LICENSE_PUBLIC_KEY, |raw| PublicKey::parse(raw).map(Some))
+    } else {
+        r.parse(keys::LICENSE_PUBLIC_KEY, |_| PublicKey::compiled_in())
+    };
+    let signing_key = match r.secret(keys::LICENSE_SIGNING_KEY) {
+        Some(pem) => match SigningKey::parse(pem.expose_secret()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                r.refuse(keys::LICENSE_SIGNING_KEY, e);
+                None
+            }
+        },
+        None => None,
+    };
+    if signing_key.is_some() && run_mode == Some(RunMode::Client) {
+        warnings.push(format!(
+            "{} is set in Client mode: only the Admin portal signs licences; remove it from customer stacks",
+            keys::LICENSE_SIGNING_KEY.key
+        ));
+    }
+    Some(LicenseSettings { key, public_key: public_key?, signing_key })
+}
+
+/// A PostgreSQL role of the portal's making: a plain lowercase identifier, not a reserved role
+/// (`example` names a good one in the message).
+fn parse_role_name(raw: &str, example: &str) -> Result<String, String> {
+    let valid = raw.len() <= 63
+        && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(format!("expected a role name of lowercase letters, digits and _, got {raw:?}"));
+    }
+    if ["postgres", "public"].contains(&raw) || raw.starts_with("pg_") {
+        return Err(format!("{raw:?} is a reserved role; use a role of its own, e.g. {example}"));
+    }
+    Ok(raw.to_string())
+}
+
+/// `Notifications__*`: the SMTP server (optional) and how deliveries behave.
+fn notifications(r: &mut Reader<'_>) -> Option<Notifications> {
+    let security = r.parse(keys::SMTP_SECURITY, |raw| match raw.to_ascii_lowercase().as_str() {
+        "starttls" => Ok(SmtpSecurity::StartTls),
+        "tls" => Ok(SmtpSecurity::Tls),
+        "none" => Ok(SmtpSecurity::None),
+        _ => Err(format!("expected starttls, tls or none, got {raw:?}")),
+    });
+    let port = r.optional(keys::SMTP_PORT, |raw| match raw.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("expected a port from 1 to 65535, got {raw:?}")),
+    });
+    let username = r.is_set(keys::SMTP_USERNAME).then(|| r.text(keys::SMTP_USERNAME));
+    let password = r.secret(keys::SMTP_PASSWORD);
+    let from = r.optional(keys::SMTP_FROM, parse_email);
+    let timeout = r.seconds(keys::SMTP_TIMEOUT_SECONDS, 1, 300);
+    let digest_threshold = r.number(keys::DIGEST_THRESHOLD, 1, 1000);
+    if password.is_some() && username.is_none() {
+        r.refuse(keys::SMTP_USERNAME, format!("required when {} is set", keys::SMTP_PASSWORD.key));
+    }
+    let smtp = if r.is_set(keys::SMTP_HOST) {
+        if from.is_none() && !r.has_error(keys::SMTP_FROM) {
+            r.refuse(keys::SMTP_FROM, format!("required when {} is set", keys::SMTP_HOST.key));
+        }
+        let security = security?;
+        let default_port = match security {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        };
+        Some(SmtpSettings {
+            host: r.text(keys::SMTP_HOST),
+            port: port.unwrap_or(default_port),
+            security,
+            username,
+            password,
+            from: from?,
+        })
+    } else {
+        None
+    };
+    Some(Notifications { smtp, timeout: timeout?, digest_threshold: digest_threshold? as usize })
 }
 
 /// Picks the database source in contract order: `Database__ConnectionString`, `DATABASE_URL`,

@@ -1,3 +1,4 @@
+pub mod alarms;
 pub mod app;
 pub mod auth;
 pub mod branding;
@@ -10,9 +11,11 @@ pub mod error;
 pub mod fleet;
 pub mod health;
 pub mod ingest;
+pub mod licence;
 pub mod measurements;
 pub mod metrics;
 pub mod modbus;
+pub mod mqtt;
 pub mod provision;
 pub mod sites;
 pub mod state;

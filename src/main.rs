@@ -94,6 +94,24 @@ enum Command {
     Provision(ProvisionArgs),
     /// Serve simulated Acuvim II meters over Modbus TCP until SIGTERM or Ctrl-C.
     Simulate(SimulateArgs),
+    /// Licence keys: create the Admin portal's signing key.
+    Licence {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenceCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) for the Admin portal's
+    /// License__SigningKey_FILE and print its public key for the customer portals' License__PublicKey.
+    Keygen {
+        /// Where to write the private key (never over an existing file without --force).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -111,6 +129,7 @@ async fn main() -> ExitCode {
         Some(Command::Healthcheck) => return healthcheck(&env).await,
         Some(Command::Provision(args)) => return provision(&args),
         Some(Command::Simulate(args)) => return simulate(&args, &env).await,
+        Some(Command::Licence { command: LicenceCommand::Keygen { out, force } }) => return keygen(&out, force),
         _ => {}
     }
     tau_acuvim_portal::telemetry::init(&env.log_filter());
@@ -196,6 +215,30 @@ async fn simulate(args: &SimulateArgs, env: &Env) -> ExitCode {
         .init();
     match cli::run(args, config, app::shutdown_on_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen(out: &std::path::Path, force: bool) -> ExitCode {
+    use tau_acuvim_portal::licence::keys::{SigningKey, public_key_pem};
+    let written = SigningKey::generate().and_then(|(key, pem)| {
+        tau_acuvim_portal::provision::write(out, &pem, force).map_err(|e| e.to_string())?;
+        Ok(key.public_key())
+    });
+    match written {
+        Ok(public) => {
+            eprintln!(
+                "Wrote the signing key to {} (mode 0600). Mount it on the Admin portal only, as License__SigningKey_FILE.",
+                out.display()
+            );
+            eprintln!("The customer portals verify licences with this public key (License__PublicKey):");
+            println!("{}", public.text());
+            eprint!("{}", public_key_pem(&public));
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -16,6 +16,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
+use crate::clock::Clock;
 use crate::error::AppResult;
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -83,7 +84,7 @@ pub const METRICS: &[Metric] = &[
         "tau_portal_readings_ingested_total",
         Kind::Counter,
         "source",
-        "Readings stored, by source (api, modbus, fleet).",
+        "Readings stored, by source (api, modbus, mqtt, fleet).",
     ),
     metric(
         "tau_portal_readings_dropped_total",
@@ -115,8 +116,39 @@ pub const METRICS: &[Metric] = &[
         "",
         "Ingest rows refused (unknown device, bad time).",
     ),
-    metric("tau_portal_sites", Kind::Gauge, "", "Sites configured, counted at scrape time."),
-    metric("tau_portal_devices", Kind::Gauge, "state", "Devices configured, by state (enabled, disabled)."),
+    metric(
+        "tau_portal_mqtt_messages_total",
+        Kind::Counter,
+        "result",
+        "MQTT messages received on sensor/#, by result (accepted; invalid: unknown device, topic or payload, logged with the topic).",
+    ),
+    metric("tau_portal_mqtt_connected", Kind::Gauge, "", "1 while the MQTT subscriber is connected to the broker."),
+    metric(
+        "tau_portal_mqtt_connection_failures_total",
+        Kind::Counter,
+        "",
+        "Failed or lost connections of the MQTT subscriber to the broker (it reconnects with backoff).",
+    ),
+    metric("tau_portal_mqtt_credentials", Kind::Gauge, "", "Devices with MQTT broker credentials."),
+    metric(
+        "tau_portal_sites",
+        Kind::Gauge,
+        "state",
+        "Sites, by the state of their enabled devices (online: all online; degraded: some; offline: none; empty: no enabled devices).",
+    ),
+    metric(
+        "tau_portal_devices",
+        Kind::Gauge,
+        "state,source",
+        "Devices, by state (online, offline, failing, no_readings, disabled: the status their pages show) and source (modbus-tcp, push, mqtt).",
+    ),
+    READINGS_STORED_PER_DAY,
+    metric(
+        "tau_portal_database_size_bytes",
+        Kind::Gauge,
+        "",
+        "Size of the portal's database on disk (pg_database_size: tables, indexes, TOAST).",
+    ),
     metric(
         "tau_portal_users",
         Kind::Gauge,
@@ -181,8 +213,51 @@ pub const METRICS: &[Metric] = &[
         "status",
         "Fleet ingest (Admin): batches received, by answer status.",
     ),
+    metric(
+        "tau_portal_licence_state",
+        Kind::Gauge,
+        "state",
+        "Client: 1 for where the licence stands (unlicensed, valid, expires_soon, grace, read_only, refused), 0 for the rest; updated every minute.",
+    ),
+    metric(
+        "tau_portal_licence_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "",
+        "Client: Unix time the licence expires (absent without a verified licence key).",
+    ),
+    metric(
+        "tau_portal_licence_read_only_timestamp_seconds",
+        Kind::Gauge,
+        "",
+        "Client: Unix time settings become read-only, the expiry plus the licence's grace period.",
+    ),
+    metric(
+        "tau_portal_licence_limit",
+        Kind::Gauge,
+        "resource",
+        "Client: the licence's limits, by resource (sites, devices, users: active users); absent: unlimited.",
+    ),
+    metric(
+        "tau_portal_licence_info",
+        Kind::Gauge,
+        "customer",
+        "Client: always 1 with a verified licence key; the label carries the customer code it was issued to.",
+    ),
     metric("tau_portal_build_info", Kind::Gauge, "version", "Always 1; the label carries the version."),
 ];
+
+/// How many UTC days `tau_portal_readings_stored_per_day` reports, today included: a billing
+/// scraper that missed a few days still finds each day's final figure.
+pub const STORED_DAYS: i32 = 7;
+
+/// Rendered by [`scrape`] itself, not held by the recorder: its `day` label moves on daily, and a
+/// recorder keeps every series it was given for as long as the process runs.
+const READINGS_STORED_PER_DAY: Metric = metric(
+    "tau_portal_readings_stored_per_day",
+    Kind::Gauge,
+    "day",
+    "Readings stored on each of the last 7 UTC days (day=YYYY-MM-DD; today's still growing), counted with the rows in the write path: the figure usage is billed on. Kept in the database, so restarts do not reset it.",
+);
 
 fn describe() {
     for m in METRICS {
@@ -287,22 +362,30 @@ pub async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// The metrics listener's router: it needs only the database (for the inventory gauges).
-pub fn router(db: PgPool) -> Router {
-    Router::new().route("/metrics", get(scrape)).with_state(db)
+/// The metrics listener's router: it needs only the database (for the inventory and usage
+/// gauges) and the clock (device states).
+pub fn router(db: PgPool, clock: Clock) -> Router {
+    Router::new().route("/metrics", get(scrape)).with_state((db, clock))
 }
 
-/// Inventory gauges are read from the database at scrape time (cheap counts), so they are right
-/// whichever process or admin changed the data.
-async fn scrape(State(db): State<PgPool>) -> AppResult<Response> {
-    let (sites, enabled, disabled) = crate::sites::db::inventory(&db).await?;
+/// Inventory and usage gauges are read from the database at scrape time (counts and index
+/// probes), so they are right whichever process or admin changed the data.
+async fn scrape(State((db, clock)): State<(PgPool, Clock)>) -> AppResult<Response> {
+    let inventory = crate::sites::usage::read(&db, clock.now()).await?;
     let users = crate::auth::db::user_counts(&db).await?;
     let (keys_active, keys_revoked) = crate::ingest::db::key_counts(&db).await?;
+    let mqtt_credentials = crate::mqtt::db::credential_count(&db).await?;
+    let stored = crate::measurements::stored_per_day(&db, STORED_DAYS).await?;
+    let database_size = crate::db::size_bytes(&db).await?;
 
     metrics::gauge!("tau_portal_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    metrics::gauge!("tau_portal_sites").set(sites as f64);
-    metrics::gauge!("tau_portal_devices", "state" => "enabled").set(enabled as f64);
-    metrics::gauge!("tau_portal_devices", "state" => "disabled").set(disabled as f64);
+    for (state, n) in inventory.sites {
+        metrics::gauge!("tau_portal_sites", "state" => state).set(n as f64);
+    }
+    for (state, source, n) in inventory.devices {
+        metrics::gauge!("tau_portal_devices", "state" => state, "source" => source).set(n as f64);
+    }
+    metrics::gauge!("tau_portal_database_size_bytes").set(database_size as f64);
     for admin in [true, false] {
         for off in [false, true] {
             let n = users.iter().find(|u| u.0 == admin && u.1 == off).map_or(0, |u| u.2);
@@ -313,7 +396,22 @@ async fn scrape(State(db): State<PgPool>) -> AppResult<Response> {
     }
     metrics::gauge!("tau_portal_api_keys", "state" => "active").set(keys_active as f64);
     metrics::gauge!("tau_portal_api_keys", "state" => "revoked").set(keys_revoked as f64);
+    metrics::gauge!("tau_portal_mqtt_credentials").set(mqtt_credentials as f64);
 
-    let body = handle().render();
+    let mut body = handle().render();
+    let per_day: Vec<(String, f64)> = stored.iter().map(|(day, n)| (format!("day=\"{day}\""), *n as f64)).collect();
+    write_gauge(&mut body, &READINGS_STORED_PER_DAY, &per_day);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}
+
+/// Appends a gauge family in the text format, as the recorder writes its own: HELP, TYPE, one
+/// line per series (`labels` already formatted, `name="value"` pairs), a blank line.
+fn write_gauge(out: &mut String, m: &Metric, series: &[(String, f64)]) {
+    use std::fmt::Write;
+    let help = m.help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {} {help}\n# TYPE {} gauge", m.name, m.name);
+    for (labels, value) in series {
+        let _ = writeln!(out, "{}{{{labels}}} {value}", m.name);
+    }
+    out.push('\n');
 }

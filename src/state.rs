@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::alarms::ActiveAlarms;
 use crate::auth::keyring::{KeyRing, KeyRingError};
 use crate::auth::password::{PasswordError, Passwords};
 use crate::auth::sessions::Sessions;
@@ -17,6 +18,7 @@ use crate::config::{Config, Environment, RunMode};
 use crate::db::timescale::Outcome;
 use crate::fleet::bootstrap::FleetStorage;
 use crate::fleet::push::PushStatus;
+use crate::licence::Licence;
 use crate::measurements::queries::Bucketing;
 use crate::metrics;
 use crate::sites::directory::DeviceDirectory;
@@ -52,6 +54,10 @@ pub struct Services {
     pub fleet_storage: Option<FleetStorage>,
     /// Client mode: the fleet push's state, for /metrics and Settings → Fleet push.
     pub fleet_push: PushStatus,
+    /// The licence key as verified at startup (judged against the clock where it is used).
+    pub licence: Arc<Licence>,
+    /// The number of open alarms, for every page's header.
+    pub alarms: ActiveAlarms,
 }
 
 /// Why the state could not be built (a startup step; the message says which part).
@@ -63,6 +69,8 @@ pub enum StateError {
     Passwords(#[from] PasswordError),
     #[error("could not load the branding: {0}")]
     Branding(#[source] sqlx::Error),
+    #[error("could not count the open alarms: {0}")]
+    Alarms(#[source] sqlx::Error),
 }
 
 impl AppState {
@@ -76,12 +84,21 @@ impl AppState {
         let branding = Branding::load(db.clone(), &config.white_label, config.data_directory.join("branding"))
             .await
             .map_err(StateError::Branding)?;
+        let alarms = ActiveAlarms::default();
+        if config.run_mode == RunMode::Client {
+            alarms.refresh(&db).await.map_err(StateError::Alarms)?;
+        }
         Ok(AppState(Arc::new(Services {
             branding,
+            alarms,
             devices: DeviceDirectory::new(db.clone()),
             bucketing: Bucketing::from(storage),
             fleet_storage: (config.run_mode == RunMode::Admin).then(|| FleetStorage::from(storage)),
             fleet_push: PushStatus::default(),
+            licence: Arc::new(match config.run_mode {
+                RunMode::Client => Licence::load(&config.license),
+                RunMode::Admin => Licence::Unlicensed,
+            }),
             db,
             config: Arc::new(config),
             throttle: Arc::new(Throttle::new(clock.clone())),
@@ -108,6 +125,7 @@ impl AppState {
                 Cache::Branding => self.branding.reload().await?,
                 Cache::SessionsOf(user) => self.sessions.forget_user(user),
                 Cache::Session(token_hash) => self.sessions.forget(&token_hash),
+                Cache::ActiveAlarms => self.alarms.refresh(&self.db).await?,
             }
         }
         Ok(())

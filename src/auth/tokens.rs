@@ -19,11 +19,17 @@ pub struct NewToken {
 
 /// `prefix` + 256 random bits in URL-safe base64.
 pub fn generate(prefix: &str) -> NewToken {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let secret = random(prefix);
     let shown = secret.chars().take(prefix.len() + SHOWN_CHARS).collect();
     NewToken { hash: hash(&secret), prefix: shown, secret }
+}
+
+/// `prefix` + 256 random bits in URL-safe base64 (43 characters), for a secret stored some other
+/// way than by its SHA-256 (e.g. the bcrypt hash a broker checks).
+pub fn random(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 pub fn hash(token: &str) -> [u8; 32] {

@@ -151,6 +151,7 @@ async fn create(
         let is_admin = form.is_admin.is_some();
         let new = db::NewUser { email: &email, display_name: &display, password_hash: &hash, is_admin };
         let mut change = Change::begin(&state.db, admin.actor()).await?;
+        crate::licence::limits::admit(&state, &mut change, crate::licence::limits::Resource::Users).await?;
         // None: created by someone else between the check and the insert.
         db::insert_user_if_absent(change.db(), &new).await?.ok_or_else(|| FieldErrors::of("email", EMAIL_TAKEN))?;
         state.commit(change, "user.created", Some(&email), serde_json::json!({ "isAdmin": is_admin })).await?;
@@ -212,6 +213,10 @@ async fn apply(
             "{} is the last active administrator. Make another user an administrator first.",
             user.email
         )));
+    }
+    if matches!(what, UserChange::ToggleDisabled) && user.is_disabled {
+        // Enabling an account takes a place of the licence's active users.
+        crate::licence::limits::admit(state, change, crate::licence::limits::Resource::Users).await?;
     }
     match what {
         UserChange::Delete => db::delete_user(change, id).await?,

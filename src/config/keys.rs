@@ -185,6 +185,85 @@ keys! {
         "100000",
         "Polled readings held in memory while the database is unavailable (1000-10000000); beyond it the oldest are dropped and counted.",
     );
+    MQTT_ENABLED = key(
+        "Mqtt__Enabled",
+        "false",
+        "Client mode: subscribe to the device topics (`sensor/<externalId>` and `sensor/<externalId>/<quantity>`) on the MQTT broker and store their readings.",
+    );
+    MQTT_HOST = key("Mqtt__Host", "mosquitto", "Host name or address of the MQTT broker (the stack's Mosquitto).");
+    MQTT_PORT = key(
+        "Mqtt__Port",
+        "1883",
+        "Port of the broker's MQTT listener (plain MQTT on the stack's internal network).",
+    );
+    MQTT_USERNAME = key(
+        "Mqtt__Username",
+        "tau-portal",
+        "The portal's own broker account: written into `mqtt_users` as a superuser at every start (never a device's username).",
+    );
+    MQTT_PASSWORD = secret(
+        "Mqtt__Password",
+        "Password of `Mqtt__Username`, at least 16 characters (required when `Mqtt__Enabled`); stored bcrypt-hashed in `mqtt_users` at every start, so changing it and restarting rotates it.",
+    );
+    MQTT_BROKER_DATABASE_USER = key(
+        "Mqtt__BrokerDatabaseUser",
+        "mqtt_auth",
+        "The database role the broker's auth plugin (mosquitto-go-auth) logs in as: created by the portal when `Mqtt__BrokerDatabasePassword` is set, with SELECT on `mqtt_users` and `mqtt_acls` and nothing else.",
+    );
+    MQTT_BROKER_DATABASE_PASSWORD = secret(
+        "Mqtt__BrokerDatabasePassword",
+        "Password of `Mqtt__BrokerDatabaseUser`, set at every start; when unset the portal manages no role for the broker.",
+    );
+    MQTT_DEVICE_URL = key(
+        "Mqtt__DeviceUrl",
+        "",
+        "Where devices connect, shown on device pages, e.g. `mqtt://abc0001.portal.example.com:1883`; empty: the host of `Application__PublicUrl` on port 1883.",
+    );
+    LICENSE_KEY = secret(
+        "License__Key",
+        "Client mode: the licence key (a JWT signed by the Admin portal, Helm `license.key`). Unset: the portal runs unlicensed, without limits, and says so to admins and in /metrics.",
+    );
+    LICENSE_PUBLIC_KEY = key(
+        "License__PublicKey",
+        "",
+        "The Ed25519 public key licence keys must be signed with (`tau-portal licence keygen` prints it; base64url or a PEM `PUBLIC KEY`); empty: the key compiled into this build (TAU_LICENSE_PUBLIC_KEY at build time).",
+    );
+    LICENSE_SIGNING_KEY = secret(
+        "License__SigningKey",
+        "Admin mode: the Ed25519 private key licences are signed with (PKCS#8 PEM, `tau-portal licence keygen` or `openssl genpkey -algorithm ed25519`); give it as `License__SigningKey_FILE`, a secret file that only the Admin portal mounts.",
+    );
+    SMTP_HOST = key(
+        "Notifications__SmtpHost",
+        "",
+        "SMTP server for alarm e-mails (unset: no e-mail; webhooks still work). Mail is sent by a background task: a slow or failing server never holds up polling or pages.",
+    );
+    SMTP_PORT = key(
+        "Notifications__SmtpPort",
+        "",
+        "SMTP port (1-65535); unset: 587 for `starttls`, 465 for `tls`, 25 for `none`.",
+    );
+    SMTP_SECURITY = key(
+        "Notifications__SmtpSecurity",
+        "starttls",
+        "`starttls` (the server must offer STARTTLS), `tls` (TLS from the first byte, port 465) or `none` (plain text: only for a relay on the same host or a private network).",
+    );
+    SMTP_USERNAME = key("Notifications__SmtpUsername", "", "SMTP login (unset: no authentication).");
+    SMTP_PASSWORD = secret("Notifications__SmtpPassword", "SMTP password (with `Notifications__SmtpUsername`).");
+    SMTP_FROM = key(
+        "Notifications__SmtpFrom",
+        "",
+        "Sender address of alarm e-mails, e.g. `alarms@portal.example.com` (required with `Notifications__SmtpHost`); the display name is the branding's application name.",
+    );
+    SMTP_TIMEOUT_SECONDS = key(
+        "Notifications__SmtpTimeoutSeconds",
+        "10",
+        "How long one SMTP or webhook delivery may take before it counts as failed and is retried (1-300).",
+    );
+    DIGEST_THRESHOLD = key(
+        "Notifications__DigestThreshold",
+        "5",
+        "When more alarm events than this are due for one recipient list at once (many alarms firing together, or the end of quiet hours), they go out as one digest instead of one message each (1-1000).",
+    );
     RUST_LOG = key("RUST_LOG", "info", "Log filter, e.g. `info` or `info,tau_acuvim_portal=debug,sqlx=warn`.");
 }
 

@@ -647,3 +647,32 @@ fn help_and_markdown_list_every_key() {
         assert!(table.contains(&format!("`{}`", k.key)), "table misses {}", k.key);
     }
 }
+
+#[test]
+fn smtp_is_off_without_a_host_and_needs_a_sender_with_one() {
+    let (c, _) = ok(&[]);
+    assert!(c.notifications.smtp.is_none());
+    assert_eq!(c.notifications.digest_threshold, 5);
+    assert_eq!(c.notifications.timeout, Duration::from_secs(10));
+    let message = only_error(&[("Notifications__SmtpHost", "smtp.example.com")]);
+    assert!(message.contains("Notifications__SmtpFrom") && message.contains("required"), "{message}");
+    let (c, _) =
+        ok(&[("Notifications__SmtpHost", "smtp.example.com"), ("Notifications__SmtpFrom", "alarms@example.com")]);
+    let smtp = c.notifications.smtp.unwrap();
+    assert_eq!((smtp.security, smtp.port), (SmtpSecurity::StartTls, 587), "STARTTLS on the submission port");
+    let (c, _) = ok(&[
+        ("Notifications__SmtpHost", "smtp.example.com"),
+        ("Notifications__SmtpFrom", "alarms@example.com"),
+        ("Notifications__SmtpSecurity", "TLS"),
+        ("Notifications__SmtpUsername", "portal"),
+        ("Notifications__SmtpPassword", "a real smtp secret"),
+    ]);
+    let smtp = c.notifications.smtp.unwrap();
+    assert_eq!((smtp.security, smtp.port, smtp.username.as_deref()), (SmtpSecurity::Tls, 465, Some("portal")));
+    let message = only_error(&[("Notifications__SmtpSecurity", "ssl")]);
+    assert!(message.contains("Notifications__SmtpSecurity") && message.contains("starttls, tls or none"), "{message}");
+    let message = only_error(&[("Notifications__SmtpPort", "0")]);
+    assert!(message.contains("Notifications__SmtpPort"), "{message}");
+    let message = only_error(&[("Notifications__SmtpPassword", "a real smtp secret")]);
+    assert!(message.contains("Notifications__SmtpUsername"), "a password without a login: {message}");
+}

@@ -28,6 +28,8 @@ struct Overview {
     user: SessionUser,
     /// Month to date and projection per site with a tariff.
     costs: Vec<SiteOutlook>,
+    /// Open alarms (`alarms/active.html`).
+    active: crate::alarms::ActiveAlarmView,
 }
 
 async fn overview(
@@ -36,5 +38,6 @@ async fn overview(
     page: Page,
 ) -> AppResult<Html<String>> {
     let costs = outlook::month_outlook(&state.db, state.clock.now()).await?;
-    render(&Overview { page, user, costs })
+    let active = crate::alarms::active_alarms(&state).await?;
+    render(&Overview { page, user, costs, active })
 }

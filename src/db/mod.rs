@@ -33,6 +33,11 @@ pub enum ConnectError {
     Cancelled,
 }
 
+/// The database's size on disk (tables, indexes, TOAST), for the usage figures of /metrics.
+pub async fn size_bytes(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(db).await
+}
+
 pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.max_connections)

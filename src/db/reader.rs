@@ -18,19 +18,56 @@ pub const READABLE_SCHEMAS: &[&str] = &["monitoring"];
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderRoleError {
     #[error(
-        "cannot manage the read-only database role {role:?} for Grafana ({source}); the portal's database user \
-         needs CREATEROLE, or create the role yourself (see README, Grafana) and unset Grafana__DatabasePassword"
+        "cannot manage the read-only database role {role:?} for {purpose} ({source}); the portal's database user \
+         needs CREATEROLE, or create the role yourself (see README, {purpose}) and unset {password_key}"
     )]
     Database {
         role: String,
+        purpose: &'static str,
+        password_key: &'static str,
         #[source]
         source: sqlx::Error,
     },
 }
 
+/// Who a managed role is for, for the error message: (purpose, the key of its password).
+pub type RolePurpose = (&'static str, &'static str);
+const GRAFANA: RolePurpose = ("Grafana", "Grafana__DatabasePassword");
+
 /// Creates or updates `role` with `password`, read-only on [`READABLE_SCHEMAS`]. Idempotent.
 pub async fn ensure(db: &PgPool, role: &str, password: &str) -> Result<(), ReaderRoleError> {
-    let failed = |source| ReaderRoleError::Database { role: role.to_string(), source };
+    // CONNECT on the database: PUBLIC has it by default.
+    let grants = r#"SELECT unnest(ARRAY(
+            SELECT unnest(ARRAY[
+                format('GRANT USAGE ON SCHEMA %I TO %I', s, $1::text),
+                format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, $1::text),
+                format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', s, $1::text),
+                format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', s, $1::text)
+            ])
+            FROM unnest($2::text[]) AS s WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)
+        ))"#;
+    ensure_read_only_role(db, role, password, GRAFANA, grants, READABLE_SCHEMAS).await?;
+    tracing::info!(role, "Read-only database role for Grafana is ready");
+    Ok(())
+}
+
+/// Creates or updates the login `role` with `password`: no privilege of its own, every
+/// transaction read-only, and the grants that `grants` (a query with the role as `$1` and
+/// `names` as `$2`) builds with `format`'s `%I` quoting. Idempotent.
+pub async fn ensure_read_only_role(
+    db: &PgPool,
+    role: &str,
+    password: &str,
+    purpose: RolePurpose,
+    grants: &'static str,
+    names: &[&str],
+) -> Result<(), ReaderRoleError> {
+    let failed = |source| ReaderRoleError::Database {
+        role: role.to_string(),
+        purpose: purpose.0,
+        password_key: purpose.1,
+        source,
+    };
     let mut tx = db.begin().await.map_err(failed)?;
     // Quoting by the server (format's %I and %L): the role name and the password are data.
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
@@ -52,30 +89,22 @@ pub async fn ensure(db: &PgPool, role: &str, password: &str) -> Result<(), Reade
         .await
         .map_err(failed)?,
     );
-    let grants: Vec<String> = sqlx::query_scalar(
-        // CONNECT on the database: PUBLIC has it by default.
-        r#"SELECT unnest(ARRAY[
-               format('ALTER ROLE %I SET default_transaction_read_only = on', $1::text)
-           ] || ARRAY(
-               SELECT unnest(ARRAY[
-                   format('GRANT USAGE ON SCHEMA %I TO %I', s, $1::text),
-                   format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, $1::text),
-                   format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', s, $1::text),
-                   format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', s, $1::text)
-               ])
-               FROM unnest($2::text[]) AS s WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)
-           ))"#,
-    )
-    .bind(role)
-    .bind(READABLE_SCHEMAS)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(failed)?;
-    statements.extend(grants);
+    statements.push(
+        sqlx::query_scalar("SELECT format('ALTER ROLE %I SET default_transaction_read_only = on', $1::text)")
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?,
+    );
+    let granted: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(grants))
+        .bind(role)
+        .bind(names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed)?;
+    statements.extend(granted);
     for statement in statements {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await.map_err(failed)?;
     }
-    tx.commit().await.map_err(failed)?;
-    tracing::info!(role, "Read-only database role for Grafana is ready");
-    Ok(())
+    tx.commit().await.map_err(failed)
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::ApiKey;
 use crate::error::{AppError, AppResult};
-use crate::measurements::{self, COUNTER_QUANTITIES, Horizon, Quantity, REAL_QUANTITIES, Reading};
+use crate::measurements::{self, Horizon, Quantity, Reading};
 use crate::sites::directory::DeviceMap;
 use crate::state::AppState;
 
@@ -30,8 +30,9 @@ struct Batch {
     measurements: Vec<Row>,
 }
 
-/// One row: `externalId`, `time` and any of the quantities (see [`REAL_QUANTITIES`] and
-/// [`COUNTER_QUANTITIES`]); unknown fields are an error, so a typo never silently drops a value.
+/// One row: `externalId`, `time` and any of the quantities (see
+/// [`measurements::REAL_QUANTITIES`] and [`measurements::COUNTER_QUANTITIES`]); unknown fields
+/// are an error, so a typo never silently drops a value.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Row {
@@ -100,7 +101,7 @@ fn parse_batch(body: &[u8]) -> Result<Vec<Row>, AppError> {
         if let Some(name) = row.values.keys().find(|k| Quantity::named(k).is_none()) {
             return Err(AppError::BadRequest(format!(
                 "measurements[{index}]: unknown field `{name}` (the fields are externalId, time, {})",
-                REAL_QUANTITIES.iter().chain(&COUNTER_QUANTITIES).map(|q| q.0).collect::<Vec<_>>().join(", ")
+                Quantity::names()
             )));
         }
     }

@@ -1,5 +1,5 @@
 //! The measurement store: the ONE write path every ingestion path (ingest API, Modbus poller,
-//! fleet push) goes through, and the quantities it stores, in SI units.
+//! MQTT) goes through, the quantities it stores, in SI units, and how many it stored per day.
 
 pub mod buffer;
 pub mod copy;
@@ -9,7 +9,7 @@ pub mod queries;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 /// Instantaneous quantities, stored as float4: (JSON name, column, unit).
@@ -110,6 +110,19 @@ impl Quantity {
     pub fn named(name: &str) -> Option<Quantity> {
         let real = REAL_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Real);
         real.or_else(|| COUNTER_QUANTITIES.iter().position(|q| q.0 == name).map(Slot::Counter)).map(Quantity)
+    }
+
+    /// Its SI unit ("" for power factors).
+    pub fn unit(self) -> &'static str {
+        match self.0 {
+            Slot::Real(i) => REAL_QUANTITIES[i].2,
+            Slot::Counter(i) => COUNTER_QUANTITIES[i].2,
+        }
+    }
+
+    /// Every quantity's JSON name, comma-separated (for error messages that list them).
+    pub fn names() -> String {
+        REAL_QUANTITIES.iter().chain(&COUNTER_QUANTITIES).map(|q| q.0).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -253,7 +266,36 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
     copy.send(data).await?;
     copy.finish().await?;
     note_late_rows(&mut tx, &first).await?;
-    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).execute(&mut *tx).await?;
+    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).execute(&mut *tx).await?.rows_affected();
+    if new > 0 {
+        // Last before the commit, so the counter row's lock is held as briefly as it can be (and
+        // after every other lock the batch takes).
+        sqlx::query(COUNT_STORED).bind(i64::try_from(new).unwrap_or(i64::MAX)).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
-    Ok(new.rows_affected())
+    Ok(new)
+}
+
+/// Adds a batch's new rows to the readings stored today (UTC, the database's clock: when they
+/// were stored, whatever their timestamps), in this connection's slot of the day (see the
+/// migration ReadingsStoredPerDay: concurrent batches do not queue on one row).
+const COUNT_STORED: &str = r#"INSERT INTO monitoring."ReadingsStoredPerDay" ("Day", "Slot", "Readings")
+    VALUES ((now() AT TIME ZONE 'UTC')::date, pg_backend_pid() % 16, $1)
+    ON CONFLICT ("Day", "Slot") DO UPDATE SET "Readings" = "ReadingsStoredPerDay"."Readings" + EXCLUDED."Readings""#;
+
+/// How many readings were stored on each of the last `days` UTC days, today last (0 for a day
+/// without any), for usage billing.
+pub async fn stored_per_day(db: &PgPool, days: i32) -> Result<Vec<(NaiveDate, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT d."Day"::date, COALESCE(r."Readings", 0)
+           FROM generate_series((now() AT TIME ZONE 'UTC')::date - ($1 - 1), (now() AT TIME ZONE 'UTC')::date,
+                                interval '1 day') AS d ("Day")
+           LEFT JOIN (SELECT "Day", sum("Readings")::bigint AS "Readings" FROM monitoring."ReadingsStoredPerDay"
+                      WHERE "Day" > (now() AT TIME ZONE 'UTC')::date - $1 GROUP BY "Day") r
+                  ON r."Day" = d."Day"::date
+           ORDER BY d."Day""#,
+    )
+    .bind(days)
+    .fetch_all(db)
+    .await
 }

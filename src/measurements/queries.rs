@@ -61,6 +61,22 @@ pub async fn latest_reading(db: impl PgExecutor<'_>, device_id: i32) -> Result<O
     row.as_ref().map(reading_from).transpose()
 }
 
+/// The newest reading of each of `device_ids` that has one: one index probe per device.
+pub async fn latest_readings(
+    db: impl PgExecutor<'_>,
+    device_ids: &[i32],
+) -> Result<Vec<(i32, StoredReading)>, sqlx::Error> {
+    let rows = sqlx::query(
+        r#"SELECT m.* FROM unnest($1::integer[]) AS d("Id")
+           CROSS JOIN LATERAL (SELECT * FROM monitoring."PowerMeasurements" p
+                               WHERE p."DeviceId" = d."Id" ORDER BY p."Time" DESC LIMIT 1) m"#,
+    )
+    .bind(device_ids)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("DeviceId")?, reading_from(row)?))).collect()
+}
+
 /// Average active power (`PTotal`, W) per `bucket` in `[from, to)`, oldest first; buckets
 /// without a value are absent. Buckets are aligned to 2000-01-01 UTC either way (time_bucket's
 /// default origin for sub-week widths is 2000-01-03, a Monday, hence the explicit origin).
@@ -83,4 +99,24 @@ pub async fn power_series(
            GROUP BY bucket ORDER BY bucket"#
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(bucket).fetch_all(db).await
+}
+
+/// Total active (`PTotal`, W) and apparent (`STotal`, VA) power of each of `device_ids` in
+/// `[from, to]`, per device oldest first: what a demand forecast integrates.
+pub async fn power_samples(
+    db: impl PgExecutor<'_>,
+    device_ids: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i32, DateTime<Utc>, Option<f64>, Option<f64>)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "DeviceId", "Time", "PTotal"::float8, "STotal"::float8 FROM monitoring."PowerMeasurements"
+           WHERE "DeviceId" = ANY($1) AND "Time" >= $2 AND "Time" <= $3
+           ORDER BY "DeviceId", "Time""#,
+    )
+    .bind(device_ids)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
 }

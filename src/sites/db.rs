@@ -14,7 +14,7 @@ pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
 
 // ---------------------------------------------------------------- sites
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 #[sqlx(rename_all = "PascalCase")]
 pub struct SiteRow {
     pub id: i32,
@@ -72,6 +72,16 @@ pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, s
         .await
 }
 
+/// The sites of `ids` that exist, by id: one query for the alarm evaluator's site rules.
+pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
         r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
@@ -117,15 +127,33 @@ pub async fn delete_site(change: &mut Change, id: i32) -> Result<Option<(String,
     .await
 }
 
-/// (sites, enabled devices, disabled devices), for the metrics.
-pub async fn inventory(db: impl PgExecutor<'_>) -> Result<(i64, i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT (SELECT count(*) FROM monitoring."Sites"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE "Enabled"),
-                  (SELECT count(*) FROM monitoring."Devices" WHERE NOT "Enabled")"#,
+/// What the usage figures of /metrics need of every device (`sites::usage`).
+#[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
+pub struct DeviceStateRow {
+    pub site_id: i32,
+    pub source: String,
+    pub enabled: bool,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub poll_interval_seconds: i32,
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+/// Every site's id and what its devices' states are made of; the newest reading per device is
+/// one probe of the measurements' primary key, as for the device pages.
+pub async fn inventory(db: &sqlx::PgPool) -> Result<(Vec<i32>, Vec<DeviceStateRow>), sqlx::Error> {
+    let sites = sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Sites""#).fetch_all(db).await?;
+    let devices = sqlx::query_as(
+        r#"SELECT d."SiteId", d."Source", d."Enabled", d."LastErrorAt", d."ConsecutiveFailures",
+                  d."PollIntervalSeconds",
+                  (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id")
+                      AS "LastReadingAt"
+           FROM monitoring."Devices" d"#,
     )
-    .fetch_one(db)
-    .await
+    .fetch_all(db)
+    .await?;
+    Ok((sites, devices))
 }
 
 /// What deleting a site takes with it: `(devices, readings)`.
@@ -376,6 +404,33 @@ pub async fn all_devices(
 ) -> Result<Vec<(i32, i32, String, String, String, bool)>, sqlx::Error> {
     sqlx::query_as(
         r#"SELECT "Id", "SiteId", "ExternalId", "Name", "Model", "Enabled" FROM monitoring."Devices" ORDER BY "Id""#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A device as the alarm rules watch it: where it is, whether it is polled, how often readings
+/// are due, and when it was added (a device that never sent a reading is silent since then).
+#[derive(sqlx::FromRow)]
+#[sqlx(rename_all = "PascalCase")]
+pub struct WatchedDevice {
+    pub id: i32,
+    pub site_id: i32,
+    pub site_name: String,
+    pub name: String,
+    pub enabled: bool,
+    pub poll_interval_seconds: i32,
+    pub created_at: DateTime<Utc>,
+    pub last_reading_at: Option<DateTime<Utc>>,
+}
+
+pub async fn watched_devices(db: impl PgExecutor<'_>) -> Result<Vec<WatchedDevice>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."PollIntervalSeconds",
+                  d."CreatedAt",
+                  (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt"
+           FROM monitoring."Devices" d JOIN monitoring."Sites" s ON s."Id" = d."SiteId"
+           ORDER BY d."Id""#,
     )
     .fetch_all(db)
     .await

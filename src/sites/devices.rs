@@ -47,6 +47,7 @@ struct DevicePage {
     /// What the energy rollup did not count (newest first) and how many in all.
     anomalies: Vec<(String, String)>,
     anomalies_total: i64,
+    mqtt: Option<crate::mqtt::credentials::MqttView>,
 }
 
 /// How many of a device's energy anomalies its page lists.
@@ -70,6 +71,7 @@ pub async fn show(
     let (anomalies, anomalies_total) =
         crate::measurements::energy::anomalies::of_device(&state.db, id, ANOMALIES_SHOWN).await?;
     let anomalies = anomalies.into_iter().map(|a| (readings::local_time(a.time, tz), a.description)).collect();
+    let mqtt = crate::mqtt::credentials::view(&state, &device).await?;
     render(&DevicePage {
         page,
         site,
@@ -83,6 +85,7 @@ pub async fn show(
         chart_height: CHART_HEIGHT,
         anomalies,
         anomalies_total,
+        mqtt,
     })
 }
 
@@ -187,6 +190,7 @@ pub async fn create_device(
     let created = async {
         let device = form.validate()?;
         let mut change = Change::begin(&state.db, admin.actor()).await?;
+        crate::licence::limits::admit(&state, &mut change, crate::licence::limits::Resource::Devices).await?;
         let id = refused(db::insert_device(&mut change, &device.fields()).await)?;
         let target = Some(device.external_id.as_str());
         state.commit(change, "device.created", target, device_detail(&device)).await?;

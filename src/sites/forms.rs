@@ -13,9 +13,13 @@ pub const DUPLICATE_EXTERNAL_ID: &str = "A device with this external ID already 
 /// `(value, label)` of the meter models and data sources the database accepts.
 pub const MODELS: [(&str, &str); 3] =
     [("acuvim-ii", "Acuvim II"), ("acuvim-l", "Acuvim L"), ("generic", "Generic (pushed data)")];
-pub const SOURCES: [(&str, &str); 2] =
-    [("modbus-tcp", "Modbus TCP (the portal polls the meter)"), ("push", "Push (readings arrive via the ingest API)")];
+pub const SOURCES: [(&str, &str); 3] = [
+    ("modbus-tcp", "Modbus TCP (the portal polls the meter)"),
+    ("push", "Push (readings arrive via the ingest API)"),
+    ("mqtt", "MQTT (the device publishes to the portal's broker with its own credentials)"),
+];
 pub const MODBUS_TCP: &str = "modbus-tcp";
+pub const MQTT: &str = "mqtt";
 
 pub fn model_label(model: &str) -> &str {
     MODELS.iter().find(|(v, _)| *v == model).map_or(model, |(_, l)| l)
@@ -240,6 +244,10 @@ impl DeviceForm {
         e.check("name", name_error(&name));
         let model = choice(&self.model, &MODELS, "model", "Choose a meter model.", &mut e);
         let source = choice(&self.source, &SOURCES, "source", "Choose how its readings arrive.", &mut e);
+        if source == MQTT {
+            // The first message for a field is kept: an empty or spaced ID says so first.
+            e.check("external_id", crate::mqtt::topic_safe(&external_id).err());
+        }
         let host = self.modbus_host.trim().to_string();
         e.check(
             "modbus_host",

@@ -8,6 +8,9 @@ mod forms;
 mod meter;
 pub mod readings;
 mod routes;
+pub mod usage;
+
+pub use forms::parse_time_zone;
 
 use axum::Router;
 use axum::routing::get;
@@ -26,6 +29,9 @@ pub fn router() -> Router<AppState> {
         .route("/devices/{id}/edit", get(devices::edit_device).post(devices::update_device))
         .route("/devices/{id}/delete", get(devices::confirm_delete).post(devices::delete_device))
 }
+
+/// The source of devices that publish over MQTT (src/mqtt/).
+pub const MQTT_SOURCE: &str = forms::MQTT;
 
 /// The site or device a form edits (its stored name, for the title and breadcrumb).
 pub struct Editing {

@@ -139,6 +139,19 @@ impl Status {
         }
     }
 
+    /// The `state` label of `tau_portal_devices` (src/metrics.rs).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Status::Disabled => "disabled",
+            Status::NoReadings => "no_readings",
+            Status::Online => "online",
+            Status::Offline => "offline",
+            Status::Failing => "failing",
+        }
+    }
+
+    pub const KEYS: [&'static str; 5] = ["online", "offline", "failing", "no_readings", "disabled"];
+
     /// The badge class (see `.badge` in app.css).
     pub fn class(&self) -> &'static str {
         match self {

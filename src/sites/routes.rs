@@ -73,6 +73,7 @@ pub fn device_list_view(d: &DeviceRow, tz: Tz, now: chrono::DateTime<chrono::Utc
         Some(host) if d.source == forms::MODBUS_TCP => {
             format!("Modbus TCP {host}:{}, unit {}", d.modbus_port, d.modbus_unit_id)
         }
+        _ if d.source == forms::MQTT => "MQTT".into(),
         _ => "Push".into(),
     };
     DeviceListView {
@@ -154,6 +155,7 @@ pub async fn create_site(
     let created = async {
         let site = form.validate()?;
         let mut change = Change::begin(&state.db, admin.actor()).await?;
+        crate::licence::limits::admit(&state, &mut change, crate::licence::limits::Resource::Sites).await?;
         let id =
             db::insert_site(change.db(), &site.fields()).await.on_constraint(db::SITE_NAME_UNIQUE, duplicate_site)?;
         state.commit(change, "site.created", Some(&site.name), site_detail(&site)).await?;

@@ -2,11 +2,13 @@
 //! (`measurements::energy`), its 15-minute energy over the billing period and the number of
 //! devices it sums. The Cost tab bills one site; the Overview many, with one read of their energy.
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 use super::db;
-use super::engine::{Assignment, BillInput};
+use super::engine::{self, Assignment, Bill, BillInput};
 use super::local::Period;
 use crate::measurements::energy::{self, SiteEnergy, SiteRange};
 use crate::sites::db::SiteRow;
@@ -51,6 +53,41 @@ pub async fn load_all(db: &PgPool, bills: &[(&SiteRow, Period)]) -> Result<Vec<L
     for ((site, period), energy) in bills.iter().zip(energy) {
         let schedule = db::site_schedule(db, site.id).await?;
         out.push(Loaded { tz: site.zone(), period: *period, schedule, energy });
+    }
+    Ok(out)
+}
+
+/// A site's bill of the current calendar month (in its own time zone) on the data so far, with
+/// the month to date and the projection to month end ([`engine::outlook`]).
+pub struct MonthCost {
+    pub site: SiteRow,
+    pub loaded: Loaded,
+    pub bill: Bill,
+    pub to_date: Decimal,
+    pub projected: Decimal,
+}
+
+/// The [`MonthCost`] of each of `sites` at `now` (their energy in one read through the door);
+/// a site whose month cannot be placed (a date out of range) is left out. The Overview's cost
+/// figures and the budget alarms both come from here.
+pub async fn month_costs(db: &PgPool, sites: Vec<SiteRow>, now: DateTime<Utc>) -> Result<Vec<MonthCost>, sqlx::Error> {
+    let sites: Vec<(SiteRow, Period)> = sites
+        .into_iter()
+        .filter_map(|site| {
+            let period = Period::containing(now.with_timezone(&site.zone()).date_naive(), 1)?;
+            Some((site, period))
+        })
+        .collect();
+    let asked: Vec<_> = sites.iter().map(|(site, period)| (site, *period)).collect();
+    let loaded = load_all(db, &asked).await?;
+    let mut out = Vec::with_capacity(sites.len());
+    for ((site, period), loaded) in sites.into_iter().zip(loaded) {
+        let bill = engine::bill(&loaded.input());
+        let (from, to) = period.utc(loaded.tz);
+        let elapsed =
+            Decimal::from((now - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1));
+        let (to_date, projected) = engine::outlook(&bill, elapsed);
+        out.push(MonthCost { site, loaded, bill, to_date, projected });
     }
     Ok(out)
 }

@@ -244,6 +244,21 @@ fn tariff_on(assignments: &[Assignment], day: NaiveDate) -> Option<(usize, usize
     Some((a, v))
 }
 
+/// The demand charge in effect on local `day` (its unit and window), if the site's tariff has one.
+pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&model::Demand> {
+    let (a, v) = tariff_on(assignments, day)?;
+    assignments[a].tariff.doc.versions[v].demand.as_ref()
+}
+
+/// A bill's maximum demand (the highest of its demand lines, in the line's unit) and its demand
+/// charge with VAT; `None` without a demand line.
+pub fn demand_charge(bill: &Bill) -> Option<(Decimal, Decimal)> {
+    let lines: Vec<&Line> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).collect();
+    let max = lines.iter().map(|l| l.quantity).max()?;
+    let charge: Decimal = lines.iter().map(|l| l.amount * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
+    Some((max.normalize(), round_cents(charge)))
+}
+
 #[derive(Default)]
 struct Totals {
     import_wh: Decimal,

@@ -23,6 +23,10 @@ pub struct Page {
     pub path: String,
     /// Admin (fleet) run mode: its own navigation.
     pub fleet_admin: bool,
+    /// What admins are told about the licence on every page (expiring, expired, refused).
+    pub licence_banner: Option<String>,
+    /// Open alarms, for the header.
+    pub active_alarms: i64,
 }
 
 const NOTICES: &[(&str, &str)] = &[
@@ -48,7 +52,22 @@ const NOTICES: &[(&str, &str)] = &[
     ("tariff-deleted", "The tariff was deleted."),
     ("tariff-assigned", "The tariff was assigned; the site's bills use it from its effective date."),
     ("tariff-unassigned", "The tariff was removed from the site's history."),
+    ("alarm-acknowledged", "The alarm was acknowledged."),
+    ("alarm-already-acknowledged", "The alarm had already been acknowledged; nothing was changed."),
+    (
+        "alarm-cleared",
+        "The alarm was cleared. It is raised again only after its condition has recovered and breached again.",
+    ),
+    ("alarm-already-ended", "The alarm had already ended; nothing was changed."),
+    (
+        "alarm-rule-saved",
+        "The alarm rule was saved. Alarms it had raised ended; it is evaluated afresh within seconds.",
+    ),
+    ("alarm-rule-deleted", "The alarm rule was deleted; its alarms stay in the history."),
+    ("recipient-list-saved", "The recipient list was saved."),
+    ("recipient-list-deleted", "The recipient list was deleted; its past deliveries stay listed."),
     ("customer-updated", "The customer was saved."),
+    ("mqtt-revoked", "The device's MQTT credentials were revoked: the broker refuses them from now on."),
     ("customer-deleted", "The customer was deleted, with its sites, devices, measurements and ingest events."),
 ];
 
@@ -60,7 +79,13 @@ impl Page {
                 .find(|(k, _)| k == "notice")
                 .and_then(|(_, code)| NOTICES.iter().find(|(c, _)| *c == code).map(|(_, text)| *text))
         });
+        let licence_banner = if user.as_ref().is_some_and(|u| u.is_admin) {
+            state.licence.standing(state.clock.now()).banner()
+        } else {
+            None
+        };
         Page {
+            licence_banner,
             theme: state.branding.theme(),
             user,
             csrf,
@@ -68,6 +93,7 @@ impl Page {
             css_url: static_files::css_url(),
             path: uri.path().to_string(),
             fleet_admin: state.config.run_mode == crate::config::RunMode::Admin,
+            active_alarms: state.alarms.count(),
         }
     }
 

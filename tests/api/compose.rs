@@ -390,6 +390,9 @@ fn a_provisioned_env_renders_the_runbooks_stack() {
         "Database__ConnectionString",
         "DATABASE_URL",
         "POSTGRES_PORT",
+        // The Admin's private key: a secret file only the Admin's stack mounts (OPERATIONS.md,
+        // Licences), never a variable of a customer's .env.
+        "License__SigningKey",
     ];
     for k in KEYS.iter().filter(|k| !not_for_compose.contains(&k.key)) {
         assert!(portal.contains_key(k.key), "{} set in .env would never reach the portal", k.key);
@@ -459,4 +462,71 @@ async fn runs_as_uid_1000_on_a_data_folder_it_owns_and_explains_one_it_cannot_wr
     let line = refused.wait_for_message("Startup failed", std::time::Duration::from_secs(5)).await;
     let message = line["message"].as_str().unwrap();
     assert!(message.contains("cannot use the key ring folder") && message.contains("uid 1000"), "{message}");
+}
+
+/// `COMPOSE_PROFILES=mqtt`: the broker joins the stack, started by the stack's own
+/// `deploy/mosquitto/` files, logging in as the role the portal creates, with the password the
+/// portal sets on it; devices reach it on the host's `MQTT_PORT` and through Traefik at
+/// `/mqtt`. Without the profile there is no broker, and the portal's subscriber stays off.
+#[test]
+fn the_mqtt_profile_adds_the_broker_the_portal_configures() {
+    let Some(compose) = compose_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = provision(dir.path(), &["--company", "Acme Corp", "--traefik-address", "172.18.0.2"]);
+    let model = render(&compose, dir.path()).unwrap();
+    assert!(model["services"].get("mosquitto").is_none(), "no broker without the profile");
+    assert_eq!(environment(&model, "portal")["Mqtt__Enabled"], "false");
+
+    for (key, value) in [
+        ("COMPOSE_PROFILES", "mqtt"),
+        ("Mqtt__Enabled", "true"),
+        ("Mqtt__Password", "a-generated-portal-mqtt-secret-1"),
+        ("Mqtt__BrokerDatabasePassword", "a-generated-broker-db-secret-1"),
+        ("MQTT_PORT", "11883"),
+    ] {
+        set_key(&env_file, key, value);
+    }
+    let model = render(&compose, dir.path()).unwrap_or_else(|e| panic!("the mqtt profile renders: {e}"));
+    let broker = &model["services"]["mosquitto"];
+    assert_eq!(broker["container_name"], "abc0001_mosquitto");
+    assert!(broker["image"].as_str().unwrap().starts_with("iegomez/mosquitto-go-auth:2.0.18"), "{}", broker["image"]);
+    assert_eq!(broker["depends_on"]["portal"]["condition"], "service_healthy", "the portal creates its role first");
+    let mounts: Vec<(String, String)> = broker["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["source"].as_str().unwrap().to_string(), v["target"].as_str().unwrap().to_string()))
+        .collect();
+    for file in ["mosquitto.conf", "start.sh"] {
+        let source = repo().join("deploy/mosquitto").join(file);
+        assert!(source.is_file());
+        assert!(
+            mounts.contains(&(source.to_string_lossy().to_string(), format!("/mosquitto/config/{file}"))),
+            "{file}: {mounts:?}"
+        );
+    }
+    let entrypoint: Vec<&str> = broker["entrypoint"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(entrypoint.last(), Some(&"/mosquitto/config/start.sh"));
+    let ports = broker["ports"].as_array().unwrap();
+    assert!(ports.iter().any(|p| p["published"] == "11883" && p["target"] == 1883), "{ports:?}");
+
+    let portal = environment(&model, "portal");
+    let env = environment(&model, "mosquitto");
+    let config = assert_valid_portal_config(&portal);
+    use secrecy::ExposeSecret;
+    let role = config.mqtt.broker_role.as_ref().expect("the portal manages the broker's role");
+    assert_eq!(env["MQTT_DB_USER"], role.user, "the broker logs in as the portal's role for it");
+    assert_eq!(env["MQTT_DB_PASSWORD"], role.password.expose_secret());
+    assert_eq!(env["MQTT_DB_HOST"], "timescaledb");
+    assert_eq!(env["MQTT_DB_NAME"], portal["POSTGRES_DB"]);
+    assert!(config.mqtt.enabled);
+    assert_eq!(config.mqtt.host, "mosquitto", "the portal's default broker host is the service");
+    assert_eq!(config.mqtt.device_url, "mqtt://abc0001.portal.example.com:11883", "device pages show the host port");
+    let labels: Vec<&str> =
+        broker["labels"].as_object().map_or_else(Vec::new, |l| l.keys().map(String::as_str).collect());
+    assert!(labels.iter().any(|l| l.ends_with("-mqtt.rule")), "routed by Traefik: {labels:?}");
+    assert_eq!(
+        broker["labels"]["traefik.http.routers.abc0001-mqtt.rule"],
+        "Host(`abc0001.portal.example.com`) && PathPrefix(`/mqtt`)"
+    );
 }

@@ -57,6 +57,10 @@ fn env_example_lists_every_key_and_only_known_keys() {
         "GRAFANA_DB_PASSWORD",
         "TRAEFIK_ADDRESS",
         "TIMESCALEDB_IMAGE",
+        "COMPOSE_PROFILES",
+        "MQTT_PORT",
+        "MOSQUITTO_IMAGE",
+        "TAU_LICENSE_PUBLIC_KEY",
     ];
     for k in keys_in_file {
         let known = KEYS.iter().any(|s| s.key == k || (s.secret && format!("{}_FILE", s.key) == k));

@@ -25,12 +25,12 @@ async fn api_key(app: &TestApp) -> String {
     secret_of(&res)
 }
 
-fn secret_of(res: &Reply) -> String {
+pub(crate) fn secret_of(res: &Reply) -> String {
     let start = res.body.find(r#"<code class="secret">"#).unwrap() + r#"<code class="secret">"#.len();
     res.body[start..start + res.body[start..].find('<').unwrap()].to_string()
 }
 
-async fn post(app: &TestApp, key: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+pub(crate) async fn post(app: &TestApp, key: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
     let mut b = app.browser();
     let mut req = Request::post("/api/ingest").header("content-type", "application/json");
     if let Some(key) = key {

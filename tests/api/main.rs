@@ -6,6 +6,7 @@
 // variables scripts/test.sh exports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod alarms;
 mod audit;
 mod auth;
 mod backup;
@@ -22,10 +23,13 @@ mod helm;
 mod helpers;
 mod image;
 mod ingest;
+mod licence;
 mod measurements;
 mod metrics;
 mod migrations;
 mod modbus_peer;
+mod mqtt;
+mod notifications;
 mod poller;
 mod quickstart;
 mod seed;

@@ -43,13 +43,13 @@ pub(crate) fn sim_config(meters: usize, layout: Layout) -> SimConfig {
 }
 
 /// The poller on its own task, as `serve` runs it, with short timeouts so faults show quickly.
-struct Running {
+pub(crate) struct Running {
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Running {
-    fn start(app: &TestApp, db: PgPool) -> Running {
+    pub(crate) fn start(app: &TestApp, db: PgPool) -> Running {
         let poller = Poller {
             db,
             devices: app.state.devices.clone(),
@@ -67,14 +67,14 @@ impl Running {
     }
 
     /// Stops polling and waits for the final flush.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(PATIENCE, self.task).await.expect("poller stops").unwrap();
     }
 }
 
 /// A site with one Modbus device per (address, unit id), polled every second.
-async fn devices_for(b: &mut Browser, endpoints: &[(SocketAddr, u8)]) -> Vec<i32> {
+pub(crate) async fn devices_for(b: &mut Browser, endpoints: &[(SocketAddr, u8)]) -> Vec<i32> {
     let site = create_site(b, "Plant").await;
     let mut ids = Vec::new();
     for (i, (addr, unit)) in endpoints.iter().enumerate() {

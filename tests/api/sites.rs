@@ -15,7 +15,7 @@ pub(crate) async fn admin(app: &TestApp) -> Browser {
 }
 
 /// A viewer (non-admin) account created through Settings → Users, signed in.
-async fn viewer(app: &TestApp, admin: &mut Browser) -> Browser {
+pub(crate) async fn viewer(app: &TestApp, admin: &mut Browser) -> Browser {
     let csrf = admin.get("/settings/users").await.csrf();
     let password = "viewer password 123";
     let res = admin

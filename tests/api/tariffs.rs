@@ -267,7 +267,7 @@ fn time(rfc3339: &str) -> DateTime<Utc> {
 /// export, apparent) Wh, for every interval from `first` to `last` (inclusive): its readings, one
 /// at each interval start and one at the end, go through the store's one write path and are
 /// rolled up by the real job, so its intervals are exactly these. Returns how many intervals.
-async fn meter_energy(
+pub(crate) async fn meter_energy(
     app: &TestApp,
     device: i32,
     first: &str,

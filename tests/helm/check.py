@@ -225,6 +225,9 @@ def peer_admits(peer: dict[str, Any], namespace: str) -> bool:
     the chart renders are understood; any other fails the check instead of being guessed at."""
     if peer == {"podSelector": {}}:
         return namespace == NAMESPACE
+    if set(peer) == {"ipBlock"}:
+        # Addresses outside the cluster (devices); not a namespace's pods.
+        return False
     if set(peer) == {"namespaceSelector"}:
         selector = peer["namespaceSelector"]
         if selector == {}:
@@ -1165,6 +1168,189 @@ def documented_secret_keys(chart_dir: Path) -> dict[str, str]:
     return {"values.yaml": m.group(1), "README.md \"Secrets\"": n.group(1)}
 
 
+# The broker's configuration and start script: deploy/mosquitto/, copied into the chart.
+MOSQUITTO_FILES = ["mosquitto.conf", "start.sh"]
+SEED_MOSQUITTO_IMAGE = "iegomez/mosquitto-go-auth:2.0.18-mosquitto_2.0.18"
+
+
+# The seed's own install command (seed 002, "Manual Installation"), values verbatim.
+SEED_INSTALL = {
+    "customer": {"id": "abc123", "email": "john@example.com", "companyName": "Acme Corp"},
+    "license": {"key": "eyJhbGc..."},
+    "domain": {"base": "iotistic.cloud"},
+}
+
+
+def check_seed_install(chart: Any, env_keys: dict[str, bool]) -> None:
+    """`helm install customer-abc123 ./charts/customer-instance --set customer.id=abc123 ...
+    --set license.key="eyJhbGc..." --set domain.base=iotistic.cloud`: the chart accepts it, and
+    the licence key reaches the portal from the Secret, never as a literal."""
+    files = chart.render(SEED_INSTALL, name="customer-abc123", namespace="customer-abc123", is_install=True)
+    docs = [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    secret = [d for d in docs if d["kind"] == "Secret"][0]
+    check.equal(base64.b64decode(secret["data"]["License__Key"]).decode(), "eyJhbGc...", "license.key in the Secret")
+    portal = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "customer-abc123-portal"][0]
+    env = env_of(container(portal, "portal"))
+    check.that(all(k in env_keys for k in env), "the seed's install: portal env holds only keys the binary reads")
+    check.equal(secret_ref(env["License__Key"]), (secret["metadata"]["name"], "License__Key"), "License__Key from the Secret")
+    check.that("value" not in env["License__Key"], "the licence key is never a literal in the Deployment")
+    host = [d for d in docs if d["kind"] == "Ingress"][0]["spec"]["rules"][0]["host"]
+    check.equal(host, "abc123.iotistic.cloud", "the seed's host: <customer.id>.<domain.base>")
+    # The seed's "/metrics (internal only)" billing exporter: the portal's metrics Service.
+    metrics_svc = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "customer-abc123-portal-metrics"]
+    check.equal(len(metrics_svc), 1, "the seed's install: the metrics Service (usage figures for billing)")
+    check.equal(metrics_svc[0]["spec"].get("type"), "ClusterIP", "the seed's install: the metrics Service is internal")
+    check.equal([(p["name"], p["port"]) for p in metrics_svc[0]["spec"]["ports"]], [("metrics", METRICS_PORT)],
+                "the seed's install: the metrics Service serves the metrics port")
+    check.equal(port_number(container(portal, "portal"), "metrics"), METRICS_PORT, "the seed's install: container port `metrics`")
+    routed = [p["backend"].get("service", {}).get("name") for d in docs if d["kind"] == "Ingress"
+              for rule in d["spec"].get("rules", []) for p in rule.get("http", {}).get("paths", [])]
+    check.that("customer-abc123-portal-metrics" not in routed, "the seed's install: no Ingress routes to the metrics Service", routed)
+    r = Rendered(chart, merged(SAMPLE, {"license": {"key": "eyJhbGc...", "publicKey": "x" * 43}}))
+    check_kubernetes_validate(r, "with a licence key")
+    check.equal(env_of(container(r.one("Deployment", name("portal")), "portal"))["License__PublicKey"].get("value"),
+                "x" * 43, "license.publicKey reaches License__PublicKey")
+    check.that("License__Key" not in env_of(container(Rendered(chart, SAMPLE).one("Deployment", name("portal")), "portal")),
+               "without license.key the portal gets no License__Key (unlicensed)")
+
+
+def check_mosquitto(chart: Any, chart_dir: Path, env_keys: dict[str, bool]) -> None:
+    """mosquitto.enabled: the broker of seed 002 (its image and ports, configured by the stack's
+    own deploy/mosquitto/ files), the portal's subscriber pointed at it with the broker account and
+    the broker's role from the Secret, and the NetworkPolicy admitting devices to the broker only."""
+    for f in MOSQUITTO_FILES:
+        copy, original = chart_dir / "files/mosquitto" / f, REPO / "deploy/mosquitto" / f
+        check.that(copy.is_file(), f"deploy/mosquitto/{f} copied into the chart's files/mosquitto/")
+        check.that(copy.read_bytes() == original.read_bytes(), f"chart copy of deploy/mosquitto/{f} is identical")
+    check.that(not any(d["metadata"]["name"] == name("mosquitto") for d in Rendered(chart, SAMPLE).docs),
+               "mosquitto.enabled: false (the default) renders no broker")
+    r = Rendered(chart, merged(SAMPLE, {"mosquitto": {"enabled": True}}))
+    check_kubernetes_validate(r, "with the MQTT broker")
+    check_objects(r)
+    dep = r.one("Deployment", name("mosquitto"))
+    c = container(dep, "mosquitto")
+    check.equal(c["image"], SEED_MOSQUITTO_IMAGE, "the broker runs seed 002's mosquitto-go-auth image")
+    check.equal(port_number(c, "mqtt"), 1883, "the broker's MQTT port")
+    check.equal(port_number(c, "websockets"), 9001, "the broker's WebSockets port")
+    cm = r.one("ConfigMap", name("mosquitto-config"))
+    for f in MOSQUITTO_FILES:
+        check.equal(
+            cm["data"][f].rstrip("\n"),
+            (REPO / "deploy/mosquitto" / f).read_text().rstrip("\n"),
+            f"the broker's ConfigMap holds deploy/mosquitto/{f}",
+        )
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    check.equal(volumes[mounts["/mosquitto/config"]].get("configMap", {}).get("name"), name("mosquitto-config"),
+                "the ConfigMap is mounted at /mosquitto/config (start.sh's default template path)")
+    check.that(c["command"][-1] == "/mosquitto/config/start.sh", "the broker starts through start.sh", c["command"])
+    claim = volumes[mounts["/mosquitto/data"]].get("persistentVolumeClaim", {}).get("claimName")
+    check.that(claim is not None, "the broker's data (queued QoS 1 messages) is on a PVC", volumes)
+    env = env_of(c)
+    portal_c = container(r.one("Deployment", name("portal")), "portal")
+    portal_env = env_of(portal_c)
+    secret_name = name("secrets")
+    db_svc = r.service_for(r.one("StatefulSet", name("timescaledb")), 5432)
+    check.equal(env["MQTT_DB_HOST"].get("value"), db_svc["metadata"]["name"], "the broker's database host")
+    check.equal(secret_ref(env["MQTT_DB_NAME"]), (secret_name, "POSTGRES_DB"), "the broker's database name")
+    check.equal(env["MQTT_DB_USER"].get("value"), portal_env["Mqtt__BrokerDatabaseUser"].get("value"),
+                "the broker logs in as the role the portal creates (Mqtt__BrokerDatabaseUser)")
+    check.that(env["MQTT_DB_USER"].get("value") not in (DB_USER, READER), "the broker's role is its own")
+    check.equal(secret_ref(env["MQTT_DB_PASSWORD"]), secret_ref(portal_env["Mqtt__BrokerDatabasePassword"]),
+                "the broker's password is the one the portal sets on its role")
+    keys, wholesale = pod_secret_use(dep)
+    check.equal(keys, {"POSTGRES_DB", "MQTT_DB_PASSWORD"}, "the broker's pod reads only its own role's password")
+    check.that(not wholesale, "the broker's pod sees no Secret wholesale", wholesale)
+    svc = r.one("Service", name("mosquitto"))
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    check.equal((ports["mqtt"]["port"], ports["websockets"]["port"]), (1883, 9001), "the broker's Service ports (seed)")
+    for pname, target in [("mqtt", 1883), ("websockets", 9001)]:
+        check.equal(backend_container_port(r, name("mosquitto"), {"name": pname}), (name("mosquitto"), target),
+                    f"the Service's {pname} port reaches the broker's {target}")
+
+    check_portal(r, secret_name, env_keys)
+    values = {k: e.get("value") for k, e in portal_env.items()}
+    check.equal(values.get("Mqtt__Enabled"), "true", "the portal subscribes (Mqtt__Enabled)")
+    check.equal(values.get("Mqtt__Host"), name("mosquitto"), "Mqtt__Host is the broker's Service")
+    check.equal(values.get("Mqtt__Port"), "1883", "Mqtt__Port")
+    check.equal(secret_ref(portal_env["Mqtt__Password"]), (secret_name, "MQTT_PASSWORD"), "Mqtt__Password from the Secret")
+    check.equal(values.get("Mqtt__DeviceUrl"), f"mqtt://{HOST}:1883", "device pages show the customer's host")
+    data = secret_data(r)
+    for key in ("MQTT_PASSWORD", "MQTT_DB_PASSWORD"):
+        check.that(re.fullmatch(r"[A-Za-z0-9]{32}", data.get(key, "")) is not None, f"{key} generated", data.get(key))
+    check.equal(set(data), {"POSTGRES_DB", "POSTGRES_USER", *GENERATED, "MQTT_PASSWORD", "MQTT_DB_PASSWORD"},
+                "Secret keys with the broker")
+    check_no_inlined_secrets(r, data)
+
+    # Devices reach the broker's two ports from mqttClientCidrs and through the ingress controller,
+    # and nothing else of the release; the portal may reach the broker.
+    broker = [p for p in r.all("NetworkPolicy") if p["metadata"]["name"] == name("mosquitto")]
+    check.equal(len(broker), 1, "a NetworkPolicy for the broker")
+    bspec = broker[0]["spec"]
+    check.equal(bspec["podSelector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"],
+                "the broker's NetworkPolicy selects the broker's pods only")
+    for rule in bspec["ingress"]:
+        check.equal(sorted(p["port"] for p in rule["ports"]), [1883, 9001], "the broker's policy opens 1883 and 9001 only")
+    cidrs = [peer["ipBlock"]["cidr"] for rule in bspec["ingress"] for peer in rule["from"] if "ipBlock" in peer]
+    check.equal(cidrs, ["0.0.0.0/0"], "devices connect from networkPolicy.mqttClientCidrs (default: anywhere)")
+    for port in (1883, 9001):
+        check.that(admits(r, INGRESS_NAMESPACE, port), f"the ingress controller's namespace reaches the broker ({port})")
+    for port in (METRICS_PORT, 5432):
+        check.that(not admits(r, INGRESS_NAMESPACE, port), f"the broker's policy opens nothing else ({port})")
+    egress = r.one("NetworkPolicy", name("default"))["spec"]["egress"]
+    broker_labels = dep["spec"]["template"]["metadata"]["labels"]
+    check.that(
+        any(
+            rule.get("ports") == [{"port": 1883, "protocol": "TCP"}]
+            and any(
+                all(broker_labels.get(k) == v for k, v in peer.get("podSelector", {}).get("matchLabels", {}).items())
+                and peer.get("podSelector", {}).get("matchLabels")
+                for peer in rule.get("to", [])
+            )
+            for rule in egress
+        ),
+        "egress from the portal to the broker on 1883",
+        egress,
+    )
+    ing = r.one("Ingress", name("mosquitto"))
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    check.equal([p["path"] for p in paths], ["/mqtt"], "wss://<host>/mqtt is routed")
+    check.equal(backend_container_port(r, name("mosquitto"), paths[0]["backend"]["service"]["port"]),
+                (name("mosquitto"), 9001), "/mqtt reaches the broker's WebSockets listener")
+    check.that("cert-manager.io/cluster-issuer" not in ing["metadata"].get("annotations", {}),
+               "the /mqtt Ingress reuses the portal's certificate (one issuer per Secret)")
+
+    # Seed 002's broker values are accepted as it writes them; what the broker's configuration
+    # fixes cannot be changed by a value that would then be ignored.
+    seed = {
+        "image": SEED_MOSQUITTO_IMAGE,
+        "mqttPort": 1883,
+        "websocketPort": 9001,
+        "auth": {"allowAnonymous": False, "hasher": "bcrypt", "hasherCost": 10, "logLevel": "info"},
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+    }
+    Rendered(chart, merged(SAMPLE, {"mosquitto": {"enabled": True, **seed}}))
+    for bad, where in [
+        ({"auth": {"allowAnonymous": True}}, "/mosquitto/auth/allowAnonymous"),
+        ({"auth": {"hasherCost": 12}}, "/mosquitto/auth/hasherCost"),
+        ({"auth": {"hasher": "pbkdf2"}}, "/mosquitto/auth/hasher"),
+        ({"databaseUser": "postgres"}, "/mosquitto/databaseUser"),
+    ]:
+        try:
+            chart.render(merged(SAMPLE, {"mosquitto": {"enabled": True, **bad}}), name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmValuesError as e:
+            check.that(where in str(e), f"the schema refuses mosquitto {bad}, naming {where}", str(e))
+        else:
+            raise CheckFailed(f"the schema should refuse mosquitto {bad}")
+    try:
+        chart.render(merged(SAMPLE, {"mosquitto": {"enabled": True, "databaseUser": DB_USER}}), name=RELEASE,
+                     namespace=NAMESPACE)
+    except helm.HelmError as e:
+        check.that("mosquitto.databaseUser" in str(e), "the chart refuses the portal's own user as the broker's", str(e))
+    else:
+        raise CheckFailed("the chart should refuse mosquitto.databaseUser = database.user")
+
+
 def check_variants(chart: Any, env_keys: dict[str, bool], chart_dir: Path) -> None:
     # Given values win over generated ones; white-label values reach the WhiteLabel__* keys.
     r = Rendered(
@@ -1361,6 +1547,8 @@ def main() -> int:
             pw = lambda rr: rr.one("Secret", name("secrets"))["data"]["POSTGRES_PASSWORD"]  # noqa: E731
             check.that(pw(again) != pw(r), "passwords are generated per install, not fixed in the chart")
             check_variants(chart, env_keys, chart_dir)
+            check_mosquitto(chart, chart_dir, env_keys)
+            check_seed_install(chart, env_keys)
     except CheckFailed as e:
         print(f"helm chart: FAILED after {check.passed} passed checks: {e}", file=sys.stderr)
         return 1

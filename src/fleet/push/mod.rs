@@ -460,7 +460,7 @@ impl Pusher {
 
 /// Exponential backoff from one second, capped, with ±50 % jitter so that customers cut off
 /// together do not come back together.
-fn backoff(failures: u32, cap: Duration) -> Duration {
+pub(crate) fn backoff(failures: u32, cap: Duration) -> Duration {
     let exp = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(cap);
     exp.mul_f64(rand::thread_rng().gen_range(0.5..1.5)).min(cap)
 }

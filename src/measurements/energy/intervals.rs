@@ -105,3 +105,35 @@ async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) 
     copy.send(w.finish()).await?;
     copy.finish().await
 }
+
+/// A run of consecutive estimated intervals of one device: a data gap the rollup spread the
+/// counters' energy over (`[start, end)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimatedGap {
+    pub device: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub intervals: i64,
+}
+
+/// The estimated gaps of `devices` whose intervals start at or after `since`, oldest first
+/// (gaps and islands: a run breaks where the next interval is not estimated or missing).
+pub async fn estimated_gaps(
+    db: &sqlx::PgPool,
+    devices: &[i32],
+    since: DateTime<Utc>,
+) -> Result<Vec<EstimatedGap>, sqlx::Error> {
+    let rows: Vec<(i32, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
+        r#"SELECT "DeviceId", min("Start"), max("Start") + interval '15 minutes', count(*)
+           FROM (SELECT "DeviceId", "Start",
+                        "Start" - (row_number() OVER (PARTITION BY "DeviceId" ORDER BY "Start")) * interval '15 minutes' AS run
+                 FROM monitoring."EnergyIntervals"
+                 WHERE "DeviceId" = ANY($1) AND "Start" >= $2 AND "Estimated") e
+           GROUP BY "DeviceId", run ORDER BY min("Start"), "DeviceId""#,
+    )
+    .bind(devices)
+    .bind(since)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(device, start, end, intervals)| EstimatedGap { device, start, end, intervals }).collect())
+}

@@ -11,6 +11,8 @@
 //!   no consumer writes. Device roles (main and sub meters, issue 15) will come in as a filter
 //!   on the [`SiteRange`] it takes, summed from the device intervals in the same statement, so
 //!   consumers keep calling the same door.
+//! - **Data gaps**: [`estimated_gaps`], the runs of estimated intervals of devices (the alarm
+//!   rule `data-gap` reports them).
 //! - **The write path's note**: `measurements::write` calls [`note_late_readings`] in each
 //!   batch's transaction (one of its late-row notes).
 //! - **The job and the rebuild**: [`rollup::job`] (every minute in Client mode) and
@@ -81,5 +83,6 @@ pub mod rollup;
 mod site_sums;
 mod watermarks;
 
+pub use intervals::{EstimatedGap, estimated_gaps};
 pub use site_sums::{SiteEnergy, SiteInterval, SiteRange, refresh_site_sums, site_intervals, sites_intervals};
 pub(crate) use watermarks::note_late_readings;

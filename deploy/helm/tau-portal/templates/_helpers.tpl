@@ -82,6 +82,15 @@ source, so it must never be the portal's own user.
 {{- $user -}}
 {{- end -}}
 
+{{/* The broker's database role (the portal creates it: SELECT on mqtt_users and mqtt_acls). */}}
+{{- define "tau-portal.mqttDatabaseUser" -}}
+{{- $user := .Values.mosquitto.databaseUser -}}
+{{- if or (eq $user .Values.database.user) (eq $user .Values.grafana.databaseUser) -}}
+{{- fail (printf "mosquitto.databaseUser %q is another login of the release (database.user or grafana.databaseUser): the broker needs a role of its own, e.g. mqtt_auth" $user) -}}
+{{- end -}}
+{{- $user -}}
+{{- end -}}
+
 {{/* An env entry read from the Secret; call with (list $ "ENV_NAME" "SECRET_KEY"). */}}
 {{- define "tau-portal.secretEnv" -}}
 {{- $ctx := index . 0 -}}
