@@ -244,10 +244,11 @@ fn tariff_on(assignments: &[Assignment], day: NaiveDate) -> Option<(usize, usize
     Some((a, v))
 }
 
-/// The demand charge in effect on local `day` (its unit and window), if the site's tariff has one.
-pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&model::Demand> {
+/// The first demand charge in effect on local `day` (its unit and window), if the site's tariff
+/// has one: the version's principal charge (alarms forecast its window).
+pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&DemandCharge> {
     let (a, v) = tariff_on(assignments, day)?;
-    assignments[a].tariff.doc.versions[v].demand.as_ref()
+    assignments[a].tariff.doc.versions[v].demand_charges.first()
 }
 
 /// A bill's maximum demand (the highest of its demand lines, in the line's unit) and its demand
