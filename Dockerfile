@@ -20,6 +20,7 @@ COPY src ./src
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY grafana/dashboards ./grafana/dashboards
 # The Admin's licence public key, compiled in when given (README "Licence"; option_env! reads it).
 ARG TAU_LICENSE_PUBLIC_KEY=""
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tau-portal

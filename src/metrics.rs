@@ -172,6 +172,12 @@ pub const METRICS: &[Metric] = &[
     ),
     metric("tau_portal_rollup_last_run_duration_seconds", Kind::Gauge, "", "Duration of the last energy rollup run."),
     metric(
+        "tau_portal_hourly_rollup_last_run_duration_seconds",
+        Kind::Gauge,
+        "",
+        "Duration of the last run of the hourly chart rollup.",
+    ),
+    metric(
         "tau_portal_rollup_lag_seconds",
         Kind::Gauge,
         "",

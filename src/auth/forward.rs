@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::routes::safe_next;
-use super::sessions::SessionUser;
+use super::sessions::{Activity, SessionUser};
 use crate::state::AppState;
 use crate::web::session::{self, urlencode};
 
@@ -61,8 +61,12 @@ fn is_navigation(headers: &HeaderMap) -> bool {
 
 /// Resolves the session itself: the gate runs outside the pages' middleware (it is asked for
 /// every Grafana request and needs nothing else of it).
+///
+/// Only opening a dashboard (a navigation) counts as the user's activity: the panels' queries
+/// and their auto-refresh are background work, so a wall of Grafana left open still times out.
 async fn check(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session::of_request(&state, &headers).await {
+    let activity = if is_navigation(&headers) { Activity::User } else { Activity::Background };
+    let session = match session::of_request(&state, &headers, activity).await {
         Ok(session) => session,
         Err(e) => return e.into_response(),
     };

@@ -76,6 +76,15 @@ fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Whether a request is the user's doing (it slides the idle window) or a page's own background
+/// work: live figures polling, a Grafana panel refreshing. A screen left open must still time
+/// out, so background requests are served while the session lives but never extend it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    User,
+    Background,
+}
+
 /// Where a session was opened from, for the session row and the audit log.
 pub struct Origin<'a> {
     pub ip: Option<&'a str>,
@@ -127,15 +136,16 @@ impl Sessions {
         Ok(token)
     }
 
-    /// The session's user when the token is valid, unexpired and the user is enabled.
-    pub async fn validate(&self, token: &str) -> Result<Option<SessionUser>, sqlx::Error> {
+    /// The session's user when the token is valid, unexpired and the user is enabled; user
+    /// activity slides the idle window, background requests do not.
+    pub async fn validate(&self, token: &str, activity: Activity) -> Result<Option<SessionUser>, sqlx::Error> {
         let hash = token_hash(token);
         let now = self.inner.clock.now();
         let mut carried_last_seen = None;
         let fast = {
             let mut cache = self.cache();
             match cache.get_mut(&hash) {
-                Some(c) if now - c.loaded_at < chrono(CACHE_TTL) => Some(self.touch(c, now)),
+                Some(c) if now - c.loaded_at < chrono(CACHE_TTL) => Some(self.touch(c, now, activity)),
                 Some(c) => {
                     carried_last_seen = Some(c.last_seen);
                     cache.remove(&hash);
@@ -178,7 +188,7 @@ impl Sessions {
             last_seen_stored: stored_last_seen,
             loaded_at: now,
         };
-        match self.touch(&mut entry, now) {
+        match self.touch(&mut entry, now, activity) {
             Touch::Expired => {
                 delete_by_hash(&self.inner.db, &hash).await?;
                 Ok(None)
@@ -200,10 +210,13 @@ impl Sessions {
         }
     }
 
-    /// Applies the timeouts to a cached entry and slides its idle window.
-    fn touch(&self, c: &mut Cached, now: DateTime<Utc>) -> Touch {
+    /// Applies the timeouts to a cached entry and, for user activity, slides its idle window.
+    fn touch(&self, c: &mut Cached, now: DateTime<Utc>, activity: Activity) -> Touch {
         if now >= c.expires_at || now - c.last_seen >= self.inner.idle {
             return Touch::Expired;
+        }
+        if activity == Activity::Background {
+            return Touch::Alive { user: c.user.clone(), store_last_seen: false };
         }
         c.last_seen = now;
         let store_last_seen = now - c.last_seen_stored >= chrono(LAST_SEEN_WRITE_INTERVAL);

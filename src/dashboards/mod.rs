@@ -1,43 +1,33 @@
-//! The portal's own pages about the customer's energy; for now the overview a user lands on,
-//! with each site's cost this month (`outlook.rs`).
+//! The portal's own pages about the customer's energy: the Overview a user lands on, the device
+//! charts, the embedded Grafana dashboards.
 
-mod outlook;
-
-use askama::Template;
 use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, post};
 
-use crate::auth::sessions::SessionUser;
-use crate::error::AppResult;
 use crate::state::AppState;
-use crate::web::page::Page;
-use crate::web::render;
-use crate::web::session::CurrentUser;
-use outlook::SiteOutlook;
+
+pub mod charts;
+pub mod figures;
+mod grafana;
+mod overview;
+pub mod series;
+mod site_energy;
+pub mod site_page;
+mod svg;
+mod wall;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(overview))
-}
-
-#[derive(Template)]
-#[template(path = "dashboards/overview.html")]
-struct Overview {
-    page: Page,
-    user: SessionUser,
-    /// Month to date and projection per site with a tariff.
-    costs: Vec<SiteOutlook>,
-    /// Open alarms (`alarms/active.html`).
-    active: crate::alarms::ActiveAlarmView,
-}
-
-async fn overview(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    page: Page,
-) -> AppResult<Html<String>> {
-    let costs = outlook::month_outlook(&state.db, state.clock.now()).await?;
-    let active = crate::alarms::active_alarms(&state).await?;
-    render(&Overview { page, user, costs, active })
+    Router::new()
+        .route("/", get(overview::overview))
+        .route("/api/live/overview", get(overview::live))
+        .route("/api/live/overview/energy", get(overview::live_energy))
+        .route("/dashboards", get(grafana::index))
+        .route("/dashboards/{uid}", get(grafana::show))
+        .route("/devices/{id}/series", get(charts::series))
+        .route("/devices/{id}/readings.csv", get(charts::readings_csv))
+        .route("/sites/{id}/wall-displays", get(wall::list).post(wall::create))
+        .route("/sites/{site}/wall-displays/{id}/revoke", post(wall::revoke))
+        .route("/wall/{token}", get(wall::show))
+        .route("/wall/{token}/live", get(wall::live))
+        .route("/wall/{token}/energy", get(wall::energy))
 }

@@ -4,6 +4,7 @@
 pub mod buffer;
 pub mod copy;
 pub mod energy;
+pub mod hourly;
 pub mod queries;
 
 use std::collections::{BTreeMap, HashSet};
@@ -231,10 +232,12 @@ pub struct FirstReadings {
 /// reader that keeps a position in the readings (and would otherwise never see a row written
 /// behind it) notes the batch's rows behind its position, and its note commits with the rows or
 /// not at all. The readers: the energy rollup (its watermarks and a rebuild's claim, see
-/// `energy`) and the fleet push (its send positions, `fleet::push::outbox`).
+/// `energy`), the fleet push (its send positions, `fleet::push::outbox`) and the hourly chart
+/// rollup (which recomputes every batch's hours, `hourly`).
 async fn note_late_rows(tx: &mut PgConnection, first: &FirstReadings) -> Result<(), sqlx::Error> {
     energy::note_late_readings(tx, first).await?;
-    crate::fleet::push::outbox::note_late_readings(tx, first).await
+    crate::fleet::push::outbox::note_late_readings(tx, first).await?;
+    hourly::note(tx, &first.devices, &first.times).await
 }
 
 /// Stores a batch: binary COPY into a per-connection staging table, then one INSERT … SELECT

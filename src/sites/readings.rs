@@ -1,5 +1,5 @@
 //! How the device pages show what a meter measured: quantities with units at a sensible
-//! precision, a device's status, and the 24-hour power chart as SVG coordinates. Pure functions.
+//! precision, and a device's status. Pure functions (the charts are in `dashboards`).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -117,7 +117,7 @@ pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
 
 // ---------------------------------------------------------------- status
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Disabled,
     NoReadings,
@@ -189,84 +189,6 @@ pub fn status(
     if now - last <= grace { Status::Online } else { Status::Offline }
 }
 
-// ---------------------------------------------------------------- chart
-
-pub const CHART_WIDTH: f64 = 720.0;
-pub const CHART_HEIGHT: f64 = 200.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = CHART_WIDTH - 10.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = CHART_HEIGHT - 24.0;
-
-/// An SVG line chart of power over time, in the `0 0 CHART_WIDTH CHART_HEIGHT` view box.
-pub struct Chart {
-    /// `points` attributes of the polylines; a gap in the data starts a new line.
-    pub lines: Vec<String>,
-    pub top_label: String,
-    pub bottom_label: String,
-    /// The y of the zero line, when zero is not the bottom edge (export shows below it).
-    pub zero_y: Option<String>,
-    pub start_label: String,
-    pub end_label: String,
-    pub left: f64,
-    pub right: f64,
-    pub top: f64,
-    pub bottom: f64,
-}
-
-/// Lays out `series` (bucket start, W) between `from` and `to`; `None` without data.
-pub fn power_chart(
-    series: &[(DateTime<Utc>, f64)],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket: TimeDelta,
-    tz: Tz,
-) -> Option<Chart> {
-    let values = series.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
-    let (lo, hi) = values.fold(None, |acc: Option<(f64, f64)>, v| match acc {
-        None => Some((v.min(0.0), v.max(0.0))),
-        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-    })?;
-    let hi = if hi > lo { hi } else { lo + 1.0 };
-    let span_ms = (to - from).num_milliseconds().max(1) as f64;
-    let x = |t: DateTime<Utc>| LEFT + (RIGHT - LEFT) * ((t - from).num_milliseconds() as f64 / span_ms).clamp(0.0, 1.0);
-    let y = |v: f64| BOTTOM - (BOTTOM - TOP) * (v - lo) / (hi - lo);
-    let mut lines = Vec::new();
-    let mut run: Vec<(f64, f64)> = Vec::new();
-    let mut previous: Option<DateTime<Utc>> = None;
-    let flush = |run: &mut Vec<(f64, f64)>, lines: &mut Vec<String>| {
-        // A lone point would draw nothing: give it a short horizontal tick.
-        if let [(px, py)] = run[..] {
-            *run = vec![(px - 1.5, py), (px + 1.5, py)];
-        }
-        if !run.is_empty() {
-            lines.push(run.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect::<Vec<_>>().join(" "));
-        }
-        run.clear();
-    };
-    for (t, v) in series.iter().filter(|(_, v)| v.is_finite()) {
-        if previous.is_some_and(|p| *t - p > bucket * 2) {
-            flush(&mut run, &mut lines);
-        }
-        run.push((x(*t), y(*v)));
-        previous = Some(*t);
-    }
-    flush(&mut run, &mut lines);
-    let time = |t: DateTime<Utc>| t.with_timezone(&tz).format("%a %H:%M").to_string();
-    Some(Chart {
-        lines,
-        top_label: format_quantity(hi, "W"),
-        bottom_label: format_quantity(lo, "W"),
-        zero_y: (lo < 0.0).then(|| format!("{:.1}", y(0.0))),
-        start_label: time(from),
-        end_label: time(to),
-        left: LEFT,
-        right: RIGHT,
-        top: TOP,
-        bottom: BOTTOM,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,27 +229,5 @@ mod tests {
         assert_eq!(status(true, ago(30), ago(60), 0, 60, now), Status::Online, "a reading after the error");
         assert_eq!(status(true, None, ago(60), 0, 60, now), Status::Failing);
         assert_eq!(status(true, ago(1), ago(60), 2, 60, now), Status::Failing, "the poller's latest polls failed");
-    }
-
-    #[test]
-    fn the_chart_scales_into_the_view_box_and_breaks_at_gaps() {
-        let from = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").unwrap().to_utc();
-        let to = from + TimeDelta::hours(24);
-        let bucket = TimeDelta::minutes(5);
-        let at = |m: i64| from + TimeDelta::minutes(m);
-        let series = [(at(0), 1000.0), (at(5), 2000.0), (at(10), 1500.0), (at(60), -500.0)];
-        let chart = power_chart(&series, from, to, bucket, chrono_tz::UTC).unwrap();
-        assert_eq!(chart.lines.len(), 2, "the hour without data splits the line: {:?}", chart.lines);
-        assert_eq!(chart.lines[0].split(' ').count(), 3);
-        let first: Vec<f64> = chart.lines[0].split([' ', ',']).map(|n| n.parse().unwrap()).collect();
-        assert_eq!((first[0], first[3]), (LEFT, TOP), "the first point is at the left, the maximum at the top");
-        assert_eq!(chart.lines[1].split(' ').count(), 2, "a lone point becomes a short tick");
-        assert!(chart.lines[1].ends_with(&format!(",{BOTTOM:.1}")), "the minimum at the bottom: {}", chart.lines[1]);
-        assert_eq!((chart.top_label.as_str(), chart.bottom_label.as_str()), ("2.00 kW", "-500 W"));
-        assert!(chart.zero_y.is_some());
-        assert_eq!((chart.start_label.as_str(), chart.end_label.as_str()), ("Mon 00:00", "Tue 00:00"));
-        assert!(power_chart(&[], from, to, bucket, chrono_tz::UTC).is_none());
-        let flat = power_chart(&[(at(0), 0.0), (at(5), 0.0)], from, to, bucket, chrono_tz::UTC).unwrap();
-        assert!(flat.lines[0].ends_with(&format!(",{BOTTOM:.1}")) && flat.zero_y.is_none());
     }
 }

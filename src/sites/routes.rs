@@ -1,7 +1,7 @@
 //! The sites pages: the list, a site with its devices, and create, edit and delete (admins).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono_tz::Tz;
@@ -11,6 +11,7 @@ use super::db::{self, DeviceRow, SiteRow};
 use super::forms::{self, DUPLICATE_SITE, SiteForm, ValidSite};
 use super::readings::{self, local_time};
 use crate::change::Change;
+use crate::dashboards::site_page::{self, SiteDashboard, SiteQuery};
 use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
 use crate::state::AppState;
 use crate::web::page::Page;
@@ -95,6 +96,7 @@ struct SitePage {
     page: Page,
     site: SiteRow,
     devices: Vec<DeviceListView>,
+    dashboard: SiteDashboard,
 }
 
 pub async fn show(
@@ -102,12 +104,14 @@ pub async fn show(
     CurrentUser(_): CurrentUser,
     page: Page,
     Path(id): Path<i32>,
+    Query(query): Query<SiteQuery>,
 ) -> AppResult<Html<String>> {
     let site = db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let (tz, now) = (site.zone(), state.clock.now());
-    let devices =
-        db::devices_of_site(&state.db, id).await?.into_iter().map(|d| device_list_view(&d, tz, now)).collect();
-    render(&SitePage { page, site, devices })
+    let rows = db::devices_of_site(&state.db, id).await?;
+    let dashboard = site_page::dashboard(&state, &site, &rows, &query).await?;
+    let devices = rows.iter().map(|d| device_list_view(d, tz, now)).collect();
+    render(&SitePage { page, site, devices, dashboard })
 }
 
 #[derive(Template)]

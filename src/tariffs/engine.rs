@@ -103,6 +103,8 @@ pub struct Line {
     pub vat_percent: Decimal,
     /// E.g. when the maximum demand occurred.
     pub note: String,
+    /// The TOU period of a time-of-use energy line.
+    pub tou: Option<TouPeriod>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -554,7 +556,9 @@ impl Part<'_> {
                     let rate = s_def.rates.get(*p).unwrap_or_default();
                     let label = format!("{} · {}", s_def.name, tou.period_names.label(*p));
                     let code = format!("energy.{}.{}", model::code_or(&s_def.code, "s", *season), p.key());
-                    lines.push(line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat).coded(code));
+                    let mut l = line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat).coded(code);
+                    l.tou = Some(*p);
+                    lines.push(l);
                 }
             }
         }
@@ -732,6 +736,7 @@ fn line(
         amount: round_cents(exact),
         vat_percent,
         note: String::new(),
+        tou: None,
     }
 }
 
@@ -740,6 +745,22 @@ impl Line {
         self.code = code;
         self
     }
+}
+
+/// Energy and its charge per TOU period over the bill's TOU lines (every season and tariff
+/// segment of the period added up), in period order; empty when no day of the period was on a
+/// time-of-use tariff. The charges are the lines' rounded amounts without VAT, so they add up
+/// to the bill's TOU energy lines exactly.
+pub fn tou_totals(bill: &Bill) -> Vec<(TouPeriod, Decimal, Decimal)> {
+    let mut totals: BTreeMap<TouPeriod, (Decimal, Decimal)> = BTreeMap::new();
+    for l in &bill.lines {
+        if let Some(p) = l.tou {
+            let t = totals.entry(p).or_default();
+            t.0 += l.quantity;
+            t.1 += l.amount;
+        }
+    }
+    totals.into_iter().map(|(p, (kwh, amount))| (p, kwh, amount)).collect()
 }
 
 /// VAT of `(amount, percent)` lines: per rate, the rounded percentage of the lines' sum.

@@ -544,6 +544,31 @@ fn homeflex_structure_with_demand_and_export_matches_the_hand_calculation() {
 }
 
 #[test]
+fn tou_totals_add_up_the_periods_lines() {
+    let (tz, period, assignments, data) = homeflex_june_example();
+    let bill = run(tz, period, &assignments, &data);
+    let totals: Vec<(TouPeriod, String, String)> = engine::tou_totals(&bill)
+        .into_iter()
+        .map(|(p, kwh, amount)| (p, kwh.normalize().to_string(), amount.to_string()))
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            (TouPeriod::Peak, "1692".to_string(), "10575.00".to_string()),
+            (TouPeriod::Standard, "4144".into(), "8909.60".into()),
+            (TouPeriod::OffPeak, "5696".into(), "7404.80".into()),
+        ]
+    );
+    let flat = serde_json::from_str::<TariffDoc>(
+        r#"{"name": "Flat", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#,
+    )
+    .unwrap();
+    let m = assignments[0].tariff.municipality.clone();
+    let flat = vec![Assignment { from: d(2020, 1, 1), tariff: Arc::new(Tariff { id: 2, doc: flat, municipality: m }) }];
+    assert!(engine::tou_totals(&run(tz, period, &flat, &data)).is_empty(), "a flat tariff has no TOU periods");
+}
+
+#[test]
 fn completeness_and_estimated_intervals_are_counted() {
     let (tz, period, assignments, mut data) = homeflex_june_example();
     data.truncate(2880 - 288); // the last three days missing

@@ -20,16 +20,26 @@ pub fn text(field: &str) -> String {
     }
 }
 
+fn headers(name: &str) -> [(header::HeaderName, String); 2] {
+    [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+    ]
+}
+
 /// `body` as a download named `name`.
 pub fn download(name: &str, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        body,
-    )
-        .into_response()
+    (headers(name), body).into_response()
+}
+
+/// A download named `name` sent as `chunks` arrive (an export too large to hold in memory); an
+/// error mid-way ends the response early, which the browser reports as a failed download.
+pub fn stream<S, E>(name: &str, chunks: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<String, E>> + Send + 'static,
+    E: Into<axum::BoxError> + 'static,
+{
+    (headers(name), axum::body::Body::from_stream(chunks)).into_response()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::state::AppState;
 use std::sync::Arc;
 
 use crate::branding::Theme;
+use crate::web::static_files::Asset;
 use crate::web::{csrf, session, static_files};
 
 pub struct Page {
@@ -19,6 +20,10 @@ pub struct Page {
     pub csrf: String,
     pub notice: Option<&'static str>,
     pub css_url: &'static str,
+    /// The page scripts and the chart library (pages that chart or update live include them).
+    pub js_url: &'static str,
+    pub uplot_js_url: &'static str,
+    pub uplot_css_url: &'static str,
     /// The current path, to mark the active navigation entry.
     pub path: String,
     /// Admin (fleet) run mode: its own navigation.
@@ -45,6 +50,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("device-updated", "The device was saved."),
     ("device-deleted", "The device was deleted, with its readings."),
     ("api-key-revoked", "The API key was revoked: requests with it are refused from now on."),
+    ("wall-display-revoked", "The wall display link was revoked: the screen showing it stops updating and says so."),
     ("municipality-saved", "The municipality was saved."),
     ("municipality-deleted", "The municipality was deleted."),
     ("tariff-saved", "The tariff was saved."),
@@ -91,6 +97,9 @@ impl Page {
             csrf,
             notice,
             css_url: static_files::css_url(),
+            js_url: static_files::url(Asset::AppJs),
+            uplot_js_url: static_files::url(Asset::UplotJs),
+            uplot_css_url: static_files::url(Asset::UplotCss),
             path: uri.path().to_string(),
             fleet_admin: state.config.run_mode == crate::config::RunMode::Admin,
             active_alarms: state.alarms.count(),

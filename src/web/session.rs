@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 
 use crate::auth::audit::Actor;
-use crate::auth::sessions::SessionUser;
+use crate::auth::sessions::{Activity, SessionUser};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::client::ClientAddr;
@@ -21,19 +21,29 @@ pub struct CurrentSession {
     pub token: Option<String>,
 }
 
+/// The header the page scripts send with their background requests (live figures): such a
+/// request is served while the session lives but does not extend its idle timeout.
+pub const BACKGROUND_HEADER: &str = "x-tau-background";
+
+/// Whether the request is a page's background work rather than the user's.
+pub fn activity_of(headers: &HeaderMap) -> Activity {
+    if headers.get(BACKGROUND_HEADER).is_some_and(|v| v == "1") { Activity::Background } else { Activity::User }
+}
+
 /// The session the request's cookie names, if any (through the session cache).
-pub async fn of_request(state: &AppState, headers: &HeaderMap) -> Result<CurrentSession, AppError> {
+pub async fn of_request(state: &AppState, headers: &HeaderMap, activity: Activity) -> Result<CurrentSession, AppError> {
     let jar = CookieJar::from_headers(headers);
     let token = jar.get(state.cookies.session).map(|c| c.value().to_string());
     let user = match &token {
-        Some(t) => state.sessions.validate(t).await?,
+        Some(t) => state.sessions.validate(t, activity).await?,
         None => None,
     };
     Ok(CurrentSession { user, token })
 }
 
 pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let current = match of_request(&state, req.headers()).await {
+    let activity = activity_of(req.headers());
+    let current = match of_request(&state, req.headers(), activity).await {
         Ok(current) => current,
         Err(e) => return e.into_response(),
     };

@@ -64,3 +64,114 @@ async fn branding_and_keyboard_sign_in_in_chromium() {
     );
     assert!(stdout.contains("browser flow passed"), "{stdout}");
 }
+
+/// The dashboards in Chromium: the Overview's figures change without a reload when a reading
+/// arrives, the device chart draws (a non-empty canvas with the expected points) and its range
+/// picker changes the data, the 375 px layout keeps the key figures on screen, and a wall
+/// display link works without signing in and stops when revoked.
+#[tokio::test]
+async fn dashboards_update_live_chart_and_wall_display_in_chromium() {
+    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
+    else {
+        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("test-artifacts/browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create().await;
+    let env = [
+        ("Database__ConnectionString", db.npgsql()),
+        ("Application__Environment", "Development".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let portal = Portal::start(&[], &env, data.path());
+    portal.wait_listening().await;
+    let pool = db.pool().await;
+    let (site, devices) =
+        crate::helpers::site_with_devices(&pool, "North plant", "Europe/London", &["north-main"]).await;
+    // A day of readings every 5 minutes (a slow wave between 2 and 6 kW), the newest now: 4 kW;
+    // the import counter rises 4 kWh an hour, and the energy rollup has run over it.
+    sqlx::query(
+        r#"INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal", "V1", "V2", "V3", "EnergyImportWh")
+           SELECT $1, t, 4000 + 2000 * sin(extract(epoch FROM t) / 7200), 230, 231, 229,
+                  extract(epoch FROM t - (now() - interval '24 hours')) / 3600 * 4000
+           FROM generate_series(now() - interval '24 hours', now() - interval '5 minutes', interval '5 minutes') AS t
+           UNION ALL SELECT $1, now(), 4000, 230, 231, 229, 96000"#,
+    )
+    .bind(devices[0])
+    .execute(&pool)
+    .await
+    .unwrap();
+    tau_acuvim_portal::measurements::energy::rollup::run_once(&pool, chrono::Utc::now()).await.unwrap();
+
+    let script = root.join("tests/browser/dashboards.cjs");
+    let base = portal.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
+            .arg(&artifacts)
+            .args([site.to_string(), devices[0].to_string(), "north-main".to_string()])
+            .env("NODE_PATH", node_path)
+            .env("TAU_TEST_CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
+        portal.raw_lines().join("\n")
+    );
+    assert!(stdout.contains("dashboards flow passed"), "{stdout}");
+}
+
+/// The TOU grid editor in Chromium: colour and letter per cell, painting by drag, shift-click and
+/// keyboard, the painted grid saved, and the plain form without JavaScript.
+#[tokio::test]
+async fn the_tou_grid_paints_with_mouse_and_keyboard_in_chromium() {
+    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
+    else {
+        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("test-artifacts/browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = TestDb::create().await;
+    let env = [
+        ("Database__ConnectionString", db.npgsql()),
+        ("Application__Environment", "Development".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let portal = Portal::start(&[], &env, data.path());
+    portal.wait_listening().await;
+    let script = root.join("tests/browser/tou_grid.cjs");
+    let base = portal.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
+            .arg(&artifacts)
+            .env("NODE_PATH", node_path)
+            .env("TAU_TEST_CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
+        portal.raw_lines().join("\n")
+    );
+    assert!(stdout.contains("tou grid flow passed"), "{stdout}");
+}

@@ -61,6 +61,13 @@ fn expand(sql: &str, variables: &[(&str, String)]) -> String {
     out
 }
 
+/// The customer dashboards' variables: `$site` as Grafana expands a multi-value variable
+/// (quoted, comma-separated), `$device` as a number.
+fn vars(sites: &[i32], device: i32) -> Vec<(&'static str, String)> {
+    let sites = sites.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    vec![("site", sites), ("device", device.to_string())]
+}
+
 #[test]
 fn dashboards_have_fixed_unique_uids_and_use_the_provisioned_data_source() {
     let all = dashboards();
@@ -101,7 +108,7 @@ async fn every_panel_query_runs_and_returns_rows(pool: PgPool) {
     .await
     .unwrap();
 
-    let queries = run_every_query(&pool, dashboards(), &[("device", "1".into())]).await;
+    let queries = run_every_query(&pool, dashboards(), &vars(&[1], 1)).await;
     assert!(queries >= 8, "{queries}");
 }
 
@@ -193,4 +200,119 @@ async fn every_fleet_panel_query_runs_and_returns_rows(pool: PgPool) {
     .await
     .unwrap();
     assert!((kwh - 24.0 * 5.0 * 59.0 / 60.0).abs() < 1e-6, "{kwh}");
+}
+
+/// Two sites each with a device called "Main incomer" (a real customer's layout: one incomer per
+/// building). Grouping by name once gave one bar of 5 337 592 kWh: the larger counter's maximum
+/// minus the smaller one's minimum. Every panel must keep the devices apart, label them with
+/// their site, and honour the site filter.
+#[sqlx::test]
+async fn panels_keep_same_named_devices_on_two_sites_apart(pool: PgPool) {
+    // Device 1 draws 5 kW from a counter at 1 000 kWh, device 2 10 kW from one at 5 340 000 kWh;
+    // a minute's readings from 00:00 to 23:59, so 23 h 59 min of energy in the range.
+    sqlx::raw_sql(
+        r#"INSERT INTO monitoring."Sites" ("Name", "TimeZone") VALUES ('North plant', 'UTC'), ('South plant', 'UTC');
+           INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
+               VALUES (1, 'north-main', 'Main incomer', 'generic', 'push'), (2, 'south-main', 'Main incomer', 'generic', 'push');
+           INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal", "QTotal", "STotal", "PFTotal", "Frequency",
+                   "V1", "V2", "V3", "V12", "I1", "I2", "I3", "IN", "EnergyImportWh")
+           SELECT d, t, 5000 * d, 0, 5000 * d, 1, 50, 230, 230, 230, 400, 1, 1, 1, 0,
+                  (CASE d WHEN 1 THEN 1000000 ELSE 5340000000 END) + 5000 * d * extract(epoch FROM t - '2026-11-01') / 3600
+           FROM generate_series(1, 2) AS d,
+                generate_series(timestamptz '2026-11-01T00:00:00Z', '2026-11-01T23:59:00Z', interval '1 minute') AS t;"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let north = "North plant / Main incomer (north-main)";
+    let south = "South plant / Main incomer (south-main)";
+    let hours = 23.0 + 59.0 / 60.0;
+    let panel = |file: &str, title: &str| -> String {
+        let (_, d) = dashboards().into_iter().find(|(f, _)| f == file).unwrap();
+        let p =
+            d["panels"].as_array().unwrap().iter().find(|p| p["title"].as_str().unwrap().starts_with(title)).cloned();
+        p.unwrap_or_else(|| panic!("{file}: no panel {title}"))["targets"][0]["rawSql"].as_str().unwrap().to_string()
+    };
+    let run = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(AssertSqlSafe(sql.clone())).fetch_all(&pool).await.unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        }
+    };
+    use sqlx::Row;
+
+    // Energy: one bar per device, each its own counter's increase.
+    let energy = panel("power-overview.json", "Energy imported");
+    let rows = run(expand(&energy, &vars(&[1, 2], 0))).await;
+    let bars: Vec<(String, f64)> = rows.iter().map(|r| (r.get("metric"), r.get::<f64, _>("value"))).collect();
+    assert_eq!(bars.len(), 2, "{bars:?}");
+    assert_eq!(bars[0].0, north);
+    assert_eq!(bars[1].0, south);
+    assert!((bars[0].1 - 5.0 * hours).abs() < 1e-6, "{bars:?}");
+    assert!((bars[1].1 - 10.0 * hours).abs() < 1e-6, "{bars:?}");
+    let rows = run(expand(&energy, &vars(&[2], 0))).await;
+    assert_eq!(rows.len(), 1, "the site filter keeps one site");
+    assert_eq!(rows[0].get::<String, _>("metric"), south);
+
+    // Power: one series per device (a 5-minute bucket holds one value per device, not a mix).
+    let power = panel("power-overview.json", "Active power");
+    let rows = run(expand(&power, &vars(&[1, 2], 0))).await;
+    let mut series: Vec<(String, f64)> = rows.iter().map(|r| (r.get("metric"), r.get::<f64, _>("value"))).collect();
+    assert_eq!(rows.len(), 2 * 288, "288 buckets per device");
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    series.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    assert_eq!(series, vec![(north.to_string(), 5.0), (south.to_string(), 10.0)]);
+    assert_eq!(run(expand(&power, &vars(&[1], 0))).await.len(), 288);
+
+    // Latest reading: one row per device, with its site.
+    let latest = panel("power-overview.json", "Latest reading");
+    let rows = run(expand(&latest, &vars(&[1, 2], 0))).await;
+    let sites: Vec<(String, String, f64)> =
+        rows.iter().map(|r| (r.get("site"), r.get("external id"), r.get::<f64, _>("kW"))).collect();
+    assert_eq!(
+        sites,
+        vec![("North plant".into(), "north-main".into(), 5.0), ("South plant".into(), "south-main".into(), 10.0)]
+    );
+    assert_eq!(run(expand(&latest, &vars(&[1], 0))).await.len(), 1);
+
+    // The device picker names both devices apart and follows the site filter; the device panels
+    // read the chosen device alone.
+    let (_, detail) = dashboards().into_iter().find(|(f, _)| f == "device-detail.json").unwrap();
+    let variables = detail["templating"]["list"].as_array().unwrap();
+    assert_eq!(variables[0]["name"], "site", "the site variable comes first: the device list depends on it");
+    let picker = variables.iter().find(|v| v["name"] == "device").unwrap()["query"].as_str().unwrap().to_string();
+    let rows = run(expand(&picker, &vars(&[1, 2], 0))).await;
+    let names: Vec<(String, i32)> = rows.iter().map(|r| (r.get("__text"), r.get("__value"))).collect();
+    assert_eq!(names, vec![(north.to_string(), 1), (south.to_string(), 2)]);
+    assert_eq!(run(expand(&picker, &vars(&[2], 0))).await.len(), 1);
+    let device_power = panel("device-detail.json", "Power");
+    let rows = run(expand(&device_power, &vars(&[1, 2], 2))).await;
+    assert_eq!(rows.len(), 1440);
+    assert!(rows.iter().all(|r| r.get::<f64, _>("P (kW)") == 10.0), "device 2's power alone");
+}
+
+/// The Dashboards page frames each provisioned dashboard in kiosk mode under the embed prefix,
+/// filtered to the chosen site; anonymous users are sent to sign in, unknown uids are a 404.
+#[sqlx::test]
+async fn the_dashboards_page_embeds_each_dashboard_under_the_prefix(pool: PgPool) {
+    use crate::helpers::TestApp;
+    use axum::http::StatusCode;
+    let app = TestApp::new(pool).await;
+    let mut anonymous = app.browser();
+    assert!(anonymous.get("/dashboards").await.location().starts_with("/login?next="));
+    let mut b = crate::sites::admin(&app).await;
+    let site = crate::sites::create_site(&mut b, "North plant").await;
+    let page = b.get("/dashboards").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"src="/grafana/d/tau-power-overview?orgId=1&#38;kiosk""#), "{}", page.body);
+    assert!(page.body.contains(r#"href="/dashboards/tau-device-detail""#));
+    assert!(page.body.contains(">North plant</option>"));
+    let filtered = b.get(&format!("/dashboards/tau-device-detail?site={site}")).await;
+    assert!(
+        filtered.body.contains(&format!(r#"src="/grafana/d/tau-device-detail?orgId=1&#38;kiosk&#38;var-site={site}""#)),
+        "{}",
+        filtered.body
+    );
+    assert!(filtered.body.contains(&format!(r#"<option value="{site}" selected>"#)));
+    assert_eq!(b.get("/dashboards/nope").await.status, StatusCode::NOT_FOUND);
 }

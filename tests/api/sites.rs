@@ -496,15 +496,15 @@ async fn the_device_page_shows_the_latest_reading_with_units_and_a_power_chart(p
     assert_contains(
         &page,
         &[
-            "<td>230.4 V</td>",
-            "<td>231.0 V</td>",
-            "<td>399.1 V</td>",
-            "<td>12.35 A</td>",
-            "<td>0.50 A</td>",
-            "<td>12.35 kW</td>",
-            "<td>-1.50 kvar</td>",
-            "<td>2.346 MVA</td>",
-            "<td>0.985</td>",
+            ">230.4 V</td>",
+            ">231.0 V</td>",
+            ">399.1 V</td>",
+            ">12.35 A</td>",
+            ">0.50 A</td>",
+            ">12.35 kW</td>",
+            ">-1.50 kvar</td>",
+            ">2.346 MVA</td>",
+            ">0.985</td>",
             ">50.00 Hz</td>",
             ">10.00 kW</td>",
             ">12\u{202f}345.7 kWh</td>",
@@ -515,10 +515,11 @@ async fn the_device_page_shows_the_latest_reading_with_units_and_a_power_chart(p
     assert!(!page.body.contains("No readings yet"));
     assert!(!page.body.contains("100.00 kW"), "the 26-hour-old reading is neither latest nor charted");
     let svg = &page.body[page.body.find("<svg").expect("an inline SVG chart")..];
-    let points = svg.split(r#"<polyline points=""#).nth(1).expect("a polyline").split('"').next().unwrap();
+    let points =
+        svg.split(r#"<polyline class="line-0" points=""#).nth(1).expect("a polyline").split('"').next().unwrap();
     let n = points.split(' ').count();
     assert!((140..=146).contains(&n), "one point per 5-minute bucket with data, 10-minute data: {n}");
-    assert_contains(&page, &["Active power, last 24 hours", "12.35 kW</text>"]);
+    assert_contains(&page, &["Active power (kW), last 24 hours, per 5 minutes", "12.35 kW</text>"]);
     let site_page = b.get(&format!("/sites/{site}")).await;
     assert_contains(&site_page, &["<span class=\"badge on\">Online</span>"]);
 }
@@ -542,7 +543,7 @@ async fn a_device_without_readings_says_how_data_arrives(pool: PgPool) {
             r#"<code>"externalId": "PUSH-1"</code>"#,
         ],
     );
-    assert!(!page.body.contains("<polyline") && page.body.contains("No active power readings in the last 24 hours."));
+    assert!(!page.body.contains("<polyline") && page.body.contains("No readings of this quantity in this range."));
     let page = b.get(&format!("/devices/{polled}")).await;
     assert_contains(
         &page,

@@ -62,17 +62,20 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
 
     // The store buckets with time_bucket on a hypertable, aligned like date_bin.
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    let series = queries::power_series(
+    let series = queries::series(
         &pool,
         Bucketing::from(&outcome),
         1,
+        &["PTotal"],
         t0,
         t0 + chrono::TimeDelta::hours(6),
-        chrono::TimeDelta::hours(2),
+        queries::SeriesBucket::Fixed(chrono::TimeDelta::hours(2)),
     )
     .await
     .unwrap();
-    assert_eq!(series, (0..3).map(|h| (t0 + chrono::TimeDelta::hours(2 * h), 1000.0)).collect::<Vec<_>>());
+    let points: Vec<_> = series.iter().map(|b| (b.start, b.samples, b.values[0])).collect();
+    let two_hours = |h: i64| (t0 + chrono::TimeDelta::hours(2 * h), 2, [Some(1000.0); 3]);
+    assert_eq!(points, (0..3).map(two_hours).collect::<Vec<_>>());
     type Setting = (String, Option<i16>, Option<i16>, Option<bool>);
     let settings: Vec<Setting> = sqlx::query_as(
         "SELECT attname::text, segmentby_column_index, orderby_column_index, orderby_asc

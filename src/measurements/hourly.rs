@@ -1,0 +1,229 @@
+//! Hourly minimum / average / maximum of the charted quantities (`monitoring."HourlyReadings"`),
+//! so long device charts read the rollup instead of every reading. The single write path marks
+//! each batch's earliest reading per device in `monitoring."HourlyStale"` in the batch's
+//! transaction ([`note`]); this job recomputes the marked devices' hours from there once a
+//! minute. A chart reads the rollup before a device's mark and the readings after it
+//! ([`series`]), so it is as fresh as the readings whether or not the job has run.
+//!
+//! Why marks and not a watermark: the job takes a device's mark by deleting it, and a batch
+//! written meanwhile waits on that row and marks the device again after the job commits, so no
+//! reading can slip behind a position without being recomputed.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::queries::{Bucketed, SeriesBucket};
+
+const EVERY: Duration = Duration::from_secs(60);
+/// Hours recomputed per device and statement: a device marked from a year back (the migration
+/// marks all history) is caught up a week at a time, without one huge transaction.
+const CHUNK: TimeDelta = TimeDelta::days(7);
+/// Statements a run may spend on one device before moving on (the next run continues).
+const CHUNKS_PER_RUN: usize = 60;
+
+/// The columns the rollup keeps (every quantity a device chart draws).
+pub const COLUMNS: [&str; 11] =
+    ["PTotal", "QTotal", "STotal", "V1", "V2", "V3", "I1", "I2", "I3", "PFTotal", "Frequency"];
+
+/// Marks the devices of a batch being written as stale from their earliest reading (`devices`
+/// ascending, `times` their earliest), in the batch's transaction.
+pub async fn note(tx: &mut PgConnection, devices: &[i32], times: &[DateTime<Utc>]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO monitoring."HourlyStale" ("DeviceId", "From") SELECT * FROM UNNEST($1::int4[], $2::timestamptz[])
+           ON CONFLICT ("DeviceId") DO UPDATE SET "From" = least(monitoring."HourlyStale"."From", EXCLUDED."From")"#,
+    )
+    .bind(devices)
+    .bind(times)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+static INSERT_HOURS: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<String> = COLUMNS.iter().map(|c| format!(r#""{c}Min", "{c}Avg", "{c}Max""#)).collect();
+    let aggregates: Vec<String> =
+        COLUMNS.iter().map(|c| format!(r#"min("{c}"), avg("{c}")::real, max("{c}")"#)).collect();
+    format!(
+        r#"INSERT INTO monitoring."HourlyReadings" ("DeviceId", "Hour", "Samples", {names})
+           SELECT "DeviceId", date_bin('1 hour', "Time", '2000-01-01'), count(*)::int4, {aggregates}
+           FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
+           GROUP BY 1, 2"#,
+        names = names.join(", "),
+        aggregates = aggregates.join(", ")
+    )
+});
+
+/// Recomputes one device's hours from its mark, a chunk at a time; returns the hours written.
+async fn refresh_device(db: &PgPool, device: i32) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
+    for _ in 0..CHUNKS_PER_RUN {
+        let mut tx = db.begin().await?;
+        let from: Option<DateTime<Utc>> = sqlx::query_scalar(
+            r#"DELETE FROM monitoring."HourlyStale" WHERE "DeviceId" = $1
+               RETURNING date_bin('1 hour', "From", '2000-01-01')"#,
+        )
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(from) = from else { return Ok(written) };
+        let to = from + CHUNK;
+        sqlx::query(
+            r#"DELETE FROM monitoring."HourlyReadings" WHERE "DeviceId" = $1 AND "Hour" >= $2 AND "Hour" < $3"#,
+        )
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        written += sqlx::query(AssertSqlSafe(INSERT_HOURS.as_str()))
+            .bind(device)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // More readings after the chunk: the device stays marked from there.
+        let next: Option<DateTime<Utc>> = sqlx::query_scalar(
+            r#"SELECT "Time" FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 AND "Time" >= $2
+               ORDER BY "Time" LIMIT 1"#,
+        )
+        .bind(device)
+        .bind(to)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(next) = next {
+            note(&mut tx, &[device], &[next]).await?;
+        }
+        tx.commit().await?;
+        if next.is_none() {
+            break;
+        }
+    }
+    Ok(written)
+}
+
+/// One run: every marked device (one failing does not stop the others; the first error is
+/// returned after all were tried). Returns the hours written.
+pub async fn refresh(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let devices: Vec<i32> =
+        sqlx::query_scalar(r#"SELECT "DeviceId" FROM monitoring."HourlyStale" ORDER BY "DeviceId""#)
+            .fetch_all(db)
+            .await?;
+    let (mut written, mut first_error) = (0, None);
+    for device in devices {
+        match refresh_device(db, device).await {
+            Ok(n) => written += n,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(written), Err)
+}
+
+/// The background task (Client mode): a run every [`EVERY`] until `shutdown`; a failed run is
+/// logged and the next tick tries again.
+pub async fn job(db: PgPool, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let started = Instant::now();
+        let run = tokio::select! {
+            run = refresh(&db) => run,
+            () = shutdown.cancelled() => return,
+        };
+        metrics::gauge!("tau_portal_hourly_rollup_last_run_duration_seconds").set(started.elapsed().as_secs_f64());
+        match run {
+            Ok(_) if failing => {
+                tracing::info!("Hourly rollup recovered");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("Hourly rollup failed: {e}; retrying in {} s", EVERY.as_secs());
+                failing = true;
+            }
+        }
+    }
+}
+
+/// `columns` (a subset of [`COLUMNS`]) of a device in hour or local-day buckets over
+/// `[from, to)`: the rollup's hours before the device's stale mark, the readings from there, in
+/// one statement. Averages of a bucket weigh each hour by its readings.
+pub async fn series(
+    db: &PgPool,
+    device_id: i32,
+    columns: &[&str],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: SeriesBucket,
+) -> Result<Vec<Bucketed>, sqlx::Error> {
+    let columns: Vec<&str> = columns.iter().filter_map(|c| COLUMNS.iter().find(|k| *k == c).copied()).collect();
+    let rolled: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(r#""{c}Min" AS n{i}, "{c}Avg" AS a{i}, "{c}Max" AS x{i}"#))
+        .collect();
+    let raw: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(r#"min("{c}") AS n{i}, avg("{c}")::real AS a{i}, max("{c}") AS x{i}"#))
+        .collect();
+    let outer: Vec<String> = (0..columns.len())
+        .map(|i| {
+            format!(
+                "min(n{i})::float8, (sum(a{i}::float8 * s) / nullif(sum(s) FILTER (WHERE a{i} IS NOT NULL), 0))::float8, \
+                 max(x{i})::float8"
+            )
+        })
+        .collect();
+    let (bin, local) = match bucket {
+        SeriesBucket::Fixed(_) => ("date_bin($4::interval, h, '2000-01-01')", false),
+        SeriesBucket::LocalDay(_) => ("date_trunc('day', h AT TIME ZONE $4::text)", true),
+    };
+    let sep = |v: &[String]| if v.is_empty() { String::new() } else { format!(", {}", v.join(", ")) };
+    let sql = format!(
+        r#"WITH cut AS (SELECT coalesce((SELECT date_bin('1 hour', "From", '2000-01-01') FROM monitoring."HourlyStale"
+                                         WHERE "DeviceId" = $1), 'infinity') AS at),
+           hours AS (
+               SELECT "Hour" AS h, "Samples"::int8 AS s{rolled}
+               FROM monitoring."HourlyReadings", cut
+               WHERE "DeviceId" = $1 AND "Hour" >= $2 AND "Hour" < least($3, cut.at)
+               UNION ALL
+               SELECT date_bin('1 hour', "Time", '2000-01-01'), count(*){raw}
+               FROM monitoring."PowerMeasurements", cut
+               WHERE "DeviceId" = $1 AND "Time" >= greatest($2, cut.at) AND "Time" < $3
+               GROUP BY 1)
+           SELECT {bin} AS bucket, sum(s)::int8{outer} FROM hours GROUP BY 1 ORDER BY 1"#,
+        rolled = sep(&rolled),
+        raw = sep(&raw),
+        outer = sep(&outer),
+    );
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to);
+    let query = match bucket {
+        SeriesBucket::Fixed(width) => query.bind(width),
+        SeriesBucket::LocalDay(tz) => query.bind(tz.name()),
+    };
+    let rows = query.fetch_all(db).await?;
+    rows.iter()
+        .map(|row| super::queries::bucketed(row, columns.len(), if local { Some(bucket) } else { None }))
+        .collect()
+}
+
+/// Whether the rollup can serve `bucket` (whole hours, or days).
+pub fn serves(bucket: SeriesBucket) -> bool {
+    match bucket {
+        SeriesBucket::Fixed(width) => width >= TimeDelta::hours(1) && width.num_seconds() % 3600 == 0,
+        SeriesBucket::LocalDay(_) => true,
+    }
+}
