@@ -113,7 +113,9 @@ fn key_of(a: &OpenAlarm) -> Option<Key> {
     Some((a.rule_id?, subject))
 }
 
-/// A site as the site rules see it: its row and its enabled devices.
+/// A site as the site rules see it: its row and its enabled main meters (what the site draws is
+/// what its supply points measure: a sub-meter's power is part of it, a check meter's the same
+/// again; see `sites::hierarchy`).
 struct Site {
     row: SiteRow,
     devices: Vec<i32>,
@@ -308,7 +310,10 @@ impl Evaluator {
     async fn sites(&self, devices: &[WatchedDevice]) -> Result<Vec<Site>, sqlx::Error> {
         let mut by_site: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for d in devices.iter().filter(|d| d.enabled) {
-            by_site.entry(d.site_id).or_default().push(d.id);
+            let mains = by_site.entry(d.site_id).or_default();
+            if d.role == crate::sites::hierarchy::MAIN {
+                mains.push(d.id);
+            }
         }
         let ids: Vec<i32> = by_site.keys().copied().collect();
         let rows = crate::sites::db::sites_of(&self.db, &ids).await?;

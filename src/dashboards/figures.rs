@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::measurements::energy::SiteInterval;
 use crate::sites::db::LiveDevice;
+use crate::sites::hierarchy::MAIN;
 use crate::sites::readings::{self, Status};
 use crate::tariffs::engine::{self, Assignment, BillInput};
 use crate::tariffs::local::{Period, local_midnight};
@@ -69,8 +70,8 @@ impl Live {
     }
 }
 
-/// The live figures of the `devices` of one site. A device counts towards the site's power only
-/// while it is online: an offline meter's last reading is history, not what the site draws.
+/// The live figures of the `devices` of one site. A main meter counts towards the site's power
+/// only while it is online: an offline meter's last reading is history, not what the site draws.
 pub fn live(devices: &[&LiveDevice], now: DateTime<Utc>, tz: Tz) -> Live {
     let mut out = Live::default();
     for d in devices {
@@ -86,7 +87,9 @@ pub fn live(devices: &[&LiveDevice], now: DateTime<Utc>, tz: Tz) -> Live {
         match status {
             Status::Online => {
                 out.online += 1;
-                if let Some(w) = d.latest_w {
+                // What the site draws is what its supply points (main meters) measure: a
+                // sub-meter's power is part of it, a check meter's the same again.
+                if let Some(w) = d.latest_w.filter(|_| d.role == MAIN) {
                     out.watts = Some(out.watts.unwrap_or(0.0) + w);
                 }
             }
@@ -213,6 +216,7 @@ mod tests {
             site_id: 1,
             name: format!("Meter {id}"),
             enabled: true,
+            role: MAIN.into(),
             poll_interval_seconds: 60,
             last_error: None,
             last_error_at: None,
@@ -234,19 +238,20 @@ mod tests {
             failing,
             device(4, Some(10), 500.0, now),
             device(5, None, 0.0, now),
+            LiveDevice { role: "sub".into(), ..device(6, Some(10), 9_000.0, now) }, // part of a main meter's
         ];
         let refs: Vec<&LiveDevice> = devices.iter().collect();
         let live = live(&refs, now, chrono_tz::UTC);
         assert_eq!(live.watts, Some(12_500.0));
         assert_eq!(live.kw_text(), "12.50 kW");
-        assert_eq!((live.online, live.offline, live.failing, live.idle), (2, 1, 1, 1));
-        assert_eq!(live.summary(), "2 online · 1 offline · 1 in error · 1 disabled or not read yet");
+        assert_eq!((live.online, live.offline, live.failing, live.idle), (3, 1, 1, 1));
+        assert_eq!(live.summary(), "3 online · 1 offline · 1 in error · 1 disabled or not read yet");
         let down: Vec<(i32, &str)> = live.down.iter().map(|d| (d.id, d.detail.as_str())).collect();
         assert_eq!(down, [(2, "no reading since 2026-12-01 09:00:00 UTC"), (3, "Connection refused (10.0.0.5:502)")]);
         let nothing = super::live(&[&devices[1]], now, chrono_tz::UTC);
         assert_eq!(nothing.kw_text(), "–", "no device online: no live figure, not zero");
         let total = portfolio(&[&live, &nothing]);
-        assert_eq!((total.watts, total.online, total.offline), (Some(12_500.0), 2, 2));
+        assert_eq!((total.watts, total.online, total.offline), (Some(12_500.0), 3, 2));
     }
 
     fn interval(start: DateTime<Utc>, wh: f64) -> SiteInterval {

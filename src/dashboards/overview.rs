@@ -235,7 +235,6 @@ pub async fn overview(
         let live = figures::portfolio(&cards.iter().map(|c| &c.live).collect::<Vec<_>>());
         portfolio_view(&live, &energies.iter().flatten().collect::<Vec<_>>())
     });
-    let active = crate::alarms::active_alarms(&state).await?;
     render(&Overview {
         page,
         user,
@@ -243,7 +242,7 @@ pub async fn overview(
         portfolio,
         live_seconds: LIVE_SECONDS,
         energy_seconds: ENERGY_SECONDS,
-        active,
+        active: crate::alarms::active_alarms(&state).await?,
     })
 }
 

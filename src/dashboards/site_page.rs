@@ -1,8 +1,12 @@
 //! The site page's dashboard: what the site draws now, today against yesterday, daily bars of a
 //! month and monthly bars of its year, the month's energy and charge per TOU period, and the
-//! site's devices compared on one chart. Energy comes through the energy door (one read of the
-//! year and of yesterday-to-tomorrow), money from the tariff engine; every figure is also text
-//! or a table in the page, and the charts are drawn by the same uPlot code as the device chart.
+//! site's devices compared on one chart, and the meters' hierarchy (each main meter's sub-meters
+//! and its unmetered remainder). Energy comes through the energy door (one read of the year and
+//! of yesterday-to-tomorrow, main meters only, and one of each meter's today and month for the
+//! hierarchy), money from the tariff engine; every figure is also text or a table in the page,
+//! and the charts are drawn by the same uPlot code as the device chart.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -17,6 +21,7 @@ use crate::error::AppResult;
 use crate::measurements::energy::{self, SiteRange};
 use crate::measurements::queries;
 use crate::sites::db::{self as sites_db, DeviceRow, SiteRow};
+use crate::sites::hierarchy::{self, HierarchyView, Kwh};
 use crate::state::AppState;
 use crate::tariffs::db as tariffs_db;
 use crate::tariffs::engine::{self, BillInput};
@@ -118,6 +123,7 @@ pub struct SiteDashboard {
     pub bars: Vec<BarsView>,
     pub tou: TouView,
     pub compare: CompareView,
+    pub hierarchy: HierarchyView,
 }
 
 fn month_key(d: NaiveDate) -> String {
@@ -301,6 +307,27 @@ async fn compare(
     })
 }
 
+/// The site's sub-meter breakdown today and this month to date (the site's local days, from
+/// `today_start` and `month_start`), from each meter's own energy.
+async fn hierarchy_view(
+    state: &AppState,
+    site: &SiteRow,
+    today_start: DateTime<Utc>,
+    month_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<HierarchyView> {
+    let nodes = sites_db::hierarchy(&state.db, site.id).await?;
+    let energy = energy::device_energy(&state.db, site.id, &[(today_start, now), (month_start, now)]).await?;
+    let kwh: HashMap<i32, Kwh> = energy
+        .into_iter()
+        .map(|e| {
+            let at = |k: usize| e.import_wh.get(k).copied().unwrap_or(0.0) / 1e3;
+            (e.device, Kwh { today: at(0), month: at(1) })
+        })
+        .collect();
+    Ok(hierarchy::view(&nodes, &hierarchy::breakdown(&nodes, &kwh)))
+}
+
 /// The site page's dashboard for `query` (a refused month falls back to this month and says why).
 pub async fn dashboard(
     state: &AppState,
@@ -324,6 +351,8 @@ pub async fn dashboard(
     ];
     let mut read = energy::sites_intervals(&state.db, &ranges).await?.into_iter();
     let (year, recent) = (read.next(), read.next());
+    // The devices the door summed (the main meters): the bill's data completeness.
+    let mains = year.as_ref().map_or(0, |e| e.devices);
     let year = year.map(|e| e.intervals).unwrap_or_default();
     let recent = recent.map(|e| e.intervals).unwrap_or_default();
 
@@ -344,8 +373,7 @@ pub async fn dashboard(
 
     let schedule = tariffs_db::site_schedule(&state.db, site.id).await?;
     let bill = Period::month(first.year(), first.month(), 1).filter(|_| !schedule.is_empty()).map(|period| {
-        let devices = u32::try_from(devices.len()).unwrap_or(u32::MAX);
-        engine::bill(&BillInput { tz, period, devices, assignments: &schedule, intervals: &year })
+        engine::bill(&BillInput { tz, period, devices: mains, assignments: &schedule, intervals: &year })
     });
 
     let live_devices = sites_db::live_devices(&state.db).await?;
@@ -353,6 +381,7 @@ pub async fn dashboard(
     let live = figures::live(&mine, now, tz);
     let newest = super::overview::newest_text(&live, tz);
     let this_month = site_energy::month_of(None, today).unwrap_or(today);
+    let hierarchy = hierarchy_view(state, site, local_midnight(tz, today), local_midnight(tz, this_month), now).await?;
     Ok(SiteDashboard {
         today: today_view(&site_energy::today_yesterday(tz, now, &recent), tz),
         compare: compare(state, site, devices, now, query, &month_key_now).await?,
@@ -366,5 +395,6 @@ pub async fn dashboard(
         live,
         live_seconds: super::overview::LIVE_SECONDS,
         newest,
+        hierarchy,
     })
 }

@@ -5,12 +5,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
+use super::hierarchy::Node;
 use crate::change::{Cache, Change};
 
 /// The names of the unique indexes and constraints a write can run into.
 pub const SITE_NAME_UNIQUE: &str = "UX_Sites_Name";
 pub const DEVICE_EXTERNAL_ID_UNIQUE: &str = "Devices_ExternalId_key";
 pub const DEVICE_SITE_FK: &str = "Devices_SiteId_fkey";
+pub const DEVICE_PARENT_FK: &str = "FK_Devices_Parent";
 
 // ---------------------------------------------------------------- sites
 
@@ -184,6 +186,9 @@ pub struct DeviceRow {
     pub modbus_unit_id: i16,
     pub poll_interval_seconds: i32,
     pub enabled: bool,
+    /// Its place in the site hierarchy: `main`, `sub` (of `parent_id`), `generation` or `check`.
+    pub role: String,
+    pub parent_id: Option<i32>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub consecutive_failures: i32,
@@ -200,8 +205,8 @@ pub struct DeviceRow {
 /// The newest reading per device comes from the measurements' primary key ("DeviceId", "Time"):
 /// one index probe per device.
 const DEVICE_COLUMNS: &str = r#"d."Id", d."SiteId", d."ExternalId", d."Name", d."Model", d."Source", d."ModbusHost",
-    d."ModbusPort", d."ModbusUnitId", d."PollIntervalSeconds", d."Enabled", d."LastError", d."LastErrorAt",
-    d."ConsecutiveFailures", d."MeterSettings", d."MeterSettingsAt", d."MeterIdentity", d."UnsupportedBlocks",
+    d."ModbusPort", d."ModbusUnitId", d."PollIntervalSeconds", d."Enabled", d."Role", d."ParentId", d."LastError",
+    d."LastErrorAt", d."ConsecutiveFailures", d."MeterSettings", d."MeterSettingsAt", d."MeterIdentity", d."UnsupportedBlocks",
     (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt""#;
 
 pub async fn devices_of_site(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<DeviceRow>, sqlx::Error> {
@@ -235,14 +240,16 @@ pub struct DeviceFields<'a> {
     pub modbus_unit_id: i16,
     pub poll_interval_seconds: i32,
     pub enabled: bool,
+    pub role: &'a str,
+    pub parent_id: Option<i32>,
 }
 
 pub async fn insert_device(change: &mut Change, d: &DeviceFields<'_>) -> Result<i32, sqlx::Error> {
     change.stale(Cache::Devices);
     sqlx::query_scalar(
         r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source", "ModbusHost",
-               "ModbusPort", "ModbusUnitId", "PollIntervalSeconds", "Enabled")
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING "Id""#,
+               "ModbusPort", "ModbusUnitId", "PollIntervalSeconds", "Enabled", "Role", "ParentId")
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING "Id""#,
     )
     .bind(d.site_id)
     .bind(d.external_id)
@@ -254,6 +261,8 @@ pub async fn insert_device(change: &mut Change, d: &DeviceFields<'_>) -> Result<
     .bind(d.modbus_unit_id)
     .bind(d.poll_interval_seconds)
     .bind(d.enabled)
+    .bind(d.role)
+    .bind(d.parent_id)
     .fetch_one(change.db())
     .await
 }
@@ -263,7 +272,8 @@ pub async fn update_device(change: &mut Change, id: i32, d: &DeviceFields<'_>) -
     change.stale(Cache::Devices);
     let done = sqlx::query(
         r#"UPDATE monitoring."Devices" SET "SiteId" = $2, "ExternalId" = $3, "Name" = $4, "Model" = $5, "Source" = $6,
-               "ModbusHost" = $7, "ModbusPort" = $8, "ModbusUnitId" = $9, "PollIntervalSeconds" = $10, "Enabled" = $11
+               "ModbusHost" = $7, "ModbusPort" = $8, "ModbusUnitId" = $9, "PollIntervalSeconds" = $10, "Enabled" = $11,
+               "Role" = $12, "ParentId" = $13
            WHERE "Id" = $1"#,
     )
     .bind(id)
@@ -277,6 +287,8 @@ pub async fn update_device(change: &mut Change, id: i32, d: &DeviceFields<'_>) -
     .bind(d.modbus_unit_id)
     .bind(d.poll_interval_seconds)
     .bind(d.enabled)
+    .bind(d.role)
+    .bind(d.parent_id)
     .execute(change.db())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -289,6 +301,34 @@ pub async fn delete_device(change: &mut Change, id: i32) -> Result<Option<(Strin
         .bind(id)
         .fetch_optional(change.db())
         .await
+}
+
+/// Locks the hierarchies of `sites` (their rows, in id order) until the change commits: two
+/// changes of one site's hierarchy check it one after the other, so together they cannot make a
+/// loop. Devices can still be added meanwhile (their foreign key only shares the row).
+pub async fn lock_hierarchies(change: &mut Change, sites: &[i32]) -> Result<(), sqlx::Error> {
+    sqlx::query(r#"SELECT 1 FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id" FOR NO KEY UPDATE"#)
+        .bind(sites)
+        .execute(change.db())
+        .await?;
+    Ok(())
+}
+
+/// The devices of a site as the hierarchy sees them, by name.
+pub async fn hierarchy(db: impl PgExecutor<'_>, site_id: i32) -> Result<Vec<Node>, sqlx::Error> {
+    let rows: Vec<(i32, String, String, Option<i32>)> = sqlx::query_as(
+        r#"SELECT "Id", "Name", "Role", "ParentId" FROM monitoring."Devices" WHERE "SiteId" = $1
+           ORDER BY lower("Name"), "Id""#,
+    )
+    .bind(site_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id, name, role, parent)| Node { id, name, role, parent }).collect())
+}
+
+/// The site of a device, `None` when there is no such device.
+pub async fn site_of_device(db: impl PgExecutor<'_>, id: i32) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(r#"SELECT "SiteId" FROM monitoring."Devices" WHERE "Id" = $1"#).bind(id).fetch_optional(db).await
 }
 
 pub async fn reading_count(db: impl PgExecutor<'_>, device_id: i32) -> Result<i64, sqlx::Error> {
@@ -400,6 +440,9 @@ pub struct LiveDevice {
     pub name: String,
     #[sqlx(rename = "Enabled")]
     pub enabled: bool,
+    /// Only main meters add to what the site draws (`main`, `sub`, `generation`, `check`).
+    #[sqlx(rename = "Role")]
+    pub role: String,
     #[sqlx(rename = "PollIntervalSeconds")]
     pub poll_interval_seconds: i32,
     #[sqlx(rename = "LastError")]
@@ -419,7 +462,7 @@ pub struct LiveDevice {
 /// live update of the Overview or a wall display costs.
 pub async fn live_devices(db: impl PgExecutor<'_>) -> Result<Vec<LiveDevice>, sqlx::Error> {
     sqlx::query_as(
-        r#"SELECT d."Id", d."SiteId", d."Name", d."Enabled", d."PollIntervalSeconds", d."LastError", d."LastErrorAt",
+        r#"SELECT d."Id", d."SiteId", d."Name", d."Enabled", d."Role", d."PollIntervalSeconds", d."LastError", d."LastErrorAt",
                   d."ConsecutiveFailures", m."Time" AS "LastReadingAt", m."PTotal"::float8 AS "LatestW"
            FROM monitoring."Devices" d
            LEFT JOIN LATERAL (SELECT "Time", "PTotal" FROM monitoring."PowerMeasurements"
@@ -469,6 +512,8 @@ pub struct WatchedDevice {
     pub site_name: String,
     pub name: String,
     pub enabled: bool,
+    /// Its role in the site hierarchy: site rules (demand) add up main meters only.
+    pub role: String,
     pub poll_interval_seconds: i32,
     pub created_at: DateTime<Utc>,
     pub last_reading_at: Option<DateTime<Utc>>,
@@ -476,7 +521,7 @@ pub struct WatchedDevice {
 
 pub async fn watched_devices(db: impl PgExecutor<'_>) -> Result<Vec<WatchedDevice>, sqlx::Error> {
     sqlx::query_as(
-        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."PollIntervalSeconds",
+        r#"SELECT d."Id", d."SiteId", s."Name" AS "SiteName", d."Name", d."Enabled", d."Role", d."PollIntervalSeconds",
                   d."CreatedAt",
                   (SELECT max(m."Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = d."Id") AS "LastReadingAt"
            FROM monitoring."Devices" d JOIN monitoring."Sites" s ON s."Id" = d."SiteId"

@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::db::{DeviceFields, DeviceRow, SiteFields, SiteRow};
+use super::hierarchy::{MAIN, ROLES, SUB};
 use crate::error::FieldErrors;
 
 pub const DUPLICATE_SITE: &str = "A site with this name already exists.";
@@ -130,6 +131,11 @@ pub struct DeviceForm {
     pub poll_interval_seconds: String,
     /// A checkbox: present when ticked.
     pub enabled: Option<String>,
+    #[serde(default)]
+    pub role: String,
+    /// The parent device's id (a sub-meter's only).
+    #[serde(default)]
+    pub parent_id: String,
 }
 
 impl DeviceForm {
@@ -146,6 +152,8 @@ impl DeviceForm {
             modbus_unit_id: "1".into(),
             poll_interval_seconds: "60".into(),
             enabled: Some("on".into()),
+            role: MAIN.into(),
+            parent_id: String::new(),
         }
     }
 }
@@ -163,6 +171,8 @@ impl From<&DeviceRow> for DeviceForm {
             modbus_unit_id: d.modbus_unit_id.to_string(),
             poll_interval_seconds: d.poll_interval_seconds.to_string(),
             enabled: d.enabled.then(|| "on".into()),
+            role: d.role.clone(),
+            parent_id: d.parent_id.map(|p| p.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -178,6 +188,8 @@ pub struct ValidDevice {
     pub modbus_unit_id: i16,
     pub poll_interval_seconds: i32,
     pub enabled: bool,
+    pub role: &'static str,
+    pub parent_id: Option<i32>,
 }
 
 impl ValidDevice {
@@ -193,6 +205,8 @@ impl ValidDevice {
             modbus_unit_id: self.modbus_unit_id,
             poll_interval_seconds: self.poll_interval_seconds,
             enabled: self.enabled,
+            role: self.role,
+            parent_id: self.parent_id,
         }
     }
 }
@@ -273,6 +287,24 @@ impl DeviceForm {
             "Enter an interval from 1 to 3600 seconds.",
             &mut e,
         );
+        // An empty role is a form from before roles existed (or a client that leaves it out): main.
+        let role = if self.role.trim().is_empty() {
+            MAIN
+        } else {
+            choice(&self.role, &ROLES, "role", "Choose the meter's role at its site.", &mut e)
+        };
+        let parent_id = match (role, self.parent_id.trim()) {
+            (SUB, "") => {
+                e.add("parent_id", "Choose the meter this sub-meter is part of.");
+                None
+            }
+            (SUB, raw) => raw.parse::<i32>().map(Some).unwrap_or_else(|_| {
+                e.add("parent_id", "Choose the meter this sub-meter is part of from the list.");
+                None
+            }),
+            // Only a sub-meter has a parent: another role ignores a parent left selected.
+            _ => None,
+        };
         e.or_ok(ValidDevice {
             site_id,
             external_id,
@@ -284,6 +316,8 @@ impl DeviceForm {
             modbus_unit_id: unit_id as i16,
             poll_interval_seconds,
             enabled: self.enabled.is_some(),
+            role,
+            parent_id,
         })
     }
 }
@@ -365,6 +399,22 @@ mod tests {
         assert!(DeviceForm { external_id: "é".repeat(100), ..device() }.validate().is_ok());
         let e = DeviceForm { model: "acuvim-x".into(), source: "".into(), ..device() }.validate().err().unwrap();
         assert!(e.get("model").is_some() && e.get("source").is_some());
+    }
+
+    #[test]
+    fn a_sub_meter_needs_a_parent_and_other_roles_drop_one() {
+        let d = device().validate().ok().unwrap();
+        assert_eq!((d.role, d.parent_id), (MAIN, None), "the default role is main");
+        let e = DeviceForm { role: SUB.into(), ..device() }.validate().err().unwrap();
+        assert_eq!(e.get("parent_id"), Some("Choose the meter this sub-meter is part of."));
+        let d = DeviceForm { role: SUB.into(), parent_id: " 12 ".into(), ..device() }.validate().ok().unwrap();
+        assert_eq!((d.role, d.parent_id), (SUB, Some(12)));
+        let d = DeviceForm { role: "check".into(), parent_id: "12".into(), ..device() }.validate().ok().unwrap();
+        assert_eq!((d.role, d.parent_id), ("check", None));
+        let e = DeviceForm { role: "incomer".into(), ..device() }.validate().err().unwrap();
+        assert_eq!(e.get("role"), Some("Choose the meter's role at its site."));
+        let d = DeviceForm { role: "".into(), ..device() }.validate().ok().unwrap();
+        assert_eq!(d.role, MAIN);
     }
 
     #[test]

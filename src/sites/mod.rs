@@ -5,6 +5,7 @@ pub mod db;
 mod devices;
 pub mod directory;
 mod forms;
+pub mod hierarchy;
 mod meter;
 pub mod readings;
 mod routes;

@@ -54,6 +54,7 @@ impl PeriodQuery {
 
 pub struct LineView {
     kind: &'static str,
+    code: String,
     description: String,
     quantity: String,
     unit: &'static str,
@@ -69,6 +70,7 @@ fn line_views(bill: &Bill) -> Vec<LineView> {
         .iter()
         .map(|l| LineView {
             kind: l.kind.label(),
+            code: l.code.clone(),
             description: l.description.clone(),
             quantity: l.quantity.round_dp(3).normalize().to_string(),
             unit: l.unit,
@@ -125,12 +127,13 @@ fn file_stem(site: &SiteRow, period: Period) -> String {
 
 /// The bill's lines as CSV: one row per line, then subtotal, VAT and total.
 pub fn bill_csv(bill: &Bill) -> String {
-    let mut out = String::from("kind,description,quantity,unit,rate,amount,vat_percent,note,currency\n");
+    let mut out = String::from("kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency\n");
     for l in &bill.lines {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.2},{},{},{}",
+            "{},{},{},{},{},{},{:.2},{},{},{}",
             csv::text(l.kind.label()),
+            csv::text(&l.code),
             csv::text(&l.description),
             l.quantity.normalize(),
             l.unit,
@@ -142,7 +145,7 @@ pub fn bill_csv(bill: &Bill) -> String {
         );
     }
     for (label, v) in [("Subtotal", bill.subtotal), ("VAT", bill.vat), ("Total", bill.total)] {
-        let _ = writeln!(out, "{label},,,,,{v:.2},,,{}", bill.currency);
+        let _ = writeln!(out, "{label},,,,,,{v:.2},,,{}", bill.currency);
     }
     out
 }

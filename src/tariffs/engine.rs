@@ -5,14 +5,19 @@
 //! 1. The period's local days are split into segments where the site's tariff or the tariff's
 //!    version changes; a day without a tariff becomes an unpriced segment.
 //! 2. Each interval goes to the segment of its local date; its local date and time of day give
-//!    the season, the day type (a public holiday of the tariff's municipality counts as the
-//!    tariff's `holidays_as`) and the TOU period.
-//! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), fixed charges
-//!    (days × rate per day; per-month charges prorated by the segment's share of the period's
-//!    days, so a month without a change is charged once), maximum demand × rate (also prorated),
-//!    export credit. Block thresholds are prorated the same way.
-//! 4. Each line's amount is rounded to the cent (half away from zero); VAT is the rounded sum of
-//!    the VAT-able lines times the municipality's VAT %; total = subtotal + VAT.
+//!    the season, the day type (a holiday the version lists counts as the day type it names; else
+//!    a public holiday of the tariff's municipality counts as the tariff's `holidays_as`) and the
+//!    TOU period.
+//! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), per per-kWh
+//!    charge its kWh in its seasons × its flat rate or per period, fixed charges (days in their
+//!    seasons × rate per day; per-month charges prorated by the share of the period's days in the
+//!    segment and their seasons, so a month without a change is charged once), per demand charge its maximum demand
+//!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
+//!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
+//! 4. Each line's amount is rounded to the cent as the version says (half away from zero unless
+//!    it says otherwise); then the version's minimum or cap (per month, prorated like a monthly
+//!    fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
+//!    times the municipality's VAT %; total = subtotal + VAT.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +27,10 @@ use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
-use super::model::{self, Component, DayType, DemandUnit, Energy, Municipality, SLOTS, TariffDoc, TouPeriod, Version};
+use super::model::{
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, SLOTS, TariffDoc,
+    TouPeriod, Version,
+};
 use crate::measurements::energy::SiteInterval;
 
 /// A tariff with the municipality it belongs to.
@@ -54,18 +62,24 @@ pub struct BillInput<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
     Energy,
+    /// An unbundled per-kWh charge (network, levy, subsidy).
+    Charge,
     Fixed,
     Demand,
     Export,
+    /// A minimum charge's top-up or a cap's reduction.
+    Adjustment,
 }
 
 impl LineKind {
     pub fn label(self) -> &'static str {
         match self {
             LineKind::Energy => "Energy",
+            LineKind::Charge => "Per-kWh charge",
             LineKind::Fixed => "Fixed",
             LineKind::Demand => "Demand",
             LineKind::Export => "Export credit",
+            LineKind::Adjustment => "Adjustment",
         }
     }
 }
@@ -73,6 +87,9 @@ impl LineKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub kind: LineKind,
+    /// Stable internal code: `energy.{season}.{period}`, `{charge}` or `{charge}.{period}` (the
+    /// charge's own code or `kwh1`, `fixed2`, `demand1` by position), `export`, `unpriced`.
+    pub code: String,
     pub segment: usize,
     pub description: String,
     pub quantity: Decimal,
@@ -97,6 +114,9 @@ pub struct Segment {
     /// `None`: no tariff in effect on these days.
     pub tariff: Option<String>,
     pub version_from: Option<NaiveDate>,
+    /// The public holidays in the segment, as the bill states them: "2026-04-27 Freedom Day:
+    /// billed as Saturday".
+    pub holidays: Vec<String>,
 }
 
 impl Segment {
@@ -152,7 +172,9 @@ struct Compiled<'a> {
     version: &'a Version,
     municipality: &'a Municipality,
     /// Per TOU season: the period of each quarter hour per day type.
-    tables: Vec<[[TouPeriod; SLOTS]; 3]>,
+    tables: Vec<[[TouPeriod; SLOTS]; 4]>,
+    /// The version's holidays by date, sorted: the day type each is billed as and its name.
+    holidays: Vec<(NaiveDate, DayType, &'a str)>,
 }
 
 impl<'a> Compiled<'a> {
@@ -161,7 +183,10 @@ impl<'a> Compiled<'a> {
             Energy::Tou(t) => t.seasons.iter().map(model::period_table).collect(),
             _ => Vec::new(),
         };
-        Compiled { version, municipality, tables }
+        let mut holidays: Vec<(NaiveDate, DayType, &str)> =
+            version.holidays.iter().map(|h| (h.date, h.billed_as, h.name.as_str())).collect();
+        holidays.sort_unstable_by_key(|h| h.0);
+        Compiled { version, municipality, tables, holidays }
     }
 
     /// `(season index, period)` of an interval starting at local `at`; `None` for a non-TOU tariff.
@@ -170,10 +195,38 @@ impl<'a> Compiled<'a> {
         let date = at.date();
         let md = model::MonthDay::of(date);
         let season = tou.seasons.iter().position(|s| md.within(s.from, s.to))?;
-        let day_type =
-            if self.municipality.holidays.binary_search(&date).is_ok() { tou.holidays_as } else { DayType::of(date) };
+        let day_type = self.holiday(date).map_or_else(|| DayType::of(date), |h| h.0);
         let slot = (at.hour() * 60 + at.minute()) as usize / INTERVAL_MINUTES as usize;
         Some((season, self.tables[season][day_type.index()][slot.min(SLOTS - 1)]))
+    }
+
+    /// The day type a public holiday on `date` is billed as, and its name (empty when the
+    /// municipality's list gives it); `None` on other days and for a non-TOU tariff.
+    fn holiday(&self, date: NaiveDate) -> Option<(DayType, &'a str)> {
+        let Energy::Tou(tou) = &self.version.energy else { return None };
+        match self.holidays.binary_search_by_key(&date, |h| h.0) {
+            Ok(i) => Some((self.holidays[i].1, self.holidays[i].2)),
+            Err(_) if self.municipality.holidays.binary_search(&date).is_ok() => Some((tou.holidays_as, "")),
+            Err(_) => None,
+        }
+    }
+
+    /// Whether a charge limited to the seasons `names` counts on `date` (every day when empty).
+    fn in_seasons(&self, names: &[String], date: NaiveDate) -> bool {
+        if names.is_empty() {
+            return true;
+        }
+        let Energy::Tou(tou) = &self.version.energy else { return false };
+        let md = model::MonthDay::of(date);
+        tou.seasons.iter().any(|s| md.within(s.from, s.to) && names.contains(&s.name))
+    }
+
+    /// What the tariff's bills call TOU period `p`.
+    fn period_label(&self, p: TouPeriod) -> &'a str {
+        match &self.version.energy {
+            Energy::Tou(tou) => tou.period_names.label(p),
+            _ => p.label(),
+        }
     }
 
     fn vat(&self, c: Component) -> Decimal {
@@ -193,10 +246,11 @@ fn tariff_on(assignments: &[Assignment], day: NaiveDate) -> Option<(usize, usize
     Some((a, v))
 }
 
-/// The demand charge in effect on local `day` (its unit and window), if the site's tariff has one.
-pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&model::Demand> {
+/// The first demand charge in effect on local `day` (its unit and window), if the site's tariff
+/// has one: the version's principal charge (alarms forecast its window).
+pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&DemandCharge> {
     let (a, v) = tariff_on(assignments, day)?;
-    assignments[a].tariff.doc.versions[v].demand.as_ref()
+    assignments[a].tariff.doc.versions[v].demand_charges.first()
 }
 
 /// A bill's maximum demand (the highest of its demand lines, in the line's unit) and its demand
@@ -214,9 +268,26 @@ struct Totals {
     export_wh: Decimal,
     /// Wh per (season, period) of a TOU tariff.
     tou: BTreeMap<(usize, TouPeriod), Decimal>,
-    /// Demand windows: key (local window start, UTC offset: tells a repeated hour apart) →
-    /// (Wh, VAh, first instant).
-    windows: BTreeMap<(NaiveDateTime, i32), (Decimal, Decimal, DateTime<Utc>)>,
+    /// Per per-kWh charge of the version: Wh per TOU period (`None`: a flat charge).
+    kwh: Vec<BTreeMap<Option<TouPeriod>, Decimal>>,
+    /// Per fixed charge: the segment's days in its seasons.
+    fixed_days: Vec<i64>,
+    /// Per demand charge of the version: the intervals in its window.
+    demand: Vec<Vec<Counted>>,
+    /// Per demand charge: the segment's days in its seasons.
+    demand_days: Vec<i64>,
+}
+
+/// One interval that counts towards a demand charge.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    start: DateTime<Utc>,
+    /// Local start.
+    at: NaiveDateTime,
+    /// UTC offset in seconds: tells a repeated local hour apart.
+    offset: i32,
+    wh: Decimal,
+    vah: Decimal,
 }
 
 /// Days `start..end` on one (assignment, version); `None`: no tariff.
@@ -243,9 +314,10 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
     for (s, ((start, end, key), t)) in keys.iter().zip(&sums.totals).enumerate() {
         let days = Decimal::from((*end - *start).num_days());
         let Some(c) = &compiled[s] else {
-            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None });
+            segments.push(Segment { start: *start, end: *end, tariff: None, version_from: None, holidays: vec![] });
             let unpriced = "No tariff in effect: not priced".into();
-            lines.push(line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO));
+            let l = line(s, LineKind::Energy, unpriced, t.import_wh / KILO, "kWh", Decimal::ZERO, Decimal::ZERO);
+            lines.push(l.coded("unpriced".into()));
             continue;
         };
         let Some((a, _)) = key else { continue };
@@ -257,12 +329,28 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
             end: *end,
             tariff: Some(assignments[*a].tariff.doc.name.clone()),
             version_from: Some(c.version.effective_from),
+            holidays: start
+                .iter_days()
+                .take_while(|d| d < end)
+                .filter_map(|d| {
+                    let (day_type, name) = c.holiday(d)?;
+                    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+                    Some(format!("{d}{name}: billed as {}", day_type.label()))
+                })
+                .collect(),
         });
         let part = Part { segment: s, tariff: c, totals: t, days, period_days };
-        lines.extend(part.energy_lines());
-        lines.extend(part.fixed_lines());
-        lines.extend(part.demand_line());
-        lines.extend(part.export_line());
+        let mut own = part.energy_lines();
+        own.extend(part.kwh_charge_lines());
+        own.extend(part.fixed_lines());
+        own.extend(part.demand_lines());
+        own.extend(part.export_line());
+        // Amounts as the tariff rounds them; then its minimum or cap on what they add up to.
+        for l in &mut own {
+            l.amount = c.version.rounding.cents(l.exact);
+        }
+        own.extend(part.limit_line(&own));
+        lines.extend(own);
     }
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
@@ -320,7 +408,25 @@ struct Sums {
 /// Step 2: each interval of the period into the segment of its local date: energy, TOU classes and
 /// demand windows.
 fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Compiled<'_>>]) -> Sums {
-    let mut sums = Sums { totals: keys.iter().map(|_| Totals::default()).collect(), rows: 0, estimated: 0 };
+    let totals = keys
+        .iter()
+        .zip(compiled)
+        .map(|((start, end, _), c)| {
+            let Some(c) = c else { return Totals::default() };
+            let v = c.version;
+            let days = |seasons: &[String]| {
+                start.iter_days().take_while(|day| day < end).filter(|day| c.in_seasons(seasons, *day)).count() as i64
+            };
+            Totals {
+                kwh: vec![BTreeMap::new(); v.kwh_charges.len()],
+                fixed_days: v.fixed_charges.iter().map(|f| days(&f.seasons)).collect(),
+                demand: vec![Vec::new(); v.demand_charges.len()],
+                demand_days: v.demand_charges.iter().map(|d| days(&d.seasons)).collect(),
+                ..Totals::default()
+            }
+        })
+        .collect();
+    let mut sums = Sums { totals, rows: 0, estimated: 0 };
     let (from, to) = input.period.utc(input.tz);
     for i in input.intervals.iter().filter(|i| from <= i.start && i.start < to) {
         let local = i.start.with_timezone(&input.tz);
@@ -337,19 +443,65 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
         if let Some(key) = class {
             *t.tou.entry(key).or_default() += imp;
         }
-        if let Some(d) = &c.version.demand {
-            let counts = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
-            if counts {
-                let minutes = i64::from(d.window_minutes);
-                let into = (i64::from(at.hour()) * 60 + i64::from(at.minute())) % minutes;
-                let key = (at - Duration::minutes(into), local.offset().fix().local_minus_utc());
-                let w = t.windows.entry(key).or_insert((Decimal::ZERO, Decimal::ZERO, i.start));
-                w.0 += imp;
-                w.1 += vah;
+        for (n, k) in c.version.kwh_charges.iter().enumerate() {
+            if !c.in_seasons(&k.seasons, at.date()) {
+                continue;
+            }
+            let key = match (k.rate, class) {
+                (Some(_), _) => None,
+                (None, Some((_, p))) if k.rates.get(p).is_some() => Some(p),
+                _ => continue,
+            };
+            *t.kwh[n].entry(key).or_default() += imp;
+        }
+        for (n, d) in c.version.demand_charges.iter().enumerate() {
+            let in_periods = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
+            if in_periods && c.in_seasons(&d.seasons, at.date()) {
+                let offset = local.offset().fix().local_minus_utc();
+                t.demand[n].push(Counted { start: i.start, at, offset, wh: imp, vah });
             }
         }
     }
     sums
+}
+
+/// The highest demand interval of one charge: (Wh or VAh, local start, first instant), or none.
+fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Decimal, NaiveDateTime, DateTime<Utc>)> {
+    let energy = |c: &Counted| if d.unit == DemandUnit::KW { c.wh } else { c.vah };
+    let minutes = i64::from(d.window_minutes);
+    // (energy, local start, UTC offset, first instant) of each candidate interval.
+    let mut candidates: Vec<(Decimal, NaiveDateTime, i32, DateTime<Utc>)> = Vec::new();
+    match d.method {
+        DemandMethod::Block => {
+            // Key: (local interval start, UTC offset).
+            let mut blocks: BTreeMap<(NaiveDateTime, i32), (Decimal, DateTime<Utc>)> = BTreeMap::new();
+            for c in counted {
+                let into = (i64::from(c.at.hour()) * 60 + i64::from(c.at.minute())) % minutes;
+                let w = blocks.entry((c.at - Duration::minutes(into), c.offset)).or_insert((Decimal::ZERO, c.start));
+                w.0 += energy(c);
+            }
+            candidates.extend(blocks.into_iter().map(|((at, offset), (e, first))| (e, at, offset, first)));
+        }
+        DemandMethod::Sliding => {
+            // Every quarter hour with counted energy starts an interval; `counted` is in time order.
+            let mut end = 0;
+            let mut sum = Decimal::ZERO;
+            for (i, c) in counted.iter().enumerate() {
+                let until = c.start + Duration::minutes(minutes);
+                while end < counted.len() && counted[end].start < until {
+                    sum += energy(&counted[end]);
+                    end += 1;
+                }
+                candidates.push((sum, c.at, c.offset, c.start));
+                sum -= energy(&counted[i]);
+            }
+        }
+    }
+    // The highest; of equals, the earliest.
+    candidates
+        .into_iter()
+        .max_by(|x, y| x.0.cmp(&y.0).then((y.1, y.2).cmp(&(x.1, x.2))))
+        .map(|(e, at, _, first)| (e, at, first))
 }
 
 /// Step 3: one priced segment of the period, and its lines.
@@ -362,11 +514,6 @@ struct Part<'a> {
 }
 
 impl Part<'_> {
-    /// The segment's share of the period's days.
-    fn share(&self) -> Decimal {
-        self.days / self.period_days
-    }
-
     /// kWh × rate: flat, per block (thresholds prorated to the segment), or per season × period.
     fn energy_lines(&self) -> Vec<Line> {
         let (s, t, v) = (self.segment, self.totals, self.tariff.version);
@@ -375,7 +522,9 @@ impl Part<'_> {
         let mut lines = Vec::new();
         match &v.energy {
             Energy::Flat { rate } => {
-                lines.push(line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat));
+                lines.push(
+                    line(s, LineKind::Energy, "Energy".into(), import_kwh, "kWh", *rate, vat).coded("energy".into()),
+                );
             }
             Energy::Blocks { blocks } => {
                 let (mut remaining, mut lower) = (import_kwh, Decimal::ZERO);
@@ -391,7 +540,8 @@ impl Part<'_> {
                         None => format!("Block {} (the rest)", b + 1),
                     };
                     if qty > Decimal::ZERO || b == 0 {
-                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat));
+                        let code = format!("energy.block{}", b + 1);
+                        lines.push(line(s, LineKind::Energy, label, qty, "kWh", block.rate, vat).coded(code));
                     }
                     remaining -= qty;
                     lower = upper.unwrap_or(lower);
@@ -404,8 +554,9 @@ impl Part<'_> {
                 for ((season, p), wh) in &t.tou {
                     let s_def = &tou.seasons[*season];
                     let rate = s_def.rates.get(*p).unwrap_or_default();
-                    let label = format!("{} · {}", s_def.name, p.label());
-                    let mut l = line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat);
+                    let label = format!("{} · {}", s_def.name, tou.period_names.label(*p));
+                    let code = format!("energy.{}.{}", model::code_or(&s_def.code, "s", *season), p.key());
+                    let mut l = line(s, LineKind::Energy, label, wh / KILO, "kWh", rate, vat).coded(code);
                     l.tou = Some(*p);
                     lines.push(l);
                 }
@@ -414,64 +565,116 @@ impl Part<'_> {
         lines
     }
 
-    /// Days × the rate per day; the per-month charge × the segment's share of the period.
+    /// Per per-kWh charge: its kWh (in its seasons) × its flat rate, or one line per TOU period
+    /// with a rate. They carry the energy charge's VAT.
+    fn kwh_charge_lines(&self) -> Vec<Line> {
+        let vat = self.tariff.vat(Component::Energy);
+        let mut lines = Vec::new();
+        for (n, (k, wh)) in self.tariff.version.kwh_charges.iter().zip(&self.totals.kwh).enumerate() {
+            let code = model::code_or(&k.code, "kwh", n);
+            for (period, wh) in wh {
+                let (label, rate, code) = match period {
+                    None => (k.name.clone(), k.rate.unwrap_or_default(), code.clone()),
+                    Some(p) => (
+                        format!("{} · {}", k.name, self.tariff.period_label(*p)),
+                        k.rates.get(*p).unwrap_or_default(),
+                        format!("{code}.{}", p.key()),
+                    ),
+                };
+                lines.push(line(self.segment, LineKind::Charge, label, wh / KILO, "kWh", rate, vat).coded(code));
+            }
+        }
+        lines
+    }
+
+    /// Per fixed charge: its days in the segment and its seasons × the rate per day, or the
+    /// per-month rate × those days' share of the period.
     fn fixed_lines(&self) -> Vec<Line> {
-        let (s, v) = (self.segment, self.tariff.version);
         let vat = self.tariff.vat(Component::Fixed);
         let mut lines = Vec::new();
-        if !v.fixed_per_day.is_zero() {
-            let label = "Fixed charge per day".into();
-            lines.push(line(s, LineKind::Fixed, label, self.days, "days", v.fixed_per_day, vat));
+        for (n, (f, days)) in self.tariff.version.fixed_charges.iter().zip(&self.totals.fixed_days).enumerate() {
+            if *days == 0 {
+                continue;
+            }
+            let days = Decimal::from(*days);
+            let label = match (f.name.trim().is_empty(), f.per) {
+                (false, _) => f.name.clone(),
+                (true, FixedPer::Day) => "Fixed charge per day".into(),
+                (true, FixedPer::Month) => "Fixed charge per month".into(),
+            };
+            let l = match f.per {
+                FixedPer::Day => line(self.segment, LineKind::Fixed, label, days, "days", f.rate, vat),
+                FixedPer::Month => {
+                    let share = (days / self.period_days).round_dp(4);
+                    let mut l = line(self.segment, LineKind::Fixed, label, share, "months", f.rate, vat);
+                    l.exact = f.rate * days / self.period_days;
+                    l.amount = round_cents(l.exact);
+                    l
+                }
+            };
+            lines.push(l.coded(model::code_or(&f.code, "fixed", n)));
         }
-        if !v.fixed_per_month.is_zero() {
-            let label = "Fixed charge per month".into();
-            let mut l = line(s, LineKind::Fixed, label, self.share().round_dp(4), "months", v.fixed_per_month, vat);
-            l.exact = v.fixed_per_month * self.days / self.period_days;
+        lines
+    }
+
+    /// Per demand charge: the highest interval average in its window × the rate × the share of
+    /// the period's days in its seasons, with when it occurred.
+    fn demand_lines(&self) -> Vec<Line> {
+        let v = self.tariff.version;
+        let mut lines = Vec::new();
+        for (n, d) in v.demand_charges.iter().enumerate() {
+            let days = Decimal::from(self.totals.demand_days[n]);
+            if days.is_zero() {
+                continue;
+            }
+            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
+            let (qty, note) = match peak_interval(d, &self.totals.demand[n]) {
+                Some((energy, start_local, first)) => {
+                    let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
+                    let note = format!(
+                        "maximum on {} {}–{} ({} UTC)",
+                        start_local.format("%Y-%m-%d"),
+                        start_local.format("%H:%M"),
+                        end_local.format("%H:%M"),
+                        first.format("%Y-%m-%d %H:%M")
+                    );
+                    (v.rounding.demand(energy / KILO / hours), note)
+                }
+                None => (Decimal::ZERO, "no demand recorded".into()),
+            };
+            let vat = self.tariff.vat(Component::Demand);
+            let label = demand_label(d, self.tariff);
+            let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat)
+                .coded(model::code_or(&d.code, "demand", n));
+            l.exact = qty * d.rate * days / self.period_days;
             l.amount = round_cents(l.exact);
+            l.note = if days == self.period_days {
+                note
+            } else {
+                format!("{note}; prorated for {days} of {} days", self.period_days)
+            };
             lines.push(l);
         }
         lines
     }
 
-    /// The highest window average in the chosen periods × the rate × the share, with when it
-    /// occurred.
-    fn demand_line(&self) -> Option<Line> {
-        let d = self.tariff.version.demand.as_ref()?;
-        let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
-        let best = self.totals.windows.iter().max_by(|x, y| {
-            let e = |w: &(Decimal, Decimal, DateTime<Utc>)| if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-            e(x.1).cmp(&e(y.1)).then(y.0.cmp(x.0))
-        });
-        let (qty, note) = match best {
-            Some(((start_local, _), w)) => {
-                let energy = if d.unit == DemandUnit::KW { w.0 } else { w.1 };
-                let end_local = *start_local + Duration::minutes(i64::from(d.window_minutes));
-                let note = format!(
-                    "maximum on {} {}–{} ({} UTC)",
-                    start_local.format("%Y-%m-%d"),
-                    start_local.format("%H:%M"),
-                    end_local.format("%H:%M"),
-                    w.2.format("%Y-%m-%d %H:%M")
-                );
-                ((energy / KILO / hours).round_dp(3), note)
-            }
-            None => (Decimal::ZERO, "no demand recorded".into()),
+    /// The minimum charge's top-up, or the cap's reduction, of the part's `lines` (export credits
+    /// aside): compared with their rounded amounts, so a bill at the limit totals it exactly. The
+    /// monthly limit is prorated by the part's share of the period's days; the line carries the
+    /// fixed charges' VAT.
+    fn limit_line(&self, lines: &[Line]) -> Option<Line> {
+        let v = self.tariff.version;
+        let charged: Decimal = lines.iter().filter(|l| l.kind != LineKind::Export).map(|l| l.amount).sum();
+        let share = |per_month: Decimal| v.rounding.cents(per_month * self.days / self.period_days);
+        let (code, label, limit, adjustment) = match (v.minimum_per_month.map(share), v.maximum_per_month.map(share)) {
+            (Some(min), _) if charged < min => ("minimum", "Minimum charge top-up", min, min - charged),
+            (_, Some(max)) if charged > max => ("maximum", "Maximum charge reduction", max, max - charged),
+            _ => return None,
         };
-        let only = if d.periods.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", d.periods.iter().map(|p| p.label()).collect::<Vec<_>>().join("/"))
-        };
-        let label = format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes);
-        let vat = self.tariff.vat(Component::Demand);
-        let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat);
-        l.exact = qty * d.rate * self.days / self.period_days;
-        l.amount = round_cents(l.exact);
-        l.note = if self.share() == Decimal::ONE {
-            note
-        } else {
-            format!("{note}; prorated for {} of {} days", self.days, self.period_days)
-        };
+        let vat = self.tariff.vat(Component::Fixed);
+        let mut l = line(self.segment, LineKind::Adjustment, label.into(), Decimal::ONE, "", adjustment, vat)
+            .coded(code.into());
+        l.note = format!("charges {charged:.2}, {code} {limit:.2}");
         Some(l)
     }
 
@@ -483,11 +686,32 @@ impl Part<'_> {
         }
         let vat = self.tariff.vat(Component::Export);
         let label = "Export credit".into();
-        let mut l = line(self.segment, LineKind::Export, label, self.totals.export_wh / KILO, "kWh", rate, vat);
+        let mut l = line(self.segment, LineKind::Export, label, self.totals.export_wh / KILO, "kWh", rate, vat)
+            .coded("export".into());
         l.exact = -l.exact;
         l.amount = -l.amount;
         Some(l)
     }
+}
+
+/// The charge's name, or what it is: "Maximum demand (kVA, 30-minute, Peak)".
+fn demand_label(d: &DemandCharge, tariff: &Compiled<'_>) -> String {
+    if !d.name.trim().is_empty() {
+        return d.name.clone();
+    }
+    let mut only = String::new();
+    if d.method == DemandMethod::Sliding {
+        only.push_str(" sliding");
+    }
+    if !d.periods.is_empty() {
+        only.push_str(", ");
+        only.push_str(&d.periods.iter().map(|p| tariff.period_label(*p)).collect::<Vec<_>>().join("/"));
+    }
+    if !d.seasons.is_empty() {
+        only.push_str(", ");
+        only.push_str(&d.seasons.join("/"));
+    }
+    format!("Maximum demand ({}, {}-minute{only})", d.unit.label(), d.window_minutes)
 }
 
 fn line(
@@ -502,6 +726,7 @@ fn line(
     let exact = quantity * rate;
     Line {
         kind,
+        code: String::new(),
         segment,
         description,
         quantity,
@@ -512,6 +737,13 @@ fn line(
         vat_percent,
         note: String::new(),
         tou: None,
+    }
+}
+
+impl Line {
+    fn coded(mut self, code: String) -> Line {
+        self.code = code;
+        self
     }
 }
 
@@ -552,9 +784,9 @@ pub fn outlook(bill: &Bill, elapsed: Decimal) -> (Decimal, Decimal) {
     };
     let to_date = scaled(&|l| if l.kind == LineKind::Fixed { l.exact * elapsed } else { l.exact });
     let projected = scaled(&|l| match l.kind {
-        LineKind::Energy | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
-        LineKind::Energy | LineKind::Export => Decimal::ZERO,
-        LineKind::Fixed | LineKind::Demand => l.exact,
+        LineKind::Energy | LineKind::Charge | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
+        LineKind::Energy | LineKind::Charge | LineKind::Export => Decimal::ZERO,
+        LineKind::Fixed | LineKind::Demand | LineKind::Adjustment => l.exact,
     });
     (to_date, projected)
 }

@@ -8,13 +8,17 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, Block, Component, DayType, Demand, DemandUnit, Energy, MonthDay, Municipality, PeriodRates, Season, Tou,
-    TouPeriod, Version,
+    self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Rounding, Season, Tou, TouPeriod,
+    Version,
 };
 use crate::error::FieldErrors;
 
 pub const SEASON_SLOTS: usize = 4;
 pub const BLOCK_SLOTS: usize = 6;
+pub const DEMAND_SLOTS: usize = 4;
+pub const KWH_SLOTS: usize = 6;
+pub const FIXED_SLOTS: usize = 4;
 
 /// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
 #[derive(Default, Clone)]
@@ -47,6 +51,28 @@ impl Fields {
 
     pub fn block(&self, block: &usize, field: &str) -> &str {
         self.get(&format!("block_{block}_{field}"))
+    }
+
+    pub fn demand(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("demand_{charge}_{field}"))
+    }
+
+    pub fn demand_checked(&self, charge: &usize, field: &str) -> bool {
+        !self.demand(charge, field).is_empty()
+    }
+
+    pub fn kwh(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("kwh_{charge}_{field}"))
+    }
+
+    pub fn fixed(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("fixed_{charge}_{field}"))
+    }
+
+    /// Whether charge slot `charge` of the `kind` (demand, kwh, fixed) has season slot `season`
+    /// ticked.
+    pub fn season_ticked(&self, kind: &str, charge: &usize, season: &usize) -> bool {
+        !self.get(&format!("{kind}_{charge}_season_{season}")).is_empty()
     }
 }
 
@@ -129,15 +155,23 @@ fn capitalise(s: &str) -> String {
 
 // ---------------------------------------------------------------- tariff versions
 
-pub const DAY_TYPE_KEYS: [&str; 3] = ["weekday", "saturday", "sunday"];
+pub const DAY_TYPE_KEYS: [&str; 4] = ["weekday", "saturday", "sunday", "holiday"];
 
 /// The editor's fields for `v` (a new tariff starts from an empty flat one).
 pub fn version_fields(v: Option<&Version>) -> Fields {
     let mut f = Fields::default();
     f.set("energy_kind", "flat");
+    f.set("rounding_amounts", "half_up");
+    f.set("demand_decimals", 3);
     f.set("holidays_as", "sunday");
-    f.set("demand_unit", "kVA");
-    f.set("demand_window", "30");
+    for n in 0..FIXED_SLOTS {
+        f.set(format!("fixed_{n}_per"), "day");
+    }
+    for n in 0..DEMAND_SLOTS {
+        f.set(format!("demand_{n}_unit"), "kVA");
+        f.set(format!("demand_{n}_window"), "30");
+        f.set(format!("demand_{n}_method"), "block");
+    }
     for s in 0..SEASON_SLOTS {
         for dt in DAY_TYPE_KEYS {
             for h in 0..24 {
@@ -150,22 +184,68 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     if let Some(to) = v.effective_to {
         f.set("effective_to", to);
     }
-    let money = |d: Decimal| if d.is_zero() { String::new() } else { d.normalize().to_string() };
-    f.set("fixed_per_day", money(v.fixed_per_day));
-    f.set("fixed_per_month", money(v.fixed_per_month));
+    let holidays: Vec<String> = v
+        .holidays
+        .iter()
+        .map(|h| format!("{} {} {}", h.date, h.billed_as.key(), h.name).trim_end().to_string())
+        .collect();
+    f.set("version_holidays", holidays.join("\n"));
     if let Some(c) = v.export_credit {
         f.set("export_credit", c);
     }
+    if let Some(x) = v.minimum_per_month {
+        f.set("minimum_per_month", x);
+    }
+    if let Some(x) = v.maximum_per_month {
+        f.set("maximum_per_month", x);
+    }
+    f.set("rounding_amounts", v.rounding.amounts.key());
+    f.set("demand_decimals", v.rounding.demand_decimals);
     for c in &v.vat_on {
         f.set(format!("vat_{}", component_key(*c)), "on");
     }
-    if let Some(d) = &v.demand {
-        f.set("demand_rate", d.rate);
-        f.set("demand_unit", d.unit.label());
-        f.set("demand_window", d.window_minutes);
-        for p in &d.periods {
-            f.set(format!("demand_{}", p.key()), "on");
+    let season_names: Vec<&str> = match &v.energy {
+        Energy::Tou(tou) => tou.seasons.iter().map(|s| s.name.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let tick_seasons = |f: &mut Fields, kind: &str, n: usize, names: &[String]| {
+        for name in names {
+            if let Some(s) = season_names.iter().position(|s| s == name) {
+                f.set(format!("{kind}_{n}_season_{s}"), "on");
+            }
         }
+    };
+    for (n, k) in v.kwh_charges.iter().enumerate().take(KWH_SLOTS) {
+        f.set(format!("kwh_{n}_name"), &k.name);
+        f.set(format!("kwh_{n}_code"), &k.code);
+        if let Some(r) = k.rate {
+            f.set(format!("kwh_{n}_rate"), r);
+        }
+        for p in TouPeriod::ALL {
+            if let Some(r) = k.rates.get(p) {
+                f.set(format!("kwh_{n}_{}", p.key()), r);
+            }
+        }
+        tick_seasons(&mut f, "kwh", n, &k.seasons);
+    }
+    for (n, c) in v.fixed_charges.iter().enumerate().take(FIXED_SLOTS) {
+        f.set(format!("fixed_{n}_name"), &c.name);
+        f.set(format!("fixed_{n}_code"), &c.code);
+        f.set(format!("fixed_{n}_rate"), c.rate);
+        f.set(format!("fixed_{n}_per"), c.per.key());
+        tick_seasons(&mut f, "fixed", n, &c.seasons);
+    }
+    for (n, d) in v.demand_charges.iter().enumerate().take(DEMAND_SLOTS) {
+        f.set(format!("demand_{n}_name"), &d.name);
+        f.set(format!("demand_{n}_code"), &d.code);
+        f.set(format!("demand_{n}_rate"), d.rate);
+        f.set(format!("demand_{n}_unit"), d.unit.label());
+        f.set(format!("demand_{n}_window"), d.window_minutes);
+        f.set(format!("demand_{n}_method"), d.method.key());
+        for p in &d.periods {
+            f.set(format!("demand_{n}_{}", p.key()), "on");
+        }
+        tick_seasons(&mut f, "demand", n, &d.seasons);
     }
     match &v.energy {
         Energy::Flat { rate } => f.set("flat_rate", rate),
@@ -181,8 +261,12 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         Energy::Tou(tou) => {
             f.set("energy_kind", "tou");
             f.set("holidays_as", tou.holidays_as.key());
+            for p in TouPeriod::ALL {
+                f.set(format!("period_name_{}", p.key()), tou.period_names.get(p).unwrap_or(""));
+            }
             for (s, season) in tou.seasons.iter().enumerate().take(SEASON_SLOTS) {
                 f.set(format!("season_{s}_name"), &season.name);
+                f.set(format!("season_{s}_code"), &season.code);
                 f.set(format!("season_{s}_from"), season.from);
                 f.set(format!("season_{s}_to"), season.to);
                 for p in TouPeriod::ALL {
@@ -190,7 +274,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
                         f.set(format!("season_{s}_{}", p.key()), r);
                     }
                 }
-                for dt in DayType::ALL {
+                for dt in DayType::EVERY {
                     for (h, cell) in model::grid_from_windows(season, dt).iter().enumerate() {
                         if let Some(p) = cell {
                             f.set(format!("grid_{s}_{}_{h}", dt.key()), p.key());
@@ -221,6 +305,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         e.add("effective_from", "Enter the date these rates take effect.");
     }
     let effective_to = date(f, &mut e, "effective_to", "Effective to");
+    let holidays = holidays(f, &mut e);
     let energy = match f.get("energy_kind") {
         "flat" => Energy::Flat { rate: required_decimal(f, &mut e, "flat_rate", "rate per kWh") },
         "blocks" => {
@@ -238,6 +323,10 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         }
         "tou" => {
             let holidays_as = DayType::parse(f.get("holidays_as")).unwrap_or(DayType::Sunday);
+            // The Holiday rows of the grid count only when some day is billed on them.
+            let holiday_grid =
+                holidays_as == DayType::Holiday || holidays.iter().any(|h| h.billed_as == DayType::Holiday);
+            let day_types = DayType::ALL.into_iter().chain(holiday_grid.then_some(DayType::Holiday));
             let mut seasons = Vec::new();
             for s in 0..SEASON_SLOTS {
                 let name = f.season(&s, "name").trim().to_string();
@@ -259,7 +348,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
                     off_peak: rate(TouPeriod::OffPeak),
                 };
                 let mut windows = Vec::new();
-                for dt in DayType::ALL {
+                for dt in day_types.clone() {
                     let mut hours = [TouPeriod::OffPeak; 24];
                     for (h, cell) in hours.iter_mut().enumerate() {
                         let key = format!("grid_{s}_{}_{h}", dt.key());
@@ -273,9 +362,15 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
                     }
                     windows.extend(model::windows_from_grid(dt, &hours));
                 }
-                seasons.push(Season { name, from, to, rates, windows });
+                let code = f.season(&s, "code").trim().to_string();
+                seasons.push(Season { name, code, from, to, rates, windows });
             }
-            Energy::Tou(Tou { holidays_as, seasons })
+            let mut period_names = PeriodNames::default();
+            for p in TouPeriod::ALL {
+                let name = f.get(&format!("period_name_{}", p.key())).trim();
+                period_names.set(p, (!name.is_empty()).then(|| name.to_string()));
+            }
+            Energy::Tou(Tou { holidays_as, period_names, seasons })
         }
         other => {
             e.add(
@@ -285,15 +380,9 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
             Energy::Flat { rate: Decimal::ZERO }
         }
     };
-    let demand = match decimal(f, &mut e, "demand_rate", "Demand rate") {
-        None => None,
-        Some(rate) => {
-            let unit = if f.get("demand_unit") == "kW" { DemandUnit::KW } else { DemandUnit::KVA };
-            let window_minutes = f.get("demand_window").parse().unwrap_or(0);
-            let periods = TouPeriod::ALL.into_iter().filter(|p| f.checked(&format!("demand_{}", p.key()))).collect();
-            Some(Demand { unit, window_minutes, rate, periods })
-        }
-    };
+    let kwh_charges = kwh_charges(f, &mut e);
+    let fixed_charges = fixed_charges(f, &mut e);
+    let demand_charges = demand_charges(f, &mut e);
     let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
         .into_iter()
         .filter(|c| f.checked(&format!("vat_{}", component_key(*c))))
@@ -302,13 +391,199 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         effective_from: effective_from.unwrap_or_default(),
         effective_to,
         energy,
-        fixed_per_day: decimal(f, &mut e, "fixed_per_day", "Fixed charge per day").unwrap_or_default(),
-        fixed_per_month: decimal(f, &mut e, "fixed_per_month", "Fixed charge per month").unwrap_or_default(),
-        demand,
+        kwh_charges,
+        fixed_charges,
+        demand_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
+        minimum_per_month: decimal(f, &mut e, "minimum_per_month", "Minimum per month"),
+        maximum_per_month: decimal(f, &mut e, "maximum_per_month", "Maximum per month"),
+        rounding: rounding(f, &mut e),
+        holidays,
     };
     e.or_ok(v)
+}
+
+fn rounding(f: &Fields, e: &mut FieldErrors) -> Rounding {
+    let amounts = match AmountRounding::ALL.into_iter().find(|a| a.key() == f.get("rounding_amounts")) {
+        Some(a) => a,
+        None if f.get("rounding_amounts").is_empty() => AmountRounding::HalfUp,
+        None => {
+            e.add("rounding_amounts", "Choose how amounts are rounded to the cent.");
+            AmountRounding::HalfUp
+        }
+    };
+    let demand_decimals = match f.get("demand_decimals").trim() {
+        "" => Rounding::default().demand_decimals,
+        raw => raw.parse().unwrap_or_else(|_| {
+            e.add("demand_decimals", format!("Demand decimals: “{raw}” is not a number from 0 to 3."));
+            3
+        }),
+    };
+    Rounding { amounts, demand_decimals }
+}
+
+/// The version's holidays, one a line: `YYYY-MM-DD day-type name`, e.g.
+/// `2026-04-27 saturday Freedom Day`.
+fn holidays(f: &Fields, e: &mut FieldErrors) -> Vec<Holiday> {
+    let mut out = Vec::new();
+    for (n, line) in f.get("version_holidays").lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty()) {
+        let mut words = line.split_whitespace();
+        let (date, day_type) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let name = words.collect::<Vec<_>>().join(" ");
+        let Ok(date) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+            e.add(
+                "version_holidays",
+                format!("Line {}: “{date}” is not a date; start the line with YYYY-MM-DD.", n + 1),
+            );
+            continue;
+        };
+        let Some(billed_as) = DayType::parse(day_type) else {
+            e.add(
+                "version_holidays",
+                format!(
+                    "Line {} ({date}): “{day_type}” is not a day type; write saturday, sunday, holiday or weekday after the date.",
+                    n + 1
+                ),
+            );
+            continue;
+        };
+        out.push(Holiday { date, billed_as, name });
+    }
+    out
+}
+
+/// The names of the seasons ticked for charge slot `n` of `kind`; a ticked slot without a season
+/// is named.
+fn ticked_seasons(f: &Fields, e: &mut FieldErrors, kind: &str, n: usize) -> Vec<String> {
+    let mut seasons = Vec::new();
+    for s in 0..SEASON_SLOTS {
+        if !f.season_ticked(kind, &n, &s) {
+            continue;
+        }
+        match f.season(&s, "name").trim() {
+            "" => e.add(
+                &format!("{kind}_{n}_season_{s}"),
+                format!("Season {} is not in use: name it in the time-of-use energy charge or untick it.", s + 1),
+            ),
+            name => seasons.push(name.to_string()),
+        }
+    }
+    seasons
+}
+
+/// The editor's per-kWh charge slots; a slot without a name and rates is unused. A negative rate
+/// (a subsidy credit) is allowed here, unlike elsewhere.
+fn kwh_charges(f: &Fields, e: &mut FieldErrors) -> Vec<KwhCharge> {
+    let mut out = Vec::new();
+    for n in 0..KWH_SLOTS {
+        let keys = ["name", "rate", "peak", "standard", "off_peak"];
+        if keys.iter().all(|k| f.kwh(&n, k).trim().is_empty()) {
+            continue;
+        }
+        let mut rate = |key: &str, label: String| {
+            let k = format!("kwh_{n}_{key}");
+            let raw = f.get(&k).trim();
+            if raw.is_empty() {
+                return None;
+            }
+            raw.parse::<Decimal>()
+                .map_err(|_| {
+                    e.add(&k, format!("{label}: “{raw}” is not a number; use a point for decimals, e.g. 0.1250."))
+                })
+                .ok()
+        };
+        let flat = rate("rate", format!("Per-kWh charge {} rate", n + 1));
+        let mut rates = PeriodRates::default();
+        for p in TouPeriod::ALL {
+            let r = rate(p.key(), format!("Per-kWh charge {} {} rate", n + 1, p.label()));
+            match p {
+                TouPeriod::Peak => rates.peak = r,
+                TouPeriod::Standard => rates.standard = r,
+                TouPeriod::OffPeak => rates.off_peak = r,
+            }
+        }
+        let seasons = ticked_seasons(f, e, "kwh", n);
+        out.push(KwhCharge {
+            name: f.kwh(&n, "name").trim().to_string(),
+            code: f.kwh(&n, "code").trim().to_string(),
+            rate: flat,
+            rates,
+            seasons,
+        });
+    }
+    out
+}
+
+/// The editor's fixed charge slots; a slot without a name and a rate is unused.
+fn fixed_charges(f: &Fields, e: &mut FieldErrors) -> Vec<FixedCharge> {
+    let mut out = Vec::new();
+    for n in 0..FIXED_SLOTS {
+        let name = f.fixed(&n, "name").trim().to_string();
+        let rate_key = format!("fixed_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let rate = required_decimal(f, e, &rate_key, &format!("Fixed charge {} rate", n + 1));
+        let per = match f.fixed(&n, "per") {
+            "month" => FixedPer::Month,
+            "day" | "" => FixedPer::Day,
+            other => {
+                e.add(
+                    &format!("fixed_{n}_per"),
+                    format!("“{other}” is not a charging basis: choose per day or per month."),
+                );
+                FixedPer::Day
+            }
+        };
+        let seasons = ticked_seasons(f, e, "fixed", n);
+        out.push(FixedCharge { name, code: f.fixed(&n, "code").trim().to_string(), rate, per, seasons });
+    }
+    out
+}
+
+/// The editor's demand charge slots; a slot without a name and a rate is unused. Seasons are
+/// ticked by slot and stored by the season's name.
+fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
+    let mut out = Vec::new();
+    for n in 0..DEMAND_SLOTS {
+        let name = f.demand(&n, "name").trim().to_string();
+        let rate_key = format!("demand_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let label = format!("Demand charge {} rate", n + 1);
+        let rate = required_decimal(f, e, &rate_key, &label);
+        let unit = match f.demand(&n, "unit") {
+            "kW" => DemandUnit::KW,
+            "kVA" => DemandUnit::KVA,
+            other => {
+                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA or kW."));
+                DemandUnit::KVA
+            }
+        };
+        let window_key = format!("demand_{n}_window");
+        let window_minutes = match f.get(&window_key).parse::<u32>() {
+            Ok(m) if [15, 30, 60].contains(&m) => m,
+            _ => {
+                e.add(&window_key, "Choose a demand interval of 15, 30 or 60 minutes.");
+                30
+            }
+        };
+        let method = match f.demand(&n, "method") {
+            "sliding" => DemandMethod::Sliding,
+            "block" | "" => DemandMethod::Block,
+            other => {
+                e.add(&format!("demand_{n}_method"), format!("“{other}” is not a method: choose block or sliding."));
+                DemandMethod::Block
+            }
+        };
+        let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
+        let seasons = ticked_seasons(f, e, "demand", n);
+        let code = f.demand(&n, "code").trim().to_string();
+        out.push(DemandCharge { name, code, unit, window_minutes, method, rate, periods, seasons });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -327,14 +602,66 @@ mod tests {
     }
 
     #[test]
+    fn per_kwh_and_seasonal_fixed_charges_survive_the_editor_and_bad_ones_are_named() {
+        let v = crate::tariffs::tests::unbundled();
+        let mut f = version_fields(Some(&v));
+        assert_eq!(parse_version(&f).unwrap_or_else(|e| panic!("{e}")), v);
+        assert_eq!((f.get("kwh_1_peak"), f.get("kwh_1_off_peak"), f.get("kwh_2_rate")), ("0.30", "", "-0.0125"));
+        assert!(f.season_ticked("fixed", &2, &1) && !f.season_ticked("fixed", &2, &0));
+        f.set("kwh_4_name", "Electrification levy");
+        f.set("kwh_4_rate", "0,05");
+        f.set("fixed_3_rate", "12");
+        f.set("fixed_3_per", "week");
+        f.set("fixed_3_season_3", "on");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("kwh_4_rate"),
+            Some("Per-kWh charge 5 rate: “0,05” is not a number; use a point for decimals, e.g. 0.1250.")
+        );
+        assert_eq!(e.get("fixed_3_per"), Some("“week” is not a charging basis: choose per day or per month."));
+        assert_eq!(
+            e.get("fixed_3_season_3"),
+            Some("Season 4 is not in use: name it in the time-of-use energy charge or untick it.")
+        );
+    }
+
+    #[test]
+    fn holidays_by_type_survive_the_editor_and_bad_lines_are_named() {
+        let doc: model::TariffDoc = serde_json::from_str(crate::tariffs::tests::ONTARIO_JSON).unwrap();
+        let mut v = doc.versions[0].clone();
+        let mut f = version_fields(Some(&v));
+        f.set("version_holidays", "2025-10-13 holiday Thanksgiving\n\n2025-12-26  saturday");
+        for h in 0..24 {
+            f.set(format!("grid_0_holiday_{h}"), if h < 12 { "standard" } else { "off_peak" });
+        }
+        let parsed = parse_version(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.holidays.len(), 2);
+        assert_eq!((parsed.holidays[1].billed_as, parsed.holidays[1].name.as_str()), (DayType::Saturday, ""));
+        let Energy::Tou(t) = &parsed.energy else { unreachable!() };
+        assert_eq!(t.seasons[0].windows.iter().filter(|w| w.day_type == DayType::Holiday).count(), 2);
+        assert_eq!(t.seasons[1].windows.iter().filter(|w| w.day_type == DayType::Holiday).count(), 1);
+        v = parsed;
+        assert_eq!(parse_version(&version_fields(Some(&v))).unwrap(), v);
+        f.set("version_holidays", "2025-10-13 holiday\n2025-13-01 sunday");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("version_holidays"),
+            Some("Line 2: “2025-13-01” is not a date; start the line with YYYY-MM-DD.")
+        );
+        f.set("version_holidays", "2025-10-13 boxing");
+        let e = parse_version(&f).err().unwrap();
+        assert!(e.get("version_holidays").unwrap().contains("“boxing” is not a day type"));
+    }
+
+    #[test]
     fn unreadable_fields_are_named() {
         let mut f = version_fields(None);
         f.set("effective_from", "2026-13-01");
         f.set("flat_rate", "2,15");
-        f.set("demand_rate", "-1");
+        f.set("demand_0_rate", "-1");
         let e = parse_version(&f).err().unwrap();
         assert!(e.get("effective_from").unwrap().contains("is not a date"));
         assert!(e.get("flat_rate").unwrap().contains("“2,15” is not a number"));
-        assert_eq!(e.get("demand_rate"), Some("Demand rate must not be negative."));
+        assert_eq!(e.get("demand_0_rate"), Some("Demand charge 1 rate must not be negative."));
     }
 }

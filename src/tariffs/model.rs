@@ -22,42 +22,321 @@ pub struct Municipality {
     /// ISO 4217 code, e.g. ZAR.
     pub currency: String,
     pub vat_percent: Decimal,
-    /// Public holidays: billed as the tariff's `holidays_as` day type.
+    /// Public holidays: billed as the tariff's `holidays_as` day type, unless the tariff version
+    /// lists the date with a day type of its own.
     #[serde(default)]
     pub holidays: Vec<NaiveDate>,
 }
 
+/// The JSON format this portal writes (`"format"` in the document). Format 1 (no `format`
+/// field) had one `demand` object per version; it still imports and is read as format 2.
+pub const FORMAT: u32 = 2;
+
 /// A tariff as imported, exported and stored: its name and its versions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "DocIn")]
 pub struct TariffDoc {
     pub name: String,
     /// Where the figures come from (the published schedule and its year), for whoever reuses it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     pub versions: Vec<Version>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A document as read: any format up to [`FORMAT`].
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct DocIn {
+    #[serde(default)]
+    format: Option<u32>,
+    name: String,
+    #[serde(default)]
+    source: String,
+    versions: Vec<Version>,
+}
+
+impl TryFrom<DocIn> for TariffDoc {
+    type Error = String;
+
+    fn try_from(d: DocIn) -> Result<TariffDoc, String> {
+        match d.format {
+            None | Some(1..=FORMAT) => Ok(TariffDoc { name: d.name, source: d.source, versions: d.versions }),
+            Some(n) => Err(format!(
+                "format {n} is not one this portal reads (1 to {FORMAT}): it was written by a newer portal."
+            )),
+        }
+    }
+}
+
+/// A document as written: always the current format.
+#[derive(Serialize)]
+struct DocOut<'a> {
+    format: u32,
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    source: &'a str,
+    versions: &'a [Version],
+}
+
+impl Serialize for TariffDoc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DocOut { format: FORMAT, name: &self.name, source: &self.source, versions: &self.versions }.serialize(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "VersionIn")]
 pub struct Version {
     pub effective_from: NaiveDate,
     /// Last day the version applies (inclusive); open-ended when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_to: Option<NaiveDate>,
     pub energy: Energy,
-    #[serde(default)]
-    pub fixed_per_day: Decimal,
-    #[serde(default)]
-    pub fixed_per_month: Decimal,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub demand: Option<Demand>,
+    /// Unbundled per-kWh charges (network, legacy, levies, subsidies), each its own bill line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kwh_charges: Vec<KwhCharge>,
+    /// Per day or per month, each its own bill line, in every season or only some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed_charges: Vec<FixedCharge>,
+    /// Each billed on its own line: non-coincident, on-peak, per season, in kW or kVA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demand_charges: Vec<DemandCharge>,
     /// Credit per exported kWh (feed-in); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_credit: Option<Decimal>,
     /// The components VAT is charged on.
     #[serde(default)]
     pub vat_on: Vec<Component>,
+    /// The least the version's charges (before VAT, export credits aside) come to per month,
+    /// prorated by the billing period's days like a monthly fixed charge: a top-up line when less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_per_month: Option<Decimal>,
+    /// The most they come to per month, prorated the same way: a negative cap line when more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_per_month: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Rounding::is_default")]
+    pub rounding: Rounding,
+    /// Public holidays with the day type each is billed as on this version (a time-of-use
+    /// tariff); they take precedence over the municipality's list and `holidays_as`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<Holiday>,
+}
+
+/// How the tariff rounds: each line's amount to the cent by `amounts`, billed demand to
+/// `demand_decimals` decimals of a kW or kVA (half away from zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rounding {
+    #[serde(default)]
+    pub amounts: AmountRounding,
+    #[serde(default = "Rounding::default_demand_decimals")]
+    pub demand_decimals: u32,
+}
+
+impl Default for Rounding {
+    fn default() -> Rounding {
+        Rounding { amounts: AmountRounding::HalfUp, demand_decimals: Rounding::default_demand_decimals() }
+    }
+}
+
+impl Rounding {
+    fn default_demand_decimals() -> u32 {
+        3
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Rounding::default()
+    }
+
+    /// `x` to the cent as the tariff rounds.
+    pub fn cents(&self, x: Decimal) -> Decimal {
+        x.round_dp_with_strategy(2, self.amounts.strategy())
+    }
+
+    /// Billed demand (kW or kVA) as the tariff rounds it.
+    pub fn demand(&self, x: Decimal) -> Decimal {
+        x.round_dp_with_strategy(self.demand_decimals, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    }
+}
+
+/// To the cent: `half_up` (half away from zero, the default), `half_even` (banker's), `down`
+/// (towards zero: truncated), `up` (away from zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountRounding {
+    #[default]
+    HalfUp,
+    HalfEven,
+    Down,
+    Up,
+}
+
+impl AmountRounding {
+    pub const ALL: [AmountRounding; 4] =
+        [AmountRounding::HalfUp, AmountRounding::HalfEven, AmountRounding::Down, AmountRounding::Up];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            AmountRounding::HalfUp => "half_up",
+            AmountRounding::HalfEven => "half_even",
+            AmountRounding::Down => "down",
+            AmountRounding::Up => "up",
+        }
+    }
+
+    fn strategy(self) -> rust_decimal::RoundingStrategy {
+        use rust_decimal::RoundingStrategy as S;
+        match self {
+            AmountRounding::HalfUp => S::MidpointAwayFromZero,
+            AmountRounding::HalfEven => S::MidpointNearestEven,
+            AmountRounding::Down => S::ToZero,
+            AmountRounding::Up => S::AwayFromZero,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    pub date: NaiveDate,
+    /// `saturday`, `sunday`, `holiday` (the seasons' own Holiday grid) or `weekday`.
+    pub billed_as: DayType,
+    /// E.g. Freedom Day.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// An unbundled per-kWh charge: a flat `rate` on every kWh, or `rates` per TOU period (a period
+/// without a rate is not charged), on the days of its `seasons` (every day when empty). A
+/// negative rate is a credit (a subsidy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KwhCharge {
+    /// What the bill calls the line, e.g. Network demand charge.
+    pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `kwh1, kwh2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "PeriodRates::is_empty")]
+    pub rates: PeriodRates,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+/// A fixed charge: `rate` per day (× the days billed in its seasons) or per month (× the share of
+/// the billing period's days in its seasons).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedCharge {
+    /// What the bill calls the line; "Fixed charge per day" or "… per month" when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `fixed1, fixed2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    pub rate: Decimal,
+    pub per: FixedPer,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixedPer {
+    Day,
+    Month,
+}
+
+impl FixedPer {
+    pub fn key(self) -> &'static str {
+        match self {
+            FixedPer::Day => "day",
+            FixedPer::Month => "month",
+        }
+    }
+}
+
+/// A version as read: format 1's single `demand` becomes the one demand charge, and
+/// `fixed_per_day` / `fixed_per_month` (still accepted in any format) the first fixed charges.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionIn {
+    effective_from: NaiveDate,
+    #[serde(default)]
+    effective_to: Option<NaiveDate>,
+    energy: Energy,
+    #[serde(default)]
+    kwh_charges: Vec<KwhCharge>,
+    #[serde(default)]
+    fixed_per_day: Decimal,
+    #[serde(default)]
+    fixed_per_month: Decimal,
+    #[serde(default)]
+    fixed_charges: Vec<FixedCharge>,
+    /// Format 1.
+    #[serde(default)]
+    demand: Option<LegacyDemand>,
+    #[serde(default)]
+    demand_charges: Vec<DemandCharge>,
+    #[serde(default)]
+    export_credit: Option<Decimal>,
+    #[serde(default)]
+    vat_on: Vec<Component>,
+    #[serde(default)]
+    minimum_per_month: Option<Decimal>,
+    #[serde(default)]
+    maximum_per_month: Option<Decimal>,
+    #[serde(default)]
+    rounding: Rounding,
+    #[serde(default)]
+    holidays: Vec<Holiday>,
+}
+
+impl TryFrom<VersionIn> for Version {
+    type Error = &'static str;
+
+    fn try_from(v: VersionIn) -> Result<Version, &'static str> {
+        let mut demand_charges = v.demand_charges;
+        if let Some(d) = v.demand {
+            if !demand_charges.is_empty() {
+                return Err("a version has either `demand` (format 1) or `demand_charges`, not both.");
+            }
+            demand_charges.push(DemandCharge {
+                name: String::new(),
+                code: String::new(),
+                unit: d.unit,
+                window_minutes: d.window_minutes,
+                method: DemandMethod::Block,
+                rate: d.rate,
+                periods: d.periods,
+                seasons: Vec::new(),
+            });
+        }
+        let shorthand = [(v.fixed_per_day, FixedPer::Day), (v.fixed_per_month, FixedPer::Month)];
+        let fixed_charges = shorthand
+            .into_iter()
+            .filter(|(rate, _)| !rate.is_zero())
+            .map(|(rate, per)| FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: Vec::new() })
+            .chain(v.fixed_charges)
+            .collect();
+        Ok(Version {
+            effective_from: v.effective_from,
+            effective_to: v.effective_to,
+            energy: v.energy,
+            kwh_charges: v.kwh_charges,
+            fixed_charges,
+            demand_charges,
+            export_credit: v.export_credit,
+            vat_on: v.vat_on,
+            minimum_per_month: v.minimum_per_month,
+            maximum_per_month: v.maximum_per_month,
+            rounding: v.rounding,
+            holidays: v.holidays,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,15 +372,66 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tou {
-    /// The day type a public holiday is billed as.
+    /// The day type a public holiday of the municipality is billed as (unless the version lists
+    /// it in `holidays`).
     pub holidays_as: DayType,
+    /// What the utility calls each period on its bills (e.g. On-peak, Mid-peak); the portal's
+    /// Peak, Standard and Off-peak when absent. The period's key stays its internal code.
+    #[serde(default, skip_serializing_if = "PeriodNames::is_empty")]
+    pub period_names: PeriodNames,
     pub seasons: Vec<Season>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodNames {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_peak: Option<String>,
+}
+
+impl PeriodNames {
+    pub fn is_empty(&self) -> bool {
+        TouPeriod::ALL.iter().all(|p| self.get(*p).is_none())
+    }
+
+    pub fn get(&self, p: TouPeriod) -> Option<&str> {
+        match p {
+            TouPeriod::Peak => self.peak.as_deref(),
+            TouPeriod::Standard => self.standard.as_deref(),
+            TouPeriod::OffPeak => self.off_peak.as_deref(),
+        }
+    }
+
+    pub fn set(&mut self, p: TouPeriod, name: Option<String>) {
+        match p {
+            TouPeriod::Peak => self.peak = name,
+            TouPeriod::Standard => self.standard = name,
+            TouPeriod::OffPeak => self.off_peak = name,
+        }
+    }
+
+    /// What the bill calls `p`.
+    pub fn label(&self, p: TouPeriod) -> &str {
+        self.get(p).unwrap_or(p.label())
+    }
+}
+
+/// A line's code: `explicit`, or `{prefix}{position + 1}` when empty.
+pub fn code_or(explicit: &str, prefix: &str, position: usize) -> String {
+    if explicit.is_empty() { format!("{prefix}{}", position + 1) } else { explicit.to_string() }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Season {
     pub name: String,
+    /// The season's stable internal code in its energy lines' codes; `s1`, `s2`, … when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     /// First day, `MM-DD`.
     pub from: MonthDay,
     /// Last day (inclusive), `MM-DD`; earlier than `from` for a season that spans New Year.
@@ -123,6 +453,10 @@ pub struct PeriodRates {
 }
 
 impl PeriodRates {
+    pub fn is_empty(&self) -> bool {
+        TouPeriod::ALL.iter().all(|p| self.get(*p).is_none())
+    }
+
     pub fn get(&self, p: TouPeriod) -> Option<Decimal> {
         match p {
             TouPeriod::Peak => self.peak,
@@ -148,10 +482,15 @@ pub enum DayType {
     Weekday,
     Saturday,
     Sunday,
+    /// A public holiday billed on the seasons' own Holiday grid.
+    Holiday,
 }
 
 impl DayType {
+    /// The days of the week's types: every TOU season has their windows.
     pub const ALL: [DayType; 3] = [DayType::Weekday, DayType::Saturday, DayType::Sunday];
+    /// With the Holiday type, whose windows a season has when holidays are billed as it.
+    pub const EVERY: [DayType; 4] = [DayType::Weekday, DayType::Saturday, DayType::Sunday, DayType::Holiday];
 
     pub fn of(date: NaiveDate) -> DayType {
         match date.weekday() {
@@ -166,6 +505,7 @@ impl DayType {
             DayType::Weekday => "weekday",
             DayType::Saturday => "saturday",
             DayType::Sunday => "sunday",
+            DayType::Holiday => "holiday",
         }
     }
 
@@ -174,11 +514,12 @@ impl DayType {
             DayType::Weekday => "Weekday",
             DayType::Saturday => "Saturday",
             DayType::Sunday => "Sunday",
+            DayType::Holiday => "Holiday",
         }
     }
 
     pub fn parse(s: &str) -> Option<DayType> {
-        DayType::ALL.into_iter().find(|d| d.key() == s)
+        DayType::EVERY.into_iter().find(|d| d.key() == s)
     }
 
     pub fn index(self) -> usize {
@@ -218,17 +559,65 @@ impl TouPeriod {
     }
 }
 
+/// Format 1's demand charge: one per version, block intervals, no seasons.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyDemand {
+    unit: DemandUnit,
+    window_minutes: u32,
+    rate: Decimal,
+    #[serde(default)]
+    periods: Vec<TouPeriod>,
+}
+
+/// One demand charge: the billing period's highest average demand over `window_minutes`,
+/// counting only the intervals in its window (TOU periods and seasons), × the rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Demand {
+pub struct DemandCharge {
+    /// What the bill calls the line; a description from the fields when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The line's stable internal code (exports and integrations key on it; the name may change);
+    /// `demand1, demand2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
     pub unit: DemandUnit,
-    /// The integrating period: 15, 30 or 60 minutes.
+    /// The demand interval: 15, 30 or 60 minutes.
     pub window_minutes: u32,
+    #[serde(default, skip_serializing_if = "DemandMethod::is_block")]
+    pub method: DemandMethod,
     /// Per kVA or kW of the billing period's maximum demand.
     pub rate: Decimal,
     /// Only demand in these TOU periods counts (a TOU tariff); all times when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<TouPeriod>,
+    /// Only on days of these TOU seasons (by name); every day when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+/// How demand intervals are laid: `block` intervals start on the clock (every 15, 30 or 60
+/// minutes from local midnight); a `sliding` interval may start at any quarter hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemandMethod {
+    #[default]
+    Block,
+    Sliding,
+}
+
+impl DemandMethod {
+    fn is_block(&self) -> bool {
+        *self == DemandMethod::Block
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            DemandMethod::Block => "block",
+            DemandMethod::Sliding => "sliding",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,26 +812,136 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     {
         p.add(format!("{at}.effective_to"), format!("ends ({to}) before it starts ({}).", v.effective_from));
     }
-    non_negative(p, &format!("{at}.fixed_per_day"), v.fixed_per_day);
-    non_negative(p, &format!("{at}.fixed_per_month"), v.fixed_per_month);
     if let Some(c) = v.export_credit {
         non_negative(p, &format!("{at}.export_credit"), c);
+    }
+    for (field, limit) in [("minimum_per_month", v.minimum_per_month), ("maximum_per_month", v.maximum_per_month)] {
+        if let Some(x) = limit {
+            non_negative(p, &format!("{at}.{field}"), x);
+        }
+    }
+    if let (Some(min), Some(max)) = (v.minimum_per_month, v.maximum_per_month)
+        && min > max
+    {
+        p.add(format!("{at}.maximum_per_month"), format!("is below the minimum ({max} < {min})."));
+    }
+    if v.rounding.demand_decimals > 3 {
+        p.add(
+            format!("{at}.rounding.demand_decimals"),
+            format!("must be 0 to 3 (got {}): demand is known to the watt.", v.rounding.demand_decimals),
+        );
     }
     match &v.energy {
         Energy::Flat { rate } => non_negative(p, &format!("{at}.energy.rate"), *rate),
         Energy::Blocks { blocks } => validate_blocks(p, &format!("{at}.energy.blocks"), blocks),
-        Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou),
+        Energy::Tou(tou) => validate_tou(p, &format!("{at}.energy"), tou, uses_holiday_grid(v)),
     }
-    if let Some(d) = &v.demand {
-        let at = format!("{at}.demand");
-        if ![15, 30, 60].contains(&d.window_minutes) {
-            p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
+    validate_holidays(p, at, v);
+    for (i, c) in v.kwh_charges.iter().enumerate() {
+        validate_kwh_charge(p, &format!("{at}.kwh_charges[{i}]"), c, &v.energy);
+    }
+    for (i, c) in v.fixed_charges.iter().enumerate() {
+        let at = format!("{at}.fixed_charges[{i}]");
+        if c.name.chars().count() > 100 {
+            p.add(format!("{at}.name"), "use at most 100 characters.");
         }
-        non_negative(p, &format!("{at}.rate"), d.rate);
-        if !d.periods.is_empty() && !matches!(v.energy, Energy::Tou(_)) {
-            p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
+        non_negative(p, &format!("{at}.rate"), c.rate);
+        validate_season_names(p, &at, &c.seasons, &v.energy);
+    }
+    for (i, d) in v.demand_charges.iter().enumerate() {
+        validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
+    }
+    validate_codes(p, at, v);
+}
+
+/// Codes are short, lowercase and unique among a version's charges (and among its seasons).
+fn validate_codes(p: &mut Problems, at: &str, v: &Version) {
+    let charges =
+        v.kwh_charges.iter().enumerate().map(|(i, c)| ("kwh_charges", i, code_or(&c.code, "kwh", i), &c.code));
+    let charges = charges
+        .chain(
+            v.fixed_charges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("fixed_charges", i, code_or(&c.code, "fixed", i), &c.code)),
+        )
+        .chain(
+            v.demand_charges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("demand_charges", i, code_or(&c.code, "demand", i), &c.code)),
+        );
+    let seasons: Vec<_> = match &v.energy {
+        Energy::Tou(t) => t
+            .seasons
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ("energy.seasons", i, code_or(&s.code, "s", i), &s.code))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for group in [charges.collect::<Vec<_>>(), seasons] {
+        for (n, (list, i, code, explicit)) in group.iter().enumerate() {
+            let field = format!("{at}.{list}[{i}].code");
+            if !explicit.is_empty()
+                && (explicit.len() > 40
+                    || !explicit.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+            {
+                p.add(&field, format!("“{explicit}”: use 1 to 40 of a–z, 0–9, _ and -."));
+            }
+            if let Some((other_list, j, _, _)) = group[..n].iter().find(|o| o.2 == *code) {
+                p.add(field, format!("“{code}” is also the code of {other_list}[{j}]; each needs its own."));
+            }
         }
     }
+}
+
+fn validate_kwh_charge(p: &mut Problems, at: &str, c: &KwhCharge, energy: &Energy) {
+    if c.name.trim().is_empty() || c.name.chars().count() > 100 {
+        p.add(format!("{at}.name"), "enter the name the bill gives the charge (1 to 100 characters).");
+    }
+    match (c.rate.is_some(), c.rates.is_empty()) {
+        (true, false) => {
+            p.add(format!("{at}.rates"), "a charge is either flat (`rate`) or per TOU period (`rates`), not both.")
+        }
+        (false, true) => p.add(format!("{at}.rate"), "enter a rate per kWh, or rates per TOU period."),
+        (false, false) if !matches!(energy, Energy::Tou(_)) => p.add(
+            format!("{at}.rates"),
+            "rates per TOU period need a time-of-use energy charge; enter one flat rate instead.",
+        ),
+        _ => {}
+    }
+    validate_season_names(p, at, &c.seasons, energy);
+}
+
+/// Each name in `names` (at `{at}.seasons[i]`) must be a season of the version's TOU energy charge.
+fn validate_season_names(p: &mut Problems, at: &str, names: &[String], energy: &Energy) {
+    let seasons = match energy {
+        Energy::Tou(t) => &t.seasons[..],
+        _ => &[],
+    };
+    for (s, name) in names.iter().enumerate() {
+        if !seasons.iter().any(|season| season.name == *name) {
+            p.add(
+                format!("{at}.seasons[{s}]"),
+                format!("“{name}” is not a season of this version's time-of-use energy charge."),
+            );
+        }
+    }
+}
+
+fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy) {
+    if d.name.chars().count() > 100 {
+        p.add(format!("{at}.name"), "use at most 100 characters.");
+    }
+    if ![15, 30, 60].contains(&d.window_minutes) {
+        p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", d.window_minutes));
+    }
+    non_negative(p, &format!("{at}.rate"), d.rate);
+    if !d.periods.is_empty() && !matches!(energy, Energy::Tou(_)) {
+        p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
+    }
+    validate_season_names(p, at, &d.seasons, energy);
 }
 
 fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
@@ -479,7 +978,33 @@ fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
     }
 }
 
-fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
+/// Whether any day of `v` is billed on the Holiday grid (the seasons then need one).
+pub fn uses_holiday_grid(v: &Version) -> bool {
+    let Energy::Tou(tou) = &v.energy else { return false };
+    tou.holidays_as == DayType::Holiday
+        || v.holidays.iter().any(|h| h.billed_as == DayType::Holiday)
+        || tou.seasons.iter().any(|s| s.windows.iter().any(|w| w.day_type == DayType::Holiday))
+}
+
+fn validate_holidays(p: &mut Problems, at: &str, v: &Version) {
+    if !v.holidays.is_empty() && !matches!(v.energy, Energy::Tou(_)) {
+        p.add(format!("{at}.holidays"), "holidays by day type need a time-of-use energy charge.");
+    }
+    for (i, h) in v.holidays.iter().enumerate() {
+        let field = format!("{at}.holidays[{i}]");
+        if let Some(first) = v.holidays[..i].iter().position(|o| o.date == h.date) {
+            p.add(format!("{field}.date"), format!("{} is listed twice (also holiday {}).", h.date, first + 1));
+        }
+        if h.date < v.effective_from || v.effective_to.is_some_and(|to| h.date > to) {
+            p.add(format!("{field}.date"), format!("{} is outside this version's dates.", h.date));
+        }
+        if h.name.chars().count() > 100 {
+            p.add(format!("{field}.name"), "use at most 100 characters.");
+        }
+    }
+}
+
+fn validate_tou(p: &mut Problems, at: &str, tou: &Tou, holiday_grid: bool) {
     if tou.seasons.is_empty() {
         p.add(format!("{at}.seasons"), "a time-of-use tariff needs at least one season (e.g. 01-01 to 12-31).");
         return;
@@ -519,7 +1044,7 @@ fn validate_tou(p: &mut Problems, at: &str, tou: &Tou) {
                 non_negative(p, &format!("{at}.rates.{}", period.key()), r);
             }
         }
-        for day_type in DayType::ALL {
+        for day_type in DayType::ALL.into_iter().chain(holiday_grid.then_some(DayType::Holiday)) {
             let mut owner: [Option<usize>; SLOTS] = [None; SLOTS];
             for (w, window) in season.windows.iter().enumerate().filter(|(_, w)| w.day_type == day_type) {
                 let field = format!("{at}.windows[{w}]");
@@ -596,8 +1121,8 @@ fn uncovered_ranges(owner: &[Option<usize>; SLOTS]) -> Vec<String> {
 }
 
 /// A validated TOU season as a lookup table: the period of every quarter hour per day type.
-pub fn period_table(season: &Season) -> [[TouPeriod; SLOTS]; 3] {
-    let mut table = [[TouPeriod::OffPeak; SLOTS]; 3];
+pub fn period_table(season: &Season) -> [[TouPeriod; SLOTS]; 4] {
+    let mut table = [[TouPeriod::OffPeak; SLOTS]; 4];
     for w in &season.windows {
         let row = &mut table[w.day_type.index()];
         row[w.from.slot().min(SLOTS)..w.to.slot().min(SLOTS)].fill(w.period);
@@ -657,19 +1182,25 @@ mod tests {
                 effective_to: None,
                 energy: Energy::Tou(Tou {
                     holidays_as: DayType::Sunday,
+                    period_names: PeriodNames::default(),
                     seasons: vec![Season {
                         name: "All year".into(),
+                        code: String::new(),
                         from: MonthDay { month: 1, day: 1 },
                         to: MonthDay { month: 12, day: 31 },
                         rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
                         windows,
                     }],
                 }),
-                fixed_per_day: Decimal::ZERO,
-                fixed_per_month: Decimal::ZERO,
-                demand: None,
+                kwh_charges: vec![],
+                fixed_charges: vec![],
+                demand_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],
+                minimum_per_month: None,
+                maximum_per_month: None,
+                rounding: Rounding::default(),
+                holidays: vec![],
             }],
         }
     }
@@ -793,6 +1324,7 @@ mod tests {
         assert_eq!((windows[1].from.to_string(), windows[1].to.to_string()), ("06:00".into(), "09:00".into()));
         let season = Season {
             name: "x".into(),
+            code: String::new(),
             from: MonthDay { month: 1, day: 1 },
             to: MonthDay { month: 12, day: 31 },
             rates: PeriodRates::default(),

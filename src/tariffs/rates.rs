@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::db::{self, AssignmentRow, MunicipalityRow, TariffRow};
-use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, Fields, SEASON_SLOTS};
+use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, DEMAND_SLOTS, FIXED_SLOTS, Fields, KWH_SLOTS, SEASON_SLOTS};
 use super::model::{self, Problem, TariffDoc};
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
@@ -227,7 +227,10 @@ struct TariffPage {
     problems: Vec<Problem>,
     season_slots: Vec<usize>,
     block_slots: Vec<usize>,
-    day_types: [&'static str; 3],
+    demand_slots: Vec<usize>,
+    kwh_slots: Vec<usize>,
+    fixed_slots: Vec<usize>,
+    day_types: [&'static str; 4],
     hours: Vec<usize>,
 }
 
@@ -270,6 +273,9 @@ async fn tariff_page(
         problems,
         season_slots: (0..SEASON_SLOTS).collect(),
         block_slots: (0..BLOCK_SLOTS).collect(),
+        demand_slots: (0..DEMAND_SLOTS).collect(),
+        kwh_slots: (0..KWH_SLOTS).collect(),
+        fixed_slots: (0..FIXED_SLOTS).collect(),
         day_types: DAY_TYPE_KEYS,
         hours: (0..24).collect(),
     })

@@ -35,12 +35,21 @@ fn version(energy: Energy) -> Version {
         effective_from: d(2000, 1, 1),
         effective_to: None,
         energy,
-        fixed_per_day: Decimal::ZERO,
-        fixed_per_month: Decimal::ZERO,
-        demand: None,
+        kwh_charges: vec![],
+        fixed_charges: vec![],
+        demand_charges: vec![],
         export_credit: None,
         vat_on: vec![],
+        minimum_per_month: None,
+        maximum_per_month: None,
+        rounding: Rounding::default(),
+        holidays: vec![],
     }
+}
+
+/// An unnamed fixed charge in every season.
+fn fixed(rate: Decimal, per: FixedPer) -> FixedCharge {
+    FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: vec![] }
 }
 
 fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
@@ -53,8 +62,10 @@ fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
 fn tou(windows: Vec<Window>, holidays_as: DayType) -> Energy {
     Energy::Tou(Tou {
         holidays_as,
+        period_names: PeriodNames::default(),
         seasons: vec![Season {
             name: "All year".into(),
+            code: String::new(),
             from: MonthDay { month: 1, day: 1 },
             to: MonthDay { month: 12, day: 31 },
             rates: PeriodRates { peak: Some(dec("3")), standard: Some(dec("2")), off_peak: Some(dec("1")) },
@@ -101,7 +112,7 @@ fn line<'a>(bill: &'a Bill, description: &str) -> &'a engine::Line {
 fn london_months_with_dst_changes_bill_every_interval_once() {
     let london: Tz = "Europe/London".parse().unwrap();
     let mut v = version(Energy::Flat { rate: dec("0.25") });
-    v.fixed_per_day = dec("0.50");
+    v.fixed_charges = vec![fixed(dec("0.50"), FixedPer::Day)];
     let tariff = assign(vec![v], municipality(vec![]));
     for (month, intervals) in [(3, 2972), (10, 2980), (6, 2880)] {
         let period = Period::month(2026, month, 1).unwrap();
@@ -183,6 +194,20 @@ fn a_public_holiday_is_billed_as_the_chosen_day_type() {
 
 // ---------------------------------------------------------------- blocks, demand, splits
 
+/// A block demand charge in every season.
+fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPeriod>) -> DemandCharge {
+    DemandCharge {
+        name: String::new(),
+        code: String::new(),
+        unit,
+        window_minutes: minutes,
+        method: DemandMethod::Block,
+        rate: dec(rate),
+        periods,
+        seasons: vec![],
+    }
+}
+
 #[test]
 fn inclining_blocks_fill_in_order_and_prorate_at_a_change() {
     let utc: Tz = chrono_tz::UTC;
@@ -235,7 +260,7 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
     });
     let demand = |unit, minutes, periods: Vec<TouPeriod>| {
         let mut v = version(tou(windows.clone(), DayType::Sunday));
-        v.demand = Some(Demand { unit, window_minutes: minutes, rate: dec("100"), periods });
+        v.demand_charges = vec![demand_charge(unit, minutes, "100", periods)];
         assign(vec![v], municipality(vec![]))
     };
     let max = |bill: &Bill| bill.lines.iter().find(|l| l.kind == LineKind::Demand).unwrap().clone();
@@ -260,7 +285,7 @@ fn demand_is_the_highest_window_average_in_the_chosen_periods() {
 fn the_outlook_accrues_fixed_charges_and_extrapolates_energy() {
     let utc: Tz = chrono_tz::UTC;
     let mut v = version(Energy::Flat { rate: dec("1") });
-    v.fixed_per_month = dec("300");
+    v.fixed_charges = vec![fixed(dec("300"), FixedPer::Month)];
     v.vat_on = vec![Component::Energy, Component::Fixed];
     let period = Period::month(2026, 6, 1).unwrap();
     // Data for the first 10 days only: 960 intervals of 1 kWh.
@@ -289,7 +314,7 @@ fn days_without_a_tariff_are_shown_unpriced() {
 fn additive_version() -> impl Strategy<Value = Version> {
     let rate = || (0u32..100_000).prop_map(|c| Decimal::new(c.into(), 4));
     (rate(), rate(), rate(), rate(), proptest::bool::ANY, 1usize..23, 1usize..24, proptest::bool::ANY).prop_map(
-        |(peak, off, fixed, export, flat, a, len, vat)| {
+        |(peak, off, fixed_rate, export, flat, a, len, vat)| {
             let energy = if flat {
                 Energy::Flat { rate: peak }
             } else {
@@ -323,8 +348,26 @@ fn additive_version() -> impl Strategy<Value = Version> {
                 }
                 e
             };
+            // Per-kWh charges add up over a split too: a flat levy and, on TOU, a peak-only one.
+            let mut kwh_charges = vec![KwhCharge {
+                name: "Levy".into(),
+                code: String::new(),
+                rate: Some(off),
+                rates: PeriodRates::default(),
+                seasons: vec![],
+            }];
+            if !flat {
+                kwh_charges.push(KwhCharge {
+                    name: "Network".into(),
+                    code: String::new(),
+                    rate: None,
+                    rates: PeriodRates { peak: Some(-fixed_rate), ..PeriodRates::default() },
+                    seasons: vec!["All year".into()],
+                });
+            }
             let mut v = version(energy);
-            v.fixed_per_day = fixed;
+            v.kwh_charges = kwh_charges;
+            v.fixed_charges = vec![fixed(fixed_rate, FixedPer::Day)];
             v.export_credit = Some(export);
             v.vat_on = if vat { vec![Component::Energy, Component::Fixed, Component::Export] } else { vec![] };
             v
@@ -360,6 +403,7 @@ proptest! {
     ) {
         let mut v = v;
         if blocks {
+            v.kwh_charges.retain(|k| k.rate.is_some());
             v.energy = Energy::Blocks { blocks: vec![
                 Block { up_to_kwh: Some(dec("5000")), rate: dec("1") },
                 Block { up_to_kwh: Some(dec("20000")), rate: dec("2") },
@@ -372,6 +416,8 @@ proptest! {
         let bill = run(tz, period, &assign(vec![v], municipality(vec![d(2026, 1, 1), d(2026, 12, 25)])), &data);
         prop_assert_eq!(energy_kwh(&bill), metered);
         prop_assert_eq!(bill.import_kwh, metered);
+        // A flat per-kWh charge is on every kWh.
+        prop_assert_eq!(line(&bill, "Levy").quantity, metered);
         prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
         prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
     }
@@ -544,9 +590,8 @@ fn the_json_format_round_trips_and_names_unknown_fields() {
         assert_eq!(validate(&doc), vec![], "{}", doc.name);
         let again: TariffDoc = serde_json::from_str(&serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         assert_eq!(again, doc);
-        let err =
-            serde_json::from_str::<TariffDoc>(&json.replace("\"fixed_per_day\"", "\"fixed_per_dya\"")).unwrap_err();
-        assert!(err.to_string().contains("unknown field `fixed_per_dya`"), "{err}");
+        let err = serde_json::from_str::<TariffDoc>(&json.replace("\"vat_on\"", "\"vat_onn\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `vat_onn`"), "{err}");
         let err = serde_json::from_str::<TariffDoc>(&json.replace("\"07:00\"", "\"07:10\"")).unwrap_err();
         assert!(err.to_string().contains("07:10 is not on a quarter hour"), "{err}");
     }
@@ -661,12 +706,25 @@ fn the_worked_example_on_published_ontario_prices_matches_the_hand_calculation()
     assert_eq!(
         got,
         [
-            row("Summer · Peak", 0, "168", "0.158", "26.54"),
-            row("Summer · Standard", 0, "224", "0.122", "27.33"),
+            row("Summer · On-peak", 0, "168", "0.158", "26.54"),
+            row("Summer · Mid-peak", 0, "224", "0.122", "27.33"),
             row("Summer · Off-peak", 0, "596", "0.076", "45.30"),
-            row("Winter · Peak", 1, "128", "0.203", "25.98"),
-            row("Winter · Standard", 1, "96", "0.157", "15.07"),
+            row("Winter · On-peak", 1, "128", "0.203", "25.98"),
+            row("Winter · Mid-peak", 1, "96", "0.157", "15.07"),
             row("Winter · Off-peak", 1, "402", "0.098", "39.40"),
+        ]
+    );
+    // The OEB's period names on the lines; the codes stay the same across the two versions.
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "energy.summer.peak",
+            "energy.summer.standard",
+            "energy.summer.off_peak",
+            "energy.winter.peak",
+            "energy.winter.standard",
+            "energy.winter.off_peak"
         ]
     );
     let parts: Vec<_> = bill.segments.iter().map(|s| (s.start, s.last_day(), s.version_from)).collect();
@@ -681,4 +739,768 @@ fn the_worked_example_on_published_ontario_prices_matches_the_hand_calculation()
     assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("179.62"), dec("23.35"), dec("202.97")));
     assert_eq!((bill.import_kwh, bill.currency.as_str()), (dec("1614"), "CAD"));
     assert_eq!((bill.intervals, bill.completeness_percent), (2980, dec("100.0")));
+}
+
+// ---------------------------------------------------------------- several demand charges
+
+/// A US-style TOU tariff in America/Los_Angeles: summer (06-01 to 10-31) and winter, weekday
+/// on-peak 16:00–21:00, everything else off-peak; three demand charges on their own lines.
+fn three_demand_charges() -> Version {
+    let mut windows = vec![
+        window(DayType::Weekday, "00:00", "16:00", TouPeriod::OffPeak),
+        window(DayType::Weekday, "16:00", "21:00", TouPeriod::Peak),
+        window(DayType::Weekday, "21:00", "24:00", TouPeriod::OffPeak),
+    ];
+    windows.push(window(DayType::Saturday, "00:00", "24:00", TouPeriod::OffPeak));
+    windows.push(window(DayType::Sunday, "00:00", "24:00", TouPeriod::OffPeak));
+    let season = |name: &str, from: (u32, u32), to: (u32, u32), peak: &str, off: &str| Season {
+        name: name.into(),
+        code: String::new(),
+        from: MonthDay { month: from.0, day: from.1 },
+        to: MonthDay { month: to.0, day: to.1 },
+        rates: PeriodRates { peak: Some(dec(peak)), standard: None, off_peak: Some(dec(off)) },
+        windows: windows.clone(),
+    };
+    let mut v = version(Energy::Tou(Tou {
+        holidays_as: DayType::Sunday,
+        period_names: PeriodNames::default(),
+        seasons: vec![
+            season("Summer", (6, 1), (10, 31), "0.30", "0.10"),
+            season("Winter", (11, 1), (5, 31), "0.25", "0.12"),
+        ],
+    }));
+    let mut non_coincident = demand_charge(DemandUnit::KW, 15, "20.00", vec![]);
+    non_coincident.name = "Non-coincident demand".into();
+    let mut on_peak = demand_charge(DemandUnit::KW, 30, "15.00", vec![TouPeriod::Peak]);
+    on_peak.name = "Summer on-peak demand".into();
+    on_peak.method = DemandMethod::Sliding;
+    on_peak.seasons = vec!["Summer".into()];
+    let mut facilities = demand_charge(DemandUnit::KVA, 60, "5.00", vec![]);
+    facilities.name = "Facilities demand".into();
+    v.demand_charges = vec![non_coincident, on_peak, facilities];
+    v
+}
+
+/// THREE DEMAND CHARGES, by hand. Meter-read day 15: 15 October to 14 November 2026 (31 days),
+/// in America/Los_Angeles; daylight saving time ends on Sunday 1 November at 02:00 (01:00–02:00
+/// happens twice: a 25-hour day). Summer: 15–31 October (17 days; 12 weekdays: 15, 16, 19–23,
+/// 26–30; 5 weekend days). Winter: 1–14 November (14 days; 10 weekdays: 2–6, 9–13; 4 weekend
+/// days: 1 (25 h), 7, 8, 14). No holidays, no VAT.
+///
+/// Data: 2 kWh per 15 minutes (8 kW; VAh = 1.25 × Wh) except
+///   A  Wednesday 21 October 16:15 and 16:30 (summer on-peak): 6 kWh each;
+///   B  Sunday 1 November, the SECOND 01:00–01:15 (PST, 09:00 UTC): 10 kWh;
+///   C  Tuesday 10 November 17:00, 17:15, 17:30 (winter on-peak): 7 kWh each.
+///
+/// Energy:
+///   Summer peak      12 × 5 h × 8 = 480 + A's extra 2 × 4 = 488 kWh × 0.30  = 146.40
+///   Summer off-peak  12 × 19 h × 8 = 1 824 + 5 × 24 h × 8 = 960 = 2 784 kWh × 0.10 = 278.40
+///   Winter peak      10 × 5 h × 8 = 400 + C's extra 3 × 5 = 415 kWh × 0.25  = 103.75
+///   Winter off-peak  10 × 19 h × 8 = 1 520; 1 Nov 25 h × 8 = 200 + B's extra 8 = 208;
+///                    3 × 192 = 576; = 2 304 kWh × 0.12                        = 276.48
+///   (5 991 kWh = 30 × 192 + 200 + 8 + 8 + 15)
+/// Demand:
+///   Non-coincident (kW, 15-minute block, any time): B, 10 kWh / 0.25 h = 40 kW × 20.00 = 800.00
+///   Summer on-peak (kW, 30-minute SLIDING, peak, summer days only): 16:15–16:45 on 21 October,
+///     (6 + 6) / 0.5 = 24 kW (block intervals would give 16 kW); prorated for the 17 summer days
+///     of 31: 24 × 15.00 × 17 / 31 = 197.419… → 197.42
+///   Facilities (kVA, 60-minute block, any time): 17:00–18:00 on 10 November,
+///     (7 + 7 + 7 + 2) × 1.25 = 28.75 kVA × 5.00 = 143.75 (the PST 01:00 hour of 1 November is
+///     (10 + 2 + 2 + 2) × 1.25 = 20 kVA: the two 01:00 hours are not merged, which would be 30)
+///   subtotal 146.40 + 278.40 + 103.75 + 276.48 + 800.00 + 197.42 + 143.75 = 1 946.20
+#[test]
+fn several_demand_charges_match_the_hand_calculation() {
+    let la = chrono_tz::America::Los_Angeles;
+    let period = Period::month(2026, 10, 15).unwrap();
+    let mut data = intervals(la, period, |at| {
+        let (day, h, m) = (at.date(), at.hour(), at.minute());
+        let e = if day == d(2026, 10, 21) && h == 16 && (m == 15 || m == 30) {
+            6_000.0
+        } else if day == d(2026, 11, 10) && h == 17 && m < 45 {
+            7_000.0
+        } else {
+            2_000.0
+        };
+        (e, 0.0, e * 1.25)
+    });
+    let second_one_am = data.iter_mut().find(|i| i.start.to_rfc3339() == "2026-11-01T09:00:00+00:00").unwrap();
+    second_one_am.import_wh = 10_000.0;
+    second_one_am.vah = 12_500.0;
+    let bill = run(la, period, &assign(vec![three_demand_charges()], municipality(vec![])), &data);
+    let got: Vec<(&str, String, String, &str)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.quantity.normalize().to_string(), l.amount.to_string(), l.note.as_str()))
+        .collect();
+    let row = |description, qty: &str, amount: &str, note| (description, qty.to_string(), amount.to_string(), note);
+    assert_eq!(
+        got,
+        [
+            row("Summer · Peak", "488", "146.40", ""),
+            row("Summer · Off-peak", "2784", "278.40", ""),
+            row("Winter · Peak", "415", "103.75", ""),
+            row("Winter · Off-peak", "2304", "276.48", ""),
+            row("Non-coincident demand", "40", "800.00", "maximum on 2026-11-01 01:00–01:15 (2026-11-01 09:00 UTC)"),
+            row(
+                "Summer on-peak demand",
+                "24",
+                "197.42",
+                "maximum on 2026-10-21 16:15–16:45 (2026-10-21 23:15 UTC); prorated for 17 of 31 days"
+            ),
+            row("Facilities demand", "28.75", "143.75", "maximum on 2026-11-10 17:00–18:00 (2026-11-11 01:00 UTC)"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("1946.20"), dec("0"), dec("1946.20")));
+    assert_eq!((bill.import_kwh, bill.intervals), (dec("5991"), 31 * 96 + 4));
+}
+
+#[test]
+fn a_seasonal_demand_charge_is_not_billed_outside_its_season() {
+    let la = chrono_tz::America::Los_Angeles;
+    let period = Period::month(2026, 12, 1).unwrap();
+    let bill =
+        run(la, period, &assign(vec![three_demand_charges()], municipality(vec![])), &intervals_of_one_kwh(la, period));
+    let demand: Vec<&str> =
+        bill.lines.iter().filter(|l| l.kind == LineKind::Demand).map(|l| l.description.as_str()).collect();
+    assert_eq!(demand, ["Non-coincident demand", "Facilities demand"]);
+}
+
+#[test]
+fn format_1_documents_import_as_one_demand_charge_and_newer_formats_are_refused() {
+    let old: TariffDoc =
+        serde_json::from_str(include_str!("../../tests/fixtures/tariffs/homeflex-illustrative-format1.json")).unwrap();
+    let new: TariffDoc = serde_json::from_str(HOMEFLEX_JSON).unwrap();
+    assert_eq!(old, new);
+    assert_eq!(new.versions[0].demand_charges, vec![demand_charge(DemandUnit::KVA, 30, "45.00", vec![])]);
+    let written = serde_json::to_value(&old).unwrap();
+    assert_eq!(written["format"], 2);
+    assert!(written["versions"][0].get("demand").is_none());
+    let err = serde_json::from_str::<TariffDoc>(&HOMEFLEX_JSON.replace("\"format\": 2", "\"format\": 3")).unwrap_err();
+    assert!(err.to_string().contains("format 3 is not one this portal reads (1 to 2)"), "{err}");
+    let both = HOMEFLEX_JSON.replace(
+        "\"demand_charges\"",
+        "\"demand\": {\"unit\": \"kW\", \"window_minutes\": 15, \"rate\": \"1\"}, \"demand_charges\"",
+    );
+    let err = serde_json::from_str::<TariffDoc>(&both).unwrap_err();
+    assert!(err.to_string().contains("either `demand` (format 1) or `demand_charges`"), "{err}");
+}
+
+#[test]
+fn a_demand_charge_names_what_is_wrong_with_it() {
+    let mut v = three_demand_charges();
+    v.demand_charges[1].seasons = vec!["Monsoon".into()];
+    v.demand_charges[2].window_minutes = 45;
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].demand_charges[1].seasons[0]: “Monsoon” is not a season of this version's time-of-use energy charge.",
+            "versions[0].demand_charges[2].window_minutes: must be 15, 30 or 60 (got 45).",
+        ]
+    );
+    v.energy = Energy::Flat { rate: dec("1") };
+    v.demand_charges[2].window_minutes = 60;
+    v.demand_charges[1].seasons.clear();
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    assert_eq!(
+        validate(&doc).iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+        ["versions[0].demand_charges[1].periods"]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Block intervals are some of the sliding ones, and a charge limited to some periods sees
+    /// some of the intervals of the one that is not: neither can be the higher.
+    #[test]
+    fn sliding_demand_is_at_least_block_demand_and_any_time_at_least_on_peak(
+        tz in zones(), month in 1u32..=12, seed in any::<u64>(), minutes in prop_oneof![Just(15u32), Just(30), Just(60)],
+    ) {
+        let period = Period::month(2026, month, 1).unwrap();
+        let data = random_data(tz, period, seed);
+        let mut v = three_demand_charges();
+        let mut sliding = demand_charge(DemandUnit::KW, minutes, "1", vec![]);
+        sliding.method = DemandMethod::Sliding;
+        v.demand_charges = vec![
+            demand_charge(DemandUnit::KW, minutes, "1", vec![]),
+            sliding,
+            demand_charge(DemandUnit::KW, minutes, "1", vec![TouPeriod::Peak]),
+        ];
+        let bill = run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let q: Vec<Decimal> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).map(|l| l.quantity).collect();
+        prop_assert_eq!(q.len(), 3);
+        prop_assert!(q[1] >= q[0], "sliding {} < block {}", q[1], q[0]);
+        prop_assert!(q[0] >= q[2], "any time {} < on-peak {}", q[0], q[2]);
+        if minutes == 15 {
+            prop_assert_eq!(q[0], q[1]);
+        }
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
+}
+
+// ---------------------------------------------------------------- holidays by type
+
+/// One season all year at peak 5.00, standard 2.00, off-peak 1.00: weekdays peak 07–10 and
+/// 18–20, standard 06–07, 10–18 and 20–22, off-peak 22–06; Saturdays standard 07–12 and 18–20,
+/// off-peak otherwise; Sundays off-peak; the Holiday grid standard 10–14, off-peak otherwise.
+/// Municipality holidays are billed as Sundays; the version bills Family Day on the Holiday grid
+/// and Freedom Day as a Saturday.
+fn holidays_by_type() -> Version {
+    use DayType::*;
+    use TouPeriod::*;
+    let mut windows = vec![
+        window(Weekday, "00:00", "06:00", OffPeak),
+        window(Weekday, "06:00", "07:00", Standard),
+        window(Weekday, "07:00", "10:00", Peak),
+        window(Weekday, "10:00", "18:00", Standard),
+        window(Weekday, "18:00", "20:00", Peak),
+        window(Weekday, "20:00", "22:00", Standard),
+        window(Weekday, "22:00", "24:00", OffPeak),
+        window(Saturday, "00:00", "07:00", OffPeak),
+        window(Saturday, "07:00", "12:00", Standard),
+        window(Saturday, "12:00", "18:00", OffPeak),
+        window(Saturday, "18:00", "20:00", Standard),
+        window(Saturday, "20:00", "24:00", OffPeak),
+        window(Sunday, "00:00", "24:00", OffPeak),
+    ];
+    windows.extend([
+        window(Holiday, "00:00", "10:00", OffPeak),
+        window(Holiday, "10:00", "14:00", Standard),
+        window(Holiday, "14:00", "24:00", OffPeak),
+    ]);
+    let Energy::Tou(mut t) = tou(windows, Sunday) else { unreachable!() };
+    t.seasons[0].rates =
+        PeriodRates { peak: Some(dec("5.00")), standard: Some(dec("2.00")), off_peak: Some(dec("1.00")) };
+    let mut v = version(Energy::Tou(t));
+    v.holidays = vec![
+        super::model::Holiday { date: d(2026, 4, 6), billed_as: Holiday, name: "Family Day".into() },
+        super::model::Holiday { date: d(2026, 4, 27), billed_as: Saturday, name: "Freedom Day".into() },
+    ];
+    v
+}
+
+/// HOLIDAYS BY TYPE, by hand. April 2026 in Africa/Johannesburg (30 days, no DST), 1 kWh per
+/// 15 minutes (4 kWh an hour). The municipality lists Good Friday (Friday 3 April), Family Day
+/// (Monday 6 April) and Freedom Day (Monday 27 April), billed as Sundays; the version lists
+/// Family Day as Holiday and Freedom Day as Saturday, so only Good Friday falls back to Sunday.
+/// 22 weekdays (1–3, 6–10, 13–17, 20–24, 27–30) less the 3 holidays = 19 weekdays; Saturday
+/// type: 4, 11, 18, 25 and Freedom Day = 5; Sunday type: 5, 12, 19, 26 and Good Friday = 5;
+/// Holiday type: Family Day = 1. (19 + 5 + 5 + 1 = 30.)
+///   peak      19 × 5 h × 4 = 380 kWh × 5.00                                    = 1 900.00
+///   standard  19 × 11 h × 4 = 836; 5 × 7 h × 4 = 140; 1 × 4 h × 4 = 16: 992 kWh × 2.00 = 1 984.00
+///   off-peak  19 × 8 h × 4 = 608; 5 × 17 h × 4 = 340; 5 × 24 h × 4 = 480; 1 × 20 h × 4 = 80:
+///             1 508 kWh × 1.00                                                 = 1 508.00
+///   (2 880 kWh = 30 × 96)                                       subtotal, no VAT: 5 392.00
+#[test]
+fn holidays_by_type_match_the_hand_calculation() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period::month(2026, 4, 1).unwrap();
+    let m = municipality(vec![d(2026, 4, 3), d(2026, 4, 6), d(2026, 4, 27)]);
+    let bill = run(joburg, period, &assign(vec![holidays_by_type()], m), &intervals_of_one_kwh(joburg, period));
+    let got: Vec<(&str, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.quantity.normalize().to_string(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("All year · Peak", "380".to_string(), "1900.00".to_string()),
+            ("All year · Standard", "992".into(), "1984.00".into()),
+            ("All year · Off-peak", "1508".into(), "1508.00".into()),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.total), (dec("5392.00"), dec("5392.00")));
+    assert_eq!(
+        bill.segments[0].holidays,
+        [
+            "2026-04-03: billed as Sunday",
+            "2026-04-06 Family Day: billed as Holiday",
+            "2026-04-27 Freedom Day: billed as Saturday"
+        ]
+    );
+}
+
+#[test]
+fn holidays_by_type_are_validated_naming_the_field() {
+    let mut v = holidays_by_type();
+    v.holidays.push(super::model::Holiday { date: d(2026, 4, 6), billed_as: DayType::Sunday, name: String::new() });
+    v.effective_to = Some(d(2026, 4, 20));
+    let Energy::Tou(t) = &mut v.energy else { unreachable!() };
+    t.seasons[0].windows.retain(|w| !(w.day_type == DayType::Holiday && w.period == TouPeriod::Standard));
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].energy.seasons[0].windows: Holiday hours not covered by any window: 10:00–14:00.",
+            "versions[0].holidays[1].date: 2026-04-27 is outside this version's dates.",
+            "versions[0].holidays[2].date: 2026-04-06 is listed twice (also holiday 1).",
+        ]
+    );
+    v.energy = Energy::Flat { rate: dec("1") };
+    v.holidays.truncate(1);
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    assert_eq!(validate(&doc).iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["versions[0].holidays"]);
+    // Without holidays billed on it, a season needs no Holiday grid (format-1 documents have none).
+    let doc: TariffDoc = serde_json::from_str(ONTARIO_JSON).unwrap();
+    assert_eq!(validate(&doc), vec![]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A holiday billed as its own day of the week bills nothing differently; the same day billed
+    /// on another day type moves its energy between periods but never changes the kWh.
+    #[test]
+    fn a_holiday_billed_as_its_own_day_type_changes_nothing(
+        day in 1u32..=30, month in 1u32..=12, seed in any::<u64>(), tz in zones(), other in 0usize..4,
+    ) {
+        let period = Period::month(2026, month, 1).unwrap();
+        let date = d(2026, month, day.min(28));
+        let data = random_data(tz, period, seed);
+        let mut plain = holidays_by_type();
+        plain.holidays.clear();
+        let mut same = plain.clone();
+        same.holidays = vec![super::model::Holiday { date, billed_as: DayType::of(date), name: String::new() }];
+        let mut moved = plain.clone();
+        moved.holidays = vec![super::model::Holiday { date, billed_as: DayType::EVERY[other], name: String::new() }];
+        let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let (a, b, c) = (bill(plain), bill(same), bill(moved));
+        prop_assert_eq!(a.exact_total, b.exact_total);
+        prop_assert_eq!(energy_kwh(&a), energy_kwh(&c));
+        prop_assert_eq!(c.subtotal, c.lines.iter().map(|l| l.amount).sum::<Decimal>());
+    }
+}
+
+// ---------------------------------------------------------------- unbundled and seasonal charges
+
+/// Two seasons with the windows of [`holidays_by_type`] (weekdays peak 07–10 and 18–20, standard
+/// 06–07, 10–18 and 20–22; Saturdays standard 07–12 and 18–20; Sundays off-peak), High demand
+/// (06-01 to 08-31: peak 4.00, standard 1.50, off-peak 0.80) and Low demand (the rest: 2.00,
+/// 1.20, 0.70); four per-kWh charges and three fixed charges, two of them by season. ILLUSTRATIVE
+/// rates with the structure of an Eskom or municipal TOU schedule.
+pub(super) fn unbundled() -> Version {
+    let Energy::Tou(t) = holidays_by_type().energy else { unreachable!() };
+    let season = |name: &str, from: (u32, u32), to: (u32, u32), rates: [&str; 3]| Season {
+        name: name.into(),
+        code: String::new(),
+        from: MonthDay { month: from.0, day: from.1 },
+        to: MonthDay { month: to.0, day: to.1 },
+        rates: PeriodRates { peak: Some(dec(rates[0])), standard: Some(dec(rates[1])), off_peak: Some(dec(rates[2])) },
+        windows: t.seasons[0].windows.iter().filter(|w| w.day_type != DayType::Holiday).cloned().collect(),
+    };
+    let mut v = version(Energy::Tou(Tou {
+        holidays_as: DayType::Sunday,
+        period_names: PeriodNames::default(),
+        seasons: vec![
+            season("High demand", (6, 1), (8, 31), ["4.00", "1.50", "0.80"]),
+            season("Low demand", (9, 1), (5, 31), ["2.00", "1.20", "0.70"]),
+        ],
+    }));
+    let kwh = |name: &str, rate: Option<&str>, rates: PeriodRates, seasons: &[&str]| KwhCharge {
+        name: name.into(),
+        code: String::new(),
+        rate: rate.map(dec),
+        rates,
+        seasons: seasons.iter().map(|s| s.to_string()).collect(),
+    };
+    let network = PeriodRates { peak: Some(dec("0.30")), standard: Some(dec("0.10")), off_peak: None };
+    v.kwh_charges = vec![
+        kwh("Legacy charge", Some("0.2000"), PeriodRates::default(), &[]),
+        kwh("Network demand charge", None, network, &[]),
+        kwh("Affordability subsidy credit", Some("-0.0125"), PeriodRates::default(), &[]),
+        kwh("Ancillary service charge", Some("0.0100"), PeriodRates::default(), &["High demand"]),
+    ];
+    let fixed = |name: &str, rate: &str, per, seasons: &[&str]| FixedCharge {
+        name: name.into(),
+        code: String::new(),
+        rate: dec(rate),
+        per,
+        seasons: seasons.iter().map(|s| s.to_string()).collect(),
+    };
+    v.fixed_charges = vec![
+        fixed("Service charge", "25.00", FixedPer::Day, &[]),
+        fixed("Administration charge (high demand)", "300.00", FixedPer::Month, &["High demand"]),
+        fixed("Administration charge (low demand)", "200.00", FixedPer::Month, &["Low demand"]),
+    ];
+    v.vat_on = vec![Component::Energy, Component::Fixed];
+    v
+}
+
+/// UNBUNDLED AND SEASONAL CHARGES, by hand. Meter-read day 15: 15 August to 14 September 2026
+/// (31 days) in Africa/Johannesburg (no DST, no holidays), 1 kWh per 15 minutes (4 kWh an hour).
+/// High demand, 15–31 August (17 days): 15 August is a Saturday; weekdays 17–21, 24–28, 31 = 11,
+/// Saturdays 15, 22, 29 = 3, Sundays 16, 23, 30 = 3. Low demand, 1–14 September (14 days):
+/// weekdays 1–4, 7–11, 14 = 10, Saturdays 5, 12 = 2, Sundays 6, 13 = 2.
+/// A weekday: peak 5 h = 20 kWh, standard 11 h = 44, off-peak 8 h = 32; a Saturday: standard
+/// 7 h = 28, off-peak 17 h = 68; a Sunday: off-peak 96.
+///   High · Peak      11 × 20 = 220 kWh × 4.00                                   =   880.00
+///   High · Standard  11 × 44 + 3 × 28 = 568 kWh × 1.50                          =   852.00
+///   High · Off-peak  11 × 32 + 3 × 68 + 3 × 96 = 844 kWh × 0.80                 =   675.20
+///   Low · Peak       10 × 20 = 200 kWh × 2.00                                   =   400.00
+///   Low · Standard   10 × 44 + 2 × 28 = 496 kWh × 1.20                          =   595.20
+///   Low · Off-peak   10 × 32 + 2 × 68 + 2 × 96 = 648 kWh × 0.70                 =   453.60
+///   (1 632 + 1 344 = 2 976 kWh = 31 × 96)
+///   Legacy charge                 2 976 kWh × 0.2000                            =   595.20
+///   Network demand charge · Peak  220 + 200 = 420 kWh × 0.30                    =   126.00
+///   Network · Standard            568 + 496 = 1 064 kWh × 0.10                  =   106.40
+///     (off-peak has no network rate: no line)
+///   Affordability subsidy credit  2 976 kWh × −0.0125                           =   −37.20
+///   Ancillary service charge      High demand days only: 1 632 kWh × 0.0100     =    16.32
+///   Service charge                31 days × 25.00                               =   775.00
+///   Administration (high demand)  300.00 × 17 / 31 = 164.516… (0.5484 months)   =   164.52
+///   Administration (low demand)   200.00 × 14 / 31 = 90.322… (0.4516 months)    =    90.32
+///   subtotal  3 856.00 + 806.72 + 1 029.84                                      = 5 692.56
+///   VAT 15 %  5 692.56 × 0.15 = 853.884                                         =   853.88
+///   total                                                                       = 6 546.44
+#[test]
+fn unbundled_and_seasonal_charges_match_the_hand_calculation() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period::month(2026, 8, 15).unwrap();
+    let bill =
+        run(joburg, period, &assign(vec![unbundled()], municipality(vec![])), &intervals_of_one_kwh(joburg, period));
+    let got: Vec<(&str, &str, String, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.kind.label(),
+                l.description.as_str(),
+                l.quantity.normalize().to_string(),
+                l.rate.normalize().to_string(),
+                l.amount.to_string(),
+            )
+        })
+        .collect();
+    let row = |kind, description, qty: &str, rate: &str, amount: &str| {
+        (kind, description, qty.to_string(), rate.to_string(), amount.to_string())
+    };
+    assert_eq!(
+        got,
+        [
+            row("Energy", "High demand · Peak", "220", "4", "880.00"),
+            row("Energy", "High demand · Standard", "568", "1.5", "852.00"),
+            row("Energy", "High demand · Off-peak", "844", "0.8", "675.20"),
+            row("Energy", "Low demand · Peak", "200", "2", "400.00"),
+            row("Energy", "Low demand · Standard", "496", "1.2", "595.20"),
+            row("Energy", "Low demand · Off-peak", "648", "0.7", "453.60"),
+            row("Per-kWh charge", "Legacy charge", "2976", "0.2", "595.20"),
+            row("Per-kWh charge", "Network demand charge · Peak", "420", "0.3", "126.00"),
+            row("Per-kWh charge", "Network demand charge · Standard", "1064", "0.1", "106.40"),
+            row("Per-kWh charge", "Affordability subsidy credit", "2976", "-0.0125", "-37.20"),
+            row("Per-kWh charge", "Ancillary service charge", "1632", "0.01", "16.32"),
+            row("Fixed", "Service charge", "31", "25", "775.00"),
+            row("Fixed", "Administration charge (high demand)", "0.5484", "300", "164.52"),
+            row("Fixed", "Administration charge (low demand)", "0.4516", "200", "90.32"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("5692.56"), dec("853.88"), dec("6546.44")));
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "energy.s1.peak",
+            "energy.s1.standard",
+            "energy.s1.off_peak",
+            "energy.s2.peak",
+            "energy.s2.standard",
+            "energy.s2.off_peak",
+            "kwh1",
+            "kwh2.peak",
+            "kwh2.standard",
+            "kwh3",
+            "kwh4",
+            "fixed1",
+            "fixed2",
+            "fixed3"
+        ]
+    );
+}
+
+/// THE UTILITY'S NAMES, by hand: the unbundled example's first three days (15–17 August 2026:
+/// Saturday, Sunday, Monday; all High demand) with the periods named as on the utility's bill and
+/// the network charge given its own code. 1 kWh per 15 minutes.
+///   High demand · Morning/evening peak  Monday 5 h × 4 = 20 kWh × 4.00          =  80.00
+///   High demand · Shoulder              Saturday 28 + Monday 44 = 72 kWh × 1.50 = 108.00
+///   High demand · Night                 68 + 96 + 32 = 196 kWh × 0.80           = 156.80
+///   Network demand charge · Morning/evening peak  20 kWh × 0.30                 =   6.00
+///   Network demand charge · Shoulder    72 kWh × 0.10                           =   7.20
+/// (the other charges as before; only names and codes change, not amounts)
+#[test]
+fn the_utilitys_period_names_are_on_the_bill_and_codes_stay() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period { start: d(2026, 8, 15), end: d(2026, 8, 18) };
+    let data = intervals_of_one_kwh(joburg, period);
+    let plain = unbundled();
+    let mut named = plain.clone();
+    let Energy::Tou(t) = &mut named.energy else { unreachable!() };
+    t.period_names = PeriodNames {
+        peak: Some("Morning/evening peak".into()),
+        standard: Some("Shoulder".into()),
+        off_peak: Some("Night".into()),
+    };
+    t.seasons[0].code = "hd".into();
+    named.kwh_charges[1].code = "ndc".into();
+    let bill = |v: Version| run(joburg, period, &assign(vec![v], municipality(vec![])), &data);
+    let (a, b) = (bill(plain), bill(named));
+    let got: Vec<(&str, &str, String)> =
+        b.lines.iter().take(5).map(|l| (l.code.as_str(), l.description.as_str(), l.amount.to_string())).collect();
+    assert_eq!(
+        got,
+        [
+            ("energy.hd.peak", "High demand · Morning/evening peak", "80.00".to_string()),
+            ("energy.hd.standard", "High demand · Shoulder", "108.00".into()),
+            ("energy.hd.off_peak", "High demand · Night", "156.80".into()),
+            ("kwh1", "Legacy charge", "57.60".into()),
+            ("ndc.peak", "Network demand charge · Morning/evening peak", "6.00".into()),
+        ]
+    );
+    assert_eq!(line(&b, "Network demand charge · Shoulder").amount, dec("7.20"));
+    assert_eq!((a.total, a.lines.len()), (b.total, b.lines.len()));
+}
+
+#[test]
+fn codes_must_be_short_lowercase_and_unique() {
+    let mut v = unbundled();
+    v.kwh_charges[0].code = "fixed2".into();
+    v.fixed_charges[0].code = "Service Charge".into();
+    let Energy::Tou(t) = &mut v.energy else { unreachable!() };
+    t.seasons[1].code = "s1".into();
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].fixed_charges[0].code: “Service Charge”: use 1 to 40 of a–z, 0–9, _ and -.",
+            "versions[0].fixed_charges[1].code: “fixed2” is also the code of kwh_charges[0]; each needs its own.",
+            "versions[0].energy.seasons[1].code: “s1” is also the code of energy.seasons[0]; each needs its own.",
+        ]
+    );
+}
+
+#[test]
+fn per_kwh_and_fixed_charges_name_what_is_wrong() {
+    let mut v = unbundled();
+    v.kwh_charges[0].name = " ".into();
+    v.kwh_charges[1].rate = Some(dec("0.1"));
+    v.kwh_charges[2].rate = None;
+    v.kwh_charges[3].seasons = vec!["Winter".into()];
+    v.fixed_charges[0].rate = dec("-1");
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].kwh_charges[0].name: enter the name the bill gives the charge (1 to 100 characters).",
+            "versions[0].kwh_charges[1].rates: a charge is either flat (`rate`) or per TOU period (`rates`), not both.",
+            "versions[0].kwh_charges[2].rate: enter a rate per kWh, or rates per TOU period.",
+            "versions[0].kwh_charges[3].seasons[0]: “Winter” is not a season of this version's time-of-use energy charge.",
+            "versions[0].fixed_charges[0].rate: must not be negative (got -1).",
+        ]
+    );
+    let mut flat = unbundled();
+    flat.energy = Energy::Flat { rate: dec("1") };
+    flat.kwh_charges.truncate(2);
+    flat.fixed_charges.truncate(1);
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![flat] };
+    assert_eq!(
+        validate(&doc).iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        [
+            "versions[0].kwh_charges[1].rates: rates per TOU period need a time-of-use energy charge; enter one flat rate instead."
+        ]
+    );
+}
+
+#[test]
+fn fixed_per_day_and_per_month_still_import_as_fixed_charges() {
+    let v: Version = serde_json::from_str(
+        r#"{ "effective_from": "2026-01-01", "energy": { "kind": "flat", "rate": "1" },
+             "fixed_per_day": "2.50", "fixed_per_month": "0",
+             "fixed_charges": [{ "name": "Meter rental", "rate": "40", "per": "month" }] }"#,
+    )
+    .unwrap();
+    assert_eq!(
+        v.fixed_charges,
+        [
+            fixed(dec("2.50"), FixedPer::Day),
+            FixedCharge {
+                name: "Meter rental".into(),
+                code: String::new(),
+                rate: dec("40"),
+                per: FixedPer::Month,
+                seasons: vec![]
+            }
+        ]
+    );
+    let written = serde_json::to_value(&v).unwrap();
+    assert!(written.get("fixed_per_day").is_none() && written["fixed_charges"][0]["per"] == "day", "{written}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Seasonal fixed charges that together cover the year bill what one all-year charge does,
+    /// and the bill is the sum of its lines, whatever the period and its seasons.
+    #[test]
+    fn seasonal_fixed_charges_cover_the_period_once(
+        month in 1u32..=12, read_day in 1u32..=28, seed in any::<u64>(), tz in zones(),
+    ) {
+        let period = Period::month(2026, month, read_day).unwrap();
+        let data = random_data(tz, period, seed);
+        let mut seasonal = unbundled();
+        let mut whole = seasonal.clone();
+        for f in &mut seasonal.fixed_charges[1..] {
+            f.rate = dec("300.00");
+        }
+        whole.fixed_charges.truncate(1);
+        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), code: String::new(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![] });
+        let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        let (a, b) = (bill(seasonal), bill(whole));
+        let fixed_exact = |b: &Bill| b.lines.iter().filter(|l| l.kind == LineKind::Fixed).map(|l| l.exact).sum::<Decimal>();
+        // Equal but for the last of Decimal's 28 digits (17/31 + 14/31 against 31/31).
+        prop_assert!((fixed_exact(&a) - fixed_exact(&b)).abs() < dec("0.000000000001"));
+        prop_assert_eq!(a.subtotal, a.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(a.total, a.subtotal + a.vat);
+    }
+}
+
+// ---------------------------------------------------------------- minimum charges, caps, rounding
+
+/// MINIMUM CHARGE AND ROUNDING, by hand. June 2026 in UTC (30 days), 0.1 kWh per 15 minutes except
+/// 0.6371 kWh at 12:00–12:15 on 10 June. Flat R 1.2345/kWh, R 1.00 a day, a non-coincident demand
+/// charge of R 10.00 per kW (15-minute), a minimum of R 500.00 a month; the tariff truncates
+/// amounts to the cent and bills demand in whole kW.
+///   energy   2 880 × 0.1 + 0.5371 = 288.5371 kWh × 1.2345 = 356.19904995 → down 356.19
+///            (half up would be 356.20)
+///   fixed    30 days × 1.00                               =  30.00
+///   demand   0.6371 kWh / 0.25 h = 2.5484 kW → 3 kW × 10.00 = 30.00 (to the watt: 25.48)
+///   charges  356.19 + 30.00 + 30.00 = 416.19 < 500.00: top-up 500.00 − 416.19 = 83.81
+///   total    500.00 (no VAT)
+#[test]
+fn a_minimum_charge_tops_up_and_amounts_round_as_the_tariff_says() {
+    let utc = chrono_tz::UTC;
+    let period = Period::month(2026, 6, 1).unwrap();
+    let data = intervals(utc, period, |at| {
+        let spike = at.date() == d(2026, 6, 10) && at.hour() == 12 && at.minute() == 0;
+        let wh = if spike { 637.1 } else { 100.0 };
+        (wh, 0.0, wh)
+    });
+    let mut v = version(Energy::Flat { rate: dec("1.2345") });
+    v.fixed_charges = vec![fixed(dec("1.00"), FixedPer::Day)];
+    v.demand_charges = vec![demand_charge(DemandUnit::KW, 15, "10.00", vec![])];
+    v.minimum_per_month = Some(dec("500.00"));
+    v.rounding = Rounding { amounts: AmountRounding::Down, demand_decimals: 0 };
+    let bill = run(utc, period, &assign(vec![v.clone()], municipality(vec![])), &data);
+    let got: Vec<(&str, String, String)> = bill
+        .lines
+        .iter()
+        .map(|l| (l.code.as_str(), l.quantity.normalize().to_string(), l.amount.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("energy", "288.5371".to_string(), "356.19".to_string()),
+            ("fixed1", "30".into(), "30.00".into()),
+            ("demand1", "3".into(), "30.00".into()),
+            ("minimum", "1".into(), "83.81".into()),
+        ]
+    );
+    assert_eq!(line(&bill, "Minimum charge top-up").note, "charges 416.19, minimum 500.00");
+    assert_eq!((bill.subtotal, bill.total), (dec("500.00"), dec("500.00")));
+    // Half up and to the watt: 356.20 + 30.00 + 25.48 = 411.68, topped up by 88.32.
+    v.rounding = Rounding::default();
+    let bill = run(utc, period, &assign(vec![v], municipality(vec![])), &data);
+    let amounts: Vec<String> = bill.lines.iter().map(|l| l.amount.to_string()).collect();
+    assert_eq!(amounts, ["356.20", "30.00", "25.48", "88.32"]);
+}
+
+/// A CAP, by hand. June 2026 in UTC, 1 kWh per 15 minutes (2 880 kWh) at R 2.00 flat, R 300.00 a
+/// month fixed, capped at R 4 000.00 a month; a new version (the same rates) from 16 June splits
+/// the month in two halves, each capped at 4 000.00 × 15 / 30 = 2 000.00.
+///   each half  1 440 kWh × 2.00 = 2 880.00 + 300.00 × 15 / 30 = 150.00 → 3 030.00
+///              cap 2 000.00: reduction 2 000.00 − 3 030.00 = −1 030.00
+///   VAT 15 % on energy and fixed charges (the reduction carries the fixed charges' VAT):
+///            (2 880 + 150 − 1 030) × 2 = 4 000.00 × 0.15 = 600.00
+///   subtotal 4 000.00, total 4 600.00
+#[test]
+fn a_cap_reduces_each_part_of_a_split_period() {
+    let utc = chrono_tz::UTC;
+    let period = Period::month(2026, 6, 1).unwrap();
+    let mut first = version(Energy::Flat { rate: dec("2.00") });
+    first.fixed_charges = vec![fixed(dec("300.00"), FixedPer::Month)];
+    first.maximum_per_month = Some(dec("4000.00"));
+    first.vat_on = vec![Component::Energy, Component::Fixed];
+    first.effective_to = Some(d(2026, 6, 15));
+    let mut second = first.clone();
+    (second.effective_from, second.effective_to) = (d(2026, 6, 16), None);
+    let bill = run(utc, period, &assign(vec![first, second], municipality(vec![])), &intervals_of_one_kwh(utc, period));
+    let got: Vec<(usize, &str, String)> =
+        bill.lines.iter().map(|l| (l.segment, l.code.as_str(), l.amount.to_string())).collect();
+    let row = |s, code, amount: &str| (s, code, amount.to_string());
+    assert_eq!(
+        got,
+        [
+            row(0, "energy", "2880.00"),
+            row(0, "fixed1", "150.00"),
+            row(0, "maximum", "-1030.00"),
+            row(1, "energy", "2880.00"),
+            row(1, "fixed1", "150.00"),
+            row(1, "maximum", "-1030.00"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("4000.00"), dec("600.00"), dec("4600.00")));
+}
+
+#[test]
+fn limits_and_rounding_name_what_is_wrong() {
+    let mut v = version(Energy::Flat { rate: dec("1") });
+    v.minimum_per_month = Some(dec("100"));
+    v.maximum_per_month = Some(dec("50"));
+    v.rounding.demand_decimals = 4;
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].maximum_per_month: is below the minimum (50 < 100).",
+            "versions[0].rounding.demand_decimals: must be 0 to 3 (got 4): demand is known to the watt.",
+        ]
+    );
+    let json = r#"{ "effective_from": "2026-01-01", "energy": { "kind": "flat", "rate": "1" },
+                    "rounding": { "amounts": "down" } }"#;
+    let v: Version = serde_json::from_str(json).unwrap();
+    assert_eq!(v.rounding, Rounding { amounts: AmountRounding::Down, demand_decimals: 3 });
+    assert!(serde_json::to_value(version(Energy::Flat { rate: dec("1") })).unwrap().get("rounding").is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Whatever the limits and the rounding: the bill is the sum of its lines, and its charges
+    /// (export credits aside) are at least the minimum and at most the cap.
+    #[test]
+    fn limits_hold_and_the_bill_is_the_sum_of_its_lines(
+        v in additive_version(), tz in zones(), month in 1u32..=12, seed in any::<u64>(),
+        min in proptest::option::of(0u32..5_000_000), span in proptest::option::of(0u32..5_000_000), rounding in 0usize..4,
+    ) {
+        let mut v = v;
+        v.minimum_per_month = min.map(|m| Decimal::new(m.into(), 2));
+        v.maximum_per_month = span.map(|s| Decimal::new((min.unwrap_or(0) + s).into(), 2));
+        v.rounding.amounts = AmountRounding::ALL[rounding];
+        let period = Period::month(2026, month, 1).unwrap();
+        let bill = run(tz, period, &assign(vec![v.clone()], municipality(vec![])), &random_data(tz, period, seed));
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
+        let charged: Decimal = bill.lines.iter().filter(|l| l.kind != LineKind::Export).map(|l| l.amount).sum();
+        if let Some(min) = v.minimum_per_month {
+            prop_assert!(charged >= min, "{} < minimum {}", charged, min);
+        }
+        if let Some(max) = v.maximum_per_month {
+            prop_assert!(charged <= max, "{} > cap {}", charged, max);
+        }
+        prop_assert!(bill.lines.iter().all(|l| l.kind == LineKind::Adjustment || l.amount == v.rounding.cents(l.exact)));
+    }
 }

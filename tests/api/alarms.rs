@@ -495,7 +495,14 @@ async fn a_demand_forecast_crosses_the_limit_before_the_window_ends_and_hysteres
     let app = TestApp::new(pool.clone()).await;
     without_communication_loss(&pool).await;
     let mut b = admin(&app).await;
-    let (site, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1", "m2"]).await;
+    let (site, devices) = site_with_devices(&pool, "Plant", "UTC", &["m1", "m2", "m1-feeder"]).await;
+    // A sub-meter of m1 (issue 15's hierarchy): its 250 kW are part of m1's, never added again.
+    sqlx::query(r#"UPDATE monitoring."Devices" SET "Role" = 'sub', "ParentId" = $1 WHERE "Id" = $2"#)
+        .bind(devices[0])
+        .bind(devices[2])
+        .execute(&pool)
+        .await
+        .unwrap();
     let scope = format!("site:{site}");
     let rule = [
         ("name", "Peak demand"),
@@ -540,6 +547,7 @@ async fn a_demand_forecast_crosses_the_limit_before_the_window_ends_and_hysteres
         advance_to(&app, t);
         power(&pool, devices[0], t, m1 * 1000.0).await;
         power(&pool, devices[1], t, m2 * 1000.0).await;
+        power(&pool, devices[2], t, 250_000.0).await;
         assert_eq!(ev.cycle().await.unwrap(), want, "step {i}: {m1} + {m2} kW at {at} s");
         assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "step {i}: again, nothing");
     }

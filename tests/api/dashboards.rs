@@ -324,29 +324,7 @@ async fn the_overview_shows_live_power_todays_and_this_months_energy_and_cost_an
     .unwrap();
     rollup::run_once(&pool, now).await.unwrap();
 
-    let m = crate::tariffs::municipality(
-        &mut b,
-        &[
-            ("name", "Flat town"),
-            ("country", "South Africa"),
-            ("currency", "ZAR"),
-            ("vat_percent", "15"),
-            ("holidays", ""),
-        ],
-    )
-    .await;
-    let flat = r#"{"name": "Flat 2.00", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#;
-    let res = crate::tariffs::import(&mut b, m, flat).await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let tariff = crate::tariffs::id_after(res.location(), "/settings/rates/tariffs/");
-    let res = crate::tariffs::submit(
-        &mut b,
-        "/settings/rates",
-        "/settings/rates/assignments",
-        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2020-01-01")],
-    )
-    .await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    crate::tariffs::flat_tariff(&mut b, site).await;
 
     let page = b.get("/").await;
     assert_eq!(page.status, StatusCode::OK);

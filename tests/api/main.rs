@@ -22,6 +22,7 @@ mod grafana_reader;
 mod health;
 mod helm;
 mod helpers;
+mod hierarchy;
 mod image;
 mod ingest;
 mod licence;

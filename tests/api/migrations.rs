@@ -123,10 +123,16 @@ async fn bootstrapper_on_plain_postgres_is_idempotent(pool: PgPool) {
 #[test]
 fn migration_files_follow_the_naming_convention() {
     // `<14-digit UTC timestamp>_<PascalCaseName>.sql`: the name is what the runbook greps for.
+    // Versions are unique: two branches that picked the same one would both be applied as one
+    // version, and the second insert into `_sqlx_migrations` fails on a fresh database.
+    let mut versions = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let (version, rest) = name.split_once('_').unwrap_or_else(|| panic!("{name}: no version prefix"));
         assert!(version.len() == 14 && version.chars().all(|c| c.is_ascii_digit()), "{name}: version");
+        if let Some(other) = versions.insert(version.to_string(), name.clone()) {
+            panic!("{name} and {other} have the same version");
+        }
         let stem = rest.strip_suffix(".sql").unwrap_or_else(|| panic!("{name}: not .sql"));
         assert!(stem.chars().next().is_some_and(|c| c.is_ascii_uppercase()), "{name}: PascalCase name");
         assert!(stem.chars().all(|c| c.is_ascii_alphanumeric()), "{name}: PascalCase name");

@@ -37,7 +37,7 @@ fn counters(device: i32, from: DateTime<Utc>, to: DateTime<Utc>, start_wh: f64, 
     out
 }
 
-fn power(device: i32, at: DateTime<Utc>, w: f32) -> Reading {
+pub(crate) fn power(device: i32, at: DateTime<Utc>, w: f32) -> Reading {
     let ptotal = REAL_QUANTITIES.iter().position(|q| q.1 == "PTotal").unwrap();
     let mut r = Reading::empty(device, at);
     r.real[ptotal] = Some(w);

@@ -85,6 +85,33 @@ async fn post(b: &mut Browser, url: &str, fields: &[(String, String)]) -> Reply 
     submit(b, "/settings/rates/tariffs/new", url, &refs).await
 }
 
+/// A flat 2.00 per kWh tariff assigned to `site` from 2020 on.
+pub(crate) async fn flat_tariff(b: &mut Browser, site: i32) {
+    let m = municipality(
+        b,
+        &[
+            ("name", "Flat town"),
+            ("country", "South Africa"),
+            ("currency", "ZAR"),
+            ("vat_percent", "15"),
+            ("holidays", ""),
+        ],
+    )
+    .await;
+    let flat = r#"{"name": "Flat 2.00", "versions": [{"effective_from": "2020-01-01", "energy": {"kind": "flat", "rate": "2.00"}}]}"#;
+    let res = import(b, m, flat).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let res = submit(
+        b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2020-01-01")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+}
+
 pub(crate) fn id_after(location: &str, prefix: &str) -> i32 {
     location
         .strip_prefix(prefix)
@@ -208,9 +235,9 @@ async fn the_municipality_and_tariff_editors_explain_what_is_wrong(pool: PgPool)
         res.body
     );
     let mut bad = blocks;
-    bad.push(("fixed_per_day".into(), "1,50".into()));
+    bad.push(("fixed_0_rate".into(), "1,50".into()));
     let res = post(&mut b, "/settings/rates/tariffs/new", &bad).await;
-    assert!(res.body.contains("Fixed charge per day: “1,50” is not a number"), "{}", res.body);
+    assert!(res.body.contains("Fixed charge 1 rate: “1,50” is not a number"), "{}", res.body);
     let stored: i64 =
         sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
     assert_eq!(stored, 1, "nothing invalid was stored");
@@ -357,6 +384,7 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
         "maximum on 2026-06-10 18:00–18:30",
         "<strong>34402.94</strong>",
         "Data completeness: <strong>100.0 %</strong>",
+        "Public holidays: 2026-06-16: billed as Sunday</p>",
         r#"aria-current="page">Cost</a>"#,
     ] {
         assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
@@ -366,10 +394,10 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
     assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
     assert!(csv.headers["content-disposition"].to_str().unwrap().contains("site-1-2026-06-01-to-2026-06-30-bill.csv"));
     let lines: Vec<&str> = csv.body.lines().collect();
-    assert_eq!(lines[0], "kind,description,quantity,unit,rate,amount,vat_percent,note,currency");
-    assert_eq!(lines[1], "Energy,High demand · Peak,1692,kWh,6.25,10575.00,15,,ZAR");
-    assert!(lines.contains(&"Export credit,Export credit,32,kWh,0.9,-28.80,15,,ZAR"), "{}", csv.body);
-    assert_eq!(lines.last(), Some(&"Total,,,,,34402.94,,,ZAR"));
+    assert_eq!(lines[0], "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency");
+    assert_eq!(lines[1], "Energy,energy.s1.peak,High demand · Peak,1692,kWh,6.25,10575.00,15,,ZAR");
+    assert!(lines.contains(&"Export credit,export,Export credit,32,kWh,0.9,-28.80,15,,ZAR"), "{}", csv.body);
+    assert_eq!(lines.last(), Some(&"Total,,,,,,34402.94,,,ZAR"));
 
     let csv = b.get(&format!("/sites/{site}/cost/intervals.csv?month=2026-06")).await;
     let lines: Vec<&str> = csv.body.lines().collect();
@@ -406,6 +434,11 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
     let (a, b_): (serde_json::Value, serde_json::Value) =
         (serde_json::from_str(ONTARIO).unwrap(), serde_json::from_str(&export.body).unwrap());
     assert_eq!(a, b_, "the tariff is stored as published, its sources included");
+    // The editor shows the OEB's period names and the seasons' codes, and saving keeps them.
+    let page = b.get(&format!("/settings/rates/tariffs/{tariff}")).await;
+    for field in [r#"name="period_name_standard" value="Mid-peak""#, r#"name="season_0_code" value="winter""#] {
+        assert!(page.body.contains(field), "{field} missing from {}", page.body);
+    }
 
     // 0.5 kWh per 15 minutes, 1 kWh 17:00–19:00 local time.
     let (site, device) = site_with_meter(&app, "America/Toronto").await;
@@ -430,16 +463,16 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
     assert_eq!(
         csv.body.lines().collect::<Vec<_>>(),
         [
-            "kind,description,quantity,unit,rate,amount,vat_percent,note,currency",
-            "Energy,Summer · Peak,168,kWh,0.158,26.54,13,,CAD",
-            "Energy,Summer · Standard,224,kWh,0.122,27.33,13,,CAD",
-            "Energy,Summer · Off-peak,596,kWh,0.076,45.30,13,,CAD",
-            "Energy,Winter · Peak,128,kWh,0.203,25.98,13,,CAD",
-            "Energy,Winter · Standard,96,kWh,0.157,15.07,13,,CAD",
-            "Energy,Winter · Off-peak,402,kWh,0.098,39.40,13,,CAD",
-            "Subtotal,,,,,179.62,,,CAD",
-            "VAT,,,,,23.35,,,CAD",
-            "Total,,,,,202.97,,,CAD",
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy.summer.peak,Summer · On-peak,168,kWh,0.158,26.54,13,,CAD",
+            "Energy,energy.summer.standard,Summer · Mid-peak,224,kWh,0.122,27.33,13,,CAD",
+            "Energy,energy.summer.off_peak,Summer · Off-peak,596,kWh,0.076,45.30,13,,CAD",
+            "Energy,energy.winter.peak,Winter · On-peak,128,kWh,0.203,25.98,13,,CAD",
+            "Energy,energy.winter.standard,Winter · Mid-peak,96,kWh,0.157,15.07,13,,CAD",
+            "Energy,energy.winter.off_peak,Winter · Off-peak,402,kWh,0.098,39.40,13,,CAD",
+            "Subtotal,,,,,,179.62,,,CAD",
+            "VAT,,,,,,23.35,,,CAD",
+            "Total,,,,,,202.97,,,CAD",
         ]
     );
     let cost = b.get(&format!("/sites/{site}/cost?{query}")).await;
@@ -456,4 +489,278 @@ async fn the_worked_example_imports_the_published_ontario_tariff_and_bills_it_as
     for repeated in ["2025-11-02 01:45,-04:00,2025-11-02T05:45:00Z", "2025-11-02 01:45,-05:00,2025-11-02T06:45:00Z"] {
         assert!(csv.body.contains(&format!("{repeated},0.5,0,0.5,1,false,Winter,off_peak")), "{repeated}");
     }
+}
+
+/// A flat-rate version with `extra` editor fields, as the editor posts it.
+fn flat_version(name: &str, municipality: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = [
+        ("name", name),
+        ("municipality_id", municipality),
+        ("effective_from", "2026-01-01"),
+        ("energy_kind", "flat"),
+        ("flat_rate", "2.00"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    fields.sort();
+    fields
+}
+
+#[sqlx::test]
+async fn the_editor_builds_several_demand_charges_and_names_a_bad_one(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let charges = [
+        ("demand_0_name", "Network access charge"),
+        ("demand_0_rate", "12.50"),
+        ("demand_0_unit", "kVA"),
+        ("demand_0_window", "30"),
+        ("demand_0_method", "block"),
+        ("demand_1_name", "Network demand charge"),
+        ("demand_1_rate", "8,40"),
+        ("demand_1_unit", "kW"),
+        ("demand_1_window", "15"),
+        ("demand_1_method", "sliding"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &charges)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("Demand charge 2 rate: “8,40” is not a number; use a point for decimals"),
+        "{}",
+        res.body
+    );
+    // A season ticked on a flat tariff is named too.
+    let mut bad = charges.to_vec();
+    bad[6] = ("demand_1_rate", "8.40");
+    bad.push(("demand_1_season_2", "on"));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &bad)).await;
+    assert!(res.body.contains("Season 3 is not in use"), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    bad.pop();
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Demand", &m, &bad)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(export["format"], 2);
+    assert_eq!(
+        export["versions"][0]["demand_charges"],
+        serde_json::json!([
+            { "name": "Network access charge", "unit": "kVA", "window_minutes": 30, "rate": "12.50" },
+            { "name": "Network demand charge", "unit": "kW", "window_minutes": 15, "method": "sliding", "rate": "8.40" },
+        ])
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains(r#"name="demand_1_name" value="Network demand charge""#), "{}", page.body);
+    assert!(page.body.contains(r#"<option value="sliding" selected>"#), "{}", page.body);
+}
+
+#[sqlx::test]
+async fn the_editor_bills_holidays_by_type_and_names_a_bad_line(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let mut fields: Vec<(String, String)> = [
+        ("name", "Holidays"),
+        ("municipality_id", &m),
+        ("effective_from", "2026-01-01"),
+        ("energy_kind", "tou"),
+        ("holidays_as", "sunday"),
+        ("season_0_name", "All year"),
+        ("season_0_from", "01-01"),
+        ("season_0_to", "12-31"),
+        ("season_0_peak", "5.00"),
+        ("season_0_off_peak", "1.00"),
+        ("version_holidays", "2026-04-06 holiday Family Day\n2026-04-27 saturdy Freedom Day"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for dt in ["weekday", "saturday", "sunday", "holiday"] {
+        for h in 0..24 {
+            let p = if dt == "weekday" && (7..10).contains(&h) { "peak" } else { "off_peak" };
+            fields.push((format!("grid_0_{dt}_{h}"), p.into()));
+        }
+    }
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Line 2 (2026-04-27): “saturdy” is not a day type"), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    fields[10].1 = "2026-04-06 holiday Family Day\n2026-04-27 saturday Freedom Day".into();
+    let res = post(&mut b, "/settings/rates/tariffs/new", &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        export["versions"][0]["holidays"],
+        serde_json::json!([
+            { "date": "2026-04-06", "billed_as": "holiday", "name": "Family Day" },
+            { "date": "2026-04-27", "billed_as": "saturday", "name": "Freedom Day" },
+        ])
+    );
+    let windows = export["versions"][0]["energy"]["seasons"][0]["windows"].as_array().unwrap();
+    assert!(
+        windows.contains(
+            &serde_json::json!({ "day_type": "holiday", "from": "00:00", "to": "24:00", "period": "off_peak" })
+        )
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains("2026-04-27 saturday Freedom Day</textarea>"), "{}", page.body);
+}
+
+#[sqlx::test]
+async fn the_editor_builds_per_kwh_and_named_fixed_charges_and_the_bill_shows_them(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let charges = [
+        ("kwh_0_name", "Network charge"),
+        ("kwh_0_rate", "0.2500"),
+        ("kwh_1_name", "Subsidy"),
+        ("kwh_1_peak", "-0.01"),
+        ("fixed_0_name", "Service charge"),
+        ("fixed_0_rate", "10.00"),
+        ("fixed_0_per", "day"),
+        ("fixed_1_name", "Meter rental"),
+        ("fixed_1_rate", "62.00"),
+        ("fixed_1_per", "month"),
+    ];
+    // Rates per TOU period on a flat tariff: refused, naming the charge.
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Unbundled", &m, &charges)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body
+            .contains("versions[0].kwh_charges[1].rates</code>: rates per TOU period need a time-of-use energy charge"),
+        "{}",
+        res.body
+    );
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    let mut good = charges.to_vec();
+    good[3] = ("kwh_1_rate", "-0.01");
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Unbundled", &m, &good)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        (&export["versions"][0]["kwh_charges"], &export["versions"][0]["fixed_charges"]),
+        (
+            &serde_json::json!([
+                { "name": "Network charge", "rate": "0.2500" },
+                { "name": "Subsidy", "rate": "-0.01" },
+            ]),
+            &serde_json::json!([
+                { "name": "Service charge", "rate": "10.00", "per": "day" },
+                { "name": "Meter rental", "rate": "62.00", "per": "month" },
+            ])
+        )
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains(r#"name="kwh_1_rate" value="-0.01""#), "{}", page.body);
+
+    // On a bill: June 2026 of the Homeflex example's meter (11 532 kWh; R 2.00 flat).
+    //   Energy          11 532 kWh × 2.00     = 23 064.00
+    //   Network charge  11 532 kWh × 0.2500   =  2 883.00
+    //   Subsidy         11 532 kWh × −0.01    =   −115.32
+    //   Service charge  30 days × 10.00       =    300.00
+    //   Meter rental    1 month × 62.00       =     62.00
+    //   total (no VAT ticked)                 = 26 193.68
+    let site = homeflex_june_site(&app).await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
+            "Per-kWh charge,kwh1,Network charge,11532,kWh,0.25,2883.00,0,,ZAR",
+            "Per-kWh charge,kwh2,Subsidy,11532,kWh,-0.01,-115.32,0,,ZAR",
+            "Fixed,fixed1,Service charge,30,days,10,300.00,0,,ZAR",
+            "Fixed,fixed2,Meter rental,1,months,62,62.00,0,,ZAR",
+            "Subtotal,,,,,,26193.68,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,26193.68,,,ZAR",
+        ]
+    );
+}
+
+#[sqlx::test]
+async fn the_editor_sets_a_minimum_charge_and_rounding_and_the_bill_tops_up(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let mut limits = vec![
+        ("minimum_per_month", "30000"),
+        ("maximum_per_month", "2O000"),
+        ("rounding_amounts", "down"),
+        ("demand_decimals", "0"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Maximum per month: “2O000” is not a number"), "{}", res.body);
+    limits[1].1 = "20000";
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert!(
+        res.body.contains("versions[0].maximum_per_month</code>: is below the minimum (20000 &#60; 30000)."),
+        "{}",
+        res.body
+    );
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    limits.remove(1);
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Minimum", &m, &limits)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        (&export["versions"][0]["minimum_per_month"], &export["versions"][0]["rounding"]),
+        (&serde_json::json!("30000"), &serde_json::json!({ "amounts": "down", "demand_decimals": 0 }))
+    );
+
+    // June 2026 of the Homeflex example's meter: 11 532 kWh × 2.00 = 23 064.00 < 30 000.00, so a
+    // top-up of 6 936.00 and a total of 30 000.00.
+    let site = homeflex_june_site(&app).await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "Energy,energy,Energy,11532,kWh,2,23064.00,0,,ZAR",
+            "Adjustment,minimum,Minimum charge top-up,1,,6936,6936.00,0,\"charges 23064.00, minimum 30000.00\",ZAR",
+            "Subtotal,,,,,,30000.00,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,30000.00,,,ZAR",
+        ]
+    );
 }

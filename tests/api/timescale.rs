@@ -60,22 +60,34 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     assert_eq!(hypertables, 1, "a compressed hypertable");
     assert_eq!(scalar_i64(&pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 457);
 
-    // The store buckets with time_bucket on a hypertable, aligned like date_bin.
+    // The store buckets with time_bucket on a hypertable, aligned like date_bin: buckets finer
+    // than an hour read the readings themselves.
     let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    let series = queries::series(
-        &pool,
-        Bucketing::from(&outcome),
-        1,
-        &["PTotal"],
-        t0,
-        t0 + chrono::TimeDelta::hours(6),
-        queries::SeriesBucket::Fixed(chrono::TimeDelta::hours(2)),
-    )
-    .await
-    .unwrap();
-    let points: Vec<_> = series.iter().map(|b| (b.start, b.samples, b.values[0])).collect();
-    let two_hours = |h: i64| (t0 + chrono::TimeDelta::hours(2 * h), 2, [Some(1000.0); 3]);
-    assert_eq!(points, (0..3).map(two_hours).collect::<Vec<_>>());
+    let chart = |width: chrono::TimeDelta| {
+        queries::series(
+            &pool,
+            Bucketing::from(&outcome),
+            1,
+            &["PTotal"],
+            t0,
+            t0 + chrono::TimeDelta::hours(6),
+            queries::SeriesBucket::Fixed(width),
+        )
+    };
+    let points = |series: Vec<queries::Bucketed>| -> Vec<_> {
+        series.iter().map(|b| (b.start, b.samples, b.values[0])).collect()
+    };
+    let bucket = |hours: i64, samples: i64| (t0 + chrono::TimeDelta::hours(hours), samples, [Some(1000.0); 3]);
+    let half_hours = points(chart(chrono::TimeDelta::minutes(30)).await.unwrap());
+    assert_eq!(half_hours, (0..6).map(|h| bucket(h, 1)).collect::<Vec<_>>());
+    // Whole hours come from the hourly rollup before a device's stale mark and from the
+    // readings after it. These rows bypassed the write path, so mark them as it would.
+    sqlx::query(r#"INSERT INTO monitoring."HourlyStale" ("DeviceId", "From") VALUES (1, '2026-01-01')"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let two_hours = points(chart(chrono::TimeDelta::hours(2)).await.unwrap());
+    assert_eq!(two_hours, (0..3).map(|h| bucket(2 * h, 2)).collect::<Vec<_>>());
     type Setting = (String, Option<i16>, Option<i16>, Option<bool>);
     let settings: Vec<Setting> = sqlx::query_as(
         "SELECT attname::text, segmentby_column_index, orderby_column_index, orderby_asc

@@ -6,11 +6,11 @@
 //!
 //! What others use:
 //! - **The door**: [`site_intervals`] / [`sites_intervals`], a site's energy per interval over a
-//!   range, with the number of devices summed. Bills, the Overview and (next) the dashboards read
+//!   range, with the number of devices summed. Bills, the Overview and the wall displays read
 //!   through it; it guarantees freshness itself (below), so no consumer refreshes anything and
-//!   no consumer writes. Device roles (main and sub meters, issue 15) will come in as a filter
-//!   on the [`SiteRange`] it takes, summed from the device intervals in the same statement, so
-//!   consumers keep calling the same door.
+//!   no consumer writes. A site's energy is its **main meters'** (device roles, issue 15):
+//!   sub-meters, check and generation meters are never in it; [`device_energy`] reads each
+//!   meter's own energy for the site page's breakdown.
 //! - **Data gaps**: [`estimated_gaps`], the runs of estimated intervals of devices (the alarm
 //!   rule `data-gap` reports them).
 //! - **The write path's note**: `measurements::write` calls [`note_late_readings`] in each
@@ -39,10 +39,11 @@
 //!    (watermark rows are created, and committed, before any run).
 //! 3. *Site sums.* For every site `s` and interval `t` before the site's stale point (its
 //!    `"SiteEnergyStale"."From"`; no row: no stale point), `"SiteEnergyIntervals"(s, t)` equals
-//!    the sum of `"EnergyIntervals"(d, t)` over the site's current devices `d`. Every write of
+//!    the sum of `"EnergyIntervals"(d, t)` over the site's current main meters `d`. Every write of
 //!    device intervals queues the device's site from the written range's start in the same
 //!    transaction (`intervals.rs`); moving a device to another site or deleting it queues both
-//!    sites from `-infinity` (trigger `TR_Devices_SiteChange`, migration `SiteEnergyIntervals`);
+//!    sites from `-infinity`, and so does changing its role (trigger `TR_Devices_SiteChange`,
+//!    migrations `SiteEnergyIntervals` and `DeviceRoles`);
 //!    a refresh recomputes a site from its stale point and dequeues it in one transaction.
 //! 4. *The door* reads, in one statement (one snapshot), a site's stored sums before its stale
 //!    point and sums the device intervals from there on: by 3 its answer always equals the
@@ -84,5 +85,8 @@ mod site_sums;
 mod watermarks;
 
 pub use intervals::{EstimatedGap, estimated_gaps};
-pub use site_sums::{SiteEnergy, SiteInterval, SiteRange, refresh_site_sums, site_intervals, sites_intervals};
+pub use site_sums::{
+    DeviceEnergy, SiteEnergy, SiteInterval, SiteRange, device_energy, refresh_site_sums, site_intervals,
+    sites_intervals,
+};
 pub(crate) use watermarks::note_late_readings;

@@ -1,8 +1,16 @@
-//! Per-site 15-minute energy (`monitoring."SiteEnergyIntervals"`): the devices' intervals summed,
+//! Per-site 15-minute energy (`monitoring."SiteEnergyIntervals"`): the main meters' intervals summed,
 //! so a month's bill reads one row per interval whatever the number of devices, and the queue of
 //! sites whose sums are stale from some interval on (`monitoring."SiteEnergyStale"`). This file
 //! holds both tables' SQL and [`site_intervals`] / [`sites_intervals`], the door every consumer
 //! reads a site's energy through.
+//!
+//! Only main meters (`"Role" = 'main'`, the supply points: issue 15's site hierarchy) are summed,
+//! in the stored sums and the door's live part alike ([`MAIN_METERS`]): a sub-meter measures part
+//! of what a main meter already did, a check meter the same supply again, and a generation meter
+//! what the site produced, so adding any of them would count energy twice or as consumption.
+//! A role change queues the site from `-infinity` (trigger `TR_Devices_SiteChange`, migration
+//! `DeviceRoles`), like a device moving site, so the sums follow at once. [`device_energy`] is
+//! the door's per-meter read, for the site page's breakdown.
 //!
 //! Apparent energy for kVA demand (`"DemandVAh"`): a device's `ApparentVAh` when its meter has
 //! that counter; otherwise its `MaxVA` × 0.25 h, the highest apparent power sampled held for the
@@ -26,7 +34,7 @@ pub struct SiteInterval {
     pub estimated: bool,
 }
 
-/// A site and a time range `[from, to)` to read.
+/// A site and a time range `[from, to)` to read: its main meters' energy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SiteRange {
     pub site: i32,
@@ -37,12 +45,15 @@ pub struct SiteRange {
 /// What the door answers for one [`SiteRange`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteEnergy {
-    /// Devices the sums are over (the site's devices now): with the intervals, the data
+    /// Devices the sums are over (the site's main meters now): with the intervals, the data
     /// completeness of a period.
     pub devices: u32,
     /// Oldest first; intervals without any device's data are absent.
     pub intervals: Vec<SiteInterval>,
 }
+
+/// The devices `d` a site's sums add up: its main meters.
+const MAIN_METERS: &str = r#"d."Role" = 'main'"#;
 
 /// The sum of device intervals `e` per site and interval: the one definition the stored sums
 /// and the door's live part share.
@@ -81,7 +92,7 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
            SELECT q.k, e."Start", {SUMS}
            FROM q
            CROSS JOIN LATERAL (SELECT d."Id" FROM monitoring."Devices" d
-                               WHERE d."SiteId" = q.site AND q.stale < q.hi OFFSET 0) d
+                               WHERE d."SiteId" = q.site AND {MAIN_METERS} AND q.stale < q.hi OFFSET 0) d
            CROSS JOIN LATERAL (SELECT * FROM monitoring."EnergyIntervals" e
                                WHERE e."DeviceId" = d."Id" AND e."Start" >= greatest(q.lo, q.stale) AND e."Start" < q.hi
                                OFFSET 0) e
@@ -94,10 +105,10 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
         .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
         .fetch_all(db)
         .await?;
-    let devices: Vec<i64> = sqlx::query_scalar(
-        r#"SELECT (SELECT count(*) FROM monitoring."Devices" d WHERE d."SiteId" = q.site)
-           FROM UNNEST($1::int4[]) WITH ORDINALITY AS q(site, k) ORDER BY q.k"#,
-    )
+    let devices: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        r#"SELECT (SELECT count(*) FROM monitoring."Devices" d WHERE d."SiteId" = q.site AND {MAIN_METERS})
+           FROM UNNEST($1::int4[]) WITH ORDINALITY AS q(site, k) ORDER BY q.k"#
+    )))
     .bind(&sites)
     .fetch_all(db)
     .await?;
@@ -116,6 +127,39 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
         energy.intervals.sort_unstable_by_key(|i| i.start);
     }
     Ok(out)
+}
+
+/// One meter's energy over each of the ranges asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceEnergy {
+    pub device: i32,
+    /// Imported Wh per range, in the order asked.
+    pub import_wh: Vec<f64>,
+}
+
+/// The energy of every device of `site` (whatever its role) over each range `[from, to)`: the
+/// per-meter read behind a site's sub-meter breakdown. One index probe per device and range,
+/// like the door's live part; devices without intervals in a range have 0 there.
+pub async fn device_energy(
+    db: &PgPool,
+    site: i32,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Result<Vec<DeviceEnergy>, sqlx::Error> {
+    let rows: Vec<(i32, Vec<f64>)> = sqlx::query_as(
+        r#"SELECT d."Id", array_agg(coalesce(e.wh, 0) ORDER BY q.k)
+           FROM monitoring."Devices" d
+           CROSS JOIN UNNEST($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(lo, hi, k)
+           CROSS JOIN LATERAL (SELECT sum(e."ImportWh") AS wh FROM monitoring."EnergyIntervals" e
+                               WHERE e."DeviceId" = d."Id" AND e."Start" >= q.lo AND e."Start" < q.hi) e
+           WHERE d."SiteId" = $1
+           GROUP BY d."Id" ORDER BY d."Id""#,
+    )
+    .bind(site)
+    .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(device, import_wh)| DeviceEnergy { device, import_wh }).collect())
 }
 
 /// Queues the sites of `devices` for a refresh from `from` (per device) on: called by every
@@ -178,7 +222,7 @@ pub async fn refresh_site_sums(db: &PgPool) -> Result<u64, sqlx::Error> {
                    ("SiteId", "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated")
                SELECT d."SiteId", e."Start", {SUMS}
                FROM monitoring."EnergyIntervals" e JOIN monitoring."Devices" d ON d."Id" = e."DeviceId"
-               WHERE d."SiteId" = $1
+               WHERE d."SiteId" = $1 AND {MAIN_METERS}
                  AND e."Start" >= coalesce($2::timestamptz, '-infinity')
                GROUP BY d."SiteId", e."Start""#
         )))
