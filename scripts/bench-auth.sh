@@ -83,25 +83,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'status=130; exit 130' INT TERM
 
-# wait_http URL PID WHAT SECONDS: polls URL until it answers 2xx, failing when PID dies or the
-# deadline passes.
-wait_http() {
-    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + $4))
-    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || die "$what exited before it answered $url"
-        ((SECONDS < deadline)) || die "$what did not answer $url within $4 s"
-        sleep 0.1
-    done
-}
-
 phase "PostgreSQL 15 (throwaway cluster)"
 pg_cluster_init "$PG_BASE"
 pg_cluster_start_on_free_port "$PG_BASE" -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
 
 phase "portal (release, Development, RUST_LOG=info)"
-# 64 hex characters: no shell, URL or form escaping concerns.
-ADMIN_PASSWORD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ADMIN_PASSWORD=$(bench_password)
 PORTAL_PORT=$(tau_free_port)
 PORTAL=http://127.0.0.1:$PORTAL_PORT
 mkdir -p "$WORK/data"
@@ -114,21 +102,11 @@ env Application__Environment=Development \
     RUST_LOG=info \
     "$BIN" serve >"$WORK/portal.log" 2>&1 &
 PORTAL_PID=$!
-wait_http "$PORTAL/health" "$PORTAL_PID" "the portal" 120
+bench_wait_http "$PORTAL/health" "$PORTAL_PID" "the portal" 120
 echo "listening on $PORTAL"
 
 phase "sign in as $ADMIN_EMAIL"
-JAR=$WORK/cookies.txt
-curl -fsS -c "$JAR" -b "$JAR" -o "$WORK/login.html" "$PORTAL/login"
-CSRF=$(sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' "$WORK/login.html" | head -n 1)
-[[ -n $CSRF ]] || die "GET /login: no csrf field in the sign-in page"
-code=$(curl -sS -c "$JAR" -b "$JAR" -o "$WORK/login-post.html" -w '%{http_code}' \
-    --data-urlencode "csrf=$CSRF" --data-urlencode "email=$ADMIN_EMAIL" \
-    --data-urlencode "password=$ADMIN_PASSWORD" --data-urlencode "next=/" "$PORTAL/login")
-[[ $code == 303 ]] || die "POST /login answered $code, expected 303"
-# Netscape cookie jar: name in field 6, value in field 7 (HttpOnly lines start with #HttpOnly_).
-SESSION=$(awk -F'\t' '$6 == "tau_session" { v = $7 } END { print v }' "$JAR")
-[[ -n $SESSION ]] || die "POST /login answered 303 but set no tau_session cookie"
+SESSION=$(bench_sign_in "$PORTAL" "$ADMIN_EMAIL" "$ADMIN_PASSWORD" "$WORK/cookies.txt")
 COOKIE="Cookie: tau_session=$SESSION"
 code=$(curl -sS -D "$WORK/check-headers.txt" -o /dev/null -w '%{http_code}' -H "$COOKIE" "$PORTAL/api/auth/check")
 [[ $code == 200 ]] || die "GET /api/auth/check with the session answered $code, expected 200"
@@ -171,7 +149,7 @@ NGINX_CONF
 "$NGINX" -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
 NGINX_PID=$!
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/
-wait_http "$NGINX_URL" "$NGINX_PID" "nginx" 30
+bench_wait_http "$NGINX_URL" "$NGINX_PID" "nginx" 30
 echo "listening on $NGINX_URL"
 
 # run_wrk NAME URL [wrk args...]: a warm-up, then the measured run, with $WRK (the wrk command

@@ -74,7 +74,7 @@ pg_cluster_start_on_free_port "$PG_BASE" \
 psql_db() { pg_psql "$PG_BASE" "$PG_CLUSTER_PORT" -d "$1" "${@:2}"; }
 psql_db postgres -q -c 'CREATE DATABASE tau_client' -c 'CREATE DATABASE tau_admin'
 url() { echo "postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/$1"; }
-ADMIN_PASSWORD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ADMIN_PASSWORD=$(bench_password)
 ADMIN_PORT=$(tau_free_port)
 CLIENT_PORT=$(tau_free_port)
 mkdir -p "$WORK/admin-data" "$WORK/client-data"
@@ -89,7 +89,7 @@ ADMIN_ENV=(
     Authentication__DefaultAdminPassword="$ADMIN_PASSWORD"
     RUST_LOG=warn
 )
-TOKEN=taufleet_$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
+TOKEN=$(bench_token taufleet_)
 CLIENT_ENV=(
     Application__Environment=Development
     Application__ListenAddress="127.0.0.1:$CLIENT_PORT"
@@ -279,7 +279,7 @@ print("%d %.3f %.1f %.1f" % (len(latencies) * 20, seconds, q(0.50), q(0.99)))
 PYTHON
 # One token per customer, registered the way the Customers page stores them (SHA-256).
 for ((c = 0; c < CUSTOMERS; c++)); do
-    echo "taufleet_$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+    bench_token taufleet_
 done >"$WORK/tokens.txt"
 python3 - "$WORK/tokens.txt" >"$WORK/customers.sql" <<'PYTHON'
 import hashlib, sys

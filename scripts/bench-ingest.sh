@@ -341,7 +341,7 @@ PORTAL_PORT=$(tau_free_port)
 PORTAL=http://127.0.0.1:$PORTAL_PORT
 mkdir -p "$WORK/data"
 # 64 hex characters: no quoting concerns.
-ADMIN_PASSWORD=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ADMIN_PASSWORD=$(bench_password)
 PORTAL_ENV=(
     Application__Environment=Development
     Application__ListenAddress="127.0.0.1:$PORTAL_PORT"
@@ -358,7 +358,7 @@ phase "schema (tau-portal migrate), site, $DEVICES devices, API key"
 timeout -k 5 120 env "${PORTAL_ENV[@]}" "$BIN" migrate </dev/null \
     >"$WORK/migrate.log" 2>&1 || die "tau-portal migrate failed"
 # tau_ + 256 random bits in URL-safe base64 without padding (43 characters), like Settings.
-API_KEY=tau_$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
+API_KEY=$(bench_token tau_)
 KEY_HASH=$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)
 psql_db -q -v devices="$DEVICES" -v prefix="${API_KEY:0:12}" -v hash="$KEY_HASH" <<'SQL'
 BEGIN;

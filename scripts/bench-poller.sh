@@ -132,7 +132,7 @@ PORTAL_ENV=(
     Application__MetricsAddress="127.0.0.1:$METRICS_PORT"
     Application__DataDirectory="$WORK/data"
     DATABASE_URL="postgres://postgres@127.0.0.1:${PG_CLUSTER_PORT}/postgres"
-    Authentication__DefaultAdminPassword="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    Authentication__DefaultAdminPassword="$(bench_password)"
     RUST_LOG=warn
 )
 

@@ -158,8 +158,14 @@ pub async fn job(db: PgPool, shutdown: CancellationToken) {
 }
 
 /// `columns` (a subset of [`COLUMNS`]) of a device in hour or local-day buckets over
-/// `[from, to)`: the rollup's hours before the device's stale mark, the readings from there, in
-/// one statement. Averages of a bucket weigh each hour by its readings.
+/// `[from, to)`: the rollup's hours before the device's stale mark, the readings from there.
+/// Averages of a bucket weigh each hour by its readings.
+///
+/// The mark is read first and bound as a parameter: as a sub-select the planner did not know
+/// it, planned the readings' part for the whole range, scanned the measurement table and
+/// JIT-compiled the plan (a year's chart 1.6 s on 9.6 M readings, 15-30 ms with the mark bound:
+/// issue 21). Two statements are as good as one: a mark the job takes meanwhile leaves the
+/// hours before it as they were, and one a batch adds meanwhile is a write after this read.
 pub async fn series(
     db: &PgPool,
     device_id: i32,
@@ -193,28 +199,32 @@ pub async fn series(
     };
     let sep = |v: &[String]| if v.is_empty() { String::new() } else { format!(", {}", v.join(", ")) };
     let sql = format!(
-        r#"WITH cut AS (SELECT coalesce((SELECT date_bin('1 hour', "From", '2000-01-01') FROM monitoring."HourlyStale"
-                                         WHERE "DeviceId" = $1), 'infinity') AS at),
-           hours AS (
+        r#"WITH hours AS (
                SELECT "Hour" AS h, "Samples"::int8 AS s{rolled}
-               FROM monitoring."HourlyReadings", cut
-               WHERE "DeviceId" = $1 AND "Hour" >= $2 AND "Hour" < least($3, cut.at)
+               FROM monitoring."HourlyReadings"
+               WHERE "DeviceId" = $1 AND "Hour" >= $2 AND "Hour" < least($3, coalesce($5::timestamptz, 'infinity'))
                UNION ALL
                SELECT date_bin('1 hour', "Time", '2000-01-01'), count(*){raw}
-               FROM monitoring."PowerMeasurements", cut
-               WHERE "DeviceId" = $1 AND "Time" >= greatest($2, cut.at) AND "Time" < $3
+               FROM monitoring."PowerMeasurements"
+               WHERE "DeviceId" = $1 AND "Time" >= greatest($2, coalesce($5::timestamptz, 'infinity')) AND "Time" < $3
                GROUP BY 1)
            SELECT {bin} AS bucket, sum(s)::int8{outer} FROM hours GROUP BY 1 ORDER BY 1"#,
         rolled = sep(&rolled),
         raw = sep(&raw),
         outer = sep(&outer),
     );
+    let cut: Option<DateTime<Utc>> = sqlx::query_scalar(
+        r#"SELECT date_bin('1 hour', "From", '2000-01-01') FROM monitoring."HourlyStale" WHERE "DeviceId" = $1"#,
+    )
+    .bind(device_id)
+    .fetch_optional(db)
+    .await?;
     let query = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to);
     let query = match bucket {
         SeriesBucket::Fixed(width) => query.bind(width),
         SeriesBucket::LocalDay(tz) => query.bind(tz.name()),
     };
-    let rows = query.fetch_all(db).await?;
+    let rows = query.bind(cut).fetch_all(db).await?;
     rows.iter()
         .map(|row| super::queries::bucketed(row, columns.len(), if local { Some(bucket) } else { None }))
         .collect()
