@@ -16,6 +16,7 @@ pub mod measurements;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
+pub mod periodic;
 pub mod provision;
 pub mod sites;
 pub mod state;

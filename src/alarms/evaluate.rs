@@ -15,7 +15,6 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::ActiveAlarms;
@@ -24,6 +23,7 @@ use super::rules::{self, Direction, Level, Phase, Threshold, Transition, Watched
 use crate::clock::Clock;
 use crate::measurements::energy::{self, EstimatedGap};
 use crate::measurements::queries::{self, StoredReading};
+use crate::periodic;
 use crate::sites::db::{SiteRow, WatchedDevice};
 use crate::sites::readings::format_quantity;
 use crate::tariffs::bills::{self, MonthCost};
@@ -156,30 +156,14 @@ impl Evaluator {
     /// Evaluates until `shutdown`; a cycle that fails (the database away) is logged once and
     /// retried at the next tick.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.every);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let cycle = tokio::select! {
-                cycle = self.cycle() => cycle,
-                () = shutdown.cancelled() => return,
-            };
-            match cycle {
-                Ok(_) if failing => {
-                    tracing::info!("Alarm evaluation resumed");
-                    failing = false;
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    tracing::warn!("Cannot evaluate the alarm rules, will retry: {e}");
-                    failing = true;
-                }
-                Err(_) => {}
-            }
+        let mut ticker = periodic::Ticker::new(
+            self.every,
+            "Cannot evaluate the alarm rules, will retry",
+            "Alarm evaluation resumed",
+        );
+        while ticker.tick(&shutdown).await {
+            let Some(outcome) = shutdown.run_until_cancelled(self.cycle()).await else { return };
+            ticker.outcome(&outcome);
         }
     }
 

@@ -37,7 +37,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -47,6 +46,7 @@ use super::rules::Severity;
 use crate::branding::{Branding, Theme};
 use crate::clock::Clock;
 use crate::config::{Notifications, SmtpSecurity, SmtpSettings};
+use crate::periodic;
 use crate::sites::readings::local_time;
 
 pub use routes::{confirm_delete, create_list, delete_list, edit_list, list_page, new_list, update_list};
@@ -119,30 +119,14 @@ impl Notifier {
 
     /// Plans and sends until `shutdown`; a failed cycle is logged once and retried.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.every);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let cycle = tokio::select! {
-                cycle = self.cycle() => cycle,
-                () = shutdown.cancelled() => return,
-            };
-            match cycle {
-                Ok(_) if failing => {
-                    tracing::info!("Alarm notifications resumed");
-                    failing = false;
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    tracing::warn!("Cannot send alarm notifications, will retry: {e}");
-                    failing = true;
-                }
-                Err(_) => {}
-            }
+        let mut ticker = periodic::Ticker::new(
+            self.every,
+            "Cannot send alarm notifications, will retry",
+            "Alarm notifications resumed",
+        );
+        while ticker.tick(&shutdown).await {
+            let Some(outcome) = shutdown.run_until_cancelled(self.cycle()).await else { return };
+            ticker.outcome(&outcome);
         }
     }
 
