@@ -3,8 +3,9 @@
 //! site's devices compared on one chart, and the meters' hierarchy (each main meter's sub-meters
 //! and its unmetered remainder). Energy comes through the energy door (one read of the month's
 //! intervals and of yesterday-to-tomorrow's, the day and month bars summed by the database, main
-//! meters only, and one of each meter's today and month for the hierarchy), money from the tariff engine; every figure is also text or a table in the page,
-//! and the charts are drawn by the same uPlot code as the device chart.
+//! meters only, and one of each meter's today and month for the hierarchy), money from the
+//! tariff engine; every figure is also text or a table in the page, and the charts are drawn by
+//! the same uPlot code as the device chart.
 
 use std::collections::HashMap;
 
@@ -106,7 +107,7 @@ pub struct CompareView {
     pub chart: String,
     pub svg: Option<svg::Chart>,
     pub legend: Vec<String>,
-    /// How many devices are not drawn, and which are, in words.
+    /// How many devices are not drawn and which are, in words (none: all are drawn).
     pub note: Option<String>,
 }
 

@@ -116,8 +116,8 @@ pub async fn series(
     Ok(rows.into_iter().map(|(_, b)| b).collect())
 }
 
-/// [`series`] of several devices in one statement: `(device, bucket)` per device oldest first,
-/// devices in ascending id order (the caller matches them by id).
+/// [`series`] of several devices in one statement: `(device, bucket)` rows grouped by device,
+/// each device's oldest first (the caller matches them by id).
 pub async fn series_many(
     db: &PgPool,
     bucketing: Bucketing,
