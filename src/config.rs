@@ -1013,7 +1013,12 @@ fn resolve_database(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Da
         (options, None, names.join("/"))
     };
     Some(DatabaseConfig {
-        connect: connect.application_name("tau-portal"),
+        // JIT off for the portal's own sessions: its statements are short, index-probing reads
+        // whose cost estimates (a range bound the planner cannot see) crossed `jit_above_cost`
+        // and spent 100-200 ms compiling for a few ms of work (issue 21). A startup option, so
+        // plain PostgreSQL and TimescaleDB alike; appended to any `options` of the connection
+        // string.
+        connect: connect.application_name("tau-portal").options([("jit", "off")]),
         max_connections: pool_override.or(max_connections)?,
         source,
         startup_timeout: startup_timeout?,

@@ -676,3 +676,11 @@ fn smtp_is_off_without_a_host_and_needs_a_sender_with_one() {
     let message = only_error(&[("Notifications__SmtpPassword", "a real smtp secret")]);
     assert!(message.contains("Notifications__SmtpUsername"), "a password without a login: {message}");
 }
+
+#[test]
+fn the_portals_sessions_run_without_jit_and_keep_the_urls_own_options() {
+    let db = db_only(&[("DATABASE_URL", "postgres://u:p@db/x")]).unwrap();
+    assert_eq!(db.connect.get_options(), Some("-c jit=off"));
+    let db = db_only(&[("DATABASE_URL", "postgres://u:p@db/x?options=-c%20search_path%3Dmonitoring")]).unwrap();
+    assert_eq!(db.connect.get_options(), Some("-c search_path=monitoring -c jit=off"));
+}

@@ -1,12 +1,13 @@
-//! The site page's energy figures, as pure functions of the site's 15-minute intervals (read
-//! through the energy door): energy per local day of a month and per month of a year, and
-//! today's power against yesterday's. Buckets are the site's local days, so the day of the
-//! spring DST change holds 23 hours of intervals (92) and the autumn one 25 (100).
+//! The site page's energy figures, as pure functions of what the energy door read: energy per
+//! local day of a month and per month of a year (the buckets' bounds from here, their sums by
+//! the database), and today's power against yesterday's from the site's 15-minute intervals.
+//! Buckets are the site's local days, so the day of the spring DST change holds 23 hours of
+//! intervals (92) and the autumn one 25 (100).
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use crate::measurements::energy::SiteInterval;
+use crate::measurements::energy::{BucketEnergy, SiteInterval};
 use crate::tariffs::local::{INTERVAL_MINUTES, local_midnight};
 
 /// One bar: a local day or month, its first instant, and its imported energy (`None`: not
@@ -20,39 +21,48 @@ pub struct Bar {
     pub intervals: u32,
 }
 
-/// Sums the import of `intervals` into consecutive local buckets starting on `dates` (each
-/// bucket runs to the next date; the last to `end`). Buckets starting after `now` have no value.
-fn buckets(tz: Tz, dates: &[NaiveDate], end: NaiveDate, now: DateTime<Utc>, intervals: &[SiteInterval]) -> Vec<Bar> {
-    let starts: Vec<DateTime<Utc>> = dates.iter().map(|d| local_midnight(tz, *d)).collect();
-    let stop = local_midnight(tz, end);
-    let mut bars: Vec<Bar> = dates
-        .iter()
-        .zip(&starts)
-        .map(|(date, start)| Bar { date: *date, start: *start, kwh: (*start <= now).then_some(0.0), intervals: 0 })
-        .collect();
-    for i in intervals.iter().filter(|i| i.start < stop) {
-        // The last bucket starting at or before the interval.
-        let k = starts.partition_point(|s| *s <= i.start);
-        if let Some(bar) = k.checked_sub(1).and_then(|k| bars.get_mut(k)) {
-            bar.kwh = Some(bar.kwh.unwrap_or(0.0) + i.import_wh / 1e3);
-            bar.intervals += 1;
-        }
+/// The local buckets of a bar chart: each starts on one of `dates` (at the site's local
+/// midnight) and runs to the next date, the last to `end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buckets {
+    pub dates: Vec<NaiveDate>,
+    /// `dates.len() + 1` instants: each bucket's start, then the last one's end. The database
+    /// sums a site's energy between them (`energy::site_buckets`).
+    pub bounds: Vec<DateTime<Utc>>,
+}
+
+impl Buckets {
+    fn new(tz: Tz, dates: Vec<NaiveDate>, end: NaiveDate) -> Buckets {
+        let bounds = dates.iter().chain([&end]).map(|d| local_midnight(tz, *d)).collect();
+        Buckets { dates, bounds }
     }
-    bars
-}
 
-/// Energy per local day of the month starting on `first` (a first of the month).
-pub fn daily(tz: Tz, first: NaiveDate, now: DateTime<Utc>, intervals: &[SiteInterval]) -> Vec<Bar> {
-    let end = first.checked_add_months(Months::new(1)).unwrap_or(first);
-    let dates: Vec<NaiveDate> = first.iter_days().take_while(|d| *d < end).collect();
-    buckets(tz, &dates, end, now, intervals)
-}
+    /// The local days of the month starting on `first` (a first of the month).
+    pub fn days(tz: Tz, first: NaiveDate) -> Buckets {
+        let end = first.checked_add_months(Months::new(1)).unwrap_or(first);
+        Buckets::new(tz, first.iter_days().take_while(|d| *d < end).collect(), end)
+    }
 
-/// Energy per calendar month of `year`.
-pub fn monthly(tz: Tz, year: i32, now: DateTime<Utc>, intervals: &[SiteInterval]) -> Vec<Bar> {
-    let dates: Vec<NaiveDate> = (1..=12).filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1)).collect();
-    let end = NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(NaiveDate::MAX);
-    buckets(tz, &dates, end, now, intervals)
+    /// The calendar months of `year`.
+    pub fn months(tz: Tz, year: i32) -> Buckets {
+        let dates = (1..=12).filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1)).collect();
+        Buckets::new(tz, dates, NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(NaiveDate::MAX))
+    }
+
+    /// The bars from each bucket's summed energy (`sums[k]` is bucket `k`'s; missing ones are
+    /// empty). Buckets starting after `now` have no value.
+    pub fn bars(&self, now: DateTime<Utc>, sums: &[BucketEnergy]) -> Vec<Bar> {
+        self.dates
+            .iter()
+            .zip(&self.bounds)
+            .enumerate()
+            .map(|(k, (date, start))| {
+                let sum = sums.get(k).copied().unwrap_or_default();
+                let begun = *start <= now || sum.intervals > 0;
+                Bar { date: *date, start: *start, kwh: begun.then_some(sum.import_wh / 1e3), intervals: sum.intervals }
+            })
+            .collect()
+    }
 }
 
 /// Today's average power per 15 minutes against yesterday's at the same local time of day.
@@ -147,6 +157,28 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// What `energy::site_buckets` sums: each interval in the bucket `[bounds[k], bounds[k+1])`.
+    fn sums(b: &Buckets, intervals: &[SiteInterval]) -> Vec<BucketEnergy> {
+        b.bounds
+            .windows(2)
+            .map(|w| {
+                let inside: Vec<&SiteInterval> =
+                    intervals.iter().filter(|i| w[0] <= i.start && i.start < w[1]).collect();
+                BucketEnergy { import_wh: inside.iter().map(|i| i.import_wh).sum(), intervals: inside.len() as u32 }
+            })
+            .collect()
+    }
+
+    fn daily(tz: Tz, first: NaiveDate, now: DateTime<Utc>, intervals: &[SiteInterval]) -> Vec<Bar> {
+        let b = Buckets::days(tz, first);
+        b.bars(now, &sums(&b, intervals))
+    }
+
+    fn monthly(tz: Tz, year: i32, now: DateTime<Utc>, intervals: &[SiteInterval]) -> Vec<Bar> {
+        let b = Buckets::months(tz, year);
+        b.bars(now, &sums(&b, intervals))
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -159,13 +159,7 @@ pub async fn job(db: PgPool, shutdown: CancellationToken) {
 
 /// `columns` (a subset of [`COLUMNS`]) of a device in hour or local-day buckets over
 /// `[from, to)`: the rollup's hours before the device's stale mark, the readings from there.
-/// Averages of a bucket weigh each hour by its readings.
-///
-/// The mark is read first and bound as a parameter: as a sub-select the planner did not know
-/// it, planned the readings' part for the whole range, scanned the measurement table and
-/// JIT-compiled the plan (a year's chart 1.6 s on 9.6 M readings, 15-30 ms with the mark bound:
-/// issue 21). Two statements are as good as one: a mark the job takes meanwhile leaves the
-/// hours before it as they were, and one a batch adds meanwhile is a write after this read.
+/// Averages of a bucket weigh each hour by its readings. See [`series_many`].
 pub async fn series(
     db: &PgPool,
     device_id: i32,
@@ -174,6 +168,27 @@ pub async fn series(
     to: DateTime<Utc>,
     bucket: SeriesBucket,
 ) -> Result<Vec<Bucketed>, sqlx::Error> {
+    let rows = series_many(db, &[device_id], columns, from, to, bucket).await?;
+    Ok(rows.into_iter().map(|(_, b)| b).collect())
+}
+
+/// [`series`] of several devices in one statement (the site page's devices compared): per
+/// device oldest first, devices in the order of `device_ids`.
+///
+/// The marks are read first and bound as parameters (one per device): as a sub-select the
+/// planner did not know them, planned the readings' part for the whole range, scanned the
+/// measurement table and JIT-compiled the plan (a year's chart 1.6 s on 9.6 M readings, 15-30
+/// ms with the mark bound: issue 21). Two statements are as good as one: a mark the job takes
+/// meanwhile leaves the hours before it as they were, and one a batch adds meanwhile is a
+/// write after this read.
+pub async fn series_many(
+    db: &PgPool,
+    device_ids: &[i32],
+    columns: &[&str],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: SeriesBucket,
+) -> Result<Vec<(i32, Bucketed)>, sqlx::Error> {
     let columns: Vec<&str> = columns.iter().filter_map(|c| COLUMNS.iter().find(|k| *k == c).copied()).collect();
     let rolled: Vec<String> = columns
         .iter()
@@ -198,35 +213,46 @@ pub async fn series(
         SeriesBucket::LocalDay(_) => ("date_trunc('day', h AT TIME ZONE $4::text)", true),
     };
     let sep = |v: &[String]| if v.is_empty() { String::new() } else { format!(", {}", v.join(", ")) };
+    // Each device's parts probe its own index range (the laterals); the device is the last
+    // column, after the ones `queries::bucketed` reads.
     let sql = format!(
-        r#"WITH hours AS (
-               SELECT "Hour" AS h, "Samples"::int8 AS s{rolled}
-               FROM monitoring."HourlyReadings"
-               WHERE "DeviceId" = $1 AND "Hour" >= $2 AND "Hour" < least($3, coalesce($5::timestamptz, 'infinity'))
+        r#"WITH q AS (SELECT * FROM UNNEST($1::int4[], $5::timestamptz[]) WITH ORDINALITY AS q(dev, cut, k)),
+           hours AS (
+               SELECT q.k, q.dev, r.* FROM q CROSS JOIN LATERAL (
+                   SELECT "Hour" AS h, "Samples"::int8 AS s{rolled}
+                   FROM monitoring."HourlyReadings"
+                   WHERE "DeviceId" = q.dev AND "Hour" >= $2 AND "Hour" < least($3, coalesce(q.cut, 'infinity'))) r
                UNION ALL
-               SELECT date_bin('1 hour', "Time", '2000-01-01'), count(*){raw}
-               FROM monitoring."PowerMeasurements"
-               WHERE "DeviceId" = $1 AND "Time" >= greatest($2, coalesce($5::timestamptz, 'infinity')) AND "Time" < $3
-               GROUP BY 1)
-           SELECT {bin} AS bucket, sum(s)::int8{outer} FROM hours GROUP BY 1 ORDER BY 1"#,
+               SELECT q.k, q.dev, r.* FROM q CROSS JOIN LATERAL (
+                   SELECT date_bin('1 hour', "Time", '2000-01-01') AS h, count(*) AS s{raw}
+                   FROM monitoring."PowerMeasurements"
+                   WHERE "DeviceId" = q.dev AND "Time" >= greatest($2, coalesce(q.cut, 'infinity')) AND "Time" < $3
+                   GROUP BY 1) r)
+           SELECT {bin} AS bucket, sum(s)::int8{outer}, dev FROM hours GROUP BY k, dev, 1 ORDER BY k, 1"#,
         rolled = sep(&rolled),
         raw = sep(&raw),
         outer = sep(&outer),
     );
-    let cut: Option<DateTime<Utc>> = sqlx::query_scalar(
-        r#"SELECT date_bin('1 hour', "From", '2000-01-01') FROM monitoring."HourlyStale" WHERE "DeviceId" = $1"#,
+    let cuts: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        r#"SELECT date_bin('1 hour', s."From", '2000-01-01')
+           FROM UNNEST($1::int4[]) WITH ORDINALITY AS q(dev, k)
+           LEFT JOIN monitoring."HourlyStale" s ON s."DeviceId" = q.dev ORDER BY q.k"#,
     )
-    .bind(device_id)
-    .fetch_optional(db)
+    .bind(device_ids)
+    .fetch_all(db)
     .await?;
-    let query = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to);
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(device_ids).bind(from).bind(to);
     let query = match bucket {
         SeriesBucket::Fixed(width) => query.bind(width),
         SeriesBucket::LocalDay(tz) => query.bind(tz.name()),
     };
-    let rows = query.bind(cut).fetch_all(db).await?;
+    let rows = query.bind(cuts).fetch_all(db).await?;
+    let device_column = 2 + 3 * columns.len();
     rows.iter()
-        .map(|row| super::queries::bucketed(row, columns.len(), if local { Some(bucket) } else { None }))
+        .map(|row| {
+            let bucketed = super::queries::bucketed(row, columns.len(), if local { Some(bucket) } else { None })?;
+            Ok((row.try_get(device_column)?, bucketed))
+        })
         .collect()
 }
 

@@ -112,8 +112,23 @@ pub async fn series(
     to: DateTime<Utc>,
     bucket: SeriesBucket,
 ) -> Result<Vec<Bucketed>, sqlx::Error> {
+    let rows = series_many(db, bucketing, &[device_id], columns, from, to, bucket).await?;
+    Ok(rows.into_iter().map(|(_, b)| b).collect())
+}
+
+/// [`series`] of several devices in one statement: `(device, bucket)` rows grouped by device,
+/// each device's oldest first (the caller matches them by id).
+pub async fn series_many(
+    db: &PgPool,
+    bucketing: Bucketing,
+    device_ids: &[i32],
+    columns: &[&str],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: SeriesBucket,
+) -> Result<Vec<(i32, Bucketed)>, sqlx::Error> {
     if super::hourly::serves(bucket) {
-        return super::hourly::series(db, device_id, columns, from, to, bucket).await;
+        return super::hourly::series_many(db, device_ids, columns, from, to, bucket).await;
     }
     let columns: Vec<&str> = columns.iter().filter_map(|c| real_column(c)).collect();
     let aggregates: Vec<String> =
@@ -122,19 +137,21 @@ pub async fn series(
         Bucketing::TimeBucket => r#"time_bucket($4::interval, "Time", timestamptz '2000-01-01')"#,
         Bucketing::DateBin => r#"date_bin($4::interval, "Time", timestamptz '2000-01-01')"#,
     };
+    // The device is the last column, after the ones `bucketed` reads.
     let sql = format!(
-        r#"SELECT {bin} AS bucket, count(*) AS samples{aggs}
+        r#"SELECT {bin} AS bucket, count(*) AS samples{aggs}, "DeviceId"
            FROM monitoring."PowerMeasurements"
-           WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
-           GROUP BY bucket ORDER BY bucket"#,
+           WHERE "DeviceId" = ANY($1) AND "Time" >= $2 AND "Time" < $3
+           GROUP BY "DeviceId", bucket ORDER BY "DeviceId", bucket"#,
         aggs = aggregates.concat(),
     );
     let width = match bucket {
         SeriesBucket::Fixed(width) => width,
         SeriesBucket::LocalDay(_) => TimeDelta::days(1),
     };
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(device_id).bind(from).bind(to).bind(width).fetch_all(db).await?;
-    rows.iter().map(|row| bucketed(row, columns.len(), None)).collect()
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(device_ids).bind(from).bind(to).bind(width).fetch_all(db).await?;
+    let device_column = 2 + 3 * columns.len();
+    rows.iter().map(|row| Ok((row.try_get(device_column)?, bucketed(row, columns.len(), None)?))).collect()
 }
 
 /// A series row: the bucket (a UTC instant, or with `local` a local date's timestamp mapped to

@@ -429,7 +429,28 @@ async fn site_totals(db: &PgPool, sites: &[i32]) -> Vec<(i32, f64, i64)> {
             (site, wh, e.intervals.iter().map(|i| i64::from(i.rows)).sum())
         })
         .collect();
+    // The door's sums per bucket (the site page's bars) add up to the same, before the refresh
+    // (summed from the device intervals) and after it (from the stored sums).
+    let buckets = || async {
+        let mut out = Vec::new();
+        for &site in sites {
+            let sums = energy::site_buckets(db, site, &[at(-1440), at(60), at(1440)]).await.unwrap();
+            let (wh, n) =
+                (sums.iter().map(|b| b.import_wh).sum::<f64>(), sums.iter().map(|b| b.intervals).sum::<u32>());
+            out.push((site, wh, n));
+        }
+        out
+    };
+    let counted: Vec<(i32, f64, u32)> = energy::sites_intervals(db, &ranges)
+        .await
+        .unwrap()
+        .iter()
+        .zip(sites)
+        .map(|(e, &site)| (site, e.intervals.iter().map(|i| i.import_wh).sum(), e.intervals.len() as u32))
+        .collect();
+    assert_eq!(buckets().await, counted, "buckets before the refresh");
     energy::refresh_site_sums(db).await.unwrap();
+    assert_eq!(buckets().await, counted, "buckets after the refresh");
     let stored: Vec<(i32, f64, i64)> = sqlx::query_as(
         r#"SELECT "SiteId", sum("ImportWh"), sum("Rows")::int8 FROM monitoring."SiteEnergyIntervals"
            GROUP BY "SiteId" ORDER BY "SiteId""#,

@@ -263,6 +263,53 @@ async fn today_is_compared_with_yesterday_and_the_devices_on_one_chart(pool: PgP
     let week = b.get(&format!("/sites/{site}?compare=7d")).await;
     let compare =
         charts(&week.body).into_iter().find(|c| c["label"].as_str().unwrap().starts_with("Active power")).unwrap();
-    assert_eq!(compare["bucketSeconds"], 1800);
+    assert_eq!(compare["bucketSeconds"], 3600, "7 days from the hourly rollup");
     assert!(week.body.contains(r#"aria-current="page">7 days</a>"#));
+}
+
+/// Seven meters, meter k drawing k kW: the comparison draws the six that used the most energy
+/// this month (in the site's order) and says the seventh is not drawn; the 7-day view reads the
+/// hourly rollup in hour buckets, the 24-hour view the readings in 5 minutes, with the same
+/// figures.
+#[sqlx::test]
+async fn the_comparison_draws_the_six_biggest_meters_and_names_the_rest(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let mut b = admin(&app).await;
+    let now = app.clock.now();
+    // About noon local: the last two hours are this month's, whatever the date.
+    let zone = noon_zone(now);
+    let names = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let (site, devices) = crate::helpers::site_with_devices(&pool, "Many", &zone, &names).await;
+    let (from, last) = (floor_15(now - TimeDelta::hours(2)), floor_15(now - TimeDelta::minutes(1)));
+    let mut batch = Vec::new();
+    for (k, d) in devices.iter().enumerate() {
+        let kw = (k + 1) as f64;
+        batch.extend(counters(*d, from, last, 0.0, 250.0 * kw, 1000.0 * kw as f32));
+    }
+    measurements::write(&pool, &batch).await.unwrap();
+    rollup::run_once(&pool, now).await.unwrap();
+    measurements::hourly::refresh(&pool).await.unwrap();
+
+    for (range, bucket) in [("7d", 3600), ("24h", 300)] {
+        let page = b.get(&format!("/sites/{site}?compare={range}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let compare =
+            charts(&page.body).into_iter().find(|c| c["label"].as_str().unwrap().starts_with("Active power")).unwrap();
+        assert_eq!(compare["bucketSeconds"], bucket, "{range}");
+        let labels: Vec<&str> =
+            compare["lines"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
+        assert_eq!(labels, names[1..], "{range}: the smallest meter is left out");
+        for (k, line) in compare["lines"].as_array().unwrap().iter().enumerate() {
+            let values: Vec<f64> = line["values"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+            assert!(!values.is_empty(), "{range}: {} has buckets", labels[k]);
+            assert!(values.iter().all(|v| *v == (k + 2) as f64), "{range} {}: {values:?}", labels[k]);
+        }
+        assert!(
+            page.body.contains(
+                r#"data-figure="compare-hidden">1 more device is not drawn: the chart shows the 6 that used the most energy this month.</p>"#
+            ),
+            "{}",
+            page.body
+        );
+    }
 }

@@ -60,6 +60,67 @@ const MAIN_METERS: &str = r#"d."Role" = 'main'"#;
 const SUMS: &str = r#"sum(e."ImportWh"), sum(e."ExportWh"),
     sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")), count(*)::int4, bool_or(e."Estimated")"#;
 
+/// The door's statement over the ranges `UNNEST($1 sites, $2 from, $3 to)`: one row per range
+/// `k` (1-based) and interval, `(k, "Start", import, export, VAh, rows, estimated)`. The one text
+/// both [`sites_intervals`] and [`site_buckets`] read, so a sum of buckets is a sum of the door.
+fn door_sql() -> String {
+    format!(
+        r#"WITH q AS (SELECT q.k, q.site, q.lo, q.hi, coalesce(s."From", 'infinity') AS stale
+                      FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(site, lo, hi, k)
+                      LEFT JOIN monitoring."SiteEnergyStale" s ON s."SiteId" = q.site)
+           SELECT q.k, i."Start", i."ImportWh", i."ExportWh", i."DemandVAh", i."Rows", i."Estimated"
+           FROM q JOIN monitoring."SiteEnergyIntervals" i
+                ON i."SiteId" = q.site AND i."Start" >= q.lo AND i."Start" < least(q.hi, q.stale)
+           UNION ALL
+           SELECT q.k, e."Start", {SUMS}
+           FROM q
+           CROSS JOIN LATERAL (SELECT d."Id" FROM monitoring."Devices" d
+                               WHERE d."SiteId" = q.site AND {MAIN_METERS} AND q.stale < q.hi OFFSET 0) d
+           CROSS JOIN LATERAL (SELECT * FROM monitoring."EnergyIntervals" e
+                               WHERE e."DeviceId" = d."Id" AND e."Start" >= greatest(q.lo, q.stale) AND e."Start" < q.hi
+                               OFFSET 0) e
+           GROUP BY q.k, e."Start""#
+    )
+}
+
+/// A site's imported energy in one bucket of [`site_buckets`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BucketEnergy {
+    pub import_wh: f64,
+    /// Site intervals with data in the bucket (a local DST day has 92 or 100 of a full 96).
+    pub intervals: u32,
+}
+
+/// A site's (main meters') imported energy per bucket `[bounds[k], bounds[k + 1])`, summed by
+/// the database from the door's intervals (as fresh as [`sites_intervals`]): `bounds.len() - 1`
+/// buckets, ascending bounds. The caller computes the bounds (a site's local midnights, so
+/// local days and months are DST-correct by construction) and binds them: the site page's
+/// year of monthly bars is 12 rows instead of 35,000 intervals (issue 21).
+pub async fn site_buckets(db: &PgPool, site: i32, bounds: &[DateTime<Utc>]) -> Result<Vec<BucketEnergy>, sqlx::Error> {
+    let (Some(from), Some(to)) = (bounds.first(), bounds.last()) else { return Ok(Vec::new()) };
+    let sql = format!(
+        r#"SELECT width_bucket(i.s, $4::timestamptz[])::int4, sum(i.wh)::float8, count(*)::int4
+           FROM ({door}) AS i(k, s, wh, x, vah, n, est)
+           GROUP BY 1"#,
+        door = door_sql()
+    );
+    let rows: Vec<(i32, f64, i32)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(vec![site])
+        .bind(vec![*from])
+        .bind(vec![*to])
+        .bind(bounds)
+        .fetch_all(db)
+        .await?;
+    let mut out = vec![BucketEnergy::default(); bounds.len().saturating_sub(1)];
+    for (b, wh, n) in rows {
+        // width_bucket numbers [bounds[k-1], bounds[k]) as k.
+        if let Some(bucket) = usize::try_from(b - 1).ok().and_then(|k| out.get_mut(k)) {
+            *bucket = BucketEnergy { import_wh: wh, intervals: n.max(0) as u32 };
+        }
+    }
+    Ok(out)
+}
+
 /// One site's energy over `[from, to)`: see [`sites_intervals`].
 pub async fn site_intervals(
     db: &PgPool,
@@ -81,23 +142,7 @@ pub async fn site_intervals(
 /// scanned the whole interval table for every fresh bill (48 ms of a 50 ms bill, measured).
 pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<SiteEnergy>, sqlx::Error> {
     let sites: Vec<i32> = ranges.iter().map(|r| r.site).collect();
-    let sql = format!(
-        r#"WITH q AS (SELECT q.k, q.site, q.lo, q.hi, coalesce(s."From", 'infinity') AS stale
-                      FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(site, lo, hi, k)
-                      LEFT JOIN monitoring."SiteEnergyStale" s ON s."SiteId" = q.site)
-           SELECT q.k, i."Start", i."ImportWh", i."ExportWh", i."DemandVAh", i."Rows", i."Estimated"
-           FROM q JOIN monitoring."SiteEnergyIntervals" i
-                ON i."SiteId" = q.site AND i."Start" >= q.lo AND i."Start" < least(q.hi, q.stale)
-           UNION ALL
-           SELECT q.k, e."Start", {SUMS}
-           FROM q
-           CROSS JOIN LATERAL (SELECT d."Id" FROM monitoring."Devices" d
-                               WHERE d."SiteId" = q.site AND {MAIN_METERS} AND q.stale < q.hi OFFSET 0) d
-           CROSS JOIN LATERAL (SELECT * FROM monitoring."EnergyIntervals" e
-                               WHERE e."DeviceId" = d."Id" AND e."Start" >= greatest(q.lo, q.stale) AND e."Start" < q.hi
-                               OFFSET 0) e
-           GROUP BY q.k, e."Start""#
-    );
+    let sql = door_sql();
     type Row = (i64, DateTime<Utc>, f64, f64, f64, i32, bool);
     let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(&sites)
