@@ -9,16 +9,66 @@ use image::{ImageFormat, Rgba, RgbaImage};
 
 use crate::helpers::{ADMIN_PASSWORD, Portal, TestDb};
 
+/// Chromium and playwright-core as scripts/test.sh installs them; `None` (the test skips) when
+/// they are not there.
+struct Browser {
+    chromium: String,
+    node_path: String,
+}
+
+impl Browser {
+    fn from_env() -> Option<Browser> {
+        match (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH")) {
+            (Ok(chromium), Ok(node_path)) => Some(Browser { chromium, node_path }),
+            _ => {
+                eprintln!(
+                    "SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Runs `tests/browser/<script>` against `portal` (base URL, admin e-mail and password, the
+    /// screenshot folder, then `extra`) and asserts it ended with `passed` on stdout.
+    async fn run(&self, portal: &Portal, script: &str, extra: Vec<String>, passed: &str) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let artifacts = root.join("test-artifacts/browser");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let mut node = Command::new("node");
+        node.arg(root.join("tests/browser").join(script))
+            .args([portal.url("").as_str(), "admin@example.com", ADMIN_PASSWORD])
+            .arg(&artifacts)
+            .args(extra)
+            .env("NODE_PATH", &self.node_path)
+            .env("TAU_TEST_CHROMIUM", &self.chromium);
+        let out = tokio::task::spawn_blocking(move || node.output().expect("run node")).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
+            portal.raw_lines().join("\n")
+        );
+        assert!(stdout.contains(passed), "{stdout}");
+    }
+}
+
+/// The real binary in Development with the seeded admin's known password, listening.
+async fn start_portal(db: &TestDb, data: &Path) -> Portal {
+    let env = [
+        ("Database__ConnectionString", db.npgsql()),
+        ("Application__Environment", "Development".to_string()),
+        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
+    ];
+    let portal = Portal::start(&[], &env, data);
+    portal.wait_listening().await;
+    portal
+}
+
 #[tokio::test]
 async fn branding_and_keyboard_sign_in_in_chromium() {
-    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
-    else {
-        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
-        return;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("test-artifacts/browser");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let Some(browser) = Browser::from_env() else { return };
     let data = tempfile::tempdir().unwrap();
     let logo = data.path().join("acme-logo.png");
     let mut img = RgbaImage::from_pixel(240, 80, Rgba([124, 45, 18, 255]));
@@ -32,37 +82,9 @@ async fn branding_and_keyboard_sign_in_in_chromium() {
     std::fs::write(&logo, bytes).unwrap();
 
     let db = TestDb::create().await;
-    let env = [
-        ("Database__ConnectionString", db.npgsql()),
-        ("Application__Environment", "Development".to_string()),
-        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
-    ];
-    let portal = Portal::start(&[], &env, data.path());
-    portal.wait_listening().await;
+    let portal = start_portal(&db, data.path()).await;
 
-    let script = root.join("tests/browser/branding.cjs");
-    let base = portal.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
-            .arg(&artifacts)
-            .arg(&logo)
-            .env("NODE_PATH", node_path)
-            .env("TAU_TEST_CHROMIUM", chromium)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
-        portal.raw_lines().join("\n")
-    );
-    assert!(stdout.contains("browser flow passed"), "{stdout}");
+    browser.run(&portal, "branding.cjs", vec![logo.display().to_string()], "browser flow passed").await;
 }
 
 /// The dashboards in Chromium: the Overview's figures change without a reload when a reading
@@ -71,23 +93,10 @@ async fn branding_and_keyboard_sign_in_in_chromium() {
 /// display link works without signing in and stops when revoked.
 #[tokio::test]
 async fn dashboards_update_live_chart_and_wall_display_in_chromium() {
-    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
-    else {
-        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
-        return;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("test-artifacts/browser");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let Some(browser) = Browser::from_env() else { return };
     let data = tempfile::tempdir().unwrap();
     let db = TestDb::create().await;
-    let env = [
-        ("Database__ConnectionString", db.npgsql()),
-        ("Application__Environment", "Development".to_string()),
-        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
-    ];
-    let portal = Portal::start(&[], &env, data.path());
-    portal.wait_listening().await;
+    let portal = start_portal(&db, data.path()).await;
     let pool = db.pool().await;
     let (site, devices) =
         crate::helpers::site_with_devices(&pool, "North plant", "Europe/London", &["north-main"]).await;
@@ -106,72 +115,23 @@ async fn dashboards_update_live_chart_and_wall_display_in_chromium() {
     .unwrap();
     tau_acuvim_portal::measurements::energy::rollup::run_once(&pool, chrono::Utc::now()).await.unwrap();
 
-    let script = root.join("tests/browser/dashboards.cjs");
-    let base = portal.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
-            .arg(&artifacts)
-            .args([site.to_string(), devices[0].to_string(), "north-main".to_string()])
-            .env("NODE_PATH", node_path)
-            .env("TAU_TEST_CHROMIUM", chromium)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
-        portal.raw_lines().join("\n")
-    );
-    assert!(stdout.contains("dashboards flow passed"), "{stdout}");
+    browser
+        .run(
+            &portal,
+            "dashboards.cjs",
+            vec![site.to_string(), devices[0].to_string(), "north-main".to_string()],
+            "dashboards flow passed",
+        )
+        .await;
 }
 
 /// The TOU grid editor in Chromium: colour and letter per cell, painting by drag, shift-click and
 /// keyboard, the painted grid saved, and the plain form without JavaScript.
 #[tokio::test]
 async fn the_tou_grid_paints_with_mouse_and_keyboard_in_chromium() {
-    let (Ok(chromium), Ok(node_path)) = (std::env::var("TAU_TEST_CHROMIUM"), std::env::var("TAU_TEST_NODE_PATH"))
-    else {
-        eprintln!("SKIPPED: browser tests (TAU_TEST_CHROMIUM / TAU_TEST_NODE_PATH not set; scripts/test.sh sets them)");
-        return;
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("test-artifacts/browser");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let Some(browser) = Browser::from_env() else { return };
     let data = tempfile::tempdir().unwrap();
     let db = TestDb::create().await;
-    let env = [
-        ("Database__ConnectionString", db.npgsql()),
-        ("Application__Environment", "Development".to_string()),
-        ("Authentication__DefaultAdminPassword", ADMIN_PASSWORD.to_string()),
-    ];
-    let portal = Portal::start(&[], &env, data.path());
-    portal.wait_listening().await;
-    let script = root.join("tests/browser/tou_grid.cjs");
-    let base = portal.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), "admin@example.com", ADMIN_PASSWORD])
-            .arg(&artifacts)
-            .env("NODE_PATH", node_path)
-            .env("TAU_TEST_CHROMIUM", chromium)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser flow failed:\n{stdout}\n{stderr}\nportal log:\n{}",
-        portal.raw_lines().join("\n")
-    );
-    assert!(stdout.contains("tou grid flow passed"), "{stdout}");
+    let portal = start_portal(&db, data.path()).await;
+    browser.run(&portal, "tou_grid.cjs", Vec::new(), "tou grid flow passed").await;
 }
