@@ -266,6 +266,15 @@ pub(crate) fn noon_zone(now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// Moves the test clock to five minutes into a 15-minute interval and returns that time, so
+/// readings placed seconds to a minute before "now" land in the open interval whatever the wall
+/// clock says (at a boundary + 10 s they would close an interval and count as data).
+pub(crate) fn mid_interval(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
+    let into = app.clock.now().timestamp().rem_euclid(900) as u64;
+    app.clock.advance(std::time::Duration::from_secs((300 + 900 - into) % 900));
+    app.clock.now()
+}
+
 pub(crate) fn floor_15(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(900), 0).unwrap()
 }
@@ -279,8 +288,8 @@ async fn the_overview_shows_live_power_todays_and_this_months_energy_and_cost_an
     use tau_acuvim_portal::measurements::energy::rollup;
     use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
     let app = TestApp::new(pool.clone()).await;
+    let now = mid_interval(&app);
     let mut b = admin(&app).await;
-    let now = app.clock.now();
     let zone = noon_zone(now);
     let tz: chrono_tz::Tz = zone.parse().unwrap();
     let (site, devices) = crate::helpers::site_with_devices(&pool, "Plant", &zone, &["main", "pump", "hvac"]).await;

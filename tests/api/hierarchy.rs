@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tau_acuvim_portal::measurements::energy::{self, rollup};
 use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 
-use crate::dashboards::{floor_15, noon_zone};
+use crate::dashboards::{floor_15, mid_interval, noon_zone};
 use crate::helpers::{Browser, Reply, TestApp};
 use crate::site_page::power;
 use crate::sites::{admin, create_device, id_in, post_device, post_site};
@@ -52,8 +52,8 @@ fn hour_of(device: i32, from: chrono::DateTime<chrono::Utc>, kwh: f64) -> Vec<Re
 #[sqlx::test]
 async fn site_totals_and_bills_add_up_main_meters_and_the_site_page_shows_the_remainder(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
+    let now = mid_interval(&app);
     let mut b = admin(&app).await;
-    let now = app.clock.now();
     let zone = noon_zone(now);
     let site = site_in(&mut b, "Plant", &zone).await;
     let page = b.get(&format!("/sites/{site}")).await;

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tau_acuvim_portal::measurements::energy::rollup;
 use tau_acuvim_portal::measurements::{self, COUNTER_QUANTITIES, REAL_QUANTITIES, Reading};
 
-use crate::dashboards::{floor_15, noon_zone};
+use crate::dashboards::{floor_15, mid_interval, noon_zone};
 use crate::helpers::{Browser, TestApp};
 use crate::sites::admin;
 
@@ -204,8 +204,8 @@ async fn daily_and_monthly_bars_count_dst_days_and_the_month_splits_by_tou_perio
 async fn today_is_compared_with_yesterday_and_the_devices_on_one_chart(pool: PgPool) {
     use chrono::TimeZone;
     let app = TestApp::new(pool.clone()).await;
+    let now = mid_interval(&app);
     let mut b = admin(&app).await;
-    let now = app.clock.now();
     let zone = noon_zone(now);
     let tz: chrono_tz::Tz = zone.parse().unwrap();
     let (site, devices) = crate::helpers::site_with_devices(&pool, "Plant", &zone, &["incomer", "pump"]).await;
@@ -274,8 +274,8 @@ async fn today_is_compared_with_yesterday_and_the_devices_on_one_chart(pool: PgP
 #[sqlx::test]
 async fn the_comparison_draws_the_six_biggest_meters_and_names_the_rest(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
+    let now = mid_interval(&app);
     let mut b = admin(&app).await;
-    let now = app.clock.now();
     // About noon local: the last two hours are this month's, whatever the date.
     let zone = noon_zone(now);
     let names = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
