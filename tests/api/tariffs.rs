@@ -764,3 +764,133 @@ async fn the_editor_sets_a_minimum_charge_and_rounding_and_the_bill_tops_up(pool
         ]
     );
 }
+
+#[sqlx::test]
+async fn a_capacity_charge_bills_the_ratchet_over_the_nmd_and_the_excess_from_two_months_of_readings(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let (site, device) = site_with_meter(&app, "Africa/Johannesburg").await;
+
+    // The NMD on the site form: a bad one is named and stores nothing; then 120 kVA.
+    let edit = format!("/sites/{site}/edit");
+    let site_fields = |nmd: &'static str| {
+        [("name", "Plant"), ("time_zone", "Africa/Johannesburg"), ("nmd", nmd), ("nmd_unit", "kVA")]
+    };
+    let res = submit(&mut b, &edit, &edit, &site_fields("12O")).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Notified maximum demand: “12O” is not a number"), "{}", res.body);
+    let stored: Option<rust_decimal::Decimal> =
+        sqlx::query_scalar(r#"SELECT "NotifiedMaxDemand" FROM monitoring."Sites" WHERE "Id" = $1"#)
+            .bind(site)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, None, "nothing invalid was stored");
+    let res = submit(&mut b, &edit, &edit, &site_fields("120")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert!(
+        b.get(&format!("/sites/{site}")).await.body.contains("Notified maximum demand (NMD): <strong>120 kVA</strong>")
+    );
+
+    // The editor: a capacity charge on at least the NMD and the 12 months' peak (100 % of the 11
+    // before), with excess over the NMD at 30.00 per kVA. A bad ratchet is named.
+    let charge = [
+        ("demand_0_name", "Network access charge"),
+        ("demand_0_code", "nac"),
+        ("demand_0_rate", "10.00"),
+        ("demand_0_unit", "kVA"),
+        ("demand_0_window", "30"),
+        ("demand_0_method", "block"),
+        ("demand_0_at_least_nmd", "on"),
+        ("demand_0_ratchet_percent", "150"),
+        ("demand_0_ratchet_periods", "11"),
+        ("demand_0_excess_rate", "30.00"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Capacity", &m, &charge)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("versions[0].demand_charges[0].ratchet.percent</code>: must be more than 0 and at most 100"),
+        "{}",
+        res.body
+    );
+    let mut good = charge.to_vec();
+    good[7] = ("demand_0_ratchet_percent", "100");
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Capacity", &m, &good)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        export["versions"][0]["demand_charges"],
+        serde_json::json!([{
+            "name": "Network access charge", "code": "nac", "unit": "kVA", "window_minutes": 30, "rate": "10.00",
+            "at_least_nmd": true, "ratchet": { "percent": "100", "periods": 11 }, "excess_nmd_rate": "30.00",
+        }])
+    );
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+
+    // May and June 2026 through the write path: 4 kWh and 5 kVAh every interval (20 kVA), but
+    // May 12 10:00–10:30 at 75 kVAh an interval (300 kVA) and June 10 14:00–14:30 at 50 (200 kVA).
+    let tz: Tz = "Africa/Johannesburg".parse().unwrap();
+    let intervals = meter_energy(&app, device, "2026-05-01T00:00:00+02:00", "2026-06-30T23:45:00+02:00", |t| {
+        let local = t.with_timezone(&tz);
+        let (day, hour, half) = ((local.month(), local.day()), local.hour(), local.minute() < 30);
+        let vah = match (day, hour, half) {
+            ((5, 12), 10, true) => 75_000.0,
+            ((6, 10), 14, true) => 50_000.0,
+            _ => 5_000.0,
+        };
+        (4_000.0, 0.0, vah)
+    })
+    .await;
+    assert_eq!(intervals, (31 + 30) * 96);
+
+    // June by hand (no VAT ticked):
+    //   Energy   2 880 × 4 kWh = 11 520 kWh × 2.00                           = 23 040.00
+    //   Capacity max(this month's 200.000, 100 % of May's 300.000, NMD 120)
+    //            = 300.000 kVA × 10.00                                       =  3 000.00
+    //   Excess   this month's 200.000 − NMD 120 = 80.000 kVA × 30.00          =  2 400.00
+    //   total                                                                = 28 440.00
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy,Energy,11520,kWh,2,23040.00,0,,ZAR",
+            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,\"ratchet: 100 % of 300.000 kVA on 2026-05-12 10:00 \
+             > this month's 200.000 kVA, NMD 120 kVA; maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)\",ZAR",
+            "Demand,nac.excess,Network access charge: excess over NMD,80,kVA,30,2400.00,0,\
+             this month's 200.000 kVA − NMD 120 kVA = 80.000 kVA,ZAR",
+            "Subtotal,,,,,,28440.00,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,28440.00,,,ZAR",
+        ]
+    );
+    // May: nothing before it, so this month's 300 kVA; the excess is 180 kVA × 30.00 = 5 400.00.
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-05")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[2].starts_with(
+            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,\"this month's 300.000 kVA > NMD 120 kVA;"
+        ),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains("ratchet: no demand recorded in the 11 periods before"), "{}", lines[2]);
+    assert!(
+        lines[3].starts_with("Demand,nac.excess,Network access charge: excess over NMD,180,kVA,30,5400.00,"),
+        "{}",
+        lines[3]
+    );
+    // The Cost tab states the NMD the bill used.
+    let page = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
+    assert!(page.body.contains("Notified maximum demand (NMD): <strong>120 kVA</strong>"), "{}", page.body);
+}
