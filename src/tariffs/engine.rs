@@ -563,11 +563,10 @@ fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Decimal, Naiv
             }
         }
     }
-    // The highest; of equals, the earliest.
-    candidates
-        .into_iter()
-        .max_by(|x, y| x.0.cmp(&y.0).then((y.1, y.2).cmp(&(x.1, x.2))))
-        .map(|(e, at, _, first)| (e, at, first))
+    // The highest; of equals, the earliest instant (not local time: in a repeated hour the
+    // later occurrence reads earlier), as the database's earlier peaks are chosen
+    // (`energy::demand_peaks`).
+    candidates.into_iter().max_by(|x, y| x.0.cmp(&y.0).then(y.3.cmp(&x.3))).map(|(e, at, _, first)| (e, at, first))
 }
 
 /// Step 3: one priced segment of the period, and its lines.

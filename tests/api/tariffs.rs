@@ -879,7 +879,7 @@ async fn a_capacity_charge_bills_the_ratchet_over_the_nmd_and_the_excess_from_tw
     let lines: Vec<&str> = csv.body.lines().collect();
     assert!(
         lines[2].starts_with(
-            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,\"this month's 300.000 kVA > NMD 120 kVA;"
+            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,this month's 300.000 kVA > NMD 120 kVA;"
         ),
         "{}",
         lines[2]
@@ -893,4 +893,98 @@ async fn a_capacity_charge_bills_the_ratchet_over_the_nmd_and_the_excess_from_tw
     // The Cost tab states the NMD the bill used.
     let page = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
     assert!(page.body.contains("Notified maximum demand (NMD): <strong>120 kVA</strong>"), "{}", page.body);
+}
+
+/// A ratchet's earlier peaks come from the database (`energy::demand_peaks`), the current
+/// period's from the engine: both must find the same interval. October 2026 in London (the
+/// 25-hour day's repeated 01:00–02:00 is two blocks, never one) with pseudo-random energy and two
+/// spikes, one in each occurrence of the repeated hour, in every unit, interval and method.
+#[sqlx::test]
+async fn the_databases_demand_peaks_are_the_engines(pool: PgPool) {
+    use std::sync::Arc;
+    use tau_acuvim_portal::measurements::energy::{self, PeakRange, SiteRange};
+    use tau_acuvim_portal::tariffs::engine::{self, Assignment, BillInput, LineKind, Tariff};
+    use tau_acuvim_portal::tariffs::local::Period;
+    use tau_acuvim_portal::tariffs::model::{Municipality, TariffDoc};
+
+    let app = TestApp::new(pool).await;
+    let (site, device) = site_with_meter(&app, "Europe/London").await;
+    let spikes = [time("2026-10-25T00:45:00Z"), time("2026-10-25T01:15:00Z")];
+    let intervals = meter_energy(&app, device, "2026-10-01T00:00:00+01:00", "2026-10-31T23:45:00Z", |t| {
+        let k = (t.timestamp() / 900) as u64;
+        let x = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let import = if spikes.contains(&t) { 9_000.0 } else { ((x >> 33) % 60_000) as f64 / 10.0 };
+        (import, 0.0, import * 1.2 + ((x >> 20) % 997) as f64)
+    })
+    .await;
+    assert_eq!(intervals, 31 * 96 + 4);
+    let tz: Tz = "Europe/London".parse().unwrap();
+    let period = Period::month(2026, 10, 1).unwrap();
+    let (from, to) = period.utc(tz);
+    let door = energy::site_intervals(&app.state.db, site, from, to).await.unwrap();
+    let municipality = Municipality {
+        name: "M".into(),
+        country: "UK".into(),
+        currency: "GBP".into(),
+        vat_percent: 0.into(),
+        holidays: vec![],
+    };
+    for unit in ["kW", "kVA"] {
+        for window in [15u32, 30, 60] {
+            for method in ["block", "sliding"] {
+                let json = format!(
+                    r#"{{"name": "D", "versions": [{{"effective_from": "2020-01-01", "energy": {{"kind": "flat", "rate": "0"}},
+                        "demand_charges": [{{"unit": "{unit}", "window_minutes": {window}, "method": "{method}", "rate": "1"}}]}}]}}"#
+                );
+                let doc: TariffDoc = serde_json::from_str(&json).unwrap();
+                let tariff = Arc::new(Tariff { id: 1, doc, municipality: municipality.clone() });
+                let schedule = [Assignment { from: period.start, tariff }];
+                let input = BillInput {
+                    tz,
+                    period,
+                    devices: 1,
+                    assignments: &schedule,
+                    intervals: &door.intervals,
+                    nmd: None,
+                    history: &[],
+                };
+                let bill = engine::bill(&input);
+                let line = bill.lines.iter().find(|l| l.kind == LineKind::Demand).unwrap();
+                let ask = PeakRange {
+                    range: SiteRange { site, from, to },
+                    time_zone: tz.name().into(),
+                    window_minutes: window,
+                    sliding: method == "sliding",
+                    apparent: unit == "kVA",
+                };
+                let peaks = energy::demand_peaks(&app.state.db, &[ask]).await.unwrap();
+                let (e, first) = peaks[0].unwrap();
+                let hours = rust_decimal::Decimal::from(window) / rust_decimal::Decimal::from(60);
+                let demand = (engine::wh(e) / rust_decimal::Decimal::ONE_THOUSAND / hours).round_dp(3);
+                assert_eq!(demand, line.quantity, "{unit} {window} {method}: the database's peak is the engine's");
+                let utc = format!("({} UTC)", first.format("%Y-%m-%d %H:%M"));
+                assert!(line.note.contains(&utc), "{unit} {window} {method}: {} vs {utc}", line.note);
+            }
+        }
+    }
+    // The repeated hour alone: two 60-minute blocks (each with one spike), never one of both.
+    let (from, to) = (time("2026-10-25T00:00:00Z"), time("2026-10-25T02:00:00Z"));
+    let hour = |start: DateTime<Utc>| {
+        door.intervals
+            .iter()
+            .filter(|i| start <= i.start && i.start < start + TimeDelta::hours(1))
+            .map(|i| i.import_wh)
+            .sum::<f64>()
+    };
+    let (bst, gmt) = (hour(from), hour(from + TimeDelta::hours(1)));
+    let ask = PeakRange {
+        range: SiteRange { site, from, to },
+        time_zone: tz.name().into(),
+        window_minutes: 60,
+        sliding: false,
+        apparent: false,
+    };
+    let (e, first) = energy::demand_peaks(&app.state.db, &[ask]).await.unwrap()[0].unwrap();
+    let want = if bst >= gmt { (bst, from) } else { (gmt, from + TimeDelta::hours(1)) };
+    assert!((e - want.0).abs() < 1e-6 && first == want.1, "{e} at {first}: want {want:?} (not {})", bst + gmt);
 }
