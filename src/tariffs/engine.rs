@@ -696,7 +696,6 @@ impl Part<'_> {
             if days.is_zero() {
                 continue;
             }
-            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
             let (measured, note) = match peak_interval(d, &self.totals.demand[n]) {
                 Some((energy, start_local, first)) => {
                     let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
@@ -707,7 +706,7 @@ impl Part<'_> {
                         end_local.format("%H:%M"),
                         first.format("%Y-%m-%d %H:%M")
                     );
-                    (v.rounding.demand(energy / KILO / hours), note)
+                    (self.demand_of(d, energy), note)
                 }
                 None => (Decimal::ZERO, "no demand recorded".into()),
             };
@@ -823,9 +822,14 @@ impl Part<'_> {
             })
             .filter_map(|h| h.peak)
             .max_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)))?;
+        Some((self.demand_of(d, energy), first.with_timezone(&self.input.tz).naive_local()))
+    }
+
+    /// The demand (kW or kVA, rounded as the tariff rounds) of `energy` (Wh or VAh) in one of
+    /// charge `d`'s intervals: the energy over the interval's length, as utilities bill it.
+    fn demand_of(&self, d: &DemandCharge, energy: Decimal) -> Decimal {
         let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
-        let demand = self.tariff.version.rounding.demand(energy / KILO / hours);
-        Some((demand, first.with_timezone(&self.input.tz).naive_local()))
+        self.tariff.version.rounding.demand(energy / KILO / hours)
     }
 
     /// The minimum charge's top-up, or the cap's reduction, of the part's `lines` (export credits
