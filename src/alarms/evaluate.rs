@@ -50,10 +50,11 @@ enum Condition {
         watched: &'static Watched,
         threshold: Threshold,
     },
-    /// The current demand window's forecast (kW, or kVA when `apparent`) above a limit.
+    /// The current demand window's forecast (kW, or kVA when `apparent`) above a limit; `None`:
+    /// the rule has none of its own, and each site's NMD is the limit (in the NMD's unit).
     DemandLimit {
         apparent: bool,
-        threshold: Threshold,
+        threshold: Option<Threshold>,
     },
     /// The month's cost to date (or its projection) above a budget.
     Budget {
@@ -76,9 +77,10 @@ impl Condition {
                 let threshold = Threshold::of(direction, rule.limit?, rule.hysteresis, rule.nominal);
                 Some(Condition::Threshold { watched, threshold })
             }
-            "demand-limit" => {
-                Some(Condition::DemandLimit { apparent: rule.unit.as_deref()? == "kVA", threshold: above(rule.limit?) })
-            }
+            "demand-limit" => Some(Condition::DemandLimit {
+                apparent: rule.unit.as_deref()? == "kVA",
+                threshold: rule.limit.map(above),
+            }),
             "budget" => Some(Condition::Budget {
                 projected: rule.basis.as_deref()? == "projected",
                 threshold: above(rule.limit?),
@@ -217,7 +219,10 @@ impl Evaluator {
                 }
                 Condition::DemandLimit { apparent, threshold } => {
                     for site in sites_covered() {
-                        let observed = self.demand_forecast(site, *apparent, threshold, now).await?;
+                        let Some((apparent, threshold, nmd)) = demand_limit(rule, site, *apparent, *threshold) else {
+                            continue; // no limit of its own and no NMD: the site is not watched
+                        };
+                        let observed = self.demand_forecast(site, apparent, &threshold, nmd, now).await?;
                         self.step(&mut out, rule, condition, &Target::site(&site.row), observed, &open);
                     }
                 }
@@ -304,12 +309,14 @@ impl Evaluator {
         Ok(rows.into_iter().filter_map(|row| Some(Site { devices: by_site.remove(&row.id)?, row })).collect())
     }
 
-    /// The forecast of the site's current demand window (the tariff's window, or 15 minutes).
+    /// The forecast of the site's current demand window (the tariff's window, or 15 minutes);
+    /// `nmd`: the limit is the site's NMD.
     async fn demand_forecast(
         &self,
         site: &Site,
         apparent: bool,
         threshold: &Threshold,
+        nmd: bool,
         now: DateTime<Utc>,
     ) -> Result<Observed, sqlx::Error> {
         let tz = site.row.zone();
@@ -332,16 +339,18 @@ impl Evaluator {
         let left = (end - at).num_seconds() as f64;
         let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%H:%M").to_string();
         let message = format!(
-            "The demand of {}–{} is forecast at {unit_value}, above the limit of {limit}: {} left to shed load.",
+            "The demand of {}–{} is forecast at {unit_value}, above the limit of {limit}{source}: {} left to shed load.",
             local(start),
             local(end),
             duration_text(left),
             unit_value = format_number(value.unwrap_or_default(), unit),
             limit = format_number(threshold.limit, unit),
+            source = if nmd { " (the site's notified maximum demand)" } else { "" },
         );
         let details = serde_json::json!({
             "windowStart": start, "windowEnd": end, "windowMinutes": minutes, "forecast": value,
             "unit": unit, "limit": threshold.limit, "hysteresis": threshold.hysteresis, "secondsLeft": left,
+            "limitSource": if nmd { "nmd" } else { "rule" },
         });
         Ok(Observed { level, value, at, message, details })
     }
@@ -553,6 +562,23 @@ fn max_demand(
     let target = Target::site(site);
     let observed = Observed { level: Level::Breach, value: high.to_f64(), at: cut, message, details };
     out.raises.push(new_alarm(rule, &Condition::MaxDemand, &target, observed));
+}
+
+/// The demand limit a rule sets for `site`: its own (`threshold`, in its unit), or else the
+/// site's NMD (in the NMD's unit, with the rule's hysteresis); `(apparent, threshold, from the
+/// NMD)`, `None` when there is neither.
+fn demand_limit(
+    rule: &RuleRow,
+    site: &Site,
+    apparent: bool,
+    threshold: Option<Threshold>,
+) -> Option<(bool, Threshold, bool)> {
+    if let Some(t) = threshold {
+        return Some((apparent, t, false));
+    }
+    let nmd = site.row.nmd()?;
+    let limit = Threshold::of(Direction::Above, nmd.value.to_f64()?, rule.hysteresis, None);
+    Some((nmd.unit == crate::tariffs::model::DemandUnit::KVA, limit, true))
 }
 
 /// A data gap the rollup estimated: raised and ended at once, over the gap.

@@ -235,10 +235,16 @@ impl RuleForm {
         if kind.is_some_and(|k| SITE_KINDS.contains(&k)) && device_id.is_some() {
             e.add("scope", SITE_SCOPE);
         }
-        // A positive limit and a hysteresis of 0 or more, in the unit the rule names.
-        let mut positive_limit = |e: &mut FieldErrors, what: &str| {
+        // A positive limit (or none, when `optional`: a demand limit then is each site's NMD) and
+        // a hysteresis of 0 or more, in the unit the rule names.
+        let mut positive_limit = |e: &mut FieldErrors, what: &str, optional: bool| {
             match number(&self.limit) {
                 Ok(Some(l)) if l > 0.0 => limit = Some(l),
+                Ok(None) if optional => {}
+                Ok(_) if optional => e.add(
+                    "limit",
+                    format!("Enter the {what}, a number greater than 0, or leave it empty for each site's NMD."),
+                ),
                 Ok(_) => e.add("limit", format!("Enter the {what}, a number greater than 0.")),
                 Err(m) => e.add("limit", m),
             }
@@ -258,14 +264,14 @@ impl RuleForm {
                 if unit.is_none() {
                     e.add("unit", "Choose kW or kVA.");
                 }
-                positive_limit(&mut e, "demand limit");
+                positive_limit(&mut e, "demand limit", true);
             }
             Some(BUDGET) => {
                 basis = ["to-date", "projected"].into_iter().find(|b| *b == self.basis);
                 if basis.is_none() {
                     e.add("basis", "Choose the month to date or the projection to month end.");
                 }
-                positive_limit(&mut e, "budget");
+                positive_limit(&mut e, "budget", false);
             }
             Some(MAX_DEMAND | DATA_GAP) => {}
             Some(_) => {
@@ -420,6 +426,13 @@ mod tests {
         f.hysteresis = "20".into();
         let rule = f.validate().unwrap();
         assert_eq!((rule.unit, rule.limit, rule.hysteresis), (Some("kVA"), Some(500.0), 20.0));
+        f.limit = " ".into();
+        let rule = f.validate().unwrap();
+        assert_eq!(rule.limit, None, "no limit of its own: each site's NMD");
+        f.limit = "0".into();
+        let errors = f.validate().err().unwrap();
+        assert!(errors.get("limit").unwrap().contains("or leave it empty for each site's NMD"));
+        f.limit = "500".into();
         f.scope = "device:3".into();
         assert_eq!(error(f, "scope"), SITE_SCOPE);
         let mut f = RuleForm::new_rule();

@@ -11,7 +11,7 @@
 //!   over/under voltage, low power factor and frequency high/low ready but off (the nominal is
 //!   the site's to confirm). Migration `AlarmRuleKinds` adds the rules that need the tariff or
 //!   the rollup: `demand-limit` (a site's current demand window forecast above `Limit` kW/kVA,
-//!   `Unit`), `max-demand` (a new highest demand window of the billing month, with its cost),
+//!   `Unit`; without a `Limit`, above the site's NMD in its unit: migration `NotifiedMaximumDemand`), `max-demand` (a new highest demand window of the billing month, with its cost),
 //!   `budget` (the month's cost to date or projected, `Basis`, above `Limit`) and `data-gap` (an
 //!   interval the rollup estimated); data gap and new maximum demand are seeded on.
 //! - `alarms."Alarms"`: one row per raised alarm, open (`EndedAt` NULL) or history, with the

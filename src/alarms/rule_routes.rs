@@ -44,11 +44,12 @@ fn rule_view(r: &RuleRow) -> RuleView {
         if r.hold_seconds > 0 { format!(" for {}", duration_text(f64::from(r.hold_seconds))) } else { String::new() };
     let condition = match (r.kind.as_str(), r.quantity.as_deref().and_then(watched)) {
         ("communication-loss", _) => format!("No reading for {} poll intervals", r.missed_polls.unwrap_or_default()),
-        ("demand-limit", _) => format!(
-            "Demand window forecast above {} {}{hold}{band}",
-            r.limit.unwrap_or_default(),
-            r.unit.as_deref().unwrap_or("")
-        ),
+        ("demand-limit", _) => match r.limit {
+            Some(limit) => {
+                format!("Demand window forecast above {limit} {}{hold}{band}", r.unit.as_deref().unwrap_or(""))
+            }
+            None => format!("Demand window forecast above the site's notified maximum demand (NMD){hold}{band}"),
+        },
         ("budget", _) => format!(
             "{} above {} (tariff's currency, with VAT){hold}{band}",
             if r.basis.as_deref() == Some("projected") { "Projection to month end" } else { "Month to date" },

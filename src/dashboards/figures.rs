@@ -10,7 +10,7 @@ use crate::measurements::energy::SiteInterval;
 use crate::sites::db::LiveDevice;
 use crate::sites::hierarchy::MAIN;
 use crate::sites::readings::{self, Status};
-use crate::tariffs::engine::{self, Assignment, BillInput};
+use crate::tariffs::engine::{self, BillInput};
 use crate::tariffs::local::{Period, local_midnight};
 
 /// A device that needs attention, for the list of the ones down.
@@ -150,17 +150,13 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>, at: DateTime<Utc>) -> Decimal
     Decimal::from((at - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1))
 }
 
-/// Today's and this month's figures from the month's intervals so far (`intervals`, any order
-/// of the month: others are ignored), the site's tariff history and device count. Today's cost
+/// Today's and this month's figures from what a bill of the site needs (`site`: its month's
+/// intervals so far, in any order, others ignored; its tariff history, device count, NMD and
+/// ratchets' earlier peaks; its period is the month of `now` whatever it says). Today's cost
 /// is what today added to the month's bill: the month to date now minus the month to date at
 /// the local midnight, so today and the days before add up to the month exactly.
-pub fn energy(
-    tz: Tz,
-    now: DateTime<Utc>,
-    devices: u32,
-    schedule: &[Assignment],
-    intervals: &[SiteInterval],
-) -> Option<Energy> {
+pub fn energy(now: DateTime<Utc>, site: &BillInput<'_>) -> Option<Energy> {
+    let BillInput { tz, devices, assignments: schedule, intervals, .. } = *site;
     let today = now.with_timezone(&tz).date_naive();
     let period = Period::containing(today, 1)?;
     let (from, to) = period.utc(tz);
@@ -172,9 +168,7 @@ pub fn energy(
     let month_kwh = kwh(&|_| true);
     let month_export_kwh = month.iter().map(|i| i.export_wh).sum::<f64>() / 1e3;
     let cost = (!schedule.is_empty()).then(|| {
-        let input = |intervals: &[SiteInterval]| {
-            engine::bill(&BillInput { tz, period, devices, assignments: schedule, intervals })
-        };
+        let input = |intervals: &[SiteInterval]| engine::bill(&BillInput { period, intervals, ..*site });
         let before: Vec<SiteInterval> = month.iter().filter(|i| i.start < midnight).cloned().collect();
         let now_bill = input(&month);
         let (month_to_date, projected) = engine::outlook(&now_bill, elapsed(from, to, now));
@@ -268,11 +262,20 @@ mod tests {
         let mut intervals: Vec<SiteInterval> =
             (0..136).map(|k| interval(start + TimeDelta::minutes(15 * k), 1000.0)).collect();
         intervals.insert(0, interval(start - TimeDelta::minutes(15), 99_000.0)); // November: not this month
-        let e = energy(tz, now, 1, &[], &intervals).unwrap();
+        let input = |devices| BillInput {
+            tz,
+            period: Period::containing(now.date_naive(), 1).unwrap(),
+            devices,
+            assignments: &[],
+            intervals: &intervals,
+            nmd: None,
+            history: &[],
+        };
+        let e = energy(now, &input(1)).unwrap();
         assert_eq!((e.today_kwh, e.month_kwh), (40.0, 136.0));
         assert_eq!(e.cost, None, "no tariff, no cost");
         assert_eq!(e.completeness, Some(100.0));
-        let e = energy(tz, now, 2, &[], &intervals).unwrap();
+        let e = energy(now, &input(2)).unwrap();
         assert_eq!(e.completeness, Some(50.0), "two devices, one of them reporting");
         assert_eq!(kwh_text(1234.56), "1\u{202f}234.6 kWh");
     }

@@ -215,7 +215,7 @@ pub(super) async fn energies(
         .iter()
         .map(|site| {
             let l = by_id.remove(&site.id)?;
-            figures::energy(l.tz, now, l.energy.devices, &l.schedule, &l.energy.intervals)
+            figures::energy(now, &l.input())
         })
         .collect())
 }

@@ -24,6 +24,7 @@ use crate::measurements::queries;
 use crate::sites::db::{self as sites_db, DeviceRow, SiteRow};
 use crate::sites::hierarchy::{self, HierarchyView, Kwh};
 use crate::state::AppState;
+use crate::tariffs::bills;
 use crate::tariffs::db as tariffs_db;
 use crate::tariffs::engine::{self, BillInput};
 use crate::tariffs::local::{Period, local_midnight};
@@ -423,9 +424,23 @@ pub async fn dashboard(
     months.chart = bars_chart(&months.title, &month_bars, year_end, "month", tz);
 
     let schedule = tariffs_db::site_schedule(&state.db, site.id).await?;
-    let bill = Period::month(first.year(), first.month(), 1).filter(|_| !schedule.is_empty()).map(|period| {
-        engine::bill(&BillInput { tz, period, devices: mains, assignments: &schedule, intervals: &month })
-    });
+    let bill = match Period::month(first.year(), first.month(), 1).filter(|_| !schedule.is_empty()) {
+        Some(period) => {
+            let asked = [(site, period, schedule.as_slice())];
+            let history = bills::earlier_peaks(&state.db, &asked).await?.pop().unwrap_or_default();
+            let input = BillInput {
+                tz,
+                period,
+                devices: mains,
+                assignments: &schedule,
+                intervals: &month,
+                nmd: site.nmd(),
+                history: &history,
+            };
+            Some(engine::bill(&input))
+        }
+        None => None,
+    };
 
     let live_devices = sites_db::live_devices(&state.db).await?;
     let mine: Vec<_> = live_devices.iter().filter(|d| d.site_id == site.id).collect();

@@ -3,10 +3,12 @@
 //! note the device directory as stale, so ingestion resolves the new set once they commit.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use rust_decimal::Decimal;
+use sqlx::{AssertSqlSafe, PgExecutor};
 
 use super::hierarchy::Node;
 use crate::change::{Cache, Change};
+use crate::tariffs::model::{DemandUnit, Nmd};
 
 /// The names of the unique indexes and constraints a write can run into.
 pub const SITE_NAME_UNIQUE: &str = "UX_Sites_Name";
@@ -24,9 +26,22 @@ pub struct SiteRow {
     pub address: String,
     pub time_zone: String,
     pub notes: String,
+    /// The notified (contracted) maximum demand, NMD, and its unit (`kW` or `kVA`): both or neither.
+    pub notified_max_demand: Option<Decimal>,
+    pub notified_max_demand_unit: Option<String>,
 }
 
+/// The columns of a [`SiteRow`].
+const SITE_COLUMNS: &str =
+    r#""Id", "Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit""#;
+
 impl SiteRow {
+    /// The site's NMD, if entered.
+    pub fn nmd(&self) -> Option<Nmd> {
+        let unit = DemandUnit::parse(self.notified_max_demand_unit.as_deref()?)?;
+        Some(Nmd { value: self.notified_max_demand?, unit })
+    }
+
     /// The zone the site's times, days and tariffs are in (UTC should a stored name ever stop
     /// parsing; the form only stores valid ones).
     pub fn zone(&self) -> chrono_tz::Tz {
@@ -39,6 +54,7 @@ pub struct SiteFields<'a> {
     pub address: &'a str,
     pub time_zone: &'a str,
     pub notes: &'a str,
+    pub nmd: Option<Nmd>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,7 +84,7 @@ pub async fn site_names(db: impl PgExecutor<'_>) -> Result<Vec<(i32, String)>, s
 }
 
 pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, sqlx::Error> {
-    sqlx::query_as(r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = $1"#)
+    sqlx::query_as(AssertSqlSafe(format!(r#"SELECT {SITE_COLUMNS} FROM monitoring."Sites" WHERE "Id" = $1"#)))
         .bind(id)
         .fetch_optional(db)
         .await
@@ -76,9 +92,9 @@ pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, s
 
 /// The sites of `ids` that exist, by id: one query for the alarm evaluator's site rules.
 pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRow>, sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
-    )
+    sqlx::query_as(AssertSqlSafe(format!(
+        r#"SELECT {SITE_COLUMNS} FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#
+    )))
     .bind(ids)
     .fetch_all(db)
     .await
@@ -86,13 +102,15 @@ pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRo
 
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
-           VALUES ($1, $2, $3, $4) RETURNING "Id""#,
+        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit")
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING "Id""#,
     )
     .bind(s.name)
     .bind(s.address)
     .bind(s.time_zone)
     .bind(s.notes)
+    .bind(s.nmd.map(|n| n.value))
+    .bind(s.nmd.map(|n| n.unit.label()))
     .fetch_one(db)
     .await
 }
@@ -100,7 +118,8 @@ pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<
 /// False when the site does not exist (any more).
 pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5
+        r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5,
+               "NotifiedMaxDemand" = $6, "NotifiedMaxDemandUnit" = $7
            WHERE "Id" = $1"#,
     )
     .bind(id)
@@ -108,6 +127,8 @@ pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -
     .bind(s.address)
     .bind(s.time_zone)
     .bind(s.notes)
+    .bind(s.nmd.map(|n| n.value))
+    .bind(s.nmd.map(|n| n.unit.label()))
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -475,9 +496,9 @@ pub async fn live_devices(db: impl PgExecutor<'_>) -> Result<Vec<LiveDevice>, sq
 
 /// Every site, by name, for pages about all of them.
 pub async fn sites_by_name(db: impl PgExecutor<'_>) -> Result<Vec<SiteRow>, sqlx::Error> {
-    sqlx::query_as(
-        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" ORDER BY lower("Name"), "Id""#,
-    )
+    sqlx::query_as(AssertSqlSafe(format!(
+        r#"SELECT {SITE_COLUMNS} FROM monitoring."Sites" ORDER BY lower("Name"), "Id""#
+    )))
     .fetch_all(db)
     .await
 }

@@ -2,11 +2,13 @@
 //! its errors) and its validation into the values stored.
 
 use chrono_tz::Tz;
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::db::{DeviceFields, DeviceRow, SiteFields, SiteRow};
 use super::hierarchy::{MAIN, ROLES, SUB};
 use crate::error::FieldErrors;
+use crate::tariffs::model::{DemandUnit, Nmd};
 
 pub const DUPLICATE_SITE: &str = "A site with this name already exists.";
 pub const DUPLICATE_EXTERNAL_ID: &str = "A device with this external ID already exists.";
@@ -46,6 +48,11 @@ pub struct SiteForm {
     pub time_zone: String,
     #[serde(default)]
     pub notes: String,
+    /// The notified maximum demand (empty: none) and its unit.
+    #[serde(default)]
+    pub nmd: String,
+    #[serde(default)]
+    pub nmd_unit: String,
 }
 
 pub struct ValidSite {
@@ -53,11 +60,42 @@ pub struct ValidSite {
     pub address: String,
     pub time_zone: Tz,
     pub notes: String,
+    pub nmd: Option<Nmd>,
 }
 
 impl ValidSite {
     pub fn fields(&self) -> SiteFields<'_> {
-        SiteFields { name: &self.name, address: &self.address, time_zone: self.time_zone.name(), notes: &self.notes }
+        SiteFields {
+            name: &self.name,
+            address: &self.address,
+            time_zone: self.time_zone.name(),
+            notes: &self.notes,
+            nmd: self.nmd,
+        }
+    }
+}
+
+/// The largest NMD the column holds (`numeric(12, 3)`).
+const NMD_MAX: Decimal = Decimal::from_parts(999_999_999, 0, 0, false, 0);
+
+/// The NMD field and its unit: empty is none; else a number above 0 with at most 3 decimals.
+fn parse_nmd(raw: &str, unit: &str) -> Result<Option<Nmd>, (&'static str, String)> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let Some(unit) = DemandUnit::parse(unit.trim()) else {
+        return Err(("nmd_unit", format!("“{unit}” is not a unit of demand: choose kVA or kW.")));
+    };
+    let bad = |why: &str| -> Result<Option<Nmd>, (&'static str, String)> {
+        Err(("nmd", format!("Notified maximum demand: “{raw}” {why}")))
+    };
+    match raw.parse::<Decimal>() {
+        Err(_) => bad("is not a number; use a point for decimals, e.g. 180 or 180.5."),
+        Ok(v) if v <= Decimal::ZERO => bad("must be more than 0 (leave it empty for none)."),
+        Ok(v) if v > NMD_MAX => bad("is more than 999,999,999."),
+        Ok(v) if v.normalize().scale() > 3 => bad("has more than 3 decimals."),
+        Ok(v) => Ok(Some(Nmd { value: v.normalize(), unit })),
     }
 }
 
@@ -68,6 +106,8 @@ impl From<&SiteRow> for SiteForm {
             address: s.address.clone(),
             time_zone: s.time_zone.clone(),
             notes: s.notes.clone(),
+            nmd: s.notified_max_demand.map(|d| d.normalize().to_string()).unwrap_or_default(),
+            nmd_unit: s.notified_max_demand_unit.clone().unwrap_or_else(|| DemandUnit::KVA.label().into()),
         }
     }
 }
@@ -97,8 +137,12 @@ impl SiteForm {
         e.check("name", name_error(&name));
         e.check("address", length_error(&address, 200));
         e.check("notes", length_error(&notes, 2000));
+        let nmd = parse_nmd(&self.nmd, &self.nmd_unit).unwrap_or_else(|(field, message)| {
+            e.add(field, message);
+            None
+        });
         match parse_time_zone(&self.time_zone) {
-            Ok(time_zone) => e.or_ok(ValidSite { name, address, time_zone, notes }),
+            Ok(time_zone) => e.or_ok(ValidSite { name, address, time_zone, notes, nmd }),
             Err(message) => {
                 e.add("time_zone", message);
                 Err(e)
@@ -432,5 +476,37 @@ mod tests {
         assert!(site("   ").validate().err().unwrap().get("name").is_some());
         assert!(site(&"n".repeat(101)).validate().is_err());
         assert!(site(&"n".repeat(100)).validate().is_ok());
+    }
+
+    #[test]
+    fn the_nmd_is_optional_positive_and_names_its_field() {
+        let site = |nmd: &str, unit: &str| SiteForm {
+            name: "Plant".into(),
+            time_zone: "UTC".into(),
+            nmd: nmd.into(),
+            nmd_unit: unit.into(),
+            ..Default::default()
+        };
+        assert_eq!(site(" ", "kVA").validate().ok().unwrap().nmd, None);
+        let nmd = site(" 180.50 ", "kW").validate().ok().unwrap().nmd.unwrap();
+        assert_eq!(
+            (nmd.value, nmd.unit, nmd.to_string()),
+            ("180.5".parse().unwrap(), DemandUnit::KW, "180.5 kW".into())
+        );
+        for (raw, unit, field, says) in [
+            ("abc", "kVA", "nmd", "“abc” is not a number"),
+            ("0", "kVA", "nmd", "must be more than 0"),
+            ("-5", "kVA", "nmd", "must be more than 0"),
+            ("1.2345", "kVA", "nmd", "more than 3 decimals"),
+            ("1000000000", "kVA", "nmd", "more than 999,999,999"),
+            ("180", "MW", "nmd_unit", "“MW” is not a unit of demand"),
+        ] {
+            let errors = site(raw, unit).validate().err().unwrap();
+            let message = errors.get(field).unwrap_or_else(|| panic!("{raw} {unit}: no error on {field}"));
+            assert!(message.contains(says), "{raw} {unit}: {message}");
+        }
+        assert!(
+            site("abc", "kVA").validate().err().unwrap().get("nmd").unwrap().starts_with("Notified maximum demand")
+        );
     }
 }

@@ -147,7 +147,10 @@ pub async fn new_site(
 }
 
 fn site_detail(site: &ValidSite) -> serde_json::Value {
-    serde_json::json!({ "name": site.name, "timeZone": site.time_zone.name(), "address": site.address })
+    serde_json::json!({
+        "name": site.name, "timeZone": site.time_zone.name(), "address": site.address,
+        "nmd": site.nmd.map(|n| n.to_string()),
+    })
 }
 
 pub async fn create_site(

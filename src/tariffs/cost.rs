@@ -94,6 +94,8 @@ struct CostPage {
     bill: Bill,
     lines: Vec<LineView>,
     has_tariff: bool,
+    /// The tariff bills on the site's NMD (capacity or excess-NMD charges): the page states it.
+    uses_nmd: bool,
 }
 
 pub async fn show(
@@ -112,6 +114,7 @@ pub async fn show(
     render(&CostPage {
         page,
         has_tariff: !loaded.schedule.is_empty(),
+        uses_nmd: engine::uses_nmd(period, &loaded.schedule),
         lines: line_views(&bill),
         site,
         month,

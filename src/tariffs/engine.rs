@@ -14,6 +14,10 @@
 //!    segment and their seasons, so a month without a change is charged once), per demand charge its maximum demand
 //!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
 //!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
+//!    A demand charge with a ratchet or on at least the NMD bills the highest of that maximum, the
+//!    ratchet's share of the highest demand of earlier periods ([`BillInput::history`], which
+//!    [`ratchet_needs`] lists) and the site's NMD; one with an excess-NMD rate adds a line on the
+//!    maximum above the NMD.
 //! 4. Each line's amount is rounded to the cent as the version says (half away from zero unless
 //!    it says otherwise); then the version's minimum or cap (per month, prorated like a monthly
 //!    fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
@@ -22,14 +26,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Offset, Timelike, Utc};
+use chrono::{DateTime, Duration, Months, NaiveDate, NaiveDateTime, Offset, Timelike, Utc};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
 use super::model::{
-    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, SLOTS, TariffDoc,
-    TouPeriod, Version,
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, Nmd, SLOTS,
+    TariffDoc, TouPeriod, Version,
 };
 use crate::measurements::energy::SiteInterval;
 
@@ -57,6 +61,68 @@ pub struct BillInput<'a> {
     pub assignments: &'a [Assignment],
     /// Sorted by `start`; intervals outside the period are ignored.
     pub intervals: &'a [SiteInterval],
+    /// The site's notified maximum demand, if entered: capacity charges bill at least it, and
+    /// excess-NMD penalties charge the demand above it.
+    pub nmd: Option<Nmd>,
+    /// The highest demand of the earlier billing periods the ratchets look back at (those of
+    /// [`ratchet_needs`]; a missing one counts as no demand).
+    pub history: &'a [EarlierPeak],
+}
+
+/// The highest demand interval of an earlier billing period, measured one way (at any time of
+/// day): what a ratchet looks back at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierPeak {
+    pub period: Period,
+    pub unit: DemandUnit,
+    pub window_minutes: u32,
+    pub method: DemandMethod,
+    /// The interval's energy (Wh for kW, VAh for kVA) and first instant; `None`: no data.
+    pub peak: Option<(Decimal, DateTime<Utc>)>,
+}
+
+/// How an [`EarlierPeak`] is measured, and over which period.
+pub type PeakNeed = (Period, DemandUnit, u32, DemandMethod);
+
+/// The `n` billing periods before `period`, latest first: each as long in months, on the same
+/// day of the month.
+pub fn earlier_periods(period: Period, n: u32) -> Vec<Period> {
+    (1..=n)
+        .map_while(|k| {
+            Some(Period {
+                start: period.start.checked_sub_months(Months::new(k))?,
+                end: period.start.checked_sub_months(Months::new(k - 1))?,
+            })
+        })
+        .collect()
+}
+
+/// Whether a version in effect in `period` bills on the site's NMD (a capacity charge or an
+/// excess-NMD penalty): the Cost tab then states the NMD, or that none is entered.
+pub fn uses_nmd(period: Period, assignments: &[Assignment]) -> bool {
+    day_segments(period, assignments).into_iter().filter_map(|(_, _, key)| key).any(|(a, v)| {
+        let charges = &assignments[a].tariff.doc.versions[v].demand_charges;
+        charges.iter().any(|d| d.at_least_nmd || d.excess_nmd_rate.is_some())
+    })
+}
+
+/// The earlier peaks a bill of `period` needs: per ratchet of the versions in effect in it, its
+/// earlier periods measured like its charge; each once.
+pub fn ratchet_needs(period: Period, assignments: &[Assignment]) -> Vec<PeakNeed> {
+    let mut needs: Vec<PeakNeed> = Vec::new();
+    for (_, _, key) in day_segments(period, assignments) {
+        let Some((a, v)) = key else { continue };
+        for d in &assignments[a].tariff.doc.versions[v].demand_charges {
+            let Some(r) = d.ratchet else { continue };
+            for p in earlier_periods(period, r.periods) {
+                let need = (p, d.unit, d.window_minutes, d.method);
+                if !needs.contains(&need) {
+                    needs.push(need);
+                }
+            }
+        }
+    }
+    needs
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +360,7 @@ struct Counted {
 type DaysKey = (NaiveDate, NaiveDate, Option<(usize, usize)>);
 
 pub fn bill(input: &BillInput<'_>) -> Bill {
-    let BillInput { tz, period, devices, assignments, intervals: _ } = *input;
+    let BillInput { tz, period, devices, assignments, .. } = *input;
     let keys = day_segments(period, assignments);
     let compiled: Vec<Option<Compiled<'_>>> = keys
         .iter()
@@ -339,7 +405,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
                 })
                 .collect(),
         });
-        let part = Part { segment: s, tariff: c, totals: t, days, period_days };
+        let part = Part { segment: s, tariff: c, totals: t, days, period_days, input };
         let mut own = part.energy_lines();
         own.extend(part.kwh_charge_lines());
         own.extend(part.fixed_lines());
@@ -497,11 +563,10 @@ fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Decimal, Naiv
             }
         }
     }
-    // The highest; of equals, the earliest.
-    candidates
-        .into_iter()
-        .max_by(|x, y| x.0.cmp(&y.0).then((y.1, y.2).cmp(&(x.1, x.2))))
-        .map(|(e, at, _, first)| (e, at, first))
+    // The highest; of equals, the earliest instant (not local time: in a repeated hour the
+    // later occurrence reads earlier), as the database's earlier peaks are chosen
+    // (`energy::demand_peaks`).
+    candidates.into_iter().max_by(|x, y| x.0.cmp(&y.0).then(y.3.cmp(&x.3))).map(|(e, at, _, first)| (e, at, first))
 }
 
 /// Step 3: one priced segment of the period, and its lines.
@@ -511,6 +576,8 @@ struct Part<'a> {
     totals: &'a Totals,
     days: Decimal,
     period_days: Decimal,
+    /// The site's NMD, its earlier peaks, its zone and the period.
+    input: &'a BillInput<'a>,
 }
 
 impl Part<'_> {
@@ -617,8 +684,10 @@ impl Part<'_> {
         lines
     }
 
-    /// Per demand charge: the highest interval average in its window × the rate × the share of
-    /// the period's days in its seasons, with when it occurred.
+    /// Per demand charge: its billed demand (the highest interval average in its window, or the
+    /// ratchet's or the NMD's when higher) × the rate × the share of the period's days in its
+    /// seasons, with when it occurred and why it is billed; and the excess over the NMD × its
+    /// penalty rate, prorated the same way.
     fn demand_lines(&self) -> Vec<Line> {
         let v = self.tariff.version;
         let mut lines = Vec::new();
@@ -627,8 +696,7 @@ impl Part<'_> {
             if days.is_zero() {
                 continue;
             }
-            let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
-            let (qty, note) = match peak_interval(d, &self.totals.demand[n]) {
+            let (measured, note) = match peak_interval(d, &self.totals.demand[n]) {
                 Some((energy, start_local, first)) => {
                     let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
                     let note = format!(
@@ -638,24 +706,130 @@ impl Part<'_> {
                         end_local.format("%H:%M"),
                         first.format("%Y-%m-%d %H:%M")
                     );
-                    (v.rounding.demand(energy / KILO / hours), note)
+                    (self.demand_of(d, energy), note)
                 }
                 None => (Decimal::ZERO, "no demand recorded".into()),
             };
+            let (qty, note) = self.billed_demand(d, measured, note);
             let vat = self.tariff.vat(Component::Demand);
             let label = demand_label(d, self.tariff);
-            let mut l = line(self.segment, LineKind::Demand, label, qty, d.unit.label(), d.rate, vat)
-                .coded(model::code_or(&d.code, "demand", n));
-            l.exact = qty * d.rate * days / self.period_days;
-            l.amount = round_cents(l.exact);
-            l.note = if days == self.period_days {
-                note
-            } else {
-                format!("{note}; prorated for {days} of {} days", self.period_days)
+            let code = model::code_or(&d.code, "demand", n);
+            let prorated = |mut l: Line, note: String| {
+                l.exact = l.quantity * l.rate * days / self.period_days;
+                l.amount = round_cents(l.exact);
+                l.note = if days == self.period_days {
+                    note
+                } else {
+                    format!("{note}; prorated for {days} of {} days", self.period_days)
+                };
+                l
             };
-            lines.push(l);
+            let l = line(self.segment, LineKind::Demand, label.clone(), qty, d.unit.label(), d.rate, vat);
+            lines.push(prorated(l.coded(code.clone()), note));
+            if let (Some(rate), Some(nmd)) = (d.excess_nmd_rate, self.nmd_in(d.unit)) {
+                let excess = measured - nmd.value;
+                if excess > Decimal::ZERO {
+                    let shown = |x| self.demand_text(x, d.unit);
+                    let note = format!("this month's {} − NMD {nmd} = {}", shown(measured), shown(excess));
+                    let label = format!("{label}: excess over NMD");
+                    let l = line(self.segment, LineKind::Demand, label, excess, d.unit.label(), rate, vat);
+                    lines.push(prorated(l.coded(format!("{code}.excess")), note));
+                }
+            }
         }
         lines
+    }
+
+    /// A demand as the notes show it: to the tariff's decimals, with its unit.
+    fn demand_text(&self, x: Decimal, unit: DemandUnit) -> String {
+        format!("{:.*} {}", self.tariff.version.rounding.demand_decimals as usize, x, unit.label())
+    }
+
+    /// The site's NMD when it is in `unit` (a kW NMD says nothing of kVA demand).
+    fn nmd_in(&self, unit: DemandUnit) -> Option<Nmd> {
+        self.input.nmd.filter(|n| n.unit == unit)
+    }
+
+    /// What charge `d` bills: this period's maximum `measured` (when it occurred: `note`), or
+    /// the ratchet's share of the earlier peak, or the NMD, whichever is highest (of equals, this
+    /// period's, then the ratchet's); the note says which and why.
+    fn billed_demand(&self, d: &DemandCharge, measured: Decimal, note: String) -> (Decimal, String) {
+        if d.ratchet.is_none() && !d.at_least_nmd {
+            return (measured, note);
+        }
+        let rounding = self.tariff.version.rounding;
+        let unit = d.unit.label();
+        let shown = |x| self.demand_text(x, d.unit);
+        // (demand, what it is), this period's first.
+        let mut candidates = vec![(measured, format!("this month's {}", shown(measured)))];
+        let mut caveats = Vec::new();
+        if let Some(r) = d.ratchet {
+            match self.earlier_peak(d, r.periods) {
+                Some((peak, at)) => candidates.push((
+                    rounding.demand(peak * r.percent / Decimal::ONE_HUNDRED),
+                    format!(
+                        "ratchet: {} % of {} on {}",
+                        r.percent.normalize(),
+                        shown(peak),
+                        at.format("%Y-%m-%d %H:%M")
+                    ),
+                )),
+                None => caveats.push(format!("ratchet: no demand recorded in the {} periods before", r.periods)),
+            }
+        }
+        if d.at_least_nmd {
+            match (self.input.nmd, self.nmd_in(d.unit)) {
+                (_, Some(nmd)) => candidates.push((nmd.value, format!("NMD {nmd}"))),
+                (Some(other), None) => caveats.push(format!("NMD {other} not used: the charge is in {unit}")),
+                (None, None) => caveats.push("no NMD entered for the site".to_string()),
+            }
+        }
+        let mut best = 0;
+        for (i, c) in candidates.iter().enumerate() {
+            if c.0 > candidates[best].0 {
+                best = i;
+            }
+        }
+        let (qty, why) = candidates[best].clone();
+        let others: Vec<&str> =
+            candidates.iter().enumerate().filter(|(i, _)| *i != best).map(|(_, c)| c.1.as_str()).collect();
+        let mut text = why;
+        if !others.is_empty() {
+            let strictly = candidates.iter().enumerate().all(|(i, c)| i == best || c.0 < qty);
+            text = format!("{text} {} {}", if strictly { ">" } else { "≥" }, others.join(", "));
+        }
+        text = format!("{text}; {note}");
+        for c in caveats {
+            text = format!("{text}; {c}");
+        }
+        (qty, text)
+    }
+
+    /// The highest demand (in the charge's unit, rounded as the tariff rounds) of the `n` billing
+    /// periods before this one, measured like charge `d`, and when it began (local); of equals,
+    /// the earliest.
+    fn earlier_peak(&self, d: &DemandCharge, n: u32) -> Option<(Decimal, NaiveDateTime)> {
+        let periods = earlier_periods(self.input.period, n);
+        let (energy, first) = self
+            .input
+            .history
+            .iter()
+            .filter(|h| {
+                h.unit == d.unit
+                    && h.window_minutes == d.window_minutes
+                    && h.method == d.method
+                    && periods.contains(&h.period)
+            })
+            .filter_map(|h| h.peak)
+            .max_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)))?;
+        Some((self.demand_of(d, energy), first.with_timezone(&self.input.tz).naive_local()))
+    }
+
+    /// The demand (kW or kVA, rounded as the tariff rounds) of `energy` (Wh or VAh) in one of
+    /// charge `d`'s intervals: the energy over the interval's length, as utilities bill it.
+    fn demand_of(&self, d: &DemandCharge, energy: Decimal) -> Decimal {
+        let hours = Decimal::from(d.window_minutes) / Decimal::from(60);
+        self.tariff.version.rounding.demand(energy / KILO / hours)
     }
 
     /// The minimum charge's top-up, or the cap's reduction, of the part's `lines` (export credits

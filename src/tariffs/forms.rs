@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Rounding, Season, Tou, TouPeriod,
-    Version,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Ratchet, Rounding, Season, Tou,
+    TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -246,6 +246,16 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
             f.set(format!("demand_{n}_{}", p.key()), "on");
         }
         tick_seasons(&mut f, "demand", n, &d.seasons);
+        if d.at_least_nmd {
+            f.set(format!("demand_{n}_at_least_nmd"), "on");
+        }
+        if let Some(r) = d.ratchet {
+            f.set(format!("demand_{n}_ratchet_percent"), r.percent.normalize());
+            f.set(format!("demand_{n}_ratchet_periods"), r.periods);
+        }
+        if let Some(r) = d.excess_nmd_rate {
+            f.set(format!("demand_{n}_excess_rate"), r);
+        }
     }
     match &v.energy {
         Energy::Flat { rate } => f.set("flat_rate", rate),
@@ -581,9 +591,55 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
         let seasons = ticked_seasons(f, e, "demand", n);
         let code = f.demand(&n, "code").trim().to_string();
-        out.push(DemandCharge { name, code, unit, window_minutes, method, rate, periods, seasons });
+        let at_least_nmd = f.demand_checked(&n, "at_least_nmd");
+        let ratchet = ratchet(f, e, n);
+        let excess_nmd_rate =
+            decimal(f, e, &format!("demand_{n}_excess_rate"), &format!("Demand charge {} excess-NMD rate", n + 1));
+        out.push(DemandCharge {
+            name,
+            code,
+            unit,
+            window_minutes,
+            method,
+            rate,
+            periods,
+            seasons,
+            at_least_nmd,
+            ratchet,
+            excess_nmd_rate,
+        });
     }
     out
+}
+
+/// Demand charge slot `n`'s ratchet: a percentage and a number of earlier billing periods, both
+/// or neither (the model checks their ranges).
+fn ratchet(f: &Fields, e: &mut FieldErrors, n: usize) -> Option<Ratchet> {
+    let (percent_key, periods_key) = (format!("demand_{n}_ratchet_percent"), format!("demand_{n}_ratchet_periods"));
+    let what = format!("Demand charge {} ratchet", n + 1);
+    let percent = decimal(f, e, &percent_key, &format!("{what} %"));
+    let raw = f.get(&periods_key).trim();
+    let periods = match raw {
+        "" => None,
+        _ => raw
+            .parse::<u32>()
+            .map_err(|_| {
+                e.add(&periods_key, format!("{what} periods: “{raw}” is not a whole number of billing periods."))
+            })
+            .ok(),
+    };
+    match (percent, periods, f.get(&percent_key).trim().is_empty(), raw.is_empty()) {
+        (Some(percent), Some(periods), _, _) => Some(Ratchet { percent, periods }),
+        (_, _, true, false) => {
+            e.add(&percent_key, format!("{what}: enter the percentage of the earlier peak billed, e.g. 80."));
+            None
+        }
+        (_, _, false, true) => {
+            e.add(&periods_key, format!("{what}: enter how many earlier billing periods it looks back at, e.g. 11."));
+            None
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -651,6 +707,45 @@ mod tests {
         f.set("version_holidays", "2025-10-13 boxing");
         let e = parse_version(&f).err().unwrap();
         assert!(e.get("version_holidays").unwrap().contains("“boxing” is not a day type"));
+    }
+
+    #[test]
+    fn capacity_ratchet_and_excess_nmd_survive_the_editor_and_bad_ones_are_named() {
+        let mut f = version_fields(None);
+        f.set("effective_from", "2026-04-01");
+        f.set("flat_rate", "1.50");
+        f.set("demand_0_name", "Network access charge");
+        f.set("demand_0_rate", "25.63");
+        f.set("demand_0_at_least_nmd", "on");
+        f.set("demand_0_ratchet_percent", "100");
+        f.set("demand_0_ratchet_periods", "11");
+        f.set("demand_0_excess_rate", "307.56");
+        let v = parse_version(&f).unwrap_or_else(|e| panic!("{e}"));
+        let d = &v.demand_charges[0];
+        assert!(d.at_least_nmd);
+        assert_eq!(d.ratchet, Some(Ratchet { percent: Decimal::ONE_HUNDRED, periods: 11 }));
+        assert_eq!(d.excess_nmd_rate, Some("307.56".parse().unwrap()));
+        assert_eq!(parse_version(&version_fields(Some(&v))).unwrap(), v, "the editor shows what it stored");
+        f.set("demand_0_ratchet_periods", "");
+        f.set("demand_0_excess_rate", "lots");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("demand_0_ratchet_periods"),
+            Some("Demand charge 1 ratchet: enter how many earlier billing periods it looks back at, e.g. 11.")
+        );
+        assert!(
+            e.get("demand_0_excess_rate")
+                .unwrap()
+                .starts_with("Demand charge 1 excess-NMD rate: “lots” is not a number")
+        );
+        f.set("demand_0_ratchet_percent", "");
+        f.set("demand_0_ratchet_periods", "eleven");
+        f.set("demand_0_excess_rate", "");
+        let e = parse_version(&f).err().unwrap();
+        assert_eq!(
+            e.get("demand_0_ratchet_periods"),
+            Some("Demand charge 1 ratchet periods: “eleven” is not a whole number of billing periods.")
+        );
     }
 
     #[test]

@@ -313,6 +313,9 @@ impl TryFrom<VersionIn> for Version {
                 rate: d.rate,
                 periods: d.periods,
                 seasons: Vec::new(),
+                at_least_nmd: false,
+                ratchet: None,
+                excess_nmd_rate: None,
             });
         }
         let shorthand = [(v.fixed_per_day, FixedPer::Day), (v.fixed_per_month, FixedPer::Month)];
@@ -595,6 +598,45 @@ pub struct DemandCharge {
     /// Only on days of these TOU seasons (by name); every day when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seasons: Vec<String>,
+    /// A capacity charge: the billed demand is at least the site's notified maximum demand (NMD)
+    /// when the site has one in the charge's unit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_least_nmd: bool,
+    /// A ratchet: the billed demand is at least a share of the highest demand of earlier
+    /// billing periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratchet: Option<Ratchet>,
+    /// A penalty per kVA or kW of the period's maximum demand above the site's NMD (e.g. Eskom's
+    /// excess network capacity, a multiple of the capacity rate): a line of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excess_nmd_rate: Option<Decimal>,
+}
+
+/// The billed demand is at least `percent` % of the highest demand of the `periods` billing
+/// periods before this one, measured like the charge (unit, interval, method) at any time of day:
+/// US ratchets (80 % of the 11 months before), Eskom's annual utilised capacity (100 % of the 11
+/// months before, so the highest of the 12 months including this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ratchet {
+    pub percent: Decimal,
+    pub periods: u32,
+}
+
+/// The most earlier billing periods a ratchet looks back at (three years).
+pub const RATCHET_MAX_PERIODS: u32 = 36;
+
+/// A site's notified (contracted) maximum demand, NMD: what its supply agreement allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nmd {
+    pub value: Decimal,
+    pub unit: DemandUnit,
+}
+
+impl fmt::Display for Nmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.value.normalize(), self.unit.label())
+    }
 }
 
 /// How demand intervals are laid: `block` intervals start on the clock (every 15, 30 or 60
@@ -630,11 +672,17 @@ pub enum DemandUnit {
 }
 
 impl DemandUnit {
+    pub const ALL: [DemandUnit; 2] = [DemandUnit::KVA, DemandUnit::KW];
+
     pub fn label(self) -> &'static str {
         match self {
             DemandUnit::KVA => "kVA",
             DemandUnit::KW => "kW",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<DemandUnit> {
+        DemandUnit::ALL.into_iter().find(|u| u.label() == s)
     }
 }
 
@@ -942,6 +990,30 @@ fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy
         p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
     }
     validate_season_names(p, at, &d.seasons, energy);
+    if let Some(r) = d.ratchet {
+        if r.percent <= Decimal::ZERO || r.percent > Decimal::ONE_HUNDRED {
+            p.add(format!("{at}.ratchet.percent"), format!("must be more than 0 and at most 100 (got {}).", r.percent));
+        }
+        if !(1..=RATCHET_MAX_PERIODS).contains(&r.periods) {
+            p.add(
+                format!("{at}.ratchet.periods"),
+                format!("must be 1 to {RATCHET_MAX_PERIODS} earlier billing periods (got {}).", r.periods),
+            );
+        }
+        // Earlier periods' peaks are read at any time of day (the database computes them:
+        // tariffs::bills), so a ratchet on a charge limited to TOU periods or seasons would
+        // compare unlike figures.
+        if !d.periods.is_empty() || !d.seasons.is_empty() {
+            p.add(
+                format!("{at}.ratchet"),
+                "a ratchet looks back at the highest demand at any time: put it on a charge without TOU periods \
+                 or seasons.",
+            );
+        }
+    }
+    if let Some(r) = d.excess_nmd_rate {
+        non_negative(p, &format!("{at}.excess_nmd_rate"), r);
+    }
 }
 
 fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {

@@ -92,7 +92,7 @@ fn intervals(tz: Tz, period: Period, mut f: impl FnMut(NaiveDateTime) -> (f64, f
 }
 
 fn run(tz: Tz, period: Period, assignments: &[Assignment], data: &[SiteInterval]) -> Bill {
-    engine::bill(&BillInput { tz, period, devices: 1, assignments, intervals: data })
+    engine::bill(&BillInput { tz, period, devices: 1, assignments, intervals: data, nmd: None, history: &[] })
 }
 
 fn energy_kwh(bill: &Bill) -> Decimal {
@@ -205,6 +205,9 @@ fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPer
         rate: dec(rate),
         periods,
         seasons: vec![],
+        at_least_nmd: false,
+        ratchet: None,
+        excess_nmd_rate: None,
     }
 }
 
@@ -574,7 +577,9 @@ fn completeness_and_estimated_intervals_are_counted() {
     data.truncate(2880 - 288); // the last three days missing
     data[0].estimated = true;
     data[1].estimated = true;
-    let bill = engine::bill(&BillInput { tz, period, devices: 2, assignments: &assignments, intervals: &data });
+    let input =
+        BillInput { tz, period, devices: 2, assignments: &assignments, intervals: &data, nmd: None, history: &[] };
+    let bill = engine::bill(&input);
     // 2 592 device rows of 2 × 2 880.
     assert_eq!((bill.rows, bill.completeness_percent, bill.estimated_intervals), (2592, dec("45.0"), 2));
 }
@@ -1502,5 +1507,296 @@ proptest! {
             prop_assert!(charged <= max, "{} > cap {}", charged, max);
         }
         prop_assert!(bill.lines.iter().all(|l| l.kind == LineKind::Adjustment || l.amount == v.rounding.cents(l.exact)));
+    }
+}
+
+// ---------------------------------------------------------------- ratchets, capacity, NMD
+
+/// June 2026 in Johannesburg: every interval 20 kWh and 25 kVAh (80 kW, 100 kVA), but the
+/// 30 minutes from 2026-06-10 14:00 at 37.5 kVAh each: (37.5 + 37.5) kVAh / 0.5 h = 150 kVA.
+fn june_150_kva() -> (Tz, Period, Vec<SiteInterval>) {
+    let joburg: Tz = "Africa/Johannesburg".parse().unwrap();
+    let period = Period::month(2026, 6, 1).unwrap();
+    let data = intervals(joburg, period, |at| {
+        let spike = at.date() == d(2026, 6, 10) && at.hour() == 14 && at.minute() < 30;
+        (20_000.0, 0.0, if spike { 37_500.0 } else { 25_000.0 })
+    });
+    (joburg, period, data)
+}
+
+/// A kVA, 30-minute block demand charge at `rate` with the given capacity options.
+fn capacity_charge(rate: &str, at_least_nmd: bool, ratchet: Option<(&str, u32)>, excess: Option<&str>) -> DemandCharge {
+    DemandCharge {
+        at_least_nmd,
+        ratchet: ratchet.map(|(percent, periods)| Ratchet { percent: dec(percent), periods }),
+        excess_nmd_rate: excess.map(dec),
+        ..demand_charge(DemandUnit::KVA, 30, rate, vec![])
+    }
+}
+
+/// Flat energy at 0.50 per kWh, `charge`, VAT (15 %) on demand only.
+fn capacity_tariff(charge: DemandCharge) -> Vec<Assignment> {
+    let mut v = version(Energy::Flat { rate: dec("0.50") });
+    v.demand_charges = vec![charge];
+    v.vat_on = vec![Component::Demand];
+    assign(vec![v], municipality(vec![]))
+}
+
+/// An earlier period's kVA, 30-minute block peak: `kvah` in the window starting at `utc`.
+fn earlier(year: i32, month: u32, kvah: &str, utc: &str) -> engine::EarlierPeak {
+    engine::EarlierPeak {
+        period: Period::month(year, month, 1).unwrap(),
+        unit: DemandUnit::KVA,
+        window_minutes: 30,
+        method: DemandMethod::Block,
+        peak: Some((dec(kvah) * dec("1000"), utc.parse().unwrap())),
+    }
+}
+
+fn bill_with(assignments: &[Assignment], nmd: Option<Nmd>, history: &[engine::EarlierPeak]) -> Bill {
+    let (tz, period, data) = june_150_kva();
+    engine::bill(&BillInput { tz, period, devices: 1, assignments, intervals: &data, nmd, history })
+}
+
+fn kva(value: &str) -> Option<Nmd> {
+    Some(Nmd { value: dec(value), unit: DemandUnit::KVA })
+}
+
+/// (code, quantity, rate, amount) of every line.
+fn lines_of(bill: &Bill) -> Vec<(String, String, String, String)> {
+    bill.lines
+        .iter()
+        .map(|l| {
+            (
+                l.code.clone(),
+                l.quantity.normalize().to_string(),
+                l.rate.normalize().to_string(),
+                format!("{:.2}", l.amount),
+            )
+        })
+        .collect()
+}
+
+fn row(code: &str, quantity: &str, rate: &str, amount: &str) -> (String, String, String, String) {
+    (code.into(), quantity.into(), rate.into(), amount.into())
+}
+
+#[test]
+fn a_ratchet_month_bills_the_share_of_the_earlier_peak() {
+    // 80 % of the 11 periods before. March's 200 kVA (100 kVAh in 30 minutes from 12:30 UTC,
+    // 14:30 SAST) is the highest of July 2025 to May 2026; June 2025 (500 kVA) is 12 periods
+    // back and a 15-minute figure of the same month is measured another way: both ignored.
+    let tariff = capacity_tariff(capacity_charge("100", false, Some(("80", 11)), None));
+    let mut fifteen = earlier(2026, 4, "100", "2026-04-02T10:00:00Z");
+    fifteen.window_minutes = 15;
+    let history = [
+        earlier(2026, 5, "60", "2026-05-04T09:00:00Z"),
+        earlier(2026, 3, "100", "2026-03-14T12:30:00Z"),
+        earlier(2025, 6, "250", "2025-06-20T08:00:00Z"),
+        fifteen,
+    ];
+    let bill = bill_with(&tariff, None, &history);
+    // By hand:
+    //   energy  2 880 intervals × 20 kWh = 57 600 kWh × 0.50          = 28 800.00
+    //   demand  max(150.000, 80 % × 200.000 = 160.000) = 160.000 kVA × 100.00 = 16 000.00
+    //   VAT     15 % of the demand line 16 000.00                       =  2 400.00
+    //   subtotal 44 800.00, total 47 200.00
+    assert_eq!(lines_of(&bill), [row("energy", "57600", "0.5", "28800.00"), row("demand1", "160", "100", "16000.00")]);
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("44800.00"), dec("2400.00"), dec("47200.00")));
+    assert_eq!(
+        bill.lines[1].note,
+        "ratchet: 80 % of 200.000 kVA on 2026-03-14 14:30 > this month's 150.000 kVA; \
+         maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)"
+    );
+}
+
+#[test]
+fn this_months_demand_wins_over_a_lower_ratchet() {
+    // March 160 kVA: 80 % is 128.000 kVA, below this month's 150.000.
+    let tariff = capacity_tariff(capacity_charge("100", false, Some(("80", 11)), None));
+    let bill = bill_with(&tariff, None, &[earlier(2026, 3, "80", "2026-03-14T12:30:00Z")]);
+    //   energy 57 600 kWh × 0.50 = 28 800.00; demand 150.000 kVA × 100.00 = 15 000.00;
+    //   VAT 15 % × 15 000.00 = 2 250.00; total 46 050.00.
+    assert_eq!(lines_of(&bill), [row("energy", "57600", "0.5", "28800.00"), row("demand1", "150", "100", "15000.00")]);
+    assert_eq!(bill.total, dec("46050.00"));
+    assert_eq!(
+        bill.lines[1].note,
+        "this month's 150.000 kVA > ratchet: 80 % of 160.000 kVA on 2026-03-14 14:30; \
+         maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)"
+    );
+    // No earlier data at all: this month's, and the note says why the ratchet did nothing.
+    let bill = bill_with(&tariff, None, &[]);
+    assert_eq!(bill.lines[1].quantity, dec("150.000"));
+    assert!(
+        bill.lines[1].note.ends_with("; ratchet: no demand recorded in the 11 periods before"),
+        "{}",
+        bill.lines[1].note
+    );
+}
+
+#[test]
+fn the_nmd_wins_a_capacity_charge_over_the_annual_peak() {
+    // Eskom-style annual utilised capacity at 50.00 per kVA: the higher of the NMD (180 kVA) and
+    // the highest of the 12 months with this one (100 % of the 11 before: March's 160 kVA).
+    let tariff = capacity_tariff(capacity_charge("50", true, Some(("100", 11)), None));
+    let bill = bill_with(&tariff, kva("180"), &[earlier(2026, 3, "80", "2026-03-14T12:30:00Z")]);
+    //   energy 57 600 kWh × 0.50 = 28 800.00
+    //   capacity max(150.000, 160.000, NMD 180) = 180 kVA × 50.00 = 9 000.00
+    //   VAT 15 % × 9 000.00 = 1 350.00; total 39 150.00
+    assert_eq!(lines_of(&bill), [row("energy", "57600", "0.5", "28800.00"), row("demand1", "180", "50", "9000.00")]);
+    assert_eq!((bill.vat, bill.total), (dec("1350.00"), dec("39150.00")));
+    assert_eq!(
+        bill.lines[1].note,
+        "NMD 180 kVA > this month's 150.000 kVA, ratchet: 100 % of 160.000 kVA on 2026-03-14 14:30; \
+         maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)"
+    );
+    // An NMD in kW says nothing of kVA: this month's 160 kVA peak of the 12 months wins.
+    let kw = Some(Nmd { value: dec("180"), unit: DemandUnit::KW });
+    let bill = bill_with(&tariff, kw, &[earlier(2026, 3, "80", "2026-03-14T12:30:00Z")]);
+    assert_eq!(bill.lines[1].quantity, dec("160.000"));
+    assert!(bill.lines[1].note.ends_with("; NMD 180 kW not used: the charge is in kVA"), "{}", bill.lines[1].note);
+    let bill = bill_with(&tariff, None, &[]);
+    assert_eq!(bill.lines[1].quantity, dec("150.000"));
+    assert!(bill.lines[1].note.ends_with("; no NMD entered for the site"), "{}", bill.lines[1].note);
+}
+
+#[test]
+fn demand_above_the_nmd_pays_the_excess_penalty_on_its_own_line() {
+    // NMD 140 kVA; capacity 50.00 per kVA on at least the NMD; the excess at 12 × 50.00 = 600.00.
+    let tariff = capacity_tariff(capacity_charge("50", true, None, Some("600")));
+    let bill = bill_with(&tariff, kva("140"), &[]);
+    //   energy   57 600 kWh × 0.50                         = 28 800.00
+    //   capacity max(150.000, NMD 140) = 150.000 kVA × 50.00 =  7 500.00
+    //   excess   150.000 − 140 = 10.000 kVA × 600.00        =  6 000.00
+    //   VAT      15 % × (7 500.00 + 6 000.00)               =  2 025.00
+    //   subtotal 42 300.00, total 44 325.00
+    assert_eq!(
+        lines_of(&bill),
+        [
+            row("energy", "57600", "0.5", "28800.00"),
+            row("demand1", "150", "50", "7500.00"),
+            row("demand1.excess", "10", "600", "6000.00"),
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("42300.00"), dec("2025.00"), dec("44325.00")));
+    assert_eq!(bill.lines[2].description, "Maximum demand (kVA, 30-minute): excess over NMD");
+    assert_eq!(bill.lines[2].note, "this month's 150.000 kVA − NMD 140 kVA = 10.000 kVA");
+    assert_eq!(
+        bill.lines[1].note,
+        "this month's 150.000 kVA > NMD 140 kVA; maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)"
+    );
+    // Within the NMD: no excess line.
+    assert_eq!(bill_with(&tariff, kva("150"), &[]).lines.len(), 2);
+    // The alarms' demand figure counts the penalty: (7 500.00 + 6 000.00) × 1.15 = 15 525.00.
+    assert_eq!(engine::demand_charge(&bill), Some((dec("150"), dec("15525.00"))));
+}
+
+#[test]
+fn a_ratchet_asks_for_the_periods_before_measured_like_its_charge() {
+    let period = Period::month(2026, 6, 1).unwrap();
+    let before = engine::earlier_periods(period, 11);
+    assert_eq!(before.len(), 11);
+    assert_eq!((before[0].start, before[0].end), (d(2026, 5, 1), d(2026, 6, 1)));
+    assert_eq!((before[10].start, before[10].end), (d(2025, 7, 1), d(2025, 8, 1)));
+    let read_15th = Period::month(2026, 6, 15).unwrap();
+    assert_eq!(engine::earlier_periods(read_15th, 1)[0], Period::month(2026, 5, 15).unwrap());
+    let tariff = capacity_tariff(capacity_charge("100", false, Some(("80", 3)), None));
+    let needs = engine::ratchet_needs(period, &tariff);
+    assert_eq!(needs.len(), 3);
+    assert_eq!(needs[2], (Period::month(2026, 3, 1).unwrap(), DemandUnit::KVA, 30, DemandMethod::Block));
+    assert!(engine::ratchet_needs(period, &capacity_tariff(capacity_charge("100", true, None, None))).is_empty());
+    assert!(engine::uses_nmd(period, &capacity_tariff(capacity_charge("100", false, None, Some("1")))));
+    assert!(!engine::uses_nmd(period, &tariff));
+}
+
+#[test]
+fn ratchets_and_penalties_are_validated_and_round_trip_in_json() {
+    let mut v = version(tou(
+        DayType::ALL.into_iter().map(|dt| window(dt, "00:00", "24:00", TouPeriod::Peak)).collect(),
+        DayType::Sunday,
+    ));
+    let mut peak = capacity_charge("100", false, Some(("0", 37)), Some("-1"));
+    peak.periods = vec![TouPeriod::Peak];
+    v.demand_charges = vec![peak];
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].demand_charges[0].ratchet.percent: must be more than 0 and at most 100 (got 0).",
+            "versions[0].demand_charges[0].ratchet.periods: must be 1 to 36 earlier billing periods (got 37).",
+            "versions[0].demand_charges[0].ratchet: a ratchet looks back at the highest demand at any time: put it on \
+             a charge without TOU periods or seasons.",
+            "versions[0].demand_charges[0].excess_nmd_rate: must not be negative (got -1).",
+        ]
+    );
+    v.demand_charges = vec![capacity_charge("50", true, Some(("100", 11)), Some("600"))];
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["demand_charges"][0]["ratchet"], serde_json::json!({ "percent": "100", "periods": 11 }));
+    assert_eq!(
+        (json["demand_charges"][0]["at_least_nmd"].clone(), json["demand_charges"][0]["excess_nmd_rate"].clone()),
+        (true.into(), "600".into())
+    );
+    assert_eq!(serde_json::from_value::<Version>(json).unwrap(), v);
+    // Without them nothing is written, and a charge without them reads as before.
+    v.demand_charges = vec![demand_charge(DemandUnit::KW, 15, "10", vec![])];
+    let json = serde_json::to_value(&v).unwrap();
+    let mut keys: Vec<&String> = json["demand_charges"][0].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["rate", "unit", "window_minutes"]);
+    let unknown = r#"{"unit": "kVA", "window_minutes": 30, "rate": "1", "ratchet": {"percent": "80", "months": 11}}"#;
+    assert!(serde_json::from_str::<DemandCharge>(unknown).unwrap_err().to_string().contains("unknown field `months`"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Whatever the NMD, the ratchet and the earlier peaks: the bill is the sum of its lines, and
+    /// the billed demand is at least this period's, the ratchet's share and the NMD.
+    #[test]
+    fn with_ratchets_and_nmd_the_bill_is_the_sum_of_its_lines(
+        tz in zones(), month in 1u32..=12, seed in any::<u64>(), percent in 1u32..=100, periods in 1u32..=12,
+        nmd in proptest::option::of(1u32..400_000), peaks in proptest::collection::vec(proptest::option::of(0u32..200_000), 12),
+        excess in proptest::option::of(0u32..100_000), rounding in 0usize..4, decimals in 0u32..=3,
+    ) {
+        let mut charge = capacity_charge("12.34", nmd.is_some(), None, None);
+        charge.ratchet = Some(Ratchet { percent: Decimal::from(percent), periods });
+        charge.excess_nmd_rate = excess.map(|e| Decimal::new(e.into(), 2));
+        let mut v = version(Energy::Flat { rate: dec("0.1234") });
+        v.demand_charges = vec![charge];
+        v.vat_on = vec![Component::Demand, Component::Energy];
+        v.rounding.amounts = AmountRounding::ALL[rounding];
+        v.rounding.demand_decimals = decimals;
+        let tariff = assign(vec![v.clone()], municipality(vec![]));
+        let period = Period::month(2026, month, 1).unwrap();
+        let history: Vec<engine::EarlierPeak> = engine::earlier_periods(period, 12)
+            .into_iter()
+            .zip(&peaks)
+            .map(|(p, vah)| engine::EarlierPeak {
+                period: p,
+                unit: DemandUnit::KVA,
+                window_minutes: 30,
+                method: DemandMethod::Block,
+                peak: vah.map(|x| (Decimal::new(x.into(), 1), p.utc(tz).0)),
+            })
+            .collect();
+        let nmd = nmd.map(|n| Nmd { value: Decimal::new(n.into(), 3), unit: DemandUnit::KVA });
+        let data = random_data(tz, period, seed);
+        let bill = engine::bill(&BillInput { tz, period, devices: 1, assignments: &tariff, intervals: &data, nmd, history: &history });
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
+        let plain = engine::bill(&BillInput { tz, period, devices: 1, assignments: &tariff, intervals: &data, nmd: None, history: &[] });
+        let (billed, measured) = (&bill.lines[1], &plain.lines[1]);
+        prop_assert!(billed.quantity >= measured.quantity, "{} < {}", billed.quantity, measured.quantity);
+        if let Some(n) = nmd {
+            prop_assert!(billed.quantity >= n.value, "{} below the NMD {}", billed.quantity, n.value);
+        }
+        let peak = history.iter().take(periods as usize).filter_map(|h| h.peak).map(|p| p.0).max();
+        if let Some(vah) = peak {
+            // As the engine rounds: the peak's demand, then its share.
+            let peak = v.rounding.demand(vah / dec("1000") / dec("0.5"));
+            let share = v.rounding.demand(peak * Decimal::from(percent) / Decimal::ONE_HUNDRED);
+            prop_assert!(billed.quantity >= share, "{} below the ratchet's {}", billed.quantity, share);
+        }
     }
 }

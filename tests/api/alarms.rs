@@ -576,6 +576,59 @@ async fn a_demand_forecast_crosses_the_limit_before_the_window_ends_and_hysteres
 }
 
 #[sqlx::test]
+async fn a_demand_limit_rule_without_a_limit_watches_each_site_at_its_notified_maximum_demand(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    without_communication_loss(&pool).await;
+    let mut b = admin(&app).await;
+    let (contracted, a) = site_with_devices(&pool, "Contracted", "UTC", &["a1"]).await;
+    let (_, other) = site_with_devices(&pool, "No NMD", "UTC", &["b1"]).await;
+    // The NMD entered on the site form: 250 kW.
+    let edit = format!("/sites/{contracted}/edit");
+    let fields = [("name", "Contracted"), ("time_zone", "UTC"), ("nmd", "250"), ("nmd_unit", "kW")];
+    let res = submit(&mut b, &edit, &edit, &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    // A rule of every site without a limit of its own: the form takes it.
+    let rule = [
+        ("name", "Contracted demand"),
+        ("kind", "demand-limit"),
+        ("severity", "major"),
+        ("enabled", "on"),
+        ("unit", "kVA"),
+        ("limit", ""),
+        ("hysteresis", "10"),
+        ("hold_seconds", "0"),
+        ("scope", "all"),
+    ];
+    let res = submit(&mut b, "/settings/alarm-rules/new", "/settings/alarm-rules/new", &rule).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let rules_page = b.get("/settings/alarm-rules").await;
+    assert!(rules_page.body.contains("Demand window forecast above the site"), "{}", rules_page.body);
+
+    let (_, start) = rules::demand_window(app.clock.now(), chrono_tz::UTC, 15);
+    advance_to(&app, start);
+    let mut ev = evaluator(&app);
+    // 200 kW on both: below the 250 kW NMD, and the other site has no limit at all.
+    power(&pool, a[0], start, 200_000.0).await;
+    power(&pool, other[0], start, 900_000.0).await;
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "200 kW is below the NMD; no NMD, not watched");
+    // 270 kW from minute 1: (200·1 + 270·14) / 15 = 265.3 kW forecast, above 250 (in kW: the NMD's
+    // unit, not the rule's kVA).
+    let t = start + TimeDelta::minutes(1);
+    advance_to(&app, t);
+    power(&pool, a[0], t, 270_000.0).await;
+    power(&pool, other[0], t, 900_000.0).await;
+    assert_eq!(ev.cycle().await.unwrap(), Cycle { raised: 1, ended: 0 });
+    let (site, message, details): (i32, String, serde_json::Value) =
+        sqlx::query_as(r#"SELECT "SiteId", "Message", "Details" FROM alarms."Alarms""#).fetch_one(&pool).await.unwrap();
+    assert_eq!(site, contracted);
+    assert!(
+        message.contains("forecast at 265.3 kW, above the limit of 250 kW (the site's notified maximum demand)"),
+        "{message}"
+    );
+    assert_eq!((details["limitSource"].as_str(), details["unit"].as_str()), (Some("nmd"), Some("kW")));
+}
+
+#[sqlx::test]
 async fn a_budget_and_a_new_maximum_demand_are_priced_by_the_sites_tariff(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
     without_communication_loss(&pool).await;

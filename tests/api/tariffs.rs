@@ -764,3 +764,227 @@ async fn the_editor_sets_a_minimum_charge_and_rounding_and_the_bill_tops_up(pool
         ]
     );
 }
+
+#[sqlx::test]
+async fn a_capacity_charge_bills_the_ratchet_over_the_nmd_and_the_excess_from_two_months_of_readings(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let (site, device) = site_with_meter(&app, "Africa/Johannesburg").await;
+
+    // The NMD on the site form: a bad one is named and stores nothing; then 120 kVA.
+    let edit = format!("/sites/{site}/edit");
+    let site_fields = |nmd: &'static str| {
+        [("name", "Plant"), ("time_zone", "Africa/Johannesburg"), ("nmd", nmd), ("nmd_unit", "kVA")]
+    };
+    let res = submit(&mut b, &edit, &edit, &site_fields("12O")).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Notified maximum demand: “12O” is not a number"), "{}", res.body);
+    let stored: Option<rust_decimal::Decimal> =
+        sqlx::query_scalar(r#"SELECT "NotifiedMaxDemand" FROM monitoring."Sites" WHERE "Id" = $1"#)
+            .bind(site)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, None, "nothing invalid was stored");
+    let res = submit(&mut b, &edit, &edit, &site_fields("120")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert!(
+        b.get(&format!("/sites/{site}")).await.body.contains("Notified maximum demand (NMD): <strong>120 kVA</strong>")
+    );
+
+    // The editor: a capacity charge on at least the NMD and the 12 months' peak (100 % of the 11
+    // before), with excess over the NMD at 30.00 per kVA. A bad ratchet is named.
+    let charge = [
+        ("demand_0_name", "Network access charge"),
+        ("demand_0_code", "nac"),
+        ("demand_0_rate", "10.00"),
+        ("demand_0_unit", "kVA"),
+        ("demand_0_window", "30"),
+        ("demand_0_method", "block"),
+        ("demand_0_at_least_nmd", "on"),
+        ("demand_0_ratchet_percent", "150"),
+        ("demand_0_ratchet_periods", "11"),
+        ("demand_0_excess_rate", "30.00"),
+    ];
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Capacity", &m, &charge)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        res.body.contains("versions[0].demand_charges[0].ratchet.percent</code>: must be more than 0 and at most 100"),
+        "{}",
+        res.body
+    );
+    let mut good = charge.to_vec();
+    good[7] = ("demand_0_ratchet_percent", "100");
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Capacity", &m, &good)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        export["versions"][0]["demand_charges"],
+        serde_json::json!([{
+            "name": "Network access charge", "code": "nac", "unit": "kVA", "window_minutes": 30, "rate": "10.00",
+            "at_least_nmd": true, "ratchet": { "percent": "100", "periods": 11 }, "excess_nmd_rate": "30.00",
+        }])
+    );
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+
+    // May and June 2026 through the write path: 4 kWh and 5 kVAh every interval (20 kVA), but
+    // May 12 10:00–10:30 at 75 kVAh an interval (300 kVA) and June 10 14:00–14:30 at 50 (200 kVA).
+    let tz: Tz = "Africa/Johannesburg".parse().unwrap();
+    let intervals = meter_energy(&app, device, "2026-05-01T00:00:00+02:00", "2026-06-30T23:45:00+02:00", |t| {
+        let local = t.with_timezone(&tz);
+        let (day, hour, half) = ((local.month(), local.day()), local.hour(), local.minute() < 30);
+        let vah = match (day, hour, half) {
+            ((5, 12), 10, true) => 75_000.0,
+            ((6, 10), 14, true) => 50_000.0,
+            _ => 5_000.0,
+        };
+        (4_000.0, 0.0, vah)
+    })
+    .await;
+    assert_eq!(intervals, (31 + 30) * 96);
+
+    // June by hand (no VAT ticked):
+    //   Energy   2 880 × 4 kWh = 11 520 kWh × 2.00                           = 23 040.00
+    //   Capacity max(this month's 200.000, 100 % of May's 300.000, NMD 120)
+    //            = 300.000 kVA × 10.00                                       =  3 000.00
+    //   Excess   this month's 200.000 − NMD 120 = 80.000 kVA × 30.00          =  2 400.00
+    //   total                                                                = 28 440.00
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy,Energy,11520,kWh,2,23040.00,0,,ZAR",
+            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,\"ratchet: 100 % of 300.000 kVA on 2026-05-12 10:00 \
+             > this month's 200.000 kVA, NMD 120 kVA; maximum on 2026-06-10 14:00–14:30 (2026-06-10 12:00 UTC)\",ZAR",
+            "Demand,nac.excess,Network access charge: excess over NMD,80,kVA,30,2400.00,0,\
+             this month's 200.000 kVA − NMD 120 kVA = 80.000 kVA,ZAR",
+            "Subtotal,,,,,,28440.00,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,28440.00,,,ZAR",
+        ]
+    );
+    // May: nothing before it, so this month's 300 kVA; the excess is 180 kVA × 30.00 = 5 400.00.
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-05")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[2].starts_with(
+            "Demand,nac,Network access charge,300,kVA,10,3000.00,0,this month's 300.000 kVA > NMD 120 kVA;"
+        ),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains("ratchet: no demand recorded in the 11 periods before"), "{}", lines[2]);
+    assert!(
+        lines[3].starts_with("Demand,nac.excess,Network access charge: excess over NMD,180,kVA,30,5400.00,"),
+        "{}",
+        lines[3]
+    );
+    // The Cost tab states the NMD the bill used.
+    let page = b.get(&format!("/sites/{site}/cost?month=2026-06")).await;
+    assert!(page.body.contains("Notified maximum demand (NMD): <strong>120 kVA</strong>"), "{}", page.body);
+}
+
+/// A ratchet's earlier peaks come from the database (`energy::demand_peaks`), the current
+/// period's from the engine: both must find the same interval. October 2026 in London (the
+/// 25-hour day's repeated 01:00–02:00 is two blocks, never one) with pseudo-random energy and two
+/// spikes, one in each occurrence of the repeated hour, in every unit, interval and method.
+#[sqlx::test]
+async fn the_databases_demand_peaks_are_the_engines(pool: PgPool) {
+    use std::sync::Arc;
+    use tau_acuvim_portal::measurements::energy::{self, PeakRange, SiteRange};
+    use tau_acuvim_portal::tariffs::engine::{self, Assignment, BillInput, LineKind, Tariff};
+    use tau_acuvim_portal::tariffs::local::Period;
+    use tau_acuvim_portal::tariffs::model::{Municipality, TariffDoc};
+
+    let app = TestApp::new(pool).await;
+    let (site, device) = site_with_meter(&app, "Europe/London").await;
+    let spikes = [time("2026-10-25T00:45:00Z"), time("2026-10-25T01:15:00Z")];
+    let intervals = meter_energy(&app, device, "2026-10-01T00:00:00+01:00", "2026-10-31T23:45:00Z", |t| {
+        let k = (t.timestamp() / 900) as u64;
+        let x = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let import = if spikes.contains(&t) { 9_000.0 } else { ((x >> 33) % 60_000) as f64 / 10.0 };
+        (import, 0.0, import * 1.2 + ((x >> 20) % 997) as f64)
+    })
+    .await;
+    assert_eq!(intervals, 31 * 96 + 4);
+    let tz: Tz = "Europe/London".parse().unwrap();
+    let period = Period::month(2026, 10, 1).unwrap();
+    let (from, to) = period.utc(tz);
+    let door = energy::site_intervals(&app.state.db, site, from, to).await.unwrap();
+    let municipality = Municipality {
+        name: "M".into(),
+        country: "UK".into(),
+        currency: "GBP".into(),
+        vat_percent: 0.into(),
+        holidays: vec![],
+    };
+    for unit in ["kW", "kVA"] {
+        for window in [15u32, 30, 60] {
+            for method in ["block", "sliding"] {
+                let json = format!(
+                    r#"{{"name": "D", "versions": [{{"effective_from": "2020-01-01", "energy": {{"kind": "flat", "rate": "0"}},
+                        "demand_charges": [{{"unit": "{unit}", "window_minutes": {window}, "method": "{method}", "rate": "1"}}]}}]}}"#
+                );
+                let doc: TariffDoc = serde_json::from_str(&json).unwrap();
+                let tariff = Arc::new(Tariff { id: 1, doc, municipality: municipality.clone() });
+                let schedule = [Assignment { from: period.start, tariff }];
+                let input = BillInput {
+                    tz,
+                    period,
+                    devices: 1,
+                    assignments: &schedule,
+                    intervals: &door.intervals,
+                    nmd: None,
+                    history: &[],
+                };
+                let bill = engine::bill(&input);
+                let line = bill.lines.iter().find(|l| l.kind == LineKind::Demand).unwrap();
+                let ask = PeakRange {
+                    range: SiteRange { site, from, to },
+                    time_zone: tz.name().into(),
+                    window_minutes: window,
+                    sliding: method == "sliding",
+                    apparent: unit == "kVA",
+                };
+                let peaks = energy::demand_peaks(&app.state.db, &[ask]).await.unwrap();
+                let (e, first) = peaks[0].unwrap();
+                let hours = rust_decimal::Decimal::from(window) / rust_decimal::Decimal::from(60);
+                let demand = (engine::wh(e) / rust_decimal::Decimal::ONE_THOUSAND / hours).round_dp(3);
+                assert_eq!(demand, line.quantity, "{unit} {window} {method}: the database's peak is the engine's");
+                let utc = format!("({} UTC)", first.format("%Y-%m-%d %H:%M"));
+                assert!(line.note.contains(&utc), "{unit} {window} {method}: {} vs {utc}", line.note);
+            }
+        }
+    }
+    // The repeated hour alone: two 60-minute blocks (each with one spike), never one of both.
+    let (from, to) = (time("2026-10-25T00:00:00Z"), time("2026-10-25T02:00:00Z"));
+    let hour = |start: DateTime<Utc>| {
+        door.intervals
+            .iter()
+            .filter(|i| start <= i.start && i.start < start + TimeDelta::hours(1))
+            .map(|i| i.import_wh)
+            .sum::<f64>()
+    };
+    let (bst, gmt) = (hour(from), hour(from + TimeDelta::hours(1)));
+    let ask = PeakRange {
+        range: SiteRange { site, from, to },
+        time_zone: tz.name().into(),
+        window_minutes: 60,
+        sliding: false,
+        apparent: false,
+    };
+    let (e, first) = energy::demand_peaks(&app.state.db, &[ask]).await.unwrap()[0].unwrap();
+    let want = if bst >= gmt { (bst, from) } else { (gmt, from + TimeDelta::hours(1)) };
+    assert!((e - want.0).abs() < 1e-6 && first == want.1, "{e} at {first}: want {want:?} (not {})", bst + gmt);
+}

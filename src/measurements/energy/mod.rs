@@ -7,7 +7,8 @@
 //! What others use:
 //! - **The door**: [`site_intervals`] / [`sites_intervals`], a site's energy per interval over a
 //!   range, with the number of devices summed, and [`site_buckets`], its import summed per
-//!   bucket by the database (the site page's day and month bars). Bills, the Overview and the wall displays read
+//!   bucket by the database (the site page's day and month bars), and [`demand_peaks`], its highest
+//!   demand interval per range (a ratchet's earlier billing periods). Bills, the Overview and the wall displays read
 //!   through it; it guarantees freshness itself (below), so no consumer refreshes anything and
 //!   no consumer writes. A site's energy is its **main meters'** (device roles, issue 15):
 //!   sub-meters, check and generation meters are never in it; [`device_energy`] reads each
@@ -87,7 +88,7 @@ mod watermarks;
 
 pub use intervals::{EstimatedGap, estimated_gaps};
 pub use site_sums::{
-    BucketEnergy, DeviceEnergy, SiteEnergy, SiteInterval, SiteRange, device_energy, refresh_site_sums, site_buckets,
-    site_intervals, sites_intervals,
+    BucketEnergy, DeviceEnergy, PeakRange, SiteEnergy, SiteInterval, SiteRange, demand_peaks, device_energy,
+    refresh_site_sums, site_buckets, site_intervals, sites_intervals,
 };
 pub(crate) use watermarks::note_late_readings;

@@ -174,6 +174,72 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
     Ok(out)
 }
 
+/// A site's range and how its demand is measured there, for [`demand_peaks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeakRange {
+    pub range: SiteRange,
+    /// The site's IANA zone: block intervals start on its clock (every 15, 30 or 60 minutes from
+    /// local midnight).
+    pub time_zone: String,
+    /// 15, 30 or 60.
+    pub window_minutes: u32,
+    /// A sliding interval may start at any quarter hour; a block one only on the clock.
+    pub sliding: bool,
+    /// Apparent energy (kVA demand) rather than active (kW).
+    pub apparent: bool,
+}
+
+/// The highest demand interval of each range, in the order asked: its energy (Wh, or VAh when
+/// `apparent`) and its first instant (of equals, the earliest), or `None` without data. Summed
+/// and compared by the database from the door's intervals (the same statement, so as fresh as
+/// [`sites_intervals`]): a ratchet looks back at up to 36 billing periods, and reading their
+/// 100,000 intervals for every bill of the Overview and the alarm evaluator is what this saves
+/// (one row per period instead of about 2,900). Intervals are laid as the tariff engine lays a
+/// demand charge's (`tariffs::engine`): blocks keyed by local start and UTC offset (a repeated
+/// hour is two blocks), sliding windows over the intervals present, never across a range's end.
+pub async fn demand_peaks(db: &PgPool, asks: &[PeakRange]) -> Result<Vec<Option<(f64, DateTime<Utc>)>>, sqlx::Error> {
+    if asks.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A window's RANGE offset must be a constant: one named window per sliding length.
+    let sql = format!(
+        r#"WITH p AS (SELECT * FROM UNNEST($4::text[], $5::int4[], $6::bool[], $7::bool[])
+                      WITH ORDINALITY AS p(tz, w, sliding, apparent, k)),
+                i AS (SELECT i.k, i.s, CASE WHEN p.apparent THEN i.vah ELSE i.wh END AS energy, p.tz, p.w, p.sliding
+                      FROM ({door}) AS i(k, s, wh, x, vah, n, est) JOIN p ON p.k = i.k),
+                blocks AS (SELECT k, min(s) AS first_start, sum(energy) AS energy FROM i WHERE NOT sliding
+                           GROUP BY k, date_bin(make_interval(mins => w), s AT TIME ZONE tz, timestamp '2000-01-01'),
+                                    (s AT TIME ZONE tz) - (s AT TIME ZONE 'UTC')),
+                slides AS (SELECT k, s AS first_start,
+                                  CASE w WHEN 15 THEN energy WHEN 30 THEN sum(energy) OVER w30
+                                         ELSE sum(energy) OVER w60 END AS energy
+                           FROM i WHERE sliding
+                           WINDOW w30 AS (PARTITION BY k ORDER BY s RANGE BETWEEN CURRENT ROW AND interval '15 minutes' FOLLOWING),
+                                  w60 AS (PARTITION BY k ORDER BY s RANGE BETWEEN CURRENT ROW AND interval '45 minutes' FOLLOWING))
+           SELECT DISTINCT ON (k) k, energy, first_start
+           FROM (SELECT k, first_start, energy FROM blocks UNION ALL SELECT k, first_start, energy FROM slides) c
+           ORDER BY k, energy DESC, first_start"#,
+        door = door_sql()
+    );
+    let rows: Vec<(i64, f64, DateTime<Utc>)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(asks.iter().map(|a| a.range.site).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| a.range.from).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| a.range.to).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| a.time_zone.as_str()).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| i32::try_from(a.window_minutes).unwrap_or(15)).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| a.sliding).collect::<Vec<_>>())
+        .bind(asks.iter().map(|a| a.apparent).collect::<Vec<_>>())
+        .fetch_all(db)
+        .await?;
+    let mut out = vec![None; asks.len()];
+    for (k, e, first) in rows {
+        if let Some(slot) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some((e, first));
+        }
+    }
+    Ok(out)
+}
+
 /// One meter's energy over each of the ranges asked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceEnergy {
