@@ -85,7 +85,16 @@ fn intervals(tz: Tz, period: Period, mut f: impl FnMut(NaiveDateTime) -> (f64, f
     let mut out = Vec::new();
     while at < end {
         let (import_wh, export_wh, vah) = f(at.with_timezone(&tz).naive_local());
-        out.push(SiteInterval { start: at, import_wh, export_wh, vah, rows: 1, estimated: false });
+        out.push(SiteInterval {
+            start: at,
+            import_wh,
+            export_wh,
+            vah,
+            rows: 1,
+            estimated: false,
+            reactive_import_varh: None,
+            reactive_export_varh: None,
+        });
         at += Duration::minutes(15);
     }
     out
