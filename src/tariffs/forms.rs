@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Rounding, Season, Tou, TouPeriod,
-    Version,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured, PowerFactor,
+    ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -19,6 +19,7 @@ pub const BLOCK_SLOTS: usize = 6;
 pub const DEMAND_SLOTS: usize = 4;
 pub const KWH_SLOTS: usize = 6;
 pub const FIXED_SLOTS: usize = 4;
+pub const REACTIVE_SLOTS: usize = 2;
 
 /// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
 #[derive(Default, Clone)]
@@ -67,6 +68,14 @@ impl Fields {
 
     pub fn fixed(&self, charge: &usize, field: &str) -> &str {
         self.get(&format!("fixed_{charge}_{field}"))
+    }
+
+    pub fn reactive(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("reactive_{charge}_{field}"))
+    }
+
+    pub fn reactive_checked(&self, charge: &usize, field: &str) -> bool {
+        !self.reactive(charge, field).is_empty()
     }
 
     /// Whether charge slot `charge` of the `kind` (demand, kwh, fixed) has season slot `season`
@@ -171,6 +180,11 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         f.set(format!("demand_{n}_unit"), "kVA");
         f.set(format!("demand_{n}_window"), "30");
         f.set(format!("demand_{n}_method"), "block");
+        f.set(format!("demand_{n}_pf_measured"), PfMeasured::default().key());
+    }
+    for n in 0..REACTIVE_SLOTS {
+        f.set(format!("reactive_{n}_per"), ReactivePer::default().key());
+        f.set(format!("reactive_{n}_window"), ReactiveCharge::DEFAULT_WINDOW);
     }
     for s in 0..SEASON_SLOTS {
         for dt in DAY_TYPE_KEYS {
@@ -246,6 +260,22 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
             f.set(format!("demand_{n}_{}", p.key()), "on");
         }
         tick_seasons(&mut f, "demand", n, &d.seasons);
+        if let Some(pf) = d.power_factor {
+            f.set(format!("demand_{n}_pf_threshold"), pf.threshold);
+            f.set(format!("demand_{n}_pf_measured"), pf.measured.key());
+        }
+    }
+    for (n, r) in v.reactive_charges.iter().enumerate().take(REACTIVE_SLOTS) {
+        f.set(format!("reactive_{n}_name"), &r.name);
+        f.set(format!("reactive_{n}_code"), &r.code);
+        f.set(format!("reactive_{n}_rate"), r.rate);
+        f.set(format!("reactive_{n}_free_percent"), r.free_percent);
+        f.set(format!("reactive_{n}_per"), r.per.key());
+        f.set(format!("reactive_{n}_window"), r.window_minutes);
+        for p in &r.periods {
+            f.set(format!("reactive_{n}_{}", p.key()), "on");
+        }
+        tick_seasons(&mut f, "reactive", n, &r.seasons);
     }
     match &v.energy {
         Energy::Flat { rate } => f.set("flat_rate", rate),
@@ -383,6 +413,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
     let kwh_charges = kwh_charges(f, &mut e);
     let fixed_charges = fixed_charges(f, &mut e);
     let demand_charges = demand_charges(f, &mut e);
+    let reactive_charges = reactive_charges(f, &mut e);
     let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
         .into_iter()
         .filter(|c| f.checked(&format!("vat_{}", component_key(*c))))
@@ -394,6 +425,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         kwh_charges,
         fixed_charges,
         demand_charges,
+        reactive_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
         minimum_per_month: decimal(f, &mut e, "minimum_per_month", "Minimum per month"),
@@ -557,19 +589,13 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         let unit = match f.demand(&n, "unit") {
             "kW" => DemandUnit::KW,
             "kVA" => DemandUnit::KVA,
+            "kvar" => DemandUnit::KVar,
             other => {
-                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA or kW."));
+                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA, kW or kvar."));
                 DemandUnit::KVA
             }
         };
-        let window_key = format!("demand_{n}_window");
-        let window_minutes = match f.get(&window_key).parse::<u32>() {
-            Ok(m) if [15, 30, 60].contains(&m) => m,
-            _ => {
-                e.add(&window_key, "Choose a demand interval of 15, 30 or 60 minutes.");
-                30
-            }
-        };
+        let window_minutes = window(f, e, &format!("demand_{n}_window"), "a demand interval");
         let method = match f.demand(&n, "method") {
             "sliding" => DemandMethod::Sliding,
             "block" | "" => DemandMethod::Block,
@@ -581,7 +607,78 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
         let seasons = ticked_seasons(f, e, "demand", n);
         let code = f.demand(&n, "code").trim().to_string();
-        out.push(DemandCharge { name, code, unit, window_minutes, method, rate, periods, seasons });
+        let threshold = decimal(
+            f,
+            e,
+            &format!("demand_{n}_pf_threshold"),
+            &format!("Demand charge {} power factor threshold", n + 1),
+        );
+        let measured = match f.demand(&n, "pf_measured") {
+            "peak" => PfMeasured::Peak,
+            "period" | "" => PfMeasured::Period,
+            other => {
+                e.add(
+                    &format!("demand_{n}_pf_measured"),
+                    format!("“{other}” is not where a power factor is measured: choose period or peak."),
+                );
+                PfMeasured::Period
+            }
+        };
+        let power_factor = threshold.map(|threshold| PowerFactor { threshold, measured });
+        out.push(DemandCharge { name, code, unit, window_minutes, method, rate, periods, seasons, power_factor });
+    }
+    out
+}
+
+/// A 15, 30 or 60 minute interval from field `key` (`what` names it in the error).
+fn window(f: &Fields, e: &mut FieldErrors, key: &str, what: &str) -> u32 {
+    match f.get(key).parse::<u32>() {
+        Ok(m) if [15, 30, 60].contains(&m) => m,
+        _ => {
+            e.add(key, format!("Choose {what} of 15, 30 or 60 minutes."));
+            30
+        }
+    }
+}
+
+/// The editor's reactive charge slots; a slot without a name and a rate is unused.
+fn reactive_charges(f: &Fields, e: &mut FieldErrors) -> Vec<ReactiveCharge> {
+    let mut out = Vec::new();
+    for n in 0..REACTIVE_SLOTS {
+        let name = f.reactive(&n, "name").trim().to_string();
+        let rate_key = format!("reactive_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let rate = required_decimal(f, e, &rate_key, &format!("Reactive charge {} rate per kvarh", n + 1));
+        let free_percent = required_decimal(
+            f,
+            e,
+            &format!("reactive_{n}_free_percent"),
+            &format!("Reactive charge {} free share of kWh (%)", n + 1),
+        );
+        let per = match f.reactive(&n, "per") {
+            "period" => ReactivePer::Period,
+            "interval" | "" => ReactivePer::Interval,
+            other => {
+                e.add(
+                    &format!("reactive_{n}_per"),
+                    format!("“{other}” is not how the excess is computed: choose per interval or over the period."),
+                );
+                ReactivePer::Interval
+            }
+        };
+        let window_minutes = window(f, e, &format!("reactive_{n}_window"), "an integrating interval");
+        out.push(ReactiveCharge {
+            name,
+            code: f.reactive(&n, "code").trim().to_string(),
+            rate,
+            free_percent,
+            per,
+            window_minutes,
+            periods: TouPeriod::ALL.into_iter().filter(|p| f.reactive_checked(&n, p.key())).collect(),
+            seasons: ticked_seasons(f, e, "reactive", n),
+        });
     }
     out
 }

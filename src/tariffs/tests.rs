@@ -38,6 +38,7 @@ fn version(energy: Energy) -> Version {
         kwh_charges: vec![],
         fixed_charges: vec![],
         demand_charges: vec![],
+        reactive_charges: vec![],
         export_credit: None,
         vat_on: vec![],
         minimum_per_month: None,
@@ -214,6 +215,7 @@ fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPer
         rate: dec(rate),
         periods,
         seasons: vec![],
+        power_factor: None,
     }
 }
 

@@ -257,9 +257,9 @@ impl Anomaly {
             ("reactive import energy", "varh"),
             ("reactive export energy", "varh"),
         ]
-            .get(self.channel)
-            .copied()
-            .unwrap_or(("a", ""));
+        .get(self.channel)
+        .copied()
+        .unwrap_or(("a", ""));
         match (self.kind, self.previous) {
             (AnomalyKind::ImplausibleValue, _) => format!(
                 "The {counter} counter read {:.3e} {unit}, which no meter counts: the value was ignored.",
@@ -657,13 +657,7 @@ mod tests {
     /// An interval's energy per channel, in channel order (0 for an unknown one).
     fn channels_of(i: &Interval) -> [f64; CHANNELS] {
         let known = |x: Option<f64>| x.unwrap_or(0.0);
-        [
-            i.import_wh,
-            i.export_wh,
-            known(i.apparent_vah),
-            known(i.reactive_import_varh),
-            known(i.reactive_export_varh),
-        ]
+        [i.import_wh, i.export_wh, known(i.apparent_vah), known(i.reactive_import_varh), known(i.reactive_export_varh)]
     }
 
     fn same(a: &Interval, b: &Interval) -> bool {

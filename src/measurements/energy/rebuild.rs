@@ -30,7 +30,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::intervals::{self, Replacement};
-use super::maths::{self, Anomaly, CHANNELS, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
+use super::maths::{
+    self, Anomaly, CHANNELS, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start,
+};
 use super::rollup::{COUNTER_COLUMNS, LAG, REBUILD_LOCK, Report, RollupError, restart_state, resume};
 use super::{site_sums, watermarks};
 use crate::measurements::copy::Decoder;

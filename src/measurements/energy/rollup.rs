@@ -255,7 +255,12 @@ pub(super) async fn restart_state(
 /// The carried state at interval start `from`, reconstructed from the readings: each counter's
 /// last value before it, stale when the meter reported later than [`HOLD`] after it.
 async fn state_before(conn: &mut PgConnection, device: i32, from: DateTime<Utc>) -> Result<State, sqlx::Error> {
-    let row = sqlx::query(AssertSqlSafe(STATE_BEFORE.as_str())).bind(device).bind(from).bind(from - LOOKBACK).fetch_one(conn).await?;
+    let row = sqlx::query(AssertSqlSafe(STATE_BEFORE.as_str()))
+        .bind(device)
+        .bind(from)
+        .bind(from - LOOKBACK)
+        .fetch_one(conn)
+        .await?;
     let latest: Option<DateTime<Utc>> = row.try_get("latest")?;
     let mut channels = [ChannelState::default(); CHANNELS];
     for (c, channel) in channels.iter_mut().enumerate() {
@@ -300,11 +305,11 @@ async fn read_observations(
     to: DateTime<Utc>,
 ) -> Result<(Vec<Observation>, u64), sqlx::Error> {
     let rows = sqlx::query(AssertSqlSafe(OBSERVATIONS.as_str()))
-    .bind(device)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut observations = Vec::with_capacity(rows.len());
     let mut readings = 0u64;
     for row in &rows {

@@ -177,8 +177,16 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
         .collect();
     for (k, start, import_wh, export_wh, vah, rows, estimated, reactive_import_varh, reactive_export_varh) in rows {
         let rows = rows.max(0) as u32;
-        let interval =
-            SiteInterval { start, import_wh, export_wh, vah, rows, estimated, reactive_import_varh, reactive_export_varh };
+        let interval = SiteInterval {
+            start,
+            import_wh,
+            export_wh,
+            vah,
+            rows,
+            estimated,
+            reactive_import_varh,
+            reactive_export_varh,
+        };
         if let Some(energy) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) {
             energy.intervals.push(interval);
         }
