@@ -761,4 +761,47 @@ mod tests {
         assert!(e.get("flat_rate").unwrap().contains("“2,15” is not a number"));
         assert_eq!(e.get("demand_0_rate"), Some("Demand charge 1 rate must not be negative."));
     }
+
+    #[test]
+    fn reactive_charges_and_power_factors_survive_the_editor() {
+        let doc: model::TariffDoc = serde_json::from_str(crate::tariffs::tests::HOMEFLEX_JSON).unwrap();
+        let mut v = doc.versions[0].clone();
+        let season = match &v.energy {
+            Energy::Tou(t) => t.seasons[0].name.clone(),
+            _ => unreachable!("Homeflex is time-of-use"),
+        };
+        v.reactive_charges = vec![ReactiveCharge {
+            name: "Reactive energy charge".into(),
+            code: "kvarh".into(),
+            rate: "0.1234".parse().unwrap(),
+            free_percent: "30".parse().unwrap(),
+            per: ReactivePer::Period,
+            window_minutes: 60,
+            periods: vec![TouPeriod::Peak, TouPeriod::Standard],
+            seasons: vec![season],
+        }];
+        let mut kvar = v.demand_charges[0].clone();
+        kvar.unit = DemandUnit::KVar;
+        kvar.code = "kvar".into();
+        v.demand_charges[0].power_factor =
+            Some(PowerFactor { threshold: "0.9".parse().unwrap(), measured: PfMeasured::Peak });
+        v.demand_charges.push(kvar);
+        let again = parse_version(&version_fields(Some(&v))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, v);
+    }
+
+    #[test]
+    fn unreadable_reactive_fields_are_named() {
+        let mut f = version_fields(None);
+        f.set("reactive_0_name", "Reactive");
+        f.set("reactive_0_rate", "0,5");
+        f.set("reactive_0_per", "daily");
+        f.set("demand_0_rate", "1");
+        f.set("demand_0_pf_threshold", "high");
+        let e = parse_version(&f).err().unwrap();
+        assert!(e.get("reactive_0_rate").unwrap().contains("“0,5” is not a number"));
+        assert_eq!(e.get("reactive_0_free_percent"), Some("Enter the Reactive charge 1 free share of kWh (%)."));
+        assert!(e.get("reactive_0_per").unwrap().contains("“daily” is not how the excess is computed"));
+        assert!(e.get("demand_0_pf_threshold").unwrap().contains("“high” is not a number"));
+    }
 }
