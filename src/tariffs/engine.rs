@@ -260,11 +260,12 @@ pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&DemandCh
     assignments[a].tariff.doc.versions[v].demand_charges.first()
 }
 
-/// A bill's maximum demand (the highest of its demand lines, in the line's unit) and its demand
-/// charge with VAT; `None` without a demand line.
+/// A bill's maximum demand (the highest of its kW or kVA demand lines, in the line's unit: kvar
+/// lines bill reactive demand, not the demand watched) and its demand charge with VAT (every
+/// demand line); `None` without a kW or kVA demand line.
 pub fn demand_charge(bill: &Bill) -> Option<(Decimal, Decimal)> {
     let lines: Vec<&Line> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).collect();
-    let max = lines.iter().map(|l| l.quantity).max()?;
+    let max = lines.iter().filter(|l| l.unit != DemandUnit::KVar.label()).map(|l| l.quantity).max()?;
     let charge: Decimal = lines.iter().map(|l| l.amount * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
     Some((max.normalize(), round_cents(charge)))
 }

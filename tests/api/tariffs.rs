@@ -769,7 +769,8 @@ async fn the_editor_sets_a_minimum_charge_and_rounding_and_the_bill_tops_up(pool
 /// reports its counters (active and reactive import) at every quarter hour of Monday 1 June 2026
 /// through the store's one write path; the real rollup makes the intervals. Every quarter hour:
 /// 1,000 Wh and 200 varh, except 10:00–10:15 (800 varh) and 10:15–10:30 (100 varh).
-/// Totals: 96 kWh; 94 × 0.2 + 0.8 + 0.1 = 19.7 kvarh.
+/// Totals: 96 kWh; 94 × 0.2 + 0.8 + 0.1 = 19.7 kvarh. The last reading, at 24:00, opens the
+/// interval of 2 June 00:00 (no energy yet): 49 half hours have data.
 ///
 /// The tariff, entered in the editor: flat 2.00 per kWh; reactive charge 5.00 per kvarh above 30 %
 /// of kWh per 30-minute interval; demand 10.00 per kW (15-minute block) with a power-factor
@@ -863,7 +864,7 @@ async fn the_editor_builds_a_reactive_charge_and_the_bill_charges_the_metered_kv
             "Demand,demand1,Demand,4.042,kW,10,40.42,0,maximum on 2026-06-01 00:00–00:15 (2026-05-31 22:00 UTC); \
              power factor 0.9796 over the period below 0.99: 4 kW × 0.99 / 0.9796 = 4.042 kW,ZAR",
             "Reactive energy,kvarh,Reactive energy charge,0.3,kvarh,5,1.50,0,\"0.3 kvarh above 30 % of 96 kWh, per \
-             30-minute interval (1 of 48 intervals over; 19.7 kvarh in all)\",ZAR",
+             30-minute interval (1 of 49 intervals over; 19.7 kvarh in all)\",ZAR",
             "Subtotal,,,,,,233.92,,,ZAR",
             "VAT,,,,,,0.00,,,ZAR",
             "Total,,,,,,233.92,,,ZAR",

@@ -401,6 +401,9 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
                     });
                     continue;
                 }
+                // A counter read in the interval makes its energy known there, even before any
+                // has passed (the interval a meter's latest reading opens: zero so far, not unknown).
+                acc.entry(bucket).or_default().touched[c] = true;
                 match ch.last {
                     None => {}
                     Some(_) if ch.stale => acc.entry(bucket).or_default().counter_reset = true,
