@@ -757,9 +757,13 @@ impl Part<'_> {
         note: String,
     ) -> (Decimal, String) {
         let Some(rule) = d.power_factor else { return (qty, note) };
-        let (measured, where_) = match rule.measured {
+        let (measured, place) = match rule.measured {
             PfMeasured::Period => (Some(self.totals.pf), "over the period"),
             PfMeasured::Peak => (peak, "at the maximum demand"),
+        };
+        let where_ = match measured.map_or(0, |m| m.unknown) {
+            0 => place.to_string(),
+            n => format!("{place} ({n} intervals without reactive data left out)"),
         };
         let unit = d.unit.label();
         match measured.and_then(|m| m.power_factor()) {
