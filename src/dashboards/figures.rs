@@ -249,7 +249,16 @@ mod tests {
     }
 
     fn interval(start: DateTime<Utc>, wh: f64) -> SiteInterval {
-        SiteInterval { start, import_wh: wh, export_wh: 0.0, vah: wh, rows: 1, estimated: false }
+        SiteInterval {
+            start,
+            import_wh: wh,
+            export_wh: 0.0,
+            vah: wh,
+            rows: 1,
+            estimated: false,
+            reactive_import_varh: None,
+            reactive_export_varh: None,
+        }
     }
 
     #[test]

@@ -149,7 +149,16 @@ mod tests {
         let (mut t, end) = (utc(from), utc(to));
         let mut out = Vec::new();
         while t < end {
-            out.push(SiteInterval { start: t, import_wh: wh, export_wh: 0.0, vah: wh, rows: 1, estimated: false });
+            out.push(SiteInterval {
+                start: t,
+                import_wh: wh,
+                export_wh: 0.0,
+                vah: wh,
+                rows: 1,
+                estimated: false,
+                reactive_import_varh: None,
+                reactive_export_varh: None,
+            });
             t += TimeDelta::minutes(15);
         }
         out

@@ -38,7 +38,7 @@ const SITE_COLUMNS: &str =
 impl SiteRow {
     /// The site's NMD, if entered.
     pub fn nmd(&self) -> Option<Nmd> {
-        let unit = DemandUnit::parse(self.notified_max_demand_unit.as_deref()?)?;
+        let unit = DemandUnit::parse_nmd(self.notified_max_demand_unit.as_deref()?)?;
         Some(Nmd { value: self.notified_max_demand?, unit })
     }
 

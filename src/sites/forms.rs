@@ -84,7 +84,7 @@ fn parse_nmd(raw: &str, unit: &str) -> Result<Option<Nmd>, (&'static str, String
     if raw.is_empty() {
         return Ok(None);
     }
-    let Some(unit) = DemandUnit::parse(unit.trim()) else {
+    let Some(unit) = DemandUnit::parse_nmd(unit.trim()) else {
         return Err(("nmd_unit", format!("“{unit}” is not a unit of demand: choose kVA or kW.")));
     };
     let bad = |why: &str| -> Result<Option<Nmd>, (&'static str, String)> {

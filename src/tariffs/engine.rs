@@ -18,6 +18,10 @@
 //!    ratchet's share of the highest demand of earlier periods ([`BillInput::history`], which
 //!    [`ratchet_needs`] lists) and the site's NMD; one with an excess-NMD rate adds a line on the
 //!    maximum above the NMD.
+//!    A demand charge in kvar bills the highest reactive demand; one with a power-factor
+//!    adjustment scales its billed demand by threshold / PF when the PF is below the threshold.
+//!    Per reactive charge: the kvarh imported above its free share of the kWh, in its periods and
+//!    seasons, per integrating interval (added up) or over the segment, × its rate per kvarh.
 //! 4. Each line's amount is rounded to the cent as the version says (half away from zero unless
 //!    it says otherwise); then the version's minimum or cap (per month, prorated like a monthly
 //!    fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
@@ -32,8 +36,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
 use super::model::{
-    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, Nmd, SLOTS,
-    TariffDoc, TouPeriod, Version,
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, Nmd, PfMeasured,
+    ReactiveCharge, ReactivePer, SLOTS, TariffDoc, TouPeriod, Version,
 };
 use crate::measurements::energy::SiteInterval;
 
@@ -135,6 +139,8 @@ pub enum LineKind {
     Export,
     /// A minimum charge's top-up or a cap's reduction.
     Adjustment,
+    /// A reactive energy charge (per kvarh above a share of kWh).
+    Reactive,
 }
 
 impl LineKind {
@@ -146,6 +152,7 @@ impl LineKind {
             LineKind::Demand => "Demand",
             LineKind::Export => "Export credit",
             LineKind::Adjustment => "Adjustment",
+            LineKind::Reactive => "Reactive energy",
         }
     }
 }
@@ -319,11 +326,12 @@ pub fn demand_on(assignments: &[Assignment], day: NaiveDate) -> Option<&DemandCh
     assignments[a].tariff.doc.versions[v].demand_charges.first()
 }
 
-/// A bill's maximum demand (the highest of its demand lines, in the line's unit) and its demand
-/// charge with VAT; `None` without a demand line.
+/// A bill's maximum demand (the highest of its kW or kVA demand lines, in the line's unit: kvar
+/// lines bill reactive demand, not the demand watched) and its demand charge with VAT (every
+/// demand line); `None` without a kW or kVA demand line.
 pub fn demand_charge(bill: &Bill) -> Option<(Decimal, Decimal)> {
     let lines: Vec<&Line> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).collect();
-    let max = lines.iter().map(|l| l.quantity).max()?;
+    let max = lines.iter().filter(|l| l.unit != DemandUnit::KVar.label()).map(|l| l.quantity).max()?;
     let charge: Decimal = lines.iter().map(|l| l.amount * (Decimal::ONE + l.vat_percent / Decimal::ONE_HUNDRED)).sum();
     Some((max.normalize(), round_cents(charge)))
 }
@@ -342,6 +350,68 @@ struct Totals {
     demand: Vec<Vec<Counted>>,
     /// Per demand charge: the segment's days in its seasons.
     demand_days: Vec<i64>,
+    /// Per reactive charge of the version: the intervals in its periods and seasons.
+    reactive: Vec<Vec<Counted>>,
+    /// The segment's energy for a power factor over the period: the intervals with reactive
+    /// data (their Wh and varh), and how many had none.
+    pf: Sum,
+}
+
+/// Energy added up over some intervals; `unknown`: how many of them had no reactive data.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    wh: Decimal,
+    vah: Decimal,
+    varh: Decimal,
+    /// Wh of the intervals with reactive data (what a power factor compares `varh` with).
+    wh_known: Decimal,
+    unknown: u32,
+}
+
+impl Sum {
+    fn add(&mut self, c: &Counted) {
+        self.wh += c.wh;
+        self.vah += c.vah;
+        match c.varh {
+            Some(varh) => {
+                self.varh += varh;
+                self.wh_known += c.wh;
+            }
+            None => self.unknown += 1,
+        }
+    }
+
+    fn sub(&mut self, c: &Counted) {
+        self.wh -= c.wh;
+        self.vah -= c.vah;
+        match c.varh {
+            Some(varh) => {
+                self.varh -= varh;
+                self.wh_known -= c.wh;
+            }
+            None => self.unknown -= 1,
+        }
+    }
+
+    /// The energy a demand charge in `unit` bills (unknown reactive energy counts as none).
+    fn of(&self, unit: DemandUnit) -> Decimal {
+        match unit {
+            DemandUnit::KW => self.wh,
+            DemandUnit::KVA => self.vah,
+            DemandUnit::KVar => self.varh,
+        }
+    }
+
+    /// kWh / √(kWh² + kvarh²) over the intervals with reactive data, to 4 decimals; `None`
+    /// without any (or without energy).
+    fn power_factor(&self) -> Option<Decimal> {
+        use rust_decimal::prelude::ToPrimitive;
+        let (p, q) = (self.wh_known.to_f64()?, self.varh.to_f64()?);
+        if p.hypot(q) == 0.0 {
+            return None;
+        }
+        Decimal::from_f64_retain(p / p.hypot(q)).map(|pf| pf.round_dp(4))
+    }
 }
 
 /// One interval that counts towards a demand charge.
@@ -354,6 +424,17 @@ struct Counted {
     offset: i32,
     wh: Decimal,
     vah: Decimal,
+    /// Reactive energy imported; `None`: unknown.
+    varh: Option<Decimal>,
+}
+
+impl Counted {
+    /// The (local start, UTC offset) of the block interval of `minutes` from local midnight that
+    /// holds it: demand intervals and reactive integrating intervals alike.
+    fn block(&self, minutes: i64) -> (NaiveDateTime, i32) {
+        let into = (i64::from(self.at.hour()) * 60 + i64::from(self.at.minute())) % minutes;
+        (self.at - Duration::minutes(into), self.offset)
+    }
 }
 
 /// Days `start..end` on one (assignment, version); `None`: no tariff.
@@ -410,6 +491,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         own.extend(part.kwh_charge_lines());
         own.extend(part.fixed_lines());
         own.extend(part.demand_lines());
+        own.extend(part.reactive_lines());
         own.extend(part.export_line());
         // Amounts as the tariff rounds them; then its minimum or cap on what they add up to.
         for l in &mut own {
@@ -488,6 +570,7 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
                 fixed_days: v.fixed_charges.iter().map(|f| days(&f.seasons)).collect(),
                 demand: vec![Vec::new(); v.demand_charges.len()],
                 demand_days: v.demand_charges.iter().map(|d| days(&d.seasons)).collect(),
+                reactive: vec![Vec::new(); v.reactive_charges.len()],
                 ..Totals::default()
             }
         })
@@ -501,11 +584,15 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
         sums.rows += i64::from(i.rows);
         sums.estimated += u32::from(i.estimated);
         let (imp, exp, vah) = (wh(i.import_wh), wh(i.export_wh), wh(i.vah));
+        let offset = local.offset().fix().local_minus_utc();
+        let counted = Counted { start: i.start, at, offset, wh: imp, vah, varh: i.reactive_import_varh.map(wh) };
         let t = &mut sums.totals[s];
         t.import_wh += imp;
         t.export_wh += exp;
+        t.pf.add(&counted);
         let Some(c) = &compiled[s] else { continue };
         let class = c.classify(at);
+        let in_periods = |periods: &[TouPeriod]| periods.is_empty() || class.is_some_and(|(_, p)| periods.contains(&p));
         if let Some(key) = class {
             *t.tou.entry(key).or_default() += imp;
         }
@@ -521,52 +608,55 @@ fn sum_intervals(input: &BillInput<'_>, keys: &[DaysKey], compiled: &[Option<Com
             *t.kwh[n].entry(key).or_default() += imp;
         }
         for (n, d) in c.version.demand_charges.iter().enumerate() {
-            let in_periods = d.periods.is_empty() || class.is_some_and(|(_, p)| d.periods.contains(&p));
-            if in_periods && c.in_seasons(&d.seasons, at.date()) {
-                let offset = local.offset().fix().local_minus_utc();
-                t.demand[n].push(Counted { start: i.start, at, offset, wh: imp, vah });
+            if in_periods(&d.periods) && c.in_seasons(&d.seasons, at.date()) {
+                t.demand[n].push(counted);
+            }
+        }
+        for (n, r) in c.version.reactive_charges.iter().enumerate() {
+            if in_periods(&r.periods) && c.in_seasons(&r.seasons, at.date()) {
+                t.reactive[n].push(counted);
             }
         }
     }
     sums
 }
 
-/// The highest demand interval of one charge: (Wh or VAh, local start, first instant), or none.
-fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Decimal, NaiveDateTime, DateTime<Utc>)> {
-    let energy = |c: &Counted| if d.unit == DemandUnit::KW { c.wh } else { c.vah };
+/// The highest demand interval of one charge: its energy, local start and first instant, or none.
+fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Sum, NaiveDateTime, DateTime<Utc>)> {
     let minutes = i64::from(d.window_minutes);
     // (energy, local start, UTC offset, first instant) of each candidate interval.
-    let mut candidates: Vec<(Decimal, NaiveDateTime, i32, DateTime<Utc>)> = Vec::new();
+    let mut candidates: Vec<(Sum, NaiveDateTime, i32, DateTime<Utc>)> = Vec::new();
     match d.method {
         DemandMethod::Block => {
             // Key: (local interval start, UTC offset).
-            let mut blocks: BTreeMap<(NaiveDateTime, i32), (Decimal, DateTime<Utc>)> = BTreeMap::new();
+            let mut blocks: BTreeMap<(NaiveDateTime, i32), (Sum, DateTime<Utc>)> = BTreeMap::new();
             for c in counted {
-                let into = (i64::from(c.at.hour()) * 60 + i64::from(c.at.minute())) % minutes;
-                let w = blocks.entry((c.at - Duration::minutes(into), c.offset)).or_insert((Decimal::ZERO, c.start));
-                w.0 += energy(c);
+                blocks.entry(c.block(minutes)).or_insert((Sum::default(), c.start)).0.add(c);
             }
             candidates.extend(blocks.into_iter().map(|((at, offset), (e, first))| (e, at, offset, first)));
         }
         DemandMethod::Sliding => {
             // Every quarter hour with counted energy starts an interval; `counted` is in time order.
             let mut end = 0;
-            let mut sum = Decimal::ZERO;
+            let mut sum = Sum::default();
             for (i, c) in counted.iter().enumerate() {
                 let until = c.start + Duration::minutes(minutes);
                 while end < counted.len() && counted[end].start < until {
-                    sum += energy(&counted[end]);
+                    sum.add(&counted[end]);
                     end += 1;
                 }
                 candidates.push((sum, c.at, c.offset, c.start));
-                sum -= energy(&counted[i]);
+                sum.sub(&counted[i]);
             }
         }
     }
     // The highest; of equals, the earliest instant (not local time: in a repeated hour the
     // later occurrence reads earlier), as the database's earlier peaks are chosen
     // (`energy::demand_peaks`).
-    candidates.into_iter().max_by(|x, y| x.0.cmp(&y.0).then(y.3.cmp(&x.3))).map(|(e, at, _, first)| (e, at, first))
+    candidates
+        .into_iter()
+        .max_by(|x, y| x.0.of(d.unit).cmp(&y.0.of(d.unit)).then(y.3.cmp(&x.3)))
+        .map(|(e, at, _, first)| (e, at, first))
 }
 
 /// Step 3: one priced segment of the period, and its lines.
@@ -696,7 +786,8 @@ impl Part<'_> {
             if days.is_zero() {
                 continue;
             }
-            let (measured, note) = match peak_interval(d, &self.totals.demand[n]) {
+            let peak = peak_interval(d, &self.totals.demand[n]);
+            let (measured, note) = match peak {
                 Some((energy, start_local, first)) => {
                     let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
                     let note = format!(
@@ -706,10 +797,13 @@ impl Part<'_> {
                         end_local.format("%H:%M"),
                         first.format("%Y-%m-%d %H:%M")
                     );
-                    (self.demand_of(d, energy), note)
+                    (self.demand_of(d, energy.of(d.unit)), note)
                 }
                 None => (Decimal::ZERO, "no demand recorded".into()),
             };
+            // The power factor adjusts this period's demand; the ratchet then compares it with
+            // the earlier peaks and the NMD.
+            let (measured, note) = self.power_factor_adjusted(d, peak.map(|p| p.0), measured, note);
             let (qty, note) = self.billed_demand(d, measured, note);
             let vat = self.tariff.vat(Component::Demand);
             let label = demand_label(d, self.tariff);
@@ -832,6 +926,67 @@ impl Part<'_> {
         self.tariff.version.rounding.demand(energy / KILO / hours)
     }
 
+    /// Billed demand `qty` after the charge's power-factor adjustment (× threshold / PF when the
+    /// PF, over the segment or in the peak interval, is below the threshold), and its note.
+    fn power_factor_adjusted(
+        &self,
+        d: &DemandCharge,
+        peak: Option<Sum>,
+        qty: Decimal,
+        note: String,
+    ) -> (Decimal, String) {
+        let Some(rule) = d.power_factor else { return (qty, note) };
+        let (measured, place) = match rule.measured {
+            PfMeasured::Period => (Some(self.totals.pf), "over the period"),
+            PfMeasured::Peak => (peak, "at the maximum demand"),
+        };
+        let where_ = match measured.map_or(0, |m| m.unknown) {
+            0 => place.to_string(),
+            n => format!("{place} ({n} intervals without reactive data left out)"),
+        };
+        let unit = d.unit.label();
+        match measured.and_then(|m| m.power_factor()) {
+            Some(pf) if pf < rule.threshold => {
+                let adjusted = self.tariff.version.rounding.demand(qty * rule.threshold / pf);
+                let note = format!(
+                    "{note}; power factor {} {where_} below {}: {} {unit} × {} / {} = {} {unit}",
+                    pf.normalize(),
+                    rule.threshold.normalize(),
+                    qty.normalize(),
+                    rule.threshold.normalize(),
+                    pf.normalize(),
+                    adjusted.normalize()
+                );
+                (adjusted, note)
+            }
+            Some(pf) => (qty, format!("{note}; power factor {} {where_}: not adjusted", pf.normalize())),
+            None => (qty, format!("{note}; power factor unknown (no reactive energy recorded): not adjusted")),
+        }
+    }
+
+    /// Per reactive charge: the kvarh above its free share of the kWh (per integrating interval,
+    /// added up, or over the segment) × its rate per kvarh. They carry the energy charge's VAT.
+    fn reactive_lines(&self) -> Vec<Line> {
+        let vat = self.tariff.vat(Component::Energy);
+        let mut lines = Vec::new();
+        for (n, (r, counted)) in self.tariff.version.reactive_charges.iter().zip(&self.totals.reactive).enumerate() {
+            let (excess, all, note) = reactive_excess(r, counted);
+            let mut l = line(self.segment, LineKind::Reactive, r.name.clone(), excess / KILO, "kvarh", r.rate, vat)
+                .coded(model::code_or(&r.code, "reactive", n));
+            l.note = format!(
+                "{} kvarh above {} % of {} kWh{note}",
+                grouped(excess / KILO),
+                r.free_percent.normalize(),
+                grouped(all.wh / KILO)
+            );
+            if all.unknown > 0 {
+                l.note.push_str(&format!("; {} intervals without reactive data (counted as none)", all.unknown));
+            }
+            lines.push(l);
+        }
+        lines
+    }
+
     /// The minimum charge's top-up, or the cap's reduction, of the part's `lines` (export credits
     /// aside): compared with their rounded amounts, so a bill at the limit totals it exactly. The
     /// monthly limit is prorated by the part's share of the period's days; the line carries the
@@ -866,6 +1021,56 @@ impl Part<'_> {
         l.amount = -l.amount;
         Some(l)
     }
+}
+
+/// A reactive charge's excess varh over `counted` (its intervals), their energy added up, and
+/// what the note adds about how: per integrating interval, the excess of each
+/// `window_minutes` block interval (from local midnight) is max(0, varh − share × Wh) and they
+/// are added up; over the period, it is that of the sums.
+fn reactive_excess(r: &ReactiveCharge, counted: &[Counted]) -> (Decimal, Sum, String) {
+    let share = r.free_percent / Decimal::ONE_HUNDRED;
+    let excess = |s: &Sum| (s.varh - s.wh * share).max(Decimal::ZERO);
+    let mut all = Sum::default();
+    counted.iter().for_each(|c| all.add(c));
+    match r.per {
+        ReactivePer::Period => {
+            (excess(&all), all, format!(" over the period ({} kvarh in all)", grouped(all.varh / KILO)))
+        }
+        ReactivePer::Interval => {
+            let mut blocks: BTreeMap<(NaiveDateTime, i32), Sum> = BTreeMap::new();
+            for c in counted {
+                blocks.entry(c.block(i64::from(r.window_minutes))).or_default().add(c);
+            }
+            let over = blocks.values().filter(|b| !excess(b).is_zero()).count();
+            let total = blocks.values().map(excess).sum();
+            let note = format!(
+                ", per {}-minute interval ({over} of {} intervals over; {} kvarh in all)",
+                r.window_minutes,
+                blocks.len(),
+                grouped(all.varh / KILO)
+            );
+            (total, all, note)
+        }
+    }
+}
+
+/// `x` to 3 decimals without trailing zeros, with thousands separators: 1,234.5.
+fn grouped(x: Decimal) -> String {
+    let x = x.round_dp(3).normalize();
+    let text = x.abs().to_string();
+    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    if x.is_sign_negative() && !x.is_zero() { format!("-{out}") } else { out }
 }
 
 /// The charge's name, or what it is: "Maximum demand (kVA, 30-minute, Peak)".
@@ -958,8 +1163,10 @@ pub fn outlook(bill: &Bill, elapsed: Decimal) -> (Decimal, Decimal) {
     };
     let to_date = scaled(&|l| if l.kind == LineKind::Fixed { l.exact * elapsed } else { l.exact });
     let projected = scaled(&|l| match l.kind {
-        LineKind::Energy | LineKind::Charge | LineKind::Export if !elapsed.is_zero() => l.exact / elapsed,
-        LineKind::Energy | LineKind::Charge | LineKind::Export => Decimal::ZERO,
+        LineKind::Energy | LineKind::Charge | LineKind::Reactive | LineKind::Export if !elapsed.is_zero() => {
+            l.exact / elapsed
+        }
+        LineKind::Energy | LineKind::Charge | LineKind::Reactive | LineKind::Export => Decimal::ZERO,
         LineKind::Fixed | LineKind::Demand | LineKind::Adjustment => l.exact,
     });
     (to_date, projected)

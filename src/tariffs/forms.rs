@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Ratchet, Rounding, Season, Tou,
-    TouPeriod, Version,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured, PowerFactor, Ratchet,
+    ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -19,6 +19,7 @@ pub const BLOCK_SLOTS: usize = 6;
 pub const DEMAND_SLOTS: usize = 4;
 pub const KWH_SLOTS: usize = 6;
 pub const FIXED_SLOTS: usize = 4;
+pub const REACTIVE_SLOTS: usize = 2;
 
 /// Posted fields by name (repeated names: the last wins; checkboxes have distinct names).
 #[derive(Default, Clone)]
@@ -67,6 +68,14 @@ impl Fields {
 
     pub fn fixed(&self, charge: &usize, field: &str) -> &str {
         self.get(&format!("fixed_{charge}_{field}"))
+    }
+
+    pub fn reactive(&self, charge: &usize, field: &str) -> &str {
+        self.get(&format!("reactive_{charge}_{field}"))
+    }
+
+    pub fn reactive_checked(&self, charge: &usize, field: &str) -> bool {
+        !self.reactive(charge, field).is_empty()
     }
 
     /// Whether charge slot `charge` of the `kind` (demand, kwh, fixed) has season slot `season`
@@ -171,6 +180,11 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         f.set(format!("demand_{n}_unit"), "kVA");
         f.set(format!("demand_{n}_window"), "30");
         f.set(format!("demand_{n}_method"), "block");
+        f.set(format!("demand_{n}_pf_measured"), PfMeasured::default().key());
+    }
+    for n in 0..REACTIVE_SLOTS {
+        f.set(format!("reactive_{n}_per"), ReactivePer::default().key());
+        f.set(format!("reactive_{n}_window"), ReactiveCharge::DEFAULT_WINDOW);
     }
     for s in 0..SEASON_SLOTS {
         for dt in DAY_TYPE_KEYS {
@@ -256,6 +270,22 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         if let Some(r) = d.excess_nmd_rate {
             f.set(format!("demand_{n}_excess_rate"), r);
         }
+        if let Some(pf) = d.power_factor {
+            f.set(format!("demand_{n}_pf_threshold"), pf.threshold);
+            f.set(format!("demand_{n}_pf_measured"), pf.measured.key());
+        }
+    }
+    for (n, r) in v.reactive_charges.iter().enumerate().take(REACTIVE_SLOTS) {
+        f.set(format!("reactive_{n}_name"), &r.name);
+        f.set(format!("reactive_{n}_code"), &r.code);
+        f.set(format!("reactive_{n}_rate"), r.rate);
+        f.set(format!("reactive_{n}_free_percent"), r.free_percent);
+        f.set(format!("reactive_{n}_per"), r.per.key());
+        f.set(format!("reactive_{n}_window"), r.window_minutes);
+        for p in &r.periods {
+            f.set(format!("reactive_{n}_{}", p.key()), "on");
+        }
+        tick_seasons(&mut f, "reactive", n, &r.seasons);
     }
     match &v.energy {
         Energy::Flat { rate } => f.set("flat_rate", rate),
@@ -393,6 +423,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
     let kwh_charges = kwh_charges(f, &mut e);
     let fixed_charges = fixed_charges(f, &mut e);
     let demand_charges = demand_charges(f, &mut e);
+    let reactive_charges = reactive_charges(f, &mut e);
     let vat_on = [Component::Energy, Component::Fixed, Component::Demand, Component::Export]
         .into_iter()
         .filter(|c| f.checked(&format!("vat_{}", component_key(*c))))
@@ -404,6 +435,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         kwh_charges,
         fixed_charges,
         demand_charges,
+        reactive_charges,
         export_credit: decimal(f, &mut e, "export_credit", "Export credit"),
         vat_on,
         minimum_per_month: decimal(f, &mut e, "minimum_per_month", "Minimum per month"),
@@ -567,19 +599,13 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         let unit = match f.demand(&n, "unit") {
             "kW" => DemandUnit::KW,
             "kVA" => DemandUnit::KVA,
+            "kvar" => DemandUnit::KVar,
             other => {
-                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA or kW."));
+                e.add(&format!("demand_{n}_unit"), format!("“{other}” is not a demand unit: choose kVA, kW or kvar."));
                 DemandUnit::KVA
             }
         };
-        let window_key = format!("demand_{n}_window");
-        let window_minutes = match f.get(&window_key).parse::<u32>() {
-            Ok(m) if [15, 30, 60].contains(&m) => m,
-            _ => {
-                e.add(&window_key, "Choose a demand interval of 15, 30 or 60 minutes.");
-                30
-            }
-        };
+        let window_minutes = window(f, e, &format!("demand_{n}_window"), "a demand interval");
         let method = match f.demand(&n, "method") {
             "sliding" => DemandMethod::Sliding,
             "block" | "" => DemandMethod::Block,
@@ -591,6 +617,24 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
         let periods = TouPeriod::ALL.into_iter().filter(|p| f.demand_checked(&n, p.key())).collect();
         let seasons = ticked_seasons(f, e, "demand", n);
         let code = f.demand(&n, "code").trim().to_string();
+        let threshold = decimal(
+            f,
+            e,
+            &format!("demand_{n}_pf_threshold"),
+            &format!("Demand charge {} power factor threshold", n + 1),
+        );
+        let measured = match f.demand(&n, "pf_measured") {
+            "peak" => PfMeasured::Peak,
+            "period" | "" => PfMeasured::Period,
+            other => {
+                e.add(
+                    &format!("demand_{n}_pf_measured"),
+                    format!("“{other}” is not where a power factor is measured: choose period or peak."),
+                );
+                PfMeasured::Period
+            }
+        };
+        let power_factor = threshold.map(|threshold| PowerFactor { threshold, measured });
         let at_least_nmd = f.demand_checked(&n, "at_least_nmd");
         let ratchet = ratchet(f, e, n);
         let excess_nmd_rate =
@@ -607,6 +651,60 @@ fn demand_charges(f: &Fields, e: &mut FieldErrors) -> Vec<DemandCharge> {
             at_least_nmd,
             ratchet,
             excess_nmd_rate,
+            power_factor,
+        });
+    }
+    out
+}
+
+/// A 15, 30 or 60 minute interval from field `key` (`what` names it in the error).
+fn window(f: &Fields, e: &mut FieldErrors, key: &str, what: &str) -> u32 {
+    match f.get(key).parse::<u32>() {
+        Ok(m) if [15, 30, 60].contains(&m) => m,
+        _ => {
+            e.add(key, format!("Choose {what} of 15, 30 or 60 minutes."));
+            30
+        }
+    }
+}
+
+/// The editor's reactive charge slots; a slot without a name and a rate is unused.
+fn reactive_charges(f: &Fields, e: &mut FieldErrors) -> Vec<ReactiveCharge> {
+    let mut out = Vec::new();
+    for n in 0..REACTIVE_SLOTS {
+        let name = f.reactive(&n, "name").trim().to_string();
+        let rate_key = format!("reactive_{n}_rate");
+        if name.is_empty() && f.get(&rate_key).trim().is_empty() {
+            continue;
+        }
+        let rate = required_decimal(f, e, &rate_key, &format!("Reactive charge {} rate per kvarh", n + 1));
+        let free_percent = required_decimal(
+            f,
+            e,
+            &format!("reactive_{n}_free_percent"),
+            &format!("Reactive charge {} free share of kWh (%)", n + 1),
+        );
+        let per = match f.reactive(&n, "per") {
+            "period" => ReactivePer::Period,
+            "interval" | "" => ReactivePer::Interval,
+            other => {
+                e.add(
+                    &format!("reactive_{n}_per"),
+                    format!("“{other}” is not how the excess is computed: choose per interval or over the period."),
+                );
+                ReactivePer::Interval
+            }
+        };
+        let window_minutes = window(f, e, &format!("reactive_{n}_window"), "an integrating interval");
+        out.push(ReactiveCharge {
+            name,
+            code: f.reactive(&n, "code").trim().to_string(),
+            rate,
+            free_percent,
+            per,
+            window_minutes,
+            periods: TouPeriod::ALL.into_iter().filter(|p| f.reactive_checked(&n, p.key())).collect(),
+            seasons: ticked_seasons(f, e, "reactive", n),
         });
     }
     out
@@ -758,5 +856,48 @@ mod tests {
         assert!(e.get("effective_from").unwrap().contains("is not a date"));
         assert!(e.get("flat_rate").unwrap().contains("“2,15” is not a number"));
         assert_eq!(e.get("demand_0_rate"), Some("Demand charge 1 rate must not be negative."));
+    }
+
+    #[test]
+    fn reactive_charges_and_power_factors_survive_the_editor() {
+        let doc: model::TariffDoc = serde_json::from_str(crate::tariffs::tests::HOMEFLEX_JSON).unwrap();
+        let mut v = doc.versions[0].clone();
+        let season = match &v.energy {
+            Energy::Tou(t) => t.seasons[0].name.clone(),
+            _ => unreachable!("Homeflex is time-of-use"),
+        };
+        v.reactive_charges = vec![ReactiveCharge {
+            name: "Reactive energy charge".into(),
+            code: "kvarh".into(),
+            rate: "0.1234".parse().unwrap(),
+            free_percent: "30".parse().unwrap(),
+            per: ReactivePer::Period,
+            window_minutes: 60,
+            periods: vec![TouPeriod::Peak, TouPeriod::Standard],
+            seasons: vec![season],
+        }];
+        let mut kvar = v.demand_charges[0].clone();
+        kvar.unit = DemandUnit::KVar;
+        kvar.code = "kvar".into();
+        v.demand_charges[0].power_factor =
+            Some(PowerFactor { threshold: "0.9".parse().unwrap(), measured: PfMeasured::Peak });
+        v.demand_charges.push(kvar);
+        let again = parse_version(&version_fields(Some(&v))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, v);
+    }
+
+    #[test]
+    fn unreadable_reactive_fields_are_named() {
+        let mut f = version_fields(None);
+        f.set("reactive_0_name", "Reactive");
+        f.set("reactive_0_rate", "0,5");
+        f.set("reactive_0_per", "daily");
+        f.set("demand_0_rate", "1");
+        f.set("demand_0_pf_threshold", "high");
+        let e = parse_version(&f).err().unwrap();
+        assert!(e.get("reactive_0_rate").unwrap().contains("“0,5” is not a number"));
+        assert_eq!(e.get("reactive_0_free_percent"), Some("Enter the Reactive charge 1 free share of kWh (%)."));
+        assert!(e.get("reactive_0_per").unwrap().contains("“daily” is not how the excess is computed"));
+        assert!(e.get("demand_0_pf_threshold").unwrap().contains("“high” is not a number"));
     }
 }

@@ -100,6 +100,9 @@ pub struct Version {
     /// Each billed on its own line: non-coincident, on-peak, per season, in kW or kVA.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub demand_charges: Vec<DemandCharge>,
+    /// Charges per kvarh of reactive energy above a share of kWh, each its own bill line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactive_charges: Vec<ReactiveCharge>,
     /// Credit per exported kWh (feed-in); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_credit: Option<Decimal>,
@@ -282,6 +285,8 @@ struct VersionIn {
     #[serde(default)]
     demand_charges: Vec<DemandCharge>,
     #[serde(default)]
+    reactive_charges: Vec<ReactiveCharge>,
+    #[serde(default)]
     export_credit: Option<Decimal>,
     #[serde(default)]
     vat_on: Vec<Component>,
@@ -316,6 +321,7 @@ impl TryFrom<VersionIn> for Version {
                 at_least_nmd: false,
                 ratchet: None,
                 excess_nmd_rate: None,
+                power_factor: None,
             });
         }
         let shorthand = [(v.fixed_per_day, FixedPer::Day), (v.fixed_per_month, FixedPer::Month)];
@@ -332,6 +338,7 @@ impl TryFrom<VersionIn> for Version {
             kwh_charges: v.kwh_charges,
             fixed_charges,
             demand_charges,
+            reactive_charges: v.reactive_charges,
             export_credit: v.export_credit,
             vat_on: v.vat_on,
             minimum_per_month: v.minimum_per_month,
@@ -610,6 +617,10 @@ pub struct DemandCharge {
     /// excess network capacity, a multiple of the capacity rate): a line of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excess_nmd_rate: Option<Decimal>,
+    /// A power-factor adjustment: when the power factor is below its threshold, the billed
+    /// demand is scaled up by threshold / power factor. None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_factor: Option<PowerFactor>,
 }
 
 /// The billed demand is at least `percent` % of the highest demand of the `periods` billing
@@ -636,6 +647,104 @@ pub struct Nmd {
 impl fmt::Display for Nmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.value.normalize(), self.unit.label())
+    }
+}
+
+/// A power-factor adjustment of a demand charge (common in US tariffs): billed demand ×
+/// `threshold` / PF when PF < `threshold`, PF = kWh / √(kWh² + kvarh²) (lagging: the reactive
+/// energy imported), rounded to 4 decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerFactor {
+    /// E.g. 0.90.
+    pub threshold: Decimal,
+    /// Where the PF is measured: over the billing period (`period`, the default: the "average
+    /// power factor for the month" most US tariffs name) or in the maximum-demand interval
+    /// (`peak`, "at the time of maximum demand").
+    #[serde(default, skip_serializing_if = "PfMeasured::is_period")]
+    pub measured: PfMeasured,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PfMeasured {
+    #[default]
+    Period,
+    Peak,
+}
+
+impl PfMeasured {
+    fn is_period(&self) -> bool {
+        *self == PfMeasured::Period
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            PfMeasured::Period => "period",
+            PfMeasured::Peak => "peak",
+        }
+    }
+}
+
+/// A reactive energy charge: `rate` per kvarh of reactive energy imported (lagging) above
+/// `free_percent` % of the kWh imported, counting only the intervals in its TOU `periods` and
+/// `seasons` (all when empty). The excess is computed per integrating interval of
+/// `window_minutes` (block intervals from local midnight) and added up (`per: interval`, the
+/// default: Eskom's rule, 30 minutes), or once over the whole billing period (`per: period`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactiveCharge {
+    /// What the bill calls the line, e.g. Reactive energy charge.
+    pub name: String,
+    /// The line's stable internal code; `reactive1, reactive2, … by position` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    /// Per kvarh of the excess.
+    pub rate: Decimal,
+    /// The share of kWh that is free of charge, in percent (e.g. 30).
+    pub free_percent: Decimal,
+    #[serde(default, skip_serializing_if = "ReactivePer::is_interval")]
+    pub per: ReactivePer,
+    /// The integrating interval of `per: interval`: 15, 30 (the default) or 60 minutes.
+    #[serde(default = "ReactiveCharge::default_window", skip_serializing_if = "ReactiveCharge::is_default_window")]
+    pub window_minutes: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<TouPeriod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seasons: Vec<String>,
+}
+
+impl ReactiveCharge {
+    pub const DEFAULT_WINDOW: u32 = 30;
+
+    fn default_window() -> u32 {
+        Self::DEFAULT_WINDOW
+    }
+
+    fn is_default_window(w: &u32) -> bool {
+        *w == Self::DEFAULT_WINDOW
+    }
+}
+
+/// Where a reactive charge's excess is computed: per integrating interval, or over the period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactivePer {
+    #[default]
+    Interval,
+    Period,
+}
+
+impl ReactivePer {
+    fn is_interval(&self) -> bool {
+        *self == ReactivePer::Interval
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ReactivePer::Interval => "interval",
+            ReactivePer::Period => "period",
+        }
     }
 }
 
@@ -669,20 +778,26 @@ pub enum DemandUnit {
     KVA,
     #[serde(rename = "kW")]
     KW,
+    /// Reactive demand (lagging), from the reactive energy imported.
+    #[serde(rename = "kvar")]
+    KVar,
 }
 
 impl DemandUnit {
-    pub const ALL: [DemandUnit; 2] = [DemandUnit::KVA, DemandUnit::KW];
+    /// The units a notified maximum demand is agreed in (not kvar: the NMD is a supply limit).
+    pub const NMD_UNITS: [DemandUnit; 2] = [DemandUnit::KVA, DemandUnit::KW];
 
     pub fn label(self) -> &'static str {
         match self {
             DemandUnit::KVA => "kVA",
             DemandUnit::KW => "kW",
+            DemandUnit::KVar => "kvar",
         }
     }
 
-    pub fn parse(s: &str) -> Option<DemandUnit> {
-        DemandUnit::ALL.into_iter().find(|u| u.label() == s)
+    /// An NMD unit by its label.
+    pub fn parse_nmd(s: &str) -> Option<DemandUnit> {
+        DemandUnit::NMD_UNITS.into_iter().find(|u| u.label() == s)
     }
 }
 
@@ -899,6 +1014,9 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
     for (i, d) in v.demand_charges.iter().enumerate() {
         validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
     }
+    for (i, r) in v.reactive_charges.iter().enumerate() {
+        validate_reactive(p, &format!("{at}.reactive_charges[{i}]"), r, &v.energy);
+    }
     validate_codes(p, at, v);
 }
 
@@ -918,6 +1036,12 @@ fn validate_codes(p: &mut Problems, at: &str, v: &Version) {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| ("demand_charges", i, code_or(&c.code, "demand", i), &c.code)),
+        )
+        .chain(
+            v.reactive_charges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ("reactive_charges", i, code_or(&c.code, "reactive", i), &c.code)),
         );
     let seasons: Vec<_> = match &v.energy {
         Energy::Tou(t) => t
@@ -990,6 +1114,14 @@ fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy
         p.add(format!("{at}.periods"), "limiting demand to TOU periods needs a time-of-use energy tariff.");
     }
     validate_season_names(p, at, &d.seasons, energy);
+    // The NMD and the earlier peaks (`energy::demand_peaks`) are active or apparent demand.
+    if d.unit == DemandUnit::KVar && (d.at_least_nmd || d.ratchet.is_some() || d.excess_nmd_rate.is_some()) {
+        p.add(
+            format!("{at}.unit"),
+            "a kvar charge bills this period's reactive demand only: the NMD, a ratchet and excess-NMD penalties \
+             need kW or kVA.",
+        );
+    }
     if let Some(r) = d.ratchet {
         if r.percent <= Decimal::ZERO || r.percent > Decimal::ONE_HUNDRED {
             p.add(format!("{at}.ratchet.percent"), format!("must be more than 0 and at most 100 (got {}).", r.percent));
@@ -1014,6 +1146,40 @@ fn validate_demand(p: &mut Problems, at: &str, d: &DemandCharge, energy: &Energy
     if let Some(r) = d.excess_nmd_rate {
         non_negative(p, &format!("{at}.excess_nmd_rate"), r);
     }
+    if let Some(pf) = d.power_factor {
+        if pf.threshold <= Decimal::ZERO || pf.threshold > Decimal::ONE {
+            p.add(
+                format!("{at}.power_factor.threshold"),
+                format!("must be above 0 and at most 1, e.g. 0.90 (got {}).", pf.threshold),
+            );
+        }
+        if d.unit == DemandUnit::KVar {
+            p.add(
+                format!("{at}.power_factor"),
+                "a power-factor adjustment scales kW or kVA demand; a kvar charge already bills reactive demand.",
+            );
+        }
+    }
+}
+
+fn validate_reactive(p: &mut Problems, at: &str, r: &ReactiveCharge, energy: &Energy) {
+    if r.name.trim().is_empty() || r.name.chars().count() > 100 {
+        p.add(format!("{at}.name"), "enter the name the bill gives the charge (1 to 100 characters).");
+    }
+    non_negative(p, &format!("{at}.rate"), r.rate);
+    if r.free_percent.is_sign_negative() || r.free_percent > Decimal::ONE_HUNDRED {
+        p.add(
+            format!("{at}.free_percent"),
+            format!("enter a percentage of kWh from 0 to 100 (got {}).", r.free_percent),
+        );
+    }
+    if ![15, 30, 60].contains(&r.window_minutes) {
+        p.add(format!("{at}.window_minutes"), format!("must be 15, 30 or 60 (got {}).", r.window_minutes));
+    }
+    if !r.periods.is_empty() && !matches!(energy, Energy::Tou(_)) {
+        p.add(format!("{at}.periods"), "limiting a charge to TOU periods needs a time-of-use energy tariff.");
+    }
+    validate_season_names(p, at, &r.seasons, energy);
 }
 
 fn validate_blocks(p: &mut Problems, at: &str, blocks: &[Block]) {
@@ -1267,6 +1433,7 @@ mod tests {
                 kwh_charges: vec![],
                 fixed_charges: vec![],
                 demand_charges: vec![],
+                reactive_charges: vec![],
                 export_credit: None,
                 vat_on: vec![],
                 minimum_per_month: None,

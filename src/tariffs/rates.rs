@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::db::{self, AssignmentRow, MunicipalityRow, TariffRow};
-use super::forms::{self, BLOCK_SLOTS, DAY_TYPE_KEYS, DEMAND_SLOTS, FIXED_SLOTS, Fields, KWH_SLOTS, SEASON_SLOTS};
+use super::forms::{
+    self, BLOCK_SLOTS, DAY_TYPE_KEYS, DEMAND_SLOTS, FIXED_SLOTS, Fields, KWH_SLOTS, REACTIVE_SLOTS, SEASON_SLOTS,
+};
 use super::model::{self, Problem, TariffDoc};
 use crate::change::Change;
 use crate::error::{AppError, AppResult, FieldErrors, FormResult, ResultExt};
@@ -230,6 +232,7 @@ struct TariffPage {
     demand_slots: Vec<usize>,
     kwh_slots: Vec<usize>,
     fixed_slots: Vec<usize>,
+    reactive_slots: Vec<usize>,
     day_types: [&'static str; 4],
     hours: Vec<usize>,
 }
@@ -276,6 +279,7 @@ async fn tariff_page(
         demand_slots: (0..DEMAND_SLOTS).collect(),
         kwh_slots: (0..KWH_SLOTS).collect(),
         fixed_slots: (0..FIXED_SLOTS).collect(),
+        reactive_slots: (0..REACTIVE_SLOTS).collect(),
         day_types: DAY_TYPE_KEYS,
         hours: (0..24).collect(),
     })

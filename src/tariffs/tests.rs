@@ -38,6 +38,7 @@ fn version(energy: Energy) -> Version {
         kwh_charges: vec![],
         fixed_charges: vec![],
         demand_charges: vec![],
+        reactive_charges: vec![],
         export_credit: None,
         vat_on: vec![],
         minimum_per_month: None,
@@ -85,7 +86,16 @@ fn intervals(tz: Tz, period: Period, mut f: impl FnMut(NaiveDateTime) -> (f64, f
     let mut out = Vec::new();
     while at < end {
         let (import_wh, export_wh, vah) = f(at.with_timezone(&tz).naive_local());
-        out.push(SiteInterval { start: at, import_wh, export_wh, vah, rows: 1, estimated: false });
+        out.push(SiteInterval {
+            start: at,
+            import_wh,
+            export_wh,
+            vah,
+            rows: 1,
+            estimated: false,
+            reactive_import_varh: None,
+            reactive_export_varh: None,
+        });
         at += Duration::minutes(15);
     }
     out
@@ -208,6 +218,7 @@ fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPer
         at_least_nmd: false,
         ratchet: None,
         excess_nmd_rate: None,
+        power_factor: None,
     }
 }
 
@@ -1797,6 +1808,298 @@ proptest! {
             let peak = v.rounding.demand(vah / dec("1000") / dec("0.5"));
             let share = v.rounding.demand(peak * Decimal::from(percent) / Decimal::ONE_HUNDRED);
             prop_assert!(billed.quantity >= share, "{} below the ratchet's {}", billed.quantity, share);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reactive energy and power factor
+
+/// Every interval of `period` in `tz`, (import Wh, reactive import varh) from `f(slot of the
+/// local day)`, VAh = Wh.
+fn reactive_intervals(tz: Tz, period: Period, mut f: impl FnMut(u32) -> (f64, Option<f64>)) -> Vec<SiteInterval> {
+    let mut data = intervals(tz, period, |_| (0.0, 0.0, 0.0));
+    for i in &mut data {
+        let at = i.start.with_timezone(&tz).naive_local();
+        let (wh, varh) = f((at.hour() * 60 + at.minute()) / 15);
+        (i.import_wh, i.vah, i.reactive_import_varh) = (wh, wh, varh);
+    }
+    data
+}
+
+fn reactive_charge(name: &str, per: ReactivePer, window_minutes: u32) -> ReactiveCharge {
+    ReactiveCharge {
+        name: name.into(),
+        code: String::new(),
+        rate: dec("0.50"),
+        free_percent: dec("30"),
+        per,
+        window_minutes,
+        periods: vec![],
+        seasons: vec![],
+    }
+}
+
+/// (description, quantity, amount, note) of every line.
+fn reactive_lines_of(bill: &Bill) -> Vec<(String, String, String, String)> {
+    bill.lines
+        .iter()
+        .map(|l| {
+            (l.description.clone(), l.quantity.normalize().to_string(), format!("{:.2}", l.amount), l.note.clone())
+        })
+        .collect()
+}
+
+fn reactive_row(description: &str, qty: &str, amount: &str, note: &str) -> (String, String, String, String) {
+    (description.into(), qty.into(), amount.into(), note.into())
+}
+
+/// REACTIVE ENERGY CHARGES, by hand. Monday 1 June 2026 in Africa/Johannesburg (96 intervals, no
+/// DST), flat energy 1.00 per kWh, VAT 15 % on energy (reactive charges carry it too).
+///
+/// Data: every 15 minutes 1,000 Wh and 200 varh (20 % of kWh), except
+///   10:00–10:15  1,000 Wh, 800 varh;
+///   10:15–10:30  1,000 Wh, 100 varh.
+/// Totals: 96 kWh; 94 × 0.2 + 0.8 + 0.1 = 19.7 kvarh.
+///
+/// Each charge: 0.50 per kvarh above 30 % of kWh.
+///   A  per 30-minute integrating interval (Eskom): a usual half hour is 2 kWh, 0.4 kvarh, free
+///      0.6: no excess; 10:00–10:30 is 2 kWh, 0.9 kvarh, free 0.6: 0.3 kvarh over.
+///      0.3 × 0.50 = 0.15
+///   B  over the period: 19.7 kvarh against 30 % of 96 = 28.8 kvarh: no excess. 0 × 0.50 = 0.00
+///   C  per 15-minute interval: 10:00 is 1 kWh, 0.8 kvarh, free 0.3: 0.5 over; 10:15's 0.1 is
+///      below its 0.3. 0.5 × 0.50 = 0.25
+/// Energy 96 × 1.00 = 96.00. Subtotal 96.00 + 0.15 + 0.00 + 0.25 = 96.40; VAT 15 % of 96.40 =
+/// 14.46; total 110.86.
+#[test]
+fn reactive_charges_match_the_hand_calculation() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period { start: d(2026, 6, 1), end: d(2026, 6, 2) };
+    let data = reactive_intervals(joburg, period, |slot| match slot {
+        40 => (1000.0, Some(800.0)),
+        41 => (1000.0, Some(100.0)),
+        _ => (1000.0, Some(200.0)),
+    });
+    let mut v = version(Energy::Flat { rate: dec("1.00") });
+    v.vat_on = vec![Component::Energy];
+    v.reactive_charges = vec![
+        reactive_charge("A reactive (30-minute)", ReactivePer::Interval, 30),
+        reactive_charge("B reactive (period)", ReactivePer::Period, 30),
+        reactive_charge("C reactive (15-minute)", ReactivePer::Interval, 15),
+    ];
+    let bill = run(joburg, period, &assign(vec![v], municipality(vec![])), &data);
+    assert_eq!(
+        reactive_lines_of(&bill),
+        [
+            reactive_row("Energy", "96", "96.00", ""),
+            reactive_row(
+                "A reactive (30-minute)",
+                "0.3",
+                "0.15",
+                "0.3 kvarh above 30 % of 96 kWh, per 30-minute interval (1 of 48 intervals over; 19.7 kvarh in all)"
+            ),
+            reactive_row(
+                "B reactive (period)",
+                "0",
+                "0.00",
+                "0 kvarh above 30 % of 96 kWh over the period (19.7 kvarh in all)"
+            ),
+            reactive_row(
+                "C reactive (15-minute)",
+                "0.5",
+                "0.25",
+                "0.5 kvarh above 30 % of 96 kWh, per 15-minute interval (1 of 96 intervals over; 19.7 kvarh in all)"
+            ),
+        ]
+    );
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(codes, ["energy", "reactive1", "reactive2", "reactive3"]);
+    assert!(bill.lines[1..].iter().all(|l| l.kind == LineKind::Reactive && l.unit == "kvarh"));
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("96.40"), dec("14.46"), dec("110.86")));
+}
+
+/// A reactive charge limited to TOU periods counts only their intervals; intervals without
+/// reactive data count as none, and the note says how many.
+#[test]
+fn a_reactive_charge_counts_its_periods_and_says_what_it_did_not_know() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period { start: d(2026, 6, 1), end: d(2026, 6, 2) };
+    // Peak 10:00–12:00 every day type, off-peak otherwise.
+    let mut windows = Vec::new();
+    for dt in DayType::ALL {
+        windows.push(window(dt, "00:00", "10:00", TouPeriod::OffPeak));
+        windows.push(window(dt, "10:00", "12:00", TouPeriod::Peak));
+        windows.push(window(dt, "12:00", "24:00", TouPeriod::OffPeak));
+    }
+    // 1 kWh and 1 kvarh a quarter hour; no reactive data 11:00–12:00.
+    let data = reactive_intervals(joburg, period, |slot| (1000.0, (!(44..48).contains(&slot)).then_some(1000.0)));
+    let mut v = version(tou(windows, DayType::Sunday));
+    let mut peak = reactive_charge("Peak reactive", ReactivePer::Period, 30);
+    peak.periods = vec![TouPeriod::Peak];
+    v.reactive_charges = vec![peak];
+    let bill = run(joburg, period, &assign(vec![v], municipality(vec![])), &data);
+    // Peak: 8 intervals, 8 kWh; 4 with 1 kvarh each: 4 − 30 % × 8 = 1.6 kvarh × 0.50 = 0.80.
+    let l = line(&bill, "Peak reactive");
+    assert_eq!((l.quantity, l.amount), (dec("1.6"), dec("0.80")));
+    assert_eq!(
+        l.note,
+        "1.6 kvarh above 30 % of 8 kWh over the period (4 kvarh in all); 4 intervals without reactive data (counted as \
+         none)"
+    );
+}
+
+/// POWER FACTOR ON DEMAND, by hand. Monday 1 June 2026 in Africa/Johannesburg, flat energy 1.00
+/// per kWh, no VAT.
+///
+/// Data: every 15 minutes 1,000 Wh; reactive 1,000 varh in the 75 quarter hours from 00:00 to
+/// 18:45, none after; 23:45–24:00 (21:45 UTC) 5,000 Wh and 0 varh.
+/// Totals: 95 + 5 = 100 kWh, 75 kvarh: PF over the period 100 / √(100² + 75²) = 100 / 125 = 0.8.
+/// At the maximum demand (23:45): 5 kWh, 0 kvarh: PF 1.
+///
+/// Demand charges (15-minute block, kW at 10.00):
+///   D1 PF threshold 0.9 over the period: 20 kW (5 kWh / 0.25 h); 0.8 < 0.9:
+///      20 × 0.9 / 0.8 = 22.5 kW × 10.00 = 225.00
+///   D2 PF threshold 0.9 at the maximum demand: PF 1 is not below: 20 kW × 10.00 = 200.00
+///   D3 kvar (maximum reactive demand) at 2.00: the first of the 1 kvarh quarter hours, 00:00
+///      (22:00 UTC the day before): 1 / 0.25 = 4 kvar × 2.00 = 8.00
+/// Energy 100 × 1.00 = 100.00. Subtotal 100.00 + 225.00 + 200.00 + 8.00 = 533.00.
+#[test]
+fn a_power_factor_below_the_threshold_scales_the_demand_charge() {
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let period = Period { start: d(2026, 6, 1), end: d(2026, 6, 2) };
+    let data = reactive_intervals(joburg, period, |slot| match slot {
+        95 => (5000.0, Some(0.0)),
+        s if s < 75 => (1000.0, Some(1000.0)),
+        _ => (1000.0, Some(0.0)),
+    });
+    let mut v = version(Energy::Flat { rate: dec("1.00") });
+    let pf = |name: &str, measured| {
+        let mut c = demand_charge(DemandUnit::KW, 15, "10.00", vec![]);
+        c.name = name.into();
+        c.power_factor = Some(PowerFactor { threshold: dec("0.90"), measured });
+        c
+    };
+    let mut kvar = demand_charge(DemandUnit::KVar, 15, "2.00", vec![]);
+    kvar.name = "Reactive demand".into();
+    v.demand_charges = vec![pf("D1", PfMeasured::Period), pf("D2", PfMeasured::Peak), kvar];
+    let bill = run(joburg, period, &assign(vec![v], municipality(vec![])), &data);
+    let peak = "maximum on 2026-06-01 23:45–00:00 (2026-06-01 21:45 UTC)";
+    assert_eq!(
+        reactive_lines_of(&bill),
+        [
+            reactive_row("Energy", "100", "100.00", ""),
+            reactive_row(
+                "D1",
+                "22.5",
+                "225.00",
+                &format!("{peak}; power factor 0.8 over the period below 0.9: 20 kW × 0.9 / 0.8 = 22.5 kW")
+            ),
+            reactive_row("D2", "20", "200.00", &format!("{peak}; power factor 1 at the maximum demand: not adjusted")),
+            reactive_row("Reactive demand", "4", "8.00", "maximum on 2026-06-01 00:00–00:15 (2026-05-31 22:00 UTC)"),
+        ]
+    );
+    assert_eq!(bill.lines[3].unit, "kvar");
+    assert_eq!(bill.subtotal, dec("533.00"));
+    // Without reactive data the power factor is unknown: no adjustment, and the bill says so.
+    let blind: Vec<SiteInterval> = data.iter().map(|i| SiteInterval { reactive_import_varh: None, ..*i }).collect();
+    let mut v = version(Energy::Flat { rate: dec("1.00") });
+    v.demand_charges = vec![pf("D1", PfMeasured::Period)];
+    let bill = run(joburg, period, &assign(vec![v], municipality(vec![])), &blind);
+    let l = line(&bill, "D1");
+    assert_eq!(l.quantity, dec("20"));
+    assert!(l.note.ends_with("power factor unknown (no reactive energy recorded): not adjusted"), "{}", l.note);
+}
+
+#[test]
+fn reactive_charges_and_power_factors_round_trip_through_json_and_old_documents_still_read() {
+    let mut v = version(Energy::Flat { rate: dec("1.00") });
+    let mut c = reactive_charge("Reactive energy", ReactivePer::Period, 60);
+    c.code = "kvarh".into();
+    v.reactive_charges = vec![c, reactive_charge("Eskom-style", ReactivePer::Interval, 30)];
+    let mut d = demand_charge(DemandUnit::KW, 15, "10.00", vec![]);
+    d.power_factor = Some(PowerFactor { threshold: dec("0.85"), measured: PfMeasured::Peak });
+    v.demand_charges = vec![d, demand_charge(DemandUnit::KVar, 30, "1.50", vec![])];
+    let doc = TariffDoc { name: "Reactive".into(), source: String::new(), versions: vec![v] };
+    let json = serde_json::to_string_pretty(&doc).unwrap();
+    assert_eq!(serde_json::from_str::<TariffDoc>(&json).unwrap(), doc);
+    // Defaults are not written: the Eskom-style charge is just its name, rate and share.
+    assert!(json.contains("\"per\": \"period\"") && json.contains("\"window_minutes\": 60"), "{json}");
+    assert_eq!(json.matches("\"per\"").count(), 1, "{json}");
+    assert!(json.contains("\"measured\": \"peak\"") && json.contains("\"unit\": \"kvar\""), "{json}");
+    // A document without any of it reads as before.
+    let old =
+        serde_json::to_string(&TariffDoc { versions: vec![version(Energy::Flat { rate: dec("1") })], ..doc }).unwrap();
+    assert!(!old.contains("reactive") && !old.contains("power_factor"));
+    let read: TariffDoc = serde_json::from_str(&old).unwrap();
+    assert!(read.versions[0].reactive_charges.is_empty());
+}
+
+#[test]
+fn bad_reactive_and_power_factor_fields_are_named() {
+    let mut v = version(Energy::Flat { rate: dec("1.00") });
+    let mut c = reactive_charge("", ReactivePer::Interval, 45);
+    c.free_percent = dec("130");
+    c.periods = vec![TouPeriod::Peak];
+    v.reactive_charges = vec![c];
+    let mut d = demand_charge(DemandUnit::KVar, 15, "1", vec![]);
+    d.power_factor = Some(PowerFactor { threshold: dec("1.2"), measured: PfMeasured::Period });
+    v.demand_charges = vec![d];
+    let doc = TariffDoc { name: "Bad".into(), source: String::new(), versions: vec![v] };
+    let fields: Vec<String> = validate(&doc).into_iter().map(|p| p.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "versions[0].demand_charges[0].power_factor.threshold",
+            "versions[0].demand_charges[0].power_factor",
+            "versions[0].reactive_charges[0].name",
+            "versions[0].reactive_charges[0].free_percent",
+            "versions[0].reactive_charges[0].window_minutes",
+            "versions[0].reactive_charges[0].periods",
+        ]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// With reactive charges and power-factor adjustments the bill is still the sum of its
+    /// lines; the excess per integrating interval is never below the excess over the period
+    /// (a sum of positive parts is at least the positive part of the sum).
+    #[test]
+    fn reactive_lines_add_up_and_per_interval_is_at_least_per_period(
+        month in 1u32..=12, read_day in 1u32..=28, seed in any::<u64>(), tz in zones(),
+    ) {
+        let period = Period::month(2026, month, read_day).unwrap();
+        let mut x = seed | 1;
+        let data: Vec<SiteInterval> = random_data(tz, period, seed)
+            .into_iter()
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let varh = (x % 10 != 0).then(|| (x % 50_000) as f64 / 3.0);
+                SiteInterval { reactive_import_varh: varh, ..i }
+            })
+            .collect();
+        let mut v = unbundled();
+        v.vat_on = vec![Component::Energy, Component::Demand, Component::Fixed];
+        v.reactive_charges = vec![
+            reactive_charge("Per interval", ReactivePer::Interval, 30),
+            reactive_charge("Per period", ReactivePer::Period, 30),
+        ];
+        for (n, d) in v.demand_charges.iter_mut().enumerate() {
+            if d.unit != DemandUnit::KVar {
+                let measured = if n % 2 == 0 { PfMeasured::Period } else { PfMeasured::Peak };
+                d.power_factor = Some(PowerFactor { threshold: dec("0.95"), measured });
+            }
+        }
+        let bill = run(tz, period, &assign(vec![v], municipality(vec![])), &data);
+        prop_assert_eq!(bill.subtotal, bill.lines.iter().map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(bill.total, bill.subtotal + bill.vat);
+        let reactive: Vec<&engine::Line> = bill.lines.iter().filter(|l| l.kind == LineKind::Reactive).collect();
+        prop_assert!(!reactive.is_empty());
+        for segment in reactive.iter().map(|l| l.segment) {
+            let q = |name: &str| reactive.iter().find(|l| l.segment == segment && l.description == name).unwrap().quantity;
+            prop_assert!(q("Per interval") >= q("Per period") && q("Per period") >= Decimal::ZERO);
         }
     }
 }

@@ -82,14 +82,16 @@ async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) 
         return Ok(0);
     }
     // Field count, then per field its length and value.
-    let mut w = copy::Writer::new(rows.len(), 2 + 10 * 4 + 4 + 8 + 3 * 8 + 2 * 4 + 4 + 2);
+    let mut w = copy::Writer::new(rows.len(), 2 + 12 * 4 + 4 + 8 + 5 * 8 + 2 * 4 + 4 + 2);
     for (device, i) in rows {
-        w.row(10);
+        w.row(12);
         w.int4(device);
         w.timestamptz(i.start)?;
         w.float8(Some(i.import_wh));
         w.float8(Some(i.export_wh));
         w.float8(i.apparent_vah);
+        w.float8(i.reactive_import_varh);
+        w.float8(i.reactive_export_varh);
         w.float4(i.max_w);
         w.float4(i.max_va);
         w.int4(i.samples.try_into().unwrap_or(i32::MAX));
@@ -99,7 +101,7 @@ async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) 
     let mut copy = conn
         .copy_in_raw(
             r#"COPY monitoring."EnergyIntervals" ("DeviceId", "Start", "ImportWh", "ExportWh", "ApparentVAh",
-                   "MaxW", "MaxVA", "Samples", "Estimated", "CounterReset") FROM STDIN (FORMAT binary)"#,
+                   "ReactiveImportVarh", "ReactiveExportVarh", "MaxW", "MaxVA", "Samples", "Estimated", "CounterReset") FROM STDIN (FORMAT binary)"#,
         )
         .await?;
     copy.send(w.finish()).await?;

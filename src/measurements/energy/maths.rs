@@ -4,7 +4,7 @@
 //! counters are what the utility bills, and integrating 1-minute power samples misses every
 //! load that changes between samples.
 //!
-//! Each counter (import Wh, export Wh, apparent VAh) is a *channel* of points (time, value).
+//! Each counter (import Wh, export Wh, apparent VAh, reactive import and export varh) is a *channel* of points (time, value).
 //! The energy between two consecutive points of a channel is spread over the intervals between
 //! them in proportion to time, so an interval boundary between two samples splits exactly. A
 //! drop of the counter is either a wrap (the Acuvim counts 0.1 kWh up to 999,999,999 and starts
@@ -56,10 +56,14 @@ pub const MAX_SPREAD: TimeDelta = TimeDelta::days(7);
 pub const HOLD: TimeDelta = TimeDelta::hours(24);
 
 /// The counters, in the order of every `[_; CHANNELS]` array here.
-pub const CHANNELS: usize = 3;
+pub const CHANNELS: usize = 5;
 pub const IMPORT: usize = 0;
 pub const EXPORT: usize = 1;
 pub const APPARENT: usize = 2;
+/// Reactive energy (varh) imported and exported, for reactive energy charges and power-factor
+/// adjustments on bills: computed exactly like active energy, from the meter's counters.
+pub const REACTIVE_IMPORT: usize = 3;
+pub const REACTIVE_EXPORT: usize = 4;
 
 /// The start of the interval holding `t`.
 pub fn interval_start(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -91,7 +95,8 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub time: DateTime<Utc>,
-    /// Import Wh, export Wh, apparent VAh as stored (cumulative); `None` when not read.
+    /// Import Wh, export Wh, apparent VAh, reactive import and export varh as stored
+    /// (cumulative), in channel order; `None` when not read.
     pub counters: [Option<f64>; CHANNELS],
     pub p_total: Option<f32>,
     pub s_total: Option<f32>,
@@ -192,6 +197,10 @@ pub struct Interval {
     pub export_wh: f64,
     /// `None` when no apparent-energy counter contributed (the meter has none).
     pub apparent_vah: Option<f64>,
+    /// Reactive energy imported and exported; `None` when the meter reported no such counter in
+    /// or around the interval (unknown, not zero).
+    pub reactive_import_varh: Option<f64>,
+    pub reactive_export_varh: Option<f64>,
     pub max_w: Option<f32>,
     pub max_va: Option<f32>,
     pub samples: u32,
@@ -241,10 +250,16 @@ pub struct Anomaly {
 impl Anomaly {
     /// What the device page says about it.
     pub fn describe(&self) -> String {
-        let (counter, unit) = [("import energy", "Wh"), ("export energy", "Wh"), ("apparent energy", "VAh")]
-            .get(self.channel)
-            .copied()
-            .unwrap_or(("a", ""));
+        let (counter, unit) = [
+            ("import energy", "Wh"),
+            ("export energy", "Wh"),
+            ("apparent energy", "VAh"),
+            ("reactive import energy", "varh"),
+            ("reactive export energy", "varh"),
+        ]
+        .get(self.channel)
+        .copied()
+        .unwrap_or(("a", ""));
         match (self.kind, self.previous) {
             (AnomalyKind::ImplausibleValue, _) => format!(
                 "The {counter} counter read {:.3e} {unit}, which no meter counts: the value was ignored.",
@@ -386,6 +401,9 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
                     });
                     continue;
                 }
+                // A counter read in the interval makes its energy known there, even before any
+                // has passed (the interval a meter's latest reading opens: zero so far, not unknown).
+                acc.entry(bucket).or_default().touched[c] = true;
                 match ch.last {
                     None => {}
                     Some(_) if ch.stale => acc.entry(bucket).or_default().counter_reset = true,
@@ -433,6 +451,8 @@ pub fn compute(state: &State, observations: &[Observation]) -> Result<Computed, 
             import_wh: a.energy[IMPORT],
             export_wh: a.energy[EXPORT],
             apparent_vah: a.touched[APPARENT].then_some(a.energy[APPARENT]),
+            reactive_import_varh: a.touched[REACTIVE_IMPORT].then_some(a.energy[REACTIVE_IMPORT]),
+            reactive_export_varh: a.touched[REACTIVE_EXPORT].then_some(a.energy[REACTIVE_EXPORT]),
             max_w: a.max_w,
             max_va: a.max_va,
             samples: a.samples,
@@ -513,7 +533,7 @@ mod tests {
     fn s(minutes: f64, wh: f64) -> Sample {
         Sample {
             time: t0() + TimeDelta::microseconds((minutes * 60e6) as i64),
-            counters: [Some(wh), None, None],
+            counters: [Some(wh), None, None, None, None],
             p_total: Some(wh as f32),
             s_total: None,
         }
@@ -606,7 +626,7 @@ mod tests {
         let step = (1i64..=240, 0u8..20, 0.0f64..5000.0, 0u8..10, any::<bool>());
         prop::collection::vec(step, 2..120).prop_map(move |steps| {
             let mut t = at(0.0);
-            let mut values = [5e5, 1e4, WRAP_WH - 3e4];
+            let mut values = [5e5, 1e4, WRAP_WH - 3e4, 2e5, 3e3];
             let mut out = Vec::new();
             for (i, (secs, gap, inc, missing, flip)) in steps.into_iter().enumerate() {
                 // Usually a minute apart; sometimes hours (a gap).
@@ -637,11 +657,20 @@ mod tests {
         }
     }
 
+    /// An interval's energy per channel, in channel order (0 for an unknown one).
+    fn channels_of(i: &Interval) -> [f64; CHANNELS] {
+        let known = |x: Option<f64>| x.unwrap_or(0.0);
+        [i.import_wh, i.export_wh, known(i.apparent_vah), known(i.reactive_import_varh), known(i.reactive_export_varh)]
+    }
+
     fn same(a: &Interval, b: &Interval) -> bool {
-        close(a.import_wh, b.import_wh)
-            && close(a.export_wh, b.export_wh)
-            && a.apparent_vah.is_some() == b.apparent_vah.is_some()
-            && close(a.apparent_vah.unwrap_or(0.0), b.apparent_vah.unwrap_or(0.0))
+        let optional = [
+            (a.apparent_vah, b.apparent_vah),
+            (a.reactive_import_varh, b.reactive_import_varh),
+            (a.reactive_export_varh, b.reactive_export_varh),
+        ];
+        channels_of(a).iter().zip(channels_of(b)).all(|(x, y)| close(*x, y))
+            && optional.iter().all(|(x, y)| x.is_some() == y.is_some())
             && (a.start, a.max_w, a.max_va, a.samples, a.estimated, a.counter_reset)
                 == (b.start, b.max_w, b.max_va, b.samples, b.estimated, b.counter_reset)
     }
@@ -704,7 +733,7 @@ mod tests {
                 .into_iter()
                 .map(|(secs, v)| {
                     t += TimeDelta::seconds(secs);
-                    Sample { time: t, counters: [Some(v), None, None], p_total: None, s_total: None }
+                    Sample { time: t, counters: [Some(v), None, None, None, None], p_total: None, s_total: None }
                 })
                 .collect()
         })
@@ -733,7 +762,7 @@ mod tests {
                 // Undo the wraps: each one is one full range.
                 let wraps = points.windows(2).filter(|w| w[1] < w[0]).count() as f64;
                 let metered = last - first + wraps * WRAP_WH;
-                let total: f64 = c.intervals.iter().map(|i| [i.import_wh, i.export_wh, i.apparent_vah.unwrap_or(0.0)][ch]).sum();
+                let total: f64 = c.intervals.iter().map(|i| channels_of(i)[ch]).sum();
                 // A counter absent for longer than HOLD restarts its baseline: skip those cases.
                 if c.intervals.iter().all(|i| !i.counter_reset) {
                     prop_assert!(close(total, metered), "channel {ch}: {total} != {metered}");
@@ -745,7 +774,7 @@ mod tests {
         #[test]
         fn energy_is_never_negative(samples in readings(true)) {
             for i in run(&samples).intervals {
-                prop_assert!(i.import_wh >= 0.0 && i.export_wh >= 0.0 && i.apparent_vah.unwrap_or(0.0) >= 0.0);
+                prop_assert!(channels_of(&i).iter().all(|e| *e >= 0.0));
             }
         }
 

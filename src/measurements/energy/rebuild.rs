@@ -30,8 +30,10 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::intervals::{self, Replacement};
-use super::maths::{self, Anomaly, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start};
-use super::rollup::{LAG, REBUILD_LOCK, Report, RollupError, restart_state, resume};
+use super::maths::{
+    self, Anomaly, CHANNELS, INTERVAL, Interval, Observation, Sample, State, interval_ceil, interval_start,
+};
+use super::rollup::{COUNTER_COLUMNS, LAG, REBUILD_LOCK, Report, RollupError, restart_state, resume};
 use super::{site_sums, watermarks};
 use crate::measurements::copy::Decoder;
 
@@ -320,7 +322,7 @@ async fn read_window(reader: Reader, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Re
         while let Some(chunk) = stream.next().await {
             decoder.feed(&chunk?, |f| {
                 let (Some(id), Some(time)) = (f.int4()?, f.timestamptz()?) else { return Ok(()) };
-                let counters = [f.float8()?, f.float8()?, f.float8()?];
+                let counters = [f.float8()?, f.float8()?, f.float8()?, f.float8()?, f.float8()?];
                 let (p_total, s_total) = (f.float4()?, f.float4()?);
                 if let Some(&k) = position.get(&id) {
                     decoded.push((k, Sample { time, counters, p_total, s_total }));
@@ -342,7 +344,7 @@ async fn read_window(reader: Reader, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Re
     }
     let mut next = starts.clone();
     grouped.clear();
-    grouped.resize(decoded.len(), Sample { time: lo, counters: [None; 3], p_total: None, s_total: None });
+    grouped.resize(decoded.len(), Sample { time: lo, counters: [None; CHANNELS], p_total: None, s_total: None });
     for (k, sample) in decoded.drain(..) {
         grouped[next[k]] = sample;
         next[k] += 1;
@@ -457,12 +459,13 @@ fn copy_readings(devices: &[i32], lo: DateTime<Utc>, hi: DateTime<Utc>) -> Strin
     let time = crate::measurements::copy::time_literal;
     let ids: Vec<String> = devices.iter().map(|id| id.to_string()).collect();
     format!(
-        r#"COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
+        r#"COPY (SELECT "DeviceId", "Time", {counters}, "PTotal", "STotal"
                  FROM monitoring."PowerMeasurements"
                  WHERE "Time" >= '{lo}' AND "Time" < '{hi}' AND "DeviceId" = ANY('{{{ids}}}'::int4[])) TO STDOUT (FORMAT binary)"#,
         lo = time(lo),
         hi = time(hi),
-        ids = ids.join(",")
+        ids = ids.join(","),
+        counters = COUNTER_COLUMNS.map(|c| format!("\"{c}\"")).join(", ")
     )
 }
 

@@ -13,11 +13,12 @@
 //! That keeps a run's catch-up at 15× fewer rows crossing the wire. Rebuilding many devices
 //! over a long range is `rebuild.rs`, one pass over the table instead of one per device.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -254,37 +255,46 @@ pub(super) async fn restart_state(
 /// The carried state at interval start `from`, reconstructed from the readings: each counter's
 /// last value before it, stale when the meter reported later than [`HOLD`] after it.
 async fn state_before(conn: &mut PgConnection, device: i32, from: DateTime<Utc>) -> Result<State, sqlx::Error> {
-    let row = sqlx::query(
-        r#"SELECT i."Time" AS it, i.v AS iv, e."Time" AS et, e.v AS ev, a."Time" AS at, a.v AS av,
-                  (SELECT max("Time") FROM monitoring."PowerMeasurements"
-                   WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3) AS latest
-           FROM (SELECT 1) one
-           LEFT JOIN LATERAL (SELECT "Time", "EnergyImportWh" AS v FROM monitoring."PowerMeasurements"
-                WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3 AND "EnergyImportWh" IS NOT NULL
-                ORDER BY "Time" DESC LIMIT 1) i ON true
-           LEFT JOIN LATERAL (SELECT "Time", "EnergyExportWh" AS v FROM monitoring."PowerMeasurements"
-                WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3 AND "EnergyExportWh" IS NOT NULL
-                ORDER BY "Time" DESC LIMIT 1) e ON true
-           LEFT JOIN LATERAL (SELECT "Time", "ApparentVAh" AS v FROM monitoring."PowerMeasurements"
-                WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3 AND "ApparentVAh" IS NOT NULL
-                ORDER BY "Time" DESC LIMIT 1) a ON true"#,
-    )
-    .bind(device)
-    .bind(from)
-    .bind(from - LOOKBACK)
-    .fetch_one(conn)
-    .await?;
+    let row = sqlx::query(AssertSqlSafe(STATE_BEFORE.as_str()))
+        .bind(device)
+        .bind(from)
+        .bind(from - LOOKBACK)
+        .fetch_one(conn)
+        .await?;
     let latest: Option<DateTime<Utc>> = row.try_get("latest")?;
     let mut channels = [ChannelState::default(); CHANNELS];
-    for (c, (t, v)) in [("it", "iv"), ("et", "ev"), ("at", "av")].into_iter().enumerate() {
-        let time: Option<DateTime<Utc>> = row.try_get(t)?;
-        let value: Option<f64> = row.try_get(v)?;
+    for (c, channel) in channels.iter_mut().enumerate() {
+        let time: Option<DateTime<Utc>> = row.try_get(format!("t{c}").as_str())?;
+        let value: Option<f64> = row.try_get(format!("v{c}").as_str())?;
         let last = time.zip(value).map(|(time, value)| Point { time, value });
         let stale = last.zip(latest).is_some_and(|(p, latest)| latest > p.time + HOLD);
-        channels[c] = ChannelState { last, stale };
+        *channel = ChannelState { last, stale };
     }
     Ok(State { from, channels })
 }
+
+/// [`state_before`]'s statement: per channel `c` (the columns of [`COUNTER_COLUMNS`]) its last
+/// time `t{c}` and value `v{c}` before `$2` (and after `$3`), and the latest reading `latest`.
+static STATE_BEFORE: LazyLock<String> = LazyLock::new(|| {
+    let mut sql = String::from(
+        r#"SELECT (SELECT max("Time") FROM monitoring."PowerMeasurements"
+                   WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3) AS latest"#,
+    );
+    let mut joins = String::new();
+    for (c, column) in COUNTER_COLUMNS.iter().enumerate() {
+        sql.push_str(&format!(", c{c}.\"Time\" AS t{c}, c{c}.v AS v{c}"));
+        joins.push_str(&format!(
+            r#" LEFT JOIN LATERAL (SELECT "Time", "{column}" AS v FROM monitoring."PowerMeasurements"
+                WHERE "DeviceId" = $1 AND "Time" < $2 AND "Time" >= $3 AND "{column}" IS NOT NULL
+                ORDER BY "Time" DESC LIMIT 1) c{c} ON true"#
+        ));
+    }
+    format!("{sql} FROM (SELECT 1) one{joins}")
+});
+
+/// The stored counter column of each channel, in channel order (`maths::CHANNELS`).
+pub(super) const COUNTER_COLUMNS: [&str; CHANNELS] =
+    ["EnergyImportWh", "EnergyExportWh", "ApparentVAh", "ReactiveImportVarh", "ReactiveExportVarh"];
 
 /// The per-interval summary of the device's readings in `[from, to)`, with the intervals where
 /// a counter drops replaced by their individual readings. Also returns the number of readings.
@@ -294,30 +304,12 @@ async fn read_observations(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<(Vec<Observation>, u64), sqlx::Error> {
-    // Within an interval a counter that never drops has its first value at its minimum and its
-    // last at its maximum; a drop is a value below the running maximum of the earlier ones.
-    let rows = sqlx::query(
-        r#"SELECT b, count(*)::int8 AS n, max(p) AS max_w, max(s) AS max_va, max(t) AS last_time,
-                  min(i) AS i0, max(i) AS i1, min(t) FILTER (WHERE i IS NOT NULL) AS it0, max(t) FILTER (WHERE i IS NOT NULL) AS it1,
-                  min(e) AS e0, max(e) AS e1, min(t) FILTER (WHERE e IS NOT NULL) AS et0, max(t) FILTER (WHERE e IS NOT NULL) AS et1,
-                  min(a) AS a0, max(a) AS a1, min(t) FILTER (WHERE a IS NOT NULL) AS at0, max(t) FILTER (WHERE a IS NOT NULL) AS at1,
-                  coalesce(bool_or(i < im OR e < em OR a < am), false) AS dropped
-           FROM (SELECT date_bin('15 minutes', "Time", timestamptz '2000-01-01') AS b, "Time" AS t,
-                        "PTotal" AS p, "STotal" AS s,
-                        "EnergyImportWh" AS i, "EnergyExportWh" AS e, "ApparentVAh" AS a,
-                        max("EnergyImportWh") OVER w AS im, max("EnergyExportWh") OVER w AS em,
-                        max("ApparentVAh") OVER w AS am
-                 FROM monitoring."PowerMeasurements"
-                 WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
-                 WINDOW w AS (PARTITION BY date_bin('15 minutes', "Time", timestamptz '2000-01-01') ORDER BY "Time"
-                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) r
-           GROUP BY b ORDER BY b"#,
-    )
-    .bind(device)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(AssertSqlSafe(OBSERVATIONS.as_str()))
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut observations = Vec::with_capacity(rows.len());
     let mut readings = 0u64;
     for row in &rows {
@@ -333,15 +325,47 @@ async fn read_observations(
     Ok((observations, readings))
 }
 
+/// [`read_observations`]'s statement. Within an interval a counter that never drops has its first
+/// value at its minimum and its last at its maximum; a drop is a value below the running maximum
+/// of the earlier ones. Per channel `c`: `v{c}0`, `v{c}1` (min, max), `t{c}0`, `t{c}1` (first and
+/// last time with a value).
+static OBSERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    let (mut summary, mut drops, mut columns, mut maxima) = (String::new(), Vec::new(), String::new(), String::new());
+    for (c, column) in COUNTER_COLUMNS.iter().enumerate() {
+        summary.push_str(&format!(
+            ", min(c{c}) AS v{c}0, max(c{c}) AS v{c}1, min(t) FILTER (WHERE c{c} IS NOT NULL) AS t{c}0, \
+             max(t) FILTER (WHERE c{c} IS NOT NULL) AS t{c}1"
+        ));
+        drops.push(format!("c{c} < m{c}"));
+        columns.push_str(&format!(", \"{column}\" AS c{c}"));
+        maxima.push_str(&format!(", max(\"{column}\") OVER w AS m{c}"));
+    }
+    format!(
+        r#"SELECT b, count(*)::int8 AS n, max(p) AS max_w, max(s) AS max_va, max(t) AS last_time{summary},
+                  coalesce(bool_or({drops}), false) AS dropped
+           FROM (SELECT date_bin('15 minutes', "Time", timestamptz '2000-01-01') AS b, "Time" AS t,
+                        "PTotal" AS p, "STotal" AS s{columns}{maxima}
+                 FROM monitoring."PowerMeasurements"
+                 WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
+                 WINDOW w AS (PARTITION BY date_bin('15 minutes', "Time", timestamptz '2000-01-01') ORDER BY "Time"
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) r
+           GROUP BY b ORDER BY b"#,
+        drops = drops.join(" OR ")
+    )
+});
+
 fn summary(row: &PgRow, n: i64) -> Result<Observation, sqlx::Error> {
     let mut points: [Vec<Point>; CHANNELS] = Default::default();
-    for (c, [v0, v1, t0, t1]) in [IMPORT_COLS, EXPORT_COLS, APPARENT_COLS].into_iter().enumerate() {
-        let first: Option<(DateTime<Utc>, f64)> = row.try_get::<Option<DateTime<Utc>>, _>(t0)?.zip(row.try_get(v0)?);
-        let last: Option<(DateTime<Utc>, f64)> = row.try_get::<Option<DateTime<Utc>>, _>(t1)?.zip(row.try_get(v1)?);
+    for (c, points) in points.iter_mut().enumerate() {
+        let [v0, v1, t0, t1] = [format!("v{c}0"), format!("v{c}1"), format!("t{c}0"), format!("t{c}1")];
+        let first: Option<(DateTime<Utc>, f64)> =
+            row.try_get::<Option<DateTime<Utc>>, _>(t0.as_str())?.zip(row.try_get(v0.as_str())?);
+        let last: Option<(DateTime<Utc>, f64)> =
+            row.try_get::<Option<DateTime<Utc>>, _>(t1.as_str())?.zip(row.try_get(v1.as_str())?);
         if let (Some(first), Some(last)) = (first, last) {
-            points[c].push(Point { time: first.0, value: first.1 });
+            points.push(Point { time: first.0, value: first.1 });
             if last.0 > first.0 {
-                points[c].push(Point { time: last.0, value: last.1 });
+                points.push(Point { time: last.0, value: last.1 });
             }
         }
     }
@@ -355,10 +379,6 @@ fn summary(row: &PgRow, n: i64) -> Result<Observation, sqlx::Error> {
     })
 }
 
-const IMPORT_COLS: [&str; 4] = ["i0", "i1", "it0", "it1"];
-const EXPORT_COLS: [&str; 4] = ["e0", "e1", "et0", "et1"];
-const APPARENT_COLS: [&str; 4] = ["a0", "a1", "at0", "at1"];
-
 /// Every reading of the device in `[from, to)`, oldest first.
 async fn samples(
     conn: &mut PgConnection,
@@ -366,9 +386,11 @@ async fn samples(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Sample>, sqlx::Error> {
-    type SampleRow = (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f32>, Option<f32>);
+    type SampleRow =
+        (DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f32>, Option<f32>);
     let rows: Vec<SampleRow> = sqlx::query_as(
-        r#"SELECT "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
+        r#"SELECT "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "ReactiveImportVarh", "ReactiveExportVarh",
+                  "PTotal", "STotal"
            FROM monitoring."PowerMeasurements" WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3 ORDER BY "Time""#,
     )
     .bind(device)
@@ -378,6 +400,6 @@ async fn samples(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(time, i, e, a, p_total, s_total)| Sample { time, counters: [i, e, a], p_total, s_total })
+        .map(|(time, i, e, a, ri, re, p_total, s_total)| Sample { time, counters: [i, e, a, ri, re], p_total, s_total })
         .collect())
 }

@@ -16,6 +16,12 @@
 //! that counter; otherwise its `MaxVA` × 0.25 h, the highest apparent power sampled held for the
 //! whole interval (an upper bound: a bill never understates demand the meter saw); with neither,
 //! its active energy (a lower bound, exact at unity power factor).
+//!
+//! Reactive energy (`"ReactiveImportVarh"`, `"ReactiveExportVarh"`, for reactive charges and
+//! power-factor adjustments) is known for a site's interval only when every device interval in
+//! it has it: a sum over some of the main meters would understate it, so it is NULL (unknown)
+//! instead, and so it is for intervals rolled up before the counters were (migration
+//! `ReactiveEnergy`) until a rebuild recomputes them.
 
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
@@ -32,6 +38,10 @@ pub struct SiteInterval {
     pub rows: u32,
     /// Any of them estimated (energy spread over a data gap).
     pub estimated: bool,
+    /// Reactive energy imported (lagging, what reactive charges bill) and exported; `None` when
+    /// unknown (a main meter without the counter: see the module doc).
+    pub reactive_import_varh: Option<f64>,
+    pub reactive_export_varh: Option<f64>,
 }
 
 /// A site and a time range `[from, to)` to read: its main meters' energy.
@@ -58,17 +68,21 @@ const MAIN_METERS: &str = r#"d."Role" = 'main'"#;
 /// The sum of device intervals `e` per site and interval: the one definition the stored sums
 /// and the door's live part share.
 const SUMS: &str = r#"sum(e."ImportWh"), sum(e."ExportWh"),
-    sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")), count(*)::int4, bool_or(e."Estimated")"#;
+    sum(COALESCE(e."ApparentVAh", e."MaxVA"::float8 * 0.25, e."ImportWh")), count(*)::int4, bool_or(e."Estimated"),
+    CASE WHEN count(e."ReactiveImportVarh") = count(*) THEN sum(e."ReactiveImportVarh") END,
+    CASE WHEN count(e."ReactiveExportVarh") = count(*) THEN sum(e."ReactiveExportVarh") END"#;
 
 /// The door's statement over the ranges `UNNEST($1 sites, $2 from, $3 to)`: one row per range
-/// `k` (1-based) and interval, `(k, "Start", import, export, VAh, rows, estimated)`. The one text
+/// `k` (1-based) and interval, `(k, "Start", import, export, VAh, rows, estimated, reactive
+/// import, reactive export)`. The one text
 /// both [`sites_intervals`] and [`site_buckets`] read, so a sum of buckets is a sum of the door.
 fn door_sql() -> String {
     format!(
         r#"WITH q AS (SELECT q.k, q.site, q.lo, q.hi, coalesce(s."From", 'infinity') AS stale
                       FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS q(site, lo, hi, k)
                       LEFT JOIN monitoring."SiteEnergyStale" s ON s."SiteId" = q.site)
-           SELECT q.k, i."Start", i."ImportWh", i."ExportWh", i."DemandVAh", i."Rows", i."Estimated"
+           SELECT q.k, i."Start", i."ImportWh", i."ExportWh", i."DemandVAh", i."Rows", i."Estimated",
+                  i."ReactiveImportVarh", i."ReactiveExportVarh"
            FROM q JOIN monitoring."SiteEnergyIntervals" i
                 ON i."SiteId" = q.site AND i."Start" >= q.lo AND i."Start" < least(q.hi, q.stale)
            UNION ALL
@@ -100,7 +114,7 @@ pub async fn site_buckets(db: &PgPool, site: i32, bounds: &[DateTime<Utc>]) -> R
     let (Some(from), Some(to)) = (bounds.first(), bounds.last()) else { return Ok(Vec::new()) };
     let sql = format!(
         r#"SELECT width_bucket(i.s, $4::timestamptz[])::int4, sum(i.wh)::float8, count(*)::int4
-           FROM ({door}) AS i(k, s, wh, x, vah, n, est)
+           FROM ({door}) AS i(k, s, wh, x, vah, n, est, ri, re)
            GROUP BY 1"#,
         door = door_sql()
     );
@@ -143,7 +157,7 @@ pub async fn site_intervals(
 pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<SiteEnergy>, sqlx::Error> {
     let sites: Vec<i32> = ranges.iter().map(|r| r.site).collect();
     let sql = door_sql();
-    type Row = (i64, DateTime<Utc>, f64, f64, f64, i32, bool);
+    type Row = (i64, DateTime<Utc>, f64, f64, f64, i32, bool, Option<f64>, Option<f64>);
     let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(&sites)
         .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
@@ -161,8 +175,18 @@ pub async fn sites_intervals(db: &PgPool, ranges: &[SiteRange]) -> Result<Vec<Si
         .into_iter()
         .map(|n| SiteEnergy { devices: u32::try_from(n).unwrap_or(u32::MAX), intervals: Vec::new() })
         .collect();
-    for (k, start, import_wh, export_wh, vah, rows, estimated) in rows {
-        let interval = SiteInterval { start, import_wh, export_wh, vah, rows: rows.max(0) as u32, estimated };
+    for (k, start, import_wh, export_wh, vah, rows, estimated, reactive_import_varh, reactive_export_varh) in rows {
+        let rows = rows.max(0) as u32;
+        let interval = SiteInterval {
+            start,
+            import_wh,
+            export_wh,
+            vah,
+            rows,
+            estimated,
+            reactive_import_varh,
+            reactive_export_varh,
+        };
         if let Some(energy) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) {
             energy.intervals.push(interval);
         }
@@ -330,7 +354,8 @@ pub async fn refresh_site_sums(db: &PgPool) -> Result<u64, sqlx::Error> {
         .await?;
         sqlx::query(AssertSqlSafe(format!(
             r#"INSERT INTO monitoring."SiteEnergyIntervals"
-                   ("SiteId", "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated")
+                   ("SiteId", "Start", "ImportWh", "ExportWh", "DemandVAh", "Rows", "Estimated",
+                    "ReactiveImportVarh", "ReactiveExportVarh")
                SELECT d."SiteId", e."Start", {SUMS}
                FROM monitoring."EnergyIntervals" e JOIN monitoring."Devices" d ON d."Id" = e."DeviceId"
                WHERE d."SiteId" = $1 AND {MAIN_METERS}

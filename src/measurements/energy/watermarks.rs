@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::maths::{APPARENT, CHANNELS, ChannelState, EXPORT, IMPORT, Point, State};
+use super::maths::{APPARENT, CHANNELS, ChannelState, EXPORT, IMPORT, Point, REACTIVE_EXPORT, REACTIVE_IMPORT, State};
 use crate::measurements::FirstReadings;
 
 /// Creates the missing watermark rows and returns the devices. Committed before any run: the
@@ -73,6 +73,8 @@ const CHANNEL_COLUMNS: [(&str, &str, &str); CHANNELS] = [
     ("ImportAt", "ImportWh", "ImportStale"),
     ("ExportAt", "ExportWh", "ExportStale"),
     ("ApparentAt", "ApparentVAh", "ApparentStale"),
+    ("ReactiveImportAt", "ReactiveImportVarh", "ReactiveImportStale"),
+    ("ReactiveExportAt", "ReactiveExportVarh", "ReactiveExportStale"),
 ];
 
 /// The write path's note (in the batch's transaction, before its rows are inserted): the
@@ -137,12 +139,17 @@ pub(super) async fn save(conn: &mut PgConnection, states: &[(i32, State, DateTim
         r#"UPDATE monitoring."EnergyWatermarks" w SET "ProcessedUntil" = s.f, "SeenUntil" = greatest(w."SeenUntil", s.seen),
                "ImportAt" = s.ia, "ImportWh" = s.iv, "ImportStale" = s."is",
                "ExportAt" = s.ea, "ExportWh" = s.ev, "ExportStale" = s.es,
-               "ApparentAt" = s.aa, "ApparentVAh" = s.av, "ApparentStale" = s."as", "ClaimedUntil" = NULL
+               "ApparentAt" = s.aa, "ApparentVAh" = s.av, "ApparentStale" = s."as",
+               "ReactiveImportAt" = s.ria, "ReactiveImportVarh" = s.riv, "ReactiveImportStale" = s.ris,
+               "ReactiveExportAt" = s.rea, "ReactiveExportVarh" = s.rev, "ReactiveExportStale" = s.res,
+               "ClaimedUntil" = NULL
            FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[],
                        $4::timestamptz[], $5::float8[], $6::bool[],
                        $7::timestamptz[], $8::float8[], $9::bool[],
-                       $10::timestamptz[], $11::float8[], $12::bool[])
-                AS s(d, f, seen, ia, iv, "is", ea, ev, es, aa, av, "as")
+                       $10::timestamptz[], $11::float8[], $12::bool[],
+                       $13::timestamptz[], $14::float8[], $15::bool[],
+                       $16::timestamptz[], $17::float8[], $18::bool[])
+                AS s(d, f, seen, ia, iv, "is", ea, ev, es, aa, av, "as", ria, riv, ris, rea, rev, res)
            WHERE w."DeviceId" = s.d"#,
     )
     .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
@@ -157,6 +164,12 @@ pub(super) async fn save(conn: &mut PgConnection, states: &[(i32, State, DateTim
     .bind(at(APPARENT))
     .bind(value(APPARENT))
     .bind(stale(APPARENT))
+    .bind(at(REACTIVE_IMPORT))
+    .bind(value(REACTIVE_IMPORT))
+    .bind(stale(REACTIVE_IMPORT))
+    .bind(at(REACTIVE_EXPORT))
+    .bind(value(REACTIVE_EXPORT))
+    .bind(stale(REACTIVE_EXPORT))
     .execute(conn)
     .await?;
     Ok(())
