@@ -1755,6 +1755,16 @@ fn ratchets_and_penalties_are_validated_and_round_trip_in_json() {
     let mut keys: Vec<&String> = json["demand_charges"][0].as_object().unwrap().keys().collect();
     keys.sort();
     assert_eq!(keys, ["rate", "unit", "window_minutes"]);
+    // A kvar charge bills reactive demand: the NMD options (kW or kVA) are refused on it.
+    v.demand_charges =
+        vec![DemandCharge { unit: DemandUnit::KVar, ..capacity_charge("50", true, Some(("100", 11)), None) }];
+    let doc = TariffDoc { name: "T".into(), source: String::new(), versions: vec![v.clone()] };
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        ["versions[0].demand_charges[0].unit: a kvar charge bills this period's reactive demand only: the NMD, a \
+             ratchet and excess-NMD penalties need kW or kVA."]
+    );
     let unknown = r#"{"unit": "kVA", "window_minutes": 30, "rate": "1", "ratchet": {"percent": "80", "months": 11}}"#;
     assert!(serde_json::from_str::<DemandCharge>(unknown).unwrap_err().to_string().contains("unknown field `months`"));
 }
