@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Rounding, Season, Tou, TouPeriod,
-    Version,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, Proration, Rounding, Season, Tou,
+    TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -163,6 +163,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     f.set("energy_kind", "flat");
     f.set("rounding_amounts", "half_up");
     f.set("demand_decimals", 3);
+    f.set("proration", Proration::default().key());
     f.set("holidays_as", "sunday");
     for n in 0..FIXED_SLOTS {
         f.set(format!("fixed_{n}_per"), "day");
@@ -201,6 +202,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     }
     f.set("rounding_amounts", v.rounding.amounts.key());
     f.set("demand_decimals", v.rounding.demand_decimals);
+    f.set("proration", v.proration.key());
     for c in &v.vat_on {
         f.set(format!("vat_{}", component_key(*c)), "on");
     }
@@ -400,6 +402,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         maximum_per_month: decimal(f, &mut e, "maximum_per_month", "Maximum per month"),
         rounding: rounding(f, &mut e),
         holidays,
+        proration: proration(f, &mut e),
     };
     e.or_ok(v)
 }
@@ -421,6 +424,17 @@ fn rounding(f: &Fields, e: &mut FieldErrors) -> Rounding {
         }),
     };
     Rounding { amounts, demand_decimals }
+}
+
+/// The per-month proration rule (an old form without the field: the default).
+fn proration(f: &Fields, e: &mut FieldErrors) -> Proration {
+    match f.get("proration") {
+        "" => Proration::default(),
+        raw => Proration::parse(raw).unwrap_or_else(|| {
+            e.add("proration", format!("“{raw}” is not a proration rule: choose one from the list."));
+            Proration::default()
+        }),
+    }
 }
 
 /// The version's holidays, one a line: `YYYY-MM-DD day-type name`, e.g.

@@ -232,6 +232,7 @@ struct TariffPage {
     fixed_slots: Vec<usize>,
     day_types: [&'static str; 4],
     hours: Vec<usize>,
+    prorations: [model::Proration; 4],
 }
 
 impl TariffPage {
@@ -278,6 +279,7 @@ async fn tariff_page(
         fixed_slots: (0..FIXED_SLOTS).collect(),
         day_types: DAY_TYPE_KEYS,
         hours: (0..24).collect(),
+        prorations: model::Proration::ALL,
     })
 }
 
