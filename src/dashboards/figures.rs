@@ -131,7 +131,8 @@ pub struct Cost {
     pub projected: Decimal,
 }
 
-/// A site's energy today and this month (calendar month in the site's zone).
+/// A site's energy today and this month (its billing period in the site's zone: the calendar
+/// month unless its meter-read day is not 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Energy {
     pub period: Period,
@@ -151,18 +152,21 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>, at: DateTime<Utc>) -> Decimal
 }
 
 /// Today's and this month's figures from the month's intervals so far (`intervals`, any order
-/// of the month: others are ignored), the site's tariff history and device count. Today's cost
+/// of the month: others are ignored), the site's tariff history and device count. "This month"
+/// is the site's current billing period by its meter-read day (`read_day`; 1: the calendar
+/// month), so the cost is the bill's and its kWh are the same days'. Today's cost
 /// is what today added to the month's bill: the month to date now minus the month to date at
 /// the local midnight, so today and the days before add up to the month exactly.
 pub fn energy(
     tz: Tz,
     now: DateTime<Utc>,
+    read_day: u32,
     devices: u32,
     schedule: &[Assignment],
     intervals: &[SiteInterval],
 ) -> Option<Energy> {
     let today = now.with_timezone(&tz).date_naive();
-    let period = Period::containing(today, 1)?;
+    let period = Period::containing(today, read_day)?;
     let (from, to) = period.utc(tz);
     let midnight = local_midnight(tz, today);
     let month: Vec<SiteInterval> =
@@ -268,11 +272,11 @@ mod tests {
         let mut intervals: Vec<SiteInterval> =
             (0..136).map(|k| interval(start + TimeDelta::minutes(15 * k), 1000.0)).collect();
         intervals.insert(0, interval(start - TimeDelta::minutes(15), 99_000.0)); // November: not this month
-        let e = energy(tz, now, 1, &[], &intervals).unwrap();
+        let e = energy(tz, now, 1, 1, &[], &intervals).unwrap();
         assert_eq!((e.today_kwh, e.month_kwh), (40.0, 136.0));
         assert_eq!(e.cost, None, "no tariff, no cost");
         assert_eq!(e.completeness, Some(100.0));
-        let e = energy(tz, now, 2, &[], &intervals).unwrap();
+        let e = energy(tz, now, 1, 2, &[], &intervals).unwrap();
         assert_eq!(e.completeness, Some(50.0), "two devices, one of them reporting");
         assert_eq!(kwh_text(1234.56), "1\u{202f}234.6 kWh");
     }

@@ -24,6 +24,8 @@ pub struct SiteRow {
     pub address: String,
     pub time_zone: String,
     pub notes: String,
+    /// Billing periods run from this day (1–28) of a month to the day before it in the next.
+    pub meter_read_day: i16,
 }
 
 impl SiteRow {
@@ -32,6 +34,11 @@ impl SiteRow {
     pub fn zone(&self) -> chrono_tz::Tz {
         self.time_zone.parse().unwrap_or(chrono_tz::UTC)
     }
+
+    /// The meter-read day as billing periods take it (the column's check keeps it 1–28).
+    pub fn read_day(&self) -> u32 {
+        u32::try_from(self.meter_read_day).unwrap_or(1).clamp(1, 28)
+    }
 }
 
 pub struct SiteFields<'a> {
@@ -39,6 +46,7 @@ pub struct SiteFields<'a> {
     pub address: &'a str,
     pub time_zone: &'a str,
     pub notes: &'a str,
+    pub meter_read_day: i16,
 }
 
 #[derive(sqlx::FromRow)]
@@ -68,7 +76,7 @@ pub async fn site_names(db: impl PgExecutor<'_>) -> Result<Vec<(i32, String)>, s
 }
 
 pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, sqlx::Error> {
-    sqlx::query_as(r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = $1"#)
+    sqlx::query_as(r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes", "MeterReadDay" FROM monitoring."Sites" WHERE "Id" = $1"#)
         .bind(id)
         .fetch_optional(db)
         .await
@@ -77,7 +85,7 @@ pub async fn site(db: impl PgExecutor<'_>, id: i32) -> Result<Option<SiteRow>, s
 /// The sites of `ids` that exist, by id: one query for the alarm evaluator's site rules.
 pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRow>, sqlx::Error> {
     sqlx::query_as(
-        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes", "MeterReadDay" FROM monitoring."Sites" WHERE "Id" = ANY($1) ORDER BY "Id""#,
     )
     .bind(ids)
     .fetch_all(db)
@@ -86,13 +94,14 @@ pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRo
 
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes")
-           VALUES ($1, $2, $3, $4) RETURNING "Id""#,
+        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes", "MeterReadDay")
+           VALUES ($1, $2, $3, $4, $5) RETURNING "Id""#,
     )
     .bind(s.name)
     .bind(s.address)
     .bind(s.time_zone)
     .bind(s.notes)
+    .bind(s.meter_read_day)
     .fetch_one(db)
     .await
 }
@@ -100,14 +109,15 @@ pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<
 /// False when the site does not exist (any more).
 pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5
-           WHERE "Id" = $1"#,
+        r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5,
+           "MeterReadDay" = $6 WHERE "Id" = $1"#,
     )
     .bind(id)
     .bind(s.name)
     .bind(s.address)
     .bind(s.time_zone)
     .bind(s.notes)
+    .bind(s.meter_read_day)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -476,7 +486,7 @@ pub async fn live_devices(db: impl PgExecutor<'_>) -> Result<Vec<LiveDevice>, sq
 /// Every site, by name, for pages about all of them.
 pub async fn sites_by_name(db: impl PgExecutor<'_>) -> Result<Vec<SiteRow>, sqlx::Error> {
     sqlx::query_as(
-        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes" FROM monitoring."Sites" ORDER BY lower("Name"), "Id""#,
+        r#"SELECT "Id", "Name", "Address", "TimeZone", "Notes", "MeterReadDay" FROM monitoring."Sites" ORDER BY lower("Name"), "Id""#,
     )
     .fetch_all(db)
     .await

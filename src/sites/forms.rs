@@ -46,6 +46,9 @@ pub struct SiteForm {
     pub time_zone: String,
     #[serde(default)]
     pub notes: String,
+    /// Empty: 1 (the calendar month).
+    #[serde(default)]
+    pub meter_read_day: String,
 }
 
 pub struct ValidSite {
@@ -53,11 +56,18 @@ pub struct ValidSite {
     pub address: String,
     pub time_zone: Tz,
     pub notes: String,
+    pub meter_read_day: i16,
 }
 
 impl ValidSite {
     pub fn fields(&self) -> SiteFields<'_> {
-        SiteFields { name: &self.name, address: &self.address, time_zone: self.time_zone.name(), notes: &self.notes }
+        SiteFields {
+            name: &self.name,
+            address: &self.address,
+            time_zone: self.time_zone.name(),
+            notes: &self.notes,
+            meter_read_day: self.meter_read_day,
+        }
     }
 }
 
@@ -68,7 +78,18 @@ impl From<&SiteRow> for SiteForm {
             address: s.address.clone(),
             time_zone: s.time_zone.clone(),
             notes: s.notes.clone(),
+            meter_read_day: s.meter_read_day.to_string(),
         }
+    }
+}
+
+/// The meter-read day: a day of the month from 1 to 28 (every month has it); empty is 1.
+pub fn parse_read_day(raw: &str) -> Result<i16, String> {
+    match raw.trim() {
+        "" => Ok(1),
+        raw => raw.parse::<i16>().ok().filter(|d| (1..=28).contains(d)).ok_or_else(|| {
+            format!("Meter-read day: “{raw}” is not a day from 1 to 28 (1: bills follow the calendar month).")
+        }),
     }
 }
 
@@ -97,12 +118,17 @@ impl SiteForm {
         e.check("name", name_error(&name));
         e.check("address", length_error(&address, 200));
         e.check("notes", length_error(&notes, 2000));
-        match parse_time_zone(&self.time_zone) {
-            Ok(time_zone) => e.or_ok(ValidSite { name, address, time_zone, notes }),
-            Err(message) => {
+        let meter_read_day = parse_read_day(&self.meter_read_day);
+        e.check("meter_read_day", meter_read_day.as_ref().err().cloned());
+        match (parse_time_zone(&self.time_zone), meter_read_day) {
+            (Ok(time_zone), Ok(meter_read_day)) => {
+                e.or_ok(ValidSite { name, address, time_zone, notes, meter_read_day })
+            }
+            (Err(message), _) => {
                 e.add("time_zone", message);
                 Err(e)
             }
+            (Ok(_), Err(_)) => Err(e),
         }
     }
 }

@@ -142,7 +142,11 @@ pub async fn new_site(
     RequireAdmin(_): RequireAdmin,
     page: Page,
 ) -> AppResult<Html<String>> {
-    let form = SiteForm { time_zone: state.config.default_time_zone.name().to_string(), ..Default::default() };
+    let form = SiteForm {
+        time_zone: state.config.default_time_zone.name().to_string(),
+        meter_read_day: "1".into(),
+        ..Default::default()
+    };
     site_form(page, None, form, FieldErrors::default())
 }
 

@@ -7,7 +7,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Response};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -21,7 +20,8 @@ use crate::web::page::Page;
 use crate::web::session::CurrentUser;
 use crate::web::{csv, render};
 
-/// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
+/// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default; the
+/// site's meter-read day unless `read_day` asks for another (a one-off look).
 #[derive(Deserialize, Default)]
 pub struct PeriodQuery {
     #[serde(default)]
@@ -31,9 +31,10 @@ pub struct PeriodQuery {
 }
 
 impl PeriodQuery {
-    fn resolve(&self, tz: Tz, now: DateTime<Utc>) -> Result<(Period, u32), AppError> {
+    fn resolve(&self, site: &SiteRow, now: DateTime<Utc>) -> Result<(Period, u32), AppError> {
+        let tz = site.zone();
         let read_day = match self.read_day.trim() {
-            "" => 1,
+            "" => site.read_day(),
             raw => raw
                 .parse::<u32>()
                 .ok()
@@ -104,7 +105,7 @@ pub async fn show(
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Html<String>> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, read_day) = q.resolve(site.zone(), state.clock.now())?;
+    let (period, read_day) = q.resolve(&site, state.clock.now())?;
     let loaded = bills::load(&state.db, &site, period).await?;
     let bill = engine::bill(&loaded.input());
     let month = period.start.format("%Y-%m").to_string();
@@ -153,7 +154,7 @@ pub fn bill_csv(bill: &Bill) -> String {
 /// What both CSV exports need: the file name stem and the period's data.
 async fn export_data(state: &AppState, id: i32, q: &PeriodQuery) -> AppResult<(String, Loaded)> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(site.zone(), state.clock.now())?;
+    let (period, _) = q.resolve(&site, state.clock.now())?;
     let loaded = bills::load(&state.db, &site, period).await?;
     Ok((file_stem(&site, period), loaded))
 }

@@ -581,7 +581,7 @@ fn completeness_and_estimated_intervals_are_counted() {
 }
 
 /// The tariff fixtures: the worked example's published tariff and the Homeflex-structured one.
-pub(super) const ONTARIO_JSON: &str = include_str!("../../tests/fixtures/tariffs/ontario-oeb-rpp-tou.json");
+pub(super) const ONTARIO_JSON: &str = include_str!("library/ontario-oeb-rpp-tou.json");
 pub(super) const HOMEFLEX_JSON: &str = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
 
 #[test]
@@ -601,7 +601,7 @@ fn the_json_format_round_trips_and_names_unknown_fields() {
 // ---------------------------------------------------------------- worked example
 
 /// THE WORKED EXAMPLE: a published tariff, the Ontario Energy Board's Regulated Price Plan
-/// time-of-use prices (fixture tests/fixtures/tariffs/ontario-oeb-rpp-tou.json, whose `source`
+/// time-of-use prices (library entry src/tariffs/library/ontario-oeb-rpp-tou.json, whose `source`
 /// quotes every figure with its address), billed by hand over one meter-read month that holds a
 /// public holiday, a change of season, a change of prices and the end of daylight saving time.
 ///

@@ -14,7 +14,7 @@ use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
 const HOMEFLEX: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
-const ONTARIO: &str = include_str!("../fixtures/tariffs/ontario-oeb-rpp-tou.json");
+const ONTARIO: &str = include_str!("../../src/tariffs/library/ontario-oeb-rpp-tou.json");
 
 const ESKOM_DIRECT: [(&str, &str); 5] = [
     ("name", "Eskom Direct"),
