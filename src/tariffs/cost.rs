@@ -84,6 +84,46 @@ fn line_views(bill: &Bill) -> Vec<LineView> {
         .collect()
 }
 
+/// A part of a billing period split where the tariff or its version changes: its days, what
+/// it is billed on, its lines and their sum.
+pub struct PartView {
+    number: usize,
+    start: NaiveDate,
+    last_day: NaiveDate,
+    days: i64,
+    /// "Ontario RPP time-of-use (OEB) (rates from 2024-11-01)", or no tariff.
+    tariff: String,
+    holidays: Vec<String>,
+    lines: Vec<LineView>,
+    subtotal: String,
+}
+
+fn part_views(bill: &Bill) -> Vec<PartView> {
+    let mut lines = line_views(bill);
+    bill.segments
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let mine: Vec<LineView> = lines.extract_if(.., |l| l.segment == n).collect();
+            let subtotal: Decimal = bill.lines.iter().filter(|l| l.segment == n).map(|l| l.amount).sum();
+            PartView {
+                number: n + 1,
+                start: s.start,
+                last_day: s.last_day(),
+                days: (s.end - s.start).num_days(),
+                tariff: match (&s.tariff, s.version_from) {
+                    (Some(t), Some(v)) => format!("{t} (rates from {v})"),
+                    (Some(t), None) => t.clone(),
+                    (None, _) => "no tariff in effect".into(),
+                },
+                holidays: s.holidays.clone(),
+                lines: mine,
+                subtotal: format!("{subtotal:.2}"),
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "tariffs/cost.html")]
 struct CostPage {
@@ -93,8 +133,10 @@ struct CostPage {
     read_day: u32,
     query: String,
     bill: Bill,
-    lines: Vec<LineView>,
+    parts: Vec<PartView>,
     has_tariff: bool,
+    /// The site's own meter-read day (the query may ask for another).
+    site_read_day: u32,
 }
 
 pub async fn show(
@@ -113,7 +155,8 @@ pub async fn show(
     render(&CostPage {
         page,
         has_tariff: !loaded.schedule.is_empty(),
-        lines: line_views(&bill),
+        parts: part_views(&bill),
+        site_read_day: site.read_day(),
         site,
         month,
         read_day,
