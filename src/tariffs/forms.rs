@@ -668,6 +668,21 @@ mod tests {
     }
 
     #[test]
+    fn the_proration_rule_survives_the_editor_and_a_bad_one_is_named() {
+        let mut v = crate::tariffs::tests::unbundled();
+        for rule in Proration::ALL {
+            v.proration = rule;
+            let f = version_fields(Some(&v));
+            assert_eq!(f.get("proration"), rule.key());
+            assert_eq!(parse_version(&f).unwrap_or_else(|e| panic!("{e}")), v);
+        }
+        let mut f = version_fields(Some(&v));
+        f.set("proration", "weekly");
+        let e = parse_version(&f).unwrap_err();
+        assert_eq!(e.get("proration"), Some("“weekly” is not a proration rule: choose one from the list."));
+    }
+
+    #[test]
     fn unreadable_fields_are_named() {
         let mut f = version_fields(None);
         f.set("effective_from", "2026-13-01");
