@@ -868,3 +868,35 @@ async fn a_published_tariff_from_the_library_lands_in_the_editor_and_bills_by_th
     let cost = b.get(&format!("/sites/{site}/cost?month=2025-10&read_day=1")).await;
     assert!(cost.body.contains("<strong>2025-10-01</strong> to <strong>2025-10-31</strong>"), "{}", cost.body);
 }
+
+/// A site billed from the 15th: the Overview labels its "this month" figures with the billing
+/// period's days, and the site page says which days this month's bill covers; a site on the
+/// calendar month keeps the month's name.
+#[sqlx::test]
+async fn the_overview_and_the_site_page_name_the_billing_period_of_a_read_day(pool: PgPool) {
+    use tau_acuvim_portal::tariffs::local::Period;
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let (site, _) = site_with_meter(&app, "UTC").await;
+    flat_tariff(&mut b, site).await;
+    let today = app.clock.now().date_naive();
+    let month = today.format("%B %Y").to_string();
+    assert!(b.get("/").await.body.contains(&format!("<dt>{month} to date</dt>")));
+
+    let edit = format!("/sites/{site}/edit");
+    let res = submit(&mut b, &edit, &edit, &[("name", "Plant"), ("time_zone", "UTC"), ("meter_read_day", "15")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let p = Period::containing(today, 15).unwrap();
+    assert_eq!(p.start.format("%d").to_string(), "15");
+    let label = format!("Bill {} – {}", p.start.format("%-d %b"), p.last_day().format("%-d %b %Y"));
+    let overview = b.get("/").await;
+    for expected in [format!("<dt>{label} to date</dt>"), format!("<dt>{label} projected</dt>")] {
+        assert!(overview.body.contains(&expected), "{expected} missing from {}", overview.body);
+    }
+    let page = b.get(&format!("/sites/{site}")).await;
+    let covers =
+        format!("this month's bill covers {} – {}", p.start.format("%-d %b %Y"), p.last_day().format("%-d %b %Y"));
+    assert!(page.body.contains(&covers), "{covers} missing from {}", page.body);
+    let cost = b.get(&format!("/sites/{site}/cost")).await;
+    assert!(cost.body.contains(&format!("<strong>{}</strong> to <strong>{}</strong>", p.start, p.last_day())));
+}
