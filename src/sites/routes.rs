@@ -151,7 +151,12 @@ pub async fn new_site(
 }
 
 fn site_detail(site: &ValidSite) -> serde_json::Value {
-    serde_json::json!({ "name": site.name, "timeZone": site.time_zone.name(), "address": site.address })
+    serde_json::json!({
+        "name": site.name,
+        "timeZone": site.time_zone.name(),
+        "address": site.address,
+        "meterReadDay": site.meter_read_day,
+    })
 }
 
 pub async fn create_site(
