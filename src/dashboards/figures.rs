@@ -131,7 +131,8 @@ pub struct Cost {
     pub projected: Decimal,
 }
 
-/// A site's energy today and this month (calendar month in the site's zone).
+/// A site's energy today and this month (its billing period in the site's zone: the calendar
+/// month unless its meter-read day is not 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Energy {
     pub period: Period,
@@ -150,15 +151,17 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>, at: DateTime<Utc>) -> Decimal
     Decimal::from((at - from).num_seconds().max(0)) / Decimal::from((to - from).num_seconds().max(1))
 }
 
-/// Today's and this month's figures from what a bill of the site needs (`site`: its month's
-/// intervals so far, in any order, others ignored; its tariff history, device count, NMD and
-/// ratchets' earlier peaks; its period is the month of `now` whatever it says). Today's cost
-/// is what today added to the month's bill: the month to date now minus the month to date at
-/// the local midnight, so today and the days before add up to the month exactly.
-pub fn energy(now: DateTime<Utc>, site: &BillInput<'_>) -> Option<Energy> {
+/// Today's and this month's figures from what a bill of the site needs (`site`: its intervals
+/// so far, in any order, others ignored; its tariff history, device count, NMD and ratchets'
+/// earlier peaks; its period is replaced). "This month" is the site's current billing period by
+/// its meter-read day (`read_day`; 1: the calendar month), so the cost is the bill's and its kWh
+/// are the same days'. Today's cost is what today added to the month's bill: the month to date
+/// now minus the month to date at the local midnight, so today and the days before add up to the
+/// month exactly.
+pub fn energy(now: DateTime<Utc>, read_day: u32, site: &BillInput<'_>) -> Option<Energy> {
     let BillInput { tz, devices, assignments: schedule, intervals, .. } = *site;
     let today = now.with_timezone(&tz).date_naive();
-    let period = Period::containing(today, 1)?;
+    let period = Period::containing(today, read_day)?;
     let (from, to) = period.utc(tz);
     let midnight = local_midnight(tz, today);
     let month: Vec<SiteInterval> =
@@ -280,11 +283,11 @@ mod tests {
             nmd: None,
             history: &[],
         };
-        let e = energy(now, &input(1)).unwrap();
+        let e = energy(now, 1, &input(1)).unwrap();
         assert_eq!((e.today_kwh, e.month_kwh), (40.0, 136.0));
         assert_eq!(e.cost, None, "no tariff, no cost");
         assert_eq!(e.completeness, Some(100.0));
-        let e = energy(now, &input(2)).unwrap();
+        let e = energy(now, 1, &input(2)).unwrap();
         assert_eq!(e.completeness, Some(50.0), "two devices, one of them reporting");
         assert_eq!(kwh_text(1234.56), "1\u{202f}234.6 kWh");
     }

@@ -9,7 +9,7 @@ use askama::Template;
 use axum::Json;
 use axum::extract::State;
 use axum::response::Html;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
 use serde_json::{Value, json};
@@ -69,6 +69,16 @@ pub struct EnergyView {
     pub completeness: String,
 }
 
+/// "November 2026" for a calendar month; "Bill 15 Nov – 14 Dec 2026" for a billing period by
+/// another meter-read day, so the figures say which days they cover.
+pub(super) fn period_label(p: Period) -> String {
+    if p.start.day() == 1 && p.end.day() == 1 {
+        p.start.format("%B %Y").to_string()
+    } else {
+        format!("Bill {} – {}", p.start.format("%-d %b"), p.last_day().format("%-d %b %Y"))
+    }
+}
+
 fn energy_view(e: &Energy) -> EnergyView {
     let money = |f: &dyn Fn(&figures::Cost) -> rust_decimal::Decimal| {
         e.cost.as_ref().map(|c| figures::money_text(&c.currency, f(c)))
@@ -77,7 +87,7 @@ fn energy_view(e: &Energy) -> EnergyView {
         today_kwh: figures::kwh_text(e.today_kwh),
         month_kwh: figures::kwh_text(e.month_kwh),
         export_kwh: (e.month_export_kwh > 0.0).then(|| figures::kwh_text(e.month_export_kwh)),
-        month_label: e.period.start.format("%B %Y").to_string(),
+        month_label: period_label(e.period),
         today_cost: money(&|c| c.today),
         month_cost: money(&|c| c.month_to_date),
         projected_cost: money(&|c| c.projected),
@@ -204,10 +214,13 @@ pub(super) async fn energies(
     sites: &[SiteRow],
     now: DateTime<Utc>,
 ) -> AppResult<Vec<Option<Energy>>> {
-    // This month in each site's zone, its energy read through the energy door in one statement.
+    // This billing period in each site's zone (by its meter-read day), its energy read through
+    // the energy door in one statement.
     let months: Vec<(&SiteRow, Period)> = sites
         .iter()
-        .filter_map(|site| Period::containing(now.with_timezone(&site.zone()).date_naive(), 1).map(|p| (site, p)))
+        .filter_map(|site| {
+            Period::containing(now.with_timezone(&site.zone()).date_naive(), site.read_day()).map(|p| (site, p))
+        })
         .collect();
     let loaded = bills::load_all(&state.db, &months).await?;
     let mut by_id: HashMap<i32, bills::Loaded> = months.iter().map(|(s, _)| s.id).zip(loaded).collect();
@@ -215,7 +228,7 @@ pub(super) async fn energies(
         .iter()
         .map(|site| {
             let l = by_id.remove(&site.id)?;
-            figures::energy(now, &l.input())
+            figures::energy(now, site.read_day(), &l.input())
         })
         .collect())
 }

@@ -120,6 +120,8 @@ pub struct SiteDashboard {
     pub today: TodayView,
     pub month_value: String,
     pub month_label: String,
+    /// The billing period containing today, by the site's meter-read day: "15 Nov – 14 Dec 2026".
+    pub bill_period: String,
     pub month_error: Option<&'static str>,
     pub previous_month: String,
     pub next_month: Option<String>,
@@ -457,6 +459,9 @@ pub async fn dashboard(
         next_month: (first < this_month).then(|| month_key(month_end)),
         month_value: month_key_now,
         month_label,
+        bill_period: Period::containing(today, site.read_day())
+            .map(|p| format!("{} – {}", p.start.format("%-d %b %Y"), p.last_day().format("%-d %b %Y")))
+            .unwrap_or_default(),
         month_error,
         bars: vec![days, months],
         tou: tou_view(bill),

@@ -29,11 +29,13 @@ pub struct SiteRow {
     /// The notified (contracted) maximum demand, NMD, and its unit (`kW` or `kVA`): both or neither.
     pub notified_max_demand: Option<Decimal>,
     pub notified_max_demand_unit: Option<String>,
+    /// Billing periods run from this day (1–28) of a month to the day before it in the next.
+    pub meter_read_day: i16,
 }
 
 /// The columns of a [`SiteRow`].
 const SITE_COLUMNS: &str =
-    r#""Id", "Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit""#;
+    r#""Id", "Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit", "MeterReadDay""#;
 
 impl SiteRow {
     /// The site's NMD, if entered.
@@ -47,6 +49,11 @@ impl SiteRow {
     pub fn zone(&self) -> chrono_tz::Tz {
         self.time_zone.parse().unwrap_or(chrono_tz::UTC)
     }
+
+    /// The meter-read day as billing periods take it (the column's check keeps it 1–28).
+    pub fn read_day(&self) -> u32 {
+        u32::try_from(self.meter_read_day).unwrap_or(1).clamp(1, 28)
+    }
 }
 
 pub struct SiteFields<'a> {
@@ -55,6 +62,7 @@ pub struct SiteFields<'a> {
     pub time_zone: &'a str,
     pub notes: &'a str,
     pub nmd: Option<Nmd>,
+    pub meter_read_day: i16,
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,8 +110,9 @@ pub async fn sites_of(db: impl PgExecutor<'_>, ids: &[i32]) -> Result<Vec<SiteRo
 
 pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
-        r#"INSERT INTO monitoring."Sites" ("Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit")
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING "Id""#,
+        r#"INSERT INTO monitoring."Sites"
+               ("Name", "Address", "TimeZone", "Notes", "NotifiedMaxDemand", "NotifiedMaxDemandUnit", "MeterReadDay")
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING "Id""#,
     )
     .bind(s.name)
     .bind(s.address)
@@ -111,6 +120,7 @@ pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<
     .bind(s.notes)
     .bind(s.nmd.map(|n| n.value))
     .bind(s.nmd.map(|n| n.unit.label()))
+    .bind(s.meter_read_day)
     .fetch_one(db)
     .await
 }
@@ -119,7 +129,7 @@ pub async fn insert_site(db: impl PgExecutor<'_>, s: &SiteFields<'_>) -> Result<
 pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         r#"UPDATE monitoring."Sites" SET "Name" = $2, "Address" = $3, "TimeZone" = $4, "Notes" = $5,
-               "NotifiedMaxDemand" = $6, "NotifiedMaxDemandUnit" = $7
+               "NotifiedMaxDemand" = $6, "NotifiedMaxDemandUnit" = $7, "MeterReadDay" = $8
            WHERE "Id" = $1"#,
     )
     .bind(id)
@@ -129,6 +139,7 @@ pub async fn update_site(db: impl PgExecutor<'_>, id: i32, s: &SiteFields<'_>) -
     .bind(s.notes)
     .bind(s.nmd.map(|n| n.value))
     .bind(s.nmd.map(|n| n.unit.label()))
+    .bind(s.meter_read_day)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

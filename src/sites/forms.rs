@@ -53,6 +53,9 @@ pub struct SiteForm {
     pub nmd: String,
     #[serde(default)]
     pub nmd_unit: String,
+    /// Empty: 1 (the calendar month).
+    #[serde(default)]
+    pub meter_read_day: String,
 }
 
 pub struct ValidSite {
@@ -61,6 +64,7 @@ pub struct ValidSite {
     pub time_zone: Tz,
     pub notes: String,
     pub nmd: Option<Nmd>,
+    pub meter_read_day: i16,
 }
 
 impl ValidSite {
@@ -71,6 +75,7 @@ impl ValidSite {
             time_zone: self.time_zone.name(),
             notes: &self.notes,
             nmd: self.nmd,
+            meter_read_day: self.meter_read_day,
         }
     }
 }
@@ -108,7 +113,18 @@ impl From<&SiteRow> for SiteForm {
             notes: s.notes.clone(),
             nmd: s.notified_max_demand.map(|d| d.normalize().to_string()).unwrap_or_default(),
             nmd_unit: s.notified_max_demand_unit.clone().unwrap_or_else(|| DemandUnit::KVA.label().into()),
+            meter_read_day: s.meter_read_day.to_string(),
         }
+    }
+}
+
+/// The meter-read day: a day of the month from 1 to 28 (every month has it); empty is 1.
+pub fn parse_read_day(raw: &str) -> Result<i16, String> {
+    match raw.trim() {
+        "" => Ok(1),
+        raw => raw.parse::<i16>().ok().filter(|d| (1..=28).contains(d)).ok_or_else(|| {
+            format!("Meter-read day: “{raw}” is not a day from 1 to 28 (1: bills follow the calendar month).")
+        }),
     }
 }
 
@@ -141,12 +157,17 @@ impl SiteForm {
             e.add(field, message);
             None
         });
-        match parse_time_zone(&self.time_zone) {
-            Ok(time_zone) => e.or_ok(ValidSite { name, address, time_zone, notes, nmd }),
-            Err(message) => {
+        let meter_read_day = parse_read_day(&self.meter_read_day);
+        e.check("meter_read_day", meter_read_day.as_ref().err().cloned());
+        match (parse_time_zone(&self.time_zone), meter_read_day) {
+            (Ok(time_zone), Ok(meter_read_day)) => {
+                e.or_ok(ValidSite { name, address, time_zone, notes, nmd, meter_read_day })
+            }
+            (Err(message), _) => {
                 e.add("time_zone", message);
                 Err(e)
             }
+            (Ok(_), Err(_)) => Err(e),
         }
     }
 }

@@ -142,14 +142,21 @@ pub async fn new_site(
     RequireAdmin(_): RequireAdmin,
     page: Page,
 ) -> AppResult<Html<String>> {
-    let form = SiteForm { time_zone: state.config.default_time_zone.name().to_string(), ..Default::default() };
+    let form = SiteForm {
+        time_zone: state.config.default_time_zone.name().to_string(),
+        meter_read_day: "1".into(),
+        ..Default::default()
+    };
     site_form(page, None, form, FieldErrors::default())
 }
 
 fn site_detail(site: &ValidSite) -> serde_json::Value {
     serde_json::json!({
-        "name": site.name, "timeZone": site.time_zone.name(), "address": site.address,
+        "name": site.name,
+        "timeZone": site.time_zone.name(),
+        "address": site.address,
         "nmd": site.nmd.map(|n| n.to_string()),
+        "meterReadDay": site.meter_read_day,
     })
 }
 

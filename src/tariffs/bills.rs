@@ -117,8 +117,8 @@ pub async fn earlier_peaks(
         .collect())
 }
 
-/// A site's bill of the current calendar month (in its own time zone) on the data so far, with
-/// the month to date and the projection to month end ([`engine::outlook`]).
+/// A site's bill of its current billing period (by its meter-read day, in its own time zone) on
+/// the data so far, with the period to date and the projection to its end ([`engine::outlook`]).
 pub struct MonthCost {
     pub site: SiteRow,
     pub loaded: Loaded,
@@ -134,7 +134,7 @@ pub async fn month_costs(db: &PgPool, sites: Vec<SiteRow>, now: DateTime<Utc>) -
     let sites: Vec<(SiteRow, Period)> = sites
         .into_iter()
         .filter_map(|site| {
-            let period = Period::containing(now.with_timezone(&site.zone()).date_naive(), 1)?;
+            let period = Period::containing(now.with_timezone(&site.zone()).date_naive(), site.read_day())?;
             Some((site, period))
         })
         .collect();

@@ -7,7 +7,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Response};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -21,7 +20,8 @@ use crate::web::page::Page;
 use crate::web::session::CurrentUser;
 use crate::web::{csv, render};
 
-/// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default.
+/// `?month=YYYY-MM&read_day=N`: the billing period asked for, the current one by default; the
+/// site's meter-read day unless `read_day` asks for another (a one-off look).
 #[derive(Deserialize, Default)]
 pub struct PeriodQuery {
     #[serde(default)]
@@ -31,9 +31,10 @@ pub struct PeriodQuery {
 }
 
 impl PeriodQuery {
-    fn resolve(&self, tz: Tz, now: DateTime<Utc>) -> Result<(Period, u32), AppError> {
+    fn resolve(&self, site: &SiteRow, now: DateTime<Utc>) -> Result<(Period, u32), AppError> {
+        let tz = site.zone();
         let read_day = match self.read_day.trim() {
-            "" => 1,
+            "" => site.read_day(),
             raw => raw
                 .parse::<u32>()
                 .ok()
@@ -83,6 +84,46 @@ fn line_views(bill: &Bill) -> Vec<LineView> {
         .collect()
 }
 
+/// A part of a billing period split where the tariff or its version changes: its days, what
+/// it is billed on, its lines and their sum.
+pub struct PartView {
+    number: usize,
+    start: NaiveDate,
+    last_day: NaiveDate,
+    days: i64,
+    /// "Ontario RPP time-of-use (OEB) (rates from 2024-11-01)", or no tariff.
+    tariff: String,
+    holidays: Vec<String>,
+    lines: Vec<LineView>,
+    subtotal: String,
+}
+
+fn part_views(bill: &Bill) -> Vec<PartView> {
+    let mut lines = line_views(bill);
+    bill.segments
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let mine: Vec<LineView> = lines.extract_if(.., |l| l.segment == n).collect();
+            let subtotal: Decimal = bill.lines.iter().filter(|l| l.segment == n).map(|l| l.amount).sum();
+            PartView {
+                number: n + 1,
+                start: s.start,
+                last_day: s.last_day(),
+                days: (s.end - s.start).num_days(),
+                tariff: match (&s.tariff, s.version_from) {
+                    (Some(t), Some(v)) => format!("{t} (rates from {v})"),
+                    (Some(t), None) => t.clone(),
+                    (None, _) => "no tariff in effect".into(),
+                },
+                holidays: s.holidays.clone(),
+                lines: mine,
+                subtotal: format!("{subtotal:.2}"),
+            }
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "tariffs/cost.html")]
 struct CostPage {
@@ -92,10 +133,12 @@ struct CostPage {
     read_day: u32,
     query: String,
     bill: Bill,
-    lines: Vec<LineView>,
+    parts: Vec<PartView>,
     has_tariff: bool,
     /// The tariff bills on the site's NMD (capacity or excess-NMD charges): the page states it.
     uses_nmd: bool,
+    /// The site's own meter-read day (the query may ask for another).
+    site_read_day: u32,
 }
 
 pub async fn show(
@@ -106,7 +149,7 @@ pub async fn show(
     Query(q): Query<PeriodQuery>,
 ) -> AppResult<Html<String>> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, read_day) = q.resolve(site.zone(), state.clock.now())?;
+    let (period, read_day) = q.resolve(&site, state.clock.now())?;
     let loaded = bills::load(&state.db, &site, period).await?;
     let bill = engine::bill(&loaded.input());
     let month = period.start.format("%Y-%m").to_string();
@@ -115,7 +158,8 @@ pub async fn show(
         page,
         has_tariff: !loaded.schedule.is_empty(),
         uses_nmd: engine::uses_nmd(period, &loaded.schedule),
-        lines: line_views(&bill),
+        parts: part_views(&bill),
+        site_read_day: site.read_day(),
         site,
         month,
         read_day,
@@ -156,7 +200,7 @@ pub fn bill_csv(bill: &Bill) -> String {
 /// What both CSV exports need: the file name stem and the period's data.
 async fn export_data(state: &AppState, id: i32, q: &PeriodQuery) -> AppResult<(String, Loaded)> {
     let site = crate::sites::db::site(&state.db, id).await?.ok_or(AppError::NotFound)?;
-    let (period, _) = q.resolve(site.zone(), state.clock.now())?;
+    let (period, _) = q.resolve(&site, state.clock.now())?;
     let loaded = bills::load(&state.db, &site, period).await?;
     Ok((file_stem(&site, period), loaded))
 }

@@ -10,8 +10,9 @@
 //!    TOU period.
 //! 3. Lines per segment: energy (kWh × rate per season/period, per block, or flat), per per-kWh
 //!    charge its kWh in its seasons × its flat rate or per period, fixed charges (days in their
-//!    seasons × rate per day; per-month charges prorated by the share of the period's days in the
-//!    segment and their seasons, so a month without a change is charged once), per demand charge its maximum demand
+//!    seasons × rate per day; per-month charges prorated as the version's proration rule says:
+//!    by default by the share of the period's days in the segment and their seasons, so a period
+//!    without a change is charged once), per demand charge its maximum demand
 //!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
 //!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
 //!    A demand charge with a ratchet or on at least the NMD bills the highest of that maximum, the
@@ -23,8 +24,8 @@
 //!    Per reactive charge: the kvarh imported above its free share of the kWh, in its periods and
 //!    seasons, per integrating interval (added up) or over the segment, × its rate per kvarh.
 //! 4. Each line's amount is rounded to the cent as the version says (half away from zero unless
-//!    it says otherwise); then the version's minimum or cap (per month, prorated like a monthly
-//!    fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
+//!    it says otherwise); then the version's minimum or cap (per month, prorated by the same rule
+//!    as a monthly fixed charge) adds a top-up or a reduction line; VAT is the rounded sum of the VAT-able lines
 //!    times the municipality's VAT %; total = subtotal + VAT.
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Months, NaiveDate, NaiveDateTime, Offset, Timelike, Utc};
 use chrono_tz::Tz;
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
@@ -486,7 +488,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
                 })
                 .collect(),
         });
-        let part = Part { segment: s, tariff: c, totals: t, days, period_days, input };
+        let part = Part { segment: s, tariff: c, totals: t, start: *start, end: *end, days, period_days, input };
         let mut own = part.energy_lines();
         own.extend(part.kwh_charge_lines());
         own.extend(part.fixed_lines());
@@ -664,6 +666,9 @@ struct Part<'a> {
     segment: usize,
     tariff: &'a Compiled<'a>,
     totals: &'a Totals,
+    /// The part's local days `start..end`.
+    start: NaiveDate,
+    end: NaiveDate,
     days: Decimal,
     period_days: Decimal,
     /// The site's NMD, its earlier peaks, its zone and the period.
@@ -745,33 +750,43 @@ impl Part<'_> {
     }
 
     /// Per fixed charge: its days in the segment and its seasons × the rate per day, or the
-    /// per-month rate × those days' share of the period.
+    /// per-month rate prorated over those days as the version's proration rule says.
     fn fixed_lines(&self) -> Vec<Line> {
+        let v = self.tariff.version;
         let vat = self.tariff.vat(Component::Fixed);
+        let period_days = self.period_days.to_i64().unwrap_or(1);
         let mut lines = Vec::new();
-        for (n, (f, days)) in self.tariff.version.fixed_charges.iter().zip(&self.totals.fixed_days).enumerate() {
+        for (n, (f, days)) in v.fixed_charges.iter().zip(&self.totals.fixed_days).enumerate() {
             if *days == 0 {
                 continue;
             }
-            let days = Decimal::from(*days);
             let label = match (f.name.trim().is_empty(), f.per) {
                 (false, _) => f.name.clone(),
                 (true, FixedPer::Day) => "Fixed charge per day".into(),
                 (true, FixedPer::Month) => "Fixed charge per month".into(),
             };
             let l = match f.per {
-                FixedPer::Day => line(self.segment, LineKind::Fixed, label, days, "days", f.rate, vat),
+                FixedPer::Day => line(self.segment, LineKind::Fixed, label, Decimal::from(*days), "days", f.rate, vat),
                 FixedPer::Month => {
-                    let share = (days / self.period_days).round_dp(4);
-                    let mut l = line(self.segment, LineKind::Fixed, label, share, "months", f.rate, vat);
-                    l.exact = f.rate * days / self.period_days;
+                    let in_seasons = || self.days_iter().filter(|d| self.tariff.in_seasons(&f.seasons, *d));
+                    let months = v.proration.prorate(Decimal::ONE, in_seasons(), period_days);
+                    let mut l = line(self.segment, LineKind::Fixed, label, months.round_dp(4), "months", f.rate, vat);
+                    l.exact = v.proration.prorate(f.rate, in_seasons(), period_days);
                     l.amount = round_cents(l.exact);
+                    if v.proration != model::Proration::PerPeriod {
+                        l.note = format!("{days} days, {}", v.proration.label().to_lowercase());
+                    }
                     l
                 }
             };
             lines.push(l.coded(model::code_or(&f.code, "fixed", n)));
         }
         lines
+    }
+
+    /// The part's local days.
+    fn days_iter(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.start.iter_days().take_while(|d| *d < self.end)
     }
 
     /// Per demand charge: its billed demand (the highest interval average in its window, or the
@@ -994,7 +1009,9 @@ impl Part<'_> {
     fn limit_line(&self, lines: &[Line]) -> Option<Line> {
         let v = self.tariff.version;
         let charged: Decimal = lines.iter().filter(|l| l.kind != LineKind::Export).map(|l| l.amount).sum();
-        let share = |per_month: Decimal| v.rounding.cents(per_month * self.days / self.period_days);
+        let period_days = self.period_days.to_i64().unwrap_or(1);
+        let share =
+            |per_month: Decimal| v.rounding.cents(v.proration.prorate(per_month, self.days_iter(), period_days));
         let (code, label, limit, adjustment) = match (v.minimum_per_month.map(share), v.maximum_per_month.map(share)) {
             (Some(min), _) if charged < min => ("minimum", "Minimum charge top-up", min, min - charged),
             (_, Some(max)) if charged > max => ("maximum", "Maximum charge reduction", max, max - charged),

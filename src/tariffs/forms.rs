@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::model::{
     self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured, PowerFactor, Ratchet,
-    ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
+    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured, PowerFactor, Proration,
+    Ratchet, ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -172,6 +172,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     f.set("energy_kind", "flat");
     f.set("rounding_amounts", "half_up");
     f.set("demand_decimals", 3);
+    f.set("proration", Proration::default().key());
     f.set("holidays_as", "sunday");
     for n in 0..FIXED_SLOTS {
         f.set(format!("fixed_{n}_per"), "day");
@@ -215,6 +216,7 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
     }
     f.set("rounding_amounts", v.rounding.amounts.key());
     f.set("demand_decimals", v.rounding.demand_decimals);
+    f.set("proration", v.proration.key());
     for c in &v.vat_on {
         f.set(format!("vat_{}", component_key(*c)), "on");
     }
@@ -442,6 +444,7 @@ pub fn parse_version(f: &Fields) -> Result<Version, FieldErrors> {
         maximum_per_month: decimal(f, &mut e, "maximum_per_month", "Maximum per month"),
         rounding: rounding(f, &mut e),
         holidays,
+        proration: proration(f, &mut e),
     };
     e.or_ok(v)
 }
@@ -463,6 +466,17 @@ fn rounding(f: &Fields, e: &mut FieldErrors) -> Rounding {
         }),
     };
     Rounding { amounts, demand_decimals }
+}
+
+/// The per-month proration rule (an old form without the field: the default).
+fn proration(f: &Fields, e: &mut FieldErrors) -> Proration {
+    match f.get("proration") {
+        "" => Proration::default(),
+        raw => Proration::parse(raw).unwrap_or_else(|| {
+            e.add("proration", format!("“{raw}” is not a proration rule: choose one from the list."));
+            Proration::default()
+        }),
+    }
 }
 
 /// The version's holidays, one a line: `YYYY-MM-DD day-type name`, e.g.
@@ -844,6 +858,21 @@ mod tests {
             e.get("demand_0_ratchet_periods"),
             Some("Demand charge 1 ratchet periods: “eleven” is not a whole number of billing periods.")
         );
+    }
+
+    #[test]
+    fn the_proration_rule_survives_the_editor_and_a_bad_one_is_named() {
+        let mut v = crate::tariffs::tests::unbundled();
+        for rule in Proration::ALL {
+            v.proration = rule;
+            let f = version_fields(Some(&v));
+            assert_eq!(f.get("proration"), rule.key());
+            assert_eq!(parse_version(&f).unwrap_or_else(|e| panic!("{e}")), v);
+        }
+        let mut f = version_fields(Some(&v));
+        f.set("proration", "weekly");
+        let e = parse_version(&f).unwrap_err();
+        assert_eq!(e.get("proration"), Some("“weekly” is not a proration rule: choose one from the list."));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod db;
 pub mod engine;
 mod forms;
+pub mod library;
 pub mod local;
 pub mod model;
 mod rates;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/settings/rates/tariffs/{id}/versions/{index}/delete", post(rates::delete_version))
         .route("/settings/rates/tariffs/{id}/export", get(rates::export))
         .route("/settings/rates/import", post(rates::import))
+        .route("/settings/rates/library", post(rates::start_from_library))
         .route("/settings/rates/assignments", post(rates::assign))
         .route("/settings/rates/assignments/delete", post(rates::unassign))
         .route("/sites/{id}/cost", get(cost::show))

@@ -122,6 +122,87 @@ pub struct Version {
     /// tariff); they take precedence over the municipality's list and `holidays_as`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holidays: Vec<Holiday>,
+    /// How per-month fixed charges (and the monthly minimum and cap) are prorated over a
+    /// billing period or a part of one.
+    #[serde(default, skip_serializing_if = "Proration::is_default")]
+    pub proration: Proration,
+}
+
+/// How a per-month amount is charged for `days` of a billing period: `per_period` (the default)
+/// once per billing period, whatever its length (a part of a period: its share of the period's
+/// days); `days_30` × days / 30; `month_days` × days / the days of their calendar month (each
+/// calendar month its own share); `days_365` per day × 12 / 365.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proration {
+    #[default]
+    PerPeriod,
+    #[serde(rename = "days_30")]
+    Days30,
+    MonthDays,
+    #[serde(rename = "days_365")]
+    Days365,
+}
+
+impl Proration {
+    pub const ALL: [Proration; 4] = [Proration::PerPeriod, Proration::Days30, Proration::MonthDays, Proration::Days365];
+
+    fn is_default(&self) -> bool {
+        *self == Proration::PerPeriod
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Proration::PerPeriod => "per_period",
+            Proration::Days30 => "days_30",
+            Proration::MonthDays => "month_days",
+            Proration::Days365 => "days_365",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Proration::PerPeriod => "Once per billing period (a part of a period: its share of the days)",
+            Proration::Days30 => "By days ÷ 30",
+            Proration::MonthDays => "By days ÷ days in the calendar month",
+            Proration::Days365 => "Per day × 12 ÷ 365",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Proration> {
+        Proration::ALL.into_iter().find(|p| p.key() == s)
+    }
+
+    /// `per_month` prorated over the local `days` (of a billing period of `period_days`) as the
+    /// rule says. Divides once per calendar month at most, so a whole period charged
+    /// `per_period`, or a whole calendar month `month_days`, is `per_month` exactly.
+    pub fn prorate(self, per_month: Decimal, days: impl IntoIterator<Item = NaiveDate>, period_days: i64) -> Decimal {
+        let mut count = 0i64;
+        // (first of the month, days in it): `month_days` divides each month by its own length.
+        let mut months: Vec<(NaiveDate, i64)> = Vec::new();
+        for day in days {
+            count += 1;
+            let first = day.with_day(1).unwrap_or(day);
+            match months.last_mut() {
+                Some((m, n)) if *m == first => *n += 1,
+                _ => months.push((first, 1)),
+            }
+        }
+        let n = Decimal::from(count);
+        match self {
+            Proration::PerPeriod => per_month * n / Decimal::from(period_days.max(1)),
+            Proration::Days30 => per_month * n / Decimal::from(30),
+            Proration::Days365 => per_month * n * Decimal::from(12) / Decimal::from(365),
+            Proration::MonthDays => months
+                .into_iter()
+                .map(|(first, n)| {
+                    let length =
+                        first.checked_add_months(chrono::Months::new(1)).map_or(30, |next| (next - first).num_days());
+                    per_month * Decimal::from(n) / Decimal::from(length)
+                })
+                .sum(),
+        }
+    }
 }
 
 /// How the tariff rounds: each line's amount to the cent by `amounts`, billed demand to
@@ -298,6 +379,8 @@ struct VersionIn {
     rounding: Rounding,
     #[serde(default)]
     holidays: Vec<Holiday>,
+    #[serde(default)]
+    proration: Proration,
 }
 
 impl TryFrom<VersionIn> for Version {
@@ -345,6 +428,7 @@ impl TryFrom<VersionIn> for Version {
             maximum_per_month: v.maximum_per_month,
             rounding: v.rounding,
             holidays: v.holidays,
+            proration: v.proration,
         })
     }
 }
@@ -1440,6 +1524,7 @@ mod tests {
                 maximum_per_month: None,
                 rounding: Rounding::default(),
                 holidays: vec![],
+                proration: Proration::default(),
             }],
         }
     }

@@ -75,6 +75,11 @@ struct RatesPage {
     /// The assignment form.
     assign: Fields,
     assign_errors: FieldErrors,
+    /// "Start from a published tariff": the library, and the form's choice and problems.
+    library: Vec<super::library::Entry>,
+    library_entry: String,
+    library_municipality: String,
+    library_problems: Vec<Problem>,
 }
 
 impl RatesPage {
@@ -92,6 +97,10 @@ impl RatesPage {
             import_problems: Vec::new(),
             assign: Fields::default(),
             assign_errors: FieldErrors::default(),
+            library: super::library::entries(),
+            library_entry: String::new(),
+            library_municipality: String::new(),
+            library_problems: Vec::new(),
         })
     }
 }
@@ -235,6 +244,7 @@ struct TariffPage {
     reactive_slots: Vec<usize>,
     day_types: [&'static str; 4],
     hours: Vec<usize>,
+    prorations: [model::Proration; 4],
 }
 
 impl TariffPage {
@@ -282,6 +292,7 @@ async fn tariff_page(
         reactive_slots: (0..REACTIVE_SLOTS).collect(),
         day_types: DAY_TYPE_KEYS,
         hours: (0..24).collect(),
+        prorations: model::Proration::ALL,
     })
 }
 
@@ -513,13 +524,113 @@ pub async fn import(
         Ok(id) => id.ok_or(AppError::NotFound)?,
         Err(errors) => {
             drop(change);
-            let problems =
-                errors.iter().map(|(field, message)| Problem { field: field.into(), message: message.into() });
-            return refuse(problems.collect()).await;
+            return refuse(field_problems(&errors)).await;
         }
     };
     state.commit(change, "tariff.imported", Some(&doc.name), serde_json::json!({ "id": id })).await?;
     Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-imported")).into_response())
+}
+
+// ---------------------------------------------------------------- the library
+
+#[derive(Deserialize)]
+pub struct LibraryForm {
+    #[serde(default)]
+    entry: String,
+    /// A municipality's id, or `new`: the one the library entry describes.
+    #[serde(default)]
+    municipality_id: String,
+}
+
+/// "Start from a published tariff": the library entry imported as a new tariff (validated like
+/// an import) into the chosen municipality or a new one made from the entry's, then the editor.
+pub async fn start_from_library(
+    State(state): State<AppState>,
+    admin: ActingAdmin,
+    page: Page,
+    axum::Form(form): axum::Form<LibraryForm>,
+) -> AppResult<Response> {
+    let refuse = |problems: Vec<Problem>| async {
+        let mut p = RatesPage::load(&state, page).await?;
+        p.library_entry = form.entry.clone();
+        p.library_municipality = form.municipality_id.clone();
+        p.library_problems = problems;
+        Ok::<_, AppError>(unprocessable(render(&p)?))
+    };
+    let problem = |field: &str, message: String| vec![Problem { field: field.into(), message }];
+    let Some(entry) = super::library::entry(&form.entry) else {
+        return refuse(problem("entry", "choose a published tariff from the list.".into())).await;
+    };
+    // The tariff as an import reads it: the same checks, whatever the library file holds.
+    let doc = match serde_json::to_string(&entry.tariff).map(|json| parse_import(&json)) {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(problems)) => return refuse(problems).await,
+        Err(e) => return Err(AppError::internal(e)),
+    };
+    let existing = match form.municipality_id.as_str() {
+        "new" => None,
+        raw => match raw.parse::<i32>() {
+            Ok(id) => Some(db::municipality(&state.db, id).await?),
+            Err(_) => Some(None),
+        },
+    };
+    let mut change = Change::begin(&state.db, admin.actor()).await?;
+    let municipality = match existing {
+        Some(None) => {
+            drop(change);
+            return refuse(problem("municipality", "choose a municipality, or a new one.".into())).await;
+        }
+        Some(Some(m)) if m.m.currency != entry.municipality.currency => {
+            drop(change);
+            let message = format!(
+                "{} bills in {}, the tariff in {}: choose a municipality in {} or a new one.",
+                m.m.name, m.m.currency, entry.municipality.currency, entry.municipality.currency
+            );
+            return refuse(problem("municipality", message)).await;
+        }
+        Some(Some(m)) => m.id,
+        None => {
+            let taken = || {
+                let message = format!(
+                    "a municipality named “{}” already exists: choose it from the list.",
+                    entry.municipality.name
+                );
+                FieldErrors::of("municipality", message)
+            };
+            let saved = db::save_municipality(change.db(), None, &entry.municipality)
+                .await
+                .on_constraint(db::MUNICIPALITY_NAME_UNIQUE, taken);
+            match saved.field_errors()? {
+                Ok(id) => id.ok_or(AppError::NotFound)?,
+                Err(errors) => {
+                    drop(change);
+                    return refuse(field_problems(&errors)).await;
+                }
+            }
+        }
+    };
+    let taken = || {
+        FieldErrors::of(
+            "name",
+            format!("that municipality already has a tariff named “{}”; rename that one first.", doc.name),
+        )
+    };
+    let saved =
+        db::save_tariff(change.db(), None, municipality, &doc).await.on_constraint(db::TARIFF_NAME_UNIQUE, taken);
+    let id = match saved.field_errors()? {
+        Ok(id) => id.ok_or(AppError::NotFound)?,
+        Err(errors) => {
+            drop(change);
+            return refuse(field_problems(&errors)).await;
+        }
+    };
+    let detail = serde_json::json!({ "id": id, "library": entry.key });
+    state.commit(change, "tariff.imported", Some(&doc.name), detail).await?;
+    Ok(Redirect::to(&format!("/settings/rates/tariffs/{id}?notice=tariff-imported")).into_response())
+}
+
+fn field_problems(errors: &FieldErrors) -> Vec<Problem> {
+    errors.iter().map(|(field, message)| Problem { field: field.into(), message: message.into() }).collect()
 }
 
 // ---------------------------------------------------------------- site assignments

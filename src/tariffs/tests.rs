@@ -45,6 +45,7 @@ fn version(energy: Energy) -> Version {
         maximum_per_month: None,
         rounding: Rounding::default(),
         holidays: vec![],
+        proration: Proration::default(),
     }
 }
 
@@ -596,7 +597,7 @@ fn completeness_and_estimated_intervals_are_counted() {
 }
 
 /// The tariff fixtures: the worked example's published tariff and the Homeflex-structured one.
-pub(super) const ONTARIO_JSON: &str = include_str!("../../tests/fixtures/tariffs/ontario-oeb-rpp-tou.json");
+pub(super) const ONTARIO_JSON: &str = include_str!("library/ontario-oeb-rpp-tou.json");
 pub(super) const HOMEFLEX_JSON: &str = include_str!("../../tests/fixtures/tariffs/homeflex-illustrative.json");
 
 #[test]
@@ -616,7 +617,7 @@ fn the_json_format_round_trips_and_names_unknown_fields() {
 // ---------------------------------------------------------------- worked example
 
 /// THE WORKED EXAMPLE: a published tariff, the Ontario Energy Board's Regulated Price Plan
-/// time-of-use prices (fixture tests/fixtures/tariffs/ontario-oeb-rpp-tou.json, whose `source`
+/// time-of-use prices (library entry src/tariffs/library/ontario-oeb-rpp-tou.json, whose `source`
 /// quotes every figure with its address), billed by hand over one meter-read month that holds a
 /// public holiday, a change of season, a change of prices and the end of daylight saving time.
 ///
@@ -1769,6 +1770,55 @@ fn ratchets_and_penalties_are_validated_and_round_trip_in_json() {
     assert!(serde_json::from_str::<DemandCharge>(unknown).unwrap_err().to_string().contains("unknown field `months`"));
 }
 
+// ---------------------------------------------------------------- proration of per-month charges
+
+/// PRORATION, by hand. Meter-read day 15: the billing period 15 January to 14 February 2026
+/// (31 days: 17 in January, 14 in February), UTC, no energy. One fixed charge of R 300.00 per
+/// month, no VAT; each rule:
+///   per_period  once per billing period                   300 × 1               = 300.00
+///   days_30     300 × 31 / 30 = 310.00
+///   month_days  300 × 17 / 31 = 164.516129…; 300 × 14 / 28 = 150.00; sum 314.516129… → 314.52
+///   days_365    300 × 31 × 12 / 365 = 111 600 / 365 = 305.753424… → 305.75
+#[test]
+fn per_month_charges_are_prorated_as_the_version_says() {
+    let period = Period::month(2026, 1, 15).unwrap();
+    assert_eq!((period.start, period.last_day(), period.days()), (d(2026, 1, 15), d(2026, 2, 14), 31));
+    let mut got = Vec::new();
+    for rule in Proration::ALL {
+        let mut v = version(Energy::Flat { rate: dec("1") });
+        v.fixed_charges = vec![fixed(dec("300.00"), FixedPer::Month)];
+        v.proration = rule;
+        let bill = run(chrono_tz::UTC, period, &assign(vec![v], municipality(vec![])), &[]);
+        let l = line(&bill, "Fixed charge per month");
+        got.push((rule.key(), l.quantity.normalize().to_string(), l.amount.to_string()));
+    }
+    let row = |k: &'static str, q: &str, a: &str| (k, q.to_string(), a.to_string());
+    assert_eq!(
+        got,
+        [
+            row("per_period", "1", "300.00"),
+            row("days_30", "1.0333", "310.00"),
+            row("month_days", "1.0484", "314.52"),
+            row("days_365", "1.0192", "305.75"),
+        ]
+    );
+}
+
+#[test]
+fn the_proration_rule_round_trips_and_an_unknown_one_is_named() {
+    let mut v = version(Energy::Flat { rate: dec("1") });
+    v.proration = Proration::MonthDays;
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["proration"], "month_days");
+    assert_eq!(serde_json::from_value::<Version>(json.clone()).unwrap(), v);
+    // The default is not written, so documents from before the rule read and write as they did.
+    assert!(serde_json::to_value(version(Energy::Flat { rate: dec("1") })).unwrap().get("proration").is_none());
+    let mut bad = json;
+    bad["proration"] = "weekly".into();
+    let err = serde_json::from_value::<Version>(bad).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `weekly`"), "{err}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -2111,5 +2161,37 @@ proptest! {
             let q = |name: &str| reactive.iter().find(|l| l.segment == segment && l.description == name).unwrap().quantity;
             prop_assert!(q("Per interval") >= q("Per period") && q("Per period") >= Decimal::ZERO);
         }
+    }
+
+    /// SPLITTING A BILLING PERIOD AT A VERSION CHANGE LOSES NOTHING: the same rates entered as two
+    /// versions changing mid-period bill what one version does, for every proration rule (each
+    /// is linear in the days, so the parts' shares add up to the whole's) and any meter-read day.
+    /// The unrounded totals agree to Decimal's last digits; the rounded total to the cent of the
+    /// unrounded one, each part's lines being rounded on their own (half a cent each at most).
+    /// EXCEPTIONS (not in the generated tariffs): a demand charge (each part bills its own
+    /// maximum), inclining blocks (thresholds are prorated by days, consumption is not) and a
+    /// minimum or cap (each part is held to its share).
+    #[test]
+    fn splitting_a_billing_period_at_a_version_change_loses_nothing(
+        v in additive_version(), tz in zones(), month in 1u32..=12, read_day in 1u32..=28, split in 1i64..28,
+        rule in 0usize..4, seed in any::<u64>(),
+    ) {
+        let mut v = v;
+        v.proration = Proration::ALL[rule];
+        v.fixed_charges.push(fixed(dec("123.45"), FixedPer::Month));
+        let period = Period::month(2026, month, read_day).unwrap();
+        let mid = period.start + Duration::days(split);
+        let data = random_data(tz, period, seed);
+        let one = run(tz, period, &assign(vec![v.clone()], municipality(vec![])), &data);
+        let (mut first, mut second) = (v.clone(), v);
+        first.effective_to = mid.pred_opt();
+        second.effective_from = mid;
+        let two = run(tz, period, &assign(vec![first, second], municipality(vec![])), &data);
+        prop_assert_eq!(two.segments.len(), 2);
+        prop_assert!((two.exact_total - one.exact_total).abs() < dec("0.000000000001"));
+        prop_assert_eq!(engine::round_cents(two.exact_total), engine::round_cents(one.exact_total));
+        let slack = dec("0.005") * Decimal::from(one.lines.len() + two.lines.len()) * dec("1.15") + dec("0.01");
+        prop_assert!((two.total - one.total).abs() <= slack, "{} against {}", two.total, one.total);
+        prop_assert_eq!(two.import_kwh, one.import_kwh);
     }
 }

@@ -14,7 +14,7 @@ use tau_acuvim_portal::measurements::{self, Quantity, Reading};
 use crate::helpers::{ADMIN_PASSWORD, Browser, Reply, TestApp, site_with_devices};
 
 const HOMEFLEX: &str = include_str!("../fixtures/tariffs/homeflex-illustrative.json");
-const ONTARIO: &str = include_str!("../fixtures/tariffs/ontario-oeb-rpp-tou.json");
+const ONTARIO: &str = include_str!("../../src/tariffs/library/ontario-oeb-rpp-tou.json");
 
 const ESKOM_DIRECT: [(&str, &str); 5] = [
     ("name", "Eskom Direct"),
@@ -384,7 +384,7 @@ async fn an_assigned_tariff_gives_the_hand_calculated_bill_and_csvs(pool: PgPool
         "maximum on 2026-06-10 18:00–18:30",
         "<strong>34402.94</strong>",
         "Data completeness: <strong>100.0 %</strong>",
-        "Public holidays: 2026-06-16: billed as Sunday</p>",
+        "Public holidays: 2026-06-16: billed as Sunday</span>",
         r#"aria-current="page">Cost</a>"#,
     ] {
         assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
@@ -1094,4 +1094,140 @@ async fn the_editor_builds_a_reactive_charge_and_the_bill_charges_the_metered_kv
             "Total,,,,,,233.92,,,ZAR",
         ]
     );
+}
+
+/// Start from a published tariff: Settings → Rates lists the library; choosing the Ontario entry
+/// into a new municipality imports it (with the OEB's HST and 2025 holidays), lands in the
+/// editor, and the site, whose meter-read day is 13 on its form, bills the worked example's
+/// period (src/tariffs/tests.rs, by hand: 202.97 CAD) without asking for the read day, split at
+/// the version change and shown as two parts.
+#[sqlx::test]
+async fn a_published_tariff_from_the_library_lands_in_the_editor_and_bills_by_the_sites_read_day(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let rates = b.get("/settings/rates").await;
+    for expected in [
+        "Start from a published tariff",
+        "<td>Ontario RPP time-of-use (OEB)</td><td>Ontario Energy Board (Regulated Price Plan)</td>",
+        "2024-11-01 to 2025-10-31; 2025-11-01 to 2026-04-30",
+        r#"<option value="ontario-oeb-rpp-tou""#,
+    ] {
+        assert!(rates.body.contains(expected), "{expected} missing from {}", rates.body);
+    }
+    let pick = |m: &str| [("entry", "ontario-oeb-rpp-tou".to_string()), ("municipality_id", m.to_string())];
+    let fields = pick("new");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = submit(&mut b, "/settings/rates", "/settings/rates/library", &refs).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert!(res.location().ends_with("?notice=tariff-imported"), "{}", res.location());
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let editor = b.get(res.location()).await;
+    for field in [r#"value="Ontario RPP time-of-use (OEB)""#, r#"name="period_name_standard" value="Mid-peak""#] {
+        assert!(editor.body.contains(field), "{field} missing from the editor");
+    }
+    let rates = b.get("/settings/rates").await;
+    assert!(
+        rates.body.contains("Ontario (OEB Regulated Price Plan)</a></td><td>Canada</td><td>CAD</td>\n        <td>13 %</td><td>10</td><td>1</td>"),
+        "the new municipality with its HST and holidays: {}",
+        rates.body
+    );
+    // Again into a new one: the municipality exists; into a ZAR one: the wrong currency.
+    let res = submit(&mut b, "/settings/rates", "/settings/rates/library", &refs).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("already exists: choose it from the list"), "{}", res.body);
+    let zar = municipality(&mut b, &ESKOM_DIRECT).await;
+    let fields = pick(&zar.to_string());
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = submit(&mut b, "/settings/rates", "/settings/rates/library", &refs).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Eskom Direct bills in ZAR, the tariff in CAD"), "{}", res.body);
+    let tariffs: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(tariffs, 1, "the refused imports stored nothing");
+
+    // The site's meter-read day on its form: a bad one is named and nothing changes.
+    let (site, device) = site_with_meter(&app, "America/Toronto").await;
+    let edit = format!("/sites/{site}/edit");
+    let site_fields =
+        |day: &'static str| [("name", "Plant"), ("time_zone", "America/Toronto"), ("meter_read_day", day)];
+    let res = submit(&mut b, &edit, &edit, &site_fields("29")).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("Meter-read day: “29” is not a day from 1 to 28"), "{}", res.body);
+    let stored: i16 = sqlx::query_scalar(r#"SELECT "MeterReadDay" FROM monitoring."Sites" WHERE "Id" = $1"#)
+        .bind(site)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    let res = submit(&mut b, &edit, &edit, &site_fields("13")).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    assert!(b.get(&edit).await.body.contains(r#"name="meter_read_day""#));
+
+    let toronto: Tz = "America/Toronto".parse().unwrap();
+    meter_energy(&app, device, "2025-10-13T00:00:00-04:00", "2025-11-12T23:45:00-05:00", |t| {
+        let import = if matches!(t.with_timezone(&toronto).hour(), 17 | 18) { 1_000.0 } else { 500.0 };
+        (import, 0.0, import)
+    })
+    .await;
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2024-11-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+
+    // No read_day asked: the site's 13th.
+    let cost = b.get(&format!("/sites/{site}/cost?month=2025-10")).await;
+    for expected in [
+        "<strong>2025-10-13</strong> to <strong>2025-11-12</strong>",
+        "billed in 2 parts",
+        "Part 1: 2025-10-13 to 2025-10-31 (19 days): Ontario RPP time-of-use (OEB) (rates from 2024-11-01)",
+        "Part 2: 2025-11-01 to 2025-11-12 (12 days): Ontario RPP time-of-use (OEB) (rates from 2025-11-01)",
+        "2025-10-13: billed as Sunday",
+        // By hand: 26.54 + 27.33 + 45.30 and 25.98 + 15.07 + 39.40.
+        r#"Part 1 before VAT</th><td class="num">99.17</td>"#,
+        r#"Part 2 before VAT</th><td class="num">80.45</td>"#,
+        "<strong>202.97</strong>",
+    ] {
+        assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
+    }
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2025-10")).await;
+    assert!(csv.body.ends_with("Total,,,,,,202.97,,,CAD\n"), "{}", csv.body);
+    // The query still overrides for a one-off look: the calendar month.
+    let cost = b.get(&format!("/sites/{site}/cost?month=2025-10&read_day=1")).await;
+    assert!(cost.body.contains("<strong>2025-10-01</strong> to <strong>2025-10-31</strong>"), "{}", cost.body);
+}
+
+/// A site billed from the 15th: the Overview labels its "this month" figures with the billing
+/// period's days, and the site page says which days this month's bill covers; a site on the
+/// calendar month keeps the month's name.
+#[sqlx::test]
+async fn the_overview_and_the_site_page_name_the_billing_period_of_a_read_day(pool: PgPool) {
+    use tau_acuvim_portal::tariffs::local::Period;
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let (site, _) = site_with_meter(&app, "UTC").await;
+    flat_tariff(&mut b, site).await;
+    let today = app.clock.now().date_naive();
+    let month = today.format("%B %Y").to_string();
+    assert!(b.get("/").await.body.contains(&format!("<dt>{month} to date</dt>")));
+
+    let edit = format!("/sites/{site}/edit");
+    let res = submit(&mut b, &edit, &edit, &[("name", "Plant"), ("time_zone", "UTC"), ("meter_read_day", "15")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let p = Period::containing(today, 15).unwrap();
+    assert_eq!(p.start.format("%d").to_string(), "15");
+    let label = format!("Bill {} – {}", p.start.format("%-d %b"), p.last_day().format("%-d %b %Y"));
+    let overview = b.get("/").await;
+    for expected in [format!("<dt>{label} to date</dt>"), format!("<dt>{label} projected</dt>")] {
+        assert!(overview.body.contains(&expected), "{expected} missing from {}", overview.body);
+    }
+    let page = b.get(&format!("/sites/{site}")).await;
+    let covers =
+        format!("this month's bill covers {} – {}", p.start.format("%-d %b %Y"), p.last_day().format("%-d %b %Y"));
+    assert!(page.body.contains(&covers), "{covers} missing from {}", page.body);
+    let cost = b.get(&format!("/sites/{site}/cost")).await;
+    assert!(cost.body.contains(&format!("<strong>{}</strong> to <strong>{}</strong>", p.start, p.last_day())));
 }
