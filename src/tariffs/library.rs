@@ -10,11 +10,18 @@ use serde::Deserialize;
 use super::model::{self, Municipality, Problem, TariffDoc};
 
 /// `(key, tariff document, municipality block)` of every entry, in the order the list shows.
-const ENTRIES: &[(&str, &str, &str)] = &[(
-    "ontario-oeb-rpp-tou",
-    include_str!("library/ontario-oeb-rpp-tou.json"),
-    include_str!("library/ontario-oeb-rpp-tou.municipality.json"),
-)];
+const ENTRIES: &[(&str, &str, &str)] = &[
+    (
+        "ontario-oeb-rpp-tou",
+        include_str!("library/ontario-oeb-rpp-tou.json"),
+        include_str!("library/ontario-oeb-rpp-tou.municipality.json"),
+    ),
+    (
+        "de-malchow-ns-rlm-2025",
+        include_str!("library/de-malchow-ns-rlm-2025.json"),
+        include_str!("library/de-malchow-ns-rlm-2025.municipality.json"),
+    ),
+];
 
 /// `{key}.municipality.json`.
 #[derive(Deserialize)]

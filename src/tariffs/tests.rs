@@ -758,6 +758,93 @@ fn the_worked_example_on_published_ontario_prices_matches_the_hand_calculation()
     assert_eq!((bill.intervals, bill.completeness_percent), (2980, dec("100.0")));
 }
 
+/// The library's German entry (`de-malchow-ns-rlm-2025`) billed on March 2025 in
+/// Europe/Berlin with the hand bill's synthetic load: every 15 minutes 25 kWh (100 kW), 37.5 kWh
+/// (150 kW) on weekdays 08:00–20:00 local (a load assumption: the network charges have no peak
+/// hours), reactive `reactive_percent` of each interval's kWh.
+fn malchow_march_2025(reactive_percent: f64) -> (Tz, Period, Vec<Assignment>, Vec<SiteInterval>) {
+    use chrono::Datelike;
+    let e = super::library::entry("de-malchow-ns-rlm-2025").expect("the library entry validates");
+    let berlin = chrono_tz::Europe::Berlin;
+    let period = Period::month(2025, 3, 1).unwrap();
+    let mut data = intervals(berlin, period, |at| {
+        let busy = at.weekday().num_days_from_monday() < 5 && (8..20).contains(&at.hour());
+        let wh = if busy { 37_500.0 } else { 25_000.0 };
+        (wh, 0.0, wh)
+    });
+    for i in &mut data {
+        i.reactive_import_varh = Some(i.import_wh * reactive_percent / 100.0);
+    }
+    let tariff = Tariff { id: 1, doc: e.tariff, municipality: e.municipality };
+    (berlin, period, vec![Assignment { from: d(2025, 1, 1), tariff: Arc::new(tariff) }], data)
+}
+
+/// (description, quantity, rate, amount) of every line.
+fn malchow_lines(bill: &Bill) -> Vec<(String, String, String, String)> {
+    let n = |x: Decimal| x.normalize().to_string();
+    bill.lines.iter().map(|l| (l.description.clone(), n(l.quantity), n(l.rate), format!("{:.2}", l.amount))).collect()
+}
+
+fn malchow_row(description: &str, qty: &str, rate: &str, amount: &str) -> (String, String, String, String) {
+    (description.into(), qty.into(), rate.into(), amount.into())
+}
+
+/// STADTWERKE MALCHOW 2025, NIEDERSPANNUNG, RLM, MONATSPREISSYSTEM, by hand (checked with
+/// Python `decimal`; rates as in the entry's `source`). March 2025, Europe/Berlin: DST starts
+/// Sunday 30 March (02:00 → 03:00), so 31 × 96 − 4 = 2,972 intervals. Weekdays: 3–7, 10–14,
+/// 17–21, 24–28, 31 = 21, each with 48 intervals 08:00–20:00 = 1,008 intervals of 37.5 kWh; the
+/// other 2,972 − 1,008 = 1,964 intervals are 25 kWh.
+///   kWh = 1,008 × 37.5 + 1,964 × 25 = 37,800 + 49,100 = 86,900 kWh
+///   max 15-minute demand = 37.5 kWh × 4 = 150 kW
+///   kvarh at 40 % = 0.4 × 86,900 = 34,760 = exactly 40 %: "übersteigt" (strictly above), so
+///   no excess.
+/// Lines (each to the cent, half up; VAT 19 % on the rounded subtotal):
+///   Energy (supplier's price, not published: 0)   86,900 kWh × 0        =      0.00
+///   Arbeitspreis Netz                             86,900 kWh × 0.0222   =  1,929.18
+///   Stromsteuer                                   86,900 kWh × 0.0205   =  1,781.45
+///   KWKG-Aufschlag                                86,900 kWh × 0.00277  =    240.713  → 240.71
+///   Aufschlag besondere Netznutzung (§19 StromNEV) 86,900 kWh × 0.01558 =  1,353.902 → 1,353.90
+///   Offshore-Netzumlage                           86,900 kWh × 0.00816  =    709.104  → 709.10
+///   Konzessionsabgabe                             86,900 kWh × 0.0011   =     95.59
+///   Leistungspreis                                   150 kW  × 24.80    =  3,720.00
+///   Blindarbeit                                        0 kvarh × 0.011  =      0.00
+///   Subtotal 9,829.93; VAT 19 % = 1,867.6867 → 1,867.69; total 11,697.62 EUR.
+/// Variant, reactive 41 % of every interval's kWh: 0.41 × 86,900 = 35,629 kvarh, free
+/// 34,760, excess 869 kvarh × 0.011 = 9.559 → 9.56. Subtotal 9,829.93 + 9.56 = 9,839.49;
+/// VAT 19 % = 1,869.5031 → 1,869.50; total 11,708.99 EUR.
+#[test]
+fn the_malchow_library_entry_matches_the_hand_calculation() {
+    for (percent, reactive_kvarh, reactive, subtotal, vat, total) in
+        [(40.0, "0", "0.00", "9829.93", "1867.69", "11697.62"), (41.0, "869", "9.56", "9839.49", "1869.50", "11708.99")]
+    {
+        let (tz, period, assignments, data) = malchow_march_2025(percent);
+        let bill = run(tz, period, &assignments, &data);
+        assert_eq!(
+            malchow_lines(&bill),
+            [
+                malchow_row("Energy", "86900", "0", "0.00"),
+                malchow_row("Arbeitspreis Netz (Monatspreissystem, NS)", "86900", "0.0222", "1929.18"),
+                malchow_row("Stromsteuer", "86900", "0.0205", "1781.45"),
+                malchow_row("KWKG-Aufschlag", "86900", "0.00277", "240.71"),
+                malchow_row("Aufschlag für besondere Netznutzung (§19 StromNEV)", "86900", "0.01558", "1353.90"),
+                malchow_row("Offshore-Netzumlage", "86900", "0.00816", "709.10"),
+                malchow_row("Konzessionsabgabe", "86900", "0.0011", "95.59"),
+                malchow_row("Leistungspreis (Monatspreissystem, NS)", "150", "24.8", "3720.00"),
+                malchow_row("Blindarbeit über 40 % der Wirkarbeit", reactive_kvarh, "0.011", reactive),
+            ],
+            "reactive {percent} %"
+        );
+        assert!(bill.lines.iter().all(|l| l.vat_percent == dec("19")), "VAT on every line");
+        assert_eq!(
+            (bill.subtotal, bill.vat, bill.total),
+            (dec(subtotal), dec(vat), dec(total)),
+            "reactive {percent} %"
+        );
+        assert_eq!((bill.import_kwh, bill.currency.as_str()), (dec("86900"), "EUR"));
+        assert_eq!(bill.intervals, 2972);
+    }
+}
+
 // ---------------------------------------------------------------- several demand charges
 
 /// A US-style TOU tariff in America/Los_Angeles: summer (06-01 to 10-31) and winter, weekday
