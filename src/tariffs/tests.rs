@@ -785,8 +785,9 @@ fn malchow_lines(bill: &Bill) -> Vec<(String, String, String, String)> {
     bill.lines.iter().map(|l| (l.description.clone(), n(l.quantity), n(l.rate), format!("{:.2}", l.amount))).collect()
 }
 
-fn malchow_row(description: &str, qty: &str, rate: &str, amount: &str) -> (String, String, String, String) {
-    (description.into(), qty.into(), rate.into(), amount.into())
+/// Four columns of a bill line as the `*lines_of` helpers give them, from string literals.
+fn row(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) {
+    (a.into(), b.into(), c.into(), d.into())
 }
 
 /// STADTWERKE MALCHOW 2025, NIEDERSPANNUNG, RLM, MONATSPREISSYSTEM, by hand (checked with
@@ -822,15 +823,15 @@ fn the_malchow_library_entry_matches_the_hand_calculation() {
         assert_eq!(
             malchow_lines(&bill),
             [
-                malchow_row("Energy", "86900", "0", "0.00"),
-                malchow_row("Arbeitspreis Netz (Monatspreissystem, NS)", "86900", "0.0222", "1929.18"),
-                malchow_row("Stromsteuer", "86900", "0.0205", "1781.45"),
-                malchow_row("KWKG-Aufschlag", "86900", "0.00277", "240.71"),
-                malchow_row("Aufschlag für besondere Netznutzung (§19 StromNEV)", "86900", "0.01558", "1353.90"),
-                malchow_row("Offshore-Netzumlage", "86900", "0.00816", "709.10"),
-                malchow_row("Konzessionsabgabe", "86900", "0.0011", "95.59"),
-                malchow_row("Leistungspreis (Monatspreissystem, NS)", "150", "24.8", "3720.00"),
-                malchow_row("Blindarbeit über 40 % der Wirkarbeit", reactive_kvarh, "0.011", reactive),
+                row("Energy", "86900", "0", "0.00"),
+                row("Arbeitspreis Netz (Monatspreissystem, NS)", "86900", "0.0222", "1929.18"),
+                row("Stromsteuer", "86900", "0.0205", "1781.45"),
+                row("KWKG-Aufschlag", "86900", "0.00277", "240.71"),
+                row("Aufschlag für besondere Netznutzung (§19 StromNEV)", "86900", "0.01558", "1353.90"),
+                row("Offshore-Netzumlage", "86900", "0.00816", "709.10"),
+                row("Konzessionsabgabe", "86900", "0.0011", "95.59"),
+                row("Leistungspreis (Monatspreissystem, NS)", "150", "24.8", "3720.00"),
+                row("Blindarbeit über 40 % der Wirkarbeit", reactive_kvarh, "0.011", reactive),
             ],
             "reactive {percent} %"
         );
@@ -1676,10 +1677,6 @@ fn lines_of(bill: &Bill) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-fn row(code: &str, quantity: &str, rate: &str, amount: &str) -> (String, String, String, String) {
-    (code.into(), quantity.into(), rate.into(), amount.into())
-}
-
 #[test]
 fn a_ratchet_month_bills_the_share_of_the_earlier_peak() {
     // 80 % of the 11 periods before. March's 200 kVA (100 kVAh in 30 minutes from 12:30 UTC,
@@ -1996,10 +1993,6 @@ fn reactive_lines_of(bill: &Bill) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-fn reactive_row(description: &str, qty: &str, amount: &str, note: &str) -> (String, String, String, String) {
-    (description.into(), qty.into(), amount.into(), note.into())
-}
-
 /// REACTIVE ENERGY CHARGES, by hand. Monday 1 June 2026 in Africa/Johannesburg (96 intervals, no
 /// DST), flat energy 1.00 per kWh, VAT 15 % on energy (reactive charges carry it too).
 ///
@@ -2037,20 +2030,15 @@ fn reactive_charges_match_the_hand_calculation() {
     assert_eq!(
         reactive_lines_of(&bill),
         [
-            reactive_row("Energy", "96", "96.00", ""),
-            reactive_row(
+            row("Energy", "96", "96.00", ""),
+            row(
                 "A reactive (30-minute)",
                 "0.3",
                 "0.15",
                 "0.3 kvarh above 30 % of 96 kWh, per 30-minute interval (1 of 48 intervals over; 19.7 kvarh in all)"
             ),
-            reactive_row(
-                "B reactive (period)",
-                "0",
-                "0.00",
-                "0 kvarh above 30 % of 96 kWh over the period (19.7 kvarh in all)"
-            ),
-            reactive_row(
+            row("B reactive (period)", "0", "0.00", "0 kvarh above 30 % of 96 kWh over the period (19.7 kvarh in all)"),
+            row(
                 "C reactive (15-minute)",
                 "0.5",
                 "0.25",
@@ -2133,15 +2121,15 @@ fn a_power_factor_below_the_threshold_scales_the_demand_charge() {
     assert_eq!(
         reactive_lines_of(&bill),
         [
-            reactive_row("Energy", "100", "100.00", ""),
-            reactive_row(
+            row("Energy", "100", "100.00", ""),
+            row(
                 "D1",
                 "22.5",
                 "225.00",
                 &format!("{peak}; power factor 0.8 over the period below 0.9: 20 kW × 0.9 / 0.8 = 22.5 kW")
             ),
-            reactive_row("D2", "20", "200.00", &format!("{peak}; power factor 1 at the maximum demand: not adjusted")),
-            reactive_row("Reactive demand", "4", "8.00", "maximum on 2026-06-01 00:00–00:15 (2026-05-31 22:00 UTC)"),
+            row("D2", "20", "200.00", &format!("{peak}; power factor 1 at the maximum demand: not adjusted")),
+            row("Reactive demand", "4", "8.00", "maximum on 2026-06-01 00:00–00:15 (2026-05-31 22:00 UTC)"),
         ]
     );
     assert_eq!(bill.lines[3].unit, "kvar");
