@@ -4,9 +4,9 @@
 # In one run, on 127.0.0.1: builds the portal in release mode, starts a throwaway PostgreSQL
 # cluster (scripts/lib/pg.sh, the fast settings of scripts/test.sh), migrates it, creates one site
 # and BENCH_DEVICES devices (default 100), and generates BENCH_DAYS days (default 30) of 1-minute
-# readings per device with generate_series (import/export/VAh counters, PTotal, STotal; one
-# device's import counter wraps, one is reset). Then, twice each, alternately:
-#   copy     psql: COPY (SELECT <the 7 columns a rebuild reads>) TO STDOUT (FORMAT binary) into
+# readings per device with generate_series (import/export, reactive import/export and VAh
+# counters, PTotal, STotal; one device's import counter wraps, one is reset). Then, twice each, alternately:
+#   copy     psql: COPY (SELECT <the 9 columns a rebuild reads>) TO STDOUT (FORMAT binary) into
 #            /dev/null: what reading the rows out of PostgreSQL costs at all, the baseline
 #   rebuild  tau-portal rollup --from <first day>: every device's 15-minute intervals from scratch
 #            (intervals and watermarks emptied first), which reads the same rows and also
@@ -84,13 +84,16 @@ SELECT 1, format('bench-%s', lpad(n::text, 3, '0')), format('Bench meter %s', n)
 FROM generate_series(0, :devices - 1) n;
 -- Load in W: a daily hump per device; counters are the running sum of load/60 Wh (closed form).
 INSERT INTO monitoring."PowerMeasurements"
-    ("DeviceId", "Time", "PTotal", "STotal", "EnergyImportWh", "EnergyExportWh", "ApparentVAh")
+    ("DeviceId", "Time", "PTotal", "STotal", "EnergyImportWh", "EnergyExportWh", "ReactiveImportVarh",
+     "ReactiveExportVarh", "ApparentVAh")
 SELECT d."Id", t,
        1000 * (d."Id" % 7 + 1) * (1.2 + sin(m / 229.0)),
        1100 * (d."Id" % 7 + 1) * (1.2 + sin(m / 229.0)),
        CASE WHEN d."Id" = 1 THEN mod((99999000000 + 1000 * (d."Id" % 7 + 1) * (1.2 * m - 229 * cos(m / 229.0) + 229) / 60)::numeric, 100000000000)::float8
             WHEN d."Id" = 2 AND m >= 20000 THEN 1000 * (d."Id" % 7 + 1) * (1.2 * (m - 20000)) / 60
             ELSE 5e6 * d."Id" + 1000 * (d."Id" % 7 + 1) * (1.2 * m - 229 * cos(m / 229.0) + 229) / 60 END,
+       0,
+       400 * (d."Id" % 7 + 1) * (1.2 * m - 229 * cos(m / 229.0) + 229) / 60,
        0,
        1100 * (d."Id" % 7 + 1) * (1.2 * m - 229 * cos(m / 229.0) + 229) / 60
 FROM monitoring."Devices" d,
@@ -106,7 +109,8 @@ echo "$ROWS readings"
 now() { date +%s.%N; }
 best_copy=
 best_rebuild=
-COPY_SQL='COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ApparentVAh", "PTotal", "STotal"
+COPY_SQL='COPY (SELECT "DeviceId", "Time", "EnergyImportWh", "EnergyExportWh", "ReactiveImportVarh",
+                       "ReactiveExportVarh", "ApparentVAh", "PTotal", "STotal"
                 FROM monitoring."PowerMeasurements") TO STDOUT (FORMAT binary)'
 for ((run = 1; run <= RUNS; run++)); do
     t0=$(now)

@@ -269,7 +269,7 @@ impl RuleForm {
             Some(BUDGET) => {
                 basis = ["to-date", "projected"].into_iter().find(|b| *b == self.basis);
                 if basis.is_none() {
-                    e.add("basis", "Choose the month to date or the projection to month end.");
+                    e.add("basis", "Choose the billing period to date or the projection to its end.");
                 }
                 positive_limit(&mut e, "budget", false);
             }

@@ -52,7 +52,11 @@ fn rule_view(r: &RuleRow) -> RuleView {
         },
         ("budget", _) => format!(
             "{} above {} (tariff's currency, with VAT){hold}{band}",
-            if r.basis.as_deref() == Some("projected") { "Projection to month end" } else { "Month to date" },
+            if r.basis.as_deref() == Some("projected") {
+                "Projection to the billing period's end"
+            } else {
+                "Billing period to date"
+            },
             r.limit.unwrap_or_default()
         ),
         ("max-demand", _) => "A new highest demand of the billing month (sites with a demand charge)".into(),
