@@ -8,22 +8,28 @@ use crate::measurements::queries::StoredReading as Reading;
 
 /// Groups thousands with a narrow no-break space (the SI style; never a decimal comma).
 pub fn grouped(value: f64, decimals: usize) -> String {
-    let text = format!("{:.*}", decimals, value.abs());
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let mut out = group_thousands(&format!("{:.*}", decimals, value.abs()), '\u{202f}');
+    // No "-0.0": a value that rounds to zero has no sign.
+    if value < 0.0 && out.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// An unsigned decimal number's text (`1234567.5`) with `separator` between its integer digits'
+/// thousands (`1,234,567.5`).
+pub fn group_thousands(text: &str, separator: char) -> String {
+    let (int, frac) = text.split_once('.').map_or((text, None), |(i, f)| (i, Some(f)));
     let mut out = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push('\u{202f}');
+            out.push(separator);
         }
         out.push(c);
     }
     if let Some(frac) = frac {
         out.push('.');
         out.push_str(frac);
-    }
-    // No "-0.0": a value that rounds to zero has no sign.
-    if value < 0.0 && out.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        out.insert(0, '-');
     }
     out
 }

@@ -1074,19 +1074,7 @@ fn reactive_excess(r: &ReactiveCharge, counted: &[Counted]) -> (Decimal, Sum, St
 /// `x` to 3 decimals without trailing zeros, with thousands separators: 1,234.5.
 fn grouped(x: Decimal) -> String {
     let x = x.round_dp(3).normalize();
-    let text = x.abs().to_string();
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
+    let out = crate::sites::readings::group_thousands(&x.abs().to_string(), ',');
     if x.is_sign_negative() && !x.is_zero() { format!("-{out}") } else { out }
 }
 
