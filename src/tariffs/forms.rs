@@ -769,6 +769,19 @@ mod tests {
         }
     }
 
+    /// "The editor can build each of them without JSON": every version of every published
+    /// tariff in the library, shown in the editor's fields and sent back, is the same version.
+    #[test]
+    fn every_library_tariff_survives_the_editor() {
+        for e in crate::tariffs::library::entries() {
+            for v in &e.tariff.versions {
+                let again = parse_version(&version_fields(Some(v)))
+                    .unwrap_or_else(|err| panic!("{} from {}: {err}", e.key, v.effective_from));
+                assert_eq!(&again, v, "{} from {}", e.key, v.effective_from);
+            }
+        }
+    }
+
     #[test]
     fn per_kwh_and_seasonal_fixed_charges_survive_the_editor_and_bad_ones_are_named() {
         let v = crate::tariffs::tests::unbundled();
