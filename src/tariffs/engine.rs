@@ -12,7 +12,8 @@
 //!    charge its kWh in its seasons × its flat rate or per period, fixed charges (days in their
 //!    seasons × rate per day; per-month charges prorated as the version's proration rule says:
 //!    by default by the share of the period's days in the segment and their seasons, so a period
-//!    without a change is charged once), per demand charge its maximum demand
+//!    without a change is charged once; a charge with capacity bands takes the rate of the band
+//!    its demand charge's billed demand falls in), per demand charge its maximum demand
 //!    (block or sliding intervals of the intervals in its periods and seasons) × rate (prorated by
 //!    the segment's days in its seasons), export credit. Block thresholds are prorated the same way.
 //!    A demand charge with a ratchet or on at least the NMD bills the highest of that maximum, the
@@ -38,8 +39,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::local::{INTERVAL_MINUTES, Period};
 use super::model::{
-    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedPer, Municipality, Nmd, PfMeasured,
-    ReactiveCharge, ReactivePer, SLOTS, TariffDoc, TouPeriod, Version,
+    self, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge, FixedPer, Municipality, Nmd,
+    PfMeasured, ReactiveCharge, ReactivePer, SLOTS, TariffDoc, TouPeriod, Version,
 };
 use crate::measurements::energy::SiteInterval;
 
@@ -661,6 +662,14 @@ fn peak_interval(d: &DemandCharge, counted: &[Counted]) -> Option<(Sum, NaiveDat
         .map(|(e, at, _, first)| (e, at, first))
 }
 
+/// A demand charge's demand in one part: `measured` this period (after the power factor), `qty`
+/// billed (after the ratchet and the NMD), and the note saying why.
+struct Billed {
+    measured: Decimal,
+    qty: Decimal,
+    note: String,
+}
+
 /// Step 3: one priced segment of the period, and its lines.
 struct Part<'a> {
     segment: usize,
@@ -765,13 +774,14 @@ impl Part<'_> {
                 (true, FixedPer::Day) => "Fixed charge per day".into(),
                 (true, FixedPer::Month) => "Fixed charge per month".into(),
             };
-            let l = match f.per {
-                FixedPer::Day => line(self.segment, LineKind::Fixed, label, Decimal::from(*days), "days", f.rate, vat),
+            let (rate, band) = self.fixed_rate(f);
+            let mut l = match f.per {
+                FixedPer::Day => line(self.segment, LineKind::Fixed, label, Decimal::from(*days), "days", rate, vat),
                 FixedPer::Month => {
                     let in_seasons = || self.days_iter().filter(|d| self.tariff.in_seasons(&f.seasons, *d));
                     let months = v.proration.prorate(Decimal::ONE, in_seasons(), period_days);
-                    let mut l = line(self.segment, LineKind::Fixed, label, months.round_dp(4), "months", f.rate, vat);
-                    l.exact = v.proration.prorate(f.rate, in_seasons(), period_days);
+                    let mut l = line(self.segment, LineKind::Fixed, label, months.round_dp(4), "months", rate, vat);
+                    l.exact = v.proration.prorate(rate, in_seasons(), period_days);
                     l.amount = round_cents(l.exact);
                     if v.proration != model::Proration::PerPeriod {
                         l.note = format!("{days} days, {}", v.proration.label().to_lowercase());
@@ -779,6 +789,9 @@ impl Part<'_> {
                     l
                 }
             };
+            if !band.is_empty() {
+                l.note = if l.note.is_empty() { band } else { format!("{}; {band}", l.note) };
+            }
             lines.push(l.coded(model::code_or(&f.code, "fixed", n)));
         }
         lines
@@ -801,25 +814,7 @@ impl Part<'_> {
             if days.is_zero() {
                 continue;
             }
-            let peak = peak_interval(d, &self.totals.demand[n]);
-            let (measured, note) = match peak {
-                Some((energy, start_local, first)) => {
-                    let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
-                    let note = format!(
-                        "maximum on {} {}–{} ({} UTC)",
-                        start_local.format("%Y-%m-%d"),
-                        start_local.format("%H:%M"),
-                        end_local.format("%H:%M"),
-                        first.format("%Y-%m-%d %H:%M")
-                    );
-                    (self.demand_of(d, energy.of(d.unit)), note)
-                }
-                None => (Decimal::ZERO, "no demand recorded".into()),
-            };
-            // The power factor adjusts this period's demand; the ratchet then compares it with
-            // the earlier peaks and the NMD.
-            let (measured, note) = self.power_factor_adjusted(d, peak.map(|p| p.0), measured, note);
-            let (qty, note) = self.billed_demand(d, measured, note);
+            let Billed { measured, qty, note } = self.billed(n);
             let vat = self.tariff.vat(Component::Demand);
             let label = demand_label(d, self.tariff);
             let code = model::code_or(&d.code, "demand", n);
@@ -847,6 +842,54 @@ impl Part<'_> {
             }
         }
         lines
+    }
+
+    /// Demand charge `n`'s demand: this period's maximum in its window, adjusted for the power
+    /// factor, and what it bills after the ratchet and the NMD.
+    fn billed(&self, n: usize) -> Billed {
+        let d = &self.tariff.version.demand_charges[n];
+        let peak = peak_interval(d, &self.totals.demand[n]);
+        let (measured, note) = match peak {
+            Some((energy, start_local, first)) => {
+                let end_local = start_local + Duration::minutes(i64::from(d.window_minutes));
+                let note = format!(
+                    "maximum on {} {}–{} ({} UTC)",
+                    start_local.format("%Y-%m-%d"),
+                    start_local.format("%H:%M"),
+                    end_local.format("%H:%M"),
+                    first.format("%Y-%m-%d %H:%M")
+                );
+                (self.demand_of(d, energy.of(d.unit)), note)
+            }
+            None => (Decimal::ZERO, "no demand recorded".into()),
+        };
+        // The power factor adjusts this period's demand; the ratchet then compares it with
+        // the earlier peaks and the NMD.
+        let (measured, note) = self.power_factor_adjusted(d, peak.map(|p| p.0), measured, note);
+        let (qty, note) = self.billed_demand(d, measured, note);
+        Billed { measured, qty, note }
+    }
+
+    /// A fixed charge's rate, and the note saying which capacity band chose it (empty without
+    /// bands).
+    fn fixed_rate(&self, f: &FixedCharge) -> (Decimal, String) {
+        let v = self.tariff.version;
+        let Some(bands) = &f.bands else { return (f.rate, String::new()) };
+        let found =
+            v.demand_charges.iter().enumerate().find(|(i, d)| model::code_or(&d.code, "demand", *i) == bands.demand);
+        // Validation makes the code one of the version's demand charges.
+        let Some((n, d)) = found else { return (f.rate, String::new()) };
+        let demand = self.billed(n).qty;
+        let rate = f.rate_for(demand);
+        let shown = |x| self.demand_text(x, d.unit);
+        let band = match bands.above.iter().rposition(|b| demand > b.above) {
+            Some(i) => match bands.above.get(i + 1) {
+                Some(next) => format!("above {}, up to {}", shown(bands.above[i].above), shown(next.above)),
+                None => format!("above {}", shown(bands.above[i].above)),
+            },
+            None => format!("up to {}", shown(bands.above[0].above)),
+        };
+        (rate, format!("{} {}: band {band}", demand_label(d, self.tariff), shown(demand)))
     }
 
     /// A demand as the notes show it: to the tariff's decimals, with its unit.

@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::model::{
-    self, AmountRounding, Block, Component, DayType, DemandCharge, DemandMethod, DemandUnit, Energy, FixedCharge,
-    FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured, PowerFactor, Proration,
-    Ratchet, ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
+    self, AmountRounding, Band, Block, CapacityBands, Component, DayType, DemandCharge, DemandMethod, DemandUnit,
+    Energy, FixedCharge, FixedPer, Holiday, KwhCharge, MonthDay, Municipality, PeriodNames, PeriodRates, PfMeasured,
+    PowerFactor, Proration, Ratchet, ReactiveCharge, ReactivePer, Rounding, Season, Tou, TouPeriod, Version,
 };
 use crate::error::FieldErrors;
 
@@ -250,6 +250,11 @@ pub fn version_fields(v: Option<&Version>) -> Fields {
         f.set(format!("fixed_{n}_rate"), c.rate);
         f.set(format!("fixed_{n}_per"), c.per.key());
         tick_seasons(&mut f, "fixed", n, &c.seasons);
+        if let Some(b) = &c.bands {
+            f.set(format!("fixed_{n}_bands_of"), &b.demand);
+            let lines: Vec<String> = b.above.iter().map(|band| format!("{} {}", band.above, band.rate)).collect();
+            f.set(format!("fixed_{n}_bands"), lines.join("\n"));
+        }
     }
     for (n, d) in v.demand_charges.iter().enumerate().take(DEMAND_SLOTS) {
         f.set(format!("demand_{n}_name"), &d.name);
@@ -593,9 +598,61 @@ fn fixed_charges(f: &Fields, e: &mut FieldErrors) -> Vec<FixedCharge> {
             }
         };
         let seasons = ticked_seasons(f, e, "fixed", n);
-        out.push(FixedCharge { name, code: f.fixed(&n, "code").trim().to_string(), rate, per, seasons });
+        let bands = capacity_bands(f, e, n);
+        out.push(FixedCharge { name, code: f.fixed(&n, "code").trim().to_string(), rate, per, seasons, bands });
     }
     out
+}
+
+/// Fixed charge slot `n`'s capacity bands: the demand charge's code, and one band a line,
+/// `above rate` (e.g. `500 184.55`); none when both are empty. Whether the code names a demand
+/// charge and the bands rise is the model's validation.
+fn capacity_bands(f: &Fields, e: &mut FieldErrors, n: usize) -> Option<CapacityBands> {
+    let (of_key, bands_key) = (format!("fixed_{n}_bands_of"), format!("fixed_{n}_bands"));
+    let demand = f.get(&of_key).trim().to_string();
+    let lines: Vec<(usize, &str)> =
+        f.get(&bands_key).lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty()).collect();
+    let what = format!("Fixed charge {} bands", n + 1);
+    match (demand.is_empty(), lines.is_empty()) {
+        (true, true) => return None,
+        (true, false) => {
+            e.add(
+                &of_key,
+                format!("{what}: enter the code of the demand charge whose demand chooses the band, e.g. demand1."),
+            );
+            return None;
+        }
+        (false, true) => {
+            e.add(
+                &bands_key,
+                format!(
+                    "{what}: enter one band a line: the demand above which it applies and its rate, e.g. 500 184.55."
+                ),
+            );
+            return None;
+        }
+        (false, false) => {}
+    }
+    let mut above = Vec::new();
+    for (i, line) in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            [a, r] => match (a.parse::<Decimal>(), r.parse::<Decimal>()) {
+                (Ok(above_), Ok(rate)) => above.push(Band { above: above_, rate }),
+                _ => {
+                    e.add(&bands_key, format!("{what}, line {}: “{line}”: write two numbers, e.g. 500 184.55.", i + 1))
+                }
+            },
+            _ => e.add(
+                &bands_key,
+                format!(
+                    "{what}, line {}: “{line}”: write the demand it is above and the rate, e.g. 500 184.55.",
+                    i + 1
+                ),
+            ),
+        }
+    }
+    Some(CapacityBands { demand, above })
 }
 
 /// The editor's demand charge slots; a slot without a name and a rate is unused. Seasons are
@@ -780,6 +837,33 @@ mod tests {
                 assert_eq!(&again, v, "{} from {}", e.key, v.effective_from);
             }
         }
+    }
+
+    #[test]
+    fn capacity_bands_survive_the_editor_and_bad_lines_are_named() {
+        let mut v = crate::tariffs::tests::unbundled();
+        v.demand_charges = vec![DemandCharge {
+            code: "nac".into(),
+            ..crate::tariffs::tests::demand_charge(DemandUnit::KVA, 30, "10", vec![])
+        }];
+        v.fixed_charges[0].bands = Some(CapacityBands {
+            demand: "nac".into(),
+            above: vec![Band { above: "100".parse().unwrap(), rate: "8.00".parse().unwrap() }],
+        });
+        let mut f = version_fields(Some(&v));
+        assert_eq!((f.fixed(&0, "bands_of"), f.fixed(&0, "bands")), ("nac", "100 8.00"));
+        assert_eq!(parse_version(&f).unwrap(), v);
+        f.set("fixed_0_bands", "100 8.00\n500\nabove 600 9");
+        let e = parse_version(&f).unwrap_err();
+        assert_eq!(
+            e.get("fixed_0_bands"),
+            Some("Fixed charge 1 bands, line 2: “500”: write the demand it is above and the rate, e.g. 500 184.55.")
+        );
+        f.set("fixed_0_bands", "");
+        let e = parse_version(&f).unwrap_err();
+        assert!(e.get("fixed_0_bands").is_some_and(|m| m.contains("enter one band a line")), "{e}");
+        f.set("fixed_0_bands_of", "");
+        assert_eq!(parse_version(&f).unwrap().fixed_charges[0].bands, None, "both empty: no bands");
     }
 
     #[test]

@@ -321,10 +321,45 @@ pub struct FixedCharge {
     /// `fixed1, fixed2, … by position` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub code: String,
+    /// The rate per day or month; with `bands`, the rate of the lowest band.
     pub rate: Decimal,
     pub per: FixedPer,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seasons: Vec<String>,
+    /// Capacity bands: the rate chosen by the billed demand of one of the version's demand
+    /// charges (Eskom's service and administration charges by utilised capacity, SDG&E's basic
+    /// service fee by maximum demand). None: one rate for every site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<CapacityBands>,
+}
+
+/// `rate` while the billed demand of the demand charge coded `demand` is at most the first
+/// band's `above`; each band's rate above its `above` (ascending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityBands {
+    /// The code of the demand charge whose billed demand (after its NMD and ratchet) chooses the
+    /// band; `demand1`, `demand2`, … by position when that charge has no code of its own.
+    pub demand: String,
+    pub above: Vec<Band>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    /// In the demand charge's unit (kW, kVA or kvar).
+    pub above: Decimal,
+    pub rate: Decimal,
+}
+
+impl FixedCharge {
+    /// The rate for a billed demand of `demand`: the highest band it is above, else `rate`.
+    pub fn rate_for(&self, demand: Decimal) -> Decimal {
+        self.bands
+            .as_ref()
+            .and_then(|b| b.above.iter().rev().find(|band| demand > band.above))
+            .map_or(self.rate, |band| band.rate)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,7 +446,14 @@ impl TryFrom<VersionIn> for Version {
         let fixed_charges = shorthand
             .into_iter()
             .filter(|(rate, _)| !rate.is_zero())
-            .map(|(rate, per)| FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: Vec::new() })
+            .map(|(rate, per)| FixedCharge {
+                name: String::new(),
+                code: String::new(),
+                rate,
+                per,
+                seasons: Vec::new(),
+                bands: None,
+            })
             .chain(v.fixed_charges)
             .collect();
         Ok(Version {
@@ -1094,6 +1136,9 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
         }
         non_negative(p, &format!("{at}.rate"), c.rate);
         validate_season_names(p, &at, &c.seasons, &v.energy);
+        if let Some(b) = &c.bands {
+            validate_bands(p, &format!("{at}.bands"), b, v);
+        }
     }
     for (i, d) in v.demand_charges.iter().enumerate() {
         validate_demand(p, &format!("{at}.demand_charges[{i}]"), d, &v.energy);
@@ -1102,6 +1147,30 @@ fn validate_version(p: &mut Problems, at: &str, v: &Version) {
         validate_reactive(p, &format!("{at}.reactive_charges[{i}]"), r, &v.energy);
     }
     validate_codes(p, at, v);
+}
+
+/// The bands name one of the version's demand charges by its code and rise strictly.
+fn validate_bands(p: &mut Problems, at: &str, b: &CapacityBands, v: &Version) {
+    let codes: Vec<String> = v.demand_charges.iter().enumerate().map(|(i, d)| code_or(&d.code, "demand", i)).collect();
+    if !codes.contains(&b.demand) {
+        let known = if codes.is_empty() { "the version has no demand charge".to_string() } else { codes.join(", ") };
+        p.add(format!("{at}.demand"), format!("“{}” is not a demand charge of this version ({known}).", b.demand));
+    }
+    if b.above.is_empty() {
+        p.add(format!("{at}.above"), "enter at least one band (the demand above which its rate applies).");
+    }
+    for (i, band) in b.above.iter().enumerate() {
+        if band.above <= Decimal::ZERO {
+            p.add(format!("{at}.above[{i}].above"), "must be above 0: the lowest band is the charge's own rate.");
+        }
+        if i > 0 && band.above <= b.above[i - 1].above {
+            p.add(
+                format!("{at}.above[{i}].above"),
+                format!("must be above the band before ({}).", b.above[i - 1].above),
+            );
+        }
+        non_negative(p, &format!("{at}.above[{i}].rate"), band.rate);
+    }
 }
 
 /// Codes are short, lowercase and unique among a version's charges (and among its seasons).

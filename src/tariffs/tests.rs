@@ -51,7 +51,7 @@ fn version(energy: Energy) -> Version {
 
 /// An unnamed fixed charge in every season.
 fn fixed(rate: Decimal, per: FixedPer) -> FixedCharge {
-    FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: vec![] }
+    FixedCharge { name: String::new(), code: String::new(), rate, per, seasons: vec![], bands: None }
 }
 
 fn assign(versions: Vec<Version>, m: Municipality) -> Vec<Assignment> {
@@ -206,7 +206,7 @@ fn a_public_holiday_is_billed_as_the_chosen_day_type() {
 // ---------------------------------------------------------------- blocks, demand, splits
 
 /// A block demand charge in every season.
-fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPeriod>) -> DemandCharge {
+pub(super) fn demand_charge(unit: DemandUnit, minutes: u32, rate: &str, periods: Vec<TouPeriod>) -> DemandCharge {
     DemandCharge {
         name: String::new(),
         code: String::new(),
@@ -1225,6 +1225,7 @@ pub(super) fn unbundled() -> Version {
         rate: dec(rate),
         per,
         seasons: seasons.iter().map(|s| s.to_string()).collect(),
+        bands: None,
     };
     v.fixed_charges = vec![
         fixed("Service charge", "25.00", FixedPer::Day, &[]),
@@ -1436,7 +1437,8 @@ fn fixed_per_day_and_per_month_still_import_as_fixed_charges() {
                 code: String::new(),
                 rate: dec("40"),
                 per: FixedPer::Month,
-                seasons: vec![]
+                seasons: vec![],
+                bands: None,
             }
         ]
     );
@@ -1461,7 +1463,7 @@ proptest! {
             f.rate = dec("300.00");
         }
         whole.fixed_charges.truncate(1);
-        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), code: String::new(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![] });
+        whole.fixed_charges.push(FixedCharge { name: "Administration".into(), code: String::new(), rate: dec("300.00"), per: FixedPer::Month, seasons: vec![], bands: None });
         let bill = |v: Version| run(tz, period, &assign(vec![v], municipality(vec![])), &data);
         let (a, b) = (bill(seasonal), bill(whole));
         let fixed_exact = |b: &Bill| b.lines.iter().filter(|l| l.kind == LineKind::Fixed).map(|l| l.exact).sum::<Decimal>();
@@ -1785,6 +1787,86 @@ fn demand_above_the_nmd_pays_the_excess_penalty_on_its_own_line() {
     assert_eq!(bill_with(&tariff, kva("150"), &[]).lines.len(), 2);
     // The alarms' demand figure counts the penalty: (7 500.00 + 6 000.00) × 1.15 = 15 525.00.
     assert_eq!(engine::demand_charge(&bill), Some((dec("150"), dec("15525.00"))));
+}
+
+/// A per-day administration charge banded by the capacity charge's billed demand (Eskom's
+/// service and administration charges by utilised capacity): 5.00 up to 100 kVA, 8.00 above
+/// 100 kVA, 12.00 above 500 kVA.
+fn banded_tariff() -> Vec<Assignment> {
+    let mut capacity = capacity_charge("10", true, None, None);
+    capacity.name = "Network access charge".into();
+    capacity.code = "nac".into();
+    let mut v = version(Energy::Flat { rate: dec("0.50") });
+    v.demand_charges = vec![capacity];
+    v.fixed_charges = vec![FixedCharge {
+        name: "Administration charge".into(),
+        bands: Some(CapacityBands {
+            demand: "nac".into(),
+            above: vec![Band { above: dec("100"), rate: dec("8.00") }, Band { above: dec("500"), rate: dec("12.00") }],
+        }),
+        ..fixed(dec("5.00"), FixedPer::Day)
+    }];
+    v.vat_on = vec![Component::Demand];
+    assign(vec![v], municipality(vec![]))
+}
+
+#[test]
+fn a_fixed_charge_takes_the_rate_of_its_capacity_band() {
+    let tariff = banded_tariff();
+    // No NMD: this month's 150.000 kVA is billed; above 100, up to 500: 8.00 a day. By hand:
+    //   energy          57 600 kWh × 0.50       = 28 800.00
+    //   administration  30 days × 8.00           =    240.00
+    //   capacity        150.000 kVA × 10.00      =  1 500.00
+    //   VAT 15 % of the capacity line only       =    225.00; subtotal 30 540.00, total 30 765.00
+    let bill = bill_with(&tariff, None, &[]);
+    assert_eq!(
+        lines_of(&bill),
+        [
+            row("energy", "57600", "0.5", "28800.00"),
+            row("fixed1", "30", "8", "240.00"),
+            row("nac", "150", "10", "1500.00")
+        ]
+    );
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("30540.00"), dec("225.00"), dec("30765.00")));
+    assert_eq!(bill.lines[1].note, "Network access charge 150.000 kVA: band above 100.000 kVA, up to 500.000 kVA");
+    // The NMD (600 kVA) is what the capacity charge bills, so it chooses the band: 12.00 a day.
+    let bill = bill_with(&tariff, kva("600"), &[]);
+    assert_eq!(lines_of(&bill)[1], row("fixed1", "30", "12", "360.00"));
+    assert_eq!(bill.lines[1].note, "Network access charge 600.000 kVA: band above 500.000 kVA");
+    // At exactly a band's figure the band below applies ("above" is strict): 150 kVA with the
+    // first band above 150 → 5.00 a day.
+    let mut low = banded_tariff();
+    let doc = &mut Arc::get_mut(&mut low[0].tariff).unwrap().doc;
+    doc.versions[0].fixed_charges[0].bands.as_mut().unwrap().above[0].above = dec("150");
+    let bill = bill_with(&low, None, &[]);
+    assert_eq!(lines_of(&bill)[1], row("fixed1", "30", "5", "150.00"));
+    assert_eq!(bill.lines[1].note, "Network access charge 150.000 kVA: band up to 150.000 kVA");
+}
+
+#[test]
+fn capacity_bands_name_a_demand_charge_and_rise() {
+    let mut doc = banded_tariff()[0].tariff.doc.clone();
+    let bands = doc.versions[0].fixed_charges[0].bands.as_mut().unwrap();
+    bands.demand = "demand9".into();
+    bands.above[1].above = dec("100");
+    bands.above[0].rate = dec("-1");
+    let problems: Vec<String> = validate(&doc).iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "versions[0].fixed_charges[0].bands.demand: “demand9” is not a demand charge of this version (nac).",
+            "versions[0].fixed_charges[0].bands.above[0].rate: must not be negative (got -1).",
+            "versions[0].fixed_charges[0].bands.above[1].above: must be above the band before (100).",
+        ]
+    );
+    // JSON: the bands round-trip, and a document without them still reads.
+    let json = serde_json::to_value(&banded_tariff()[0].tariff.doc).unwrap();
+    assert_eq!(
+        json["versions"][0]["fixed_charges"][0]["bands"],
+        serde_json::json!({ "demand": "nac", "above": [{ "above": "100", "rate": "8.00" }, { "above": "500", "rate": "12.00" }] })
+    );
+    let again: TariffDoc = serde_json::from_value(json).unwrap();
+    assert_eq!(again, banded_tariff()[0].tariff.doc);
 }
 
 #[test]

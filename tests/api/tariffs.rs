@@ -1096,6 +1096,92 @@ async fn the_editor_builds_a_reactive_charge_and_the_bill_charges_the_metered_kv
     );
 }
 
+/// CAPACITY BANDS, by hand: flat energy 2.00 per kWh; a 0-rate "Monthly utilised capacity"
+/// demand charge (kW, 15-minute block) chooses the band of a per-day administration charge:
+/// 1.00 up to 3 kW, 2.00 above 3 kW, 3.00 above 10 kW. June 2026 (30 days), one day of 1 kWh
+/// per 15 minutes (4 kW), no VAT ticked.
+///   Energy          96 kWh × 2.00                         = 192.00
+///   Administration  4 kW is above 3, up to 10: 30 × 2.00  =  60.00
+///   Capacity        4 kW × 0.00                           =   0.00
+///   total                                                 = 252.00
+#[sqlx::test]
+async fn the_editor_builds_capacity_bands_and_the_bill_takes_the_band_rate(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let m = municipality(&mut b, &ESKOM_DIRECT).await.to_string();
+    let charges = [
+        ("demand_0_name", "Monthly utilised capacity"),
+        ("demand_0_code", "muc"),
+        ("demand_0_rate", "0"),
+        ("demand_0_unit", "kW"),
+        ("demand_0_window", "15"),
+        ("demand_0_method", "block"),
+        ("fixed_0_name", "Administration charge"),
+        ("fixed_0_rate", "1.00"),
+        ("fixed_0_per", "day"),
+        ("fixed_0_bands", "3 2.00\n10 3.00"),
+    ];
+    // A band's demand charge code that is not one of the version's: refused by its path.
+    let mut bad = charges.to_vec();
+    bad.push(("fixed_0_bands_of", "demand7"));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Banded", &m, &bad)).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("versions[0].fixed_charges[0].bands.demand"), "{}", res.body);
+    assert!(res.body.contains("is not a demand charge of this version (muc)."), "{}", res.body);
+    let stored: i64 =
+        sqlx::query_scalar(r#"SELECT count(*) FROM portal."Tariffs""#).fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(stored, 0, "nothing invalid was stored");
+
+    let mut good = charges.to_vec();
+    good.push(("fixed_0_bands_of", "muc"));
+    let res = post(&mut b, "/settings/rates/tariffs/new", &flat_version("Banded", &m, &good)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let id = id_after(res.location(), "/settings/rates/tariffs/");
+    let export: serde_json::Value =
+        serde_json::from_str(&b.get(&format!("/settings/rates/tariffs/{id}/export")).await.body).unwrap();
+    assert_eq!(
+        export["versions"][0]["fixed_charges"][0]["bands"],
+        serde_json::json!({ "demand": "muc", "above": [{ "above": "3", "rate": "2.00" }, { "above": "10", "rate": "3.00" }] })
+    );
+    let page = b.get(&format!("/settings/rates/tariffs/{id}")).await;
+    assert!(page.body.contains(r#"name="fixed_0_bands_of" value="muc""#), "{}", page.body);
+    assert!(page.body.contains("3 2.00\n10 3.00</textarea>"), "{}", page.body);
+
+    let (site, device) = site_with_meter(&app, "Africa/Johannesburg").await;
+    let first = time("2026-06-01T00:00:00+02:00");
+    let readings: Vec<Reading> = (0..=96)
+        .map(|k| {
+            let mut r = Reading::empty(device, first + TimeDelta::minutes(15 * k));
+            r.set(Quantity::named("energyImportWh").unwrap(), Some(1000.0 * k as f64));
+            r
+        })
+        .collect();
+    measurements::write(&app.state.db, &readings).await.unwrap();
+    rollup::run_once(&app.state.db, first + TimeDelta::days(2)).await.unwrap();
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &id.to_string()), ("effective_from", "2026-01-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2026-06")).await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        [
+            "kind,code,description,quantity,unit,rate,amount,vat_percent,note,currency",
+            "Energy,energy,Energy,96,kWh,2,192.00,0,,ZAR",
+            "Fixed,fixed1,Administration charge,30,days,2,60.00,0,\"Monthly utilised capacity 4.000 kW: band above \
+             3.000 kW, up to 10.000 kW\",ZAR",
+            "Demand,muc,Monthly utilised capacity,4,kW,0,0.00,0,maximum on 2026-06-01 00:00–00:15 (2026-05-31 22:00 UTC),ZAR",
+            "Subtotal,,,,,,252.00,,,ZAR",
+            "VAT,,,,,,0.00,,,ZAR",
+            "Total,,,,,,252.00,,,ZAR",
+        ]
+    );
+}
+
 /// Start from a published tariff: Settings → Rates lists the library; choosing the Ontario entry
 /// into a new municipality imports it (with the OEB's HST and 2025 holidays), lands in the
 /// editor, and the site, whose meter-read day is 13 on its form, bills the worked example's
