@@ -21,6 +21,11 @@ const ENTRIES: &[(&str, &str, &str)] = &[
         include_str!("library/de-malchow-ns-rlm-2025.json"),
         include_str!("library/de-malchow-ns-rlm-2025.municipality.json"),
     ),
+    (
+        "za-eskom-megaflex-2025",
+        include_str!("library/za-eskom-megaflex-2025.json"),
+        include_str!("library/za-eskom-megaflex-2025.municipality.json"),
+    ),
 ];
 
 /// `{key}.municipality.json`.

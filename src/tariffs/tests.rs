@@ -846,6 +846,168 @@ fn the_malchow_library_entry_matches_the_hand_calculation() {
     }
 }
 
+/// The library's South African entry (`za-eskom-megaflex-2025`) on `period` in
+/// Africa/Johannesburg with the hand bills' synthetic load, every 15 minutes: 250 kWh, 260 kVAh
+/// and 60 kvarh; Monday to Friday 08:00–10:00 100 kvarh; 11 June 2025 10:00–10:30 350 kWh and
+/// 375 kVAh; 22 June 2025 02:00–02:30 380 kWh and 400 kVAh (local times: South Africa has no DST).
+fn megaflex_2025(period: Period) -> (Tz, Period, Vec<Assignment>, Vec<SiteInterval>) {
+    use chrono::Datelike;
+    let e = super::library::entry("za-eskom-megaflex-2025").expect("the library entry validates");
+    let joburg = chrono_tz::Africa::Johannesburg;
+    let spike =
+        |at: NaiveDateTime, day: NaiveDate, hour: u32| at.date() == day && at.hour() == hour && at.minute() < 30;
+    let mut data = intervals(joburg, period, |at| {
+        if spike(at, d(2025, 6, 11), 10) {
+            (350_000.0, 0.0, 375_000.0)
+        } else if spike(at, d(2025, 6, 22), 2) {
+            (380_000.0, 0.0, 400_000.0)
+        } else {
+            (250_000.0, 0.0, 260_000.0)
+        }
+    });
+    for i in &mut data {
+        let at = i.start.with_timezone(&joburg).naive_local();
+        let busy = at.weekday().num_days_from_monday() < 5 && (8..10).contains(&at.hour());
+        i.reactive_import_varh = Some(if busy { 100_000.0 } else { 60_000.0 });
+    }
+    let tariff = Tariff { id: 1, doc: e.tariff, municipality: e.municipality };
+    (joburg, period, vec![Assignment { from: d(2025, 4, 1), tariff: Arc::new(tariff) }], data)
+}
+
+/// ESKOM MEGAFLEX 2025/26, NON-LOCAL AUTHORITY, <= 300 km, >= 500 V & < 66 kV, KEY CUSTOMER, by
+/// hand (checked with Python `decimal`; rates as in the entry's `source`). June 2025, the high
+/// demand season, in Africa/Johannesburg (UTC+2 all year, no DST: 30 × 96 = 2,880 intervals).
+/// The load is `megaflex_2025`'s (1,000 kWh an hour at base); NMD 1,700 kVA.
+/// Day types: weekdays 2–6, 9–13, 16–20, 23–27 and 30 are 21, less Youth Day (Monday 16 June,
+/// billed as Saturday) = 20; Saturday type 7, 14, 21, 28 and 16 = 5; Sunday type 1, 8, 15, 22,
+/// 29 = 5. June has no holiday billed as Sunday (Eskom's five, Good Friday, Family Day, Christmas,
+/// Day of Goodwill and New Year, fall outside June–August): the April test below bills those.
+/// High demand hours: weekday peak 06–08, 17–20 (5 h), standard 08–17, 20–22 (11 h), off-peak 8 h;
+/// Saturday standard 07–12, 17–19 (7 h), off-peak 17 h; Sunday standard 17–19 (2 h), off-peak 22 h.
+///   peak      20 × 5 h × 1,000                                   = 100,000 kWh
+///   standard  20 × 11 h × 1,000 + 5 × 7 h × 1,000 + 5 × 2 h × 1,000 = 265,000
+///             + 11 June 10:00–10:30 (standard): 2 × 100 more     = 265,200 kWh
+///   off-peak  20 × 8 h × 1,000 + 5 × 17 h × 1,000 + 5 × 22 h × 1,000 = 355,000
+///             + 22 June 02:00–02:30 (Sunday, off-peak): 2 × 130  = 355,260 kWh
+///   total     720,000 + 200 + 260                                = 720,460 kWh
+/// Demand, 30-minute blocks, kVA = kVAh ÷ 0.5 h: base 2 × 260 ÷ 0.5 = 1,040; 11 June 10:00
+/// 2 × 375 ÷ 0.5 = 1,500 (standard); 22 June 02:00 2 × 400 ÷ 0.5 = 1,600 (off-peak).
+///   chargeable demand (peak and standard) = 1,500 kVA
+///   annual utilised capacity = max(this month's 1,600; 100 % of the highest of July 2024–May
+///   2025, February's 1,800 (June 2024's 2,000 is 12 periods back); NMD 1,700) = 1,800 kVA
+/// Reactive, per 30 minutes in peak and standard: base 2 × 60 = 120 ≤ 30 % × 500 = 150, none;
+/// Monday–Friday 08:00–10:00 (standard, Youth Day's too: Saturday standard 07–12) 2 × 100 = 200,
+/// 50 over; 21 days × 4 half hours = 84 × 50 = 4,200 kvarh (11 June 10:00: 120 ≤ 30 % × 700).
+/// Lines (each to the cent, half up; VAT 15 % on every line, on the rounded subtotal):
+///   High demand · Peak            100,000 kWh × 6.6692  = 666,920.00
+///   High demand · Standard        265,200 kWh × 1.6673  = 442,167.96
+///   High demand · Off-peak        355,260 kWh × 1.1115  = 394,871.49
+///   Legacy charge                 720,460 kWh × 0.2220  = 159,942.12
+///   Ancillary service charge      720,460 kWh × 0.0039  =   2,809.794 → 2,809.79
+///   Electrification and rural network subsidy charge
+///                                 720,460 kWh × 0.0494  =  35,590.724 → 35,590.72
+///   Affordability subsidy charge  720,460 kWh × 0.0469  =  33,789.574 → 33,789.57
+///   Service charge                     30 days × 1118.46 =  33,553.80
+///   Administration charge              30 days × 19.37   =     581.10
+///   Transmission network charge     1,800 kVA × 10.25   =  18,450.00
+///   Network capacity charge         1,800 kVA × 35.98   =  64,764.00
+///   Generation capacity charge      1,800 kVA × 8.09    =  14,562.00
+///   Network demand charge           1,500 kVA × 24.17   =  36,255.00
+///   Reactive energy charge          4,200 kvarh × 0.1415 =     594.30
+///   Subtotal 1,904,851.85; VAT 15 % = 285,727.7775 → 285,727.78; total 2,190,579.63 ZAR.
+#[test]
+fn the_eskom_megaflex_library_entry_matches_the_hand_calculation() {
+    let (tz, period, assignments, data) = megaflex_2025(Period::month(2025, 6, 1).unwrap());
+    let history = [
+        earlier(2025, 5, "700", "2025-05-06T05:00:00Z"),
+        earlier(2025, 2, "900", "2025-02-12T14:00:00Z"),
+        earlier(2024, 6, "1000", "2024-06-18T15:00:00Z"),
+    ];
+    let bill = engine::bill(&BillInput {
+        tz,
+        period,
+        devices: 1,
+        assignments: &assignments,
+        intervals: &data,
+        nmd: kva("1700"),
+        history: &history,
+    });
+    assert_eq!(
+        malchow_lines(&bill),
+        [
+            row("High demand · Peak", "100000", "6.6692", "666920.00"),
+            row("High demand · Standard", "265200", "1.6673", "442167.96"),
+            row("High demand · Off-peak", "355260", "1.1115", "394871.49"),
+            row("Legacy charge", "720460", "0.222", "159942.12"),
+            row("Ancillary service charge", "720460", "0.0039", "2809.79"),
+            row("Electrification and rural network subsidy charge", "720460", "0.0494", "35590.72"),
+            row("Affordability subsidy charge", "720460", "0.0469", "33789.57"),
+            row("Service charge", "30", "1118.46", "33553.80"),
+            row("Administration charge", "30", "19.37", "581.10"),
+            row("Transmission network charge", "1800", "10.25", "18450.00"),
+            row("Network capacity charge", "1800", "35.98", "64764.00"),
+            row("Generation capacity charge", "1800", "8.09", "14562.00"),
+            row("Network demand charge", "1500", "24.17", "36255.00"),
+            row("Reactive energy charge", "4200", "0.1415", "594.30"),
+        ]
+    );
+    assert!(bill.lines.iter().all(|l| l.vat_percent == dec("15")), "VAT on every line");
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("1904851.85"), dec("285727.78"), dec("2190579.63")));
+    assert_eq!((bill.import_kwh, bill.currency.as_str(), bill.intervals), (dec("720460"), "ZAR", 2880));
+    assert_eq!(bill.segments[0].holidays, ["2025-06-16 Youth Day: billed as Saturday"]);
+    // The ratchet holds the three capacity charges; the chargeable demand skips the off-peak
+    // maximum; the month's reactive total (94,320 kvarh) is under 30 % of 365,200 kWh, the
+    // half hours are not.
+    for capacity in ["Transmission network charge", "Network capacity charge", "Generation capacity charge"] {
+        assert_eq!(
+            line(&bill, capacity).note,
+            "ratchet: 100 % of 1800.000 kVA on 2025-02-12 16:00 > this month's 1600.000 kVA, NMD 1700 kVA; \
+             maximum on 2025-06-22 02:00–02:30 (2025-06-22 00:00 UTC)"
+        );
+    }
+    assert_eq!(line(&bill, "Network demand charge").note, "maximum on 2025-06-11 10:00–10:30 (2025-06-11 08:00 UTC)");
+    assert_eq!(
+        line(&bill, "Reactive energy charge").note,
+        "4,200 kvarh above 30 % of 365,200 kWh, per 30-minute interval (84 of 730 intervals over; \
+         94,320 kvarh in all)"
+    );
+}
+
+/// THE MEGAFLEX ENTRY'S HOLIDAYS BILLED AS SUNDAY, by hand: April 2025, the low demand season,
+/// same load (250 kWh every 15 minutes, 1,000 kWh an hour, in April). April 2025 has Good Friday
+/// (Friday 18) and Family Day (Monday 21), billed as Sunday, and Freedom Day observed (Monday 28;
+/// 27 April is a Sunday), billed as Saturday. Weekdays 1–4, 7–11, 14–18, 21–25, 28–30 = 22, less
+/// the 3 holidays = 19; Saturday type 5, 12, 19, 26 and 28 = 5; Sunday type 6, 13, 20, 27, 18 and
+/// 21 = 6 (19 + 5 + 6 = 30). Low demand hours: weekday peak 07–09, 18–21 (5 h), standard 06–07,
+/// 09–18, 21–22 (11 h), off-peak 8 h; Saturday standard 07–12, 18–20 (7 h); Sunday standard
+/// 18–20 (2 h).
+///   Low demand · Peak      19 × 5 h × 1,000 = 95,000 kWh × 2.7678                = 262,941.00
+///   Low demand · Standard  (19 × 11 + 5 × 7 + 6 × 2) h × 1,000 = 256,000 kWh × 1.5562 = 398,387.20
+///   Low demand · Off-peak  (19 × 8 + 5 × 17 + 6 × 22) h × 1,000 = 369,000 kWh × 1.1115 = 410,143.50
+/// The reactive energy charge is the high demand season's only: nothing in April.
+#[test]
+fn the_eskom_megaflex_entry_bills_april_holidays_as_sundays_and_saturdays() {
+    let (tz, period, assignments, data) = megaflex_2025(Period::month(2025, 4, 1).unwrap());
+    let bill = run(tz, period, &assignments, &data);
+    assert_eq!(
+        malchow_lines(&bill)[..3],
+        [
+            row("Low demand · Peak", "95000", "2.7678", "262941.00"),
+            row("Low demand · Standard", "256000", "1.5562", "398387.20"),
+            row("Low demand · Off-peak", "369000", "1.1115", "410143.50"),
+        ]
+    );
+    assert_eq!(
+        bill.segments[0].holidays,
+        [
+            "2025-04-18 Good Friday: billed as Sunday",
+            "2025-04-21 Family Day: billed as Sunday",
+            "2025-04-28 Freedom Day (observed; 27 April is a Sunday): billed as Saturday"
+        ]
+    );
+    assert_eq!(line(&bill, "Reactive energy charge").amount, dec("0.00"));
+}
+
 // ---------------------------------------------------------------- several demand charges
 
 /// A US-style TOU tariff in America/Los_Angeles: summer (06-01 to 10-31) and winter, weekday
