@@ -26,6 +26,11 @@ const ENTRIES: &[(&str, &str, &str)] = &[
         include_str!("library/za-eskom-megaflex-2025.json"),
         include_str!("library/za-eskom-megaflex-2025.municipality.json"),
     ),
+    (
+        "us-sdge-al-tou-2024-10-01",
+        include_str!("library/us-sdge-al-tou-2024-10-01.json"),
+        include_str!("library/us-sdge-al-tou-2024-10-01.municipality.json"),
+    ),
 ];
 
 /// `{key}.municipality.json`.

@@ -1008,6 +1008,154 @@ fn the_eskom_megaflex_entry_bills_april_holidays_as_sundays_and_saturdays() {
     assert_eq!(line(&bill, "Reactive energy charge").amount, dec("0.00"));
 }
 
+/// The library's US entry (`us-sdge-al-tou-2024-10-01`), assigned from its effective date.
+fn sdge_al_tou() -> Vec<Assignment> {
+    let e = super::library::entry("us-sdge-al-tou-2024-10-01").expect("the library entry validates");
+    let tariff = Tariff { id: 1, doc: e.tariff, municipality: e.municipality };
+    vec![Assignment { from: d(2024, 10, 1), tariff: Arc::new(tariff) }]
+}
+
+/// The SDG&E entry in America/Los_Angeles, with the hand
+/// bill's synthetic load: 25 kWh every 15 minutes (100 kW), 150 kWh (600 kW) 08:00–18:00 local
+/// on the days the site is open (Monday to Friday, Veterans Day included, Thanksgiving not), and
+/// two spikes: Tuesday 12 November 10:00–10:15, 200 kWh (800 kW), and Thursday 21 November
+/// 17:00–17:15, 175 kWh (700 kW).
+fn sdge_november_2024() -> (Tz, Period, Vec<Assignment>, Vec<SiteInterval>) {
+    use chrono::Datelike;
+    let la = chrono_tz::America::Los_Angeles;
+    let period = Period::month(2024, 11, 1).unwrap();
+    let data = intervals(la, period, |at| {
+        let (day, h, m) = (at.date(), at.hour(), at.minute());
+        let open = day.weekday().num_days_from_monday() < 5 && day != d(2024, 11, 28);
+        let kwh = if day == d(2024, 11, 12) && (h, m) == (10, 0) {
+            200.0
+        } else if day == d(2024, 11, 21) && (h, m) == (17, 0) {
+            175.0
+        } else if open && (8..18).contains(&h) {
+            150.0
+        } else {
+            25.0
+        };
+        (kwh * 1_000.0, 0.0, kwh * 1_000.0)
+    });
+    (la, period, sdge_al_tou(), data)
+}
+
+/// SDG&E SCHEDULE AL-TOU, SECONDARY, ABOVE 500 kW, from 2024-10-01, by hand (checked with Python
+/// `decimal`; rates as in the entry's `source`, from the OpenEI URDB transcription). November
+/// 2024 (meter-read day 1), all Winter, America/Los_Angeles: DST ends Sunday 3 November (01:00–02:00
+/// twice, a 25-hour day), so 30 × 96 + 4 = 2,884 intervals. Holidays billed as Sundays (the
+/// weekend grid): Veterans Day, Monday 11 November (the site is open), and Thanksgiving, Thursday
+/// 28 November (closed). 21 weekdays − 2 holidays = 19 days on the weekday grid; 9 weekend days
+/// and 2 holidays = 11 on the weekend grid.
+/// Winter grids: weekday Super Off-Peak 00–06, Off-Peak 06–16 and 21–24, On-Peak 16–21
+/// (no 10–14 Super Off-Peak: that is March and April only); weekend and holiday Super Off-Peak
+/// 00–14, Off-Peak 14–16 and 21–24, On-Peak 16–21.
+///   Open weekday (19): SOP 00–06 24 × 25 = 600; Off 06–08 8 × 25 + 08–16 32 × 150 + 21–24
+///     12 × 25 = 5,300; On 16–18 8 × 150 + 18–21 12 × 25 = 1,500 (7,400 kWh).
+///   Closed weekend-grid day (8 weekend days of 24 h, Thanksgiving, and Sunday 3 November with
+///     4 more SOP intervals: 10 days): SOP 56 × 25 = 1,400 (+100 on 3 November); Off 20 × 25
+///     = 500; On 20 × 25 = 500 (2,400 kWh).
+///   Veterans Day, open on the weekend grid: SOP 00–08 32 × 25 + 08–14 24 × 150 = 4,400;
+///     Off 14–16 8 × 150 + 21–24 12 × 25 = 1,500; On 16–18 8 × 150 + 18–21 12 × 25 = 1,500.
+///   Spikes: 12 November 10:00 (weekday Off-Peak) +50; 21 November 17:00 (On-Peak) +25.
+///   On-Peak         19 × 1,500 + 10 × 500 + 1,500 + 25          =  35,025 kWh
+///   Off-Peak        19 × 5,300 + 10 × 500 + 1,500 + 50          = 107,250 kWh
+///   Super Off-Peak  19 × 600 + 10 × 1,400 + 100 + 4,400         =  29,900 kWh
+///   (172,175 kWh = 20 open days × 7,400 + 10 × 2,400 + 100 + 75.)
+/// Lines (each to the cent, half up; no sales tax):
+///   Winter · On-Peak (EECC)             35,025 kWh × 0.22118 =  7,746.8295 →  7,746.83
+///   Winter · Off-Peak (EECC)           107,250 kWh × 0.12425 = 13,325.8125 → 13,325.81
+///   Winter · Super Off-Peak (EECC)      29,900 kWh × 0.09599 =  2,870.101  →  2,870.10
+///   Distribution energy charge (UDC)   172,175 kWh × 0.01874 =  3,226.5595 →  3,226.56
+///   Basic Service Fee (above 500 kW)    1 month × 766.91    =    766.91
+///   Maximum Demand (non-coincident): 12 November 10:00, 200 kWh × 4 = 800 kW × 30.63 = 24,504.00
+///   Maximum On-Peak Demand, Winter (UDC): 21 November 17:00, 175 kWh × 4 = 700 kW × 32.93
+///   = 23,051.00
+///   (the summer on-peak charges have no line: no summer day in the period)
+///   Total 75,491.21 USD.
+#[test]
+fn the_sdge_al_tou_library_entry_matches_the_hand_calculation() {
+    let (tz, period, assignments, data) = sdge_november_2024();
+    let bill = run(tz, period, &assignments, &data);
+    assert_eq!(
+        malchow_lines(&bill),
+        [
+            row("Winter · On-Peak", "35025", "0.22118", "7746.83"),
+            row("Winter · Off-Peak", "107250", "0.12425", "13325.81"),
+            row("Winter · Super Off-Peak", "29900", "0.09599", "2870.10"),
+            row("Distribution energy charge (UDC)", "172175", "0.01874", "3226.56"),
+            row("Basic Service Fee (above 500 kW)", "1", "766.91", "766.91"),
+            row("Maximum Demand (non-coincident)", "800", "30.63", "24504.00"),
+            row("Maximum On-Peak Demand, Winter (UDC)", "700", "32.93", "23051.00"),
+        ]
+    );
+    let codes: Vec<&str> = bill.lines.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "energy.winter.peak",
+            "energy.winter.standard",
+            "energy.winter.off_peak",
+            "udc_energy",
+            "basic_service_fee",
+            "demand_nc",
+            "demand_on_peak_winter"
+        ]
+    );
+    let notes: Vec<&str> = bill.lines.iter().filter(|l| l.kind == LineKind::Demand).map(|l| l.note.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "maximum on 2024-11-12 10:00–10:15 (2024-11-12 18:00 UTC)",
+            "maximum on 2024-11-21 17:00–17:15 (2024-11-22 01:00 UTC)"
+        ]
+    );
+    assert_eq!(
+        bill.segments[0].holidays,
+        ["2024-11-11 Veterans Day: billed as Sunday", "2024-11-28 Thanksgiving Day: billed as Sunday"]
+    );
+    assert!(bill.lines.iter().all(|l| l.vat_percent.is_zero()), "no sales tax");
+    assert_eq!((bill.subtotal, bill.vat, bill.total), (dec("75491.21"), dec("0"), dec("75491.21")));
+    assert_eq!((bill.import_kwh, bill.currency.as_str()), (dec("172175"), "USD"));
+    assert_eq!(bill.intervals, 30 * 96 + 4);
+}
+
+/// The entry's three Winter seasons: on weekdays 10:00–14:00 is Super Off-Peak in March and April
+/// only (Off-Peak in February and May); on weekends it is Super Off-Peak all winter.
+#[test]
+fn the_sdge_al_tou_march_and_april_midday_is_super_off_peak() {
+    let la = chrono_tz::America::Los_Angeles;
+    let assignments = sdge_al_tou();
+    // (month, day, local hour, its period) in 2025: Fridays 28 February, 7 March, 25 April and
+    // 2 May, and Saturday 3 May.
+    for (month, day, hour, expected) in [
+        (2, 28, 10, TouPeriod::Standard),
+        (3, 7, 9, TouPeriod::Standard),
+        (3, 7, 10, TouPeriod::OffPeak),
+        (3, 7, 13, TouPeriod::OffPeak),
+        (3, 7, 14, TouPeriod::Standard),
+        (4, 25, 10, TouPeriod::OffPeak),
+        (5, 2, 10, TouPeriod::Standard),
+        (5, 3, 10, TouPeriod::OffPeak),
+    ] {
+        let period = Period::month(2025, month, 1).unwrap();
+        let data = intervals_of_one_kwh(la, period);
+        let input = BillInput {
+            tz: la,
+            period,
+            devices: 1,
+            assignments: &assignments,
+            intervals: &data,
+            nmd: None,
+            history: &[],
+        };
+        let at = d(2025, month, day).and_hms_opt(hour, 0, 0).unwrap();
+        let row = engine::interval_rows(&input).into_iter().find(|r| r.local == at).unwrap();
+        assert_eq!((row.season, row.period), (Some("Winter"), Some(expected)), "{at}");
+    }
+}
+
 // ---------------------------------------------------------------- several demand charges
 
 /// A US-style TOU tariff in America/Los_Angeles: summer (06-01 to 10-31) and winter, weekday

@@ -1182,6 +1182,75 @@ async fn the_editor_builds_capacity_bands_and_the_bill_takes_the_band_rate(pool:
     );
 }
 
+/// The US library entry (SDG&E AL-TOU) into a new municipality: United States, USD, no sales tax;
+/// the editor shows SDG&E's period names and the version's holidays; a Los Angeles site billed
+/// for November 2024 on the load of src/tariffs/tests.rs (`sdge_november_2024`: 25 kWh per 15
+/// minutes, 150 kWh 08:00–18:00 on weekdays but Thanksgiving, spikes of 200 kWh on 12 November
+/// 10:00 and 175 kWh on 21 November 17:00) comes to the hand calculation there, 75,491.21 USD.
+#[sqlx::test]
+async fn the_sdge_library_entry_bills_the_hand_calculated_november(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let mut b = admin(&app).await;
+    let rates = b.get("/settings/rates").await;
+    for expected in [
+        "<td>San Diego Gas &#38; Electric Company (SDG&#38;E)</td>",
+        "from 2024-10-01",
+        r#"<option value="us-sdge-al-tou-2024-10-01""#,
+    ] {
+        assert!(rates.body.contains(expected), "{expected} missing from {}", rates.body);
+    }
+    let fields = [("entry", "us-sdge-al-tou-2024-10-01"), ("municipality_id", "new")];
+    let res = submit(&mut b, "/settings/rates", "/settings/rates/library", &fields).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let tariff = id_after(res.location(), "/settings/rates/tariffs/");
+    let editor = b.get(res.location()).await;
+    for field in [r#"name="period_name_standard" value="Off-Peak""#, "2024-11-11 sunday Veterans Day"] {
+        assert!(editor.body.contains(field), "{field} missing from the editor");
+    }
+    let rates = b.get("/settings/rates").await;
+    assert!(rates.body.contains("San Diego (SDG&#38;E service territory)</a></td><td>United States</td><td>USD</td>"));
+
+    let (site, device) = site_with_meter(&app, "America/Los_Angeles").await;
+    let la: Tz = "America/Los_Angeles".parse().unwrap();
+    let intervals = meter_energy(&app, device, "2024-11-01T00:00:00-07:00", "2024-11-30T23:45:00-08:00", |t| {
+        let at = t.with_timezone(&la);
+        let (day, h, m) = (at.date_naive(), at.hour(), at.minute());
+        let nov = |d: u32| chrono::NaiveDate::from_ymd_opt(2024, 11, d).unwrap();
+        let open = at.weekday().num_days_from_monday() < 5 && day != nov(28);
+        let kwh = if day == nov(12) && (h, m) == (10, 0) {
+            200.0
+        } else if day == nov(21) && (h, m) == (17, 0) {
+            175.0
+        } else if open && (8..18).contains(&h) {
+            150.0
+        } else {
+            25.0
+        };
+        (kwh * 1_000.0, 0.0, kwh * 1_000.0)
+    })
+    .await;
+    assert_eq!(intervals, 30 * 96 + 4, "DST ends on 3 November");
+    let res = submit(
+        &mut b,
+        "/settings/rates",
+        "/settings/rates/assignments",
+        &[("site_id", &site.to_string()), ("tariff_id", &tariff.to_string()), ("effective_from", "2024-10-01")],
+    )
+    .await;
+    assert_eq!(res.location(), "/settings/rates?notice=tariff-assigned");
+    let cost = b.get(&format!("/sites/{site}/cost?month=2024-11")).await;
+    for expected in [
+        "2024-11-11 Veterans Day: billed as Sunday",
+        "2024-11-28 Thanksgiving Day: billed as Sunday",
+        "Maximum On-Peak Demand, Winter (UDC)",
+        "<strong>75491.21</strong>",
+    ] {
+        assert!(cost.body.contains(expected), "{expected} missing from {}", cost.body);
+    }
+    let csv = b.get(&format!("/sites/{site}/cost/bill.csv?month=2024-11")).await;
+    assert!(csv.body.ends_with("Total,,,,,,75491.21,,,USD\n"), "{}", csv.body);
+}
+
 /// Start from a published tariff: Settings → Rates lists the library; choosing the Ontario entry
 /// into a new municipality imports it (with the OEB's HST and 2025 holidays), lands in the
 /// editor, and the site, whose meter-read day is 13 on its form, bills the worked example's
