@@ -780,7 +780,7 @@ fn malchow_march_2025(reactive_percent: f64) -> (Tz, Period, Vec<Assignment>, Ve
 }
 
 /// (description, quantity, rate, amount) of every line.
-fn malchow_lines(bill: &Bill) -> Vec<(String, String, String, String)> {
+fn described_lines(bill: &Bill) -> Vec<(String, String, String, String)> {
     let n = |x: Decimal| x.normalize().to_string();
     bill.lines.iter().map(|l| (l.description.clone(), n(l.quantity), n(l.rate), format!("{:.2}", l.amount))).collect()
 }
@@ -821,7 +821,7 @@ fn the_malchow_library_entry_matches_the_hand_calculation() {
         let (tz, period, assignments, data) = malchow_march_2025(percent);
         let bill = run(tz, period, &assignments, &data);
         assert_eq!(
-            malchow_lines(&bill),
+            described_lines(&bill),
             [
                 row("Energy", "86900", "0", "0.00"),
                 row("Arbeitspreis Netz (Monatspreissystem, NS)", "86900", "0.0222", "1929.18"),
@@ -933,7 +933,7 @@ fn the_eskom_megaflex_library_entry_matches_the_hand_calculation() {
         history: &history,
     });
     assert_eq!(
-        malchow_lines(&bill),
+        described_lines(&bill),
         [
             row("High demand · Peak", "100000", "6.6692", "666920.00"),
             row("High demand · Standard", "265200", "1.6673", "442167.96"),
@@ -990,7 +990,7 @@ fn the_eskom_megaflex_entry_bills_april_holidays_as_sundays_and_saturdays() {
     let (tz, period, assignments, data) = megaflex_2025(Period::month(2025, 4, 1).unwrap());
     let bill = run(tz, period, &assignments, &data);
     assert_eq!(
-        malchow_lines(&bill)[..3],
+        described_lines(&bill)[..3],
         [
             row("Low demand · Peak", "95000", "2.7678", "262941.00"),
             row("Low demand · Standard", "256000", "1.5562", "398387.20"),
@@ -1079,7 +1079,7 @@ fn the_sdge_al_tou_library_entry_matches_the_hand_calculation() {
     let (tz, period, assignments, data) = sdge_november_2024();
     let bill = run(tz, period, &assignments, &data);
     assert_eq!(
-        malchow_lines(&bill),
+        described_lines(&bill),
         [
             row("Winter · On-Peak", "35025", "0.22118", "7746.83"),
             row("Winter · Off-Peak", "107250", "0.12425", "13325.81"),
