@@ -10,7 +10,8 @@
 # any). After BENCH_WARMUP seconds it measures for BENCH_SECONDS and prints:
 #   meters polled per second   successful polls / s (from tau_portal_polls_total)
 #   readings stored per second rows added to monitoring."PowerMeasurements" / s
-#   missed cycles              tau_portal_poll_missed_cycles_total during the window
+#   missed cycles              tau_portal_poll_missed_cycles_total during the window, and in
+#                              each tenth of it (a steady trickle, or one bad moment)
 #   failed polls               polls that timed out or failed during the window
 #   CPU per 1,000 reads        the portal process's user+system CPU seconds per 1,000 polls
 #   RSS start / end            the portal's resident memory at the start and end of the window,
@@ -179,11 +180,18 @@ phase "warm-up: ${WARMUP}s"
 sleep "$WARMUP"
 START=$(sample)
 phase "measuring: ${SECONDS_MEASURED}s"
-# RSS every tenth of the window, to tell growth that levels off from a leak.
+# RSS every tenth of the window, to tell growth that levels off from a leak, and the missed
+# cycles so far, to tell a steady trickle from one bad moment.
+missed_so_far() {
+    curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" |
+        awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }'
+}
 RSS_SERIES=()
+MISSED_SERIES=()
 for ((i = 1; i <= 10; i++)); do
     sleep "$(awk -v s="$SECONDS_MEASURED" 'BEGIN { print s / 10 }')"
     RSS_SERIES+=("$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")")
+    MISSED_SERIES+=("$(missed_so_far)")
 done
 END=$(sample)
 
@@ -196,7 +204,7 @@ phase "result"
 awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="$TICK" \
     -v r0="$rss0" -v r1="$rss1" -v ok0="$ok0" -v ok1="$ok1" -v f0="$failed0" -v f1="$failed1" \
     -v mi0="$missed0" -v mi1="$missed1" -v w0="$rows0" -v w1="$rows1" \
-    -v series="${RSS_SERIES[*]}" 'BEGIN {
+    -v series="${RSS_SERIES[*]}" -v missed_series="${MISSED_SERIES[*]}" 'BEGIN {
     dt = t1 - t0; polls = ok1 - ok0; cpu = (c1 - c0) / tick
     rate = polls / dt; missed = mi1 - mi0; failed = f1 - f0
     printf "meters                      %d at a 1 s interval, %.1f s measured\n", m, dt
@@ -210,6 +218,10 @@ awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     n = split(series, rss, " ")
     printf "RSS every %.0f s (MB)        ", dt / 10
     for (i = 1; i <= n; i++) printf "%.1f ", rss[i] / 1024
+    printf "\n"
+    n = split(missed_series, ms, " ")
+    printf "missed cycles per tenth     "
+    for (i = 1; i <= n; i++) printf "%d ", ms[i] - (i > 1 ? ms[i - 1] : mi0)
     printf "\n"
     # Flat: the second half of the samples averages no more than the first half (RSS moves
     # up and down as the allocator reuses memory; a leak shows as a rising mean).
