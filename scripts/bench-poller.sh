@@ -161,6 +161,9 @@ until curl -fsS "http://127.0.0.1:$PORTAL_PORT/health" >/dev/null 2>&1; do
     sleep 0.2
 done
 
+# The missed cycles so far, from a /metrics page on stdin.
+missed_cycles() { awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }'; }
+
 # One sample: wall clock, portal CPU ticks, RSS (kB), successful and failed polls, missed
 # cycles, stored readings.
 sample() {
@@ -172,7 +175,7 @@ sample() {
     printf '%s %s %s %s %s %s %s\n' "$(date +%s.%N)" "$cpu" "$rss" \
         "$(awk '/^tau_portal_polls_total\{.*result="ok"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
         "$(awk '/^tau_portal_polls_total\{.*result="failed"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
-        "$(awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
+        "$(missed_cycles <<<"$metrics")" \
         "$readings"
 }
 
@@ -182,16 +185,12 @@ START=$(sample)
 phase "measuring: ${SECONDS_MEASURED}s"
 # RSS every tenth of the window, to tell growth that levels off from a leak, and the missed
 # cycles so far, to tell a steady trickle from one bad moment.
-missed_so_far() {
-    curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" |
-        awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }'
-}
 RSS_SERIES=()
 MISSED_SERIES=()
 for ((i = 1; i <= 10; i++)); do
     sleep "$(awk -v s="$SECONDS_MEASURED" 'BEGIN { print s / 10 }')"
     RSS_SERIES+=("$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")")
-    MISSED_SERIES+=("$(missed_so_far)")
+    MISSED_SERIES+=("$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | missed_cycles)")
 done
 END=$(sample)
 
@@ -219,9 +218,9 @@ awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     printf "RSS every %.0f s (MB)        ", dt / 10
     for (i = 1; i <= n; i++) printf "%.1f ", rss[i] / 1024
     printf "\n"
-    n = split(missed_series, ms, " ")
+    k = split(missed_series, ms, " ")
     printf "missed cycles per tenth     "
-    for (i = 1; i <= n; i++) printf "%d ", ms[i] - (i > 1 ? ms[i - 1] : mi0)
+    for (i = 1; i <= k; i++) printf "%d ", ms[i] - (i > 1 ? ms[i - 1] : mi0)
     printf "\n"
     # Flat: the second half of the samples averages no more than the first half (RSS moves
     # up and down as the allocator reuses memory; a leak shows as a rising mean).
