@@ -229,7 +229,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tasks.spawn(metrics::upkeep(shutdown.clone()));
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
-        tasks.spawn(crate::measurements::hourly::job(pool.clone(), shutdown.clone()));
+        tasks.spawn(crate::measurements::hourly::job(pool.clone(), state.clock.clone(), shutdown.clone()));
     }
     if state.config.run_mode == RunMode::Client {
         let evaluator = alarms::evaluate::Evaluator::new(pool.clone(), state.clock.clone(), state.alarms.clone());

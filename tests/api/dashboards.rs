@@ -144,7 +144,7 @@ async fn day_buckets_follow_the_sites_dst_days(pool: PgPool) {
     let expected: Vec<(String, i64)> = expected.iter().map(|(t, n)| (t.to_string(), *n)).collect();
     assert_eq!(days, expected, "from the readings (nothing rolled up yet)");
     // The same from the hourly rollup, once the job has run.
-    tau_acuvim_portal::measurements::hourly::refresh(&app.state.db).await.unwrap();
+    tau_acuvim_portal::measurements::hourly::refresh(&app.state.db, chrono::Utc::now()).await.unwrap();
     let rolled = json(&mut b, &format!("/devices/{device}/series?from=2026-03-01&to=2026-11-30")).await;
     assert_eq!(rolled["samples"], body["samples"]);
     assert_eq!(rolled["times"], body["times"]);
@@ -181,7 +181,6 @@ async fn long_charts_read_the_hourly_rollup_and_late_readings_show_at_once(pool:
     };
     // Three hours a minute apart: 1 kW, 2 kW, 3 kW.
     write((0..180).map(|m| (m, 1000.0 * (1 + m / 60) as f32)).collect()).await;
-    assert_eq!(hourly::refresh(&pool).await.unwrap(), 3);
     let url = format!("/devices/{device}/series?from=2026-11-01&to=2026-11-20");
     let hours = |body: &Value| -> Vec<(i64, Option<f64>, Option<f64>)> {
         let n = body["samples"].as_array().unwrap().iter().map(|s| s.as_i64().unwrap());
@@ -189,9 +188,23 @@ async fn long_charts_read_the_hourly_rollup_and_late_readings_show_at_once(pool:
         let max = numbers(&body["lines"][2]["values"]);
         n.zip(avg).zip(max).map(|((n, a), x)| (n, a, x)).collect()
     };
+    let three = [(60, Some(1.0), Some(1.0)), (60, Some(2.0), Some(2.0)), (60, Some(3.0), Some(3.0))];
+    assert_eq!(hours(&json(&mut b, &url).await), three, "from the readings");
+    // At 02:30 the third hour is still in progress: it stays marked, read from the readings.
+    let mark = || async {
+        let from: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar(r#"SELECT "From" FROM monitoring."HourlyStale""#).fetch_one(&pool).await.unwrap();
+        from.to_rfc3339()
+    };
+    let half_past_two = chrono::DateTime::parse_from_rfc3339("2026-11-10T02:30:00Z").unwrap().to_utc();
+    assert_eq!(hourly::refresh(&pool, half_past_two).await.unwrap(), 2, "the two hours that ended");
+    assert_eq!(mark().await, "2026-11-10T02:00:00+00:00");
+    assert_eq!(hourly::refresh(&pool, half_past_two).await.unwrap(), 0, "nothing more until the hour ends");
+    assert_eq!(hours(&json(&mut b, &url).await), three, "two hours rolled up, the third from the readings");
+    assert_eq!(hourly::refresh(&pool, chrono::Utc::now()).await.unwrap(), 1);
     let body = json(&mut b, &url).await;
     assert_eq!(body["bucketSeconds"], 3600, "20 days are drawn in hours");
-    assert_eq!(hours(&body), [(60, Some(1.0), Some(1.0)), (60, Some(2.0), Some(2.0)), (60, Some(3.0), Some(3.0))]);
+    assert_eq!(hours(&body), three);
     // A late reading in the second hour: served from the readings before the job runs again.
     write(vec![(90, 62_000.0), (90, 0.0)]).await;
     let body = json(&mut b, &url).await;
@@ -209,7 +222,7 @@ async fn long_charts_read_the_hourly_rollup_and_late_readings_show_at_once(pool:
     let body = json(&mut b, &url).await;
     assert_eq!(hours(&body)[0], (1, Some(7.0), Some(7.0)), "the late hour is there before the job runs");
     assert_eq!(hours(&body)[1], (60, Some(1.0), Some(1.0)));
-    hourly::refresh(&pool).await.unwrap();
+    hourly::refresh(&pool, chrono::Utc::now()).await.unwrap();
     let again = json(&mut b, &url).await;
     assert_eq!(hours(&again), hours(&body), "and the same after it ran");
     let stale: i64 =

@@ -288,7 +288,7 @@ async fn the_comparison_draws_the_six_biggest_meters_and_names_the_rest(pool: Pg
     }
     measurements::write(&pool, &batch).await.unwrap();
     rollup::run_once(&pool, now).await.unwrap();
-    measurements::hourly::refresh(&pool).await.unwrap();
+    measurements::hourly::refresh(&pool, now).await.unwrap();
 
     for (range, bucket) in [("7d", 3600), ("24h", 300)] {
         let page = b.get(&format!("/sites/{site}?compare={range}")).await;
