@@ -56,16 +56,12 @@ pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Bod
         return refuse(StatusCode::BAD_REQUEST, "malformed", error, Some(&batch)).await;
     }
     let plain = state.fleet_storage == Some(FleetStorage::Plain);
-    let receipt = store::store(
-        &state.db,
-        sender.customer_id,
-        &batch,
-        crate::measurements::Horizon { earliest: state.config.earliest_reading, now: state.clock.now() },
-        plain,
-    )
-    .await?;
+    let horizon = crate::measurements::Horizon { earliest: state.config.earliest_reading, now: state.clock.now() };
+    let (db, customer, kind) = (state.db.clone(), sender.customer_id, batch.kind);
+    let receipt =
+        crate::db::uncancelled(async move { store::store(&db, customer, &batch, horizon, plain).await }).await?;
     metrics::counter!("tau_portal_fleet_batches_received_total", "status" => "200").increment(1);
-    if batch.kind == wire::BatchType::Measurements {
+    if kind == wire::BatchType::Measurements {
         metrics::counter!("tau_portal_readings_ingested_total", "source" => "fleet").increment(receipt.accepted);
     }
     Ok(Json(receipt).into_response())

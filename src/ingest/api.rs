@@ -73,7 +73,8 @@ pub async fn ingest(State(state): State<AppState>, _: ApiKey, body: Body) -> App
     let horizon = Horizon { earliest: state.config.earliest_reading, now: state.clock.now() };
     let (readings, mut errors) = readings(rows, &devices, horizon);
     let valid = readings.len() as u64;
-    let accepted = measurements::write(&state.db, &readings).await?;
+    let db = state.db.clone();
+    let accepted = crate::db::uncancelled(async move { measurements::write(&db, &readings).await }).await?;
     let rejected = errors.len();
     metrics::counter!("tau_portal_readings_ingested_total", "source" => "api").increment(accepted);
     metrics::counter!("tau_portal_ingest_rows_rejected_total").increment(rejected as u64);
