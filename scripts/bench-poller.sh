@@ -13,10 +13,17 @@
 #   missed cycles              tau_portal_poll_missed_cycles_total during the window, and in
 #                              each tenth of it (a steady trickle, or one bad moment)
 #   failed polls               polls that timed out or failed during the window
+#   late runtime wakeups       tau_portal_runtime_late_wakeups_total during the window, and per
+#                              tenth: missed cycles with late wakeups are the portal held up,
+#                              without them late replies
 #   CPU per 1,000 reads        the portal process's user+system CPU seconds per 1,000 polls
+#   simulator / PostgreSQL CPU what the peers on the other CPUs took (when they saturate them,
+#                              replies come late and polls miss their slots)
 #   RSS start / end            the portal's resident memory at the start and end of the window,
 #                              and every tenth of the window (flat: the mean of the second half of
 #                              those samples is within 2 % of the first half's)
+#   database time              the ten statements that took PostgreSQL the most time during the
+#                              window (pg_stat_statements), as % of one core and calls per second
 # and a `TARGET MET` or `TARGET MISSED` line. The CPU figure is the whole portal process; with
 # nobody browsing, that is the poller, the write buffer and its database writes.
 #
@@ -104,9 +111,15 @@ phase "PostgreSQL 15 (throwaway cluster, on CPUs $OTHER_CPUS)"
 pg_cluster_init "$PG_BASE"
 # The settings of scripts/test.sh: durability is pointless for a throwaway cluster.
 pg_cluster_start_on_free_port "$PG_BASE" \
-    -c max_connections=100 -c fsync=off -c synchronous_commit=off -c full_page_writes=off
-# Backends forked from now on inherit the postmaster's CPUs.
-taskset -p -c "$OTHER_CPUS" "$(sed -n 1p "$PG_BASE/data/postmaster.pid")" >/dev/null
+    -c max_connections=100 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
+# Backends forked from now on inherit the postmaster's CPUs, and its lower priority: the
+# simulator stands in for meters, which answer within milliseconds however busy the database
+# is, so on the CPUs they share the simulator goes first (the write buffer absorbs a database
+# that falls behind for a moment; a lasting backlog would show as rising memory).
+POSTMASTER=$(sed -n 1p "$PG_BASE/data/postmaster.pid")
+taskset -p -c "$OTHER_CPUS" "$POSTMASTER" >/dev/null
+renice -n 10 -p "$POSTMASTER" >/dev/null
 echo "listening on 127.0.0.1:${PG_CLUSTER_PORT}"
 
 phase "simulator: $METERS meters on 127.0.0.1:$MODBUS_PORT-$((MODBUS_PORT + METERS - 1)) (CPUs $OTHER_CPUS, up to $PER_SIMULATOR per process)"
@@ -161,41 +174,75 @@ until curl -fsS "http://127.0.0.1:$PORTAL_PORT/health" >/dev/null 2>&1; do
     sleep 0.2
 done
 
-# The missed cycles so far, from a /metrics page on stdin.
-missed_cycles() { awk '/^tau_portal_poll_missed_cycles_total/ { s += $NF } END { print s + 0 }'; }
+# A counter's total so far (over its labels), from a /metrics page on stdin.
+counter_sum() { awk -v name="$1" '$1 == name || index($1, name "{") == 1 { s += $NF } END { print s + 0 }'; }
+
+# CPU ticks of a process (user + system), with its exited children's when $2 is "tree" (the
+# postmaster: backends that come and go), plus its live children's.
+cpu_ticks() {
+    local pid=$1 ticks child
+    ticks=$(awk -v tree="${2:-}" '{ print $14 + $15 + (tree == "tree" ? $16 + $17 : 0) }' "/proc/$pid/stat")
+    if [[ ${2:-} == tree ]]; then
+        for child in $(pgrep -P "$pid"); do
+            ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || echo 0)))
+        done
+    fi
+    echo "$ticks"
+}
+simulator_ticks() {
+    local sum=0 pid
+    for pid in "${SIMULATOR_PIDS[@]}"; do sum=$((sum + $(cpu_ticks "$pid"))); done
+    echo "$sum"
+}
 
 # One sample: wall clock, portal CPU ticks, RSS (kB), successful and failed polls, missed
-# cycles, stored readings.
+# cycles, stored readings, simulator and PostgreSQL CPU ticks, the runtime's late wakeups.
 sample() {
     local metrics cpu rss readings
     metrics=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")
-    cpu=$(awk '{ print $14 + $15 }' "/proc/$PORTAL_PID/stat")
+    cpu=$(cpu_ticks "$PORTAL_PID")
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")
     readings=$(psql_db -At -c 'SELECT count(*) FROM monitoring."PowerMeasurements"')
-    printf '%s %s %s %s %s %s %s\n' "$(date +%s.%N)" "$cpu" "$rss" \
+    printf '%s %s %s %s %s %s %s %s %s %s\n' "$(date +%s.%N)" "$cpu" "$rss" \
         "$(awk '/^tau_portal_polls_total\{.*result="ok"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
         "$(awk '/^tau_portal_polls_total\{.*result="failed"/ { s += $NF } END { print s + 0 }' <<<"$metrics")" \
-        "$(missed_cycles <<<"$metrics")" \
-        "$readings"
+        "$(counter_sum tau_portal_poll_missed_cycles_total <<<"$metrics")" \
+        "$readings" "$(simulator_ticks)" "$(cpu_ticks "$POSTMASTER" tree)" \
+        "$(counter_sum tau_portal_runtime_late_wakeups_total <<<"$metrics")"
 }
 
 phase "warm-up: ${WARMUP}s"
+psql_db -q -c 'CREATE EXTENSION pg_stat_statements'
 sleep "$WARMUP"
 START=$(sample)
+psql_db -q -At -c 'SELECT pg_stat_statements_reset()' >/dev/null
 phase "measuring: ${SECONDS_MEASURED}s"
 # RSS every tenth of the window, to tell growth that levels off from a leak, and the missed
-# cycles so far, to tell a steady trickle from one bad moment.
+# cycles and the runtime's late wakeups so far, to tell a steady trickle from one bad moment and
+# a held-up portal from late replies.
 RSS_SERIES=()
 MISSED_SERIES=()
+LATE_SERIES=()
 for ((i = 1; i <= 10; i++)); do
     sleep "$(awk -v s="$SECONDS_MEASURED" 'BEGIN { print s / 10 }')"
     RSS_SERIES+=("$(awk '/^VmRSS:/ { print $2 }' "/proc/$PORTAL_PID/status")")
-    MISSED_SERIES+=("$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | missed_cycles)")
+    page=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")
+    MISSED_SERIES+=("$(counter_sum tau_portal_poll_missed_cycles_total <<<"$page")")
+    LATE_SERIES+=("$(counter_sum tau_portal_runtime_late_wakeups_total <<<"$page")")
 done
 END=$(sample)
+# Where PostgreSQL's time went during the window (it shares its CPUs with the simulator, so a
+# busy database shows as late replies): the statements that took the most, per second.
+DB_TOP=$(psql_db -At -F ' | ' -v window="$SECONDS_MEASURED" <<'SQL'
+SELECT to_char(total_exec_time / 1000 / :window * 100, 'FM990.0') || ' %',
+       to_char(calls::float8 / :window, 'FM999990.0') || ' calls/s',
+       left(regexp_replace(query, '\s+', ' ', 'g'), 100)
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10
+SQL
+)
 
-read -r t0 cpu0 rss0 ok0 failed0 missed0 rows0 <<<"$START"
-read -r t1 cpu1 rss1 ok1 failed1 missed1 rows1 <<<"$END"
+read -r t0 cpu0 rss0 ok0 failed0 missed0 rows0 sim0 pg0 late0 <<<"$START"
+read -r t1 cpu1 rss1 ok1 failed1 missed1 rows1 sim1 pg1 late1 <<<"$END"
 TICK=$(getconf CLK_TCK)
 ((ok1 > ok0)) || die "no successful polls during the window"
 
@@ -203,7 +250,16 @@ phase "result"
 awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="$TICK" \
     -v r0="$rss0" -v r1="$rss1" -v ok0="$ok0" -v ok1="$ok1" -v f0="$failed0" -v f1="$failed1" \
     -v mi0="$missed0" -v mi1="$missed1" -v w0="$rows0" -v w1="$rows1" \
-    -v series="${RSS_SERIES[*]}" -v missed_series="${MISSED_SERIES[*]}" 'BEGIN {
+    -v s0="$sim0" -v s1="$sim1" -v p0="$pg0" -v p1="$pg1" \
+    -v series="${RSS_SERIES[*]}" -v missed_series="${MISSED_SERIES[*]}" \
+    -v late_series="${LATE_SERIES[*]}" -v la0="$late0" -v la1="$late1" -v db_top="$DB_TOP" -v others="$OTHER_CPUS" '
+# The differences of a series of counter totals (space-separated) from `start` on.
+function per_tenth(series, start,    v, k, i, out) {
+    k = split(series, v, " ")
+    for (i = 1; i <= k; i++) out = out sprintf("%d ", v[i] - (i > 1 ? v[i - 1] : start))
+    return out
+}
+BEGIN {
     dt = t1 - t0; polls = ok1 - ok0; cpu = (c1 - c0) / tick
     rate = polls / dt; missed = mi1 - mi0; failed = f1 - f0
     printf "meters                      %d at a 1 s interval, %.1f s measured\n", m, dt
@@ -213,15 +269,15 @@ awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     printf "failed polls                %d\n", failed
     printf "portal CPU                  %.2f s = %.1f %% of one core\n", cpu, 100 * cpu / dt
     printf "CPU per 1,000 reads         %.3f s\n", 1000 * cpu / polls
+    printf "simulator / PostgreSQL CPU  %.1f %% / %.1f %% of one core (CPUs %s)\n", \
+        100 * (s1 - s0) / tick / dt, 100 * (p1 - p0) / tick / dt, others
     printf "RSS start / end             %.1f MB / %.1f MB (%+.1f %%)\n", r0 / 1024, r1 / 1024, 100 * (r1 - r0) / r0
     n = split(series, rss, " ")
     printf "RSS every %.0f s (MB)        ", dt / 10
     for (i = 1; i <= n; i++) printf "%.1f ", rss[i] / 1024
     printf "\n"
-    k = split(missed_series, ms, " ")
-    printf "missed cycles per tenth     "
-    for (i = 1; i <= k; i++) printf "%d ", ms[i] - (i > 1 ? ms[i - 1] : mi0)
-    printf "\n"
+    printf "missed cycles per tenth     %s\n", per_tenth(missed_series, mi0)
+    printf "late runtime wakeups        %d (>= 250 ms late), per tenth: %s\n", la1 - la0, per_tenth(late_series, la0)
     # Flat: the second half of the samples averages no more than the first half (RSS moves
     # up and down as the allocator reuses memory; a leak shows as a rising mean).
     for (i = 1; i <= n; i++) if (i <= n / 2) a += rss[i]; else b += rss[i]
@@ -229,6 +285,8 @@ awk -v m="$METERS" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     flat = b <= a * 1.02
     printf "RSS mean, 2nd vs 1st half   %+.1f %%\n", 100 * (b - a) / a
     ok = rate >= 0.99 * m && missed == 0 && failed == 0 && flat
+    printf "database time, top statements (%% of one core during the window | calls | statement)\n"
+    printf "%s\n", db_top
     printf "%s: %d meters at 1 s on one core, no missed cycles, flat memory (mean RSS of the 2nd half within 2 %% of the 1st)\n", \
         ok ? "TARGET MET" : "TARGET MISSED", m
 }'

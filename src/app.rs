@@ -227,6 +227,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let tasks = TaskTracker::new();
     tasks.spawn(purge_sessions(state.sessions.clone(), shutdown.clone()));
     tasks.spawn(metrics::upkeep(shutdown.clone()));
+    tasks.spawn(metrics::runtime_probe(shutdown.clone()));
     if state.config.run_mode == RunMode::Client {
         tasks.spawn(rollup::job(pool.clone(), state.clock.clone(), shutdown.clone()));
         tasks.spawn(crate::measurements::hourly::job(pool.clone(), state.clock.clone(), shutdown.clone()));

@@ -105,6 +105,12 @@ pub const METRICS: &[Metric] = &[
         "Poll slots that passed without a poll of a healthy device (the poller falling behind).",
     ),
     metric(
+        "tau_portal_runtime_late_wakeups_total",
+        Kind::Counter,
+        "",
+        "Times a 100 ms timer woke at least 250 ms late: the async runtime was busy or starved of CPU, so polls and requests started late too.",
+    ),
+    metric(
         "tau_portal_poll_disconnects_total",
         Kind::Counter,
         "",
@@ -306,6 +312,27 @@ pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
         tokio::select! {
             _ = tick.tick() => handle.run_upkeep(),
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// How often the runtime probe wakes, and how late a wakeup must be to count as late.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const PROBE_LATE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Counts the runtime's late wakeups until `shutdown`: a timer that fires late means every task
+/// waiting on this runtime (polls among them) was held up as long, which no per-task metric
+/// shows. It tells a busy portal from a slow peer when polls miss their slots.
+pub async fn runtime_probe(shutdown: tokio_util::sync::CancellationToken) {
+    let late = metrics::counter!("tau_portal_runtime_late_wakeups_total");
+    loop {
+        let due = tokio::time::Instant::now() + PROBE_EVERY;
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if due.elapsed() >= PROBE_LATE {
+            late.increment(1);
         }
     }
 }
