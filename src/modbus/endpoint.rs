@@ -2,8 +2,8 @@
 //! devices polled by unit id in turn, each on its own interval.
 //!
 //! Timing: a device with interval T is polled once per slot `[kT, (k+1)T)` (UTC), shortly after
-//! the slot starts (a stable per-endpoint phase spreads many endpoints over the first 750 ms of a
-//! slot), and its reading is stamped with the slot's start: aligned timestamps, at most one
+//! the slot starts (a stable per-endpoint phase spreads many endpoints over the first quarter of
+//! a slot), and its reading is stamped with the slot's start: aligned timestamps, at most one
 //! reading per slot, so a retry or a reconnect can never store a duplicate or shifted reading.
 //! Slots that pass without a poll while the device was healthy count as missed cycles.
 //!
@@ -52,12 +52,8 @@ use crate::measurements::buffer::WriteBuffer;
 const SETTINGS_EVERY: Duration = Duration::from_secs(3600);
 /// The first reconnect delay after the immediate retry; doubles up to the configured maximum.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Endpoints start their polls at most this long after their slot starts (less than the
-/// shortest interval, 1 s). A slot's end moves with the phase, so the phase takes no time from
-/// retries. Spread over 250 ms, 10,000 meters at 1 s put ~40,000 requests into the first quarter
-/// of each second, a burst that the other side (a simulator sharing a core, a gateway's queue)
-/// answers last-in-line late; over 750 ms the same load is a third as dense (issue 21).
-const MAX_PHASE_MS: i64 = 750;
+/// Endpoints start their polls within the first quarter of a slot, at most this late.
+const MAX_PHASE_MS: i64 = 250;
 /// Attempts at one slot's poll, the first included: enough for an idle-closed or reset
 /// connection and a brief outage, few enough that one silent meter behind a gateway does not
 /// keep tearing down the connection its neighbours share.
