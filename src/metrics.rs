@@ -448,3 +448,37 @@ fn write_gauge(out: &mut String, m: &Metric, series: &[(String, f64)]) {
     }
     out.push('\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    fn late_wakeups() -> u64 {
+        handle()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("tau_portal_runtime_late_wakeups_total "))
+            .map_or(0, |v| v.trim().parse().unwrap_or(0))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_up_runtime_counts_a_late_wakeup() {
+        let before = late_wakeups();
+        let stop = CancellationToken::new();
+        let probe = tokio::spawn(runtime_probe(stop.clone()));
+        tokio::task::yield_now().await; // the probe arms its 100 ms timer
+        // Hold the only runtime thread, as a long synchronous step would.
+        std::thread::sleep(Duration::from_millis(400));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while late_wakeups() <= before {
+            assert!(Instant::now() < deadline, "no late wakeup counted after the runtime was held for 400 ms");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        probe.await.unwrap();
+    }
+}
