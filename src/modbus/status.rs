@@ -128,11 +128,10 @@ async fn write_pending(db: &PgPool, pending: &HashMap<i32, Pending>) -> Result<(
     if !health.is_empty() {
         db::record_poll_health(db, &health).await?;
     }
-    for (&device_id, p) in pending {
-        let f = &p.facts;
-        if f.settings.is_some() || f.identity.is_some() || f.unsupported_blocks.is_some() {
-            db::record_meter_facts(db, device_id, f).await?;
-        }
-    }
-    Ok(())
+    let facts: Vec<(i32, &MeterFacts)> = pending
+        .iter()
+        .map(|(&device_id, p)| (device_id, &p.facts))
+        .filter(|(_, f)| f.settings.is_some() || f.identity.is_some() || f.unsupported_blocks.is_some())
+        .collect();
+    db::record_meter_facts(db, &facts).await
 }
