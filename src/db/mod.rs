@@ -33,19 +33,20 @@ pub enum ConnectError {
     Cancelled,
 }
 
-/// The database's size on disk (tables, indexes, TOAST), for the usage figures of /metrics.
 /// Runs a request's database write as a task of its own, so it finishes (commits or rolls back)
 /// even when the request's future is dropped: a client that goes away mid-request (a Client
-/// portal killed mid-push, a proxy's timeout) cancels its handler, and a write cancelled between
-/// its `BEGIN` and the end left the pooled connection inside an open transaction that held the
-/// customer's batch lock, so every later batch of that customer failed (seen in the fleet test,
-/// which kills a Client mid-push: PostgreSQL warned "there is already a transaction in progress").
+/// portal killed mid-push, a proxy's timeout) cancels its handler. Dropped while waiting for the
+/// answer to its `BEGIN`, sqlx 0.9 has not yet counted the transaction and queues no rollback,
+/// so the pooled connection stayed inside an open transaction; in the fleet ingest it held the
+/// customer's batch lock and every later batch of that customer failed (the fleet test, which
+/// kills a Client mid-push; PostgreSQL warned "there is already a transaction in progress").
 pub async fn uncancelled<T: Send + 'static>(
     write: impl Future<Output = Result<T, sqlx::Error>> + Send + 'static,
 ) -> crate::error::AppResult<T> {
     Ok(tokio::spawn(write).await.map_err(crate::error::AppError::internal)??)
 }
 
+/// The database's size on disk (tables, indexes, TOAST), for the usage figures of /metrics.
 pub async fn size_bytes(db: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(db).await
 }
