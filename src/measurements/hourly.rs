@@ -119,7 +119,9 @@ async fn refresh_device(db: &PgPool, device: i32, cut: DateTime<Utc>) -> Result<
             note(&mut tx, &[device], &[next]).await?;
         }
         tx.commit().await?;
-        if next.is_none() {
+        // Done: no readings after the chunk, or the chunk reached the hour in progress (whose
+        // mark was just set, and is left for a later run).
+        if next.is_none() || to == cut {
             break;
         }
     }
