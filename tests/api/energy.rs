@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use tau_acuvim_portal::db::migrate::{self, MIGRATOR};
 use tau_acuvim_portal::measurements::energy::maths::WRAP_WH;
 use tau_acuvim_portal::measurements::energy::{self, SiteRange, rebuild, rollup};
@@ -628,4 +628,42 @@ async fn reactive_energy_comes_from_the_reactive_counters_like_active_energy(poo
     assert_eq!(door(pool.clone()).await, vec![(Some(100.0), Some(20.0)), (Some(50.0), Some(10.0))]);
     energy::refresh_site_sums(&pool).await.unwrap();
     assert_eq!(door(pool.clone()).await, vec![(Some(100.0), Some(20.0)), (Some(50.0), Some(10.0))], "stored sums");
+}
+
+/// The job rolls devices up in batches (one transaction each): when the database refuses one
+/// device's intervals, the batch is tried again device by device, the others are rolled up, the
+/// refused one keeps its watermark and readings, and it is rolled up once the fault is gone.
+#[sqlx::test]
+async fn a_device_the_database_refuses_does_not_stop_the_rest_of_its_batch(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let mut devices = Vec::new();
+    for name in ["meter-a", "meter-b", "meter-c"] {
+        let d = device(&pool, name).await;
+        write(&pool, d, &[(5, 1000.0), (20, 1300.0), (35, 1600.0)]).await;
+        devices.push(d);
+    }
+    let refused = devices[1];
+    // A fault of the database's own, for one device only: its intervals cannot be written.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        r#"CREATE FUNCTION monitoring.refuse_for_test() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+           CREATE TRIGGER "TR_Test_Refuse" BEFORE INSERT ON monitoring."EnergyIntervals"
+           FOR EACH ROW WHEN (NEW."DeviceId" = {refused}) EXECUTE FUNCTION monitoring.refuse_for_test();"#
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let err = rollup::run_once(&pool, app.clock.now()).await.unwrap_err();
+    assert!(err.to_string().contains("refused for the test"), "{err}");
+    let expected = vec![(0, 200.0), (15, 300.0), (30, 100.0)];
+    assert_eq!(energy(&pool, devices[0]).await, expected);
+    assert_eq!(energy(&pool, devices[2]).await, expected);
+    assert!(energy(&pool, refused).await.is_empty());
+
+    sqlx::raw_sql(r#"DROP TRIGGER "TR_Test_Refuse" ON monitoring."EnergyIntervals""#).execute(&pool).await.unwrap();
+    let report = run(&app).await;
+    assert_eq!(report.readings, 3 + 1 + 1, "the refused device's readings, and the others' last interval");
+    for d in devices {
+        assert_eq!(energy(&pool, d).await, expected);
+    }
 }

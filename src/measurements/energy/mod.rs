@@ -20,8 +20,8 @@
 //! - **The job and the rebuild**: [`rollup::job`] (every minute in Client mode) and
 //!   [`rebuild::rebuild`] (`tau-portal rollup --from …`).
 //!
-//! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused; `rollup.rs` the job's per-device
-//! run; `rebuild.rs` the one-pass rebuild; `watermarks.rs` the watermarks, the rebuild's claim
+//! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused; `rollup.rs` the job's runs (a
+//! batch of devices each); `rebuild.rs` the one-pass rebuild; `watermarks.rs` the watermarks, the rebuild's claim
 //! and the backfill notes; `intervals.rs` the device intervals; `site_sums.rs` the site sums,
 //! their queue and the door. (The applied migrations that made these tables name the files of
 //! the time: `energy.rs` is `maths.rs`, `rollup.rs`'s writers are `intervals.rs`, `site_rollup.rs`
@@ -54,8 +54,8 @@
 //!    short (a device move makes one page sum the whole range once, until the next run).
 //!
 //! # Who locks what
-//! - *A device's watermark row* is the device's lock. The job's run holds it FOR UPDATE for its
-//!   whole transaction (take the backfill note, read, compute, replace the intervals, move the
+//! - *A device's watermark row* is the device's lock. The job's run (a batch of devices) holds
+//!   it FOR UPDATE for its whole transaction (take the backfill note, read, compute, replace the intervals, move the
 //!   watermark); the write path holds it FOR KEY SHARE from its late-reading check to its
 //!   commit, so a reading committed during a run is read by the run or noted, never neither.
 //!   The rebuild holds the rows FOR UPDATE only at its start (rewind, take the notes, claim the
@@ -63,7 +63,7 @@
 //!   between, the claim makes the write path note every reading inside the range. Rows are
 //!   always locked in device id order, so two lockers never wait for each other.
 //! - *The rebuild lock*, an advisory lock ([`rollup`]'s `REBUILD_LOCK`): the rebuild holds it
-//!   exclusively on a connection of its own for its whole run; each of the job's device runs
+//!   exclusively on a connection of its own for its whole run; each of the job's runs
 //!   takes it shared and leaves the device alone when it cannot, so the job never redoes the
 //!   rebuild's range one device at a time nor takes notes the rebuild's claim left.
 //! - *A site's queue row*: a refresh holds it FOR UPDATE; a writer queueing the site meanwhile

@@ -143,7 +143,7 @@ pub async fn rebuild(
     now: DateTime<Utc>,
     mut progress: impl FnMut(&Progress),
 ) -> Result<Report, RollupError> {
-    let ids = watermarks::ensure(db, chosen).await?;
+    let ids: Vec<i32> = watermarks::ensure(db, chosen).await?.into_iter().map(|p| p.device).collect();
     let mut lock = exclusive_lock(db).await?;
     let (mut devices, first, backfills) = start(db, &ids, from, to.map(interval_ceil), now - LAG).await?;
     let mut report = Report { devices: ids.len() as u64, backfills, ..Report::default() };

@@ -1,18 +1,21 @@
 //! The rollup job: keeps the device intervals up to date from the readings, per device, behind
 //! its watermark (the maths is `maths.rs`, the tables' SQL `intervals.rs` and `watermarks.rs`).
 //!
-//! A run for one device, in one transaction: lock its watermark row (FOR UPDATE), take any
-//! backfill note the write path left, read the readings from the watermark (or from the
-//! backfill's restart point) up to the cutoff, compute, replace the intervals from that point
-//! on, and move the watermark, all or nothing. The write path holds FOR KEY SHARE on the same row
-//! while it checks whether a reading is older than the watermark, so a reading committed during a
-//! run is either seen by the run or noted as a backfill (`watermarks::note_late_readings`).
+//! A run takes a batch of devices in one transaction: lock their watermark rows (FOR UPDATE),
+//! take any backfill notes the write path left, read each device's readings from its watermark
+//! (or from its backfill's restart point) up to the cutoff, compute, replace the intervals from
+//! those points on, and move the watermarks, all or nothing. The write path holds FOR KEY SHARE
+//! on the same rows while it checks whether a reading is older than the watermark, so a reading
+//! committed during a run is either seen by the run or noted as a backfill
+//! (`watermarks::note_late_readings`). Every statement serves the whole batch, so a run costs
+//! about the same handful of statements for 1 or 256 devices.
 //!
 //! The database does the per-interval summary (count, maxima, first/last counter, and whether a
 //! counter dropped inside the interval); only intervals with a drop are fetched row by row.
 //! That keeps a run's catch-up at 15× fewer rows crossing the wire. Rebuilding many devices
 //! over a long range is `rebuild.rs`, one pass over the table instead of one per device.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,7 @@ pub const EVERY: Duration = Duration::from_secs(60);
 /// How far back the restart point of a backfill or rebuild looks for a counter's last value.
 const LOOKBACK: TimeDelta = TimeDelta::days(400);
 /// The advisory lock a rebuild holds (exclusive) while it runs; the job's device runs take it
-/// shared and leave the device alone when they cannot ("tau_roll" in ASCII).
+/// shared and leave their devices alone when they cannot ("tau_roll" in ASCII).
 pub(super) const REBUILD_LOCK: i64 = 0x7461_755f_726f_6c6c;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,17 +137,7 @@ pub async fn job(db: PgPool, clock: Clock, shutdown: CancellationToken) {
 /// Rolls every device up to `cutoff` (the job's run). One device failing does not stop the
 /// others; the first error is returned after all were tried.
 pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, RollupError> {
-    let devices = watermarks::ensure(db, None).await?;
-    let mut report = Report::default();
-    let mut first_error = None;
-    for device in devices {
-        match roll_device(db, device, cutoff).await {
-            Ok(run) => report.add(run),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
+    let (report, mut first_error) = roll(db, None, cutoff).await?;
     // The sites' sums catch up with their devices' intervals (the door would sum the device
     // intervals of a stale site itself, only slower).
     if let Err(e) = site_sums::refresh_site_sums(db).await {
@@ -161,12 +154,75 @@ pub async fn run_once(db: &PgPool, cutoff: DateTime<Utc>) -> Result<Report, Roll
 /// computing a bill for a period that may reach into the last minute; the job otherwise trails
 /// by up to [`LAG`] + [`EVERY`]). Cheap when nothing new arrived.
 pub async fn ensure_up_to_date(db: &PgPool, devices: &[i32], until: DateTime<Utc>) -> Result<Report, RollupError> {
-    watermarks::ensure(db, Some(devices)).await?;
+    let (report, first_error) = roll(db, Some(devices), until).await?;
+    first_error.map_or(Ok(report), Err)
+}
+
+/// At most this many devices share a run's transaction...
+const BATCH_DEVICES: usize = 256;
+/// ...and together at most this much time to read (each from where it starts to the cutoff; a
+/// device with more is a batch of its own). At 1 s polls 8 hours are ~29,000 readings; a run
+/// every minute reads ~1 minute per device, so the device limit is the one that counts.
+const BATCH_SPAN: TimeDelta = TimeDelta::hours(8);
+
+/// Rolls `devices` (all when `None`) up to `cutoff`, a batch of devices per transaction: a run
+/// per device cost ~7 statements and a transaction each, most of a database core at 10,000
+/// devices. A batch that fails for one of its devices (bad input, a statement the database
+/// refused) is tried again device by device, so the others are rolled up; that error is returned
+/// beside the report. Any other error (the database away) ends the run.
+async fn roll(
+    db: &PgPool,
+    devices: Option<&[i32]>,
+    cutoff: DateTime<Utc>,
+) -> Result<(Report, Option<RollupError>), RollupError> {
+    let pending = watermarks::ensure(db, devices).await?;
     let mut report = Report::default();
-    for &device in devices {
-        report.add(roll_device(db, device, until).await?);
+    let mut first_error = None;
+    for batch in batches(&pending, cutoff) {
+        match roll_batch(db, batch, cutoff).await {
+            Ok(runs) => runs.into_iter().for_each(|run| report.add(run)),
+            Err(e) if e.is_device_specific() => {
+                for device in batch {
+                    match roll_batch(db, std::slice::from_ref(device), cutoff).await {
+                        Ok(runs) => runs.into_iter().for_each(|run| report.add(run)),
+                        Err(e) if e.is_device_specific() => {
+                            first_error.get_or_insert(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(report)
+    Ok((report, first_error))
+}
+
+impl RollupError {
+    /// Whether the error belongs to the devices being rolled up (their readings, a statement the
+    /// database refused for them) rather than to the database as a whole.
+    fn is_device_specific(&self) -> bool {
+        matches!(self, RollupError::Input { .. } | RollupError::Db(sqlx::Error::Database(_)))
+    }
+}
+
+/// Splits the devices, in id order (the order every locker takes the watermark rows in), into
+/// runs' batches (see [`BATCH_DEVICES`], [`BATCH_SPAN`]).
+fn batches(pending: &[watermarks::Pending], cutoff: DateTime<Utc>) -> Vec<&[watermarks::Pending]> {
+    let mut out = Vec::new();
+    let (mut first, mut span) = (0, TimeDelta::zero());
+    for (i, p) in pending.iter().enumerate() {
+        let own = p.start.map_or(TimeDelta::zero(), |start| (cutoff - start).max(TimeDelta::zero()));
+        if i > first && (i - first == BATCH_DEVICES || span + own > BATCH_SPAN) {
+            out.push(&pending[first..i]);
+            (first, span) = (i, TimeDelta::zero());
+        }
+        span += own;
+    }
+    if first < pending.len() {
+        out.push(&pending[first..]);
+    }
+    out
 }
 
 fn record(d: &DeviceReport) {
@@ -177,47 +233,77 @@ fn record(d: &DeviceReport) {
     }
 }
 
-/// One device's incremental run up to `cutoff`, in one transaction; `None` when a rebuild is
-/// in progress (it does the device's work).
-async fn roll_device(db: &PgPool, device: i32, cutoff: DateTime<Utc>) -> Result<Option<DeviceReport>, RollupError> {
+/// One device's part of a batch: what it reads, from which state.
+struct DeviceRun {
+    device: i32,
+    state: State,
+    cutoff: DateTime<Utc>,
+    backfill: bool,
+}
+
+/// The incremental run of a batch of devices up to `cutoff`, in one transaction; a device's
+/// entry is `None` when a rebuild is in progress (it does the devices' work).
+async fn roll_batch(
+    db: &PgPool,
+    batch: &[watermarks::Pending],
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Option<DeviceReport>>, RollupError> {
+    let devices: Vec<i32> = batch.iter().map(|p| p.device).collect();
     let mut tx = db.begin().await?;
     let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock_shared($1)")
         .bind(REBUILD_LOCK)
         .fetch_one(&mut *tx)
         .await?;
     if !free {
-        return Ok(None);
+        return Ok(vec![None; devices.len()]);
     }
-    let Some((_, watermark)) = watermarks::lock(&mut tx, &[device]).await?.pop() else {
-        return Ok(Some(DeviceReport { device_id: device, ..Default::default() }));
-    };
-    let backfill = watermarks::take_backfills(&mut tx, &[device]).await?.pop().map(|(_, from)| from);
-    let (state, rewound) = resume(&mut tx, device, &watermark, backfill).await?;
-    // Never roll up less than an earlier run saw (ensure_up_to_date may have gone further).
-    let cutoff = cutoff.max(watermark.seen_until);
-    if !rewound && cutoff <= state.from {
-        tx.commit().await?;
-        return Ok(Some(DeviceReport { device_id: device, backfill: backfill.is_some(), ..Default::default() }));
+    let watermarks = watermarks::lock(&mut tx, &devices).await?;
+    let backfills: HashMap<i32, DateTime<Utc>> =
+        watermarks::take_backfills(&mut tx, &devices).await?.into_iter().collect();
+    // A device deleted since the batch was planned has no watermark any more: nothing to do.
+    let mut reports: Vec<Option<DeviceReport>> = devices
+        .iter()
+        .filter(|d| !watermarks.iter().any(|(w, _)| w == *d))
+        .map(|&device_id| Some(DeviceReport { device_id, ..Default::default() }))
+        .collect();
+    let mut runs = Vec::with_capacity(watermarks.len());
+    for (device, watermark) in &watermarks {
+        let backfill = backfills.get(device).copied();
+        let (state, rewound) = resume(&mut tx, *device, watermark, backfill).await?;
+        // Never roll up less than an earlier run saw (ensure_up_to_date may have gone further).
+        let cutoff = cutoff.max(watermark.seen_until);
+        if !rewound && cutoff <= state.from {
+            reports.push(Some(DeviceReport { device_id: *device, backfill: backfill.is_some(), ..Default::default() }));
+        } else {
+            runs.push(DeviceRun { device: *device, state, cutoff, backfill: backfill.is_some() });
+        }
     }
-    let (observations, readings) = read_observations(&mut tx, device, state.from, cutoff).await?;
-    let computed = maths::compute(&state, &observations).map_err(|source| RollupError::Input { device, source })?;
-    let replacement = Replacement {
-        device,
-        from: state.from,
-        to: None,
-        intervals: computed.intervals,
-        anomalies: computed.anomalies,
-    };
-    let intervals = intervals::replace(&mut tx, &[replacement]).await?;
-    watermarks::save(&mut tx, &[(device, computed.next, cutoff)]).await?;
+    let mut observed = read_observations(&mut tx, &runs).await?;
+    let (mut replacements, mut saves) = (Vec::with_capacity(runs.len()), Vec::with_capacity(runs.len()));
+    for run in &runs {
+        let (observations, readings) = observed.remove(&run.device).unwrap_or_default();
+        let computed = maths::compute(&run.state, &observations)
+            .map_err(|source| RollupError::Input { device: run.device, source })?;
+        reports.push(Some(DeviceReport {
+            device_id: run.device,
+            readings,
+            intervals: computed.intervals.len() as u64,
+            from: Some(run.state.from),
+            backfill: run.backfill,
+        }));
+        replacements.push(Replacement {
+            device: run.device,
+            from: run.state.from,
+            to: None,
+            intervals: computed.intervals,
+            anomalies: computed.anomalies,
+        });
+        saves.push((run.device, computed.next, run.cutoff));
+    }
+    intervals::replace(&mut tx, &replacements).await?;
+    watermarks::save(&mut tx, &saves).await?;
     tx.commit().await?;
-    Ok(Some(DeviceReport {
-        device_id: device,
-        readings,
-        intervals,
-        from: Some(state.from),
-        backfill: backfill.is_some(),
-    }))
+    Ok(reports)
 }
 
 /// Where a device's run starts: at its watermark, or at the state before `restart` (a backfill,
@@ -296,25 +382,28 @@ static STATE_BEFORE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const COUNTER_COLUMNS: [&str; CHANNELS] =
     ["EnergyImportWh", "EnergyExportWh", "ApparentVAh", "ReactiveImportVarh", "ReactiveExportVarh"];
 
-/// The per-interval summary of the device's readings in `[from, to)`, with the intervals where
-/// a counter drops replaced by their individual readings. Also returns the number of readings.
+/// Per device of `runs`, the per-interval summary of its readings from its state's start up to
+/// its cutoff, with the intervals where a counter drops replaced by their individual readings,
+/// and its number of readings.
 async fn read_observations(
     conn: &mut PgConnection,
-    device: i32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<(Vec<Observation>, u64), sqlx::Error> {
+    runs: &[DeviceRun],
+) -> Result<HashMap<i32, (Vec<Observation>, u64)>, sqlx::Error> {
+    let mut observed: HashMap<i32, (Vec<Observation>, u64)> = HashMap::with_capacity(runs.len());
+    if runs.is_empty() {
+        return Ok(observed);
+    }
     let rows = sqlx::query(AssertSqlSafe(OBSERVATIONS.as_str()))
-        .bind(device)
-        .bind(from)
-        .bind(to)
+        .bind(runs.iter().map(|r| r.device).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.state.from).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.cutoff).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
-    let mut observations = Vec::with_capacity(rows.len());
-    let mut readings = 0u64;
     for row in &rows {
+        let device: i32 = row.try_get("d")?;
         let n: i64 = row.try_get("n")?;
-        readings += n as u64;
+        let (observations, readings) = observed.entry(device).or_default();
+        *readings += n as u64;
         if row.try_get("dropped")? {
             let start: DateTime<Utc> = row.try_get("b")?;
             observations.extend(maths::observations(&samples(conn, device, start, start + INTERVAL).await?));
@@ -322,13 +411,15 @@ async fn read_observations(
             observations.push(summary(row, n)?);
         }
     }
-    Ok((observations, readings))
+    Ok(observed)
 }
 
-/// [`read_observations`]'s statement. Within an interval a counter that never drops has its first
-/// value at its minimum and its last at its maximum; a drop is a value below the running maximum
-/// of the earlier ones. Per channel `c`: `v{c}0`, `v{c}1` (min, max), `t{c}0`, `t{c}1` (first and
-/// last time with a value).
+/// [`read_observations`]'s statement, for the devices `$1`, each from `$2` up to `$3`. Within an
+/// interval a counter that never drops has its first value at its minimum and its last at its
+/// maximum; a drop is a value below the running maximum of the earlier ones. Per channel `c`:
+/// `v{c}0`, `v{c}1` (min, max), `t{c}0`, `t{c}1` (first and last time with a value). The ORDER BY
+/// keeps the lateral subquery from being flattened into a join the planner may run over the whole
+/// table (see `intervals.rs`, `delete_intervals`): each device's readings are one index range.
 static OBSERVATIONS: LazyLock<String> = LazyLock::new(|| {
     let (mut summary, mut drops, mut columns, mut maxima) = (String::new(), Vec::new(), String::new(), String::new());
     for (c, column) in COUNTER_COLUMNS.iter().enumerate() {
@@ -337,19 +428,20 @@ static OBSERVATIONS: LazyLock<String> = LazyLock::new(|| {
              max(t) FILTER (WHERE c{c} IS NOT NULL) AS t{c}1"
         ));
         drops.push(format!("c{c} < m{c}"));
-        columns.push_str(&format!(", \"{column}\" AS c{c}"));
-        maxima.push_str(&format!(", max(\"{column}\") OVER w AS m{c}"));
+        columns.push_str(&format!(", m.\"{column}\" AS c{c}"));
+        maxima.push_str(&format!(", max(m.\"{column}\") OVER w AS m{c}"));
     }
     format!(
-        r#"SELECT b, count(*)::int8 AS n, max(p) AS max_w, max(s) AS max_va, max(t) AS last_time{summary},
+        r#"SELECT d, b, count(*)::int8 AS n, max(p) AS max_w, max(s) AS max_va, max(t) AS last_time{summary},
                   coalesce(bool_or({drops}), false) AS dropped
-           FROM (SELECT date_bin('15 minutes', "Time", timestamptz '2000-01-01') AS b, "Time" AS t,
-                        "PTotal" AS p, "STotal" AS s{columns}{maxima}
-                 FROM monitoring."PowerMeasurements"
-                 WHERE "DeviceId" = $1 AND "Time" >= $2 AND "Time" < $3
-                 WINDOW w AS (PARTITION BY date_bin('15 minutes', "Time", timestamptz '2000-01-01') ORDER BY "Time"
-                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) r
-           GROUP BY b ORDER BY b"#,
+           FROM (SELECT r.d, date_bin('15 minutes', m."Time", timestamptz '2000-01-01') AS b, m."Time" AS t,
+                        m."PTotal" AS p, m."STotal" AS s{columns}{maxima}
+                 FROM UNNEST($1::int4[], $2::timestamptz[], $3::timestamptz[]) AS r(d, f, u)
+                 CROSS JOIN LATERAL (SELECT * FROM monitoring."PowerMeasurements"
+                                     WHERE "DeviceId" = r.d AND "Time" >= r.f AND "Time" < r.u ORDER BY "Time") m
+                 WINDOW w AS (PARTITION BY r.d, date_bin('15 minutes', m."Time", timestamptz '2000-01-01') ORDER BY m."Time"
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) x
+           GROUP BY d, b ORDER BY d, b"#,
         drops = drops.join(" OR ")
     )
 });
@@ -402,4 +494,39 @@ async fn samples(
         .into_iter()
         .map(|(time, i, e, a, ri, re, p_total, s_total)| Sample { time, counters: [i, e, a, ri, re], p_total, s_total })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(starts: &[Option<i64>], cutoff: DateTime<Utc>) -> Vec<watermarks::Pending> {
+        (0..)
+            .zip(starts)
+            .map(|(device, start)| watermarks::Pending {
+                device,
+                start: start.map(|minutes| cutoff - TimeDelta::minutes(minutes)),
+            })
+            .collect()
+    }
+
+    fn sizes(batches: &[&[watermarks::Pending]]) -> Vec<usize> {
+        batches.iter().map(|b| b.len()).collect()
+    }
+
+    #[test]
+    fn batches_hold_up_to_256_devices_or_8_hours_to_read_and_never_split_nothing() {
+        let cutoff: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        // A minute each (the job's steady state): the device limit.
+        let steady = pending(&vec![Some(1); 600], cutoff);
+        assert_eq!(sizes(&batches(&steady, cutoff)), vec![256, 256, 88]);
+        // Two hours each: four per batch; a device with a year to read is a batch of its own;
+        // nothing to read (no readings, a start after the cutoff) counts as nothing.
+        let mixed =
+            pending(&[Some(120), Some(120), Some(120), Some(120), Some(120), Some(525_600), None, Some(-5)], cutoff);
+        let planned = batches(&mixed, cutoff);
+        assert_eq!(sizes(&planned), vec![4, 1, 1, 2]);
+        assert_eq!(planned.concat(), mixed, "every device once, in id order");
+        assert!(batches(&[], cutoff).is_empty());
+    }
 }

@@ -9,9 +9,18 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::maths::{APPARENT, CHANNELS, ChannelState, EXPORT, IMPORT, Point, REACTIVE_EXPORT, REACTIVE_IMPORT, State};
 use crate::measurements::FirstReadings;
 
+/// A device with a watermark row, and where its next run would start reading: the earlier of its
+/// watermark and its backfill note, or for a device never rolled up its first reading (`None`:
+/// it has none). A hint for planning runs, read without locks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Pending {
+    pub device: i32,
+    pub start: Option<DateTime<Utc>>,
+}
+
 /// Creates the missing watermark rows and returns the devices. Committed before any run: the
 /// write path can only notice a late reading for a device that has a watermark row.
-pub(super) async fn ensure(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i32>, sqlx::Error> {
+pub(super) async fn ensure(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<Pending>, sqlx::Error> {
     sqlx::query(
         r#"INSERT INTO monitoring."EnergyWatermarks" ("DeviceId")
            SELECT "Id" FROM monitoring."Devices" WHERE $1::int4[] IS NULL OR "Id" = ANY($1)
@@ -20,13 +29,19 @@ pub(super) async fn ensure(db: &PgPool, devices: Option<&[i32]>) -> Result<Vec<i
     .bind(devices)
     .execute(db)
     .await?;
-    sqlx::query_scalar(
-        r#"SELECT "DeviceId" FROM monitoring."EnergyWatermarks" WHERE $1::int4[] IS NULL OR "DeviceId" = ANY($1)
-           ORDER BY "DeviceId""#,
+    let rows: Vec<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+        r#"SELECT w."DeviceId",
+                  CASE WHEN w."ProcessedUntil" > '1900-01-01' THEN least(w."ProcessedUntil", b."From")
+                       ELSE (SELECT min("Time") FROM monitoring."PowerMeasurements" m WHERE m."DeviceId" = w."DeviceId")
+                  END
+           FROM monitoring."EnergyWatermarks" w LEFT JOIN monitoring."EnergyBackfills" b ON b."DeviceId" = w."DeviceId"
+           WHERE $1::int4[] IS NULL OR w."DeviceId" = ANY($1)
+           ORDER BY w."DeviceId""#,
     )
     .bind(devices)
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|(device, start)| Pending { device, start }).collect())
 }
 
 /// The earliest watermark of a device that has been rolled up at all (for the lag metric).
