@@ -213,13 +213,21 @@ const BEGIN_STAGING: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
 static COPY_STAGING: LazyLock<String> =
     LazyLock::new(|| format!("COPY pg_temp.\"PowerMeasurementsStaging\" ({}) FROM STDIN (FORMAT binary)", *COLUMNS));
 
+/// The staged rows of the devices `$1`, those of the batch that still exist ([`LOCK_DEVICES`]).
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
-         ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
+         WHERE \"DeviceId\" = ANY($1) ON CONFLICT (\"DeviceId\", \"Time\") DO NOTHING",
         cols = *COLUMNS
     )
 });
+
+/// Locks the batch's devices' rows FOR KEY SHARE, in id order as every locker of devices takes
+/// them, and returns those that exist: what the dropped foreign key did row by row (migration
+/// MeasurementsDeviceLock), once per batch. A device deleted meanwhile is skipped (its readings,
+/// and the notes about them, would go with it), and one deleted later waits for the batch and
+/// then takes its readings with it.
+const LOCK_DEVICES: &str = r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#;
 
 /// The earliest reading of each device in a batch being written, device ids ascending: what
 /// every late-row note is given.
@@ -242,7 +250,8 @@ async fn note_late_rows(tx: &mut PgConnection, first: &FirstReadings) -> Result<
 
 /// Stores a batch: binary COPY into a per-connection staging table, then one INSERT … SELECT
 /// from it. Rows already stored for the same device and time are skipped, so a retried batch
-/// never duplicates. Returns how many rows were new.
+/// never duplicates, and so are the rows of a device that no longer exists. Returns how many
+/// rows were new.
 ///
 /// Why COPY and not one `INSERT … SELECT FROM UNNEST(arrays)` (issue 5 asked to measure both):
 /// with scripts/bench-ingest.sh (500,000 rows, 3 alternating runs each, busy 2-core machine)
@@ -261,15 +270,23 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
     for r in &rows {
         earliest.entry(r.device_id).and_modify(|t| *t = (*t).min(r.time)).or_insert(r.time);
     }
-    let first = FirstReadings { devices: earliest.keys().copied().collect(), times: earliest.into_values().collect() };
+    let devices: Vec<i32> = earliest.keys().copied().collect();
     let data = copy::encode(&rows)?;
     // Dropping the transaction on an error rolls it back (and a dropped COPY is aborted first).
     let mut tx = db.begin_with(BEGIN_STAGING).await?;
+    let present: HashSet<i32> =
+        sqlx::query_scalar(LOCK_DEVICES).bind(&devices).fetch_all(&mut *tx).await?.into_iter().collect();
+    earliest.retain(|device, _| present.contains(device));
+    let first = FirstReadings { devices: earliest.keys().copied().collect(), times: earliest.into_values().collect() };
     let mut copy = tx.copy_in_raw(COPY_STAGING.as_str()).await?;
     copy.send(data).await?;
     copy.finish().await?;
     note_late_rows(&mut tx, &first).await?;
-    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str())).execute(&mut *tx).await?.rows_affected();
+    let new = sqlx::query(AssertSqlSafe(INSERT_STAGED.as_str()))
+        .bind(&first.devices)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if new > 0 {
         // Last before the commit, so the counter row's lock is held as briefly as it can be (and
         // after every other lock the batch takes).

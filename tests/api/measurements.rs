@@ -114,3 +114,24 @@ async fn the_store_keeps_every_value_exactly(pool: PgPool) {
     assert_eq!(measurements::write(&pool, &readings).await.unwrap(), 0, "a retried batch is skipped");
     assert_same(&read_back(&pool, r#"monitoring."PowerMeasurements""#).await, &readings);
 }
+
+/// A device deleted while its readings wait in a buffer: the batch still stores the other
+/// devices' readings and skips its own (the foreign key refused the whole batch, and the buffer
+/// held it forever); a device deleted afterwards takes its readings with it.
+#[sqlx::test]
+async fn a_batch_skips_the_readings_of_a_deleted_device_and_a_delete_takes_them(pool: PgPool) {
+    let devices = site_with_devices(&pool, "Plant", "UTC", &["kept", "deleted", "later"]).await.1;
+    sqlx::query(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1"#).bind(devices[1]).execute(&pool).await.unwrap();
+    let t = at("2026-01-05T10:00:00Z");
+    let batch: Vec<Reading> = devices.iter().map(|&d| Reading::empty(d, t)).collect();
+    assert_eq!(measurements::write(&pool, &batch).await.unwrap(), 2);
+    let stored = async || -> Vec<i32> {
+        sqlx::query_scalar(r#"SELECT "DeviceId" FROM monitoring."PowerMeasurements" ORDER BY "DeviceId""#)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(stored().await, [devices[0], devices[2]]);
+    sqlx::query(r#"DELETE FROM monitoring."Devices" WHERE "Id" = $1"#).bind(devices[2]).execute(&pool).await.unwrap();
+    assert_eq!(stored().await, [devices[0]]);
+}

@@ -132,6 +132,7 @@ async fn hypertable_compression_and_idempotence_on_real_timescaledb() {
     assert!(migrate::run(&pool, &MIGRATOR).await.unwrap().is_empty());
     operations_queries_run_as_documented(&pool).await;
     grafana_reads_compressed_chunks_through_its_read_only_role(&pool).await;
+    deleting_a_device_deletes_its_readings_in_compressed_chunks(&pool).await;
     // Free the server's single session for the binary.
     pool.close().await;
 
@@ -197,4 +198,23 @@ async fn grafana_reads_compressed_chunks_through_its_read_only_role(pool: &PgPoo
     sqlx::raw_sql("RESET ROLE").execute(&mut *conn).await.unwrap();
     assert_eq!(rows, 457, "every reading, from compressed and uncompressed chunks");
     assert!(users.unwrap_err().to_string().contains("permission denied"));
+}
+
+/// The readings have no foreign key to the devices (migration MeasurementsDeviceLock): a trigger
+/// deletes a deleted device's readings, in compressed chunks as well, where TimescaleDB would
+/// apply no cascade.
+async fn deleting_a_device_deletes_its_readings_in_compressed_chunks(pool: &PgPool) {
+    let compressed_rows = r#"SELECT count(*) FROM monitoring."PowerMeasurements" WHERE "Time" < '2026-01-08'"#;
+    assert!(scalar_i64(pool, compressed_rows).await > 0);
+    sqlx::raw_sql(
+        r#"INSERT INTO monitoring."Devices" ("SiteId", "ExternalId", "Name", "Model", "Source")
+               VALUES (1, 'meter-2', 'Feeder', 'generic', 'push');
+           INSERT INTO monitoring."PowerMeasurements" ("DeviceId", "Time", "PTotal")
+               SELECT d."Id", '2026-01-03', 5 FROM monitoring."Devices" d WHERE d."ExternalId" = 'meter-2';
+           DELETE FROM monitoring."Devices" WHERE "ExternalId" = 'meter-1';"#,
+    )
+    .execute(pool)
+    .await
+    .expect("delete a device with compressed readings");
+    assert_eq!(scalar_i64(pool, r#"SELECT count(*) FROM monitoring."PowerMeasurements""#).await, 1, "meter-2's only");
 }
