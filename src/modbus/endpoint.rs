@@ -17,8 +17,10 @@
 //! block unsupported and the rest is still polled; the block is read again every
 //! `REPROBE_POLLS` polls (at most `REPROBE_MAX` apart) and after every reconnect, and is back
 //! as soon as it answers. Other exceptions (gateway: device not answering, busy) fail that
-//! device's poll only. What was learnt about a meter (settings, identity) is read again after a
-//! failed poll: a meter that was away may have been replaced or reconfigured.
+//! device's poll only. What was learnt about a meter (settings, identity) is read again once it
+//! has been silent for `MAY_HAVE_CHANGED`: a meter that was away that long may have been replaced
+//! or reconfigured. A shorter silence (a timeout under load, a dropped connection) says nothing
+//! about the meter, and re-reading after it would add requests to a peer that is already late.
 //!
 //! Logs: a lost connection that the immediate reconnect repairs is routine (debug); an outage
 //! (a connect that fails, or a new connection failing too) is logged once as a warning, and its
@@ -48,8 +50,12 @@ use crate::clock::Clock;
 use crate::measurements::Reading;
 use crate::measurements::buffer::WriteBuffer;
 
-/// Re-read the meter's settings (PT/CT, modes) this often, besides after a failed poll.
+/// Re-read the meter's settings (PT/CT, modes) this often, besides after a silence of
+/// [`MAY_HAVE_CHANGED`].
 const SETTINGS_EVERY: Duration = Duration::from_secs(3600);
+/// A failed poll this long after the meter last answered (or before it ever did) makes the
+/// poller read its settings and identity again: no meter is swapped or rewired quicker.
+const MAY_HAVE_CHANGED: Duration = Duration::from_secs(60);
 /// The first reconnect delay after the immediate retry; doubles up to the configured maximum.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Endpoints start their polls within the first quarter of a slot, at most this late.
@@ -110,6 +116,8 @@ struct Device {
     /// The current slot's poll failed on the connection and is tried again at `Retry::at_ms`.
     retry: Option<Retry>,
     failures: u32,
+    /// When the meter last gave a reading.
+    answered_at: Option<Instant>,
     /// The database knows this device is healthy (the first success after start says so).
     reported_healthy: bool,
     polls_ok: metrics::Counter,
@@ -140,6 +148,7 @@ impl Device {
             last_slot: None,
             retry: None,
             failures: 0,
+            answered_at: None,
             reported_healthy: false,
         }
     }
@@ -189,11 +198,14 @@ impl Device {
         }
     }
 
-    /// After a failed poll: whatever the meter said before may no longer hold.
-    fn forget_meter(&mut self) {
-        self.settings = None;
-        self.identity_probed = false;
-        self.reprobe_now();
+    /// After a failed poll at `now`: whatever the meter said before may no longer hold, once it
+    /// has been silent for [`MAY_HAVE_CHANGED`].
+    fn failed_at(&mut self, now: Instant) {
+        if self.answered_at.is_none_or(|at| now.saturating_duration_since(at) >= MAY_HAVE_CHANGED) {
+            self.settings = None;
+            self.identity_probed = false;
+            self.reprobe_now();
+        }
     }
 }
 
@@ -440,6 +452,7 @@ fn record_success(device: &mut Device, slot: i64, reading: Reading, shared: &Sha
     }
     device.last_slot = Some(slot);
     device.retry = None;
+    device.answered_at = Some(Instant::now());
     shared.buffer.push(reading);
     device.polls_ok.increment(1);
     if device.failures > 0 {
@@ -464,7 +477,7 @@ fn record_failure(device: &mut Device, slot: i64, error: String, shared: &Shared
     device.failures += 1;
     device.reported_healthy = false;
     device.polls_failed.increment(1);
-    device.forget_meter();
+    device.failed_at(Instant::now());
     if device.failures == 1 {
         tracing::warn!(device = %device.target.external_id, "Poll of meter {} failed: {error}", device.target.external_id);
     }
@@ -726,6 +739,26 @@ mod tests {
 
     fn device(interval_s: u32) -> Device {
         Device::new(Target { id: 1, external_id: "m".into(), model: Model::AcuvimII, unit_id: 1, interval_s })
+    }
+
+    #[test]
+    fn the_meter_is_read_again_only_after_a_minute_of_silence() {
+        let settings = MeterSettings::UNSCALED;
+        let mut device = device(1);
+        let t0 = Instant::now();
+        device.answered_at = Some(t0);
+        device.settings = Some((settings, t0));
+        device.identity_probed = true;
+        device.failed_at(t0 + Duration::from_secs(59));
+        assert!(device.settings.is_some() && device.identity_probed, "a failed poll under a minute: kept");
+        device.failed_at(t0 + MAY_HAVE_CHANGED);
+        assert!(device.settings.is_none() && !device.identity_probed, "silent for a minute: read again");
+        // A meter polled every 5 minutes that misses one poll has been silent for 10.
+        let mut slow = self::device(300);
+        slow.answered_at = Some(t0);
+        slow.settings = Some((settings, t0));
+        slow.failed_at(t0 + Duration::from_secs(600));
+        assert!(slow.settings.is_none());
     }
 
     #[test]
