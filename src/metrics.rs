@@ -93,6 +93,12 @@ pub const METRICS: &[Metric] = &[
         "Polled readings dropped because the write buffer was full while the database was unavailable, by source.",
     ),
     metric(
+        "tau_portal_readings_buffered",
+        Kind::Gauge,
+        "source",
+        "Polled readings waiting in the write buffer, by source: rises while the database is unavailable or slower than the meters, and falls back as they are stored.",
+    ),
+    metric(
         "tau_portal_polls_total",
         Kind::Counter,
         "device,result",

@@ -35,6 +35,9 @@ struct Inner {
     queue: Mutex<Queue>,
     /// Wakes the flush task when a full batch is waiting.
     batch_ready: Notify,
+    /// `tau_portal_readings_buffered`: how many wait (rising while the database is away or
+    /// slower than the producers).
+    buffered: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -42,6 +45,8 @@ struct Queue {
     readings: VecDeque<Reading>,
     /// Dropped since the last log line about it.
     dropped: u64,
+    /// Taken by the flush task and not yet stored (still counted as buffered).
+    in_flight: usize,
 }
 
 impl WriteBuffer {
@@ -53,6 +58,7 @@ impl WriteBuffer {
                 capacity: capacity.max(1),
                 queue: Mutex::new(Queue::default()),
                 batch_ready: Notify::new(),
+                buffered: metrics::gauge!("tau_portal_readings_buffered", "source" => source),
             }),
         }
     }
@@ -66,6 +72,7 @@ impl WriteBuffer {
             metrics::counter!("tau_portal_readings_dropped_total", "source" => self.inner.source).increment(1);
         }
         queue.readings.push_back(reading);
+        self.inner.count(&queue);
         if queue.readings.len() >= BATCH {
             self.inner.batch_ready.notify_one();
         }
@@ -139,6 +146,7 @@ impl WriteBuffer {
             let (batch, dropped) = {
                 let mut queue = self.inner.lock();
                 let n = queue.readings.len().min(BATCH);
+                queue.in_flight = n;
                 (queue.readings.drain(..n).collect::<Vec<_>>(), std::mem::take(&mut queue.dropped))
             };
             if dropped > 0 {
@@ -154,6 +162,10 @@ impl WriteBuffer {
             }
             match write(db, &batch).await {
                 Ok(new) => {
+                    let mut queue = self.inner.lock();
+                    queue.in_flight = 0;
+                    self.inner.count(&queue);
+                    drop(queue);
                     metrics::counter!("tau_portal_readings_ingested_total", "source" => self.inner.source)
                         .increment(new);
                     written += batch.len();
@@ -179,11 +191,17 @@ impl WriteBuffer {
         for reading in batch.into_iter().skip(skip).rev() {
             queue.readings.push_front(reading);
         }
+        queue.in_flight = 0;
+        self.inner.count(&queue);
     }
 }
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, queue: &Queue) {
+        self.buffered.set((queue.readings.len() + queue.in_flight) as f64);
     }
 }

@@ -492,6 +492,13 @@ async fn device_edits_take_effect_without_a_restart(pool: PgPool) {
 #[sqlx::test]
 async fn readings_are_held_while_the_database_is_away_and_written_when_it_returns(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
+    // This test's process records the metrics (nextest runs each test in a process of its own).
+    let metrics = tau_acuvim_portal::metrics::handle();
+    let buffered = || {
+        let page = metrics.render();
+        let line = page.lines().find(|l| l.starts_with(r#"tau_portal_readings_buffered{source="modbus"}"#));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
     let sim = Simulator::start(sim_config(1, Layout::PortPerMeter), app.clock.clone()).await.unwrap();
     let mut b = admin(&app).await;
     let devices = devices_for(&mut b, &sim.endpoints()).await;
@@ -512,6 +519,7 @@ async fn readings_are_held_while_the_database_is_away_and_written_when_it_return
     let requests = sim.requests();
     wait_for("four polls during the outage", PATIENCE, || async { (sim.requests() >= requests + 8).then_some(()) })
         .await;
+    assert!(buffered().is_some_and(|n| n >= 3.0), "the held readings are shown: {:?}", buffered());
     let restored_at = Utc::now();
     proxy.restore().await;
     wait_for("readings from the outage", PATIENCE, || async {
@@ -520,6 +528,7 @@ async fn readings_are_held_while_the_database_is_away_and_written_when_it_return
         (during >= 3).then_some(())
     })
     .await;
+    wait_for("the buffer emptied", PATIENCE, || async { (buffered() == Some(0.0)).then_some(()) }).await;
     poller.stop().await;
     assert_aligned_and_unique(&readings(&pool, devices[0]).await);
     sim.shutdown().await;
