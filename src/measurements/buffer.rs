@@ -78,9 +78,11 @@ impl WriteBuffer {
         }
     }
 
-    /// Readings waiting to be written.
+    /// Readings waiting to be written, the batch being written included (so a final flush cut
+    /// short at shutdown counts it as lost).
     pub fn len(&self) -> usize {
-        self.inner.lock().readings.len()
+        let queue = self.inner.lock();
+        queue.readings.len() + queue.in_flight
     }
 
     pub fn is_empty(&self) -> bool {

@@ -213,7 +213,7 @@ const BEGIN_STAGING: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
 static COPY_STAGING: LazyLock<String> =
     LazyLock::new(|| format!("COPY pg_temp.\"PowerMeasurementsStaging\" ({}) FROM STDIN (FORMAT binary)", *COLUMNS));
 
-/// The staged rows of the devices `$1`, those of the batch that still exist ([`LOCK_DEVICES`]).
+/// The staged rows of the devices `$1`, those of the batch that still exist ([`lock_devices`]).
 static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO monitoring.\"PowerMeasurements\" ({cols}) SELECT {cols} FROM pg_temp.\"PowerMeasurementsStaging\" \
@@ -222,12 +222,20 @@ static INSERT_STAGED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Locks the batch's devices' rows FOR KEY SHARE, in id order as every locker of devices takes
-/// them, and returns those that exist: what the dropped foreign key did row by row (migration
-/// MeasurementsDeviceLock), once per batch. A device deleted meanwhile is skipped (its readings,
-/// and the notes about them, would go with it), and one deleted later waits for the batch and
-/// then takes its readings with it.
-const LOCK_DEVICES: &str = r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#;
+/// Locks the rows of `devices` FOR KEY SHARE until the transaction ends, in id order as every
+/// locker of devices takes them, and returns those that exist. Every writer of rows that belong
+/// to devices (the readings, the energy intervals) takes it once per batch instead of a foreign
+/// key checking row by row (migrations RebuildClaim and MeasurementsDeviceLock): a device deleted
+/// meanwhile is skipped (its rows would go with it), and one deleted later waits for the batch
+/// and then takes its rows with it.
+pub(crate) async fn lock_devices(conn: &mut PgConnection, devices: &[i32]) -> Result<HashSet<i32>, sqlx::Error> {
+    let ids: Vec<i32> =
+        sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#)
+            .bind(devices)
+            .fetch_all(conn)
+            .await?;
+    Ok(ids.into_iter().collect())
+}
 
 /// The earliest reading of each device in a batch being written, device ids ascending: what
 /// every late-row note is given.
@@ -274,8 +282,7 @@ pub async fn write(db: &PgPool, readings: &[Reading]) -> Result<u64, sqlx::Error
     let data = copy::encode(&rows)?;
     // Dropping the transaction on an error rolls it back (and a dropped COPY is aborted first).
     let mut tx = db.begin_with(BEGIN_STAGING).await?;
-    let present: HashSet<i32> =
-        sqlx::query_scalar(LOCK_DEVICES).bind(&devices).fetch_all(&mut *tx).await?.into_iter().collect();
+    let present = lock_devices(&mut tx, &devices).await?;
     earliest.retain(|device, _| present.contains(device));
     let first = FirstReadings { devices: earliest.keys().copied().collect(), times: earliest.into_values().collect() };
     let mut copy = tx.copy_in_raw(COPY_STAGING.as_str()).await?;

@@ -18,9 +18,10 @@
 //! `REPROBE_POLLS` polls (at most `REPROBE_MAX` apart) and after every reconnect, and is back
 //! as soon as it answers. Other exceptions (gateway: device not answering, busy) fail that
 //! device's poll only. What was learnt about a meter (settings, identity) is read again once it
-//! has been silent for `MAY_HAVE_CHANGED`: a meter that was away that long may have been replaced
-//! or reconfigured. A shorter silence (a timeout under load, a dropped connection) says nothing
-//! about the meter, and re-reading after it would add requests to a peer that is already late.
+//! has been silent for `MAY_HAVE_CHANGED` (or missed a poll, when polled less often): a meter
+//! that was away that long may have been replaced or reconfigured. A shorter silence (a timeout
+//! under load, a dropped connection) says nothing about the meter, and re-reading after it would
+//! add requests to a peer that is already late.
 //!
 //! Logs: a lost connection that the immediate reconnect repairs is routine (debug); an outage
 //! (a connect that fails, or a new connection failing too) is logged once as a warning, and its
@@ -198,10 +199,14 @@ impl Device {
         }
     }
 
-    /// After a failed poll at `now`: whatever the meter said before may no longer hold, once it
-    /// has been silent for [`MAY_HAVE_CHANGED`].
-    fn failed_at(&mut self, now: Instant) {
-        if self.answered_at.is_none_or(|at| now.saturating_duration_since(at) >= MAY_HAVE_CHANGED) {
+    /// Before a poll at `now`: whatever the meter said before may no longer hold once it has
+    /// been silent for [`MAY_HAVE_CHANGED`], and for a meter polled less often, once it missed a
+    /// poll (half an interval late). Judged here, not when a poll fails: during an outage attempts
+    /// come up to the backoff apart, and the last failed one may be well inside the minute while
+    /// the first that succeeds is well past it.
+    fn poll_at(&mut self, now: Instant) {
+        let silence = MAY_HAVE_CHANGED.max(Duration::from_secs(self.target.interval_s.into()) * 3 / 2);
+        if self.answered_at.is_some_and(|at| now.saturating_duration_since(at) >= silence) {
             self.settings = None;
             self.identity_probed = false;
             self.reprobe_now();
@@ -477,7 +482,6 @@ fn record_failure(device: &mut Device, slot: i64, error: String, shared: &Shared
     device.failures += 1;
     device.reported_healthy = false;
     device.polls_failed.increment(1);
-    device.failed_at(Instant::now());
     if device.failures == 1 {
         tracing::warn!(device = %device.target.external_id, "Poll of meter {} failed: {error}", device.target.external_id);
     }
@@ -492,6 +496,7 @@ async fn poll(
     shared: &Shared,
 ) -> Result<Reading, PollError> {
     conn.set_slave(Slave(device.target.unit_id));
+    device.poll_at(Instant::now());
     let timeout = shared.request_timeout;
     let profile = device.target.model.profile();
     let id = device.target.id;
@@ -749,16 +754,18 @@ mod tests {
         device.answered_at = Some(t0);
         device.settings = Some((settings, t0));
         device.identity_probed = true;
-        device.failed_at(t0 + Duration::from_secs(59));
-        assert!(device.settings.is_some() && device.identity_probed, "a failed poll under a minute: kept");
-        device.failed_at(t0 + MAY_HAVE_CHANGED);
+        device.poll_at(t0 + Duration::from_secs(59));
+        assert!(device.settings.is_some() && device.identity_probed, "silent under a minute: kept");
+        device.poll_at(t0 + MAY_HAVE_CHANGED);
         assert!(device.settings.is_none() && !device.identity_probed, "silent for a minute: read again");
-        // A meter polled every 5 minutes that misses one poll has been silent for 10.
+        // A meter polled every 5 minutes: its next poll keeps them, one after a missed poll not.
         let mut slow = self::device(300);
         slow.answered_at = Some(t0);
         slow.settings = Some((settings, t0));
-        slow.failed_at(t0 + Duration::from_secs(600));
-        assert!(slow.settings.is_none());
+        slow.poll_at(t0 + Duration::from_secs(301));
+        assert!(slow.settings.is_some(), "the next poll");
+        slow.poll_at(t0 + Duration::from_secs(600));
+        assert!(slow.settings.is_none(), "a poll missed");
     }
 
     #[test]

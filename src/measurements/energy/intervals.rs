@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::maths::{Anomaly, Interval};
 use super::{anomalies, site_sums};
-use crate::measurements::copy;
+use crate::measurements::{self, copy};
 
 /// One device's intervals from `from` up to `to` (`None`: all later ones), to be replaced by
 /// `intervals`, which all lie inside that range.
@@ -58,21 +58,14 @@ async fn delete_intervals(conn: &mut PgConnection, ranges: &[Replacement]) -> Re
 }
 
 /// Writes the new intervals with one binary COPY, and returns how many. The devices' rows are
-/// locked FOR KEY SHARE first (what the dropped foreign key did row by row; see the module
-/// doc of `energy`): a device
-/// deleted meanwhile is skipped, and one deleted later takes its intervals with it.
+/// locked first ([`measurements::lock_devices`], what the dropped foreign key did row by row;
+/// see the module doc of `energy`): a device deleted meanwhile is skipped.
 async fn write_intervals(conn: &mut PgConnection, replacements: &[Replacement]) -> Result<u64, sqlx::Error> {
     let ids: Vec<i32> = replacements.iter().filter(|r| !r.intervals.is_empty()).map(|r| r.device).collect();
     if ids.is_empty() {
         return Ok(0);
     }
-    let present: std::collections::HashSet<i32> =
-        sqlx::query_scalar(r#"SELECT "Id" FROM monitoring."Devices" WHERE "Id" = ANY($1) ORDER BY "Id" FOR KEY SHARE"#)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+    let present = measurements::lock_devices(conn, &ids).await?;
     let rows: Vec<(i32, &Interval)> = replacements
         .iter()
         .filter(|r| present.contains(&r.device))

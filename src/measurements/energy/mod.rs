@@ -68,8 +68,11 @@
 //!   rebuild's range one device at a time nor takes notes the rebuild's claim left.
 //! - *A site's queue row*: a refresh holds it FOR UPDATE; a writer queueing the site meanwhile
 //!   waits and queues it anew after the refresh committed.
-//! - *The devices' rows*: the interval writers lock them FOR KEY SHARE once per batch, skip
-//!   devices deleted meanwhile, and keep the devices from being deleted until they commit.
+//! - *The devices' rows*: the interval writers, like the readings' write path, lock them FOR KEY
+//!   SHARE once per batch (`measurements::lock_devices`), skip devices deleted meanwhile, and
+//!   keep the devices from being deleted until they commit. The job's run and the write path
+//!   take them before the watermark rows, the order a device's delete takes them in (its row,
+//!   then by cascade its watermark), so a delete waits for them instead of deadlocking.
 //!
 //! # Why `"EnergyIntervals"` has no foreign key to the devices
 //! The key checked every inserted interval one by one, about 10 µs each and most of a rebuild's

@@ -202,7 +202,15 @@ impl RollupError {
     /// Whether the error belongs to the devices being rolled up (their readings, a statement the
     /// database refused for them) rather than to the database as a whole.
     fn is_device_specific(&self) -> bool {
-        matches!(self, RollupError::Input { .. } | RollupError::Db(sqlx::Error::Database(_)))
+        match self {
+            RollupError::Input { .. } => true,
+            // Not the database as a whole: no lost connection (08), lack of resources (53),
+            // shutdown (57), system error (58) or read-only server (25006, after a failover).
+            RollupError::Db(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                !["08", "53", "57", "58"].iter().any(|class| code.starts_with(class)) && code != "25006"
+            }),
+            _ => false,
+        }
     }
 }
 
@@ -257,10 +265,15 @@ async fn roll_batch(
     if !free {
         return Ok(vec![None; devices.len()]);
     }
-    let watermarks = watermarks::lock(&mut tx, &devices).await?;
+    // The devices' rows before their watermarks: the order the write path and a device's delete
+    // (which cascades to the watermark) take them in, so a delete during the run waits for it
+    // rather than deadlocking with it.
+    let present = crate::measurements::lock_devices(&mut tx, &devices).await?;
+    let mut watermarks = watermarks::lock(&mut tx, &devices).await?;
+    watermarks.retain(|(device, _)| present.contains(device));
     let backfills: HashMap<i32, DateTime<Utc>> =
         watermarks::take_backfills(&mut tx, &devices).await?.into_iter().collect();
-    // A device deleted since the batch was planned has no watermark any more: nothing to do.
+    // A device deleted since the batch was planned: nothing to do.
     let mut reports: Vec<Option<DeviceReport>> = devices
         .iter()
         .filter(|d| !watermarks.iter().any(|(w, _)| w == *d))
