@@ -54,8 +54,8 @@ use crate::measurements::buffer::WriteBuffer;
 /// Re-read the meter's settings (PT/CT, modes) this often, besides after a silence of
 /// [`MAY_HAVE_CHANGED`].
 const SETTINGS_EVERY: Duration = Duration::from_secs(3600);
-/// A failed poll this long after the meter last answered (or before it ever did) makes the
-/// poller read its settings and identity again: no meter is swapped or rewired quicker.
+/// A poll this long after the meter last answered reads its settings and identity again (see
+/// `Device::poll_at`): no meter is swapped or rewired quicker.
 const MAY_HAVE_CHANGED: Duration = Duration::from_secs(60);
 /// The first reconnect delay after the immediate retry; doubles up to the configured maximum.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);

@@ -20,12 +20,13 @@
 //! - **The job and the rebuild**: [`rollup::job`] (every minute in Client mode) and
 //!   [`rebuild::rebuild`] (`tau-portal rollup --from …`).
 //!
-//! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused; `rollup.rs` the job's runs (a
-//! batch of devices each); `rebuild.rs` the one-pass rebuild; `watermarks.rs` the watermarks, the rebuild's claim
-//! and the backfill notes; `intervals.rs` the device intervals; `site_sums.rs` the site sums,
-//! their queue and the door. (The applied migrations that made these tables name the files of
-//! the time: `energy.rs` is `maths.rs`, `rollup.rs`'s writers are `intervals.rs`, `site_rollup.rs`
-//! is `site_sums.rs`; migrations are never edited.)
+//! Files: `maths.rs` the pure energy-from-counters (no I/O); `anomalies.rs` what it refused;
+//! `rollup.rs` the job's runs (a batch of devices each); `rebuild.rs` the one-pass rebuild;
+//! `watermarks.rs` the watermarks, the rebuild's claim and the backfill notes; `intervals.rs`
+//! the device intervals; `site_sums.rs` the site sums, their queue and the door. (The applied
+//! migrations that made these tables name the files of the time: `energy.rs` is `maths.rs`,
+//! `rollup.rs`'s writers are `intervals.rs`, `site_rollup.rs` is `site_sums.rs`; migrations are
+//! never edited.)
 //!
 //! # What is fresh when
 //! 1. *Device intervals.* For every device, the intervals before its watermark's
@@ -55,8 +56,8 @@
 //!
 //! # Who locks what
 //! - *A device's watermark row* is the device's lock. The job's run (a batch of devices) holds
-//!   it FOR UPDATE for its whole transaction (take the backfill note, read, compute, replace the intervals, move the
-//!   watermark); the write path holds it FOR KEY SHARE from its late-reading check to its
+//!   it FOR UPDATE for its whole transaction (take the backfill note, read, compute, replace the
+//!   intervals, move the watermark); the write path holds it FOR KEY SHARE from its late-reading check to its
 //!   commit, so a reading committed during a run is read by the run or noted, never neither.
 //!   The rebuild holds the rows FOR UPDATE only at its start (rewind, take the notes, claim the
 //!   range: `"ClaimedUntil"`) and at its end (last intervals, watermarks, claim ended); in
