@@ -36,9 +36,11 @@
 //!    mode; [`rollup::ensure_up_to_date`] closes that gap for given devices when a caller needs
 //!    it.
 //! 2. *No reading is lost.* A reading committed with a time before its device's
-//!    `greatest("ProcessedUntil", "ClaimedUntil")` is noted in `"EnergyBackfills"` by the very
-//!    transaction that writes it, and the next run (or the rebuild) recomputes the device from
-//!    there. Readings of a device without a watermark row yet are read by its first run
+//!    `greatest("ProcessedUntil", "ClaimedUntil")`, or before its `"SeenUntil"` while the
+//!    watermark carries the interval in progress (`"Carry"`, the summary of its readings up to
+//!    there, so the next run reads only what came after), is noted in `"EnergyBackfills"` by the
+//!    very transaction that writes it, and the next run (or the rebuild) recomputes the device
+//!    from there (for a note inside the carried interval: reads that interval again). Readings of a device without a watermark row yet are read by its first run
 //!    (watermark rows are created, and committed, before any run).
 //! 3. *Site sums.* For every site `s` and interval `t` before the site's stale point (its
 //!    `"SiteEnergyStale"."From"`; no row: no stale point), `"SiteEnergyIntervals"(s, t)` equals

@@ -228,7 +228,7 @@ async fn start(
                 let restart = [Some(from), notes.get(&id).copied()].into_iter().flatten().min();
                 let (state, rewinds) = resume(&mut tx, id, &mark, restart).await?;
                 if rewinds {
-                    rewound.push((id, state, mark.seen_until));
+                    rewound.push(watermarks::Mark { device: id, state, seen_until: mark.seen_until, carry: None });
                 }
                 (state, Range::Open { limit: cutoff.max(mark.seen_until) })
             }
@@ -429,7 +429,11 @@ async fn finish(db: &PgPool, devices: Vec<Device>) -> Result<u64, RollupError> {
     }
     let mut tx = db.begin().await?;
     watermarks::lock(&mut tx, &open.iter().map(|d| d.id).collect::<Vec<_>>()).await?;
-    let states: Vec<_> = open.iter().map(|d| (d.id, d.state, d.limit())).collect();
+    // Nothing carried: the job's next run reads the interval in progress from its start.
+    let states: Vec<_> = open
+        .iter()
+        .map(|d| watermarks::Mark { device: d.id, state: d.state, seen_until: d.limit(), carry: None })
+        .collect();
     let tails: Vec<Replacement> = open
         .into_iter()
         .map(|d| Replacement {

@@ -2,9 +2,12 @@
 //! its watermark (the maths is `maths.rs`, the tables' SQL `intervals.rs` and `watermarks.rs`).
 //!
 //! A run takes a batch of devices in one transaction: lock their watermark rows (FOR UPDATE),
-//! take any backfill notes the write path left, read each device's readings from its watermark
-//! (or from its backfill's restart point) up to the cutoff, compute, replace the intervals from
-//! those points on, and move the watermarks, all or nothing. The write path holds FOR KEY SHARE
+//! take any backfill notes the write path left, read each device's readings from where the last
+//! run stopped reading (or from its backfill's restart point) up to the cutoff, compute, replace
+//! the intervals from the watermark on, and move the watermarks, all or nothing. The interval in
+//! progress at the watermark is carried from one run to the next as its summary so far
+//! (`maths::join`), so a run reads only the readings that are new: re-reading it cost up to 900
+//! readings per device and run at 1 s polls, twice the run's period at 10,000 meters. The write path holds FOR KEY SHARE
 //! on the same rows while it checks whether a reading is older than the watermark, so a reading
 //! committed during a run is either seen by the run or noted as a backfill
 //! (`watermarks::note_late_readings`). Every statement serves the whole batch, so a run costs
@@ -245,6 +248,10 @@ fn record(d: &DeviceReport) {
 struct DeviceRun {
     device: i32,
     state: State,
+    /// The interval at `state.from` as far as the last run read it (up to `read_from`).
+    carry: Option<Observation>,
+    /// `state.from`, or the end of what `carry` holds.
+    read_from: DateTime<Utc>,
     cutoff: DateTime<Utc>,
     backfill: bool,
 }
@@ -280,15 +287,21 @@ async fn roll_batch(
         .map(|&device_id| Some(DeviceReport { device_id, ..Default::default() }))
         .collect();
     let mut runs = Vec::with_capacity(watermarks.len());
-    for (device, watermark) in &watermarks {
-        let backfill = backfills.get(device).copied();
-        let (state, rewound) = resume(&mut tx, *device, watermark, backfill).await?;
+    for (device, watermark) in watermarks {
+        let backfill = backfills.get(&device).copied();
+        let (state, rewound) = resume(&mut tx, device, &watermark, backfill).await?;
         // Never roll up less than an earlier run saw (ensure_up_to_date may have gone further).
         let cutoff = cutoff.max(watermark.seen_until);
-        if !rewound && cutoff <= state.from {
-            reports.push(Some(DeviceReport { device_id: *device, backfill: backfill.is_some(), ..Default::default() }));
+        // A noted reading (behind the watermark, or inside the carried interval) makes the run
+        // read the interval in progress again.
+        let carry = watermark.carry.filter(|_| backfill.is_none());
+        let read_from = if carry.is_some() { watermark.seen_until } else { state.from };
+        // A note inside the interval in progress is a re-read, not a backfill: only a rewind
+        // recomputes final intervals.
+        if !rewound && cutoff <= read_from {
+            reports.push(Some(DeviceReport { device_id: device, ..Default::default() }));
         } else {
-            runs.push(DeviceRun { device: *device, state, cutoff, backfill: backfill.is_some() });
+            runs.push(DeviceRun { device, state, carry, read_from, cutoff, backfill: rewound });
         }
     }
     let mut observed = read_observations(&mut tx, &runs).await?;
@@ -297,6 +310,10 @@ async fn roll_batch(
         let (observations, readings) = observed.remove(&run.device).unwrap_or_default();
         let computed = maths::compute(&run.state, &observations)
             .map_err(|source| RollupError::Input { device: run.device, source })?;
+        // The next run starts at the last interval read (the usual case; an earlier one when a
+        // counter's last point lies before it): carried, when it is a summary of every reading
+        // of that interval up to the cutoff.
+        let carry = observations.last().filter(|o| o.start == computed.next.from && maths::is_summary(o)).cloned();
         reports.push(Some(DeviceReport {
             device_id: run.device,
             readings,
@@ -311,7 +328,7 @@ async fn roll_batch(
             intervals: computed.intervals,
             anomalies: computed.anomalies,
         });
-        saves.push((run.device, computed.next, run.cutoff));
+        saves.push(watermarks::Mark { device: run.device, state: computed.next, seen_until: run.cutoff, carry });
     }
     intervals::replace(&mut tx, &replacements).await?;
     watermarks::save(&mut tx, &saves).await?;
@@ -396,35 +413,56 @@ pub(super) const COUNTER_COLUMNS: [&str; CHANNELS] =
     ["EnergyImportWh", "EnergyExportWh", "ApparentVAh", "ReactiveImportVarh", "ReactiveExportVarh"];
 
 /// Per device of `runs`, the per-interval summary of its readings from its state's start up to
-/// its cutoff, with the intervals where a counter drops replaced by their individual readings,
-/// and its number of readings.
+/// its cutoff (the carried interval joined with its new readings), with the intervals where a
+/// counter drops replaced by their individual readings, and its number of readings read.
 async fn read_observations(
     conn: &mut PgConnection,
     runs: &[DeviceRun],
 ) -> Result<HashMap<i32, (Vec<Observation>, u64)>, sqlx::Error> {
-    let mut observed: HashMap<i32, (Vec<Observation>, u64)> = HashMap::with_capacity(runs.len());
+    let mut observed: HashMap<i32, (Vec<Observation>, u64)> =
+        runs.iter().map(|r| (r.device, (r.carry.iter().cloned().collect(), 0))).collect();
     if runs.is_empty() {
         return Ok(observed);
     }
+    let cutoffs: HashMap<i32, DateTime<Utc>> = runs.iter().map(|r| (r.device, r.cutoff)).collect();
     let rows = sqlx::query(AssertSqlSafe(OBSERVATIONS.as_str()))
         .bind(runs.iter().map(|r| r.device).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.state.from).collect::<Vec<_>>())
+        .bind(runs.iter().map(|r| r.read_from).collect::<Vec<_>>())
         .bind(runs.iter().map(|r| r.cutoff).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
     for row in &rows {
         let device: i32 = row.try_get("d")?;
+        let start: DateTime<Utc> = row.try_get("b")?;
         let n: i64 = row.try_get("n")?;
         let (observations, readings) = observed.entry(device).or_default();
         *readings += n as u64;
-        if row.try_get("dropped")? {
-            let start: DateTime<Utc> = row.try_get("b")?;
-            observations.extend(maths::observations(&samples(conn, device, start, start + INTERVAL).await?));
+        // Only the carried interval can be there already.
+        let carried = observations.pop_if(|o| o.start == start);
+        if !row.try_get::<bool, _>("dropped")? {
+            let part = summary(row, n)?;
+            match carried {
+                None => observations.push(part),
+                Some(carried) => match maths::join(&carried, &part) {
+                    Some(joined) => observations.push(joined),
+                    None => observations.extend(every_point(conn, device, start, cutoffs[&device]).await?),
+                },
+            }
         } else {
-            observations.push(summary(row, n)?);
+            observations.extend(every_point(conn, device, start, cutoffs[&device]).await?);
         }
     }
     Ok(observed)
+}
+
+/// The interval at `start` with every point, from its readings before `cutoff`.
+async fn every_point(
+    conn: &mut PgConnection,
+    device: i32,
+    start: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Observation>, sqlx::Error> {
+    Ok(maths::observations(&samples(conn, device, start, (start + INTERVAL).min(cutoff)).await?))
 }
 
 /// [`read_observations`]'s statement, for the devices `$1`, each from `$2` up to `$3`. Within an
