@@ -294,54 +294,64 @@ pub struct EndAlarm {
 }
 
 /// Writes a cycle's ends and raises in `tx`; the ids of the alarms raised (a raise that meets an
-/// open alarm of the same rule and subject is skipped). Ends go first: a new maximum demand ends
-/// the previous one's alarm and raises its own for the same subject in one cycle.
+/// open alarm of the same rule and subject is skipped, as is a repeated end). Ends go first: a new
+/// maximum demand ends the previous one's alarm and raises its own for the same subject in one
+/// cycle. One statement for all the ends and one for all the raises, whatever their number: when
+/// thousands of meters go silent (or answer again) at once, a statement per alarm kept the
+/// database busy for minutes.
 pub async fn apply(tx: &mut PgConnection, raises: &[NewAlarm], ends: &[EndAlarm]) -> Result<Vec<i64>, sqlx::Error> {
-    for e in ends {
-        let ended: Option<i64> = sqlx::query_scalar(
-            r#"UPDATE alarms."Alarms" SET "EndedAt" = greatest($2, "StartedAt"), "ClearValue" = $3, "ClearedBy" = $4
-               WHERE "Id" = $1 AND "EndedAt" IS NULL RETURNING "Id""#,
+    let mut seen = std::collections::HashSet::new();
+    let ends: Vec<&EndAlarm> = ends.iter().filter(|e| seen.insert(e.id)).collect();
+    if !ends.is_empty() {
+        let ended: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            r#"UPDATE alarms."Alarms" a
+               SET "EndedAt" = greatest(e.at, a."StartedAt"), "ClearValue" = e.value, "ClearedBy" = e.by
+               FROM UNNEST($1::int8[], $2::timestamptz[], $3::float8[], $4::text[]) AS e(id, at, value, by)
+               WHERE a."Id" = e.id AND a."EndedAt" IS NULL RETURNING a."Id", e.at"#,
         )
-        .bind(e.id)
-        .bind(e.at)
-        .bind(e.value)
-        .bind(e.by)
-        .fetch_optional(&mut *tx)
+        .bind(ends.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.value).collect::<Vec<_>>())
+        .bind(ends.iter().map(|e| e.by).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
         .await?;
-        notify::db::queue(tx, ended.as_slice(), "cleared", e.at).await?;
+        notify::db::queue_each(tx, &ended, "cleared").await?;
     }
-    let mut raised = Vec::with_capacity(raises.len());
-    for a in raises {
-        let id: Option<i64> = sqlx::query_scalar(
-            r#"INSERT INTO alarms."Alarms" ("RuleId", "RuleName", "Kind", "Severity", "SiteId", "DeviceId", "Subject",
-                   "Message", "StartedAt", "TriggerValue", "Details", "EndedAt", "ClearedBy")
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $12 IS NOT NULL THEN 'condition' END)
-               ON CONFLICT ("RuleId", "SiteId", coalesce("DeviceId", 0)) WHERE "EndedAt" IS NULL DO NOTHING
-               RETURNING "Id""#,
-        )
-        .bind(a.rule_id)
-        .bind(&a.rule_name)
-        .bind(&a.kind)
-        .bind(&a.severity)
-        .bind(a.site_id)
-        .bind(a.device_id)
-        .bind(&a.subject)
-        .bind(&a.message)
-        .bind(a.started_at)
-        .bind(a.trigger_value)
-        .bind(&a.details)
-        .bind(a.ended_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = id {
-            notify::db::queue(tx, &[id], "raised", a.started_at).await?;
-            if let Some(ended) = a.ended_at {
-                notify::db::queue(tx, &[id], "cleared", ended).await?;
-            }
-            raised.push(id);
-        }
+    if raises.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(raised)
+    // In the given order (ORDINALITY), so of two raises for one subject the first is the one kept.
+    let raised: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        r#"INSERT INTO alarms."Alarms" ("RuleId", "RuleName", "Kind", "Severity", "SiteId", "DeviceId", "Subject",
+               "Message", "StartedAt", "TriggerValue", "Details", "EndedAt", "ClearedBy")
+           SELECT r.rule, r.name, r.kind, r.severity, r.site, r.device, r.subject, r.message, r.started, r.value,
+                  r.details, r.ended, CASE WHEN r.ended IS NOT NULL THEN 'condition' END
+           FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::int4[], $7::text[], $8::text[],
+                       $9::timestamptz[], $10::float8[], $11::jsonb[], $12::timestamptz[]) WITH ORDINALITY
+                AS r(rule, name, kind, severity, site, device, subject, message, started, value, details, ended, n)
+           ORDER BY r.n
+           ON CONFLICT ("RuleId", "SiteId", coalesce("DeviceId", 0)) WHERE "EndedAt" IS NULL DO NOTHING
+           RETURNING "Id", "StartedAt", "EndedAt""#,
+    )
+    .bind(raises.iter().map(|a| a.rule_id).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.rule_name.as_str()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.severity.as_str()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.site_id).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.device_id).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.subject.as_str()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.message.as_str()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.started_at).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.trigger_value).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.details.clone()).collect::<Vec<_>>())
+    .bind(raises.iter().map(|a| a.ended_at).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let started: Vec<(i64, DateTime<Utc>)> = raised.iter().map(|&(id, at, _)| (id, at)).collect();
+    notify::db::queue_each(tx, &started, "raised").await?;
+    let over: Vec<(i64, DateTime<Utc>)> = raised.iter().filter_map(|&(id, _, ended)| Some((id, ended?))).collect();
+    notify::db::queue_each(tx, &over, "cleared").await?;
+    Ok(raised.into_iter().map(|(id, ..)| id).collect())
 }
 
 /// Records who acknowledged the alarm; false when it does not exist or already was.

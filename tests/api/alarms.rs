@@ -134,6 +134,63 @@ async fn communication_loss_raises_one_alarm_and_clears_when_readings_return(poo
     assert!(history.body.contains("the condition recovered"), "{}", history.body);
 }
 
+/// A whole plant going silent and coming back: one cycle raises (and one ends) every device's
+/// alarm, each with its event queued for the recipient list at its own time.
+#[sqlx::test]
+async fn a_plant_going_silent_raises_every_alarm_in_one_cycle_and_queues_each_event(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let names: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (_, devices) = site_with_devices(&pool, "Plant", "Africa/Johannesburg", &names).await;
+    sqlx::query(
+        r#"INSERT INTO alarms."RecipientLists" ("Name", "Emails", "WebhookSecret", "MinSeverity", "TimeZone")
+           VALUES ('Operators', '{ops@example.com}', 'secret', 'warning', 'UTC')"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for &d in &devices {
+        reading(&pool, d, app.clock.now(), 230.0).await;
+    }
+    let mut ev = evaluator(&app);
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default());
+    let outbox = |event: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, DateTime<Utc>)>(
+                r#"SELECT o."AlarmId", o."At" FROM alarms."Outbox" o WHERE o."Event" = $1 ORDER BY o."AlarmId""#,
+            )
+            .bind(event)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    app.clock.advance(Duration::from_secs(181));
+    assert_eq!(ev.cycle().await.unwrap(), Cycle { raised: 40, ended: 0 });
+    let raised = alarms(&pool).await;
+    let mut silent: Vec<i32> = raised.iter().filter_map(|a| a.device_id).collect();
+    silent.sort_unstable();
+    assert_eq!(silent, devices, "one alarm per device");
+    let started: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as(r#"SELECT "Id", "StartedAt" FROM alarms."Alarms" ORDER BY "Id""#)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outbox("raised").await, started, "each alarm's event at its own start");
+    assert_eq!(ev.cycle().await.unwrap(), Cycle::default(), "still silent: no second alarm");
+
+    for &d in &devices {
+        reading(&pool, d, app.clock.now(), 230.0).await;
+    }
+    assert_eq!(ev.cycle().await.unwrap(), Cycle { raised: 0, ended: 40 });
+    assert!(alarms(&pool).await.iter().all(|a| a.ended_at.is_some() && a.cleared_by.as_deref() == Some("condition")));
+    let ended: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as(r#"SELECT "Id", "EndedAt" FROM alarms."Alarms" ORDER BY "Id""#).fetch_all(&pool).await.unwrap();
+    assert_eq!(outbox("cleared").await, ended, "each alarm's event at its own end");
+}
+
 #[sqlx::test]
 async fn a_threshold_raises_after_its_hold_ignores_the_band_and_clears_after_recovery(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;

@@ -105,17 +105,34 @@ pub async fn queue(
     event: &str,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    if alarm_ids.is_empty() {
+    let events: Vec<(i64, DateTime<Utc>)> = alarm_ids.iter().map(|&id| (id, at)).collect();
+    queue_each(tx, &events, event).await
+}
+
+/// [`queue`] for alarms each with its own time (a cycle's raises and ends, in one statement).
+pub async fn queue_each(
+    tx: &mut PgConnection,
+    alarms: &[(i64, DateTime<Utc>)],
+    event: &str,
+) -> Result<(), sqlx::Error> {
+    if alarms.is_empty() {
         return Ok(());
     }
     let sql = format!(
         r#"INSERT INTO alarms."Outbox" ("ListId", "AlarmId", "Event", "At")
-           SELECT l."Id", a."Id", $2, $3 FROM alarms."Alarms" a CROSS JOIN alarms."RecipientLists" l
-           WHERE a."Id" = ANY($1) AND l."Enabled"
+           SELECT l."Id", a."Id", $2, e.at
+           FROM UNNEST($1::int8[], $3::timestamptz[]) AS e(id, at)
+           JOIN alarms."Alarms" a ON a."Id" = e.id CROSS JOIN alarms."RecipientLists" l
+           WHERE l."Enabled"
              AND array_position({SEVERITY_ORDER}, a."Severity") <= array_position({SEVERITY_ORDER}, l."MinSeverity")
            ON CONFLICT DO NOTHING"#
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(alarm_ids).bind(event).bind(at).execute(tx).await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(alarms.iter().map(|a| a.0).collect::<Vec<_>>())
+        .bind(event)
+        .bind(alarms.iter().map(|a| a.1).collect::<Vec<_>>())
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
